@@ -1,0 +1,64 @@
+/* mp_cli — what every `mammopatch` subcommand shares: the common options, the MPI
+ * session (context + logger + configuration), and the subcommand table.
+ *
+ * Common options, accepted by every subcommand anywhere on its command line:
+ *   --config FILE      experiment configuration (INI); read by rank 0, broadcast
+ *   --set KEY=VALUE    override one configuration key (repeatable)
+ *   -v, --verbose      every rank logs, not only rank 0
+ *   -q, --quiet        warnings and errors only
+ *   --debug            debug messages
+ *   --log-level L      error|warn|info|debug
+ */
+#ifndef MP_CLI_H
+#define MP_CLI_H
+
+#include <stdbool.h>
+
+#include "mp_config.h"
+#include "mp_mpi.h"
+
+typedef struct {
+  const char *config_file;
+  const char **sets; /* --set assignments, in order */
+  int nsets;
+  bool verbose, quiet, debug;
+  const char *log_level;
+} mp_common_opts;
+
+/* Remove the common options from argv (argv[0] is kept), filling o.  Returns 0, or
+ * MP_EXIT_USAGE after printing a message when an option lacks its value. */
+int mp_cli_take_common(int *argc, char **argv, mp_common_opts *o);
+void mp_common_opts_free(mp_common_opts *o);
+
+typedef struct {
+  mp_ctx *mpi;
+  mp_config *cfg;
+  int rank, size;
+  MPI_Comm comm;
+} mp_session;
+
+/* MPI_Init, logger, configuration (defaults < --config file < --set).  On a bad
+ * configuration every rank returns MP_EXIT_USAGE (rank 0 has printed why) after
+ * finalizing MPI; on success returns 0 and the caller must call mp_session_end. */
+int mp_session_start(mp_session *s, int *argc, char ***argv, const mp_common_opts *o);
+void mp_session_end(mp_session *s);
+
+/* The rank of this process as the launcher tells it (before MPI_Init), 0 if unknown.
+ * Used to print help text once under mpiexec/srun. */
+int mp_launcher_rank(void);
+
+/* A subcommand: fn(argc, argv) with argv[0] = its name; returns the exit code. */
+typedef struct {
+  const char *name;
+  const char *summary;
+  int (*fn)(int argc, char **argv);
+} mp_command;
+
+int mp_cmd_info(int argc, char **argv);
+int mp_cmd_config(int argc, char **argv);
+int mp_cmd_pseudonym(int argc, char **argv);
+
+/* The common-options paragraph for each subcommand's --help. */
+extern const char mp_common_help[];
+
+#endif
