@@ -1,6 +1,7 @@
 /* mp_cli — common options and the MPI session of a subcommand (see mp_cli.h). */
 #include "mp_cli.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,7 +114,7 @@ static int mp_session_config(mp_session *s, const mp_common_opts *o) {
         text[len] = '\0';
         fclose(f);
       } else {
-        MP_ERROR("cannot open configuration file '%s'", o->config_file);
+        MP_ERROR("cannot open configuration file '%s': %s", o->config_file, strerror(errno));
       }
     }
     mp_bcast_string(s->comm, 0, &text);
@@ -122,13 +123,13 @@ static int mp_session_config(mp_session *s, const mp_common_opts *o) {
     bad = mp_config_load_string(s->cfg, text, o->config_file, err, sizeof err);
     mp_free(text);
     if (bad) {
-      MP_ERROR("%s", err);
+      if (s->rank == 0) MP_ERROR("%s", err); /* every rank failed the same way */
       return MP_EXIT_USAGE;
     }
   }
   for (int i = 0; i < o->nsets; i++) {
     if (mp_config_set_arg(s->cfg, o->sets[i], err, sizeof err)) {
-      MP_ERROR("%s", err);
+      if (s->rank == 0) MP_ERROR("%s", err);
       return MP_EXIT_USAGE;
     }
   }

@@ -67,7 +67,7 @@ static const char *mp_cfg_parse(const mp_cfg_key *k, const char *text, mp_cfg_va
     long long x = strtoll(text, &end, 10);
     if (!*text || *end || errno) return snprintf(why, whylen, "not an integer"), why;
     if (k->min < k->max && ((double)x < k->min || (double)x > k->max))
-      return snprintf(why, whylen, "must be in [%.17g, %.17g]", k->min, k->max), why;
+      return snprintf(why, whylen, "must be in [%g, %g]", k->min, k->max), why;
     out->i = x;
     out->d = (double)x;
     break;
@@ -76,7 +76,7 @@ static const char *mp_cfg_parse(const mp_cfg_key *k, const char *text, mp_cfg_va
     double x = strtod(text, &end);
     if (!*text || *end || errno == ERANGE || !isfinite(x)) return snprintf(why, whylen, "not a finite number"), why;
     if (k->min < k->max && (x < k->min || x > k->max))
-      return snprintf(why, whylen, "must be in [%.17g, %.17g]", k->min, k->max), why;
+      return snprintf(why, whylen, "must be in [%g, %g]", k->min, k->max), why;
     out->d = x;
     break;
   }
@@ -210,7 +210,6 @@ static int mp_ini_handler(void *user, const char *section, const char *name, con
   char msg[512];
   if (mp_cfg_assign(c->cfg, idx, value ? value : "", MP_CFG_FROM_FILE, "", msg, sizeof msg)) {
     if (!c->failed) mp_seterr(c->err, c->errlen, "%s", msg); /* origin and line added below */
-    MP_ERROR("%s: %s", c->origin, msg);
     c->failed++;
     return 0; /* inih records this line as the first error line */
   }
@@ -223,7 +222,11 @@ int mp_config_load_string(mp_config *cfg, const char *text, const char *origin, 
   if (c.failed) {
     char first[512];
     snprintf(first, sizeof first, "%s", err ? err : "");
-    mp_seterr(err, errlen, "%s:%d: %s", c.origin, rc, first);
+    if (c.failed > 1)
+      mp_seterr(err, errlen, "%s:%d: %s (and %d more bad value%s)", c.origin, rc, first, c.failed - 1,
+                c.failed > 2 ? "s" : "");
+    else
+      mp_seterr(err, errlen, "%s:%d: %s", c.origin, rc, first);
     return -1;
   }
   if (rc != 0) {

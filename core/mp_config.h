@@ -41,7 +41,8 @@ mp_config *mp_config_new(const mp_cfg_key *schema, size_t n);
 void mp_config_free(mp_config *cfg);
 
 /* Parse INI text.  origin names it in messages (a file name).  Returns 0, or -1 with
- * the first error in err (all bad values are reported through MP_ERROR as well). */
+ * the first bad value (and how many more there were) or syntax error in err.
+ * Unknown keys are warned about through MP_WARN. */
 int mp_config_load_string(mp_config *cfg, const char *text, const char *origin, char *err, size_t errlen);
 /* Read and parse a file (0 / -1 with err, e.g. when it cannot be opened). */
 int mp_config_load_file(mp_config *cfg, const char *path, char *err, size_t errlen);

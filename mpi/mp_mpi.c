@@ -160,7 +160,7 @@ void mp_bcast_string(MPI_Comm comm, int root, char **s) {
   if (rank != root) *s = len < 0 ? NULL : mp_malloc((size_t)len + 1);
   if (len < 0) return;
   MP_CHECK_MPI(MPI_Bcast(*s, (int)len, MPI_CHAR, root, comm));
-  (*s)[len] = '\0';
+  if (rank != root) (*s)[len] = '\0'; /* the root's string may be read-only */
 }
 
 uint64_t mp_mpi_report_memory(MPI_Comm comm, const char *stage) {
