@@ -4,12 +4,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mp_build_config.h"
 #include "mp_check.h"
 #include "mp_cli.h"
 #include "mp_json.h"
 #include "mp_log.h"
 
 static const mp_command mp_commands[] = {
+#if MP_HAVE_GDCM
+    {"synth", "write a synthetic mammography cohort (DICOM + labels + truth)", mp_cmd_synth},
+#endif
     {"info", "build configuration, backends, MPI layout and devices", mp_cmd_info},
     {"config", "check an experiment configuration and print the effective values", mp_cmd_config},
     {"pseudonym", "print the keyed pseudonym of patient IDs (site look-up)", mp_cmd_pseudonym},

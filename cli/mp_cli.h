@@ -57,6 +57,7 @@ typedef struct {
 int mp_cmd_info(int argc, char **argv);
 int mp_cmd_config(int argc, char **argv);
 int mp_cmd_pseudonym(int argc, char **argv);
+int mp_cmd_synth(int argc, char **argv); /* built with GDCM */
 
 /* The common-options paragraph for each subcommand's --help. */
 extern const char mp_common_help[];

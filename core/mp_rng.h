@@ -39,6 +39,9 @@ enum mp_rng_stream {
   MP_RNG_SMOTE = 9,     /* SMOTE interpolation factors */
   MP_RNG_TSNE = 10,
   MP_RNG_PSEUDO_SALT = 11,
+  MP_RNG_SYNTH_PIXELS = 12, /* synthetic view pixels: index = patient * 64 + image slot */
+  MP_RNG_SYNTH_CODEC = 13,  /* synthetic transfer-syntax choice: same index */
+  MP_RNG_SYNTH_UID = 14,    /* synthetic UIDs: index = patient */
 };
 
 #define MP_PHILOX_M0 0xD2511F53u

@@ -107,32 +107,59 @@ void mp_group_free(mp_group *g) {
 }
 
 /* ---- gathers ---------------------------------------------------------------------- */
+/* Gatherv of variable-length byte runs; returns the concatenation (root only) and,
+ * through lens/displs (root only, caller frees), where each rank's run starts. */
+static char *mp_gatherv_bytes(MPI_Comm comm, int root, const char *buf, size_t len, int **lens_out,
+                              int **displs_out, size_t *total_out) {
+  int rank, size;
+  MP_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  MP_CHECK_MPI(MPI_Comm_size(comm, &size));
+  MP_CHECK(len < INT_MAX, "%zu bytes are too many to gather in one call", len);
+  int n = (int)len, *lens = NULL, *displs = NULL;
+  char *all = NULL;
+  if (rank == root) {
+    lens = mp_calloc((size_t)size, sizeof *lens);
+    displs = mp_calloc((size_t)size, sizeof *displs);
+  }
+  MP_CHECK_MPI(MPI_Gather(&n, 1, MPI_INT, lens, 1, MPI_INT, root, comm));
+  long long total = 0;
+  if (rank == root) {
+    for (int r = 0; r < size; r++) {
+      displs[r] = (int)total;
+      total += lens[r];
+      MP_CHECK(total < INT_MAX, "gathered data exceed 2 GiB");
+    }
+    all = mp_malloc((size_t)total + 1);
+    all[total] = '\0';
+  }
+  MP_CHECK_MPI(MPI_Gatherv(buf, n, MPI_CHAR, all, lens, displs, MPI_CHAR, root, comm));
+  if (rank == root) {
+    *lens_out = lens;
+    *displs_out = displs;
+    *total_out = (size_t)total;
+  }
+  return all;
+}
+
+char *mp_gather_text(MPI_Comm comm, int root, const char *text, size_t len, size_t *outlen) {
+  int *lens = NULL, *displs = NULL;
+  size_t total = 0;
+  char *all = mp_gatherv_bytes(comm, root, text ? text : "", text ? len : 0, &lens, &displs, &total);
+  mp_free(lens);
+  mp_free(displs);
+  if (all && outlen) *outlen = total;
+  return all;
+}
+
 cJSON *mp_gather_json(MPI_Comm comm, int root, const cJSON *doc) {
   int rank, size;
   MP_CHECK_MPI(MPI_Comm_rank(comm, &rank));
   MP_CHECK_MPI(MPI_Comm_size(comm, &size));
   char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
   MP_CHECK(!doc || text, "cannot serialise a JSON document for the gather");
-  size_t tl = text ? strlen(text) : 4;
-  MP_CHECK(tl < INT_MAX, "JSON document of %zu bytes is too large to gather", tl);
-  int len = (int)tl;
   int *lens = NULL, *displs = NULL;
-  char *all = NULL;
-  if (rank == root) {
-    lens = mp_calloc((size_t)size, sizeof *lens);
-    displs = mp_calloc((size_t)size, sizeof *displs);
-  }
-  MP_CHECK_MPI(MPI_Gather(&len, 1, MPI_INT, lens, 1, MPI_INT, root, comm));
-  if (rank == root) {
-    long long total = 0;
-    for (int r = 0; r < size; r++) {
-      displs[r] = (int)total;
-      total += lens[r];
-      MP_CHECK(total < INT_MAX, "gathered JSON exceeds 2 GiB");
-    }
-    all = mp_malloc((size_t)total + 1);
-  }
-  MP_CHECK_MPI(MPI_Gatherv(text ? text : "null", len, MPI_CHAR, all, lens, displs, MPI_CHAR, root, comm));
+  size_t total = 0;
+  char *all = mp_gatherv_bytes(comm, root, text ? text : "null", text ? strlen(text) : 4, &lens, &displs, &total);
   if (text) cJSON_free(text);
   if (rank != root) return NULL;
   cJSON *arr = cJSON_CreateArray();

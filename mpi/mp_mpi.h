@@ -65,6 +65,12 @@ uint64_t mp_shard_rr_count(uint64_t n, int parts, int part);
  * Collective. */
 cJSON *mp_gather_json(MPI_Comm comm, int root, const cJSON *doc);
 
+/* Every rank of comm contributes len bytes of text; the root receives them
+ * concatenated in rank order (mp_malloc'd, NUL-terminated, length in *outlen if
+ * non-NULL; caller frees with mp_free), other ranks NULL.  With block sharding this
+ * puts per-item rows back in item order.  Collective. */
+char *mp_gather_text(MPI_Comm comm, int root, const char *text, size_t len, size_t *outlen);
+
 /* Broadcast a string from root (*s on root; on others *s is replaced by an
  * mp_malloc'd copy, freed by the caller with mp_free).  A NULL on root arrives as NULL.
  * Collective. */

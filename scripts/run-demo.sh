@@ -2,9 +2,9 @@
 # The main job (README): installs missing Debian packages, builds, and runs the
 # pipeline on 2 MPI ranks as far as it is built.  Outputs go to out/demo/.
 #
-# Built so far: the foundation (build information, MPI layout, configuration).
-# The stages (synth, preprocess, train, gan, smote, eval/report) join this script
-# as they are built.
+# Built so far: the foundation (build information, MPI layout, configuration) and the
+# synthetic cohort.  The stages (preprocess, train, gan, smote, eval/report) join this
+# script as they are built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ranks=${MP_DEMO_RANKS:-2}
@@ -23,7 +23,9 @@ echo "== mammopatch on $ranks ranks: build and layout"
 echo "== effective configuration (jobs/demo.ini)"
 "${mp[@]}" config --config jobs/demo.ini >"$out/config.ini"
 echo "   written to $out/config.ini"
+echo "== synthetic cohort (DICOM + labels + truth) on $ranks ranks"
+rm -rf "$out/cohort"
+"${mp[@]}" synth --config jobs/demo.ini --out "$out/cohort" --preview
 echo
-echo "Pipeline stages built so far: none yet beyond the foundation;"
-echo "synth, preprocess, train, gan, smote and the report are added by the next issues."
-echo "Outputs: $out/"
+echo "Cohort: $out/cohort (labels.csv, truth.csv, truth_lesions.csv, dicom/); look at $out/cohort/preview.png"
+echo "Pipeline stages built so far: synth.  Preprocess, train, gan, smote and the report are the next issues."
