@@ -1,13 +1,13 @@
 /* mp_cli — common options and the MPI session of a subcommand (see mp_cli.h). */
 #include "mp_cli.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mp_alloc.h"
 #include "mp_check.h"
+#include "mp_file.h"
 #include "mp_log.h"
 #include "mp_params.h"
 #include "mp_progress.h"
@@ -105,17 +105,9 @@ static int mp_session_config(mp_session *s, const mp_common_opts *o) {
   if (o->config_file) {
     char *text = NULL;
     if (s->rank == 0) {
-      FILE *f = fopen(o->config_file, "rb");
-      if (f) {
-        size_t cap = 4096, len = 0, got;
-        text = mp_malloc(cap);
-        while ((got = fread(text + len, 1, cap - len - 1, f)) > 0)
-          if ((len += got) + 1 == cap) text = mp_realloc(text, cap *= 2);
-        text[len] = '\0';
-        fclose(f);
-      } else {
-        MP_ERROR("cannot open configuration file '%s': %s", o->config_file, strerror(errno));
-      }
+      char why[512];
+      text = mp_read_file(o->config_file, NULL, why, sizeof why);
+      if (!text) MP_ERROR("configuration file: %s", why);
     }
     mp_bcast_string(s->comm, 0, &text);
     if (!text) return MP_EXIT_USAGE;

@@ -12,6 +12,7 @@
 
 #include "mp_alloc.h"
 #include "mp_check.h"
+#include "mp_file.h"
 #include "mp_log.h"
 
 typedef struct {
@@ -237,28 +238,13 @@ int mp_config_load_string(mp_config *cfg, const char *text, const char *origin, 
 }
 
 int mp_config_load_file(mp_config *cfg, const char *path, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    mp_seterr(err, errlen, "cannot open configuration file '%s': %s", path, strerror(errno));
+  char why[512];
+  char *buf = mp_read_file(path, NULL, why, sizeof why);
+  if (!buf) {
+    mp_seterr(err, errlen, "configuration file: %s", why);
     return -1;
   }
-  size_t cap = 4096, len = 0;
-  char *buf = mp_malloc(cap);
-  size_t got;
-  while ((got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-    len += got;
-    if (cap - len - 1 == 0) buf = mp_realloc(buf, cap *= 2);
-  }
-  int rerr = ferror(f);
-  fclose(f);
-  buf[len] = '\0';
-  int rc;
-  if (rerr) {
-    mp_seterr(err, errlen, "error reading configuration file '%s'", path);
-    rc = -1;
-  } else {
-    rc = mp_config_load_string(cfg, buf, path, err, errlen);
-  }
+  int rc = mp_config_load_string(cfg, buf, path, err, errlen);
   mp_free(buf);
   return rc;
 }

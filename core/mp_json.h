@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "mp_config.h"
+#include "mp_file.h" /* mp_write_file_atomic */
 
 /* Write doc (pretty-printed) to path atomically: a temporary file in the same
  * directory, fsync, rename.  A reader never sees a half-written file.  Returns 0, or
@@ -19,9 +20,6 @@ int mp_json_write_file(const char *path, const cJSON *doc, char *err, size_t err
 /* Parse a JSON file.  NULL with the reason in err on failure (cannot open, parse error
  * with the byte offset). */
 cJSON *mp_json_read_file(const char *path, char *err, size_t errlen);
-
-/* Write bytes to path atomically (same protocol as mp_json_write_file). */
-int mp_write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
 
 /* {"software": "mammopatch", "version": "0.1.0", "git": "<describe>", "created_utc":
  *  "2026-...Z", "ranks": N, "config": {...}} — cfg may be NULL (then no "config"). */

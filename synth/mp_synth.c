@@ -23,6 +23,7 @@
 #include "mp_build_config.h"
 #include "mp_check.h"
 #include "mp_dicom.h"
+#include "mp_file.h"
 #include "mp_json.h"
 #include "mp_log.h"
 #include "mp_mpi.h"
@@ -259,18 +260,6 @@ static void plan(const mp_synth_params *sp, int p, plan_patient *pt) {
 
 /* ---- writing ---------------------------------------------------------------------- */
 
-static int mkdir_p(const char *path) {
-  char buf[4096];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *q = buf + 1; *q; q++) {
-    if (*q != '/') continue;
-    *q = '\0';
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-    *q = '/';
-  }
-  return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 typedef struct {
   mp_strbuf labels, truth, lesions;
   uint8_t *preview[8];
@@ -314,8 +303,8 @@ static int generate_patient(const mp_synth_params *sp, const char *outdir, int p
   plan(sp, p, &pt);
   char dir[4096], path[4096], err[1024];
   snprintf(dir, sizeof dir, "%s/dicom/p%05d", outdir, p);
-  if (mkdir_p(dir) != 0) {
-    MP_ERROR("cannot create '%s': %s", dir, strerror(errno));
+  if (mp_mkdir_p(dir, err, sizeof err) != 0) {
+    MP_ERROR("%s", err);
     return -1;
   }
   if (pt.labelled)
@@ -488,10 +477,10 @@ int mp_synth_run(MPI_Comm comm, const mp_synth_params *sp, const char *outdir, b
   memset(stats, 0, sizeof *stats);
   int ok = 1;
   if (rank == 0) {
-    char d[4096];
+    char d[4096], err[512];
     snprintf(d, sizeof d, "%s/dicom", outdir);
-    if (mkdir_p(d) != 0) {
-      MP_ERROR("cannot create '%s': %s", d, strerror(errno));
+    if (mp_mkdir_p(d, err, sizeof err) != 0) {
+      MP_ERROR("%s", err);
       ok = 0;
     }
   }

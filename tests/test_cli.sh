@@ -44,7 +44,7 @@ n=$(grep -c "not an integer" <<<"$last_out")
 [[ $n -eq 1 ]] && ok "config error printed once" || bad "config error printed $n times"
 cmd=("$mp" config --set log.level=loud); expect config-bad-choice 2 "log.level = 'loud': must be one of error|warn|info|debug"
 cmd=("$mp" config --set run.sed=3);      expect config-unknown-set 2 "unknown configuration key 'run.sed' (did you mean 'run.seed'?)"
-cmd=("$mp" config --config "$tmp/missing.ini"); expect config-missing-file 2 "cannot open configuration file"
+cmd=("$mp" config --config "$tmp/missing.ini"); expect config-missing-file 2 "configuration file: cannot open"
 printf '[run]\nseed = 5\nsede = 6\n[nosuch]\nkey = 1\n' >"$tmp/unknown.ini"
 cmd=("${mpi2[@]}" "$mp" config --config "$tmp/unknown.ini"); expect config-unknown-warn 0 "WARN" "unknown configuration key 'run.sede' ignored (did you mean 'run.seed'?)" "'nosuch.key'" "seed = 5"
 n=$(grep -c "run.sede" <<<"$last_out")

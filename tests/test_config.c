@@ -140,7 +140,7 @@ static void test_file_and_set(void **state) {
   assert_non_null(strstr(err, "--set train.batch = '-1'"));
   assert_int_equal(mp_config_int(c, "train.batch"), 16); /* refused values change nothing */
   assert_int_equal(mp_config_load_file(c, "/nonexistent/exp.ini", err, sizeof err), -1);
-  assert_non_null(strstr(err, "cannot open configuration file '/nonexistent/exp.ini'"));
+  assert_non_null(strstr(err, "configuration file: cannot open '/nonexistent/exp.ini'"));
   mp_config_free(c);
 }
 
