@@ -1,7 +1,6 @@
 /* `mammopatch synth` — write the synthetic cohort (see synth/mp_synth.h). */
 #include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "mp_check.h"
@@ -71,17 +70,9 @@ int mp_cmd_synth(int argc, char **argv) {
     mp_common_opts_free(&o);
     return MP_EXIT_USAGE;
   }
-  /* command-line values override the configuration file and --set */
-  const char **all = malloc(sizeof *all * (size_t)(o.nsets + nsets));
-  for (int i = 0; i < o.nsets; i++) all[i] = o.sets[i];
-  for (int i = 0; i < nsets; i++) all[o.nsets + i] = sets[i];
-  const char **saved = o.sets;
-  o.sets = all;
-  o.nsets += nsets;
+  mp_cli_add_sets(&o, sets, nsets); /* command-line values win over --config and --set */
   mp_session s;
   rc = mp_session_start(&s, &argc, &argv, &o);
-  o.sets = saved;
-  free(all);
   mp_common_opts_free(&o);
   if (rc) return rc;
 

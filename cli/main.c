@@ -14,6 +14,9 @@ static const mp_command mp_commands[] = {
 #if MP_HAVE_GDCM
     {"synth", "write a synthetic mammography cohort (DICOM + labels + truth)", mp_cmd_synth},
 #endif
+#ifdef MP_WITH_PREPROCESS
+    {"preprocess", "DICOM cohort + labels -> filtered images -> lesion/normal patches in one HDF5 store", mp_cmd_preprocess},
+#endif
     {"info", "build configuration, backends, MPI layout and devices", mp_cmd_info},
     {"config", "check an experiment configuration and print the effective values", mp_cmd_config},
     {"pseudonym", "print the keyed pseudonym of patient IDs (site look-up)", mp_cmd_pseudonym},

@@ -87,6 +87,12 @@ void mp_common_opts_free(mp_common_opts *o) {
   o->sets = NULL;
 }
 
+void mp_cli_add_sets(mp_common_opts *o, const char *const *extra, int n) {
+  if (n <= 0) return;
+  o->sets = mp_realloc(o->sets, (size_t)(o->nsets + n) * sizeof *o->sets);
+  for (int i = 0; i < n; i++) o->sets[o->nsets++] = extra[i];
+}
+
 int mp_launcher_rank(void) {
   static const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {

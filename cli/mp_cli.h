@@ -29,6 +29,9 @@ typedef struct {
  * MP_EXIT_USAGE after printing a message when an option lacks its value. */
 int mp_cli_take_common(int *argc, char **argv, mp_common_opts *o);
 void mp_common_opts_free(mp_common_opts *o);
+/* Append assignments after the user's --set ones (so they win): for command-line
+ * options that are configuration keys.  The strings must outlive o. */
+void mp_cli_add_sets(mp_common_opts *o, const char *const *extra, int n);
 
 typedef struct {
   mp_ctx *mpi;
@@ -57,7 +60,8 @@ typedef struct {
 int mp_cmd_info(int argc, char **argv);
 int mp_cmd_config(int argc, char **argv);
 int mp_cmd_pseudonym(int argc, char **argv);
-int mp_cmd_synth(int argc, char **argv); /* built with GDCM */
+int mp_cmd_synth(int argc, char **argv);      /* built with GDCM */
+int mp_cmd_preprocess(int argc, char **argv); /* built with GDCM and LAPACKE */
 
 /* The common-options paragraph for each subcommand's --help. */
 extern const char mp_common_help[];

@@ -10,6 +10,7 @@
 #ifndef MP_DICOM_H
 #define MP_DICOM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +48,46 @@ typedef struct {
 
 /* Write img to path.  Returns 0, or -1 with GDCM's complaint in err. */
 int mp_dicom_write(const char *path, const mp_dicom_image *img, char *err, size_t errlen);
+
+/* ---- reading (preprocess, predict) ------------------------------------------------ */
+
+typedef struct mp_dicom_file mp_dicom_file;
+
+/* What the filters and the windowing need.  Strings are trimmed of DICOM padding;
+ * multi-valued ones keep their backslashes ("DERIVED\SECONDARY"); absent = "". */
+typedef struct {
+  char patient_id[68], patient_sex[20], view_position[20], laterality[20], image_laterality[20];
+  char implant[20], lut_shape[20], image_type[132], photometric[20];
+  char study_uid[68], sop_class_uid[68], transfer_syntax[68];
+  int rows, cols, frames, samples_per_pixel, bits_allocated, bits_stored, pixel_representation;
+  bool has_window;
+  double window_center, window_width; /* first values when multi-valued */
+  bool has_voi_lut;                   /* VOI LUT Sequence: first item */
+  int voi_lut_entries, voi_lut_first, voi_lut_bits;
+  bool has_rescale;
+  double rescale_slope, rescale_intercept;
+  /* false when the tags were read but the pixel data could not be (then pixel_error says
+   * why: truncated data, unsupported transfer syntax, a codec complaint) */
+  bool pixels_readable;
+  char pixel_error[512];
+} mp_dicom_info;
+
+/* Open a file and read its attributes (and, when it can, its pixel data).  NULL when
+ * the file is not readable DICOM at all (err says why: empty, no DICM magic and no
+ * parsable data set, truncated header, absurd element lengths, ...).  Never throws,
+ * never aborts. */
+mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, size_t errlen);
+
+/* Decode the first frame.  *data points to rows*cols samples of *bits (8 or 16) bits,
+ * signed when *is_signed, owned by f.  Returns 0, or -1 with the reason (GDCM's own
+ * words when it has any) in err.  A codec that reports an error while producing pixels
+ * (e.g. GDCM's 12-bit lossy JPEG trap) counts as a failure. */
+int mp_dicom_decode(mp_dicom_file *f, const void **data, int *bits, int *is_signed, char *err, size_t errlen);
+
+/* The VOI LUT of the first item (valid after mp_dicom_open when has_voi_lut). */
+const uint16_t *mp_dicom_voi_lut(const mp_dicom_file *f);
+
+void mp_dicom_close(mp_dicom_file *f);
 
 /* "GDCM 3.0.21" */
 const char *mp_dicom_library_version(void);

@@ -4,8 +4,14 @@
 #include "mp_dicom.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <set>
 #include <cstring>
 #include <exception>
+#include <fstream>
+#include <new>
+#include <vector>
 #include <sstream>
 #include <string>
 
@@ -16,7 +22,10 @@
 #include <gdcmFileMetaInformation.h>
 #include <gdcmImage.h>
 #include <gdcmImageChangeTransferSyntax.h>
+#include <gdcmImageReader.h>
 #include <gdcmImageWriter.h>
+#include <gdcmReader.h>
+#include <gdcmSequenceOfItems.h>
 #include <gdcmPhotometricInterpretation.h>
 #include <gdcmPixelFormat.h>
 #include <gdcmTrace.h>
@@ -125,9 +134,272 @@ int write_impl(const char *path, const mp_dicom_image *m, char *err, size_t errl
   return 0;
 }
 
+// Collects what GDCM says on its trace streams while it reads or decodes, so that a
+// codec's complaint becomes our error message (and is not lost on stderr).
+class TraceCapture {
+ public:
+  TraceCapture() {
+    gdcm::Trace::SetErrorStream(err_);
+    gdcm::Trace::SetWarningStream(warn_);
+    gdcm::Trace::SetError(true);
+    gdcm::Trace::SetWarning(true);
+    gdcm::Trace::SetDebug(false);
+  }
+  ~TraceCapture() {
+    gdcm::Trace::SetError(false);
+    gdcm::Trace::SetWarning(false);
+    gdcm::Trace::SetErrorStream(std::cerr);
+    gdcm::Trace::SetWarningStream(std::cerr);
+  }
+  std::string errors() const { return clean(err_.str()); }
+  std::string warnings() const { return clean(warn_.str()); }
+
+ private:
+  // GDCM writes "Error: In FILE, line N, function SIG\nMESSAGE": keep the last
+  // message, without the source location, on one bounded line.
+  static std::string clean(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
+    size_t nl = s.find_last_of('\n');
+    if (nl != std::string::npos) s = s.substr(nl + 1);
+    size_t loc = s.rfind("(): ");
+    if (loc != std::string::npos) s = s.substr(loc + 4);
+    for (char &c : s)
+      if (c == '\r' || c == '\t') c = ' ';
+    if (s.size() > 300) s = s.substr(0, 300) + "...";
+    return s;
+  }
+  std::ostringstream err_, warn_;
+};
+
+std::string value_of(const gdcm::DataSet &ds, uint16_t g, uint16_t e) {
+  const gdcm::Tag t(g, e);
+  if (!ds.FindDataElement(t)) return "";
+  const gdcm::DataElement &de = ds.GetDataElement(t);
+  const gdcm::ByteValue *bv = de.GetByteValue();
+  if (!bv || bv->GetLength() == 0 || bv->GetLength() > 4096) return "";
+  std::string v(bv->GetPointer(), bv->GetLength());
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\0')) v.pop_back();
+  size_t b = 0;
+  while (b < v.size() && v[b] == ' ') b++;
+  return v.substr(b);
+}
+
+void copy_to(char *dst, size_t cap, const std::string &v) { std::snprintf(dst, cap, "%s", v.c_str()); }
+
+bool first_number(const std::string &s, double *out) {
+  if (s.empty()) return false;
+  char *end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (end == s.c_str()) return false;
+  *out = v;
+  return true;
+}
+
+// US values of an element (little endian after GDCM's reading), up to n.
+int us_values(const gdcm::DataSet &ds, const gdcm::Tag &t, int *out, int n) {
+  if (!ds.FindDataElement(t)) return 0;
+  const gdcm::ByteValue *bv = ds.GetDataElement(t).GetByteValue();
+  if (!bv) return 0;
+  int k = 0;
+  for (uint32_t i = 0; i + 1 < bv->GetLength() && k < n; i += 2, k++) {
+    unsigned char lo = static_cast<unsigned char>(bv->GetPointer()[i]);
+    unsigned char hi = static_cast<unsigned char>(bv->GetPointer()[i + 1]);
+    out[k] = lo | (hi << 8);
+  }
+  return k;
+}
+
+void fill_info(const gdcm::File &file, mp_dicom_info *info, std::vector<uint16_t> *voi) {
+  const gdcm::DataSet &ds = file.GetDataSet();
+  copy_to(info->patient_id, sizeof info->patient_id, value_of(ds, 0x0010, 0x0020));
+  copy_to(info->patient_sex, sizeof info->patient_sex, value_of(ds, 0x0010, 0x0040));
+  copy_to(info->view_position, sizeof info->view_position, value_of(ds, 0x0018, 0x5101));
+  copy_to(info->laterality, sizeof info->laterality, value_of(ds, 0x0020, 0x0060));
+  copy_to(info->image_laterality, sizeof info->image_laterality, value_of(ds, 0x0020, 0x0062));
+  copy_to(info->implant, sizeof info->implant, value_of(ds, 0x0028, 0x1300));
+  copy_to(info->lut_shape, sizeof info->lut_shape, value_of(ds, 0x2050, 0x0020));
+  copy_to(info->image_type, sizeof info->image_type, value_of(ds, 0x0008, 0x0008));
+  copy_to(info->photometric, sizeof info->photometric, value_of(ds, 0x0028, 0x0004));
+  copy_to(info->study_uid, sizeof info->study_uid, value_of(ds, 0x0020, 0x000d));
+  copy_to(info->sop_class_uid, sizeof info->sop_class_uid, value_of(ds, 0x0008, 0x0016));
+  copy_to(info->transfer_syntax, sizeof info->transfer_syntax,
+          value_of(file.GetHeader(), 0x0002, 0x0010));
+  int v[1];
+  info->rows = us_values(ds, gdcm::Tag(0x0028, 0x0010), v, 1) ? v[0] : 0;
+  info->cols = us_values(ds, gdcm::Tag(0x0028, 0x0011), v, 1) ? v[0] : 0;
+  info->samples_per_pixel = us_values(ds, gdcm::Tag(0x0028, 0x0002), v, 1) ? v[0] : 1;
+  info->bits_allocated = us_values(ds, gdcm::Tag(0x0028, 0x0100), v, 1) ? v[0] : 0;
+  info->bits_stored = us_values(ds, gdcm::Tag(0x0028, 0x0101), v, 1) ? v[0] : 0;
+  info->pixel_representation = us_values(ds, gdcm::Tag(0x0028, 0x0103), v, 1) ? v[0] : 0;
+  double frames = 1;
+  info->frames = first_number(value_of(ds, 0x0028, 0x0008), &frames) ? static_cast<int>(frames) : 1;
+  info->has_window = first_number(value_of(ds, 0x0028, 0x1050), &info->window_center) &&
+                     first_number(value_of(ds, 0x0028, 0x1051), &info->window_width) && info->window_width > 0;
+  info->has_rescale = first_number(value_of(ds, 0x0028, 0x1053), &info->rescale_slope) &&
+                      first_number(value_of(ds, 0x0028, 0x1052), &info->rescale_intercept);
+  info->has_voi_lut = false;
+  const gdcm::Tag voiseq(0x0028, 0x3010);
+  if (ds.FindDataElement(voiseq)) {
+    gdcm::SmartPointer<gdcm::SequenceOfItems> sq = ds.GetDataElement(voiseq).GetValueAsSQ();
+    if (sq && sq->GetNumberOfItems() >= 1) {
+      const gdcm::DataSet &it = sq->GetItem(1).GetNestedDataSet();
+      int desc[3];
+      const gdcm::Tag dtag(0x0028, 0x3006);
+      if (us_values(it, gdcm::Tag(0x0028, 0x3002), desc, 3) == 3 && it.FindDataElement(dtag)) {
+        int n = desc[0] == 0 ? 65536 : desc[0];
+        const gdcm::ByteValue *bv = it.GetDataElement(dtag).GetByteValue();
+        if (bv && bv->GetLength() >= static_cast<uint32_t>(2 * n)) {
+          voi->resize(static_cast<size_t>(n));
+          for (int k = 0; k < n; k++) {
+            unsigned char lo = static_cast<unsigned char>(bv->GetPointer()[2 * k]);
+            unsigned char hi = static_cast<unsigned char>(bv->GetPointer()[2 * k + 1]);
+            (*voi)[static_cast<size_t>(k)] = static_cast<uint16_t>(lo | (hi << 8));
+          }
+          info->has_voi_lut = true;
+          info->voi_lut_entries = n;
+          info->voi_lut_first = desc[1] > 32767 && info->pixel_representation ? desc[1] - 65536 : desc[1];
+          info->voi_lut_bits = desc[2];
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
+struct mp_dicom_file {
+  gdcm::ImageReader reader;
+  std::vector<char> pixels;
+  std::vector<uint16_t> voi;
+  mp_dicom_info info;
+  bool decoded = false;
+};
+
 extern "C" {
+
+mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, size_t errlen) {
+  std::memset(info, 0, sizeof *info);
+  mp_dicom_file *f = nullptr;
+  try {
+    {
+      std::ifstream probe(path, std::ios::binary | std::ios::ate);
+      if (!probe) {
+        set_err(err, errlen, "cannot open the file");
+        return nullptr;
+      }
+      if (probe.tellg() <= 0) {
+        set_err(err, errlen, "empty file");
+        return nullptr;
+      }
+    }
+    f = new mp_dicom_file();
+    TraceCapture cap;
+    f->reader.SetFileName(path);
+    if (f->reader.Read()) {
+      fill_info(f->reader.GetFile(), &f->info, &f->voi);
+      f->info.pixels_readable = true;
+      // GDCM reads a file whose pixel data stops early, zero-fills it and only warns:
+      // that is a decode failure for us, never an image with a black band.
+      std::string warn = cap.warnings();
+      if (warn.find("Incomplete Pixel Data") != std::string::npos) {
+        f->info.pixels_readable = false;
+        copy_to(f->info.pixel_error, sizeof f->info.pixel_error, "pixel data truncated (GDCM: Incomplete Pixel Data)");
+      } else if (f->info.rows > 0 && f->info.cols > 0 && f->info.bits_allocated > 0 &&
+                 f->reader.GetFile().GetHeader().GetDataSetTransferSyntax().IsEncapsulated() == false) {
+        // native pixel data: the file must at least hold one frame
+        std::ifstream sz(path, std::ios::binary | std::ios::ate);
+        long long need = static_cast<long long>(f->info.rows) * f->info.cols * ((f->info.bits_allocated + 7) / 8) *
+                         (f->info.samples_per_pixel > 0 ? f->info.samples_per_pixel : 1);
+        if (static_cast<long long>(sz.tellg()) < need) {
+          f->info.pixels_readable = false;
+          copy_to(f->info.pixel_error, sizeof f->info.pixel_error,
+                  "pixel data truncated: the file is shorter than one frame");
+        }
+      }
+    } else {
+      // the image part failed: are the attributes readable on their own?
+      std::string why = cap.errors();
+      gdcm::Reader hdr;
+      hdr.SetFileName(path);
+      std::set<gdcm::Tag> none;
+      if (!hdr.ReadUpToTag(gdcm::Tag(0x7fe0, 0x0010), none) || hdr.GetFile().GetDataSet().IsEmpty()) {
+        set_err(err, errlen, std::string("not readable as DICOM") + (why.empty() ? "" : ": " + why));
+        delete f;
+        return nullptr;
+      }
+      fill_info(hdr.GetFile(), &f->info, &f->voi);
+      f->info.pixels_readable = false;
+      copy_to(f->info.pixel_error, sizeof f->info.pixel_error,
+              why.empty() ? std::string("GDCM could not read the pixel data") : why);
+    }
+    *info = f->info;
+    return f;
+  } catch (const std::bad_alloc &) {
+    set_err(err, errlen, "not readable as DICOM: an element declares an impossible length");
+  } catch (const std::exception &e) {
+    set_err(err, errlen, std::string("not readable as DICOM: ") + e.what());
+  } catch (...) {
+    set_err(err, errlen, "not readable as DICOM: GDCM threw an unknown exception");
+  }
+  delete f;
+  return nullptr;
+}
+
+int mp_dicom_decode(mp_dicom_file *f, const void **data, int *bits, int *is_signed, char *err, size_t errlen) {
+  try {
+    if (!f->info.pixels_readable) {
+      set_err(err, errlen, f->info.pixel_error);
+      return -1;
+    }
+    const gdcm::Image &img = f->reader.GetImage();
+    const mp_dicom_info &in = f->info;
+    if (in.samples_per_pixel != 1 || img.GetPixelFormat().GetSamplesPerPixel() != 1) {
+      set_err(err, errlen, "not a grayscale image (samples per pixel " + std::to_string(in.samples_per_pixel) + ")");
+      return -1;
+    }
+    const unsigned int *dims = img.GetDimensions();
+    unsigned short ba = img.GetPixelFormat().GetBitsAllocated();
+    if ((ba != 8 && ba != 16) || dims[0] != static_cast<unsigned>(in.cols) || dims[1] != static_cast<unsigned>(in.rows)) {
+      set_err(err, errlen, "unsupported pixel layout (" + std::to_string(ba) + " bits allocated)");
+      return -1;
+    }
+    if (!f->decoded) {
+      TraceCapture cap;
+      unsigned long len = img.GetBufferLength();
+      unsigned long frame = static_cast<unsigned long>(in.rows) * static_cast<unsigned long>(in.cols) * (ba / 8);
+      if (len < frame) {
+        set_err(err, errlen, "pixel data shorter than one frame");
+        return -1;
+      }
+      f->pixels.resize(len);
+      bool ok = img.GetBuffer(f->pixels.data());
+      std::string why = cap.errors();
+      if (!ok || !why.empty()) {
+        set_err(err, errlen, why.empty() ? std::string("GDCM could not decode the pixel data") : why);
+        return -1;
+      }
+      f->decoded = true;
+      f->info.bits_allocated = ba;
+      f->info.pixel_representation = img.GetPixelFormat().GetPixelRepresentation();
+    }
+    *data = f->pixels.data();
+    *bits = f->info.bits_allocated;
+    *is_signed = f->info.pixel_representation == 1;
+    return 0;
+  } catch (const std::bad_alloc &) {
+    set_err(err, errlen, "out of memory decoding the pixel data");
+  } catch (const std::exception &e) {
+    set_err(err, errlen, std::string("GDCM exception: ") + e.what());
+  } catch (...) {
+    set_err(err, errlen, "GDCM threw an unknown exception while decoding");
+  }
+  return -1;
+}
+
+const uint16_t *mp_dicom_voi_lut(const mp_dicom_file *f) { return f->voi.empty() ? nullptr : f->voi.data(); }
+
+void mp_dicom_close(mp_dicom_file *f) { delete f; }
+
 
 const char *mp_dicom_ts_name(mp_dicom_ts ts) {
   switch (ts) {

@@ -307,8 +307,10 @@ void mp_synth_render(mp_synth_view *v, uint16_t *pixels) {
     const char *note = notes[mp_rng_below(&r, 8)];
     int scale = 2 + (int)mp_rng_below(&r, 2), tw, th;
     mp_font_extent(note, scale, &tw, &th);
-    int tx = (int)(l->ex + l->ea + 6), ty = (int)(l->ey - th / 2.0);
-    if (tx + tw >= W) tx = (int)(l->ex - l->ea - 6 - tw);
+    /* 16 px from the outline: beyond what the closing (radius 5, bridging gaps up to
+     * ~10 px) joins, so the note stays a separate contour as the truth assumes */
+    int tx = (int)(l->ex + l->ea + 16), ty = (int)(l->ey - th / 2.0);
+    if (tx + tw >= W) tx = (int)(l->ex - l->ea - 16 - tw);
     mp_font_draw(img, mask, W, H, tx, ty, scale, note, MP_SYNTH_MARK_VALUE);
   }
   char marker[16];

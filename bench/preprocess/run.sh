@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Benchmark of `mammopatch preprocess` against its Python peer (bench/preprocess/peer.py,
+# the thesis's pydicom/cv2/skimage/h5py stack, one core) on a synthetic cohort.
+#
+# Usage: bench/preprocess/run.sh [PATIENTS] [WIDTH] [HEIGHT]    (defaults 8 3328 4096)
+#
+# Makes an uncompressed cohort (so pydicom reads every file), runs the peer once, then
+# mammopatch preprocess on 1 and on 2 ranks, and prints files, seconds, images/s,
+# images/s per core and peak memory for each, the per-core speed ratio against the peer
+# (target >= 5), the parallel efficiency at 2 ranks (target >= 85%) and both
+# implementations' patch counts.  A mammopatch run that fails is reported with its
+# stderr and the rest is still printed.
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 2
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# preprocess pseudonymises PatientIDs; a throwaway key for a synthetic cohort
+export MAMMOPATCH_SITE_KEY=${MAMMOPATCH_SITE_KEY:-bench-preprocess-throwaway-site-key}
+
+patients=${1:-8}
+width=${2:-3328}
+height=${3:-4096}
+mp=build/mammopatch
+py=/usr/bin/python3
+peer=bench/preprocess/peer.py
+[[ -x $mp ]] || { echo "build/mammopatch is missing: build first (scripts/run-tests.sh or cmake --build build)" >&2; exit 2; }
+[[ -x $py ]] || { echo "$py is missing (the peer needs Debian's python3 with pydicom, opencv, skimage, h5py)" >&2; exit 2; }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# jget FILE KEY.PATH[|KEY.PATH...] -> the first value found, or nothing
+jget() {
+  [[ -s $1 ]] || return 0
+  "$py" - "$1" "$2" <<'EOF' 2>/dev/null
+import json, sys
+d = json.load(open(sys.argv[1]))
+for path in sys.argv[2].split("|"):  # alternatives, first found wins
+    v = d
+    try:
+        for k in path.split("."):
+            v = v[k]
+    except (KeyError, TypeError, IndexError):
+        continue
+    if not isinstance(v, (dict, list)):
+        print(v)
+        break
+EOF
+}
+
+echo "preprocess benchmark: $patients patients, ${width}x${height}, $(nproc) cores, $(date -u +%FT%TZ)"
+echo "cohort: synth (uncompressed) ..."
+if ! $mp synth --out "$tmp/cohort" --patients "$patients" --width "$width" --height "$height" \
+    --set synth.jpegls_frac=0 --set synth.j2k_frac=0 -q 2>"$tmp/synth.err"; then
+  echo "synth failed:" >&2
+  cat "$tmp/synth.err" >&2
+  exit 1
+fi
+nfiles=$(find "$tmp/cohort/dicom" -name '*.dcm' | wc -l)
+echo "cohort: $nfiles files, $(du -sh "$tmp/cohort/dicom" | cut -f1)"
+
+# --- the Python peer (one core)
+echo "peer: $peer ..."
+peer_ok=1
+if "$py" "$peer" --input "$tmp/cohort/dicom" --labels "$tmp/cohort/labels.csv" --out "$tmp/peer.h5" \
+    >"$tmp/peer.out" 2>"$tmp/peer.err"; then
+  tail -n 1 "$tmp/peer.out" >"$tmp/peer.json"
+else
+  peer_ok=0
+  echo "peer failed (exit $?):" >&2
+  tail -n 30 "$tmp/peer.err" >&2
+fi
+rm -f "$tmp/peer.h5"
+
+# --- mammopatch preprocess, 1 and 2 ranks
+for n in 1 2; do
+  echo "mammopatch preprocess: $n rank(s) ..."
+  mpiexec -n $n --oversubscribe $mp preprocess --input "$tmp/cohort/dicom" --labels "$tmp/cohort/labels.csv" \
+    --out "$tmp/p$n.h5" --report "$tmp/r$n" -q >"$tmp/mp$n.out" 2>"$tmp/mp$n.err"
+  rc=$?
+  if [[ $rc != 0 ]]; then
+    echo "mammopatch preprocess on $n rank(s) failed (exit $rc); its stderr:" >&2
+    tail -n 30 "$tmp/mp$n.err" >&2
+  elif [[ ! -s $tmp/r$n/preprocess.json ]]; then
+    echo "mammopatch preprocess -n $n wrote no $tmp/r$n/preprocess.json" >&2
+  fi
+done
+
+# --- table
+pj=$tmp/peer.json
+r1=$tmp/r1/preprocess.json
+r2=$tmp/r2/preprocess.json
+p_files=$(jget "$pj" files);          p_s=$(jget "$pj" seconds);       p_ips=$(jget "$pj" images_per_second)
+p_mem=$(jget "$pj" peak_rss_mb)
+m1_files=$(jget "$r1" stats.files);   m1_s=$(jget "$r1" stats.seconds); m1_ips=$(jget "$r1" stats.images_per_second)
+m1_mem=$(jget "$r1" stats.peak_heap_bytes_max)
+m2_files=$(jget "$r2" stats.files);   m2_s=$(jget "$r2" stats.seconds); m2_ips=$(jget "$r2" stats.images_per_second)
+m2_mem=$(jget "$r2" stats.peak_heap_bytes_max)
+
+row() { # name files seconds ips cores memMB memkind
+  awk -v n="$1" -v f="$2" -v s="$3" -v i="$4" -v c="$5" -v m="$6" -v k="$7" 'BEGIN {
+    na = "n/a"
+    fs = (f == "") ? na : f
+    ss = (s == "") ? na : sprintf("%.2f", s)
+    is = (i == "") ? na : sprintf("%.3f", i)
+    ps = (i == "") ? na : sprintf("%.3f", i / c)
+    ms = (m == "") ? na : sprintf("%.1f MB %s", m, k)
+    printf "%-24s %7s %10s %10s %15s  %s\n", n, fs, ss, is, ps, ms }'
+}
+mb() { [[ -n $1 ]] && awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
+
+echo
+printf '%-24s %7s %10s %10s %15s  %s\n' implementation files seconds images/s images/s/core "peak memory"
+row "python peer (1 core)" "$p_files" "$p_s" "$p_ips" 1 "$p_mem" "(RSS)"
+row "mammopatch, 1 rank" "$m1_files" "$m1_s" "$m1_ips" 1 "$(mb "$m1_mem")" "(heap, max over ranks)"
+row "mammopatch, 2 ranks" "$m2_files" "$m2_s" "$m2_ips" 2 "$(mb "$m2_mem")" "(heap, max over ranks)"
+echo
+if [[ -n $m1_ips && -n $p_ips ]]; then
+  awk -v a="$m1_ips" -v b="$p_ips" 'BEGIN {
+    if (b > 0) printf "per-core speed vs Python: %.2f (target >= 5)\n", a / b
+    else print "per-core speed vs Python: n/a (peer rate is 0)" }'
+else
+  echo "per-core speed vs Python: n/a (target >= 5)"
+fi
+if [[ -n $m1_ips && -n $m2_ips ]]; then
+  awk -v a="$m1_ips" -v b="$m2_ips" 'BEGIN {
+    if (a > 0) printf "parallel efficiency at 2 ranks: %.0f%% (target >= 85%%)\n", 100 * b / (2 * a)
+    else print "parallel efficiency at 2 ranks: n/a (1-rank rate is 0)" }'
+else
+  echo "parallel efficiency at 2 ranks: n/a (target >= 85%)"
+fi
+[[ $(nproc) -lt 2 ]] && echo "note: $(nproc) core(s) here; the 2-rank figure is oversubscribed"
+
+echo
+printf '%-24s %10s %10s %10s %10s %10s\n' "patch counts" accepted discarded failed normal lesion
+cnt() { # name accepted discarded failed normal lesion
+  printf '%-24s %10s %10s %10s %10s %10s\n' "$1" "${2:-n/a}" "${3:-n/a}" "${4:-n/a}" "${5:-n/a}" "${6:-n/a}"
+}
+cnt "python peer" "$(jget "$pj" accepted)" "$(jget "$pj" discarded)" "$(jget "$pj" failed)" \
+  "$(jget "$pj" normal_patches)" "$(jget "$pj" lesion_patches)"
+for n in 1 2; do
+  r=$tmp/r$n/preprocess.json
+  cnt "mammopatch, $n rank(s)" "$(jget "$r" 'files.accepted|stats.accepted|outcomes.accepted|by_outcome.accepted')" \
+    "$(jget "$r" 'files.discarded|stats.discarded|outcomes.discarded|by_outcome.discarded')" \
+    "$(jget "$r" 'files.failed|stats.failed|outcomes.failed|by_outcome.failed')" \
+    "$(jget "$r" patches.normal)" "$(jget "$r" patches.lesion)"
+done
+if [[ -s $tmp/p1.h5 && -s $tmp/p2.h5 ]] && command -v h5diff >/dev/null; then
+  if h5diff -q "$tmp/p1.h5" "$tmp/p2.h5" /patches >/dev/null 2>&1; then
+    echo "h5diff /patches, 1 rank vs 2 ranks: identical"
+  else
+    echo "h5diff /patches, 1 rank vs 2 ranks: DIFFERENT (SPEC §4 wants the same bytes)"
+  fi
+fi
+[[ $peer_ok == 1 ]] || exit 1
+exit 0

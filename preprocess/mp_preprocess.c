@@ -1,0 +1,677 @@
+/* mp_preprocess — the preprocessing stage (see mp_preprocess.h). */
+#include "mp_preprocess.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "mp_alloc.h"
+#include "mp_check.h"
+#include "mp_dicom.h"
+#include "mp_extract.h"
+#include "mp_file.h"
+#include "mp_json.h"
+#include "mp_log.h"
+#include "mp_mpi.h"
+#include "mp_progress.h"
+#include "mp_pseudonym.h"
+#include "mp_store.h"
+#include "mp_strbuf.h"
+#include "mp_window.h"
+
+/* ---- outcomes --------------------------------------------------------------------------- */
+
+enum {
+  R_ACCEPTED,
+  R_VIEW,
+  R_SEX,
+  R_IMPLANT,
+  R_LUT,
+  R_IMAGE_TYPE,
+  R_NO_LABEL,
+  R_BIRADS,
+  R_DECODE,
+  R_NOT_DICOM,
+  NREASON
+};
+static const char *reason_key[NREASON] = {"accepted",          "discarded:view",      "discarded:sex",
+                                          "discarded:implant", "discarded:presentation_lut",
+                                          "discarded:image_type", "discarded:no_label", "discarded:birads",
+                                          "discarded:decode_error", "failed:not_dicom"};
+static const char *reason_label[NREASON] = {
+    "accepted", "ViewPosition not CC or MLO", "PatientSex not F", "BreastImplantPresent YES",
+    "PresentationLUTShape INVERSE", "ImageType dropped", "no label", "BI-RADS not in {0, 1, 2}",
+    "pixel data unreadable", "not readable as DICOM"};
+
+/* ---- input files ------------------------------------------------------------------------- */
+
+typedef struct {
+  char **paths;
+  size_t n, cap;
+} path_list;
+
+static void list_push(path_list *l, const char *p) {
+  if (l->n == l->cap) l->paths = mp_realloc(l->paths, (l->cap = l->cap ? 2 * l->cap : 1024) * sizeof *l->paths);
+  l->paths[l->n++] = mp_strdup(p);
+}
+
+static int walk(const char *dir, path_list *l, char *err, size_t errlen) {
+  DIR *d = opendir(dir);
+  if (!d) {
+    snprintf(err, errlen, "cannot read directory '%s': %s", dir, strerror(errno));
+    return -1;
+  }
+  struct dirent *e;
+  int rc = 0;
+  while ((e = readdir(d)) && rc == 0) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    struct stat sb;
+    if (stat(path, &sb) != 0) continue; /* dangling link */
+    if (S_ISDIR(sb.st_mode))
+      rc = walk(path, l, err, errlen);
+    else if (S_ISREG(sb.st_mode))
+      list_push(l, path);
+  }
+  closedir(d);
+  return rc;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* ---- labels.csv ------------------------------------------------------------------------- */
+
+typedef struct {
+  char *key; /* "patient_id\x1fstudy_uid" or "patient_id" */
+  int birads;
+} label_entry;
+
+typedef struct {
+  label_entry *exam, *patient; /* sorted by key */
+  size_t nexam, npatient;
+  bool has_study;
+} labels_t;
+
+static int cmp_label(const void *a, const void *b) { return strcmp(((const label_entry *)a)->key, ((const label_entry *)b)->key); }
+
+/* Split one CSV line into at most max fields (double quotes honoured), trimmed. */
+static int csv_fields(char *line, char **f, int max) {
+  int n = 0;
+  char *p = line;
+  while (n < max) {
+    while (*p == ' ' || *p == '\t') p++;
+    char *start = p, *o = p;
+    bool q = *p == '"';
+    if (q) p++, start = o = p;
+    while (*p && (q ? !(*p == '"' && p[1] != '"') : *p != ',')) {
+      if (q && *p == '"') p++; /* "" inside quotes */
+      *o++ = *p++;
+    }
+    if (q && *p == '"') p++;
+    while (*p && *p != ',') p++;
+    char *end = o;
+    while (end > start && (end[-1] == ' ' || end[-1] == '\r' || end[-1] == '\n' || end[-1] == '\t')) end--;
+    char save = *p;
+    *end = '\0';
+    f[n++] = start;
+    if (save != ',') break;
+    p++;
+  }
+  return n;
+}
+
+static int parse_labels(char *text, labels_t *L, char *err, size_t errlen) {
+  memset(L, 0, sizeof *L);
+  char *save = NULL, *line = strtok_r(text, "\n", &save);
+  if (!line) {
+    snprintf(err, errlen, "labels file is empty");
+    return -1;
+  }
+  char *h[64];
+  int nh = csv_fields(line, h, 64), cp = -1, cb = -1, cs = -1;
+  for (int i = 0; i < nh; i++) {
+    if (!strcasecmp(h[i], "patient_id")) cp = i;
+    if (!strcasecmp(h[i], "birads")) cb = i;
+    if (!strcasecmp(h[i], "study_uid")) cs = i;
+  }
+  if (cp < 0 || cb < 0) {
+    snprintf(err, errlen, "labels file needs the columns patient_id and birads (found: %s)", nh ? h[0] : "");
+    return -1;
+  }
+  L->has_study = cs >= 0;
+  size_t cap = 1024;
+  L->exam = mp_malloc(cap * sizeof *L->exam);
+  int lineno = 1;
+  while ((line = strtok_r(NULL, "\n", &save))) {
+    lineno++;
+    char *f[64];
+    int nf = csv_fields(line, f, 64);
+    if (nf == 1 && !*f[0]) continue; /* blank line */
+    if (nf <= cp || nf <= cb || (cs >= 0 && nf <= cs)) {
+      snprintf(err, errlen, "labels file line %d: %d fields, expected at least %d", lineno, nf,
+               (cp > cb ? cp : cb) + 1);
+      return -1;
+    }
+    char *end;
+    long b = strtol(f[cb], &end, 10);
+    int birads = (*f[cb] && !*end) ? (int)b : 99; /* "4A", "" etc.: not a 0/1/2 score */
+    char key[512];
+    snprintf(key, sizeof key, "%s\x1f%s", f[cp], cs >= 0 ? f[cs] : "");
+    if (L->nexam == cap) L->exam = mp_realloc(L->exam, (cap *= 2) * sizeof *L->exam);
+    L->exam[L->nexam].key = mp_strdup(key);
+    L->exam[L->nexam++].birads = birads;
+  }
+  qsort(L->exam, L->nexam, sizeof *L->exam, cmp_label);
+  /* patient level: the score when all of a patient's rows agree, else ambiguous (-2) */
+  L->patient = mp_malloc((L->nexam ? L->nexam : 1) * sizeof *L->patient);
+  for (size_t i = 0; i < L->nexam; i++) {
+    char pid[512];
+    snprintf(pid, sizeof pid, "%s", L->exam[i].key);
+    *strchr(pid, '\x1f') = '\0';
+    if (L->npatient && !strcmp(L->patient[L->npatient - 1].key, pid)) {
+      if (L->patient[L->npatient - 1].birads != L->exam[i].birads) L->patient[L->npatient - 1].birads = -2;
+    } else {
+      L->patient[L->npatient].key = mp_strdup(pid);
+      L->patient[L->npatient++].birads = L->exam[i].birads;
+    }
+  }
+  return 0;
+}
+
+static void free_labels(labels_t *L) {
+  for (size_t i = 0; i < L->nexam; i++) mp_free(L->exam[i].key);
+  for (size_t i = 0; i < L->npatient; i++) mp_free(L->patient[i].key);
+  mp_free(L->exam);
+  mp_free(L->patient);
+}
+
+/* BI-RADS of (patient, study): the exam row when the labels have study UIDs and one
+ * matches, else the patient's unambiguous score; -1 when there is none. */
+static int lookup_birads(const labels_t *L, const char *pid, const char *study) {
+  char key[512];
+  label_entry k = {key, 0}, *e;
+  if (L->has_study) {
+    snprintf(key, sizeof key, "%s\x1f%s", pid, study);
+    if ((e = bsearch(&k, L->exam, L->nexam, sizeof *L->exam, cmp_label))) return e->birads;
+  } else {
+    snprintf(key, sizeof key, "%s\x1f", pid);
+    if ((e = bsearch(&k, L->exam, L->nexam, sizeof *L->exam, cmp_label))) return e->birads;
+  }
+  snprintf(key, sizeof key, "%s", pid);
+  e = bsearch(&k, L->patient, L->npatient, sizeof *L->patient, cmp_label);
+  return e && e->birads != -2 ? e->birads : -1;
+}
+
+/* ---- image type list ------------------------------------------------------------------ */
+
+/* Does ImageType `it` start with the backslash-separated components of `pat`? */
+static bool image_type_matches(const char *it, const char *pat, size_t patlen) {
+  size_t i = 0;
+  for (; i < patlen; i++) {
+    if (!it[i] || toupper((unsigned char)it[i]) != toupper((unsigned char)pat[i])) return false;
+  }
+  return it[i] == '\0' || it[i] == '\\';
+}
+
+static bool image_type_dropped(const char *it, const char *list) {
+  for (const char *p = list; *p;) {
+    const char *bar = strchr(p, '|');
+    size_t len = bar ? (size_t)(bar - p) : strlen(p);
+    if (len && image_type_matches(it, p, len)) return true;
+    if (!bar) break;
+    p = bar + 1;
+  }
+  return false;
+}
+
+/* ---- one round's buffers --------------------------------------------------------------- */
+
+typedef struct {
+  int B;
+  mp_view_rec *views;
+  int nviews, cap_views;
+  mp_patch_meta *meta;
+  uint8_t *pixels;
+  uint64_t np, cap_p;
+  int cur_view; /* view the next patches belong to */
+} round_buf;
+
+static void patch_cb(void *user, const uint8_t *px, int label, int row, int col, const mp_ellipse *e) {
+  round_buf *r = user;
+  size_t ps = (size_t)r->B * r->B;
+  if (r->np == r->cap_p) {
+    r->cap_p = r->cap_p ? 2 * r->cap_p : 256;
+    r->meta = mp_realloc(r->meta, r->cap_p * sizeof *r->meta);
+    r->pixels = mp_realloc(r->pixels, r->cap_p * ps);
+  }
+  mp_patch_meta *m = &r->meta[r->np];
+  memset(m, 0, sizeof *m);
+  m->view = (uint32_t)r->cur_view;
+  m->label = (uint8_t)label;
+  m->origin[0] = row;
+  m->origin[1] = col;
+  if (e) {
+    m->ellipse[0] = (float)e->cx;
+    m->ellipse[1] = (float)e->cy;
+    m->ellipse[2] = (float)e->a;
+    m->ellipse[3] = (float)e->b;
+    m->ellipse[4] = (float)e->angle;
+  } else {
+    for (int k = 0; k < 5; k++) m->ellipse[k] = NAN;
+  }
+  memcpy(r->pixels + r->np * ps, px, ps);
+  r->np++;
+}
+
+/* ---- the stage ------------------------------------------------------------------------- */
+
+typedef struct {
+  const mp_config *cfg;
+  mp_extract_params ex;
+  labels_t labels;
+  mp_site_key key;
+  const char *drop_types;
+  /* this rank's counters */
+  uint64_t reasons[NREASON];
+  uint64_t windowing[3];
+  uint64_t normal, lesion, lesion_by_birads[3];
+  mp_lesion_stats lst;
+  double t_read, t_window, t_extract, t_write;
+} stage;
+
+static int classify(stage *S, const mp_dicom_info *in, int *birads, char *detail, size_t dl) {
+  if (strcmp(in->view_position, "CC") && strcmp(in->view_position, "MLO")) {
+    snprintf(detail, dl, "ViewPosition '%s'", in->view_position);
+    return R_VIEW;
+  }
+  if (strcmp(in->patient_sex, "F")) {
+    snprintf(detail, dl, "PatientSex '%s'", in->patient_sex);
+    return R_SEX;
+  }
+  if (!strcasecmp(in->implant, "YES")) return R_IMPLANT;
+  if (!strcasecmp(in->lut_shape, "INVERSE")) return R_LUT;
+  if (image_type_dropped(in->image_type, S->drop_types)) {
+    snprintf(detail, dl, "ImageType '%s'", in->image_type);
+    return R_IMAGE_TYPE;
+  }
+  *birads = lookup_birads(&S->labels, in->patient_id, in->study_uid);
+  if (*birads == -1) return R_NO_LABEL;
+  if (*birads < 0 || *birads > 2) {
+    snprintf(detail, dl, "BI-RADS %d", *birads);
+    return R_BIRADS;
+  }
+  return R_ACCEPTED;
+}
+
+/* One file: outcome, and for accepted files its view and patches into rb. */
+static int process_file(stage *S, const char *path, round_buf *rb, char *detail, size_t dl, int *np_out) {
+  double t0 = mp_now();
+  mp_dicom_info in;
+  char err[512];
+  *np_out = 0;
+  detail[0] = '\0';
+  mp_dicom_file *f = mp_dicom_open(path, &in, err, sizeof err);
+  if (!f) {
+    snprintf(detail, dl, "%s", err);
+    S->t_read += mp_now() - t0;
+    return R_NOT_DICOM;
+  }
+  int birads = -1;
+  int r = classify(S, &in, &birads, detail, dl);
+  const void *data = NULL;
+  int bits = 0, is_signed = 0;
+  if (r == R_ACCEPTED) {
+    if (in.frames > 1) {
+      snprintf(detail, dl, "decode_error: %d frames (a mammogram has one)", in.frames);
+      r = R_DECODE;
+    } else if (mp_dicom_decode(f, &data, &bits, &is_signed, err, sizeof err) != 0) {
+      snprintf(detail, dl, "decode_error: %s", err);
+      r = R_DECODE;
+    }
+  }
+  S->t_read += mp_now() - t0;
+  if (r != R_ACCEPTED) {
+    mp_dicom_close(f);
+    return r;
+  }
+  double t1 = mp_now();
+  int W = in.cols, H = in.rows;
+  uint8_t *img = mp_malloc((size_t)W * H);
+  mp_window_method wm = mp_window_to_u8(data, bits, is_signed, (size_t)W * H, &in, mp_dicom_voi_lut(f), img);
+  mp_dicom_close(f);
+  S->windowing[wm]++;
+  double t2 = mp_now();
+  S->t_window += t2 - t1;
+
+  if (rb->nviews == rb->cap_views) rb->views = mp_realloc(rb->views, (size_t)(rb->cap_views = rb->cap_views ? 2 * rb->cap_views : 64) * sizeof *rb->views);
+  mp_view_rec *v = &rb->views[rb->nviews];
+  memset(v, 0, sizeof *v);
+  mp_pseudonym(&S->key, in.patient_id, v->pseudonym);
+  const char *lat = in.image_laterality[0] ? in.image_laterality : in.laterality;
+  v->laterality = (lat[0] == 'L' || lat[0] == 'R') ? lat[0] : 'U';
+  memcpy(v->position, in.view_position, strlen(in.view_position) < 3 ? strlen(in.view_position) : 3); /* CC or MLO */
+  v->birads = (int8_t)birads;
+  v->windowing = (int8_t)wm;
+  v->rows = (uint32_t)H;
+  v->cols = (uint32_t)W;
+  rb->cur_view = rb->nviews++;
+  int k;
+  if (birads == 1) {
+    k = mp_extract_normals(img, W, H, &S->ex, patch_cb, rb);
+    S->normal += (uint64_t)k;
+  } else {
+    k = mp_extract_lesions(img, W, H, &S->ex, patch_cb, rb, &S->lst);
+    S->lesion += (uint64_t)k;
+    S->lesion_by_birads[birads] += (uint64_t)k;
+  }
+  mp_free(img);
+  S->t_extract += mp_now() - t2;
+  *np_out = k;
+  return R_ACCEPTED;
+}
+
+static void write_attrs(mp_store_writer *w, const mp_config *cfg, const mp_extract_params *ex, const uint64_t *reasons,
+                        uint64_t files, const char *key_fingerprint) {
+  mp_store_attr_int(w, "schema_version", MP_STORE_SCHEMA_VERSION);
+  mp_store_attr_int(w, "patch_size", ex->blck);
+  mp_store_attr_string(w, "software", "mammopatch");
+  mp_store_attr_string(w, "software_version", mp_version());
+  mp_store_attr_string(w, "software_git", mp_version_git());
+  mp_store_attr_string(w, "site_key_fingerprint", key_fingerprint);
+  size_t n;
+  const mp_cfg_key *schema = mp_config_schema(cfg, &n);
+  for (size_t i = 0; i < n; i++) { /* every preprocessing parameter, as configured */
+    if (strncmp(schema[i].key, "preprocess.", 11)) continue;
+    char name[128];
+    snprintf(name, sizeof name, "param_%s", schema[i].key + 11);
+    if (schema[i].type == MP_CFG_INT)
+      mp_store_attr_int(w, name, mp_config_int(cfg, schema[i].key));
+    else if (schema[i].type == MP_CFG_REAL)
+      mp_store_attr_double(w, name, mp_config_real(cfg, schema[i].key));
+    else if (schema[i].type == MP_CFG_STRING || schema[i].type == MP_CFG_CHOICE)
+      mp_store_attr_string(w, name, mp_config_str(cfg, schema[i].key));
+  }
+  mp_store_attr_double(w, "effective_min_contour_area", ex->min_contour_area);
+  mp_store_attr_double(w, "effective_min_ellipse_area", ex->min_ellipse_area);
+  mp_store_attr_int(w, "files_found", (long long)files);
+  for (int r = 0; r < NREASON; r++) {
+    char name[64];
+    snprintf(name, sizeof name, "files_%s", reason_key[r]);
+    for (char *p = name; *p; p++)
+      if (*p == ':') *p = '_';
+    mp_store_attr_int(w, name, (long long)reasons[r]);
+  }
+}
+
+int mp_preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preprocess_args *a) {
+  int rank, size;
+  MP_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  MP_CHECK_MPI(MPI_Comm_size(comm, &size));
+  double t_start = mp_now();
+  stage S;
+  memset(&S, 0, sizeof S);
+  S.cfg = cfg;
+  mp_extract_params_from_config(&S.ex, cfg);
+  S.drop_types = mp_config_str(cfg, "preprocess.drop_image_types");
+  char err[1024] = "";
+
+  /* rank 0 lists the files, reads the labels and the site key; everyone gets them */
+  char *listing = NULL, *labels_text = NULL, *keybuf = NULL;
+  path_list files = {0};
+  int ok = 1;
+  if (rank == 0) {
+    mp_site_key k;
+    if (walk(a->input_dir, &files, err, sizeof err) != 0) {
+      ok = 0;
+    } else if (!(labels_text = mp_read_file(a->labels_csv, NULL, err, sizeof err))) {
+      ok = 0;
+    } else if (mp_site_key_load(&k, mp_config_str(cfg, "privacy.site_key_file"), err, sizeof err) != 0) {
+      ok = 0;
+    } else {
+      qsort(files.paths, files.n, sizeof *files.paths, cmp_str);
+      mp_strbuf b = {0};
+      for (size_t i = 0; i < files.n; i++) mp_strbuf_printf(&b, "%s\n", files.paths[i]);
+      listing = mp_strdup(mp_strbuf_str(&b));
+      mp_strbuf_free(&b);
+      keybuf = mp_malloc(2 * k.len + 1); /* hex, so it travels as a string */
+      for (size_t i = 0; i < k.len; i++) snprintf(keybuf + 2 * i, 3, "%02x", k.key[i]);
+      mp_site_key_clear(&k);
+    }
+    if (!ok) MP_ERROR("preprocess: %s", err);
+  }
+  MP_CHECK_MPI(MPI_Bcast(&ok, 1, MPI_INT, 0, comm));
+  if (!ok) {
+    mp_free(labels_text);
+    for (size_t i = 0; i < files.n; i++) mp_free(files.paths[i]);
+    mp_free(files.paths);
+    return -1;
+  }
+  mp_bcast_string(comm, 0, &listing);
+  mp_bcast_string(comm, 0, &labels_text);
+  mp_bcast_string(comm, 0, &keybuf);
+  if (rank != 0) {
+    char *save = NULL;
+    for (char *p = strtok_r(listing, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) list_push(&files, p);
+  }
+  {
+    uint8_t kb[MP_SITE_KEY_MAX];
+    size_t kl = strlen(keybuf) / 2;
+    for (size_t i = 0; i < kl; i++) {
+      unsigned v;
+      sscanf(keybuf + 2 * i, "%2x", &v);
+      kb[i] = (uint8_t)v;
+    }
+    memset(keybuf, 0, strlen(keybuf));
+    MP_CHECK(mp_site_key_set(&S.key, kb, kl, err, sizeof err) == 0, "%s", err);
+    memset(kb, 0, sizeof kb);
+  }
+  mp_free(keybuf);
+  mp_free(listing);
+  int lrc = parse_labels(labels_text, &S.labels, err, sizeof err);
+  mp_free(labels_text);
+  if (lrc != 0) {
+    if (rank == 0) MP_ERROR("preprocess: %s: %s", a->labels_csv, err);
+    for (size_t i = 0; i < files.n; i++) mp_free(files.paths[i]);
+    mp_free(files.paths);
+    return -1;
+  }
+
+  mp_store_writer *w = mp_store_create(comm, a->out_h5, S.ex.blck, (int)mp_config_int(cfg, "preprocess.deflate"), err,
+                                       sizeof err);
+  if (!w) {
+    if (rank == 0) MP_ERROR("preprocess: %s", err);
+    free_labels(&S.labels);
+    return -1;
+  }
+  /* the per-file audit trail, written by rank 0 round by round */
+  char path[4096];
+  FILE *audit = NULL;
+  if (rank == 0) {
+    snprintf(path, sizeof path, "%s/preprocess_files.csv", a->report_dir);
+    audit = fopen(path, "w");
+    if (!audit) MP_WARN("cannot write %s: %s", path, strerror(errno));
+    else fprintf(audit, "file,outcome,patches,detail\n");
+  }
+  size_t inlen = strlen(a->input_dir);
+  long long fpr = mp_config_int(cfg, "preprocess.files_per_round");
+  size_t per_round = fpr > 0 ? (size_t)fpr : (size_t)(4 * size);
+  MP_INFO("preprocess: %zu files under %s, %d rank%s, %zu files per round; labels for %zu exams", files.n,
+          a->input_dir, size, size == 1 ? "" : "s", per_round, S.labels.nexam);
+  mp_progress *prog = mp_progress_start("preprocess", files.n);
+  round_buf rb = {.B = S.ex.blck};
+  for (size_t r0 = 0; r0 < files.n; r0 += per_round) {
+    size_t rn = files.n - r0 < per_round ? files.n - r0 : per_round;
+    mp_range mine = mp_shard_block(rn, size, rank);
+    rb.nviews = 0;
+    rb.np = 0;
+    mp_strbuf rows = {0};
+    for (uint64_t i = mine.begin; i < mine.end; i++) {
+      const char *p = files.paths[r0 + i];
+      char detail[600];
+      int np;
+      int r = process_file(&S, p, &rb, detail, sizeof detail, &np);
+      S.reasons[r]++;
+      const char *rel = strncmp(p, a->input_dir, inlen) == 0 && p[inlen] == '/' ? p + inlen + 1 : p;
+      for (char *q = detail; *q; q++)
+        if (*q == ',' || *q == '\n' || *q == '"') *q = ';';
+      mp_strbuf_printf(&rows, "%s,%s,%d,%s\n", rel, reason_key[r], np, detail);
+    }
+    double t = mp_now();
+    mp_store_write_round(w, rb.views, rb.nviews, rb.meta, rb.pixels, rb.np);
+    S.t_write += mp_now() - t;
+    size_t tl = 0;
+    char *text = mp_gather_text(comm, 0, mp_strbuf_str(&rows), rows.len, &tl);
+    mp_strbuf_free(&rows);
+    if (rank == 0 && audit) fwrite(text, 1, tl, audit);
+    mp_free(text);
+    mp_progress_update(prog, r0 + rn);
+  }
+  mp_progress_finish(prog);
+  if (audit) fclose(audit);
+  mp_free(rb.views);
+  mp_free(rb.meta);
+  mp_free(rb.pixels);
+
+  /* totals */
+  uint64_t reasons[NREASON], windowing[3], counts[5], lc[9];
+  MP_CHECK_MPI(MPI_Allreduce(S.reasons, reasons, NREASON, MPI_UINT64_T, MPI_SUM, comm));
+  MP_CHECK_MPI(MPI_Allreduce(S.windowing, windowing, 3, MPI_UINT64_T, MPI_SUM, comm));
+  uint64_t mc[5] = {S.normal, S.lesion, S.lesion_by_birads[0], S.lesion_by_birads[2], 0};
+  MP_CHECK_MPI(MPI_Allreduce(mc, counts, 5, MPI_UINT64_T, MPI_SUM, comm));
+  uint64_t ml[9] = {(uint64_t)S.lst.contours, (uint64_t)S.lst.too_few_points, (uint64_t)S.lst.fit_failed,
+                    (uint64_t)S.lst.small_contour, (uint64_t)S.lst.small_ellipse, (uint64_t)S.lst.low_coverage,
+                    (uint64_t)S.lst.outside, (uint64_t)S.lst.extreme, (uint64_t)S.lst.kept};
+  MP_CHECK_MPI(MPI_Allreduce(ml, lc, 9, MPI_UINT64_T, MPI_SUM, comm));
+  double times[4] = {S.t_read, S.t_window, S.t_extract, S.t_write}, tsum[4];
+  MP_CHECK_MPI(MPI_Allreduce(times, tsum, 4, MPI_DOUBLE, MPI_SUM, comm));
+  write_attrs(w, cfg, &S.ex, reasons, files.n, S.key.fingerprint);
+  uint64_t nviews = mp_store_written_views(w), npat = mp_store_written_patients(w);
+  mp_store_close_writer(w);
+  double seconds = mp_now() - t_start;
+  uint64_t peak = mp_mpi_report_memory(comm, "preprocess");
+  MP_INFO("preprocess: %llu normal and %llu lesion patches from %llu views of %llu patients in %.1f s",
+          (unsigned long long)counts[0], (unsigned long long)counts[1], (unsigned long long)nviews,
+          (unsigned long long)npat, seconds);
+
+  int rc = 0;
+  if (rank == 0) {
+    /* patients contributing each class, from the store itself */
+    uint64_t pl = 0, pn = 0;
+    mp_store *s = mp_store_open(a->out_h5, err, sizeof err);
+    if (s) {
+      mp_store_tables t;
+      mp_store_read_tables(s, &t);
+      uint64_t n = mp_store_count(s);
+      uint8_t *lab = mp_malloc(n + 1);
+      uint32_t *vw = mp_malloc((n + 1) * 4);
+      mp_store_read(s, 0, n, NULL, lab, vw, NULL);
+      uint8_t *has = mp_calloc(t.npatients + 1, 1);
+      for (uint64_t i = 0; i < n; i++) has[t.view_patient[vw[i]]] |= (uint8_t)(lab[i] ? 2 : 1);
+      for (uint64_t p = 0; p < t.npatients; p++) {
+        pl += (has[p] & 2) != 0;
+        pn += has[p] == 1;
+      }
+      mp_free(has);
+      mp_free(lab);
+      mp_free(vw);
+      mp_store_tables_free(&t);
+      mp_store_close(s);
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddItemToObject(doc, "provenance", mp_json_provenance(cfg, size));
+    cJSON_AddStringToObject(doc, "dicom_library", mp_dicom_library_version());
+    cJSON_AddStringToObject(doc, "site_key_fingerprint", S.key.fingerprint);
+    cJSON *fi = cJSON_AddObjectToObject(doc, "files");
+    cJSON_AddNumberToObject(fi, "found", (double)files.n);
+    uint64_t acc = reasons[R_ACCEPTED], disc = 0;
+    for (int r = R_VIEW; r <= R_DECODE; r++) disc += reasons[r];
+    cJSON_AddNumberToObject(fi, "accepted", (double)acc);
+    cJSON_AddNumberToObject(fi, "discarded", (double)disc);
+    cJSON_AddNumberToObject(fi, "failed", (double)reasons[R_NOT_DICOM]);
+    cJSON *by = cJSON_AddObjectToObject(fi, "by_outcome");
+    for (int r = 0; r < NREASON; r++) cJSON_AddNumberToObject(by, reason_key[r], (double)reasons[r]);
+    cJSON *wi = cJSON_AddObjectToObject(doc, "windowing");
+    for (int m = 0; m < 3; m++) cJSON_AddNumberToObject(wi, mp_window_method_name((mp_window_method)m), (double)windowing[m]);
+    cJSON *pa = cJSON_AddObjectToObject(doc, "patches");
+    cJSON_AddNumberToObject(pa, "normal", (double)counts[0]);
+    cJSON_AddNumberToObject(pa, "lesion", (double)counts[1]);
+    cJSON_AddNumberToObject(pa, "lesion_birads0", (double)counts[2]);
+    cJSON_AddNumberToObject(pa, "lesion_birads2", (double)counts[3]);
+    cJSON_AddNumberToObject(pa, "views", (double)nviews);
+    cJSON_AddNumberToObject(pa, "patients", (double)npat);
+    cJSON_AddNumberToObject(pa, "patients_with_lesion_patches", (double)pl);
+    cJSON_AddNumberToObject(pa, "patients_with_only_normal_patches", (double)pn);
+    cJSON *ls = cJSON_AddObjectToObject(doc, "lesion_contours");
+    static const char *lnames[9] = {"contours", "too_few_points", "fit_failed", "small_contour", "small_ellipse",
+                                    "low_coverage", "crop_outside_image", "crop_extreme", "kept"};
+    for (int k = 0; k < 9; k++) cJSON_AddNumberToObject(ls, lnames[k], (double)lc[k]);
+    cJSON *st = cJSON_AddObjectToObject(doc, "stats");
+    cJSON_AddNumberToObject(st, "files", (double)files.n);
+    cJSON_AddNumberToObject(st, "seconds", seconds);
+    cJSON_AddNumberToObject(st, "images_per_second", seconds > 0 ? files.n / seconds : 0);
+    cJSON_AddNumberToObject(st, "ranks", size);
+    cJSON_AddNumberToObject(st, "peak_heap_bytes_max", (double)peak);
+    cJSON_AddNumberToObject(st, "read_seconds_sum", tsum[0]);
+    cJSON_AddNumberToObject(st, "window_seconds_sum", tsum[1]);
+    cJSON_AddNumberToObject(st, "extract_seconds_sum", tsum[2]);
+    cJSON_AddNumberToObject(st, "write_seconds_sum", tsum[3]);
+    snprintf(path, sizeof path, "%s/preprocess.json", a->report_dir);
+    if (mp_json_write_file(path, doc, err, sizeof err)) {
+      MP_ERROR("%s", err);
+      rc = -1;
+    }
+    cJSON_Delete(doc);
+
+    /* the Markdown table, in the form of the thesis's Table 3.2 */
+    mp_strbuf md = {0};
+    mp_strbuf_printf(&md, "# Preprocessing\n\nmammopatch %s (git %s), %d rank%s, %.1f s.\n\n", mp_version(),
+                     mp_version_git(), size, size == 1 ? "" : "s", seconds);
+    mp_strbuf_printf(&md, "## Images discarded per criterion (Table 3.2 form)\n\n| criterion | discarded | remaining |\n|---|---:|---:|\n");
+    uint64_t remaining = files.n;
+    mp_strbuf_printf(&md, "| files found | | %llu |\n", (unsigned long long)remaining);
+    remaining -= reasons[R_NOT_DICOM];
+    mp_strbuf_printf(&md, "| %s | %llu | %llu |\n", reason_label[R_NOT_DICOM], (unsigned long long)reasons[R_NOT_DICOM],
+                     (unsigned long long)remaining);
+    for (int r = R_VIEW; r <= R_DECODE; r++) {
+      remaining -= reasons[r];
+      mp_strbuf_printf(&md, "| %s | %llu | %llu |\n", reason_label[r], (unsigned long long)reasons[r],
+                       (unsigned long long)remaining);
+    }
+    mp_strbuf_printf(&md, "\n## Patches (§3.1.3 form)\n\n| | count |\n|---|---:|\n");
+    mp_strbuf_printf(&md, "| normal patches (BI-RADS 1 images) | %llu |\n", (unsigned long long)counts[0]);
+    mp_strbuf_printf(&md, "| lesion patches | %llu |\n", (unsigned long long)counts[1]);
+    mp_strbuf_printf(&md, "| lesion patches from BI-RADS 0 | %llu |\n", (unsigned long long)counts[2]);
+    mp_strbuf_printf(&md, "| lesion patches from BI-RADS 2 | %llu |\n", (unsigned long long)counts[3]);
+    mp_strbuf_printf(&md, "| normal : lesion | %.0f : 1 |\n", counts[1] ? (double)counts[0] / counts[1] : 0.0);
+    mp_strbuf_printf(&md, "| views (accepted images) | %llu |\n", (unsigned long long)nviews);
+    mp_strbuf_printf(&md, "| patients | %llu |\n", (unsigned long long)npat);
+    mp_strbuf_printf(&md, "| patients with lesion patches | %llu |\n", (unsigned long long)pl);
+    mp_strbuf_printf(&md, "| patients with only normal patches | %llu |\n", (unsigned long long)pn);
+    mp_strbuf_printf(&md, "\nWindowing: %llu VOI LUT, %llu window centre/width, %llu min-max.\n",
+                     (unsigned long long)windowing[0], (unsigned long long)windowing[1], (unsigned long long)windowing[2]);
+    mp_strbuf_printf(&md, "\nLesion contours: %llu found; dropped: %llu too few points, %llu fit failed, %llu contour area, "
+                     "%llu ellipse area, %llu coverage, %llu crop outside the image, %llu extreme pixels; %llu kept.\n",
+                     (unsigned long long)lc[0], (unsigned long long)lc[1], (unsigned long long)lc[2],
+                     (unsigned long long)lc[3], (unsigned long long)lc[4], (unsigned long long)lc[5],
+                     (unsigned long long)lc[6], (unsigned long long)lc[7], (unsigned long long)lc[8]);
+    snprintf(path, sizeof path, "%s/preprocess.md", a->report_dir);
+    if (mp_write_file_atomic(path, md.s, md.len, err, sizeof err)) {
+      MP_ERROR("%s", err);
+      rc = -1;
+    }
+    mp_strbuf_free(&md);
+  }
+  MP_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, comm));
+  free_labels(&S.labels);
+  mp_site_key_clear(&S.key);
+  for (size_t i = 0; i < files.n; i++) mp_free(files.paths[i]);
+  mp_free(files.paths);
+  return rc;
+}

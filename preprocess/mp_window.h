@@ -1,0 +1,28 @@
+/* mp_window — stored DICOM samples to the 8-bit image the patch extraction works on
+ * (SPEC §2): modality rescale (slope/intercept) when present, then the image's own VOI
+ * transform — its VOI LUT Sequence when present, else its window centre/width with
+ * DICOM's linear VOI function (PS3.3 C.11.2.1.2), else the image's min-max — then
+ * MONOCHROME1 inverted so bright is always attenuating.  One 8-bit lookup table over
+ * the stored value range does all of it, so the per-pixel cost is one load. */
+#ifndef MP_WINDOW_H
+#define MP_WINDOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mp_dicom.h"
+
+typedef enum { MP_WIN_VOI_LUT = 0, MP_WIN_WINDOW = 1, MP_WIN_MINMAX = 2 } mp_window_method;
+const char *mp_window_method_name(mp_window_method m); /* "voi_lut", "window", "minmax" */
+
+/* n samples of `bits` (8 or 16) bits, signed or not, described by info (bits_stored,
+ * photometric, rescale, window, VOI LUT with voi_lut's entries) -> out.  Returns the
+ * method used. */
+mp_window_method mp_window_to_u8(const void *data, int bits, int is_signed, size_t n, const mp_dicom_info *info,
+                                 const uint16_t *voi_lut, uint8_t *out);
+
+/* DICOM's linear VOI function for one value x, window centre c and width w >= 1,
+ * onto [0, 255] (not rounded). */
+double mp_window_linear(double x, double c, double w);
+
+#endif

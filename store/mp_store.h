@@ -1,0 +1,102 @@
+/* mp_store — the patch store (SPEC §4, schema version 1): one HDF5 file written
+ * collectively by all ranks, read by train/eval/gan/smote.
+ *
+ *   /patches/pixels   uint8  [N, B, B]  chunked, deflate
+ *   /patches/label    uint8  [N]        0 normal, 1 lesion
+ *   /patches/view     uint32 [N]        row of /views
+ *   /patches/origin   int32  [N, 2]     top-left (row, col) in the source image
+ *   /patches/ellipse  float32 [N, 5]    lesions: fitted mark (cx, cy, a, b, angle rad); NaN for normals
+ *   /views/patient    uint32 [V]        row of /patients
+ *   /views/laterality string(1) [V]     L / R (U when the file has neither laterality tag)
+ *   /views/position   string(3) [V]     CC / MLO
+ *   /views/image      uint32 [V]        n-th image of this (patient, laterality, position)
+ *   /views/birads     int8   [V]        exam BI-RADS
+ *   /views/windowing  int8   [V]        0 VOI LUT, 1 window centre/width, 2 min-max
+ *   /views/rows, /views/cols uint32 [V] image size
+ *   /patients/pseudonym string(21) [P]  keyed hash of PatientID (never the raw ID)
+ *   attributes on /: schema_version, patch_size, every preprocessing parameter,
+ *   software version, input file counts by outcome.
+ *
+ * Writing happens in rounds: each rank contributes the views and patches of its
+ * contiguous run of the round's files; offsets come from MPI_Exscan of per-rank counts
+ * and every rank writes its hyperslab collectively, so the file holds everything in
+ * file order and is the same for any number of ranks.  With serial HDF5 only, writing
+ * needs a single rank; reading always works.
+ */
+#ifndef MP_STORE_H
+#define MP_STORE_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#define MP_STORE_SCHEMA_VERSION 1
+#define MP_PSEUDO_STRLEN 21
+
+/* ---- writing --------------------------------------------------------------------- */
+typedef struct mp_store_writer mp_store_writer;
+
+typedef struct {
+  char pseudonym[MP_PSEUDO_STRLEN + 1];
+  char laterality;  /* 'L', 'R' or 'U' */
+  char position[4]; /* "CC", "MLO" */
+  int8_t birads;
+  int8_t windowing;
+  uint32_t rows, cols;
+} mp_view_rec;
+
+typedef struct {
+  uint32_t view;       /* index into this rank's views of the round */
+  uint8_t label;
+  int32_t origin[2];   /* row, col */
+  float ellipse[5];
+} mp_patch_meta;
+
+/* Create path (collective over comm).  NULL with err on failure (same on all ranks). */
+mp_store_writer *mp_store_create(MPI_Comm comm, const char *path, int patch_size, int deflate, char *err,
+                                 size_t errlen);
+/* One round (collective): this rank's views and patches, pixels npatches * B * B. */
+void mp_store_write_round(mp_store_writer *w, const mp_view_rec *views, int nviews, const mp_patch_meta *meta,
+                          const uint8_t *pixels, uint64_t npatches);
+/* Root attributes (collective; every rank passes the same value). */
+void mp_store_attr_int(mp_store_writer *w, const char *name, long long v);
+void mp_store_attr_double(mp_store_writer *w, const char *name, double v);
+void mp_store_attr_string(mp_store_writer *w, const char *name, const char *v);
+/* Totals so far. */
+uint64_t mp_store_written_patches(const mp_store_writer *w);
+uint64_t mp_store_written_views(const mp_store_writer *w);
+uint64_t mp_store_written_patients(const mp_store_writer *w);
+/* Write /patients and close (collective). */
+void mp_store_close_writer(mp_store_writer *w);
+
+/* ---- reading ----------------------------------------------------------------------- */
+typedef struct mp_store mp_store;
+
+typedef struct {
+  uint64_t nviews, npatients;
+  uint32_t *view_patient, *view_image, *view_rows, *view_cols;
+  char *view_laterality;  /* [nviews] */
+  char (*view_position)[4];
+  int8_t *view_birads, *view_windowing;
+  char (*pseudonym)[MP_PSEUDO_STRLEN + 1];
+} mp_store_tables;
+
+/* Open read-only (any HDF5 build, one process).  NULL with err when the file is
+ * missing or not a schema-1 patch store. */
+mp_store *mp_store_open(const char *path, char *err, size_t errlen);
+void mp_store_close(mp_store *s);
+uint64_t mp_store_count(const mp_store *s);
+int mp_store_patch_size(const mp_store *s);
+/* Patches [begin, begin+count): any output may be NULL.  0, or -1 when out of range. */
+int mp_store_read(mp_store *s, uint64_t begin, uint64_t count, uint8_t *pixels, uint8_t *labels, uint32_t *views,
+                  int32_t *origins);
+/* All labels (N) — for samplers and splits. */
+int mp_store_read_labels(mp_store *s, uint8_t *labels);
+/* The views and patients tables (free with mp_store_tables_free). */
+int mp_store_read_tables(mp_store *s, mp_store_tables *t);
+void mp_store_tables_free(mp_store_tables *t);
+/* Root attributes as a JSON object (provenance for reports). */
+cJSON *mp_store_attributes(mp_store *s);
+
+#endif
