@@ -4,6 +4,7 @@
 #include "mp_dicom.h"
 
 #include <cstdio>
+#include <unistd.h>
 #include <cstdlib>
 #include <iostream>
 #include <set>
@@ -171,6 +172,87 @@ class TraceCapture {
   std::ostringstream err_, warn_;
 };
 
+// The codecs under GDCM (libjpeg in particular) print some failures straight to
+// stderr and still hand back pixels — GDCM 3.0.21 decodes 12-bit lossy JPEG with
+// "Unsupported JPEG data precision 12" and ~1% wrong pixels.  While decoding, file
+// descriptor 2 goes to a temporary file; anything written there is a decode failure.
+class StderrCapture {
+ public:
+  StderrCapture() {
+    std::fflush(stderr);
+    tmp_ = std::tmpfile();
+    saved_ = tmp_ ? dup(2) : -1;
+    if (saved_ >= 0) dup2(fileno(tmp_), 2);
+  }
+  ~StderrCapture() { restore(); }
+  std::string text() {
+    restore();
+    if (!tmp_) return "";
+    std::string s;
+    std::rewind(tmp_);
+    char buf[512];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, tmp_)) > 0 && s.size() < 4096) s.append(buf, n);
+    std::fclose(tmp_);
+    tmp_ = nullptr;
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    for (char &c : s)
+      if (c == '\n') c = ';';
+    return s.size() > 300 ? s.substr(0, 300) + "..." : s;
+  }
+
+ private:
+  void restore() {
+    if (saved_ >= 0) {
+      std::fflush(stderr);
+      dup2(saved_, 2);
+      close(saved_);
+      saved_ = -1;
+    }
+  }
+  std::FILE *tmp_ = nullptr;
+  int saved_ = -1;
+};
+
+// GDCM 3.0.21 aborts the process (an assert) on a file-meta element whose length runs
+// past the end of the file.  A bad file must never stop a batch, so before GDCM sees a
+// Part 10 file we walk its group-0002 elements (explicit VR little endian by definition)
+// and refuse the file when a declared length cannot fit.  Nothing is decoded here: this
+// only checks lengths against the file size.  Returns "" when fine, else the reason.
+std::string check_file_meta(const char *path, long long fsize) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<unsigned char> b(static_cast<size_t>(fsize < 65536 ? fsize : 65536));
+  in.read(reinterpret_cast<char *>(b.data()), static_cast<std::streamsize>(b.size()));
+  size_t n = static_cast<size_t>(in.gcount());
+  if (n < 132 || std::memcmp(b.data() + 128, "DICM", 4) != 0) return "";  // no Part 10 meta: GDCM's own heuristics
+  static const char *long_vrs[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
+  long long pos = 132;
+  for (int guard = 0; guard < 4096; guard++) {
+    if (pos + 8 > static_cast<long long>(n)) return pos + 8 > fsize ? "file meta information cut short" : "";
+    const unsigned char *e = b.data() + pos;
+    unsigned group = e[0] | (e[1] << 8), elem = e[2] | (e[3] << 8);
+    if (group != 0x0002) return "";
+    if (e[4] < 'A' || e[4] > 'Z' || e[5] < 'A' || e[5] > 'Z') return "file meta element with an invalid VR";
+    bool lng = false;
+    for (const char *v : long_vrs) lng |= e[4] == v[0] && e[5] == v[1];
+    long long len, hdr = lng ? 12 : 8;
+    if (lng) {
+      if (pos + 12 > static_cast<long long>(n)) return "file meta information cut short";
+      len = static_cast<long long>(e[8] | (e[9] << 8) | (e[10] << 16)) | (static_cast<long long>(e[11]) << 24);
+    } else {
+      len = e[6] | (e[7] << 8);
+    }
+    if (len == 0xFFFFFFFFLL || pos + hdr + len > fsize) {
+      char msg[160];
+      std::snprintf(msg, sizeof msg, "file meta element (0002,%04x) declares %lld bytes but the file has %lld", elem, len,
+                    fsize);
+      return msg;
+    }
+    pos += hdr + len;
+  }
+  return "file meta information too long";
+}
+
 std::string value_of(const gdcm::DataSet &ds, uint16_t g, uint16_t e) {
   const gdcm::Tag t(g, e);
   if (!ds.FindDataElement(t)) return "";
@@ -291,6 +373,11 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
         set_err(err, errlen, "empty file");
         return nullptr;
       }
+      std::string bad = check_file_meta(path, static_cast<long long>(probe.tellg()));
+      if (!bad.empty()) {
+        set_err(err, errlen, "not readable as DICOM: " + bad);
+        return nullptr;
+      }
     }
     f = new mp_dicom_file();
     TraceCapture cap;
@@ -305,7 +392,9 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
         f->info.pixels_readable = false;
         copy_to(f->info.pixel_error, sizeof f->info.pixel_error, "pixel data truncated (GDCM: Incomplete Pixel Data)");
       } else if (f->info.rows > 0 && f->info.cols > 0 && f->info.bits_allocated > 0 &&
-                 f->reader.GetFile().GetHeader().GetDataSetTransferSyntax().IsEncapsulated() == false) {
+                 !f->reader.GetFile().GetHeader().GetDataSetTransferSyntax().IsEncapsulated() &&
+                 f->reader.GetFile().GetHeader().GetDataSetTransferSyntax() !=
+                     gdcm::TransferSyntax::DeflatedExplicitVRLittleEndian) {
         // native pixel data: the file must at least hold one frame
         std::ifstream sz(path, std::ios::binary | std::ios::ate);
         long long need = static_cast<long long>(f->info.rows) * f->info.cols * ((f->info.bits_allocated + 7) / 8) *
@@ -365,6 +454,7 @@ int mp_dicom_decode(mp_dicom_file *f, const void **data, int *bits, int *is_sign
     }
     if (!f->decoded) {
       TraceCapture cap;
+      StderrCapture raw;
       unsigned long len = img.GetBufferLength();
       unsigned long frame = static_cast<unsigned long>(in.rows) * static_cast<unsigned long>(in.cols) * (ba / 8);
       if (len < frame) {
@@ -374,6 +464,8 @@ int mp_dicom_decode(mp_dicom_file *f, const void **data, int *bits, int *is_sign
       f->pixels.resize(len);
       bool ok = img.GetBuffer(f->pixels.data());
       std::string why = cap.errors();
+      std::string said = raw.text();
+      if (why.empty() && !said.empty()) why = "codec: " + said;
       if (!ok || !why.empty()) {
         set_err(err, errlen, why.empty() ? std::string("GDCM could not decode the pixel data") : why);
         return -1;

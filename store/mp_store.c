@@ -315,11 +315,11 @@ void mp_store_close_writer(mp_store_writer *w) {
   char *buf = mp_calloc(n ? n : 1, MP_PSEUDO_STRLEN);
   for (size_t i = 0; i < n; i++) memcpy(buf + i * MP_PSEUDO_STRLEN, w->pseudo[i], MP_PSEUDO_STRLEN);
   hid_t ms = MP_H5(H5Screate_simple(1, &n, NULL));
-  if (w->rank != 0 || n == 0) {
+  if (w->rank != 0) {
     MP_CHECK_H5(H5Sselect_none(sp));
     MP_CHECK_H5(H5Sselect_none(ms));
   }
-  MP_CHECK_H5(H5Dwrite(ds, w->t_pseudo, ms, sp, w->dxpl, buf));
+  if (n > 0) MP_CHECK_H5(H5Dwrite(ds, w->t_pseudo, ms, sp, w->dxpl, buf)); /* an empty table has no storage */
   mp_free(buf);
   H5Sclose(ms);
   H5Dclose(ds);

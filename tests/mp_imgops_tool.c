@@ -31,17 +31,27 @@ static int save(const char *path, const uint8_t *b, size_t n) {
   return fclose(f) == 0 && w == n ? 0 : -1;
 }
 
-/* Read the next point list of a text file; returns n (-1 at the end). */
+/* A whole-string non-negative integer argument, or -1. */
+static int arg_int(const char *s) {
+  char *end;
+  long v = strtol(s, &end, 10);
+  return (*s && !*end && v >= 0 && v < 1000000) ? (int)v : -1;
+}
+
+/* Read the next point list of a text file; returns n, -1 at the end, -2 when the
+ * line does not parse. */
 static int read_points(FILE *f, double **x, double **y, int *cap) {
   int n;
-  if (fscanf(f, "%d", &n) != 1) return -1;
+  int got = fscanf(f, "%d", &n);
+  if (got == EOF) return -1;
+  if (got != 1 || n < 0) return -2;
   if (n > *cap) {
     *cap = n;
     *x = mp_realloc(*x, (size_t)n * sizeof **x);
     *y = mp_realloc(*y, (size_t)n * sizeof **y);
   }
   for (int k = 0; k < n; k++)
-    if (fscanf(f, "%lf %lf", &(*x)[k], &(*y)[k]) != 2) return -1;
+    if (fscanf(f, "%lf %lf", &(*x)[k], &(*y)[k]) != 2) return -2;
   return n;
 }
 
@@ -59,6 +69,10 @@ int main(int argc, char **argv) {
     double *x = NULL, *y = NULL;
     int cap = 0, n;
     while ((n = read_points(in, &x, &y, &cap)) >= 0) {
+      if (!strcmp(op, "area"))
+        for (int k = 0; k < n; k++)
+          if (x[k] != (int)x[k] || y[k] != (int)y[k]) n = -2; /* contours are integer pixels */
+      if (n < 0) break;
       if (!strcmp(op, "area")) {
         mp_point *p = mp_malloc((size_t)(n ? n : 1) * sizeof *p);
         for (int k = 0; k < n; k++) {
@@ -78,11 +92,18 @@ int main(int argc, char **argv) {
     mp_free(x);
     mp_free(y);
     fclose(in);
+    if (n == -2) {
+      fprintf(stderr, "%s: malformed point list\n", argv[2]);
+      fclose(out);
+      return 1;
+    }
     return fclose(out) == 0 ? 0 : 1;
   }
   if (argc < 6) return usage();
-  int W = atoi(argv[4]), H = atoi(argv[5]);
+  int W = arg_int(argv[4]), H = arg_int(argv[5]);
   if (W <= 0 || H <= 0) return usage();
+  int p6 = argc > 6 ? arg_int(argv[6]) : 0, p7 = argc > 7 ? arg_int(argv[7]) : 0;
+  if (p6 < 0 || p7 < 0) return usage();
   size_t n = (size_t)W * H;
   uint8_t *in = load(argv[2], n);
   if (!in) {
@@ -94,13 +115,13 @@ int main(int argc, char **argv) {
   if (!strcmp(op, "median5")) {
     mp_median5_u8(in, out, W, H);
   } else if (!strcmp(op, "threshold") && argc >= 7) {
-    mp_threshold_u8(in, out, n, atoi(argv[6]));
+    mp_threshold_u8(in, out, n, p6);
   } else if (!strcmp(op, "median5thr") && argc >= 7) {
-    mp_median5_threshold_u8(in, out, W, H, atoi(argv[6]));
+    mp_median5_threshold_u8(in, out, W, H, p6);
   } else if ((!strcmp(op, "dilate") || !strcmp(op, "erode")) && argc >= 8) {
-    (op[0] == 'd' ? mp_dilate_u8 : mp_erode_u8)(in, out, W, H, atoi(argv[6]), atoi(argv[7]));
+    (op[0] == 'd' ? mp_dilate_u8 : mp_erode_u8)(in, out, W, H, p6, p7);
   } else if (!strcmp(op, "close") && argc >= 7) {
-    mp_close_u8(in, out, W, H, atoi(argv[6]));
+    mp_close_u8(in, out, W, H, p6);
   } else if (!strcmp(op, "contours")) {
     mp_contours c;
     mp_find_contours_external(in, W, H, &c);

