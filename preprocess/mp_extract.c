@@ -29,7 +29,8 @@ int mp_extract_lesions(const uint8_t *img, int W, int H, const mp_extract_params
                        mp_lesion_stats *st) {
   mp_lesion_stats local = {0};
   size_t n = (size_t)W * H;
-  uint8_t *thr = mp_malloc(n), *closed = mp_malloc(n), *mask = mp_malloc(n);
+  uint8_t *thr = mp_imgops_scratch(MP_SCRATCH_THR, n), *closed = mp_imgops_scratch(MP_SCRATCH_CLOSED, n),
+          *mask = mp_imgops_scratch(MP_SCRATCH_MASK, n);
   /* steps 1-2 fused: threshold(median5) == "13 of 25 at or above the threshold" */
   mp_median5_threshold_u8(img, thr, W, H, p->annot_thresh);
   int kept = 0;
@@ -87,9 +88,6 @@ int mp_extract_lesions(const uint8_t *img, int W, int H, const mp_extract_params
     mp_free(patch);
     mp_contours_free(&cs);
   }
-  mp_free(thr);
-  mp_free(closed);
-  mp_free(mask);
   if (st) {
     st->contours += local.contours;
     st->too_few_points += local.too_few_points;

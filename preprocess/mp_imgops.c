@@ -10,6 +10,33 @@
 
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+static struct {
+  void *p;
+  size_t n;
+} g_scratch[MP_SCRATCH_NSLOTS];
+
+static size_t f_clean; /* leading bytes of the MP_SCRATCH_LABELS buffer known to be zero */
+
+void *mp_imgops_scratch(int slot, size_t bytes) {
+  MP_CHECK(slot >= 0 && slot < MP_SCRATCH_NSLOTS, "scratch slot %d", slot);
+  if (g_scratch[slot].n < bytes) {
+    mp_free(g_scratch[slot].p);
+    g_scratch[slot].p = mp_malloc(bytes);
+    g_scratch[slot].n = bytes;
+    if (slot == MP_SCRATCH_LABELS) f_clean = 0;
+  }
+  return g_scratch[slot].p;
+}
+
+void mp_imgops_scratch_free(void) {
+  for (int i = 0; i < MP_SCRATCH_NSLOTS; i++) {
+    mp_free(g_scratch[i].p);
+    g_scratch[i].p = NULL;
+    g_scratch[i].n = 0;
+  }
+  f_clean = 0;
+}
+
 /* ---- median -------------------------------------------------------------------------- */
 
 void mp_median5_u8(const uint8_t *in, uint8_t *out, int W, int H) {
@@ -48,9 +75,31 @@ void mp_threshold_u8(const uint8_t *in, uint8_t *out, size_t n, int t) {
   for (size_t i = 0; i < n; i++) out[i] = in[i] >= t ? 255 : 0;
 }
 
+/* Does the row hold a value >= t?  (Eight lanes per step, which compilers vectorise.) */
+static bool row_has_at_least(const uint8_t *row, int W, int t) {
+  int x = 0;
+  for (; x + 8 <= W; x += 8) {
+    uint8_t m = 0;
+    for (int k = 0; k < 8; k++) m |= (uint8_t)(row[x + k] >= t);
+    if (m) return true;
+  }
+  for (; x < W; x++)
+    if (row[x] >= t) return true;
+  return false;
+}
+
 void mp_median5_threshold_u8(const uint8_t *in, uint8_t *out, int W, int H, int t) {
+  /* a median >= t needs 13 of 25 pixels >= t: rows whose 5-row window has none are 0 */
+  uint8_t *hot = mp_malloc((size_t)H);
+  for (int y = 0; y < H; y++) hot[y] = row_has_at_least(in + (size_t)y * W, W, t);
   uint8_t *col = mp_malloc((size_t)W); /* per column: count of (>= t) in rows y-2..y+2 */
   for (int y = 0; y < H; y++) {
+    bool any = false;
+    for (int k = -2; k <= 2; k++) any |= hot[clampi(y + k, 0, H - 1)] != 0;
+    if (!any) {
+      memset(out + (size_t)y * W, 0, (size_t)W);
+      continue;
+    }
     const uint8_t *rows[5];
     for (int k = 0; k < 5; k++) rows[k] = in + (size_t)clampi(y + k - 2, 0, H - 1) * W;
     for (int x = 0; x < W; x++)
@@ -66,6 +115,7 @@ void mp_median5_threshold_u8(const uint8_t *in, uint8_t *out, int W, int H, int 
     }
   }
   mp_free(col);
+  mp_free(hot);
 }
 
 /* ---- morphology -------------------------------------------------------------------- */
@@ -75,36 +125,93 @@ void mp_disc_rows(int r, int *hw) {
     hw[dy + r] = r == 0 ? 0 : (int)lrint(r * sqrt((double)(r * r - dy * dy) / (double)(r * r)));
 }
 
+/* Column extent of the set pixels of each row (lo = -1 for an empty row).  Empty
+ * rows (most of them) are skipped eight bytes at a time. */
+static void row_extents(const uint8_t *in, int W, int H, int *lo, int *hi) {
+  for (int y = 0; y < H; y++) {
+    const uint8_t *row = in + (size_t)y * W;
+    int a = 0, b = W - 1;
+    for (; a + 8 <= W; a += 8) {
+      uint64_t w8;
+      memcpy(&w8, row + a, 8);
+      if (w8) break;
+    }
+    while (a < W && !row[a]) a++;
+    if (a == W) {
+      lo[y] = hi[y] = -1;
+      continue;
+    }
+    while (!row[b]) b--;
+    lo[y] = a;
+    hi[y] = b;
+  }
+}
+
 /* One pass.  erode == false: out set when any set pixel of in lies under the disc;
- * erode == true: out set when every in-image pixel under the disc is set.  Each row
- * is turned into prefix counts once (a ring of 2r+1 rows) so a disc row is an O(1)
- * range count. */
+ * erode == true: out set when every in-image pixel under the disc is set.  A row's
+ * prefix counts (kept in a ring of 2r+1 rows) make each disc row an O(1) range count,
+ * and only the columns that can change are visited: marks are sparse in a mammogram,
+ * so the cost follows the marks, not the image. */
 static void morph_once(const uint8_t *in, uint8_t *out, int W, int H, int r, bool erode) {
   int K = 2 * r + 1;
   int hw[K];
   mp_disc_rows(r, hw);
-  uint16_t *ring = mp_malloc((size_t)K * (size_t)(W + 1) * sizeof *ring);
   MP_CHECK(W < 65536, "image width %d too large for 16-bit prefix counts", W);
-  /* prefix counts of row y live in slot y % K; fill rows 0..r-1 first */
-  int filled = -1;
+  uint16_t *ring = mp_imgops_scratch(MP_SCRATCH_RING, (size_t)K * (size_t)(W + 1) * sizeof *ring);
+  int slot_row[K];
+  int *lo = mp_imgops_scratch(MP_SCRATCH_EXTENTS, (size_t)H * 2 * sizeof *lo), *hi = lo + H;
+  for (int k = 0; k < K; k++) slot_row[k] = -1;
+  row_extents(in, W, H, lo, hi);
   for (int y = 0; y < H; y++) {
-    int need = y + r < H ? y + r : H - 1;
-    while (filled < need) {
-      filled++;
-      uint16_t *p = ring + (size_t)(filled % K) * (W + 1);
-      const uint8_t *row = in + (size_t)filled * W;
-      p[0] = 0;
-      for (int x = 0; x < W; x++) p[x + 1] = (uint16_t)(p[x] + (row[x] != 0));
-    }
     uint8_t *o = out + (size_t)y * W;
-    for (int x = 0; x < W; x++) {
+    memset(o, 0, (size_t)W);
+    int xa = W, xb = -1;
+    if (erode) { /* the disc holds its centre: only set pixels can stay set */
+      if (lo[y] < 0) continue;
+      xa = lo[y];
+      xb = hi[y];
+    } else {
+      for (int dy = -r; dy <= r; dy++) {
+        int yy = y + dy;
+        if (yy < 0 || yy >= H || lo[yy] < 0 || hw[dy + r] < 0) continue;
+        if (lo[yy] - hw[dy + r] < xa) xa = lo[yy] - hw[dy + r];
+        if (hi[yy] + hw[dy + r] > xb) xb = hi[yy] + hw[dy + r];
+      }
+      if (xb < 0) continue;
+      if (xa < 0) xa = 0;
+      if (xb > W - 1) xb = W - 1;
+    }
+    /* prefix counts of the non-empty rows under the disc */
+    const uint16_t *pref[K];
+    for (int dy = -r; dy <= r; dy++) {
+      int yy = y + dy;
+      pref[dy + r] = NULL;
+      if (yy < 0 || yy >= H || lo[yy] < 0) continue;
+      int sl = yy % K;
+      uint16_t *p = ring + (size_t)sl * (W + 1);
+      if (slot_row[sl] != yy) {
+        const uint8_t *row = in + (size_t)yy * W;
+        p[0] = 0;
+        for (int x = 0; x < W; x++) p[x + 1] = (uint16_t)(p[x] + (row[x] != 0));
+        slot_row[sl] = yy;
+      }
+      pref[dy + r] = p;
+    }
+    for (int x = xa; x <= xb; x++) {
       bool v = erode;
       for (int dy = -r; dy <= r; dy++) {
         int yy = y + dy;
         if (yy < 0 || yy >= H) continue; /* dilate: unset outside; erode: set outside */
         int w = hw[dy + r];
+        const uint16_t *p = pref[dy + r];
+        if (!p) { /* an empty row */
+          if (erode) {
+            v = false;
+            break;
+          }
+          continue;
+        }
         int x0 = x - w < 0 ? 0 : x - w, x1 = x + w + 1 > W ? W : x + w + 1;
-        const uint16_t *p = ring + (size_t)(yy % K) * (W + 1);
         int cnt = p[x1] - p[x0];
         if (erode) {
           if (cnt != x1 - x0) {
@@ -119,7 +226,6 @@ static void morph_once(const uint8_t *in, uint8_t *out, int W, int H, int r, boo
       o[x] = v ? 255 : 0;
     }
   }
-  mp_free(ring);
 }
 
 static void morph(const uint8_t *in, uint8_t *out, int W, int H, int r, int iter, bool erode) {
@@ -128,23 +234,21 @@ static void morph(const uint8_t *in, uint8_t *out, int W, int H, int r, int iter
     if (out != in) memcpy(out, in, n);
     return;
   }
-  uint8_t *tmp = mp_malloc(n);
+  uint8_t *tmp = mp_imgops_scratch(MP_SCRATCH_MORPH_TMP, n);
   memcpy(tmp, in, n);
   for (int i = 0; i < iter; i++) {
     morph_once(tmp, out, W, H, r, erode);
     if (i + 1 < iter) memcpy(tmp, out, n);
   }
-  mp_free(tmp);
 }
 
 void mp_dilate_u8(const uint8_t *in, uint8_t *out, int W, int H, int r, int iter) { morph(in, out, W, H, r, iter, false); }
 void mp_erode_u8(const uint8_t *in, uint8_t *out, int W, int H, int r, int iter) { morph(in, out, W, H, r, iter, true); }
 
 void mp_close_u8(const uint8_t *in, uint8_t *out, int W, int H, int r) {
-  uint8_t *tmp = mp_malloc((size_t)W * H);
+  uint8_t *tmp = mp_imgops_scratch(MP_SCRATCH_MORPH_TMP2, (size_t)W * H);
   morph_once(in, tmp, W, H, r, false);
   morph_once(tmp, out, W, H, r, true);
-  mp_free(tmp);
 }
 
 /* ---- contours (Suzuki & Abe 1985, algorithm 1) --------------------------------------- */
@@ -227,9 +331,17 @@ static void follow(int *f, int PW, int i, int j, int i2, int j2, int nbd, pt_vec
 
 void mp_find_contours_external(const uint8_t *bin, int W, int H, mp_contours *out) {
   int PW = W + 2, PH = H + 2;
-  int *f = mp_calloc((size_t)PW * PH, sizeof *f);
+  /* label image, zeroed only where set pixels were (it is left clean for the next call:
+   * every nonzero label is written on a set pixel, and those are cleared at the end) */
+  int *f = mp_imgops_scratch(MP_SCRATCH_LABELS, (size_t)PW * PH * sizeof *f);
+  int *lo = mp_malloc((size_t)H * 2 * sizeof *lo), *hi = lo + H;
+  row_extents(bin, W, H, lo, hi);
+  if (f_clean < (size_t)PW * PH * sizeof *f) {
+    memset(f, 0, (size_t)PW * PH * sizeof *f);
+    f_clean = (size_t)PW * PH * sizeof *f;
+  }
   for (int y = 0; y < H; y++)
-    for (int x = 0; x < W; x++) f[(size_t)(y + 1) * PW + x + 1] = bin[(size_t)y * W + x] != 0;
+    for (int x = lo[y]; x >= 0 && x <= hi[y]; x++) f[(size_t)(y + 1) * PW + x + 1] = bin[(size_t)y * W + x] != 0;
   /* border table: type (1 outer, 0 hole) and parent; border 1 is the frame (a hole) */
   int cap = 256, nbd = 1;
   int *type = mp_malloc((size_t)cap * sizeof *type), *parent = mp_malloc((size_t)cap * sizeof *parent);
@@ -240,7 +352,8 @@ void mp_find_contours_external(const uint8_t *bin, int W, int H, mp_contours *ou
   int *start = mp_malloc((size_t)scap * sizeof *start);
   for (int i = 1; i <= H; i++) {
     int lnbd = 1;
-    for (int j = 1; j <= W; j++) {
+    if (lo[i - 1] < 0) continue; /* labels are only ever written on set pixels */
+    for (int j = lo[i - 1] + 1; j <= hi[i - 1] + 1; j++) {
       int v = f[(size_t)i * PW + j];
       if (v == 0) continue;
       bool outer = v == 1 && f[(size_t)i * PW + j - 1] == 0;
@@ -270,10 +383,12 @@ void mp_find_contours_external(const uint8_t *bin, int W, int H, mp_contours *ou
     }
   }
   start[ncont] = pts.n;
+  for (int y = 0; y < H; y++) /* leave f zero for the next call */
+    if (lo[y] >= 0) memset(f + (size_t)(y + 1) * PW + lo[y] + 1, 0, (size_t)(hi[y] - lo[y] + 1) * sizeof *f);
+  mp_free(lo);
   out->n = ncont;
   out->start = start;
   out->pts = pts.p;
-  mp_free(f);
   mp_free(type);
   mp_free(parent);
 }

@@ -99,4 +99,16 @@ double mp_extreme_fraction(const uint8_t *p, size_t n, int black, int white);
 int mp_tile_normals(const uint8_t *img, int W, int H, int size, int black, int white, uint8_t *scratch,
                     void (*keep)(void *user, const uint8_t *block, int row, int col), void *user);
 
+/* Scratch buffers reused from image to image (allocate once, grow when an image is
+ * larger): a full-field image is 13.6 Mpx, and fresh buffers per image cost more in
+ * page faults than the operations themselves.  One set per process: the operations
+ * are not thread-safe.  Slots are private to their users (see MP_SCRATCH_*). */
+enum {
+  MP_SCRATCH_MORPH_TMP, MP_SCRATCH_MORPH_TMP2, MP_SCRATCH_RING, MP_SCRATCH_EXTENTS, MP_SCRATCH_LABELS,
+  MP_SCRATCH_THR, MP_SCRATCH_CLOSED, MP_SCRATCH_MASK, MP_SCRATCH_IMAGE, MP_SCRATCH_NSLOTS
+};
+void *mp_imgops_scratch(int slot, size_t bytes);
+/* Release them all (end of a stage). */
+void mp_imgops_scratch_free(void);
+
 #endif

@@ -343,7 +343,7 @@ static int process_file(stage *S, const char *path, round_buf *rb, char *detail,
   }
   double t1 = mp_now();
   int W = in.cols, H = in.rows;
-  uint8_t *img = mp_malloc((size_t)W * H);
+  uint8_t *img = mp_imgops_scratch(MP_SCRATCH_IMAGE, (size_t)W * H);
   mp_window_method wm = mp_window_to_u8(data, bits, is_signed, (size_t)W * H, &in, mp_dicom_voi_lut(f), img);
   mp_dicom_close(f);
   S->windowing[wm]++;
@@ -371,7 +371,6 @@ static int process_file(stage *S, const char *path, round_buf *rb, char *detail,
     S->lesion += (uint64_t)k;
     S->lesion_by_birads[birads] += (uint64_t)k;
   }
-  mp_free(img);
   S->t_extract += mp_now() - t2;
   *np_out = k;
   return R_ACCEPTED;
@@ -534,6 +533,7 @@ int mp_preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preprocess_a
     mp_progress_update(prog, r0 + rn);
   }
   mp_progress_finish(prog);
+  mp_imgops_scratch_free();
   if (audit) fclose(audit);
   mp_free(rb.views);
   mp_free(rb.meta);

@@ -2,9 +2,9 @@
 # The main job (README): installs missing Debian packages, builds, and runs the
 # pipeline on 2 MPI ranks as far as it is built.  Outputs go to out/demo/.
 #
-# Built so far: the foundation (build information, MPI layout, configuration) and the
-# synthetic cohort.  The stages (preprocess, train, gan, smote, eval/report) join this
-# script as they are built.
+# Built so far: the foundation (build information, MPI layout, configuration), the
+# synthetic cohort and preprocessing into the patch store.  The stages (train, gan,
+# smote, eval/report) join this script as they are built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ranks=${MP_DEMO_RANKS:-2}
@@ -26,6 +26,14 @@ echo "   written to $out/config.ini"
 echo "== synthetic cohort (DICOM + labels + truth) on $ranks ranks"
 rm -rf "$out/cohort"
 "${mp[@]}" synth --config jobs/demo.ini --out "$out/cohort" --preview
+echo "== preprocess: filters, lesion and normal patches, one parallel HDF5 patch store"
+# the demo's site key (a real site keeps its own secret, in privacy.site_key_file)
+export MAMMOPATCH_SITE_KEY=${MAMMOPATCH_SITE_KEY:-mammopatch-demo-site-key-not-secret}
+"${mp[@]}" preprocess --config jobs/demo.ini --input "$out/cohort/dicom" --labels "$out/cohort/labels.csv" \
+  --out "$out/patches.h5" --report "$out/preprocess"
 echo
-echo "Cohort: $out/cohort (labels.csv, truth.csv, truth_lesions.csv, dicom/); look at $out/cohort/preview.png"
-echo "Pipeline stages built so far: synth.  Preprocess, train, gan, smote and the report are the next issues."
+cat "$out/preprocess/preprocess.md"
+echo
+echo "Cohort: $out/cohort (look at preview.png); patch store: $out/patches.h5;"
+echo "reports: $out/preprocess/ (preprocess.json, preprocess.md, preprocess_files.csv)."
+echo "Pipeline stages built so far: synth, preprocess.  Train, gan, smote and the report are the next issues."

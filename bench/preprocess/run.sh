@@ -58,10 +58,13 @@ fi
 nfiles=$(find "$tmp/cohort/dicom" -name '*.dcm' | wc -l)
 echo "cohort: $nfiles files, $(du -sh "$tmp/cohort/dicom" | cut -f1)"
 
-# --- the Python peer (one core)
-echo "peer: $peer ..."
+# --- the Python peer (one core), compressing its store at the same deflate level as
+# mammopatch's configuration, so neither side wins by compressing less
+level=$(build/mammopatch config 2>/dev/null | sed -n 's/^deflate = //p')
+level=${level:-1}
+echo "peer: $peer (gzip level $level) ..."
 peer_ok=1
-if "$py" "$peer" --input "$tmp/cohort/dicom" --labels "$tmp/cohort/labels.csv" --out "$tmp/peer.h5" \
+if "$py" "$peer" --input "$tmp/cohort/dicom" --labels "$tmp/cohort/labels.csv" --out "$tmp/peer.h5" --gzip-level "$level" \
     >"$tmp/peer.out" 2>"$tmp/peer.err"; then
   tail -n 1 "$tmp/peer.out" >"$tmp/peer.json"
 else
