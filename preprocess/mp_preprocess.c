@@ -3,6 +3,9 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -414,6 +417,14 @@ int mp_preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preprocess_a
   MP_CHECK_MPI(MPI_Comm_rank(comm, &rank));
   MP_CHECK_MPI(MPI_Comm_size(comm, &size));
   double t_start = mp_now();
+#ifdef __GLIBC__
+  /* GDCM allocates (and zero-fills) a fresh buffer for every file's pixel data: keep
+   * freed large blocks in the heap instead of unmapping them, so the next file reuses
+   * warm pages rather than faulting in 27 MB of new ones (a third of the time per
+   * full-field file otherwise). */
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+#endif
   stage S;
   memset(&S, 0, sizeof S);
   S.cfg = cfg;
