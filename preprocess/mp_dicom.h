@@ -79,7 +79,8 @@ typedef struct {
 mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, size_t errlen);
 
 /* Decode the first frame.  *data points to rows*cols samples of *bits (8 or 16) bits,
- * signed when *is_signed, owned by f.  Returns 0, or -1 with the reason (GDCM's own
+ * signed when *is_signed, valid until the next mp_dicom_decode or mp_dicom_close (the
+ * reader reuses one frame buffer per process: not thread-safe).  Returns 0, or -1 with the reason (GDCM's own
  * words when it has any) in err.  A codec that reports an error while producing pixels
  * (e.g. GDCM's 12-bit lossy JPEG trap) counts as a failure. */
 int mp_dicom_decode(mp_dicom_file *f, const void **data, int *bits, int *is_signed, char *err, size_t errlen);
