@@ -562,6 +562,11 @@ int mp_preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preprocess_a
   MP_CHECK_MPI(MPI_Allreduce(ml, lc, 9, MPI_UINT64_T, MPI_SUM, comm));
   double times[4] = {S.t_read, S.t_window, S.t_extract, S.t_write}, tsum[4];
   MP_CHECK_MPI(MPI_Allreduce(times, tsum, 4, MPI_DOUBLE, MPI_SUM, comm));
+  /* per rank: busy (read + window + extract) and the collective writes (which include
+   * waiting for the slowest rank of each round): the load-balance picture */
+  double mine2[2] = {S.t_read + S.t_window + S.t_extract, S.t_write};
+  double *per = rank == 0 ? mp_malloc((size_t)size * 2 * sizeof *per) : NULL;
+  MP_CHECK_MPI(MPI_Gather(mine2, 2, MPI_DOUBLE, per, 2, MPI_DOUBLE, 0, comm));
   write_attrs(w, cfg, &S.ex, reasons, files.n, S.key.fingerprint);
   uint64_t nviews = mp_store_written_views(w), npat = mp_store_written_patients(w);
   mp_store_close_writer(w);
@@ -633,6 +638,14 @@ int mp_preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preprocess_a
     cJSON_AddNumberToObject(st, "window_seconds_sum", tsum[1]);
     cJSON_AddNumberToObject(st, "extract_seconds_sum", tsum[2]);
     cJSON_AddNumberToObject(st, "write_seconds_sum", tsum[3]);
+    cJSON *pr = cJSON_AddArrayToObject(st, "per_rank");
+    for (int r = 0; r < size; r++) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddNumberToObject(o, "rank", r);
+      cJSON_AddNumberToObject(o, "busy_seconds", per[2 * r]);
+      cJSON_AddNumberToObject(o, "write_and_wait_seconds", per[2 * r + 1]);
+      cJSON_AddItemToArray(pr, o);
+    }
     snprintf(path, sizeof path, "%s/preprocess.json", a->report_dir);
     if (mp_json_write_file(path, doc, err, sizeof err)) {
       MP_ERROR("%s", err);
@@ -679,6 +692,7 @@ int mp_preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preprocess_a
     }
     mp_strbuf_free(&md);
   }
+  mp_free(per);
   MP_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, comm));
   free_labels(&S.labels);
   mp_site_key_clear(&S.key);

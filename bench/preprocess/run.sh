@@ -132,6 +132,16 @@ else
   echo "parallel efficiency at 2 ranks: n/a (target >= 85%)"
 fi
 [[ $(nproc) -lt 2 ]] && echo "note: $(nproc) core(s) here; the 2-rank figure is oversubscribed"
+# What this machine gives two busy processes at all: the same pure-CPU loop once alone,
+# then twice at once.  A VM whose two vCPUs share a core (or are stolen from) caps the
+# efficiency any program can show here; read the figure above against this one.
+spin='import time
+t = time.time(); s = 0
+for i in range(12000000): s += i
+print(time.time() - t)'
+one=$("$py" -c "$spin")
+two=$( ("$py" -c "$spin" & "$py" -c "$spin"; wait) | sort -n | tail -1)
+awk -v a="$one" -v b="$two" 'BEGIN { printf "machine: two concurrent CPU-bound processes run at %.0f%% of one alone (the ceiling for the efficiency above)\n", 100 * a / b }'
 
 echo
 printf '%-24s %10s %10s %10s %10s %10s\n' "patch counts" accepted discarded failed normal lesion
