@@ -43,4 +43,17 @@ static inline void mp_test_write(const char *path, const char *text) {
   fclose(f);
 }
 
+/* MPI test programs: run the group on every rank (the collectives need them all) and
+ * fail the job when any rank failed.  Call between mp_mpi_init and mp_mpi_finalize. */
+#ifdef MP_MPI_H
+static inline int mp_test_run_mpi(const char *what, const struct CMUnitTest *tests, size_t n, mp_ctx *ctx) {
+  char name[64];
+  snprintf(name, sizeof name, "%s rank %d", what, mp_mpi_rank(ctx));
+  int failed = _cmocka_run_group_tests(name, tests, n, NULL, NULL);
+  int any = 0;
+  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  return any ? 1 : 0;
+}
+#endif
+
 #endif

@@ -125,12 +125,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_context),     cmocka_unit_test(test_gather_json), cmocka_unit_test(test_bcast_string),
       cmocka_unit_test(test_groups),      cmocka_unit_test(test_memory_report),
   };
-  char name[32];
-  snprintf(name, sizeof name, "mpi rank %d", mp_mpi_rank(ctx));
-  int failed = cmocka_run_group_tests_name(name, tests, NULL, NULL);
-  /* the job fails if any rank failed */
-  int any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  int rc = mp_test_run_mpi("mpi", tests, sizeof tests / sizeof tests[0], ctx);
   mp_mpi_finalize(ctx);
-  return any ? 1 : 0;
+  return rc;
 }

@@ -166,11 +166,7 @@ int main(int argc, char **argv) {
   ctx = mp_mpi_init(&argc, &argv);
   mp_log_init(mp_mpi_rank(ctx), mp_mpi_size(ctx), MP_LOG_INFO, false);
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_two_ranks_then_one)};
-  char name[32];
-  snprintf(name, sizeof name, "store rank %d", mp_mpi_rank(ctx));
-  int failed = cmocka_run_group_tests_name(name, tests, NULL, NULL);
-  int any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  int rc = mp_test_run_mpi("store", tests, sizeof tests / sizeof tests[0], ctx);
   mp_mpi_finalize(ctx);
-  return any ? 1 : 0;
+  return rc;
 }
