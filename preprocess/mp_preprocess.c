@@ -132,6 +132,7 @@ static int csv_fields(char *line, char **f, int max) {
 
 static int parse_labels(char *text, labels_t *L, char *err, size_t errlen) {
   memset(L, 0, sizeof *L);
+  if (!strncmp(text, "\xEF\xBB\xBF", 3)) text += 3; /* a UTF-8 byte-order mark (spreadsheet exports) */
   char *save = NULL, *line = strtok_r(text, "\n", &save);
   if (!line) {
     snprintf(err, errlen, "labels file is empty");

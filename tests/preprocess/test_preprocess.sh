@@ -73,7 +73,9 @@ j = data.find(b"\xe0\x7f\x10\x00OW")
 d = bytearray(data); d[j + 8:j + 12] = struct.pack("<I", 0xFFFFFFF0)
 open(os.path.join(out, "huge_pixel_length.dcm"), "wb").write(d)
 PY
-cp "$tmp/c/labels.csv" "$tmp/bad_labels.csv"
+# the labels as a spreadsheet exports them: byte-order mark and CRLF line ends
+printf '\xEF\xBB\xBF' >"$tmp/bad_labels.csv"
+sed 's/$/\r/' "$tmp/c/labels.csv" >>"$tmp/bad_labels.csv"
 nreal=0
 if [[ -n $shared && -d $shared ]]; then
   for f in "$shared"/*/*.dcm; do cp "$f" "$m/real_$(basename "$(dirname "$f")")_$(basename "$f")"; nreal=$((nreal + 1)); done
