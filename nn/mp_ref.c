@@ -1,9 +1,11 @@
 /* mp_ref — reference kernels (see mp_ref.h). */
 #include "mp_ref.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "mp_alloc.h"
+#include "mp_rng.h"
 
 int mp_conv_desc_init(mp_conv_desc *d, int n, int c, int h, int w, int k, int r, int s, int stride, int pad) {
   memset(d, 0, sizeof *d);
@@ -92,5 +94,198 @@ void mp_ref_conv2d_backward_weights(const mp_conv_desc *d, const float *x, const
           for (int q = 0; q < d->q; q++) acc += dy[AT4(d->k, d->p, d->q, n, k, p, q)];
       db[k] = (float)acc;
     }
+  }
+}
+
+/* ---- batch norm --------------------------------------------------------------------------- */
+#define BN_AT(d_, n_, c_, i_) (((size_t)(n_) * (d_)->c + (c_)) * (size_t)(d_)->hw + (i_))
+
+void mp_ref_bn_forward_train(const mp_bn_desc *d, const float *x, const float *gamma, const float *beta, float *y,
+                             float *save_mean, float *save_invstd, float *run_mean, float *run_var) {
+  double m = (double)d->n * d->hw;
+  for (int c = 0; c < d->c; c++) {
+    double s = 0;
+    for (int n = 0; n < d->n; n++)
+      for (int i = 0; i < d->hw; i++) s += x[BN_AT(d, n, c, i)];
+    double mean = s / m, ss = 0;
+    for (int n = 0; n < d->n; n++)
+      for (int i = 0; i < d->hw; i++) {
+        double t = x[BN_AT(d, n, c, i)] - mean;
+        ss += t * t;
+      }
+    double var = ss / m, invstd = 1.0 / sqrt(var + d->eps);
+    for (int n = 0; n < d->n; n++)
+      for (int i = 0; i < d->hw; i++)
+        y[BN_AT(d, n, c, i)] = (float)((x[BN_AT(d, n, c, i)] - mean) * invstd * gamma[c] + beta[c]);
+    save_mean[c] = (float)mean;
+    save_invstd[c] = (float)invstd;
+    double unbiased = m > 1 ? ss / (m - 1) : var;
+    run_mean[c] = (float)((1 - d->momentum) * run_mean[c] + d->momentum * mean);
+    run_var[c] = (float)((1 - d->momentum) * run_var[c] + d->momentum * unbiased);
+  }
+}
+
+void mp_ref_bn_forward_eval(const mp_bn_desc *d, const float *x, const float *gamma, const float *beta,
+                            const float *run_mean, const float *run_var, float *y) {
+  for (int c = 0; c < d->c; c++) {
+    double invstd = 1.0 / sqrt((double)run_var[c] + d->eps);
+    for (int n = 0; n < d->n; n++)
+      for (int i = 0; i < d->hw; i++)
+        y[BN_AT(d, n, c, i)] = (float)((x[BN_AT(d, n, c, i)] - run_mean[c]) * invstd * gamma[c] + beta[c]);
+  }
+}
+
+void mp_ref_bn_backward(const mp_bn_desc *d, const float *x, const float *dy, const float *gamma,
+                        const float *save_mean, const float *save_invstd, float *dx, float *dgamma, float *dbeta) {
+  double m = (double)d->n * d->hw;
+  for (int c = 0; c < d->c; c++) {
+    double sdy = 0, sdyx = 0, mean = save_mean[c], is = save_invstd[c];
+    for (int n = 0; n < d->n; n++)
+      for (int i = 0; i < d->hw; i++) {
+        double g = dy[BN_AT(d, n, c, i)];
+        sdy += g;
+        sdyx += g * (x[BN_AT(d, n, c, i)] - mean) * is;
+      }
+    dgamma[c] = (float)sdyx;
+    dbeta[c] = (float)sdy;
+    /* dx = gamma * invstd / m * (m dy - sum dy - xhat sum(dy xhat)) */
+    for (int n = 0; n < d->n; n++)
+      for (int i = 0; i < d->hw; i++) {
+        double xh = (x[BN_AT(d, n, c, i)] - mean) * is;
+        dx[BN_AT(d, n, c, i)] = (float)(gamma[c] * is / m * (m * dy[BN_AT(d, n, c, i)] - sdy - xh * sdyx));
+      }
+  }
+}
+
+/* ---- activations ---------------------------------------------------------------------------- */
+void mp_ref_relu_forward(const float *x, float *y, size_t n) {
+  for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0f;
+}
+void mp_ref_relu_backward(const float *x, const float *dy, float *dx, size_t n) {
+  for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : 0.0f;
+}
+void mp_ref_lrelu_forward(const float *x, float *y, size_t n, float slope) {
+  for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : slope * x[i];
+}
+void mp_ref_lrelu_backward(const float *x, const float *dy, float *dx, size_t n, float slope) {
+  for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : slope * dy[i];
+}
+void mp_ref_tanh_forward(const float *x, float *y, size_t n) {
+  for (size_t i = 0; i < n; i++) y[i] = (float)tanh((double)x[i]);
+}
+void mp_ref_tanh_backward(const float *y, const float *dy, float *dx, size_t n) {
+  for (size_t i = 0; i < n; i++) dx[i] = (float)(dy[i] * (1.0 - (double)y[i] * y[i]));
+}
+void mp_ref_sigmoid_forward(const float *x, float *y, size_t n) {
+  for (size_t i = 0; i < n; i++) y[i] = (float)(1.0 / (1.0 + exp(-(double)x[i])));
+}
+void mp_ref_sigmoid_backward(const float *y, const float *dy, float *dx, size_t n) {
+  for (size_t i = 0; i < n; i++) dx[i] = (float)(dy[i] * (double)y[i] * (1.0 - y[i]));
+}
+
+/* ---- max-pool ---------------------------------------------------------------------------------- */
+void mp_ref_maxpool2_forward(const float *x, float *y, unsigned char *argmax, int n, int c, int h, int w) {
+  int ho = h / 2, wo = w / 2;
+  for (size_t plane = 0; plane < (size_t)n * c; plane++) {
+    const float *xp = x + plane * h * w;
+    for (int i = 0; i < ho; i++)
+      for (int j = 0; j < wo; j++) {
+        int best = 0;
+        float bv = xp[(2 * i) * w + 2 * j];
+        for (int k = 1; k < 4; k++) {
+          float v = xp[(2 * i + k / 2) * w + 2 * j + k % 2];
+          if (v > bv || (isnan(v) && !isnan(bv))) {
+            bv = v;
+            best = k;
+          }
+        }
+        y[plane * ho * wo + (size_t)i * wo + j] = bv;
+        argmax[plane * ho * wo + (size_t)i * wo + j] = (unsigned char)best;
+      }
+  }
+}
+
+void mp_ref_maxpool2_backward(const float *dy, const unsigned char *argmax, float *dx, int n, int c, int h, int w) {
+  int ho = h / 2, wo = w / 2;
+  memset(dx, 0, (size_t)n * c * h * w * sizeof *dx);
+  for (size_t plane = 0; plane < (size_t)n * c; plane++)
+    for (int i = 0; i < ho; i++)
+      for (int j = 0; j < wo; j++) {
+        size_t o = plane * ho * wo + (size_t)i * wo + j;
+        int k = argmax[o];
+        dx[plane * h * w + (size_t)(2 * i + k / 2) * w + 2 * j + k % 2] = dy[o];
+      }
+}
+
+/* ---- linear --------------------------------------------------------------------------------------- */
+void mp_ref_linear_forward(const float *x, const float *w, const float *b, float *y, int n, int in, int out) {
+  for (int r = 0; r < n; r++)
+    for (int o = 0; o < out; o++) {
+      double acc = b ? b[o] : 0.0;
+      for (int i = 0; i < in; i++) acc += (double)x[(size_t)r * in + i] * w[(size_t)o * in + i];
+      y[(size_t)r * out + o] = (float)acc;
+    }
+}
+
+void mp_ref_linear_backward(const float *x, const float *w, const float *dy, float *dx, float *dw, float *db, int n,
+                            int in, int out) {
+  if (dx)
+    for (int r = 0; r < n; r++)
+      for (int i = 0; i < in; i++) {
+        double acc = 0;
+        for (int o = 0; o < out; o++) acc += (double)dy[(size_t)r * out + o] * w[(size_t)o * in + i];
+        dx[(size_t)r * in + i] = (float)acc;
+      }
+  for (int o = 0; o < out; o++) {
+    for (int i = 0; i < in; i++) {
+      double acc = 0;
+      for (int r = 0; r < n; r++) acc += (double)dy[(size_t)r * out + o] * x[(size_t)r * in + i];
+      dw[(size_t)o * in + i] = (float)acc;
+    }
+    if (db) {
+      double acc = 0;
+      for (int r = 0; r < n; r++) acc += dy[(size_t)r * out + o];
+      db[o] = (float)acc;
+    }
+  }
+}
+
+/* ---- dropout ------------------------------------------------------------------------------------------ */
+void mp_ref_dropout_forward(const float *x, float *y, unsigned char *mask, size_t n, float p, uint64_t seed,
+                            uint64_t index) {
+  float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+  for (size_t e = 0; e < n; e++) {
+    float u = (float)(mp_rng_at(seed, MP_RNG_DROPOUT, index, e) >> 8) * 0x1.0p-24f;
+    mask[e] = u >= p;
+    y[e] = mask[e] ? x[e] * scale : 0.0f;
+  }
+}
+
+void mp_ref_dropout_backward(const float *dy, const unsigned char *mask, float *dx, size_t n, float p) {
+  float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+  for (size_t e = 0; e < n; e++) dx[e] = mask[e] ? dy[e] * scale : 0.0f;
+}
+
+/* ---- BCE with logits ------------------------------------------------------------------------------------- */
+double mp_ref_bce_logits(const float *z, const float *t, float *dz, size_t n) {
+  double loss = 0;
+  for (size_t i = 0; i < n; i++) {
+    double zi = z[i], ti = t[i];
+    loss += (zi > 0 ? zi : 0) - zi * ti + log1p(exp(-fabs(zi))); /* stable form */
+    if (dz) dz[i] = (float)((1.0 / (1.0 + exp(-zi)) - ti) / (double)n);
+  }
+  return n ? loss / (double)n : 0.0;
+}
+
+/* ---- Adam ---------------------------------------------------------------------------------------------------- */
+void mp_ref_adam_step(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
+                      float beta2, float eps, long step) {
+  double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
+  double step_size = lr / bc1, sbc2 = sqrt(bc2);
+  for (size_t i = 0; i < n; i++) {
+    m[i] = beta1 * m[i] + (1.0f - beta1) * grad[i];
+    v[i] = beta2 * v[i] + (1.0f - beta2) * grad[i] * grad[i];
+    double denom = sqrt((double)v[i]) / sbc2 + eps;
+    param[i] = (float)(param[i] - step_size * m[i] / denom);
   }
 }

@@ -3,14 +3,17 @@
  * are held to, and the `ref` backend runs them.  Layouts: activations NCHW, convolution
  * weights KCRS (out channels, in channels, kernel rows, kernel cols), all float32.
  *
- * Work in progress (issue 5): the convolution family is here; batch norm, pooling,
- * activations, linear, dropout, losses, Adam and spectral norm follow, then the backend
- * vtable over them.
+ * Work in progress (issue 5): convolutions, batch norm, activations, max-pool, linear,
+ * dropout, BCE-with-logits and Adam are here; spectral norm, the GAN loss pieces and the
+ * backend vtable over them follow.  Conventions follow PyTorch so parity tests can
+ * compare tensor for tensor (linear weights out x in, batch-norm running variance
+ * unbiased, Adam's bias correction in PyTorch's arithmetic order).
  */
 #ifndef MP_REF_H
 #define MP_REF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* A 2-D convolution: input n x c x h x w, k filters of c x r x s, stride, zero padding.
  * Output n x k x p x q with p = (h + 2 pad - r) / stride + 1 (likewise q). */
@@ -36,5 +39,60 @@ void mp_ref_conv2d_forward(const mp_conv_desc *d, const float *x, const float *w
 void mp_ref_conv2d_backward_data(const mp_conv_desc *d, const float *dy, const float *wt, float *dx);
 /* dw = sum over the batch of x (*) dy, db = sum of dy (overwrite; db may be NULL). */
 void mp_ref_conv2d_backward_weights(const mp_conv_desc *d, const float *x, const float *dy, float *dw, float *db);
+
+/* ---- batch norm over N, H, W per channel (NCHW) ------------------------------------- */
+typedef struct {
+  int n, c, hw;      /* hw = H * W */
+  float eps;         /* 1e-5 */
+  float momentum;    /* 0.1: running = (1 - m) running + m batch */
+} mp_bn_desc;
+
+/* Training forward: batch mean/variance (biased, for normalising), saves mean and
+ * inverse std (c each) for the backward, updates the running mean and the running
+ * variance (unbiased, as PyTorch). */
+void mp_ref_bn_forward_train(const mp_bn_desc *d, const float *x, const float *gamma, const float *beta, float *y,
+                             float *save_mean, float *save_invstd, float *run_mean, float *run_var);
+/* Inference forward with the running statistics. */
+void mp_ref_bn_forward_eval(const mp_bn_desc *d, const float *x, const float *gamma, const float *beta,
+                            const float *run_mean, const float *run_var, float *y);
+/* Training backward: dx, dgamma, dbeta (overwrite) from dy and the saved statistics. */
+void mp_ref_bn_backward(const mp_bn_desc *d, const float *x, const float *dy, const float *gamma,
+                        const float *save_mean, const float *save_invstd, float *dx, float *dgamma, float *dbeta);
+
+/* ---- element-wise activations (n elements; backward takes the forward's input x or
+ * output y as the formula needs; dx may alias dy) ------------------------------------------ */
+void mp_ref_relu_forward(const float *x, float *y, size_t n);
+void mp_ref_relu_backward(const float *x, const float *dy, float *dx, size_t n);
+void mp_ref_lrelu_forward(const float *x, float *y, size_t n, float slope);
+void mp_ref_lrelu_backward(const float *x, const float *dy, float *dx, size_t n, float slope);
+void mp_ref_tanh_forward(const float *x, float *y, size_t n);
+void mp_ref_tanh_backward(const float *y, const float *dy, float *dx, size_t n);
+void mp_ref_sigmoid_forward(const float *x, float *y, size_t n);
+void mp_ref_sigmoid_backward(const float *y, const float *dy, float *dx, size_t n);
+
+/* ---- max-pool 2x2 stride 2 (H, W even) --------------------------------------------------- */
+/* argmax (n*c*(h/2)*(w/2)) records the winning offset 0..3 within each window (first
+ * maximum in row-major order, as PyTorch). */
+void mp_ref_maxpool2_forward(const float *x, float *y, unsigned char *argmax, int n, int c, int h, int w);
+void mp_ref_maxpool2_backward(const float *dy, const unsigned char *argmax, float *dx, int n, int c, int h, int w);
+
+/* ---- linear: y[n][o] = sum_i x[n][i] w[o][i] + b[o] ------------------------------------- */
+void mp_ref_linear_forward(const float *x, const float *w, const float *b, float *y, int n, int in, int out);
+void mp_ref_linear_backward(const float *x, const float *w, const float *dy, float *dx, float *dw, float *db, int n,
+                            int in, int out);
+
+/* ---- dropout: element e of call `index` is kept when the counter-based draw
+ * u(seed, MP_RNG_DROPOUT, index, e) >= p, and scaled by 1/(1-p): the same mask on every
+ * backend and any number of ranks.  mask (n bytes) is written for the backward. ------------ */
+void mp_ref_dropout_forward(const float *x, float *y, unsigned char *mask, size_t n, float p, uint64_t seed,
+                            uint64_t index);
+void mp_ref_dropout_backward(const float *dy, const unsigned char *mask, float *dx, size_t n, float p);
+
+/* ---- BCE with logits, mean over n: returns the loss, writes dL/dz (may be NULL) -------- */
+double mp_ref_bce_logits(const float *z, const float *t, float *dz, size_t n);
+
+/* ---- Adam (PyTorch's update; step counts from 1) ------------------------------------------ */
+void mp_ref_adam_step(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
+                      float beta2, float eps, long step);
 
 #endif

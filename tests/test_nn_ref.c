@@ -140,12 +140,220 @@ static void test_transposed_shape(void **state) {
   mp_free(out);
 }
 
+/* ---- the other ops: finite differences of L = <f(x), g> in double ----------------------- */
+
+/* Central difference of L with respect to a[i], step eps. */
+typedef double (*loss_fn)(void *ctx);
+static double fd(float *a, size_t i, float eps, loss_fn L, void *ctx) {
+  float keep = a[i];
+  a[i] = keep + eps;
+  double lp = L(ctx);
+  a[i] = keep - eps;
+  double lm = L(ctx);
+  a[i] = keep;
+  return (lp - lm) / (2.0 * eps);
+}
+
+static void near(double fdv, double an, double rel, const char *what, size_t i) {
+  if (fabs(fdv - an) > rel * (fabs(fdv) + fabs(an)) + 2e-4) fail_msg("%s[%zu]: finite difference %.7g, analytic %.7g", what, i, fdv, an);
+}
+
+typedef struct {
+  mp_bn_desc d;
+  float *x, *gamma, *beta, *y, *g, *sm, *si, *rm, *rv;
+} bn_ctx;
+
+static double bn_loss(void *c_) {
+  bn_ctx *c = c_;
+  float rm[8], rv[8];
+  memcpy(rm, c->rm, sizeof rm);
+  memcpy(rv, c->rv, sizeof rv);
+  mp_ref_bn_forward_train(&c->d, c->x, c->gamma, c->beta, c->y, c->sm, c->si, rm, rv);
+  return dot(c->y, c->g, (size_t)c->d.n * c->d.c * c->d.hw);
+}
+
+static void test_batchnorm(void **state) {
+  (void)state;
+  bn_ctx c = {.d = {3, 4, 5, 1e-5f, 0.1f}};
+  size_t n = 3 * 4 * 5;
+  mp_rng r;
+  mp_rng_init(&r, 21, MP_RNG_TEST, 0);
+  c.x = mp_malloc(n * 4), c.y = mp_malloc(n * 4), c.g = mp_malloc(n * 4);
+  float gamma[4], beta[4], sm[4], si[4], rm[8] = {0}, rv[8] = {1, 1, 1, 1}, dx[60], dgam[4], dbet[4];
+  fill(c.x, n, &r);
+  fill(c.g, n, &r);
+  fill(gamma, 4, &r);
+  fill(beta, 4, &r);
+  c.gamma = gamma, c.beta = beta, c.sm = sm, c.si = si, c.rm = rm, c.rv = rv;
+  bn_loss(&c);
+  mp_ref_bn_backward(&c.d, c.x, c.g, gamma, sm, si, dx, dgam, dbet);
+  for (size_t i = 0; i < n; i += 7) near(fd(c.x, i, 1e-2f, bn_loss, &c), dx[i], 2e-3, "bn dx", i);
+  for (size_t i = 0; i < 4; i++) {
+    near(fd(gamma, i, 1e-2f, bn_loss, &c), dgam[i], 2e-3, "bn dgamma", i);
+    near(fd(beta, i, 1e-2f, bn_loss, &c), dbet[i], 2e-3, "bn dbeta", i);
+  }
+  /* running statistics: momentum 0.1, unbiased variance */
+  float rm2[4] = {0}, rv2[4] = {1, 1, 1, 1};
+  mp_ref_bn_forward_train(&c.d, c.x, gamma, beta, c.y, sm, si, rm2, rv2);
+  for (int ch = 0; ch < 4; ch++) {
+    double s = 0, ss = 0;
+    for (int b = 0; b < 3; b++)
+      for (int i = 0; i < 5; i++) s += c.x[(b * 4 + ch) * 5 + i];
+    double mean = s / 15;
+    for (int b = 0; b < 3; b++)
+      for (int i = 0; i < 5; i++) ss += pow(c.x[(b * 4 + ch) * 5 + i] - mean, 2);
+    assert_true(fabs(rm2[ch] - 0.1 * mean) < 1e-6);
+    assert_true(fabs(rv2[ch] - (0.9 + 0.1 * ss / 14)) < 1e-6);
+  }
+  /* eval with the batch's own statistics reproduces the training output */
+  float ev[60], bv[4];
+  for (int ch = 0; ch < 4; ch++) bv[ch] = (float)(1.0 / ((double)si[ch] * si[ch]) - 1e-5);
+  mp_ref_bn_forward_eval(&c.d, c.x, gamma, beta, sm, bv, ev);
+  for (size_t i = 0; i < n; i++) assert_true(fabs(ev[i] - c.y[i]) < 1e-4);
+  mp_free(c.x);
+  mp_free(c.y);
+  mp_free(c.g);
+}
+
+typedef struct {
+  int kind;
+  float *x, *y, *g;
+  size_t n;
+} act_ctx;
+
+static void act_fwd(act_ctx *c) {
+  switch (c->kind) {
+  case 0: mp_ref_relu_forward(c->x, c->y, c->n); break;
+  case 1: mp_ref_lrelu_forward(c->x, c->y, c->n, 0.2f); break;
+  case 2: mp_ref_tanh_forward(c->x, c->y, c->n); break;
+  default: mp_ref_sigmoid_forward(c->x, c->y, c->n); break;
+  }
+}
+
+static double act_loss(void *c_) {
+  act_ctx *c = c_;
+  act_fwd(c);
+  return dot(c->y, c->g, c->n);
+}
+
+static void test_activations(void **state) {
+  (void)state;
+  enum { N = 64 };
+  float x[N], y[N], g[N], dx[N];
+  mp_rng r;
+  mp_rng_init(&r, 22, MP_RNG_TEST, 0);
+  fill(g, N, &r);
+  for (int i = 0; i < N; i++) { /* keep away from relu's kink so the difference is smooth */
+    x[i] = (float)(2.0 * mp_rng_uniform_f64(&r) - 1.0);
+    if (fabsf(x[i]) < 0.05f) x[i] = 0.3f;
+  }
+  static const char *names[] = {"relu", "lrelu", "tanh", "sigmoid"};
+  for (int kind = 0; kind < 4; kind++) {
+    act_ctx c = {kind, x, y, g, N};
+    act_fwd(&c);
+    switch (kind) {
+    case 0: mp_ref_relu_backward(x, g, dx, N); break;
+    case 1: mp_ref_lrelu_backward(x, g, dx, N, 0.2f); break;
+    case 2: mp_ref_tanh_backward(y, g, dx, N); break;
+    default: mp_ref_sigmoid_backward(y, g, dx, N); break;
+    }
+    for (size_t i = 0; i < N; i++) near(fd(x, i, 1e-3f, act_loss, &c), dx[i], 2e-3, names[kind], i);
+  }
+  assert_true(y[0] == (float)(1.0 / (1.0 + exp(-(double)x[0]))));
+}
+
+static void test_maxpool_linear(void **state) {
+  (void)state;
+  /* max-pool: known answer with a tie (first maximum wins) and the backward routing */
+  float x[16] = {1, 5, 2, 2, 3, 4, 2, 9, 0, 0, -1, -2, 0, 7, -3, -4}, y[4], dy[4] = {1, 2, 3, 4}, dx[16];
+  unsigned char am[4];
+  mp_ref_maxpool2_forward(x, y, am, 1, 1, 4, 4);
+  assert_true(y[0] == 5 && y[1] == 9 && y[2] == 7 && y[3] == -1);
+  assert_int_equal(am[0], 1);
+  assert_int_equal(am[2], 3);
+  mp_ref_maxpool2_backward(dy, am, dx, 1, 1, 4, 4);
+  assert_true(dx[1] == 1 && dx[7] == 2 && dx[13] == 3 && dx[10] == 4);
+  float sum = 0;
+  for (int i = 0; i < 16; i++) sum += dx[i];
+  assert_true(sum == 10);
+  /* linear: the adjoint identities as for the convolution */
+  enum { NB = 3, IN = 7, OUT = 5 };
+  float lx[NB * IN], lw[OUT * IN], lb[OUT], ly[NB * OUT], lg[NB * OUT], ldx[NB * IN], ldw[OUT * IN], ldb[OUT];
+  mp_rng r;
+  mp_rng_init(&r, 23, MP_RNG_TEST, 0);
+  fill(lx, NB * IN, &r);
+  fill(lw, OUT * IN, &r);
+  fill(lb, OUT, &r);
+  fill(lg, NB * OUT, &r);
+  mp_ref_linear_forward(lx, lw, NULL, ly, NB, IN, OUT);
+  mp_ref_linear_backward(lx, lw, lg, ldx, ldw, ldb, NB, IN, OUT);
+  double l = dot(ly, lg, NB * OUT);
+  assert_true(fabs(l - dot(lx, ldx, NB * IN)) < 1e-5);
+  assert_true(fabs(l - dot(lw, ldw, OUT * IN)) < 1e-5);
+  mp_ref_linear_forward(lx, lw, lb, ly, NB, IN, OUT);
+  assert_true(fabs(dot(ly, lg, NB * OUT) - l - dot(lb, ldb, OUT)) < 1e-5);
+}
+
+static void test_dropout(void **state) {
+  (void)state;
+  enum { N = 20000 };
+  float *x = mp_malloc(N * 4), *y = mp_malloc(N * 4), *y2 = mp_malloc(N * 4), *dx = mp_malloc(N * 4);
+  unsigned char *m = mp_malloc(N), *m2 = mp_malloc(N);
+  for (int i = 0; i < N; i++) x[i] = 1.0f;
+  mp_ref_dropout_forward(x, y, m, N, 0.5f, 7, 3);
+  mp_ref_dropout_forward(x, y2, m2, N, 0.5f, 7, 3);
+  assert_memory_equal(m, m2, N); /* the mask is a function of (seed, index, element) */
+  int kept = 0;
+  for (int i = 0; i < N; i++) {
+    kept += m[i];
+    assert_true(y[i] == (m[i] ? 2.0f : 0.0f));
+  }
+  assert_true(abs(kept - N / 2) < 4 * 71); /* binomial sd = sqrt(N/4) ~ 71 */
+  mp_ref_dropout_forward(x, y2, m2, N, 0.5f, 7, 4);
+  assert_memory_not_equal(m, m2, N); /* another step, another mask */
+  mp_ref_dropout_backward(x, m, dx, N, 0.5f);
+  for (int i = 0; i < N; i++) assert_true(dx[i] == y[i]);
+  mp_free(x);
+  mp_free(y);
+  mp_free(y2);
+  mp_free(dx);
+  mp_free(m);
+  mp_free(m2);
+}
+
+typedef struct {
+  float *z, *t;
+  size_t n;
+} bce_ctx;
+static double bce_loss(void *c_) {
+  bce_ctx *c = c_;
+  return mp_ref_bce_logits(c->z, c->t, NULL, c->n);
+}
+
+static void test_bce_adam(void **state) {
+  (void)state;
+  float z[6] = {-3, -0.5f, 0, 0.7f, 4, 30}, t[6] = {0, 1, 1, 0, 1, 0}, dz[6];
+  double l = mp_ref_bce_logits(z, t, dz, 6);
+  /* per element: -log sigmoid(z) for t = 1, -log(1 - sigmoid(z)) for t = 0 */
+  double want = (log1p(exp(-3.0)) + log1p(exp(0.5)) + log(2.0) + log1p(exp((double)0.7f)) + log1p(exp(-4.0)) +
+                 (30.0 + log1p(exp(-30.0)))) / 6;
+  assert_true(fabs(l - want) < 1e-12);
+  bce_ctx c = {z, t, 6};
+  for (size_t i = 0; i < 5; i++) near(fd(z, i, 1e-3f, bce_loss, &c), dz[i], 1e-3, "bce dz", i);
+  /* Adam, first step: m^ = g and v^ = g^2, so every parameter moves by lr*g/(|g|+eps) */
+  float p[3] = {1, 1, 1}, g[3] = {0.5f, -2, 1e-3f}, m[3] = {0}, v[3] = {0};
+  mp_ref_adam_step(p, g, m, v, 3, 1e-3f, 0.9f, 0.999f, 1e-8f, 1);
+  for (int i = 0; i < 3; i++) assert_true(fabs((1 - p[i]) - 1e-3 * g[i] / (fabs(g[i]) + 1e-8)) < 1e-7);
+  /* second step with the same gradient: still lr*sign(g) for a constant gradient */
+  mp_ref_adam_step(p, g, m, v, 3, 1e-3f, 0.9f, 0.999f, 1e-8f, 2);
+  for (int i = 0; i < 3; i++) assert_true(fabs((1 - p[i]) - 2e-3 * g[i] / (fabs(g[i]) + 1e-8)) < 1e-6);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_shapes),
-      cmocka_unit_test(test_known_answer),
-      cmocka_unit_test(test_adjoint_and_fd),
-      cmocka_unit_test(test_transposed_shape),
+      cmocka_unit_test(test_shapes),       cmocka_unit_test(test_known_answer), cmocka_unit_test(test_adjoint_and_fd),
+      cmocka_unit_test(test_transposed_shape), cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_activations),
+      cmocka_unit_test(test_maxpool_linear), cmocka_unit_test(test_dropout),     cmocka_unit_test(test_bce_adam),
   };
   return cmocka_run_group_tests_name("nn_ref", tests, NULL, NULL);
 }
