@@ -2,6 +2,7 @@
 #include "mp_ref.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "mp_alloc.h"
@@ -288,4 +289,97 @@ void mp_ref_adam_step(float *param, const float *grad, float *m, float *v, size_
     double denom = sqrt((double)v[i]) / sbc2 + eps;
     param[i] = (float)(param[i] - step_size * m[i] / denom);
   }
+}
+
+/* ---- the gradient penalty ------------------------------------------------------------------------------- */
+
+/* Forward through the critic keeping every layer's input (acts[l], layer l's input;
+ * acts[L] = output) and slope masks (slopes[l] for l < L-1 in 0-based layers). */
+static void critic_run(const mp_ref_critic *D, const float *x, float **acts, float **slopes) {
+  const int L = D->layers;
+  memcpy(acts[0], x, mp_conv_x_count(&D->d[0]) * sizeof(float));
+  for (int l = 0; l < L; l++) {
+    size_t ny = mp_conv_y_count(&D->d[l]);
+    mp_ref_conv2d_forward(&D->d[l], acts[l], D->w[l], D->b[l], acts[l + 1]);
+    if (l < L - 1)
+      for (size_t i = 0; i < ny; i++) {
+        float z = acts[l + 1][i];
+        slopes[l][i] = z > 0 ? 1.0f : D->slope;
+        acts[l + 1][i] = z > 0 ? z : D->slope * z;
+      }
+  }
+}
+
+static float **alloc_per_layer(const mp_ref_critic *D, bool outputs) {
+  float **a = mp_calloc((size_t)D->layers + 1, sizeof *a);
+  for (int l = 0; l <= D->layers; l++) {
+    size_t n = l < D->layers ? mp_conv_x_count(&D->d[l]) : mp_conv_y_count(&D->d[D->layers - 1]);
+    if (outputs && l < D->layers) n = mp_conv_y_count(&D->d[l]);
+    a[l] = mp_malloc((n ? n : 1) * sizeof(float));
+  }
+  return a;
+}
+
+static void free_per_layer(const mp_ref_critic *D, float **a) {
+  for (int l = 0; l <= D->layers; l++) mp_free(a[l]);
+  mp_free(a);
+}
+
+void mp_ref_critic_forward(const mp_ref_critic *D, const float *x, float *out) {
+  float **acts = alloc_per_layer(D, false), **slopes = alloc_per_layer(D, true);
+  critic_run(D, x, acts, slopes);
+  memcpy(out, acts[D->layers], (size_t)D->d[0].n * sizeof(float));
+  free_per_layer(D, acts);
+  free_per_layer(D, slopes);
+}
+
+double mp_ref_gradient_penalty(const mp_ref_critic *D, const float *xhat, float lambda, float *const *dw,
+                               float *gnorm) {
+  const int L = D->layers, N = D->d[0].n;
+  float **acts = alloc_per_layer(D, false), **slopes = alloc_per_layer(D, true);
+  critic_run(D, xhat, acts, slopes);
+  /* backward chain: t[l] (layer l's output gradient), u[l] (layer l's input gradient) */
+  float **t = alloc_per_layer(D, true), **u = alloc_per_layer(D, false);
+  for (int i = 0; i < N; i++) t[L - 1][i] = 1.0f; /* dC/dC, one value per sample */
+  for (int l = L - 1; l >= 0; l--) {
+    if (l < L - 1) {
+      size_t ny = mp_conv_y_count(&D->d[l]);
+      for (size_t i = 0; i < ny; i++) t[l][i] = slopes[l][i] * u[l + 1][i];
+    }
+    mp_ref_conv2d_backward_data(&D->d[l], t[l], D->w[l], u[l]);
+  }
+  /* P and dP/dg per sample */
+  size_t per = mp_conv_x_count(&D->d[0]) / (size_t)N;
+  float *v = mp_malloc(mp_conv_x_count(&D->d[0]) * sizeof *v);
+  double P = 0;
+  for (int n = 0; n < N; n++) {
+    const float *g = u[0] + (size_t)n * per;
+    double ss = 0;
+    for (size_t i = 0; i < per; i++) ss += (double)g[i] * g[i];
+    double norm = sqrt(ss);
+    if (gnorm) gnorm[n] = (float)norm;
+    P += (norm - 1) * (norm - 1);
+    double coef = norm > 0 ? lambda * 2.0 * (norm - 1) / (N * norm) : 0.0;
+    for (size_t i = 0; i < per; i++) v[(size_t)n * per + i] = (float)(coef * g[i]);
+  }
+  P *= (double)lambda / N;
+  /* reverse through the chain: u_{l} = conv^T(W_l, t_l) */
+  float *cur = v;
+  for (int l = 0; l < L; l++) {
+    mp_ref_conv2d_backward_weights(&D->d[l], cur, t[l], dw[l], NULL);
+    if (l == L - 1) break;
+    size_t ny = mp_conv_y_count(&D->d[l]);
+    float *next = mp_malloc(ny * sizeof *next);
+    mp_ref_conv2d_forward(&D->d[l], cur, D->w[l], NULL, next); /* d<v, conv^T(W,t)>/dt = conv(v, W) */
+    for (size_t i = 0; i < ny; i++) next[i] *= slopes[l][i]; /* through t_l = s_l * u_{l+1} */
+    if (cur != v) mp_free(cur);
+    cur = next;
+  }
+  if (cur != v) mp_free(cur);
+  mp_free(v);
+  free_per_layer(D, acts);
+  free_per_layer(D, slopes);
+  free_per_layer(D, t);
+  free_per_layer(D, u);
+  return P;
 }

@@ -95,4 +95,29 @@ double mp_ref_bce_logits(const float *z, const float *t, float *dz, size_t n);
 void mp_ref_adam_step(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
                       float beta2, float eps, long step);
 
+/* ---- the WGAN-GP penalty through a piecewise-linear critic (SPEC §7) ----------------------
+ * The critic: convolutions 1..L, leaky ReLU after every one but the last, output one
+ * value per sample (n x 1 x 1 x 1), no batch norm, so samples are independent and the
+ * per-sample input gradients come from one backward pass.  g_n = grad_x C(xhat_n) is a
+ * linear function of the weights once the leaky-ReLU slopes are fixed by the forward
+ * pass; the penalty P = lambda * mean_n (||g_n|| - 1)^2 is differentiated through that
+ * backward pass with the same three convolution kernels in reverse order:
+ *   u_L = 1;  t_l = s_l * u_l (s_L = 1);  u_{l-1} = conv^T(W_l, t_l);  g = u_0
+ *   v_0 = dP/dg;  dW_l = dW(v_{l-1}, t_l);  v_l = s_l * conv(v_{l-1}, W_l)
+ * (the slopes are piecewise constant, so they contribute nothing; biases get no gradient
+ * from the penalty). */
+typedef struct {
+  int layers;
+  const mp_conv_desc *d; /* layers descriptors, d[l].n = batch */
+  float *const *w;       /* per layer weights (KCRS) */
+  float *const *b;       /* per layer biases (k each; NULL entries allowed) */
+  float slope;           /* leaky ReLU slope, 0.2 */
+} mp_ref_critic;
+
+/* out[n] = C(x_n). */
+void mp_ref_critic_forward(const mp_ref_critic *D, const float *x, float *out);
+/* Returns P; dw[l] (overwritten) = dP/dW_l; gnorm (n, may be NULL) = ||g_n||. */
+double mp_ref_gradient_penalty(const mp_ref_critic *D, const float *xhat, float lambda, float *const *dw,
+                               float *gnorm);
+
 #endif
