@@ -383,3 +383,131 @@ double mp_ref_gradient_penalty(const mp_ref_critic *D, const float *xhat, float 
   free_per_layer(D, u);
   return P;
 }
+
+/* ---- spectral norm --------------------------------------------------------------------------------- */
+static void normalize(float *a, int n) {
+  double ss = 0;
+  for (int i = 0; i < n; i++) ss += (double)a[i] * a[i];
+  double nrm = sqrt(ss);
+  double den = nrm > 1e-12 ? nrm : 1e-12; /* F.normalize's eps */
+  for (int i = 0; i < n; i++) a[i] = (float)(a[i] / den);
+}
+
+double mp_ref_spectral_norm_forward(const float *w, int rows, int cols, float *u, float *v, float *w_sn) {
+  for (int j = 0; j < cols; j++) {
+    double acc = 0;
+    for (int i = 0; i < rows; i++) acc += (double)w[(size_t)i * cols + j] * u[i];
+    v[j] = (float)acc;
+  }
+  normalize(v, cols);
+  for (int i = 0; i < rows; i++) {
+    double acc = 0;
+    for (int j = 0; j < cols; j++) acc += (double)w[(size_t)i * cols + j] * v[j];
+    u[i] = (float)acc;
+  }
+  normalize(u, rows);
+  double sigma = 0;
+  for (int i = 0; i < rows; i++) {
+    double acc = 0;
+    for (int j = 0; j < cols; j++) acc += (double)w[(size_t)i * cols + j] * v[j];
+    sigma += u[i] * acc;
+  }
+  for (size_t k = 0; k < (size_t)rows * cols; k++) w_sn[k] = (float)(w[k] / sigma);
+  return sigma;
+}
+
+void mp_ref_spectral_norm_backward(const float *w, const float *dw_sn, int rows, int cols, const float *u,
+                                   const float *v, double sigma, float *dw) {
+  double inner = 0;
+  for (size_t k = 0; k < (size_t)rows * cols; k++) inner += (double)dw_sn[k] * w[k];
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < cols; j++) {
+      size_t k = (size_t)i * cols + j;
+      dw[k] = (float)(dw_sn[k] / sigma - inner / (sigma * sigma) * u[i] * v[j]);
+    }
+}
+
+/* ---- GAN losses ------------------------------------------------------------------------------------ */
+static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+static double sigm(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+double mp_ref_gan_loss(mp_gan_loss kind, bool generator, const float *cr, const float *cf, int n, float *dcr,
+                       float *dcf) {
+  double mr = 0, mf = 0;
+  for (int i = 0; i < n; i++) {
+    mr += cr[i];
+    mf += cf[i];
+  }
+  mr /= n;
+  mf /= n;
+  /* The relativistic losses are symmetric: the G step swaps the roles of real and fake.
+   * Write them for (a, b) = (real, fake) in the D step and (fake, real) in the G step. */
+  const float *a = generator ? cf : cr, *b = generator ? cr : cf;
+  float *da = generator ? dcf : dcr, *db = generator ? dcr : dcf;
+  double ma = generator ? mf : mr, mb = generator ? mr : mf;
+  double L = 0, sa = 0, sb = 0; /* sums of dL/d(inner) over a's and b's terms */
+  double *ga = mp_calloc((size_t)n, sizeof *ga), *gb = mp_calloc((size_t)n, sizeof *gb);
+  switch (kind) {
+  case MP_GAN_WGAN_GP: /* D: E C(xf) - E C(xr);  G: -E C(xf) */
+    if (!generator) {
+      L = mf - mr;
+      for (int i = 0; i < n; i++) ga[i] = -1.0 / n, gb[i] = 1.0 / n; /* a = real, b = fake */
+    } else {
+      L = -mf;
+      for (int i = 0; i < n; i++) ga[i] = -1.0 / n, gb[i] = 0; /* a = fake */
+    }
+    break;
+  case MP_GAN_RSGAN: /* E softplus(-(a_i - b_i)), paired by index */
+    for (int i = 0; i < n; i++) {
+      double z = (double)a[i] - b[i];
+      L += softplus(-z) / n;
+      double gz = -sigm(-z) / n;
+      ga[i] = gz;
+      gb[i] = -gz;
+    }
+    break;
+  case MP_GAN_RASGAN: /* 1/2 [E softplus(-(a - E b)) + E softplus(b - E a)] */
+    for (int i = 0; i < n; i++) {
+      double z1 = (double)a[i] - mb, z2 = (double)b[i] - ma;
+      L += 0.5 * (softplus(-z1) + softplus(z2)) / n;
+      double g1 = -0.5 * sigm(-z1) / n, g2 = 0.5 * sigm(z2) / n;
+      ga[i] += g1;
+      sb += g1; /* d z1 / d b_j = -1/n for every j */
+      gb[i] += g2;
+      sa += g2;
+    }
+    for (int i = 0; i < n; i++) ga[i] -= sa / n, gb[i] -= sb / n;
+    break;
+  case MP_GAN_RALSGAN: /* 1/2 [E (a - E b - 1)^2 + E (b - E a + 1)^2] */
+    for (int i = 0; i < n; i++) {
+      double z1 = (double)a[i] - mb - 1, z2 = (double)b[i] - ma + 1;
+      L += 0.5 * (z1 * z1 + z2 * z2) / n;
+      double g1 = z1 / n, g2 = z2 / n;
+      ga[i] += g1;
+      sb += g1;
+      gb[i] += g2;
+      sa += g2;
+    }
+    for (int i = 0; i < n; i++) ga[i] -= sa / n, gb[i] -= sb / n;
+    break;
+  case MP_GAN_RAHINGE: /* 1/2 [E relu(1 - (a - E b)) + E relu(1 + (b - E a))] */
+    for (int i = 0; i < n; i++) {
+      double z1 = 1 - ((double)a[i] - mb), z2 = 1 + ((double)b[i] - ma);
+      L += 0.5 * ((z1 > 0 ? z1 : 0) + (z2 > 0 ? z2 : 0)) / n;
+      double g1 = z1 > 0 ? -0.5 / n : 0, g2 = z2 > 0 ? 0.5 / n : 0;
+      ga[i] += g1;
+      sb += g1;
+      gb[i] += g2;
+      sa += g2;
+    }
+    for (int i = 0; i < n; i++) ga[i] -= sa / n, gb[i] -= sb / n;
+    break;
+  }
+  for (int i = 0; i < n; i++) {
+    if (da) da[i] = (float)ga[i];
+    if (db) db[i] = (float)gb[i];
+  }
+  mp_free(ga);
+  mp_free(gb);
+  return L;
+}

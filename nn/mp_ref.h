@@ -12,6 +12,7 @@
 #ifndef MP_REF_H
 #define MP_REF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -94,6 +95,24 @@ double mp_ref_bce_logits(const float *z, const float *t, float *dz, size_t n);
 /* ---- Adam (PyTorch's update; step counts from 1) ------------------------------------------ */
 void mp_ref_adam_step(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
                       float beta2, float eps, long step);
+
+/* ---- spectral norm (Miyato et al. 2018, as torch.nn.utils.spectral_norm) ----------------
+ * W seen as rows x cols (rows = out channels, cols = the rest).  One power iteration
+ * per call with the persistent u (rows): v = normalize(W^T u), u = normalize(W v),
+ * sigma = u . W v; w_sn = W / sigma.  u and v are constants for the gradient, as in
+ * PyTorch.  v (cols) is scratch and output.  Returns sigma. */
+double mp_ref_spectral_norm_forward(const float *w, int rows, int cols, float *u, float *v, float *w_sn);
+/* dW from dW_sn: dW_sn / sigma - (<dW_sn, W> / sigma^2) u v^T (overwrites dw). */
+void mp_ref_spectral_norm_backward(const float *w, const float *dw_sn, int rows, int cols, const float *u,
+                                   const float *v, double sigma, float *dw);
+
+/* ---- the GAN losses of SPEC §7 on critic outputs cr = C(x_real), cf = C(x_fake), n each --
+ * Returns the loss and writes its gradients with respect to cr and cf (either may be
+ * NULL).  `generator` selects the G-step form.  For wgan-gp this is the E C(xf) - E C(xr)
+ * part only; the penalty is mp_ref_gradient_penalty. */
+typedef enum { MP_GAN_WGAN_GP, MP_GAN_RSGAN, MP_GAN_RASGAN, MP_GAN_RALSGAN, MP_GAN_RAHINGE } mp_gan_loss;
+double mp_ref_gan_loss(mp_gan_loss kind, bool generator, const float *cr, const float *cf, int n, float *dcr,
+                       float *dcf);
 
 /* ---- the WGAN-GP penalty through a piecewise-linear critic (SPEC §7) ----------------------
  * The critic: convolutions 1..L, leaky ReLU after every one but the last, output one
