@@ -1,0 +1,73 @@
+/* mp_backend — the nn backend interface (after ggml's ggml_backend_i): model code calls
+ * these entry points and runs unchanged on any backend.
+ *
+ *   ref   plain C (mp_ref): the oracle every other backend is held to
+ *   cpu   oneDNN's C API, primitives created once per shape and reused
+ *   cuda  (issue 10)
+ *
+ * Memory: tensors live where the backend computes (host memory for ref and cpu);
+ * alloc/upload/download move data in and out, so model code never touches a backend's
+ * memory directly.
+ *
+ * Work in progress (issue 5): the convolution family is bound for both backends; the
+ * other ops of mp_ref join as the model code arrives.
+ */
+#ifndef MP_BACKEND_H
+#define MP_BACKEND_H
+
+#include <stddef.h>
+
+#include "mp_ref.h"
+
+typedef struct mp_backend mp_backend;
+
+typedef struct {
+  const char *name;
+  void (*destroy)(mp_backend *b);
+  void *(*alloc)(mp_backend *b, size_t bytes);
+  void (*release)(mp_backend *b, void *p);
+  void (*upload)(mp_backend *b, void *dst, const void *host, size_t bytes);
+  void (*download)(mp_backend *b, void *host, const void *src, size_t bytes);
+  /* y = conv(x, w) + bias (bias may be NULL) */
+  void (*conv2d_forward)(mp_backend *b, const mp_conv_desc *d, const float *x, const float *w, const float *bias,
+                         float *y);
+  /* dx = conv^T(dy, w) (overwrite); also the transposed convolution's forward */
+  void (*conv2d_backward_data)(mp_backend *b, const mp_conv_desc *d, const float *dy, const float *w, float *dx);
+  /* dw, db (db may be NULL), overwrite */
+  void (*conv2d_backward_weights)(mp_backend *b, const mp_conv_desc *d, const float *x, const float *dy, float *dw,
+                                  float *db);
+  /* a short description of what computes an op (e.g. oneDNN's kernel name) */
+  const char *(*describe)(mp_backend *b, const char *op, const mp_conv_desc *d);
+} mp_backend_i;
+
+struct mp_backend {
+  const mp_backend_i *iface;
+  void *ctx;
+};
+
+/* "ref" or "cpu" (when built with oneDNN).  NULL with the reason in err otherwise. */
+mp_backend *mp_backend_create(const char *name, char *err, size_t errlen);
+void mp_backend_free(mp_backend *b);
+/* Names of the backends this build has, e.g. "ref cpu". */
+const char *mp_backend_list(void);
+
+static inline void mp_conv2d_forward(mp_backend *b, const mp_conv_desc *d, const float *x, const float *w,
+                                     const float *bias, float *y) {
+  b->iface->conv2d_forward(b, d, x, w, bias, y);
+}
+static inline void mp_conv2d_backward_data(mp_backend *b, const mp_conv_desc *d, const float *dy, const float *w,
+                                           float *dx) {
+  b->iface->conv2d_backward_data(b, d, dy, w, dx);
+}
+static inline void mp_conv2d_backward_weights(mp_backend *b, const mp_conv_desc *d, const float *x, const float *dy,
+                                              float *dw, float *db) {
+  b->iface->conv2d_backward_weights(b, d, x, dy, dw, db);
+}
+
+/* Backend constructors (mp_backend_create dispatches to them). */
+mp_backend *mp_backend_ref_create(void);
+#if MP_HAVE_DNNL
+mp_backend *mp_backend_dnnl_create(char *err, size_t errlen);
+#endif
+
+#endif
