@@ -59,6 +59,16 @@ _Noreturn void mp_fatal_at(int code, const char *file, int line, const char *fmt
   mp_die(code);
 }
 
+_Noreturn void mp_check_failed(const char *file, int line, const char *cond, const char *fmt, ...) {
+  char msg[1536];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  mp_report(file, line, "check failed: %s -- %s", cond, msg);
+  mp_die(MP_EXIT_FATAL);
+}
+
 _Noreturn void mp_fatal_mpi(int rc, const char *stmt, const char *file, int line) {
   char err[MPI_MAX_ERROR_STRING + 1] = "";
   int len = 0;

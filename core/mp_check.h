@@ -55,11 +55,12 @@ void mp_check_whoami(char *buf, int len);
 
 #define mp_fatal(code, ...) mp_fatal_at((code), __FILE__, __LINE__, __VA_ARGS__)
 
-/* Generic invariant check: MP_CHECK(n > 0, "n = %d", n). */
+/* Generic invariant check: MP_CHECK(n > 0, "n = %d", n).  The condition's text is an
+ * argument, not part of the format (it may hold a '%'). */
+_Noreturn void mp_check_failed(const char *file, int line, const char *cond, const char *fmt, ...) MP_PRINTF(4, 5);
 #define MP_CHECK(cond, ...)                                                         \
   do {                                                                              \
-    if (!(cond)) mp_fatal_at(MP_EXIT_FATAL, __FILE__, __LINE__, "check failed: " #cond \
-                             " -- " __VA_ARGS__);                                   \
+    if (!(cond)) mp_check_failed(__FILE__, __LINE__, #cond, __VA_ARGS__);           \
   } while (0)
 
 /* MPI calls return MPI_SUCCESS or an error code (the communicators we use have

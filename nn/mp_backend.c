@@ -41,7 +41,92 @@ static const char *ref_describe(mp_backend *b, const char *op, const mp_conv_des
   return "ref: plain C, double accumulation";
 }
 
-static const mp_backend_i ref_iface = {
+static void ref_bn_train(mp_backend *b, const mp_bn_desc *d, const float *x, const float *gamma, const float *beta,
+                         float *y, float *sm, float *si, float *rm, float *rv) {
+  (void)b;
+  mp_ref_bn_forward_train(d, x, gamma, beta, y, sm, si, rm, rv);
+}
+static void ref_bn_eval(mp_backend *b, const mp_bn_desc *d, const float *x, const float *gamma, const float *beta,
+                        const float *rm, const float *rv, float *y) {
+  (void)b;
+  mp_ref_bn_forward_eval(d, x, gamma, beta, rm, rv, y);
+}
+static void ref_bn_bwd(mp_backend *b, const mp_bn_desc *d, const float *x, const float *dy, const float *gamma,
+                       const float *sm, const float *si, float *dx, float *dg, float *dbeta) {
+  (void)b;
+  mp_ref_bn_backward(d, x, dy, gamma, sm, si, dx, dg, dbeta);
+}
+static void ref_act_fwd(mp_backend *b, int kind, float slope, const float *x, float *y, size_t n) {
+  (void)b;
+  switch (kind) {
+  case MP_ACT_RELU: mp_ref_relu_forward(x, y, n); break;
+  case MP_ACT_LRELU: mp_ref_lrelu_forward(x, y, n, slope); break;
+  case MP_ACT_TANH: mp_ref_tanh_forward(x, y, n); break;
+  default: mp_ref_sigmoid_forward(x, y, n); break;
+  }
+}
+static void ref_act_bwd(mp_backend *b, int kind, float slope, const float *x, const float *y, const float *dy,
+                        float *dx, size_t n) {
+  (void)b;
+  switch (kind) {
+  case MP_ACT_RELU: mp_ref_relu_backward(x, dy, dx, n); break;
+  case MP_ACT_LRELU: mp_ref_lrelu_backward(x, dy, dx, n, slope); break;
+  case MP_ACT_TANH: mp_ref_tanh_backward(y, dy, dx, n); break;
+  default: mp_ref_sigmoid_backward(y, dy, dx, n); break;
+  }
+}
+static void ref_pool_fwd(mp_backend *b, const float *x, float *y, unsigned char *am, int n, int c, int h, int w) {
+  (void)b;
+  mp_ref_maxpool2_forward(x, y, am, n, c, h, w);
+}
+static void ref_pool_bwd(mp_backend *b, const float *dy, const unsigned char *am, float *dx, int n, int c, int h, int w) {
+  (void)b;
+  mp_ref_maxpool2_backward(dy, am, dx, n, c, h, w);
+}
+static void ref_lin_fwd(mp_backend *b, const float *x, const float *w, const float *bias, float *y, int n, int in,
+                        int out) {
+  (void)b;
+  mp_ref_linear_forward(x, w, bias, y, n, in, out);
+}
+static void ref_lin_bwd(mp_backend *b, const float *x, const float *w, const float *dy, float *dx, float *dw, float *db,
+                        int n, int in, int out) {
+  (void)b;
+  mp_ref_linear_backward(x, w, dy, dx, dw, db, n, in, out);
+}
+static void ref_drop_fwd(mp_backend *b, const float *x, float *y, unsigned char *mask, size_t n, float p, uint64_t seed,
+                         uint64_t index) {
+  (void)b;
+  mp_ref_dropout_forward(x, y, mask, n, p, seed, index);
+}
+static void ref_drop_bwd(mp_backend *b, const float *dy, const unsigned char *mask, float *dx, size_t n, float p) {
+  (void)b;
+  mp_ref_dropout_backward(dy, mask, dx, n, p);
+}
+static void ref_adam(mp_backend *b, float *param, const float *grad, float *m, float *v, size_t n, float lr, float b1,
+                     float b2, float eps, long step) {
+  (void)b;
+  mp_ref_adam_step(param, grad, m, v, n, lr, b1, b2, eps, step);
+}
+
+void mp_backend_fill_ref_ops(mp_backend_i *f) {
+  if (!f->conv2d_forward) f->conv2d_forward = ref_conv_fwd;
+  if (!f->conv2d_backward_data) f->conv2d_backward_data = ref_conv_bwd_data;
+  if (!f->conv2d_backward_weights) f->conv2d_backward_weights = ref_conv_bwd_weights;
+  if (!f->bn_forward_train) f->bn_forward_train = ref_bn_train;
+  if (!f->bn_forward_eval) f->bn_forward_eval = ref_bn_eval;
+  if (!f->bn_backward) f->bn_backward = ref_bn_bwd;
+  if (!f->act_forward) f->act_forward = ref_act_fwd;
+  if (!f->act_backward) f->act_backward = ref_act_bwd;
+  if (!f->maxpool2_forward) f->maxpool2_forward = ref_pool_fwd;
+  if (!f->maxpool2_backward) f->maxpool2_backward = ref_pool_bwd;
+  if (!f->linear_forward) f->linear_forward = ref_lin_fwd;
+  if (!f->linear_backward) f->linear_backward = ref_lin_bwd;
+  if (!f->dropout_forward) f->dropout_forward = ref_drop_fwd;
+  if (!f->dropout_backward) f->dropout_backward = ref_drop_bwd;
+  if (!f->adam_step) f->adam_step = ref_adam;
+}
+
+static mp_backend_i ref_iface = {
     .name = "ref",
     .destroy = ref_destroy,
     .alloc = ref_alloc,
@@ -56,6 +141,7 @@ static const mp_backend_i ref_iface = {
 
 mp_backend *mp_backend_ref_create(void) {
   mp_backend *b = mp_calloc(1, sizeof *b);
+  mp_backend_fill_ref_ops(&ref_iface); /* idempotent: fills the entries once */
   b->iface = &ref_iface;
   return b;
 }

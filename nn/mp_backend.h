@@ -36,6 +36,30 @@ typedef struct {
   /* dw, db (db may be NULL), overwrite */
   void (*conv2d_backward_weights)(mp_backend *b, const mp_conv_desc *d, const float *x, const float *dy, float *dw,
                                   float *db);
+  /* batch norm (mp_ref.h semantics) */
+  void (*bn_forward_train)(mp_backend *b, const mp_bn_desc *d, const float *x, const float *gamma, const float *beta,
+                           float *y, float *save_mean, float *save_invstd, float *run_mean, float *run_var);
+  void (*bn_forward_eval)(mp_backend *b, const mp_bn_desc *d, const float *x, const float *gamma, const float *beta,
+                          const float *run_mean, const float *run_var, float *y);
+  void (*bn_backward)(mp_backend *b, const mp_bn_desc *d, const float *x, const float *dy, const float *gamma,
+                      const float *save_mean, const float *save_invstd, float *dx, float *dgamma, float *dbeta);
+  /* element-wise activations: kind MP_ACT_*, slope for leaky ReLU; backward gets the
+   * forward's input x and output y */
+  void (*act_forward)(mp_backend *b, int kind, float slope, const float *x, float *y, size_t n);
+  void (*act_backward)(mp_backend *b, int kind, float slope, const float *x, const float *y, const float *dy, float *dx,
+                       size_t n);
+  void (*maxpool2_forward)(mp_backend *b, const float *x, float *y, unsigned char *argmax, int n, int c, int h, int w);
+  void (*maxpool2_backward)(mp_backend *b, const float *dy, const unsigned char *argmax, float *dx, int n, int c, int h,
+                            int w);
+  void (*linear_forward)(mp_backend *b, const float *x, const float *w, const float *bias, float *y, int n, int in,
+                         int out);
+  void (*linear_backward)(mp_backend *b, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                          float *db, int n, int in, int out);
+  void (*dropout_forward)(mp_backend *b, const float *x, float *y, unsigned char *mask, size_t n, float p,
+                          uint64_t seed, uint64_t index);
+  void (*dropout_backward)(mp_backend *b, const float *dy, const unsigned char *mask, float *dx, size_t n, float p);
+  void (*adam_step)(mp_backend *b, float *param, const float *grad, float *m, float *v, size_t n, float lr,
+                    float beta1, float beta2, float eps, long step);
   /* a short description of what computes an op (e.g. oneDNN's kernel name) */
   const char *(*describe)(mp_backend *b, const char *op, const mp_conv_desc *d);
 } mp_backend_i;
@@ -63,6 +87,12 @@ static inline void mp_conv2d_backward_weights(mp_backend *b, const mp_conv_desc 
                                               float *dw, float *db) {
   b->iface->conv2d_backward_weights(b, d, x, dy, dw, db);
 }
+
+enum { MP_ACT_RELU, MP_ACT_LRELU, MP_ACT_TANH, MP_ACT_SIGMOID };
+
+/* The ref implementations of every entry, for backends that compute in host memory and
+ * have not specialised an op yet (mp_backend.c). */
+void mp_backend_fill_ref_ops(mp_backend_i *iface);
 
 /* Backend constructors (mp_backend_create dispatches to them). */
 mp_backend *mp_backend_ref_create(void);

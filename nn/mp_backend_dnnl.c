@@ -170,7 +170,9 @@ static void destroy(mp_backend *b) {
   mp_free(b);
 }
 
-static const mp_backend_i dnnl_iface = {
+/* Ops oneDNN does not compute yet run the ref kernels on the same host memory
+ * (mp_backend_fill_ref_ops): batch norm, activations, pooling, linear, dropout, Adam. */
+static mp_backend_i dnnl_iface = {
     .name = "cpu",
     .destroy = destroy,
     .alloc = host_alloc,
@@ -192,6 +194,7 @@ mp_backend *mp_backend_dnnl_create(char *err, size_t errlen) {
     return NULL;
   }
   mp_backend *b = mp_calloc(1, sizeof *b);
+  mp_backend_fill_ref_ops(&dnnl_iface);
   b->iface = &dnnl_iface;
   b->ctx = c;
   return b;

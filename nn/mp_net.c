@@ -1,0 +1,320 @@
+/* mp_net — sequential networks on a backend (see mp_net.h). */
+#include "mp_net.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "mp_alloc.h"
+#include "mp_check.h"
+#include "mp_rng.h"
+
+typedef enum { L_CONV, L_CONVT, L_BN, L_ACT, L_POOL, L_FLAT, L_LINEAR, L_DROP } kind_t;
+
+typedef struct {
+  kind_t kind;
+  int k, r, stride, pad, act, out;
+  bool bias;
+  float slope, p;
+  int c, h, w;    /* input per sample */
+  int oc, oh, ow; /* output per sample */
+  size_t w_off, w_n, b_off, b_n, stat_off;
+  /* per-layer scratch for the backward */
+  unsigned char *mask;  /* pool argmax / dropout mask */
+  float *save_mean, *save_invstd;
+} layer;
+
+struct mp_net {
+  mp_backend *be;
+  layer *L;
+  int nl, cap, in_c, in_h, in_w, max_batch, batch;
+  uint64_t seed, step;
+  bool built, train;
+  size_t nparams, nstats;
+  float *params, *grads, *m, *v, *stats;
+  float **act, **dact; /* act[i]: input of layer i; act[nl]: output */
+  long adam_t;
+};
+
+mp_net *mp_net_new(mp_backend *be, int c, int h, int w, int max_batch, uint64_t seed) {
+  mp_net *n = mp_calloc(1, sizeof *n);
+  n->be = be;
+  n->in_c = c;
+  n->in_h = h;
+  n->in_w = w;
+  n->max_batch = max_batch;
+  n->seed = seed;
+  return n;
+}
+
+static layer *push(mp_net *n, kind_t k) {
+  MP_CHECK(!n->built, "layer added after mp_net_build");
+  if (n->nl == n->cap) n->L = mp_realloc(n->L, (size_t)(n->cap = n->cap ? 2 * n->cap : 16) * sizeof *n->L);
+  layer *l = &n->L[n->nl++];
+  memset(l, 0, sizeof *l);
+  l->kind = k;
+  return l;
+}
+
+void mp_net_conv(mp_net *n, int k, int r, int stride, int pad, bool bias) {
+  layer *l = push(n, L_CONV);
+  l->k = k, l->r = r, l->stride = stride, l->pad = pad, l->bias = bias;
+}
+void mp_net_convt(mp_net *n, int k, int r, int stride, int pad) {
+  layer *l = push(n, L_CONVT);
+  l->k = k, l->r = r, l->stride = stride, l->pad = pad;
+}
+void mp_net_bn(mp_net *n) { push(n, L_BN); }
+void mp_net_act(mp_net *n, int kind, float slope) {
+  layer *l = push(n, L_ACT);
+  l->act = kind, l->slope = slope;
+}
+void mp_net_maxpool2(mp_net *n) { push(n, L_POOL); }
+void mp_net_flatten(mp_net *n) { push(n, L_FLAT); }
+void mp_net_linear(mp_net *n, int out, bool bias) {
+  layer *l = push(n, L_LINEAR);
+  l->out = out, l->bias = bias;
+}
+void mp_net_dropout(mp_net *n, float p) {
+  layer *l = push(n, L_DROP);
+  l->p = p;
+}
+
+static size_t per(int c, int h, int w) { return (size_t)c * h * w; }
+
+/* The convolution that layer l computes for batch n (for convT: the convolution whose
+ * backward-data is the layer's forward, mapping output -> input). */
+static mp_conv_desc conv_of(const layer *l, int n) {
+  mp_conv_desc d;
+  int rc = l->kind == L_CONV ? mp_conv_desc_init(&d, n, l->c, l->h, l->w, l->k, l->r, l->r, l->stride, l->pad)
+                             : mp_conv_desc_init(&d, n, l->k, l->oh, l->ow, l->c, l->r, l->r, l->stride, l->pad);
+  MP_CHECK(rc == 0, "impossible convolution shape");
+  return d;
+}
+
+void mp_net_build(mp_net *n) {
+  int c = n->in_c, h = n->in_h, w = n->in_w;
+  size_t np = 0, ns = 0;
+  for (int i = 0; i < n->nl; i++) {
+    layer *l = &n->L[i];
+    l->c = c, l->h = h, l->w = w;
+    switch (l->kind) {
+    case L_CONV: {
+      mp_conv_desc d;
+      MP_CHECK(mp_conv_desc_init(&d, 1, c, h, w, l->k, l->r, l->r, l->stride, l->pad) == 0, "layer %d: conv shape", i);
+      l->oc = l->k, l->oh = d.p, l->ow = d.q;
+      l->w_n = (size_t)l->k * c * l->r * l->r;
+      l->b_n = l->bias ? (size_t)l->k : 0;
+      break;
+    }
+    case L_CONVT:
+      l->oc = l->k, l->oh = (h - 1) * l->stride - 2 * l->pad + l->r, l->ow = (w - 1) * l->stride - 2 * l->pad + l->r;
+      MP_CHECK(l->oh > 0 && l->ow > 0, "layer %d: transposed conv shape", i);
+      l->w_n = (size_t)c * l->k * l->r * l->r; /* PyTorch's (in, out, r, s) = our KCRS of the mirror conv */
+      break;
+    case L_BN:
+      l->oc = c, l->oh = h, l->ow = w;
+      l->w_n = l->b_n = (size_t)c;
+      l->stat_off = ns;
+      ns += 2 * (size_t)c;
+      l->save_mean = mp_calloc((size_t)c, sizeof(float));
+      l->save_invstd = mp_calloc((size_t)c, sizeof(float));
+      break;
+    case L_POOL:
+      MP_CHECK(h % 2 == 0 && w % 2 == 0, "layer %d: max-pool needs even sizes", i);
+      l->oc = c, l->oh = h / 2, l->ow = w / 2;
+      break;
+    case L_FLAT: l->oc = c * h * w, l->oh = l->ow = 1; break;
+    case L_LINEAR:
+      l->oc = l->out, l->oh = l->ow = 1;
+      l->w_n = (size_t)l->out * c * h * w;
+      l->b_n = l->bias ? (size_t)l->out : 0;
+      break;
+    default: l->oc = c, l->oh = h, l->ow = w; break;
+    }
+    l->w_off = np;
+    np += l->w_n;
+    l->b_off = np;
+    np += l->b_n;
+    c = l->oc, h = l->oh, w = l->ow;
+  }
+  n->nparams = np;
+  n->nstats = ns;
+  n->params = mp_calloc(np ? np : 1, sizeof(float));
+  n->grads = mp_calloc(np ? np : 1, sizeof(float));
+  n->m = mp_calloc(np ? np : 1, sizeof(float));
+  n->v = mp_calloc(np ? np : 1, sizeof(float));
+  n->stats = mp_calloc(ns ? ns : 1, sizeof(float));
+  n->act = mp_calloc((size_t)n->nl + 1, sizeof *n->act);
+  n->dact = mp_calloc((size_t)n->nl + 1, sizeof *n->dact);
+  for (int i = 0; i <= n->nl; i++) {
+    size_t sz = i < n->nl ? per(n->L[i].c, n->L[i].h, n->L[i].w) : per(c, h, w);
+    n->act[i] = mp_malloc(sz * (size_t)n->max_batch * sizeof(float));
+    n->dact[i] = mp_malloc(sz * (size_t)n->max_batch * sizeof(float));
+  }
+  /* initial values: PyTorch's defaults from the counter-based RNG, one stream index per tensor */
+  uint64_t tensor = 0;
+  for (int i = 0; i < n->nl; i++) {
+    layer *l = &n->L[i];
+    if (l->kind == L_POOL || l->kind == L_DROP) l->mask = mp_malloc(per(l->oc, l->oh, l->ow) * (size_t)n->max_batch);
+    if (l->kind == L_BN) {
+      for (int j = 0; j < l->c; j++) {
+        n->params[l->w_off + (size_t)j] = 1.0f;
+        n->stats[l->stat_off + (size_t)l->c + (size_t)j] = 1.0f; /* running variance */
+      }
+      continue;
+    }
+    if (!l->w_n) continue;
+    double fan_in = l->kind == L_CONVT ? (double)l->k * l->r * l->r : (double)l->w_n / (l->kind == L_LINEAR ? l->out : l->k);
+    double bound = 1.0 / sqrt(fan_in);
+    mp_rng r;
+    mp_rng_init(&r, n->seed, MP_RNG_INIT, tensor++);
+    for (size_t j = 0; j < l->w_n; j++) n->params[l->w_off + j] = (float)((2 * mp_rng_uniform_f64(&r) - 1) * bound);
+    mp_rng_init(&r, n->seed, MP_RNG_INIT, tensor++);
+    for (size_t j = 0; j < l->b_n; j++) n->params[l->b_off + j] = (float)((2 * mp_rng_uniform_f64(&r) - 1) * bound);
+  }
+  n->built = true;
+}
+
+const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, uint64_t step) {
+  MP_CHECK(n->built && batch > 0 && batch <= n->max_batch, "forward of %d samples (max %d)", batch, n->max_batch);
+  const mp_backend_i *f = n->be->iface;
+  mp_backend *be = n->be;
+  n->batch = batch;
+  n->train = train;
+  n->step = step;
+  memcpy(n->act[0], x, per(n->in_c, n->in_h, n->in_w) * (size_t)batch * sizeof(float));
+  for (int i = 0; i < n->nl; i++) {
+    layer *l = &n->L[i];
+    const float *in = n->act[i];
+    float *out = n->act[i + 1], *P = n->params;
+    size_t cnt = per(l->c, l->h, l->w) * (size_t)batch;
+    switch (l->kind) {
+    case L_CONV: {
+      mp_conv_desc d = conv_of(l, batch);
+      f->conv2d_forward(be, &d, in, P + l->w_off, l->b_n ? P + l->b_off : NULL, out);
+      break;
+    }
+    case L_CONVT: {
+      mp_conv_desc d = conv_of(l, batch);
+      f->conv2d_backward_data(be, &d, in, P + l->w_off, out);
+      break;
+    }
+    case L_BN: {
+      mp_bn_desc d = {batch, l->c, l->h * l->w, 1e-5f, 0.1f};
+      float *rm = n->stats + l->stat_off, *rv = rm + l->c;
+      if (train)
+        f->bn_forward_train(be, &d, in, P + l->w_off, P + l->b_off, out, l->save_mean, l->save_invstd, rm, rv);
+      else
+        f->bn_forward_eval(be, &d, in, P + l->w_off, P + l->b_off, rm, rv, out);
+      break;
+    }
+    case L_ACT: f->act_forward(be, l->act, l->slope, in, out, cnt); break;
+    case L_POOL: f->maxpool2_forward(be, in, out, l->mask, batch, l->c, l->h, l->w); break;
+    case L_FLAT: memcpy(out, in, cnt * sizeof(float)); break;
+    case L_LINEAR:
+      f->linear_forward(be, in, P + l->w_off, l->b_n ? P + l->b_off : NULL, out, batch, l->c * l->h * l->w, l->out);
+      break;
+    case L_DROP:
+      if (train)
+        f->dropout_forward(be, in, out, l->mask, cnt, l->p, n->seed, step * 1024 + (uint64_t)i);
+      else
+        memcpy(out, in, cnt * sizeof(float));
+      break;
+    }
+  }
+  return n->act[n->nl];
+}
+
+void mp_net_backward(mp_net *n, const float *dy, float *dx) {
+  const mp_backend_i *f = n->be->iface;
+  mp_backend *be = n->be;
+  int batch = n->batch;
+  memcpy(n->dact[n->nl], dy, mp_net_output_size(n) * (size_t)batch * sizeof(float));
+  for (int i = n->nl - 1; i >= 0; i--) {
+    layer *l = &n->L[i];
+    const float *in = n->act[i], *out = n->act[i + 1], *g = n->dact[i + 1];
+    float *gi = n->dact[i], *P = n->params, *G = n->grads;
+    size_t cnt = per(l->c, l->h, l->w) * (size_t)batch;
+    bool need_dx = i > 0 || dx;
+    switch (l->kind) {
+    case L_CONV: {
+      mp_conv_desc d = conv_of(l, batch);
+      f->conv2d_backward_weights(be, &d, in, g, G + l->w_off, l->b_n ? G + l->b_off : NULL);
+      if (need_dx) f->conv2d_backward_data(be, &d, g, P + l->w_off, gi);
+      break;
+    }
+    case L_CONVT: { /* y = D^T x: dx = D g, dW from (x := g, dy := x) */
+      mp_conv_desc d = conv_of(l, batch);
+      f->conv2d_backward_weights(be, &d, g, in, G + l->w_off, NULL);
+      if (need_dx) f->conv2d_forward(be, &d, g, P + l->w_off, NULL, gi);
+      break;
+    }
+    case L_BN: {
+      mp_bn_desc d = {batch, l->c, l->h * l->w, 1e-5f, 0.1f};
+      MP_CHECK(n->train, "backward through batch norm needs a training forward");
+      f->bn_backward(be, &d, in, g, P + l->w_off, l->save_mean, l->save_invstd, gi, G + l->w_off, G + l->b_off);
+      break;
+    }
+    case L_ACT: f->act_backward(be, l->act, l->slope, in, out, g, gi, cnt); break;
+    case L_POOL: f->maxpool2_backward(be, g, l->mask, gi, batch, l->c, l->h, l->w); break;
+    case L_FLAT: memcpy(gi, g, cnt * sizeof(float)); break;
+    case L_LINEAR:
+      f->linear_backward(be, in, P + l->w_off, g, need_dx ? gi : NULL, G + l->w_off, l->b_n ? G + l->b_off : NULL,
+                         batch, l->c * l->h * l->w, l->out);
+      break;
+    case L_DROP:
+      if (n->train)
+        f->dropout_backward(be, g, l->mask, gi, cnt, l->p);
+      else
+        memcpy(gi, g, cnt * sizeof(float));
+      break;
+    }
+  }
+  if (dx) memcpy(dx, n->dact[0], per(n->in_c, n->in_h, n->in_w) * (size_t)batch * sizeof(float));
+}
+
+void mp_net_adam(mp_net *n, float lr, float beta1, float beta2, float eps) {
+  n->adam_t++;
+  n->be->iface->adam_step(n->be, n->params, n->grads, n->m, n->v, n->nparams, lr, beta1, beta2, eps, n->adam_t);
+}
+
+size_t mp_net_param_count(const mp_net *n) { return n->nparams; }
+float *mp_net_params(mp_net *n) { return n->params; }
+float *mp_net_grads(mp_net *n) { return n->grads; }
+int mp_net_layers(const mp_net *n) { return n->nl; }
+size_t mp_net_output_size(const mp_net *n) {
+  const layer *l = &n->L[n->nl - 1];
+  return per(l->oc, l->oh, l->ow);
+}
+void mp_net_param_slice(const mp_net *n, int i, size_t *wo, size_t *wl, size_t *bo, size_t *bl) {
+  *wo = n->L[i].w_off, *wl = n->L[i].w_n, *bo = n->L[i].b_off, *bl = n->L[i].b_n;
+}
+float *mp_net_running_stats(mp_net *n, int i, float **var) {
+  if (n->L[i].kind != L_BN) return NULL;
+  float *m = n->stats + n->L[i].stat_off;
+  if (var) *var = m + n->L[i].c;
+  return m;
+}
+
+void mp_net_free(mp_net *n) {
+  if (!n) return;
+  for (int i = 0; i < n->nl; i++) {
+    mp_free(n->L[i].mask);
+    mp_free(n->L[i].save_mean);
+    mp_free(n->L[i].save_invstd);
+  }
+  if (n->act)
+    for (int i = 0; i <= n->nl; i++) {
+      mp_free(n->act[i]);
+      mp_free(n->dact[i]);
+    }
+  mp_free(n->act);
+  mp_free(n->dact);
+  mp_free(n->params);
+  mp_free(n->grads);
+  mp_free(n->m);
+  mp_free(n->v);
+  mp_free(n->stats);
+  mp_free(n->L);
+  mp_free(n);
+}

@@ -1,0 +1,60 @@
+/* mp_net — a sequential network on a backend: the layers of SPEC §6 and §7 (conv,
+ * transposed conv, batch norm, activations, 2x2 max-pool, flatten, linear, dropout),
+ * parameters, gradients and Adam state each in ONE contiguous buffer (one allreduce
+ * moves every gradient), activations allocated once for the largest batch.
+ *
+ * Initialisation follows PyTorch's defaults (uniform +-1/sqrt(fan_in) for weights and
+ * biases; batch norm gamma 1, beta 0, running mean 0, variance 1), drawn from the
+ * counter-based RNG keyed by (seed, MP_RNG_INIT, parameter tensor), so a network is the
+ * same whatever the number of ranks.
+ *
+ * Work in progress (issue 5): the model builders, spectral norm wiring and the
+ * gradient-penalty path through the net come next.
+ */
+#ifndef MP_NET_H
+#define MP_NET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mp_backend.h"
+
+typedef struct mp_net mp_net;
+
+mp_net *mp_net_new(mp_backend *be, int c, int h, int w, int max_batch, uint64_t seed);
+void mp_net_free(mp_net *net);
+
+/* Layers, in order.  Square kernels. */
+void mp_net_conv(mp_net *net, int out_channels, int kernel, int stride, int pad, bool bias);
+void mp_net_convt(mp_net *net, int out_channels, int kernel, int stride, int pad); /* no bias (DCGAN) */
+void mp_net_bn(mp_net *net);
+void mp_net_act(mp_net *net, int kind, float slope); /* MP_ACT_* */
+void mp_net_maxpool2(mp_net *net);
+void mp_net_flatten(mp_net *net);
+void mp_net_linear(mp_net *net, int out, bool bias);
+void mp_net_dropout(mp_net *net, float p);
+
+/* Shapes, buffers and initial weights.  Fatal on an impossible shape (a model bug). */
+void mp_net_build(mp_net *net);
+
+/* Forward n <= max_batch samples (n x c x h x w).  train: batch statistics and running
+ * averages for batch norm, dropout on (masks keyed by (seed, step, layer)).  Returns the
+ * output (n x output size), valid until the next forward. */
+const float *mp_net_forward(mp_net *net, const float *x, int n, bool train, uint64_t step);
+/* Backward from dL/doutput (n x output size) of the last forward: writes every
+ * parameter gradient (overwrites) and, when dx is non-NULL, dL/dinput. */
+void mp_net_backward(mp_net *net, const float *dy, float *dx);
+/* One Adam step over all parameters (batch-norm running statistics are not parameters). */
+void mp_net_adam(mp_net *net, float lr, float beta1, float beta2, float eps);
+
+size_t mp_net_param_count(const mp_net *net);
+float *mp_net_params(mp_net *net); /* the contiguous buffers */
+float *mp_net_grads(mp_net *net);
+size_t mp_net_output_size(const mp_net *net); /* per sample */
+int mp_net_layers(const mp_net *net);
+/* Offset and length (floats) of layer i's weight and bias in the flat buffer (len 0 if none). */
+void mp_net_param_slice(const mp_net *net, int layer, size_t *w_off, size_t *w_len, size_t *b_off, size_t *b_len);
+/* Running mean and variance of a batch-norm layer (c floats each), NULL otherwise. */
+float *mp_net_running_stats(mp_net *net, int layer, float **var);
+
+#endif

@@ -1,0 +1,185 @@
+/* Sequential networks: whole-network gradients of a small classifier (conv, batch norm,
+ * ReLU, max-pool, flatten, linear, dropout, BCE) and a small DCGAN generator (transposed
+ * convolutions, batch norm, tanh) against finite differences; the same network on every
+ * backend gives the same outputs and gradients; Adam moves the flat parameter buffer. */
+#include <math.h>
+
+#include "mp_alloc.h"
+#include "mp_net.h"
+#include "mp_rng.h"
+#include "mp_test.h"
+
+enum { B = 4 };
+
+static mp_net *classifier(mp_backend *be) {
+  mp_net *n = mp_net_new(be, 1, 8, 8, B, 99);
+  mp_net_conv(n, 4, 3, 1, 1, true);
+  mp_net_bn(n);
+  mp_net_act(n, MP_ACT_RELU, 0);
+  mp_net_conv(n, 4, 3, 1, 1, true);
+  mp_net_bn(n);
+  mp_net_act(n, MP_ACT_RELU, 0);
+  mp_net_maxpool2(n);
+  mp_net_flatten(n);
+  mp_net_linear(n, 8, true);
+  mp_net_act(n, MP_ACT_RELU, 0);
+  mp_net_dropout(n, 0.5f);
+  mp_net_linear(n, 1, true);
+  mp_net_build(n);
+  return n;
+}
+
+static mp_net *generator(mp_backend *be) {
+  mp_net *n = mp_net_new(be, 6, 1, 1, B, 98);
+  mp_net_convt(n, 8, 4, 1, 0); /* 1x1 -> 4x4 */
+  mp_net_bn(n);
+  mp_net_act(n, MP_ACT_RELU, 0);
+  mp_net_convt(n, 4, 4, 2, 1); /* -> 8x8 */
+  mp_net_bn(n);
+  mp_net_act(n, MP_ACT_RELU, 0);
+  mp_net_convt(n, 1, 4, 2, 1); /* -> 16x16 */
+  mp_net_act(n, MP_ACT_TANH, 0);
+  mp_net_build(n);
+  return n;
+}
+
+typedef struct {
+  mp_net *n;
+  const float *x, *t, *g;
+  bool bce;
+} ctx;
+
+/* L: BCE of the logits against t (classifier) or <output, g> (generator) */
+static double loss(ctx *c, float *dy) {
+  const float *y = mp_net_forward(c->n, c->x, B, true, 7);
+  size_t m = mp_net_output_size(c->n) * B;
+  if (c->bce) return mp_ref_bce_logits(y, c->t, dy, m);
+  double L = 0;
+  for (size_t i = 0; i < m; i++) {
+    L += (double)y[i] * c->g[i];
+    if (dy) dy[i] = c->g[i];
+  }
+  return L;
+}
+
+static void check_grads(ctx *c, const char *what) {
+  size_t m = mp_net_output_size(c->n) * B;
+  float *dy = mp_malloc(m * 4);
+  loss(c, dy);
+  mp_net_backward(c->n, dy, NULL);
+  size_t np = mp_net_param_count(c->n);
+  float *an = mp_malloc(np * 4), *p = mp_net_params(c->n);
+  memcpy(an, mp_net_grads(c->n), np * 4);
+  mp_rng r;
+  mp_rng_init(&r, 61, MP_RNG_TEST, np);
+  int checked = 0;
+  for (int t = 0; t < 60 && checked < 25; t++) {
+    size_t i = mp_rng_below(&r, (uint32_t)np);
+    float keep = p[i];
+    const float eps = 2e-3f;
+    double l0 = loss(c, NULL);
+    p[i] = keep + eps;
+    double lp = loss(c, NULL);
+    p[i] = keep - eps;
+    double lm = loss(c, NULL);
+    p[i] = keep;
+    /* a ReLU kink within the step makes the one-sided differences disagree: skip those
+     * (smooth pieces agree to O(eps)) */
+    double fwd = (lp - l0) / eps, bwd = (l0 - lm) / eps, f[2] = {fwd, (lp - lm) / (2.0 * eps)};
+    if (fabs(fwd - bwd) > 0.02 * (fabs(fwd) + fabs(bwd)) + 1e-3) continue;
+    if (fabs(f[1] - an[i]) > 0.03 * (fabs(f[1]) + fabs(an[i])) + 2e-3)
+      fail_msg("%s: parameter %zu: finite difference %.6g, backward %.6g", what, i, f[1], an[i]);
+    checked++;
+  }
+  if (checked < 15) fail_msg("%s: only %d parameters checked", what, checked);
+  mp_free(dy);
+  mp_free(an);
+}
+
+static void test_classifier_grads(void **state) {
+  (void)state;
+  char err[128];
+  mp_backend *be = mp_backend_create("ref", err, sizeof err);
+  mp_net *n = classifier(be);
+  float x[B * 64], t[B] = {1, 0, 0, 1};
+  mp_rng r;
+  mp_rng_init(&r, 62, MP_RNG_TEST, 0);
+  for (int i = 0; i < B * 64; i++) x[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
+  ctx c = {n, x, t, NULL, true};
+  check_grads(&c, "classifier");
+  /* Adam moves every parameter that has a gradient */
+  float *p0 = mp_malloc(mp_net_param_count(n) * 4);
+  memcpy(p0, mp_net_params(n), mp_net_param_count(n) * 4);
+  mp_net_adam(n, 1e-3f, 0.5f, 0.999f, 1e-8f);
+  size_t moved = 0;
+  for (size_t i = 0; i < mp_net_param_count(n); i++) moved += mp_net_params(n)[i] != p0[i];
+  assert_true(moved > mp_net_param_count(n) / 2);
+  /* eval mode uses the running statistics: deterministic, no dropout */
+  float y1[B], y2[B];
+  memcpy(y1, mp_net_forward(n, x, B, false, 0), sizeof y1);
+  memcpy(y2, mp_net_forward(n, x, B, false, 1), sizeof y2);
+  assert_memory_equal(y1, y2, sizeof y1);
+  mp_free(p0);
+  mp_net_free(n);
+  mp_backend_free(be);
+}
+
+static void test_generator_grads(void **state) {
+  (void)state;
+  char err[128];
+  mp_backend *be = mp_backend_create("ref", err, sizeof err);
+  mp_net *n = generator(be);
+  assert_int_equal(mp_net_output_size(n), 256);
+  float z[B * 6], g[B * 256];
+  mp_rng r;
+  mp_rng_init(&r, 63, MP_RNG_TEST, 0);
+  for (int i = 0; i < B * 6; i++) z[i] = (float)mp_rng_normal(&r);
+  for (int i = 0; i < B * 256; i++) g[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
+  ctx c = {n, z, NULL, g, false};
+  check_grads(&c, "generator");
+  mp_net_free(n);
+  mp_backend_free(be);
+}
+
+static void test_backends_agree(void **state) {
+  (void)state;
+  char list[64], err[128];
+  snprintf(list, sizeof list, "%s", mp_backend_list());
+  mp_backend *ref = mp_backend_create("ref", err, sizeof err);
+  mp_net *a = classifier(ref);
+  float x[B * 64], t[B] = {0, 1, 1, 0}, dy[B];
+  mp_rng r;
+  mp_rng_init(&r, 64, MP_RNG_TEST, 0);
+  for (int i = 0; i < B * 64; i++) x[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
+  const float *ya = mp_net_forward(a, x, B, true, 3);
+  mp_ref_bce_logits(ya, t, dy, B);
+  mp_net_backward(a, dy, NULL);
+  for (char *save = NULL, *name = strtok_r(list, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
+    mp_backend *be = mp_backend_create(name, err, sizeof err);
+    mp_net *b = classifier(be);
+    const float *yb = mp_net_forward(b, x, B, true, 3);
+    for (int i = 0; i < B; i++) assert_true(fabsf(yb[i] - ya[i]) < 1e-5f * (1 + fabsf(ya[i])));
+    mp_net_backward(b, dy, NULL);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < mp_net_param_count(a); i++) {
+      double e = (double)mp_net_grads(b)[i] - mp_net_grads(a)[i];
+      num += e * e;
+      den += (double)mp_net_grads(a)[i] * mp_net_grads(a)[i];
+    }
+    printf("  %s: gradient nmse vs ref %.2e over %zu parameters\n", name, num / den, mp_net_param_count(a));
+    assert_true(num / den < 1e-10);
+    mp_net_free(b);
+    mp_backend_free(be);
+  }
+  mp_net_free(a);
+  mp_backend_free(ref);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_classifier_grads),
+      cmocka_unit_test(test_generator_grads),
+      cmocka_unit_test(test_backends_agree),
+  };
+  return cmocka_run_group_tests_name("net", tests, NULL, NULL);
+}
