@@ -13,7 +13,9 @@ typedef enum { L_CONV, L_CONVT, L_BN, L_ACT, L_POOL, L_FLAT, L_LINEAR, L_DROP } 
 typedef struct {
   kind_t kind;
   int k, r, stride, pad, act, out;
-  bool bias;
+  bool bias, sn;
+  float *sn_u, *sn_v, *w_eff, *dw_eff; /* spectral norm: persistent u, v, W/sigma, its gradient */
+  double sigma;
   float slope, p;
   int c, h, w;    /* input per sample */
   int oc, oh, ow; /* output per sample */
@@ -58,6 +60,10 @@ static layer *push(mp_net *n, kind_t k) {
 void mp_net_conv(mp_net *n, int k, int r, int stride, int pad, bool bias) {
   layer *l = push(n, L_CONV);
   l->k = k, l->r = r, l->stride = stride, l->pad = pad, l->bias = bias;
+}
+void mp_net_conv_sn(mp_net *n, int k, int r, int stride, int pad, bool bias) {
+  mp_net_conv(n, k, r, stride, pad, bias);
+  n->L[n->nl - 1].sn = true;
 }
 void mp_net_convt(mp_net *n, int k, int r, int stride, int pad) {
   layer *l = push(n, L_CONVT);
@@ -156,6 +162,21 @@ void mp_net_build(mp_net *n) {
   for (int i = 0; i < n->nl; i++) {
     layer *l = &n->L[i];
     if (l->kind == L_POOL || l->kind == L_DROP) l->mask = mp_malloc(per(l->oc, l->oh, l->ow) * (size_t)n->max_batch);
+    if (l->sn) { /* u ~ N(0, 1) normalised, as PyTorch; tensor index after all weights */
+      size_t cols = l->w_n / (size_t)l->k;
+      l->sn_u = mp_malloc((size_t)l->k * sizeof(float));
+      l->sn_v = mp_calloc(cols, sizeof(float));
+      l->w_eff = mp_malloc(l->w_n * sizeof(float));
+      l->dw_eff = mp_malloc(l->w_n * sizeof(float));
+      mp_rng ru;
+      mp_rng_init(&ru, n->seed, MP_RNG_INIT, 1000000 + (uint64_t)i);
+      double ss = 0;
+      for (int j = 0; j < l->k; j++) {
+        l->sn_u[j] = (float)mp_rng_normal(&ru);
+        ss += (double)l->sn_u[j] * l->sn_u[j];
+      }
+      for (int j = 0; j < l->k; j++) l->sn_u[j] = (float)(l->sn_u[j] / sqrt(ss));
+    }
     if (l->kind == L_BN) {
       for (int j = 0; j < l->c; j++) {
         n->params[l->w_off + (size_t)j] = 1.0f;
@@ -191,7 +212,24 @@ const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, ui
     switch (l->kind) {
     case L_CONV: {
       mp_conv_desc d = conv_of(l, batch);
-      f->conv2d_forward(be, &d, in, P + l->w_off, l->b_n ? P + l->b_off : NULL, out);
+      const float *wt = P + l->w_off;
+      if (l->sn) { /* W / sigma, the power iteration only while training */
+        int rows = l->k, cols = (int)(l->w_n / (size_t)l->k);
+        if (train) {
+          l->sigma = mp_ref_spectral_norm_forward(wt, rows, cols, l->sn_u, l->sn_v, l->w_eff);
+        } else {
+          double sg = 0;
+          for (int a = 0; a < rows; a++) {
+            double acc = 0;
+            for (int b = 0; b < cols; b++) acc += (double)wt[(size_t)a * cols + b] * l->sn_v[b];
+            sg += l->sn_u[a] * acc;
+          }
+          l->sigma = sg;
+          for (size_t q = 0; q < l->w_n; q++) l->w_eff[q] = (float)(wt[q] / sg);
+        }
+        wt = l->w_eff;
+      }
+      f->conv2d_forward(be, &d, in, wt, l->b_n ? P + l->b_off : NULL, out);
       break;
     }
     case L_CONVT: {
@@ -239,8 +277,12 @@ void mp_net_backward(mp_net *n, const float *dy, float *dx) {
     switch (l->kind) {
     case L_CONV: {
       mp_conv_desc d = conv_of(l, batch);
-      f->conv2d_backward_weights(be, &d, in, g, G + l->w_off, l->b_n ? G + l->b_off : NULL);
-      if (need_dx) f->conv2d_backward_data(be, &d, g, P + l->w_off, gi);
+      const float *wt = l->sn ? l->w_eff : P + l->w_off;
+      f->conv2d_backward_weights(be, &d, in, g, l->sn ? l->dw_eff : G + l->w_off, l->b_n ? G + l->b_off : NULL);
+      if (l->sn) /* through W / sigma, u and v constant */
+        mp_ref_spectral_norm_backward(P + l->w_off, l->dw_eff, l->k, (int)(l->w_n / (size_t)l->k), l->sn_u, l->sn_v,
+                                      l->sigma, G + l->w_off);
+      if (need_dx) f->conv2d_backward_data(be, &d, g, wt, gi);
       break;
     }
     case L_CONVT: { /* y = D^T x: dx = D g, dW from (x := g, dy := x) */
@@ -302,6 +344,10 @@ void mp_net_free(mp_net *n) {
     mp_free(n->L[i].mask);
     mp_free(n->L[i].save_mean);
     mp_free(n->L[i].save_invstd);
+    mp_free(n->L[i].sn_u);
+    mp_free(n->L[i].sn_v);
+    mp_free(n->L[i].w_eff);
+    mp_free(n->L[i].dw_eff);
   }
   if (n->act)
     for (int i = 0; i <= n->nl; i++) {

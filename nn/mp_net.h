@@ -8,8 +8,8 @@
  * counter-based RNG keyed by (seed, MP_RNG_INIT, parameter tensor), so a network is the
  * same whatever the number of ranks.
  *
- * Work in progress (issue 5): the model builders, spectral norm wiring and the
- * gradient-penalty path through the net come next.
+ * Work in progress (issue 5): checkpoints and the gradient-penalty path through the net
+ * come next.
  */
 #ifndef MP_NET_H
 #define MP_NET_H
@@ -26,6 +26,9 @@ void mp_net_free(mp_net *net);
 
 /* Layers, in order.  Square kernels. */
 void mp_net_conv(mp_net *net, int out_channels, int kernel, int stride, int pad, bool bias);
+/* A convolution whose weight is spectrally normalised (one power iteration per training
+ * forward, persistent u; eval uses the stored u and v, as PyTorch). */
+void mp_net_conv_sn(mp_net *net, int out_channels, int kernel, int stride, int pad, bool bias);
 void mp_net_convt(mp_net *net, int out_channels, int kernel, int stride, int pad); /* no bias (DCGAN) */
 void mp_net_bn(mp_net *net);
 void mp_net_act(mp_net *net, int kind, float slope); /* MP_ACT_* */

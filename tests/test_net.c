@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "mp_alloc.h"
+#include "mp_models.h"
 #include "mp_net.h"
 #include "mp_rng.h"
 #include "mp_test.h"
@@ -46,12 +47,12 @@ static mp_net *generator(mp_backend *be) {
 typedef struct {
   mp_net *n;
   const float *x, *t, *g;
-  bool bce;
+  bool bce, eval;
 } ctx;
 
 /* L: BCE of the logits against t (classifier) or <output, g> (generator) */
 static double loss(ctx *c, float *dy) {
-  const float *y = mp_net_forward(c->n, c->x, B, true, 7);
+  const float *y = mp_net_forward(c->n, c->x, B, !c->eval, 7);
   size_t m = mp_net_output_size(c->n) * B;
   if (c->bce) return mp_ref_bce_logits(y, c->t, dy, m);
   double L = 0;
@@ -105,7 +106,7 @@ static void test_classifier_grads(void **state) {
   mp_rng r;
   mp_rng_init(&r, 62, MP_RNG_TEST, 0);
   for (int i = 0; i < B * 64; i++) x[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
-  ctx c = {n, x, t, NULL, true};
+  ctx c = {n, x, t, NULL, true, false};
   check_grads(&c, "classifier");
   /* Adam moves every parameter that has a gradient */
   float *p0 = mp_malloc(mp_net_param_count(n) * 4);
@@ -135,7 +136,7 @@ static void test_generator_grads(void **state) {
   mp_rng_init(&r, 63, MP_RNG_TEST, 0);
   for (int i = 0; i < B * 6; i++) z[i] = (float)mp_rng_normal(&r);
   for (int i = 0; i < B * 256; i++) g[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
-  ctx c = {n, z, NULL, g, false};
+  ctx c = {n, z, NULL, g, false, false};
   check_grads(&c, "generator");
   mp_net_free(n);
   mp_backend_free(be);
@@ -175,11 +176,70 @@ static void test_backends_agree(void **state) {
   mp_backend_free(ref);
 }
 
+/* A spectrally normalised critic: after a training forward has set u and v, the
+ * gradient (u, v constant, as PyTorch) is checked in eval mode, where no power iteration
+ * runs between the evaluations of the difference quotient. */
+static void test_spectral_norm_net(void **state) {
+  (void)state;
+  char err[128];
+  mp_backend *be = mp_backend_create("ref", err, sizeof err);
+  mp_net *n = mp_net_new(be, 1, 8, 8, B, 97);
+  mp_net_conv_sn(n, 4, 4, 2, 1, false);
+  mp_net_act(n, MP_ACT_LRELU, 0.2f);
+  mp_net_conv_sn(n, 1, 4, 1, 0, false);
+  mp_net_build(n);
+  float x[B * 64], g[B];
+  mp_rng r;
+  mp_rng_init(&r, 65, MP_RNG_TEST, 0);
+  for (int i = 0; i < B * 64; i++) x[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
+  for (int i = 0; i < B; i++) g[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
+  for (int it = 0; it < 5; it++) mp_net_forward(n, x, B, true, 0); /* power iterations */
+  ctx c = {n, x, NULL, g, false, true};
+  check_grads(&c, "spectral-norm critic");
+  mp_net_free(n);
+  mp_backend_free(be);
+}
+
+/* The SPEC's networks have exactly the parameter counts of their PyTorch definitions
+ * (torch.nn Sequential of the same layers: counted once with Debian's torch 1.13). */
+static void test_models(void **state) {
+  (void)state;
+  char err[128];
+  mp_backend *be = mp_backend_create("ref", err, sizeof err);
+  mp_net *b1, *rest;
+  mp_model_classifier(be, 1, 5, 0.5f, &b1, &rest);
+  assert_int_equal(mp_net_param_count(b1), 2544);
+  assert_int_equal(mp_net_param_count(rest), 2232321);
+  assert_int_equal(mp_net_output_size(b1), 16 * 64 * 64);
+  assert_int_equal(mp_net_output_size(rest), 1);
+  float *x = mp_calloc(128 * 128, 4);
+  const float *f1 = mp_net_forward(b1, x, 1, false, 0);
+  const float *y = mp_net_forward(rest, f1, 1, false, 0);
+  assert_true(isfinite(y[0]));
+  mp_free(x);
+  mp_net_free(b1);
+  mp_net_free(rest);
+  static const size_t dcount[2] = {6956032, 27805696}, gcount[2] = {7475072, 29892352};
+  for (int k = 0; k < 2; k++) {
+    int f = 64 << k;
+    mp_net *d = mp_model_dcgan_d(be, f, k == 1, 1, 7), *gn = mp_model_dcgan_g(be, f, f, 1, 8);
+    assert_int_equal(mp_net_param_count(d), dcount[k]);
+    assert_int_equal(mp_net_param_count(gn), gcount[k]);
+    assert_int_equal(mp_net_output_size(d), 1);
+    assert_int_equal(mp_net_output_size(gn), 128 * 128);
+    mp_net_free(d);
+    mp_net_free(gn);
+  }
+  mp_backend_free(be);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_classifier_grads),
       cmocka_unit_test(test_generator_grads),
       cmocka_unit_test(test_backends_agree),
+      cmocka_unit_test(test_spectral_norm_net),
+      cmocka_unit_test(test_models),
   };
   return cmocka_run_group_tests_name("net", tests, NULL, NULL);
 }
