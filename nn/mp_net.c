@@ -1,11 +1,15 @@
 /* mp_net — sequential networks on a backend (see mp_net.h). */
 #include "mp_net.h"
 
+#include <hdf5.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mp_alloc.h"
 #include "mp_check.h"
+#include "mp_json.h"
 #include "mp_rng.h"
 
 typedef enum { L_CONV, L_CONVT, L_BN, L_ACT, L_POOL, L_FLAT, L_LINEAR, L_DROP } kind_t;
@@ -363,4 +367,164 @@ void mp_net_free(mp_net *n) {
   mp_free(n->stats);
   mp_free(n->L);
   mp_free(n);
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------- */
+enum { CK_FORMAT = 1 };
+static const char *kind_name(kind_t k) {
+  static const char *names[] = {"conv", "convt", "bn", "act", "pool", "flatten", "linear", "dropout"};
+  return names[k];
+}
+
+/* Visit every tensor of the checkpoint: name and buffer. */
+typedef int (*tensor_fn)(void *user, const char *name, float *data, size_t n);
+static int each_tensor(const mp_net *n, tensor_fn fn, void *user) {
+  static const char *prefix[3] = {"", "adam_m/", "adam_v/"};
+  float *bufs[3] = {n->params, n->m, n->v};
+  char name[128];
+  for (int i = 0; i < n->nl; i++) {
+    const layer *l = &n->L[i];
+    for (int b = 0; b < 3; b++) {
+      if (l->w_n) {
+        snprintf(name, sizeof name, "%s%02d_%s/%s", prefix[b], i, kind_name(l->kind), l->kind == L_BN ? "gamma" : "weight");
+        if (fn(user, name, bufs[b] + l->w_off, l->w_n)) return -1;
+      }
+      if (l->b_n) {
+        snprintf(name, sizeof name, "%s%02d_%s/%s", prefix[b], i, kind_name(l->kind), l->kind == L_BN ? "beta" : "bias");
+        if (fn(user, name, bufs[b] + l->b_off, l->b_n)) return -1;
+      }
+    }
+    if (l->kind == L_BN) {
+      snprintf(name, sizeof name, "%02d_bn/running_mean", i);
+      if (fn(user, name, n->stats + l->stat_off, (size_t)l->c)) return -1;
+      snprintf(name, sizeof name, "%02d_bn/running_var", i);
+      if (fn(user, name, n->stats + l->stat_off + l->c, (size_t)l->c)) return -1;
+    }
+    if (l->sn) {
+      snprintf(name, sizeof name, "%02d_conv/sn_u", i);
+      if (fn(user, name, l->sn_u, (size_t)l->k)) return -1;
+      snprintf(name, sizeof name, "%02d_conv/sn_v", i);
+      if (fn(user, name, l->sn_v, l->w_n / (size_t)l->k)) return -1;
+    }
+  }
+  return 0;
+}
+
+static int save_one(void *user, const char *name, float *data, size_t cnt) {
+  hid_t f = *(hid_t *)user;
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hsize_t d = cnt;
+  hid_t sp = H5Screate_simple(1, &d, NULL);
+  hid_t ds = H5Dcreate2(f, name, H5T_NATIVE_FLOAT, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  int bad = ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0;
+  if (ds >= 0) H5Dclose(ds);
+  H5Sclose(sp);
+  H5Pclose(lcpl);
+  return bad ? -1 : 0;
+}
+
+static void attr_u64(hid_t f, const char *name, unsigned long long v) {
+  hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(f, name, H5T_NATIVE_ULLONG, sp, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(a, H5T_NATIVE_ULLONG, &v);
+  H5Aclose(a);
+  H5Sclose(sp);
+}
+
+static int attr_get_u64(hid_t f, const char *name, unsigned long long *v) {
+  if (H5Aexists(f, name) <= 0) return -1;
+  hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+  int rc = H5Aread(a, H5T_NATIVE_ULLONG, v) < 0 ? -1 : 0;
+  H5Aclose(a);
+  return rc;
+}
+
+int mp_net_save(const mp_net *n, const char *path, uint64_t step, char *err, size_t errlen) {
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  hid_t f;
+  H5E_BEGIN_TRY { f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT); }
+  H5E_END_TRY;
+  if (f < 0) {
+    snprintf(err, errlen, "cannot create checkpoint '%s'", tmp);
+    return -1;
+  }
+  int rc = each_tensor(n, save_one, &f);
+  attr_u64(f, "format_version", CK_FORMAT);
+  attr_u64(f, "adam_step", (unsigned long long)n->adam_t);
+  attr_u64(f, "seed", n->seed);
+  attr_u64(f, "step", step);
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, strlen(mp_version_git()) + 1);
+  hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(f, "software_git", t, sp, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(a, t, mp_version_git());
+  H5Aclose(a);
+  H5Sclose(sp);
+  H5Tclose(t);
+  if (H5Fclose(f) < 0) rc = -1;
+  if (rc == 0 && rename(tmp, path) != 0) rc = -1;
+  if (rc) {
+    snprintf(err, errlen, "cannot write checkpoint '%s'", path);
+    unlink(tmp);
+  }
+  return rc;
+}
+
+typedef struct {
+  hid_t f;
+  char *err;
+  size_t errlen;
+} load_ctx;
+
+static int load_one(void *user, const char *name, float *data, size_t cnt) {
+  load_ctx *c = user;
+  htri_t ex;
+  H5E_BEGIN_TRY { ex = H5Lexists(c->f, name, H5P_DEFAULT); } /* a missing group fails rather than answering 0 */
+  H5E_END_TRY;
+  if (ex <= 0) {
+    snprintf(c->err, c->errlen, "checkpoint lacks tensor '%s'", name);
+    return -1;
+  }
+  hid_t ds = H5Dopen2(c->f, name, H5P_DEFAULT), sp = H5Dget_space(ds);
+  hssize_t have = H5Sget_simple_extent_npoints(sp);
+  H5Sclose(sp);
+  int rc = 0;
+  if (have != (hssize_t)cnt) {
+    snprintf(c->err, c->errlen, "checkpoint tensor '%s' has %lld values, the network needs %zu", name, (long long)have, cnt);
+    rc = -1;
+  } else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+    snprintf(c->err, c->errlen, "cannot read tensor '%s'", name);
+    rc = -1;
+  }
+  H5Dclose(ds);
+  return rc;
+}
+
+int mp_net_load(mp_net *n, const char *path, uint64_t *step, char *err, size_t errlen) {
+  hid_t f;
+  H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } /* a missing file is reported here, not on HDF5's stack */
+  H5E_END_TRY;
+  if (f < 0) {
+    snprintf(err, errlen, "cannot open checkpoint '%s'", path);
+    return -1;
+  }
+  unsigned long long fmt = 0, t = 0, st = 0;
+  int rc = 0;
+  if (attr_get_u64(f, "format_version", &fmt) || fmt != CK_FORMAT) {
+    snprintf(err, errlen, "'%s' is not a format-%d mammopatch checkpoint", path, CK_FORMAT);
+    rc = -1;
+  } else {
+    load_ctx c = {f, err, errlen};
+    rc = each_tensor(n, load_one, &c);
+    if (rc == 0 && (attr_get_u64(f, "adam_step", &t) || attr_get_u64(f, "step", &st))) {
+      snprintf(err, errlen, "checkpoint '%s' lacks its step counters", path);
+      rc = -1;
+    }
+  }
+  H5Fclose(f);
+  if (rc == 0) {
+    n->adam_t = (long)t;
+    if (step) *step = st;
+  }
+  return rc;
 }

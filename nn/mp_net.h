@@ -8,8 +8,7 @@
  * counter-based RNG keyed by (seed, MP_RNG_INIT, parameter tensor), so a network is the
  * same whatever the number of ranks.
  *
- * Work in progress (issue 5): checkpoints and the gradient-penalty path through the net
- * come next.
+ * Work in progress (issue 5): the gradient-penalty path through the net comes next.
  */
 #ifndef MP_NET_H
 #define MP_NET_H
@@ -57,6 +56,15 @@ size_t mp_net_output_size(const mp_net *net); /* per sample */
 int mp_net_layers(const mp_net *net);
 /* Offset and length (floats) of layer i's weight and bias in the flat buffer (len 0 if none). */
 void mp_net_param_slice(const mp_net *net, int layer, size_t *w_off, size_t *w_len, size_t *b_off, size_t *b_len);
+/* Checkpoint (HDF5, format 1): one dataset per tensor, named by layer ("03_conv/weight",
+ * "04_bn/running_mean", "00_conv/sn_u"), Adam's m and v beside the parameters
+ * ("adam_m/03_conv/weight"), attributes format_version, adam_step, seed, software
+ * version and `step` (the caller's RNG counter: batches drawn so far).  Written to a
+ * temporary file and renamed, so a crash never leaves a half checkpoint.  Load checks
+ * that every tensor exists with the expected size.  0, or -1 with err. */
+int mp_net_save(const mp_net *net, const char *path, uint64_t step, char *err, size_t errlen);
+int mp_net_load(mp_net *net, const char *path, uint64_t *step, char *err, size_t errlen);
+
 /* Running mean and variance of a batch-norm layer (c floats each), NULL otherwise. */
 float *mp_net_running_stats(mp_net *net, int layer, float **var);
 

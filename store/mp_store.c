@@ -349,7 +349,9 @@ struct mp_store {
 };
 
 mp_store *mp_store_open(const char *path, char *err, size_t errlen) {
-  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t f;
+  H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } /* reported below, not on HDF5's stack */
+  H5E_END_TRY;
   if (f < 0) {
     snprintf(err, errlen, "cannot open '%s' as HDF5", path);
     return NULL;

@@ -233,6 +233,47 @@ static void test_models(void **state) {
   mp_backend_free(be);
 }
 
+/* Checkpoints: save, keep training, load, continue: bit-identical to never stopping. */
+static void test_checkpoint(void **state) {
+  (void)state;
+  char err[256], path[256];
+  snprintf(path, sizeof path, "%s/net.h5", mp_test_tmpdir());
+  mp_backend *be = mp_backend_create("ref", err, sizeof err);
+  mp_net *a = classifier(be), *b = classifier(be);
+  float x[B * 64], t[B] = {1, 0, 1, 0}, dy[B];
+  mp_rng r;
+  mp_rng_init(&r, 66, MP_RNG_TEST, 0);
+  for (int i = 0; i < B * 64; i++) x[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
+  for (uint64_t s = 0; s < 6; s++) {
+    if (s == 3) assert_int_equal(mp_net_save(a, path, s, err, sizeof err), 0);
+    mp_ref_bce_logits(mp_net_forward(a, x, B, true, s), t, dy, B);
+    mp_net_backward(a, dy, NULL);
+    mp_net_adam(a, 1e-2f, 0.5f, 0.999f, 1e-8f);
+  }
+  uint64_t step = 0;
+  if (mp_net_load(b, path, &step, err, sizeof err)) fail_msg("%s", err);
+  assert_int_equal(step, 3);
+  for (uint64_t s = step; s < 6; s++) {
+    mp_ref_bce_logits(mp_net_forward(b, x, B, true, s), t, dy, B);
+    mp_net_backward(b, dy, NULL);
+    mp_net_adam(b, 1e-2f, 0.5f, 0.999f, 1e-8f);
+  }
+  assert_memory_equal(mp_net_params(a), mp_net_params(b), mp_net_param_count(a) * 4);
+  float *va, *vb;
+  float *ma = mp_net_running_stats(a, 1, &va), *mb = mp_net_running_stats(b, 1, &vb);
+  assert_memory_equal(ma, mb, 4 * 4);
+  assert_memory_equal(va, vb, 4 * 4);
+  /* a network of another shape is refused, naming the tensor */
+  mp_net *g = generator(be);
+  assert_int_equal(mp_net_load(g, path, NULL, err, sizeof err), -1);
+  assert_non_null(strstr(err, "00_convt/weight"));
+  assert_int_equal(mp_net_load(a, "/nonexistent.h5", NULL, err, sizeof err), -1);
+  mp_net_free(a);
+  mp_net_free(b);
+  mp_net_free(g);
+  mp_backend_free(be);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_classifier_grads),
@@ -240,6 +281,7 @@ int main(void) {
       cmocka_unit_test(test_backends_agree),
       cmocka_unit_test(test_spectral_norm_net),
       cmocka_unit_test(test_models),
+      cmocka_unit_test(test_checkpoint),
   };
   return cmocka_run_group_tests_name("net", tests, NULL, NULL);
 }
