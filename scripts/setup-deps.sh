@@ -6,9 +6,9 @@
 # Usage: scripts/setup-deps.sh [--with-python] [--with-slurm]
 #   (default)      build + runtime: compilers, CMake, Open MPI, parallel HDF5, GDCM,
 #                  oneDNN, OpenBLAS/LAPACKE, libpng, cJSON, inih, cmocka, OpenSSL
-#                  + the test oracles and bench peers of the image stages (Debian's
-#                  python3 with numpy, pydicom, OpenCV, h5py, scikit-image)
-#   --with-python  the heavier oracles and bench peers (Debian's torch, sklearn, scipy)
+#                  + the test oracles and bench peers (Debian's python3 with numpy,
+#                  pydicom, OpenCV, h5py, scikit-image, torch)
+#   --with-python  oracles of later stages (Debian's sklearn, scipy)
 #   --with-slurm   munge, slurmctld, slurmd for the real-Slurm job tests
 set -euo pipefail
 
@@ -20,11 +20,11 @@ pkgs=(
   libdnnl-dev
   libopenblas-dev liblapacke-dev
   libpng-dev libcjson-dev libinih-dev libcmocka-dev libssl-dev
-  python3 python3-numpy python3-pydicom python3-opencv python3-h5py python3-skimage
+  python3 python3-numpy python3-pydicom python3-opencv python3-h5py python3-skimage python3-torch
 )
 for a in "$@"; do
   case "$a" in
-    --with-python) pkgs+=(python3-torch python3-sklearn python3-scipy) ;;
+    --with-python) pkgs+=(python3-sklearn python3-scipy) ;;
     --with-slurm)  pkgs+=(munge slurm-wlm slurmctld slurmd slurm-client) ;;
     *) echo "setup-deps: unknown option '$a'" >&2; exit 2 ;;
   esac
