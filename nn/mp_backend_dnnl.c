@@ -6,12 +6,14 @@
  * model code holds; blocked layouts with reorders (format_tag_any) are the next step for
  * speed and will stay inside this file.
  *
- * Work in progress (issue 5): convolutions forward, backward-data and backward-weights.
+ * Work in progress (issue 5): convolutions (forward, backward-data, backward-weights) and
+ * the element-wise activations; the other ops still run the ref kernels.
  */
 #include "mp_build_config.h"
 #include "mp_backend.h"
 
 #include <dnnl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,10 +38,20 @@ typedef struct {
 } cached;
 
 typedef struct {
+  int fwd, kind;
+  float slope;
+  size_t n;
+  dnnl_primitive_desc_t pd;
+  dnnl_primitive_t prim;
+} cached_elt;
+
+typedef struct {
   dnnl_engine_t eng;
   dnnl_stream_t stream;
   cached *cache;
   int n, cap;
+  cached_elt *elt;
+  int nelt, capelt;
 } dnnl_ctx;
 
 static void md4(dnnl_memory_desc_t *md, int a, int b, int c, int d, dnnl_format_tag_t tag) {
@@ -136,6 +148,75 @@ static void conv_bwd_weights(mp_backend *b, const mp_conv_desc *d, const float *
   run(c, e, n, a);
 }
 
+/* ---- element-wise activations: oneDNN eltwise over a flat tensor ------------------------- */
+static dnnl_alg_kind_t elt_alg(int kind) {
+  switch (kind) {
+  case MP_ACT_RELU:
+  case MP_ACT_LRELU: return dnnl_eltwise_relu; /* alpha = the negative slope; backward from src */
+  case MP_ACT_TANH: return dnnl_eltwise_tanh_use_dst_for_bwd;
+  default: return dnnl_eltwise_logistic_use_dst_for_bwd;
+  }
+}
+
+static cached_elt *get_elt(dnnl_ctx *c, int fwd, int kind, float slope, size_t n) {
+  float alpha = kind == MP_ACT_LRELU ? slope : 0.0f;
+  for (int i = 0; i < c->nelt; i++) {
+    cached_elt *e = &c->elt[i];
+    if (e->fwd == fwd && e->kind == kind && e->slope == alpha && e->n == n) return e;
+  }
+  dnnl_memory_desc_t md;
+  dnnl_dims_t dims = {(dnnl_dim_t)n};
+  MP_CHECK_DNNL(dnnl_memory_desc_init_by_tag(&md, 1, dims, dnnl_f32, dnnl_a));
+  dnnl_eltwise_desc_t fd;
+  MP_CHECK_DNNL(dnnl_eltwise_forward_desc_init(&fd, dnnl_forward_training, elt_alg(kind), &md, alpha, 0.0f));
+  dnnl_primitive_desc_t fpd, pd;
+  MP_CHECK_DNNL(dnnl_primitive_desc_create(&fpd, &fd, NULL, c->eng, NULL));
+  pd = fpd;
+  if (!fwd) {
+    dnnl_eltwise_desc_t bd;
+    MP_CHECK_DNNL(dnnl_eltwise_backward_desc_init(&bd, elt_alg(kind), &md, &md, alpha, 0.0f));
+    MP_CHECK_DNNL(dnnl_primitive_desc_create(&pd, &bd, NULL, c->eng, fpd));
+    dnnl_primitive_desc_destroy(fpd);
+  }
+  if (c->nelt == c->capelt) c->elt = mp_realloc(c->elt, (size_t)(c->capelt = c->capelt ? 2 * c->capelt : 16) * sizeof *c->elt);
+  cached_elt *e = &c->elt[c->nelt++];
+  *e = (cached_elt){fwd, kind, alpha, n, pd, NULL};
+  MP_CHECK_DNNL(dnnl_primitive_create(&e->prim, pd));
+  return e;
+}
+
+static dnnl_memory_t elt_mem(dnnl_ctx *c, cached_elt *e, const void *p) {
+  const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(e->pd, dnnl_query_src_md, 0);
+  if (!md || md->ndims == 0) md = dnnl_primitive_desc_query_md(e->pd, dnnl_query_diff_src_md, 0);
+  dnnl_memory_t m;
+  MP_CHECK_DNNL(dnnl_memory_create(&m, md, c->eng, (void *)p));
+  return m;
+}
+
+static void elt_run(dnnl_ctx *c, cached_elt *e, int nargs, dnnl_exec_arg_t *args) {
+  MP_CHECK_DNNL(dnnl_primitive_execute(e->prim, c->stream, nargs, args));
+  MP_CHECK_DNNL(dnnl_stream_wait(c->stream));
+  for (int i = 0; i < nargs; i++) dnnl_memory_destroy(args[i].memory);
+}
+
+static void act_fwd(mp_backend *b, int kind, float slope, const float *x, float *y, size_t n) {
+  dnnl_ctx *c = b->ctx;
+  cached_elt *e = get_elt(c, 1, kind, slope, n);
+  dnnl_exec_arg_t a[2] = {{DNNL_ARG_SRC, elt_mem(c, e, x)}, {DNNL_ARG_DST, elt_mem(c, e, y)}};
+  elt_run(c, e, 2, a);
+}
+
+static void act_bwd(mp_backend *b, int kind, float slope, const float *x, const float *y, const float *dy, float *dx,
+                    size_t n) {
+  dnnl_ctx *c = b->ctx;
+  cached_elt *e = get_elt(c, 0, kind, slope, n);
+  bool use_dst = kind == MP_ACT_TANH || kind == MP_ACT_SIGMOID;
+  dnnl_exec_arg_t a[3] = {{use_dst ? DNNL_ARG_DST : DNNL_ARG_SRC, elt_mem(c, e, use_dst ? y : x)},
+                          {DNNL_ARG_DIFF_DST, elt_mem(c, e, dy)},
+                          {DNNL_ARG_DIFF_SRC, elt_mem(c, e, dx)}};
+  elt_run(c, e, 3, a);
+}
+
 static const char *describe(mp_backend *b, const char *op, const mp_conv_desc *d) {
   dnnl_ctx *c = b->ctx;
   int k = !strcmp(op, "conv2d_backward_data") ? OP_BWD_DATA : !strcmp(op, "conv2d_backward_weights") ? OP_BWD_WEIGHTS : OP_FWD;
@@ -164,6 +245,11 @@ static void destroy(mp_backend *b) {
     dnnl_primitive_desc_destroy(c->cache[i].pd);
   }
   mp_free(c->cache);
+  for (int i = 0; i < c->nelt; i++) {
+    dnnl_primitive_destroy(c->elt[i].prim);
+    dnnl_primitive_desc_destroy(c->elt[i].pd);
+  }
+  mp_free(c->elt);
   dnnl_stream_destroy(c->stream);
   dnnl_engine_destroy(c->eng);
   mp_free(c);
@@ -171,7 +257,7 @@ static void destroy(mp_backend *b) {
 }
 
 /* Ops oneDNN does not compute yet run the ref kernels on the same host memory
- * (mp_backend_fill_ref_ops): batch norm, activations, pooling, linear, dropout, Adam. */
+ * (mp_backend_fill_ref_ops): batch norm, pooling, linear, dropout, Adam. */
 static mp_backend_i dnnl_iface = {
     .name = "cpu",
     .destroy = destroy,
@@ -182,6 +268,8 @@ static mp_backend_i dnnl_iface = {
     .conv2d_forward = conv_fwd,
     .conv2d_backward_data = conv_bwd_data,
     .conv2d_backward_weights = conv_bwd_weights,
+    .act_forward = act_fwd,
+    .act_backward = act_bwd,
     .describe = describe,
 };
 

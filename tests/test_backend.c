@@ -68,6 +68,23 @@ static void check_backend(const char *name) {
     mp_free(x), mp_free(w), mp_free(b), mp_free(dy), mp_free(y1), mp_free(y2), mp_free(dx1), mp_free(dx2);
     mp_free(dw1), mp_free(dw2), mp_free(db1), mp_free(db2);
   }
+  /* element-wise activations, forward and backward */
+  static const char *anames[] = {"relu", "lrelu", "tanh", "sigmoid"};
+  enum { NE = 1000 };
+  float x[NE], y1[NE], y2[NE], g[NE], d1[NE], d2[NE];
+  for (int kind = 0; kind < 4; kind++) {
+    fill(x, NE, &r);
+    fill(g, NE, &r);
+    x[0] = 0.0f; /* the kink itself: both sides take the negative branch */
+    poison(y1, NE), poison(d1, NE);
+    be->iface->act_forward(be, kind, 0.2f, x, y1, NE);
+    ref->iface->act_forward(ref, kind, 0.2f, x, y2, NE);
+    be->iface->act_backward(be, kind, 0.2f, x, y1, g, d1, NE);
+    ref->iface->act_backward(ref, kind, 0.2f, x, y2, g, d2, NE);
+    double ef = nmse(y1, y2, NE), eb = nmse(d1, d2, NE);
+    printf("  %-4s %-8s nmse fwd %.1e bwd %.1e\n", name, anames[kind], ef, eb);
+    if (!(ef < 1e-10 && eb < 1e-10)) fail_msg("%s %s differs from ref", name, anames[kind]);
+  }
   mp_backend_free(be);
   mp_backend_free(ref);
 }
