@@ -73,6 +73,11 @@ int main(int argc, char **argv) {
   put(f, "params3", p3, np);
   H5Fclose(f);
   printf("wrote %s: %zu parameters, loss %.6f (backend %s)\n", argv[2], np, loss, argv[1]);
+  mp_free(p0);
+  mp_free(g);
+  mp_free(p3);
+  mp_free(x);
+  mp_free(d1);
   mp_net_free(b1);
   mp_net_free(rest);
   mp_backend_free(be);
