@@ -32,6 +32,17 @@ void mp_model_classifier(mp_backend *be, int max_batch, uint64_t seed, float dro
   *rest = r;
 }
 
+double mp_model_classifier_gradients(mp_net *b1, mp_net *rest, const float *x, const float *t, int n,
+                                     uint64_t step, float *dy, float *d1, const float **logits) {
+  const float *f1 = mp_net_forward(b1, x, n, true, step);
+  const float *y = mp_net_forward(rest, f1, n, true, step);
+  double loss = mp_ref_bce_logits(y, t, dy, (size_t)n);
+  if (logits) *logits = y;
+  mp_net_backward(rest, dy, d1);
+  mp_net_backward(b1, d1, NULL);
+  return loss;
+}
+
 mp_net *mp_model_dcgan_d(mp_backend *be, int f, bool sn, int max_batch, uint64_t seed) {
   mp_net *n = mp_net_new(be, 1, 128, 128, max_batch, seed);
   static const int mult[5] = {1, 2, 4, 8, 8};

@@ -18,6 +18,13 @@
 #include "mp_net.h"
 
 void mp_model_classifier(mp_backend *be, int max_batch, uint64_t seed, float dropout, mp_net **block1, mp_net **rest);
+/* One classifier gradient computation on n samples (block 1 then the rest, BCE with
+ * logits against t, backward through both): returns the loss; *logits (may be NULL)
+ * points at the n logits.  dy (n floats) and d1 (n x 16 x 64 x 64) are the caller's
+ * scratch. */
+double mp_model_classifier_gradients(mp_net *block1, mp_net *rest, const float *x, const float *t, int n,
+                                     uint64_t step, float *dy, float *d1, const float **logits);
+
 mp_net *mp_model_dcgan_d(mp_backend *be, int f, bool spectral_norm, int max_batch, uint64_t seed);
 mp_net *mp_model_dcgan_g(mp_backend *be, int z, int f, int max_batch, uint64_t seed);
 

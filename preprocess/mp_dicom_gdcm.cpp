@@ -373,17 +373,19 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
   std::memset(info, 0, sizeof *info);
   mp_dicom_file *f = nullptr;
   try {
+    long long fsize = 0; /* measured once, used by every length check below */
     {
       std::ifstream probe(path, std::ios::binary | std::ios::ate);
       if (!probe) {
         set_err(err, errlen, "cannot open the file");
         return nullptr;
       }
-      if (probe.tellg() <= 0) {
+      fsize = static_cast<long long>(probe.tellg());
+      if (fsize <= 0) {
         set_err(err, errlen, "empty file");
         return nullptr;
       }
-      std::string bad = check_file_meta(path, static_cast<long long>(probe.tellg()));
+      std::string bad = check_file_meta(path, fsize);
       if (!bad.empty()) {
         set_err(err, errlen, "not readable as DICOM: " + bad);
         return nullptr;
@@ -395,8 +397,6 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
       // Attributes first: GDCM reads up to the pixel data and stops at its value.  For
       // native little-endian data that is all GDCM needs to do; the frame is read by
       // mp_dicom_decode from that offset.  Everything else goes through ImageReader.
-      std::ifstream sz(path, std::ios::binary | std::ios::ate);
-      long long fsize = static_cast<long long>(sz.tellg());
       gdcm::Reader hdr;
       hdr.SetFileName(path);
       std::set<gdcm::Tag> skip;
@@ -455,10 +455,9 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
                  f->reader.GetFile().GetHeader().GetDataSetTransferSyntax() !=
                      gdcm::TransferSyntax::DeflatedExplicitVRLittleEndian) {
         // native pixel data: the file must at least hold one frame
-        std::ifstream sz(path, std::ios::binary | std::ios::ate);
         long long need = static_cast<long long>(f->info.rows) * f->info.cols * ((f->info.bits_allocated + 7) / 8) *
                          (f->info.samples_per_pixel > 0 ? f->info.samples_per_pixel : 1);
-        if (static_cast<long long>(sz.tellg()) < need) {
+        if (fsize < need) {
           f->info.pixels_readable = false;
           copy_to(f->info.pixel_error, sizeof f->info.pixel_error,
                   "pixel data truncated: the file is shorter than one frame");

@@ -48,16 +48,13 @@ int main(int argc, char **argv) {
   flat(b1, rest, mp_net_params, p0);
   double loss = 0;
   for (int step = 0; step < 3; step++) {
-    const float *f1 = mp_net_forward(b1, x, N, true, (uint64_t)step);
-    const float *y = mp_net_forward(rest, f1, N, true, (uint64_t)step);
-    double l = mp_ref_bce_logits(y, t, dy, N);
+    const float *y;
+    double l = mp_model_classifier_gradients(b1, rest, x, t, N, (uint64_t)step, dy, d1, &y);
     if (step == 0) {
       loss = l;
       memcpy(logits, y, sizeof logits);
+      flat(b1, rest, mp_net_grads, g);
     }
-    mp_net_backward(rest, dy, d1);
-    mp_net_backward(b1, d1, NULL);
-    if (step == 0) flat(b1, rest, mp_net_grads, g);
     mp_net_adam(b1, 1e-5f, 0.5f, 0.999f, 1e-8f);
     mp_net_adam(rest, 1e-5f, 0.5f, 0.999f, 1e-8f);
   }
