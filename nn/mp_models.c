@@ -1,6 +1,12 @@
 /* mp_models — the SPEC's networks (see mp_models.h). */
 #include "mp_models.h"
 
+#include <string.h>
+
+#include "mp_alloc.h"
+#include "mp_check.h"
+#include "mp_rng.h"
+
 static void conv_bn_relu(mp_net *n, int k) {
   mp_net_conv(n, k, 3, 1, 1, true);
   mp_net_bn(n);
@@ -76,4 +82,83 @@ mp_net *mp_model_dcgan_g(mp_backend *be, int z, int f, int max_batch, uint64_t s
   mp_net_act(n, MP_ACT_TANH, 0);
   mp_net_build(n);
   return n;
+}
+
+/* ---- GAN steps ---------------------------------------------------------------------------- */
+struct mp_gan_work {
+  mp_net *d, *g;
+  mp_gan_loss loss;
+  float lambda;
+  int n;
+  uint64_t seed;
+  size_t px;         /* floats per image */
+  float *pair;       /* 2n images: [real; fake] */
+  float *xhat;       /* n images */
+  float *dpair;      /* 2n images: dL/d[real; fake] */
+  float *dc;         /* 2n critic output gradients */
+};
+
+mp_gan_work *mp_gan_work_new(mp_net *d, mp_net *g, mp_gan_loss loss, float gp_lambda, int n, uint64_t seed) {
+  MP_CHECK(mp_net_output_size(d) == 1, "the critic must give one value per sample");
+  mp_gan_work *w = mp_calloc(1, sizeof *w);
+  w->d = d, w->g = g, w->loss = loss, w->lambda = gp_lambda, w->n = n, w->seed = seed;
+  w->px = mp_net_output_size(g);
+  w->pair = mp_malloc(2 * (size_t)n * w->px * sizeof(float));
+  w->dpair = mp_malloc(2 * (size_t)n * w->px * sizeof(float));
+  w->xhat = mp_malloc((size_t)n * w->px * sizeof(float));
+  w->dc = mp_malloc(2 * (size_t)n * sizeof(float));
+  return w;
+}
+
+void mp_gan_work_free(mp_gan_work *w) {
+  if (!w) return;
+  mp_free(w->pair);
+  mp_free(w->dpair);
+  mp_free(w->xhat);
+  mp_free(w->dc);
+  mp_free(w);
+}
+
+const float *mp_gan_work_pair(const mp_gan_work *w) { return w->pair; }
+const float *mp_gan_work_xhat(const mp_gan_work *w) { return w->xhat; }
+
+double mp_gan_critic_gradients(mp_gan_work *w, const float *xr, const float *xf, uint64_t step, double *penalty) {
+  const int n = w->n;
+  const size_t img = w->px * (size_t)n;
+  memcpy(w->pair, xr, img * sizeof(float));
+  memcpy(w->pair + img, xf, img * sizeof(float));
+  const float *c = mp_net_forward(w->d, w->pair, 2 * n, true, step);
+  double L = mp_ref_gan_loss(w->loss, false, c, c + n, n, w->dc, w->dc + n);
+  mp_net_backward(w->d, w->dc, NULL);
+  double P = 0;
+  if (w->loss == MP_GAN_WGAN_GP) {
+    for (int j = 0; j < n; j++) {
+      mp_rng r;
+      mp_rng_init(&r, w->seed, MP_RNG_GP_EPS, step * (uint64_t)n + (uint64_t)j);
+      float e = (float)mp_rng_uniform_f64(&r);
+      const float *a = xr + (size_t)j * w->px, *b = xf + (size_t)j * w->px;
+      float *h = w->xhat + (size_t)j * w->px;
+      for (size_t i = 0; i < w->px; i++) h[i] = e * a[i] + (1.0f - e) * b[i];
+    }
+    mp_net_set_accumulate(w->d, true);
+    P = mp_net_gradient_penalty(w->d, w->xhat, n, w->lambda, step, NULL);
+    mp_net_set_accumulate(w->d, false);
+  }
+  if (penalty) *penalty = P;
+  return L + P;
+}
+
+double mp_gan_generator_gradients(mp_gan_work *w, const float *xr, const float *z, uint64_t step,
+                                  const float **xf_out) {
+  const int n = w->n;
+  const size_t img = w->px * (size_t)n;
+  const float *xf = mp_net_forward(w->g, z, n, true, step);
+  if (xf_out) *xf_out = xf;
+  memcpy(w->pair, xr, img * sizeof(float));
+  memcpy(w->pair + img, xf, img * sizeof(float));
+  const float *c = mp_net_forward(w->d, w->pair, 2 * n, true, step);
+  double L = mp_ref_gan_loss(w->loss, true, c, c + n, n, w->dc, w->dc + n);
+  mp_net_backward_input(w->d, w->dc, w->dpair);
+  mp_net_backward(w->g, w->dpair + img, NULL);
+  return L;
 }

@@ -16,6 +16,7 @@
 #define MP_MODELS_H
 
 #include "mp_net.h"
+#include "mp_ref.h"
 
 void mp_model_classifier(mp_backend *be, int max_batch, uint64_t seed, float dropout, mp_net **block1, mp_net **rest);
 /* One classifier gradient computation on n samples (block 1 then the rest, BCE with
@@ -25,7 +26,34 @@ void mp_model_classifier(mp_backend *be, int max_batch, uint64_t seed, float dro
 double mp_model_classifier_gradients(mp_net *block1, mp_net *rest, const float *x, const float *t, int n,
                                      uint64_t step, float *dy, float *d1, const float **logits);
 
+/* The critic is built for 2 x the GAN batch: the steps below run real and fake samples
+ * through it in one forward. */
 mp_net *mp_model_dcgan_d(mp_backend *be, int f, bool spectral_norm, int max_batch, uint64_t seed);
 mp_net *mp_model_dcgan_g(mp_backend *be, int z, int f, int max_batch, uint64_t seed);
+
+/* One GAN step's gradients (SPEC §7).  The critic sees the real and the fake batch in ONE
+ * forward of 2n samples ([real; fake]): it has no batch norm, so every sample is the
+ * same function as in two separate calls; with spectral norm this makes one power
+ * iteration for the pair where the reference implementation's D(xr), D(xf) make two
+ * (u converges either way; the parity test runs PyTorch the same way).
+ * xr, xf: n x 1 x 128 x 128; the critic's max batch must be >= 2n. */
+typedef struct mp_gan_work mp_gan_work;
+mp_gan_work *mp_gan_work_new(mp_net *d, mp_net *g, mp_gan_loss loss, float gp_lambda, int n, uint64_t seed);
+void mp_gan_work_free(mp_gan_work *w);
+/* Critic gradients (overwritten) for detached fakes xf: the loss's D form; for wgan-gp
+ * plus the penalty at xhat_j = eps_j xr_j + (1 - eps_j) xf_j, eps_j ~ U(0,1) keyed by
+ * (seed, MP_RNG_GP_EPS, step * n + j).  Returns the total loss; *penalty (may be NULL)
+ * the penalty alone (0 for other losses). */
+double mp_gan_critic_gradients(mp_gan_work *w, const float *xr, const float *xf, uint64_t step, double *penalty);
+/* Generator gradients (overwritten): xf = G(z) (training mode), the critic on
+ * [xr; xf] (a fresh real batch, C(xr) recomputed), the loss's G form, the gradient
+ * through the critic's input only (its parameter gradients are untouched), G's backward.
+ * Returns the loss; *xf_out (may be NULL) points at the n generated samples. */
+double mp_gan_generator_gradients(mp_gan_work *w, const float *xr, const float *z, uint64_t step,
+                                  const float **xf_out);
+/* The critic input buffer of the last step ([xr; xf], 2n samples) and, after a
+ * wgan-gp critic step, xhat (n samples): for tests. */
+const float *mp_gan_work_pair(const mp_gan_work *w);
+const float *mp_gan_work_xhat(const mp_gan_work *w);
 
 #endif

@@ -27,6 +27,7 @@ typedef struct {
   /* per-layer scratch for the backward */
   unsigned char *mask;  /* pool argmax / dropout mask */
   float *save_mean, *save_invstd;
+  float *bn_scratch; /* 2c: parameter gradients an input-only backward discards */
 } layer;
 
 struct mp_net {
@@ -39,6 +40,10 @@ struct mp_net {
   float *params, *grads, *m, *v, *stats;
   float **act, **dact; /* act[i]: input of layer i; act[nl]: output */
   long adam_t;
+  bool accumulate;     /* backward adds into grads (through gtmp) */
+  float *gtmp;         /* nparams: one backward's gradients before they are added */
+  float *gp_a, *gp_b;  /* gradient penalty: ping-pong buffers, largest activation x max batch */
+  size_t max_act;      /* floats per sample of the largest activation */
 };
 
 mp_net *mp_net_new(mp_backend *be, int c, int h, int w, int max_batch, uint64_t seed) {
@@ -89,6 +94,11 @@ void mp_net_dropout(mp_net *n, float p) {
   l->p = p;
 }
 
+static const char *kind_name(kind_t k) {
+  static const char *names[] = {"conv", "convt", "bn", "act", "pool", "flatten", "linear", "dropout"};
+  return names[k];
+}
+
 static size_t per(int c, int h, int w) { return (size_t)c * h * w; }
 
 /* The convolution that layer l computes for batch n (for convT: the convolution whose
@@ -128,6 +138,7 @@ void mp_net_build(mp_net *n) {
       ns += 2 * (size_t)c;
       l->save_mean = mp_calloc((size_t)c, sizeof(float));
       l->save_invstd = mp_calloc((size_t)c, sizeof(float));
+      l->bn_scratch = mp_calloc(2 * (size_t)c, sizeof(float));
       break;
     case L_POOL:
       MP_CHECK(h % 2 == 0 && w % 2 == 0, "layer %d: max-pool needs even sizes", i);
@@ -158,6 +169,7 @@ void mp_net_build(mp_net *n) {
   n->dact = mp_calloc((size_t)n->nl + 1, sizeof *n->dact);
   for (int i = 0; i <= n->nl; i++) {
     size_t sz = i < n->nl ? per(n->L[i].c, n->L[i].h, n->L[i].w) : per(c, h, w);
+    if (sz > n->max_act) n->max_act = sz;
     n->act[i] = mp_malloc(sz * (size_t)n->max_batch * sizeof(float));
     n->dact[i] = mp_malloc(sz * (size_t)n->max_batch * sizeof(float));
   }
@@ -267,44 +279,66 @@ const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, ui
   return n->act[n->nl];
 }
 
-void mp_net_backward(mp_net *n, const float *dy, float *dx) {
+static float *grad_target(mp_net *n) {
+  if (!n->accumulate) return n->grads;
+  if (!n->gtmp) n->gtmp = mp_malloc((n->nparams ? n->nparams : 1) * sizeof(float));
+  return n->gtmp;
+}
+
+static void grad_commit(mp_net *n) {
+  if (!n->accumulate) return;
+  for (size_t i = 0; i < n->nparams; i++) n->grads[i] += n->gtmp[i];
+}
+
+/* The backward pass; weights = false skips every parameter gradient (only dL/dinput). */
+static void backward(mp_net *n, const float *dy, float *dx, bool weights) {
   const mp_backend_i *f = n->be->iface;
   mp_backend *be = n->be;
   int batch = n->batch;
+  float *G = weights ? grad_target(n) : NULL;
   memcpy(n->dact[n->nl], dy, mp_net_output_size(n) * (size_t)batch * sizeof(float));
   for (int i = n->nl - 1; i >= 0; i--) {
     layer *l = &n->L[i];
     const float *in = n->act[i], *out = n->act[i + 1], *g = n->dact[i + 1];
-    float *gi = n->dact[i], *P = n->params, *G = n->grads;
+    float *gi = n->dact[i], *P = n->params;
     size_t cnt = per(l->c, l->h, l->w) * (size_t)batch;
     bool need_dx = i > 0 || dx;
+    if (!weights && !need_dx) break;
     switch (l->kind) {
     case L_CONV: {
       mp_conv_desc d = conv_of(l, batch);
       const float *wt = l->sn ? l->w_eff : P + l->w_off;
-      f->conv2d_backward_weights(be, &d, in, g, l->sn ? l->dw_eff : G + l->w_off, l->b_n ? G + l->b_off : NULL);
-      if (l->sn) /* through W / sigma, u and v constant */
-        mp_ref_spectral_norm_backward(P + l->w_off, l->dw_eff, l->k, (int)(l->w_n / (size_t)l->k), l->sn_u, l->sn_v,
-                                      l->sigma, G + l->w_off);
+      if (weights) {
+        f->conv2d_backward_weights(be, &d, in, g, l->sn ? l->dw_eff : G + l->w_off, l->b_n ? G + l->b_off : NULL);
+        if (l->sn) /* through W / sigma, u and v constant */
+          mp_ref_spectral_norm_backward(P + l->w_off, l->dw_eff, l->k, (int)(l->w_n / (size_t)l->k), l->sn_u,
+                                        l->sn_v, l->sigma, G + l->w_off);
+      }
       if (need_dx) f->conv2d_backward_data(be, &d, g, wt, gi);
       break;
     }
     case L_CONVT: { /* y = D^T x: dx = D g, dW from (x := g, dy := x) */
       mp_conv_desc d = conv_of(l, batch);
-      f->conv2d_backward_weights(be, &d, g, in, G + l->w_off, NULL);
+      if (weights) f->conv2d_backward_weights(be, &d, g, in, G + l->w_off, NULL);
       if (need_dx) f->conv2d_forward(be, &d, g, P + l->w_off, NULL, gi);
       break;
     }
     case L_BN: {
       mp_bn_desc d = {batch, l->c, l->h * l->w, 1e-5f, 0.1f};
       MP_CHECK(n->train, "backward through batch norm needs a training forward");
-      f->bn_backward(be, &d, in, g, P + l->w_off, l->save_mean, l->save_invstd, gi, G + l->w_off, G + l->b_off);
+      if (weights) {
+        f->bn_backward(be, &d, in, g, P + l->w_off, l->save_mean, l->save_invstd, gi, G + l->w_off, G + l->b_off);
+      } else { /* dgamma, dbeta into the layer's scratch, discarded */
+        f->bn_backward(be, &d, in, g, P + l->w_off, l->save_mean, l->save_invstd, gi, l->bn_scratch,
+                       l->bn_scratch + l->c);
+      }
       break;
     }
     case L_ACT: f->act_backward(be, l->act, l->slope, in, out, g, gi, cnt); break;
     case L_POOL: f->maxpool2_backward(be, g, l->mask, gi, batch, l->c, l->h, l->w); break;
     case L_FLAT: memcpy(gi, g, cnt * sizeof(float)); break;
     case L_LINEAR:
+      MP_CHECK(weights, "input-only backward through a linear layer is not implemented");
       f->linear_backward(be, in, P + l->w_off, g, need_dx ? gi : NULL, G + l->w_off, l->b_n ? G + l->b_off : NULL,
                          batch, l->c * l->h * l->w, l->out);
       break;
@@ -316,7 +350,95 @@ void mp_net_backward(mp_net *n, const float *dy, float *dx) {
       break;
     }
   }
+  if (weights) grad_commit(n);
   if (dx) memcpy(dx, n->dact[0], per(n->in_c, n->in_h, n->in_w) * (size_t)batch * sizeof(float));
+}
+
+void mp_net_backward(mp_net *n, const float *dy, float *dx) { backward(n, dy, dx, true); }
+
+void mp_net_backward_input(mp_net *n, const float *dy, float *dx) {
+  MP_CHECK(dx, "mp_net_backward_input needs dx");
+  backward(n, dy, dx, false);
+}
+
+void mp_net_set_accumulate(mp_net *n, bool on) { n->accumulate = on; }
+
+void mp_net_zero_grads(mp_net *n) { memset(n->grads, 0, (n->nparams ? n->nparams : 1) * sizeof(float)); }
+
+/* The WGAN-GP penalty through the net (SPEC §7; the derivation is mp_ref_gradient_penalty's,
+ * here on the backend's kernels and any conv / leaky-ReLU / ReLU / flatten stack):
+ *   backward chain with dC = 1:   dact[i] = B_i(dact[i+1]),  g = dact[0]
+ *   v_0 = dP/dg, then forward through the adjoints of the B_i:
+ *     conv:  dW_i = dW(x := v_i, dy := dact[i+1]),  v_{i+1} = conv(v_i, W_i) (no bias)
+ *     act:   v_{i+1} = slope mask of the forward * v_i
+ * A spectrally normalised layer's dW (with respect to W/sigma) goes through the same
+ * sigma backward as the loss gradient.  Biases get no gradient from the penalty. */
+double mp_net_gradient_penalty(mp_net *n, const float *xhat, int batch, float lambda, uint64_t step, float *gnorm) {
+  MP_CHECK(mp_net_output_size(n) == 1, "gradient penalty needs one output per sample");
+  for (int i = 0; i < n->nl; i++) {
+    const layer *l = &n->L[i];
+    MP_CHECK(l->kind == L_CONV || l->kind == L_FLAT ||
+                 (l->kind == L_ACT && (l->act == MP_ACT_RELU || l->act == MP_ACT_LRELU)),
+             "gradient penalty: layer %d (%s) is not a conv, ReLU / leaky ReLU or flatten", i, kind_name(l->kind));
+  }
+  const mp_backend_i *f = n->be->iface;
+  mp_backend *be = n->be;
+  mp_net_forward(n, xhat, batch, true, step); /* one power iteration for SN layers, as PyTorch's D(xhat) */
+  if (!n->gp_a) {
+    n->gp_a = mp_malloc(n->max_act * (size_t)n->max_batch * sizeof(float));
+    n->gp_b = mp_malloc(n->max_act * (size_t)n->max_batch * sizeof(float));
+  }
+  for (int j = 0; j < batch; j++) n->dact[n->nl][j] = 1.0f;
+  for (int i = n->nl - 1; i >= 0; i--) {
+    const layer *l = &n->L[i];
+    size_t cnt = per(l->c, l->h, l->w) * (size_t)batch;
+    if (l->kind == L_CONV) {
+      mp_conv_desc d = conv_of(l, batch);
+      f->conv2d_backward_data(be, &d, n->dact[i + 1], l->sn ? l->w_eff : n->params + l->w_off, n->dact[i]);
+    } else if (l->kind == L_ACT) {
+      f->act_backward(be, l->act, l->slope, n->act[i], n->act[i + 1], n->dact[i + 1], n->dact[i], cnt);
+    } else {
+      memcpy(n->dact[i], n->dact[i + 1], cnt * sizeof(float));
+    }
+  }
+  size_t in = per(n->in_c, n->in_h, n->in_w);
+  float *v = n->gp_a, *next = n->gp_b;
+  double P = 0;
+  for (int j = 0; j < batch; j++) {
+    const float *g = n->dact[0] + (size_t)j * in;
+    double ss = 0;
+    for (size_t e = 0; e < in; e++) ss += (double)g[e] * g[e];
+    double norm = sqrt(ss);
+    if (gnorm) gnorm[j] = (float)norm;
+    P += (norm - 1) * (norm - 1);
+    double coef = norm > 0 ? lambda * 2.0 * (norm - 1) / (batch * norm) : 0.0;
+    for (size_t e = 0; e < in; e++) v[(size_t)j * in + e] = (float)(coef * g[e]);
+  }
+  P *= (double)lambda / batch;
+  float *G = grad_target(n);
+  memset(G, 0, (n->nparams ? n->nparams : 1) * sizeof(float));
+  for (int i = 0; i < n->nl; i++) {
+    const layer *l = &n->L[i];
+    size_t cnt = per(l->oc, l->oh, l->ow) * (size_t)batch;
+    if (l->kind == L_CONV) {
+      mp_conv_desc d = conv_of(l, batch);
+      const float *W = n->params + l->w_off;
+      f->conv2d_backward_weights(be, &d, v, n->dact[i + 1], l->sn ? l->dw_eff : G + l->w_off, NULL);
+      if (l->sn)
+        mp_ref_spectral_norm_backward(W, l->dw_eff, l->k, (int)(l->w_n / (size_t)l->k), l->sn_u, l->sn_v, l->sigma,
+                                      G + l->w_off);
+      if (i == n->nl - 1) break;
+      f->conv2d_forward(be, &d, v, l->sn ? l->w_eff : W, NULL, next);
+    } else if (l->kind == L_ACT) {
+      f->act_backward(be, l->act, l->slope, n->act[i], n->act[i + 1], v, next, cnt);
+    } else {
+      memcpy(next, v, cnt * sizeof(float));
+    }
+    float *t = v;
+    v = next, next = t;
+  }
+  grad_commit(n);
+  return P;
 }
 
 void mp_net_adam(mp_net *n, float lr, float beta1, float beta2, float eps) {
@@ -348,11 +470,15 @@ void mp_net_free(mp_net *n) {
     mp_free(n->L[i].mask);
     mp_free(n->L[i].save_mean);
     mp_free(n->L[i].save_invstd);
+    mp_free(n->L[i].bn_scratch);
     mp_free(n->L[i].sn_u);
     mp_free(n->L[i].sn_v);
     mp_free(n->L[i].w_eff);
     mp_free(n->L[i].dw_eff);
   }
+  mp_free(n->gtmp);
+  mp_free(n->gp_a);
+  mp_free(n->gp_b);
   if (n->act)
     for (int i = 0; i <= n->nl; i++) {
       mp_free(n->act[i]);
@@ -371,10 +497,6 @@ void mp_net_free(mp_net *n) {
 
 /* ---- checkpoints ------------------------------------------------------------------------- */
 enum { CK_FORMAT = 1 };
-static const char *kind_name(kind_t k) {
-  static const char *names[] = {"conv", "convt", "bn", "act", "pool", "flatten", "linear", "dropout"};
-  return names[k];
-}
 
 /* Visit every tensor of the checkpoint: name and buffer. */
 typedef int (*tensor_fn)(void *user, const char *name, float *data, size_t n);

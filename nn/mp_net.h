@@ -8,7 +8,8 @@
  * counter-based RNG keyed by (seed, MP_RNG_INIT, parameter tensor), so a network is the
  * same whatever the number of ranks.
  *
- * Work in progress (issue 5): the gradient-penalty path through the net comes next.
+ * The critic's gradient penalty (a derivative of a gradient) runs through the same
+ * kernels in reverse order: mp_net_gradient_penalty.
  */
 #ifndef MP_NET_H
 #define MP_NET_H
@@ -46,6 +47,22 @@ const float *mp_net_forward(mp_net *net, const float *x, int n, bool train, uint
 /* Backward from dL/doutput (n x output size) of the last forward: writes every
  * parameter gradient (overwrites) and, when dx is non-NULL, dL/dinput. */
 void mp_net_backward(mp_net *net, const float *dy, float *dx);
+/* Backward for dL/dinput only (dx required): no parameter gradient is computed or
+ * touched (the generator step's pass through the critic). */
+void mp_net_backward_input(mp_net *net, const float *dy, float *dx);
+/* Accumulation: when on, mp_net_backward and mp_net_gradient_penalty ADD their parameter
+ * gradients into the gradient buffer instead of overwriting it (a loss made of several
+ * passes, e.g. the critic loss plus its gradient penalty).  Off by default. */
+void mp_net_set_accumulate(mp_net *net, bool on);
+void mp_net_zero_grads(mp_net *net);
+/* The WGAN-GP penalty P = lambda * mean_j (||grad_x C(xhat_j)|| - 1)^2 (SPEC §7) of a
+ * piecewise-linear critic (conv, optional spectral norm, ReLU / leaky ReLU, flatten; one
+ * output per sample): runs a training forward on xhat (n samples; for SN layers one
+ * power iteration, as PyTorch's D(xhat)), the backward chain for the input gradients,
+ * and the derivative of P through that chain.  Writes (or with accumulation adds) dP/dW
+ * into the gradients (biases: 0); gnorm (n, may be NULL) gets ||grad_x C(xhat_j)||.
+ * Returns P.  Afterwards the net's activations are those of xhat. */
+double mp_net_gradient_penalty(mp_net *net, const float *xhat, int n, float lambda, uint64_t step, float *gnorm);
 /* One Adam step over all parameters (batch-norm running statistics are not parameters). */
 void mp_net_adam(mp_net *net, float lr, float beta1, float beta2, float eps);
 
