@@ -1,9 +1,16 @@
-/* mp_bench_nn — one training step of the SPEC classifier (forward, BCE, backward, Adam)
- * on a backend, batch B: prints the median patches/s of `reps` steps after warm-up and
- * the peak heap.  bench/nn/run.sh runs it beside PyTorch.
- * Usage: mp_bench_nn BACKEND BATCH [REPS] */
+/* mp_bench_nn — training steps of the SPEC networks on a backend; prints the median
+ * patches/s of `reps` steps after two warm-up steps, and the peak heap.  bench/nn/run.sh
+ * runs it beside PyTorch.
+ *   mp_bench_nn BACKEND classifier BATCH [REPS]
+ *       one classifier step (SPEC §6): forward, BCE, backward, Adam
+ *   mp_bench_nn BACKEND gan LOSS SN BATCH [REPS]
+ *       one GAN iteration (SPEC §7, f = 64, z = 64): G(z) for detached fakes, the critic
+ *       step (with the penalty for wgan-gp) and Adam, the generator step (fresh z and
+ *       real batch) and Adam; LOSS wgan-gp|rsgan|rasgan|ralsgan|rahinge, SN 0|1.
+ *       patches/s counts the BATCH real patches one iteration consumes. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "mp_alloc.h"
 #include "mp_log.h"
@@ -15,24 +22,29 @@ static int cmp(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-int main(int argc, char **argv) {
-  if (argc < 3) return 2;
-  int B = atoi(argv[2]), reps = argc > 3 ? atoi(argv[3]) : 10;
-  char err[256];
-  mp_backend *be = mp_backend_create(argv[1], err, sizeof err);
-  if (!be) {
-    fprintf(stderr, "%s\n", err);
-    return 2;
-  }
+static void fill(float *a, size_t n, uint64_t key, bool normal) {
+  mp_rng r;
+  mp_rng_init(&r, 3, MP_RNG_TEST, key);
+  for (size_t i = 0; i < n; i++) a[i] = normal ? (float)mp_rng_normal(&r) : (float)(2 * mp_rng_uniform_f64(&r) - 1);
+}
+
+static double median(double *sec, int reps) {
+  qsort(sec + 2, (size_t)reps, sizeof *sec, cmp); /* the first two are warm-up */
+  return sec[2 + reps / 2];
+}
+
+static int usage(void) {
+  fprintf(stderr, "usage: mp_bench_nn BACKEND classifier BATCH [REPS] | BACKEND gan LOSS SN BATCH [REPS]\n");
+  return 2;
+}
+
+static int classifier(mp_backend *be, int B, int reps, double *sec) {
   mp_net *b1, *rest;
   mp_model_classifier(be, B, 1, 0.5f, &b1, &rest);
   float *x = mp_malloc((size_t)B * 128 * 128 * 4), *t = mp_malloc((size_t)B * 4), *dy = mp_malloc((size_t)B * 4);
   float *d1 = mp_malloc((size_t)B * 16 * 64 * 64 * 4);
-  mp_rng r;
-  mp_rng_init(&r, 3, MP_RNG_TEST, 0);
-  for (int i = 0; i < B * 128 * 128; i++) x[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
+  fill(x, (size_t)B * 128 * 128, 0, false);
   for (int i = 0; i < B; i++) t[i] = (float)(i % 2);
-  double *sec = mp_malloc((size_t)(reps + 2) * sizeof *sec);
   for (int s = 0; s < reps + 2; s++) {
     double t0 = mp_now();
     mp_model_classifier_gradients(b1, rest, x, t, B, (uint64_t)s, dy, d1, NULL);
@@ -40,12 +52,68 @@ int main(int argc, char **argv) {
     mp_net_adam(rest, 1e-5f, 0.5f, 0.999f, 1e-8f);
     sec[s] = mp_now() - t0;
   }
-  qsort(sec + 2, (size_t)reps, sizeof *sec, cmp); /* the first two are warm-up */
-  double med = sec[2 + reps / 2];
-  printf("{\"backend\": \"%s\", \"batch\": %d, \"step_seconds\": %.4f, \"patches_per_second\": %.2f, \"peak_heap_mb\": %.1f}\n",
-         argv[1], B, med, B / med, (double)mp_alloc_get_stats().peak / 1048576.0);
+  mp_free(x);
+  mp_free(t);
+  mp_free(dy);
+  mp_free(d1);
   mp_net_free(b1);
   mp_net_free(rest);
-  mp_backend_free(be);
   return 0;
+}
+
+static int gan(mp_backend *be, const char *loss, bool sn, int B, int reps, double *sec) {
+  static const char *names[] = {"wgan-gp", "rsgan", "rasgan", "ralsgan", "rahinge"};
+  int kind = -1;
+  for (int i = 0; i < 5; i++)
+    if (strcmp(loss, names[i]) == 0) kind = i;
+  if (kind < 0) return usage();
+  enum { F = 64, Z = 64, PX = 128 * 128 };
+  mp_net *d = mp_model_dcgan_d(be, F, sn, 2 * B, 1), *g = mp_model_dcgan_g(be, Z, F, B, 2);
+  mp_gan_work *w = mp_gan_work_new(d, g, (mp_gan_loss)kind, 10.0f, B, 3);
+  float *xr = mp_malloc((size_t)B * PX * 4), *xf = mp_malloc((size_t)B * PX * 4), *z = mp_malloc((size_t)B * Z * 4);
+  fill(xr, (size_t)B * PX, 1, false);
+  float lr_d = sn ? 4e-4f : 2e-4f, lr_g = sn ? 1e-4f : 2e-4f, b1 = sn ? 0.0f : 0.5f, b2 = sn ? 0.9f : 0.999f;
+  for (int s = 0; s < reps + 2; s++) {
+    double t0 = mp_now();
+    fill(z, (size_t)B * Z, 100 + 2 * (uint64_t)s, true);
+    memcpy(xf, mp_net_forward(g, z, B, true, (uint64_t)s), (size_t)B * PX * 4);
+    mp_gan_critic_gradients(w, xr, xf, (uint64_t)s, NULL);
+    mp_net_adam(d, lr_d, b1, b2, 1e-8f);
+    fill(z, (size_t)B * Z, 101 + 2 * (uint64_t)s, true);
+    mp_gan_generator_gradients(w, xr, z, (uint64_t)s, NULL);
+    mp_net_adam(g, lr_g, b1, b2, 1e-8f);
+    sec[s] = mp_now() - t0;
+  }
+  mp_gan_work_free(w);
+  mp_free(xr);
+  mp_free(xf);
+  mp_free(z);
+  mp_net_free(d);
+  mp_net_free(g);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 4) return usage();
+  bool is_gan = strcmp(argv[2], "gan") == 0;
+  if (is_gan ? argc < 6 : strcmp(argv[2], "classifier") != 0) return usage();
+  int B = atoi(argv[is_gan ? 5 : 3]), reps = argc > (is_gan ? 6 : 4) ? atoi(argv[is_gan ? 6 : 4]) : 10;
+  if (B <= 0 || reps <= 0) return usage();
+  char err[256];
+  mp_backend *be = mp_backend_create(argv[1], err, sizeof err);
+  if (!be) {
+    fprintf(stderr, "%s\n", err);
+    return 2;
+  }
+  double *sec = mp_malloc((size_t)(reps + 2) * sizeof *sec);
+  int rc = is_gan ? gan(be, argv[3], atoi(argv[4]) != 0, B, reps, sec) : classifier(be, B, reps, sec);
+  if (rc == 0) {
+    double med = median(sec, reps);
+    printf("{\"backend\": \"%s\", \"model\": \"%s\", \"batch\": %d, \"step_seconds\": %.4f, "
+           "\"patches_per_second\": %.2f, \"peak_heap_mb\": %.1f}\n",
+           argv[1], argv[2], B, med, B / med, (double)mp_alloc_get_stats().peak / 1048576.0);
+  }
+  mp_free(sec);
+  mp_backend_free(be);
+  return rc;
 }
