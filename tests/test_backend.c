@@ -1,8 +1,10 @@
 /* Every backend against ref (ggml's test-backend-ops): each op on fresh random inputs,
  * outputs poisoned with NaN before every run, compared by normalised mean squared error
- * with a per-op tolerance.  Shapes: the SPEC's three convolutions (small batches) and an
- * odd one.  Prints which kernel each backend used. */
+ * with a per-op tolerance.  Convolution shapes: the SPEC's three (small batches) and an
+ * odd one; then activations, batch norm, max-pool, linear, dropout and Adam.  Prints
+ * which convolution kernel each backend used. */
 #include <math.h>
+#include <string.h>
 
 #include "mp_alloc.h"
 #include "mp_backend.h"
@@ -23,6 +25,109 @@ static double nmse(const float *a, const float *ref, size_t n) {
     den += (double)ref[i] * ref[i];
   }
   return isfinite(num) ? num / (den > 0 ? den : 1) : INFINITY;
+}
+
+#define CHECK_NMSE(what, a, b, n, tol)                                                            \
+  do {                                                                                            \
+    double e_ = nmse(a, b, n);                                                                    \
+    printf("  %-4s %-34s nmse %.1e\n", name, what, e_);                                           \
+    if (!(e_ < (tol))) fail_msg("%s: %s differs from ref (nmse %.2e, tolerance %.0e)", name, what, e_, (double)(tol)); \
+  } while (0)
+
+/* Batch norm (train, eval, backward), max-pool, linear, dropout and Adam: every output
+ * and every saved statistic poisoned before the run and compared with ref. */
+static void check_other_ops(const char *name, mp_backend *be, mp_backend *ref, mp_rng *r) {
+  const mp_backend_i *f = be->iface, *g = ref->iface;
+  /* batch norm: n 3, c 5, 7x6 (odd sizes), inputs with an offset and scale per channel */
+  {
+    mp_bn_desc d = {3, 5, 42, 1e-5f, 0.1f};
+    size_t n = (size_t)d.n * d.c * d.hw;
+    float *x = mp_malloc(n * 4), *dy = mp_malloc(n * 4), *y1 = mp_malloc(n * 4), *y2 = mp_malloc(n * 4);
+    float *dx1 = mp_malloc(n * 4), *dx2 = mp_malloc(n * 4);
+    float gm[5], bt[5], sm1[5], sm2[5], si1[5], si2[5], rm1[5], rm2[5], rv1[5], rv2[5], dg1[5], dg2[5], db1[5], db2[5];
+    fill(x, n, r);
+    for (size_t i = 0; i < n; i++) x[i] = x[i] * (1.0f + (float)((i / d.hw) % d.c)) + 0.5f * (float)((i / d.hw) % d.c);
+    fill(dy, n, r);
+    fill(gm, 5, r);
+    fill(bt, 5, r);
+    fill(rm1, 5, r);
+    for (int i = 0; i < 5; i++) rv1[i] = 0.5f + (float)i, rm2[i] = rm1[i], rv2[i] = rv1[i];
+    poison(y1, n), poison(sm1, 5), poison(si1, 5), poison(dx1, n), poison(dg1, 5), poison(db1, 5);
+    f->bn_forward_train(be, &d, x, gm, bt, y1, sm1, si1, rm1, rv1);
+    g->bn_forward_train(ref, &d, x, gm, bt, y2, sm2, si2, rm2, rv2);
+    CHECK_NMSE("batch norm train: y", y1, y2, n, 1e-10);
+    CHECK_NMSE("batch norm train: saved mean", sm1, sm2, 5, 1e-10);
+    CHECK_NMSE("batch norm train: saved 1/std", si1, si2, 5, 1e-10);
+    CHECK_NMSE("batch norm train: running mean", rm1, rm2, 5, 1e-10);
+    CHECK_NMSE("batch norm train: running var", rv1, rv2, 5, 1e-10);
+    f->bn_backward(be, &d, x, dy, gm, sm2, si2, dx1, dg1, db1);
+    g->bn_backward(ref, &d, x, dy, gm, sm2, si2, dx2, dg2, db2);
+    CHECK_NMSE("batch norm backward: dx", dx1, dx2, n, 1e-9);
+    CHECK_NMSE("batch norm backward: dgamma", dg1, dg2, 5, 1e-10);
+    CHECK_NMSE("batch norm backward: dbeta", db1, db2, 5, 1e-10);
+    poison(y1, n);
+    f->bn_forward_eval(be, &d, x, gm, bt, rm2, rv2, y1);
+    g->bn_forward_eval(ref, &d, x, gm, bt, rm2, rv2, y2);
+    CHECK_NMSE("batch norm eval", y1, y2, n, 1e-10);
+    mp_free(x), mp_free(dy), mp_free(y1), mp_free(y2), mp_free(dx1), mp_free(dx2);
+  }
+  /* max-pool 2x2 with ties (quantised inputs) */
+  {
+    enum { PN = 2, PC = 3, PH = 6, PW = 8, NX = PN * PC * PH * PW, NY = NX / 4 };
+    float x[NX], y1[NY], y2[NY], dy[NY], dx1[NX], dx2[NX];
+    unsigned char a1[NY], a2[NY];
+    fill(x, NX, r);
+    for (int i = 0; i < NX; i++) x[i] = roundf(x[i] * 3.0f); /* many ties: the first maximum wins */
+    fill(dy, NY, r);
+    poison(y1, NY), poison(dx1, NX);
+    memset(a1, 0xff, sizeof a1);
+    f->maxpool2_forward(be, x, y1, a1, PN, PC, PH, PW);
+    g->maxpool2_forward(ref, x, y2, a2, PN, PC, PH, PW);
+    CHECK_NMSE("max-pool forward", y1, y2, NY, 1e-30);
+    assert_memory_equal(a1, a2, sizeof a1);
+    f->maxpool2_backward(be, dy, a1, dx1, PN, PC, PH, PW);
+    g->maxpool2_backward(ref, dy, a2, dx2, PN, PC, PH, PW);
+    CHECK_NMSE("max-pool backward", dx1, dx2, NX, 1e-30);
+  }
+  /* linear: n 5, in 37, out 11 */
+  {
+    enum { LN = 5, LI = 37, LO = 11 };
+    float x[LN * LI], w[LO * LI], b[LO], dy[LN * LO], y1[LN * LO], y2[LN * LO], dx1[LN * LI], dx2[LN * LI];
+    float dw1[LO * LI], dw2[LO * LI], db1[LO], db2[LO];
+    fill(x, LN * LI, r), fill(w, LO * LI, r), fill(b, LO, r), fill(dy, LN * LO, r);
+    poison(y1, LN * LO), poison(dx1, LN * LI), poison(dw1, LO * LI), poison(db1, LO);
+    f->linear_forward(be, x, w, b, y1, LN, LI, LO);
+    g->linear_forward(ref, x, w, b, y2, LN, LI, LO);
+    CHECK_NMSE("linear forward", y1, y2, LN * LO, 1e-10);
+    f->linear_backward(be, x, w, dy, dx1, dw1, db1, LN, LI, LO);
+    g->linear_backward(ref, x, w, dy, dx2, dw2, db2, LN, LI, LO);
+    CHECK_NMSE("linear backward: dx", dx1, dx2, LN * LI, 1e-10);
+    CHECK_NMSE("linear backward: dW", dw1, dw2, LO * LI, 1e-10);
+    CHECK_NMSE("linear backward: db", db1, db2, LO, 1e-10);
+  }
+  /* dropout (the same mask from the counter-based RNG) and Adam */
+  {
+    enum { DN = 999 };
+    float x[DN], y1[DN], y2[DN], dy[DN], dx1[DN], dx2[DN];
+    unsigned char m1[DN], m2[DN];
+    fill(x, DN, r), fill(dy, DN, r);
+    poison(y1, DN), poison(dx1, DN);
+    f->dropout_forward(be, x, y1, m1, DN, 0.5f, 7, 3);
+    g->dropout_forward(ref, x, y2, m2, DN, 0.5f, 7, 3);
+    assert_memory_equal(m1, m2, DN);
+    CHECK_NMSE("dropout forward", y1, y2, DN, 1e-30);
+    f->dropout_backward(be, dy, m1, dx1, DN, 0.5f);
+    g->dropout_backward(ref, dy, m2, dx2, DN, 0.5f);
+    CHECK_NMSE("dropout backward", dx1, dx2, DN, 1e-30);
+    float p1[DN], p2[DN], m_1[DN] = {0}, m_2[DN] = {0}, v1[DN] = {0}, v2[DN] = {0};
+    fill(p1, DN, r);
+    memcpy(p2, p1, sizeof p1);
+    for (long t = 1; t <= 3; t++) {
+      f->adam_step(be, p1, dy, m_1, v1, DN, 1e-3f, 0.5f, 0.999f, 1e-8f, t);
+      g->adam_step(ref, p2, dy, m_2, v2, DN, 1e-3f, 0.5f, 0.999f, 1e-8f, t);
+    }
+    CHECK_NMSE("adam, three steps", p1, p2, DN, 1e-14);
+  }
 }
 
 static void check_backend(const char *name) {
@@ -85,6 +190,7 @@ static void check_backend(const char *name) {
     printf("  %-4s %-8s nmse fwd %.1e bwd %.1e\n", name, anames[kind], ef, eb);
     if (!(ef < 1e-10 && eb < 1e-10)) fail_msg("%s %s differs from ref", name, anames[kind]);
   }
+  check_other_ops(name, be, ref, &r);
   mp_backend_free(be);
   mp_backend_free(ref);
 }

@@ -3,7 +3,8 @@
  *
  * classifier (block 1 + rest, dropout 0 so both sides see the same network):
  *   params0  flat initial parameters (layer order; weight then bias), x, t,
- *   logits, loss, grads (flat), params3 (after three Adam steps on the same batch).
+ *   logits, loss, grads (flat), losses (before each of three Adam steps on the same
+ *   batch), params3 (after the three steps).
  *   tests/nn/torch_parity.py loads params0 into an equivalent torch.nn.Sequential.
  * gan (f = 64, z = 64, batch 4; the critic with spectral norm):
  *   OUT.d0.h5 / OUT.g0.h5  checkpoints before (weights, SN vectors u), OUT.d1.h5 /
@@ -121,9 +122,11 @@ int main(int argc, char **argv) {
   for (int i = 0; i < N * 128 * 128; i++) x[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
   flat(b1, rest, mp_net_params, p0);
   double loss = 0;
+  float losses[3];
   for (int step = 0; step < 3; step++) {
     const float *y;
     double l = mp_model_classifier_gradients(b1, rest, x, t, N, (uint64_t)step, dy, d1, &y);
+    losses[step] = (float)l;
     if (step == 0) {
       loss = l;
       memcpy(logits, y, sizeof logits);
@@ -140,6 +143,7 @@ int main(int argc, char **argv) {
   put(f, "logits", logits, N);
   float lf = (float)loss;
   put(f, "loss", &lf, 1);
+  put(f, "losses", losses, 3);
   put(f, "grads", g, np);
   put(f, "params3", p3, np);
   H5Fclose(f);
