@@ -108,10 +108,17 @@ static void ref_adam(mp_backend *b, float *param, const float *grad, float *m, f
   mp_ref_adam_step(param, grad, m, v, n, lr, b1, b2, eps, step);
 }
 
+static void generic_conv_bwd(mp_backend *b, const mp_conv_desc *d, const float *x, const float *dy, const float *w,
+                             float *dx, float *dw, float *db) {
+  b->iface->conv2d_backward_weights(b, d, x, dy, dw, db);
+  if (dx) b->iface->conv2d_backward_data(b, d, dy, w, dx);
+}
+
 void mp_backend_fill_ref_ops(mp_backend_i *f) {
   if (!f->conv2d_forward) f->conv2d_forward = ref_conv_fwd;
   if (!f->conv2d_backward_data) f->conv2d_backward_data = ref_conv_bwd_data;
   if (!f->conv2d_backward_weights) f->conv2d_backward_weights = ref_conv_bwd_weights;
+  if (!f->conv2d_backward) f->conv2d_backward = generic_conv_bwd;
   if (!f->bn_forward_train) f->bn_forward_train = ref_bn_train;
   if (!f->bn_forward_eval) f->bn_forward_eval = ref_bn_eval;
   if (!f->bn_backward) f->bn_backward = ref_bn_bwd;

@@ -36,6 +36,10 @@ typedef struct {
   /* dw, db (db may be NULL), overwrite */
   void (*conv2d_backward_weights)(mp_backend *b, const mp_conv_desc *d, const float *x, const float *dy, float *dw,
                                   float *db);
+  /* both gradients of one convolution: dw, db (may be NULL) and, when dx is non-NULL,
+   * dx; lets a backend convert dy once (default: the two calls above) */
+  void (*conv2d_backward)(mp_backend *b, const mp_conv_desc *d, const float *x, const float *dy, const float *w,
+                          float *dx, float *dw, float *db);
   /* batch norm (mp_ref.h semantics) */
   void (*bn_forward_train)(mp_backend *b, const mp_bn_desc *d, const float *x, const float *gamma, const float *beta,
                            float *y, float *save_mean, float *save_invstd, float *run_mean, float *run_var);
@@ -43,6 +47,15 @@ typedef struct {
                           const float *run_mean, const float *run_var, float *y);
   void (*bn_backward)(mp_backend *b, const mp_bn_desc *d, const float *x, const float *dy, const float *gamma,
                       const float *save_mean, const float *save_invstd, float *dx, float *dgamma, float *dbeta);
+  /* Optional (NULL when a backend has none): batch norm followed by ReLU as one pass,
+   * y = max(0, bn(x)).  The backward takes the fused output y (its sign is ReLU's mask)
+   * and dL/dy.  A net fuses a BN layer with the ReLU after it when both are present. */
+  void (*bn_relu_forward_train)(mp_backend *b, const mp_bn_desc *d, const float *x, const float *gamma,
+                                const float *beta, float *y, float *save_mean, float *save_invstd, float *run_mean,
+                                float *run_var);
+  void (*bn_relu_backward)(mp_backend *b, const mp_bn_desc *d, const float *x, const float *y, const float *dy,
+                           const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
+                           float *dgamma, float *dbeta);
   /* element-wise activations: kind MP_ACT_*, slope for leaky ReLU; backward gets the
    * forward's input x and output y */
   void (*act_forward)(mp_backend *b, int kind, float slope, const float *x, float *y, size_t n);

@@ -80,8 +80,19 @@ typedef struct {
   int nbn, capbn;
   void *scr[A_N];   /* reorder scratch per argument slot, shared by every convolution */
   size_t scr_n[A_N];
+  /* conv_bwd: the scratch of a slot may be reused by the next primitive while it holds
+   * the same caller buffer (scr_src) in the same layout (scr_md); only set and cleared
+   * inside one conv_bwd call, so no later write to the caller's buffer can be missed */
+  bool scr_valid[A_N];
+  const void *scr_src[A_N];
+  dnnl_memory_desc_t scr_md[A_N];
   float *stat;      /* batch norm: variance (c floats), grown on demand */
   int stat_n;
+  /* one user-managed scratchpad for every primitive (oneDNN's default allocates and
+   * frees one per execution: page faults on every call for the big convolutions) */
+  dnnl_primitive_attr_t attr;
+  void *spad;
+  size_t spad_n;
 } dnnl_ctx;
 
 static void md4(dnnl_memory_desc_t *md, int a, int b, int c, int d, dnnl_format_tag_t tag) {
@@ -111,6 +122,7 @@ static void layout(dnnl_ctx *c, cached *e, int slot, const dnnl_memory_desc_t *p
     a->from = reorder_prim(c, &a->md, &a->plain);
   size_t need = dnnl_memory_desc_get_size(&a->md);
   if (need > c->scr_n[slot]) {
+    c->scr_valid[slot] = false; /* a conv_bwd in flight must reorder again */
     mp_free(c->scr[slot]);
     c->scr[slot] = mp_malloc(need);
     c->scr_n[slot] = need;
@@ -138,19 +150,19 @@ static cached *get(dnnl_ctx *c, int op, const mp_conv_desc *d) {
   MP_CHECK_DNNL(dnnl_convolution_forward_desc_init(&fwd_desc, dnnl_forward_training, dnnl_convolution_direct, &asrc,
                                                    &awei, with_bias ? &bia : NULL, &adst, strides, pad, padr));
   dnnl_primitive_desc_t fwd_pd;
-  MP_CHECK_DNNL(dnnl_primitive_desc_create(&fwd_pd, &fwd_desc, NULL, c->eng, NULL));
+  MP_CHECK_DNNL(dnnl_primitive_desc_create(&fwd_pd, &fwd_desc, c->attr, c->eng, NULL));
   dnnl_primitive_desc_t pd = fwd_pd;
   if (op == OP_BWD_DATA) {
     dnnl_convolution_desc_t bd;
     MP_CHECK_DNNL(dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &asrc, &awei, &adst, strides,
                                                            pad, padr));
-    MP_CHECK_DNNL(dnnl_primitive_desc_create(&pd, &bd, NULL, c->eng, fwd_pd));
+    MP_CHECK_DNNL(dnnl_primitive_desc_create(&pd, &bd, c->attr, c->eng, fwd_pd));
     dnnl_primitive_desc_destroy(fwd_pd);
   } else if (op == OP_BWD_WEIGHTS || op == OP_BWD_WEIGHTS_NOBIAS) {
     dnnl_convolution_desc_t bd;
     MP_CHECK_DNNL(dnnl_convolution_backward_weights_desc_init(
         &bd, dnnl_convolution_direct, &asrc, &awei, op == OP_BWD_WEIGHTS ? &bia : NULL, &adst, strides, pad, padr));
-    MP_CHECK_DNNL(dnnl_primitive_desc_create(&pd, &bd, NULL, c->eng, fwd_pd));
+    MP_CHECK_DNNL(dnnl_primitive_desc_create(&pd, &bd, c->attr, c->eng, fwd_pd));
     dnnl_primitive_desc_destroy(fwd_pd);
   }
   if (c->n == c->cap) c->cache = mp_realloc(c->cache, (size_t)(c->cap = c->cap ? 2 * c->cap : 16) * sizeof *c->cache);
@@ -186,16 +198,41 @@ static dnnl_memory_t mem(dnnl_ctx *c, const dnnl_memory_desc_t *md, const void *
   return m;
 }
 
-static void exec(dnnl_ctx *c, dnnl_primitive_t p, int nargs, dnnl_exec_arg_t *args) {
-  MP_CHECK_DNNL(dnnl_primitive_execute(p, c->stream, nargs, args));
+/* Execute and wait; with pd (a primitive made with c->attr) its scratchpad is the
+ * shared buffer, grown to the largest need. */
+static void exec_pd(dnnl_ctx *c, dnnl_primitive_t p, dnnl_primitive_desc_t pd, int nargs, dnnl_exec_arg_t *args) {
+  dnnl_exec_arg_t all[12];
+  MP_CHECK(nargs < 12, "too many primitive arguments");
+  memcpy(all, args, (size_t)nargs * sizeof *args);
+  dnnl_memory_t sp = NULL;
+  if (pd) {
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    size_t need = md ? dnnl_memory_desc_get_size(md) : 0;
+    if (need) {
+      if (need > c->spad_n) {
+        mp_free(c->spad);
+        c->spad = mp_malloc(need);
+        c->spad_n = need;
+      }
+      sp = mem(c, md, c->spad);
+      all[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, sp};
+    }
+  }
+  MP_CHECK_DNNL(dnnl_primitive_execute(p, c->stream, nargs, all));
   MP_CHECK_DNNL(dnnl_stream_wait(c->stream));
+  if (sp) dnnl_memory_destroy(sp);
 }
+
+static void exec(dnnl_ctx *c, dnnl_primitive_t p, int nargs, dnnl_exec_arg_t *args) { exec_pd(c, p, NULL, nargs, args); }
 
 /* The memory the primitive reads for an input slot: the caller's buffer, or the scratch
  * it was reordered into. */
 static dnnl_memory_t conv_in(dnnl_ctx *c, cached *e, int slot, const void *p) {
   arg_layout *a = &e->arg[slot];
   if (!a->reorder) return mem(c, &a->md, p);
+  if (c->scr_valid[slot] && c->scr_src[slot] == p && dnnl_memory_desc_equal(&c->scr_md[slot], &a->md))
+    return mem(c, &a->md, c->scr[slot]); /* still holds this buffer in this layout (see conv_bwd) */
+  c->scr_valid[slot] = false;
   dnnl_memory_t user = mem(c, &a->plain, p), m = mem(c, &a->md, c->scr[slot]);
   dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, m}};
   exec(c, a->to, 2, r);
@@ -210,7 +247,7 @@ static dnnl_memory_t conv_out(dnnl_ctx *c, cached *e, int slot, void *p) {
 
 /* Execute; reorder the output slot back to the caller's buffer; free the memory objects. */
 static void conv_run(dnnl_ctx *c, cached *e, int nargs, dnnl_exec_arg_t *args, int out_slot, void *out) {
-  exec(c, e->prim, nargs, args);
+  exec_pd(c, e->prim, e->pd, nargs, args);
   arg_layout *a = &e->arg[out_slot];
   if (a->reorder) {
     dnnl_memory_t from = mem(c, &a->md, c->scr[out_slot]), user = mem(c, &a->plain, out);
@@ -263,6 +300,29 @@ static void conv_bwd_weights(mp_backend *b, const mp_conv_desc *d, const float *
   conv_run(c, e, n, a, A_WEI, dw);
 }
 
+/* Both gradients with dy converted to the chosen layout once when the two primitives
+ * chose the same layout for it (the usual case). */
+static void conv_bwd(mp_backend *b, const mp_conv_desc *d, const float *x, const float *dy, const float *w, float *dx,
+                     float *dw, float *db) {
+  dnnl_ctx *c = b->ctx;
+  cached *ew = get(c, db ? OP_BWD_WEIGHTS : OP_BWD_WEIGHTS_NOBIAS, d);
+  dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, conv_in(c, ew, A_SRC, x)},
+                          {DNNL_ARG_DIFF_DST, conv_in(c, ew, A_DST, dy)},
+                          {DNNL_ARG_DIFF_WEIGHTS, conv_out(c, ew, A_WEI, dw)},
+                          {DNNL_ARG_DIFF_BIAS, NULL}};
+  int n = 3;
+  if (db) a[n++].memory = bias_mem(c, d->k, db);
+  conv_run(c, ew, n, a, A_WEI, dw);
+  if (!dx) return;
+  if (ew->arg[A_DST].reorder) {
+    c->scr_valid[A_DST] = true;
+    c->scr_src[A_DST] = dy;
+    c->scr_md[A_DST] = ew->arg[A_DST].md;
+  }
+  conv_bwd_data(b, d, dy, w, dx);
+  c->scr_valid[A_DST] = false;
+}
+
 /* ---- batch norm: oneDNN on NCHW ------------------------------------------------------------ */
 enum { BN_TRAIN, BN_EVAL, BN_BWD };
 
@@ -277,12 +337,12 @@ static cached_bn *get_bn(dnnl_ctx *c, int fwd, const mp_bn_desc *d) {
       &fd, fwd == BN_EVAL ? dnnl_forward_inference : dnnl_forward_training, &md, d->eps,
       flags | (fwd == BN_EVAL ? dnnl_use_global_stats : 0)));
   dnnl_primitive_desc_t fpd, pd;
-  MP_CHECK_DNNL(dnnl_primitive_desc_create(&fpd, &fd, NULL, c->eng, NULL));
+  MP_CHECK_DNNL(dnnl_primitive_desc_create(&fpd, &fd, c->attr, c->eng, NULL));
   pd = fpd;
   if (fwd == BN_BWD) {
     dnnl_batch_normalization_desc_t bd;
     MP_CHECK_DNNL(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &md, &md, d->eps, flags));
-    MP_CHECK_DNNL(dnnl_primitive_desc_create(&pd, &bd, NULL, c->eng, fpd));
+    MP_CHECK_DNNL(dnnl_primitive_desc_create(&pd, &bd, c->attr, c->eng, fpd));
     dnnl_primitive_desc_destroy(fpd);
   }
   if (c->nbn == c->capbn) c->bn = mp_realloc(c->bn, (size_t)(c->capbn = c->capbn ? 2 * c->capbn : 16) * sizeof *c->bn);
@@ -313,7 +373,7 @@ static void bn_exec(dnnl_ctx *c, cached_bn *e, const mp_bn_desc *d, int nargs, c
     bool is_data = k == DNNL_ARG_SRC || k == DNNL_ARG_DST || k == DNNL_ARG_DIFF_SRC || k == DNNL_ARG_DIFF_DST;
     a[i] = (dnnl_exec_arg_t){k, mem(c, is_data ? &data : &vec, ptrs[i])};
   }
-  exec(c, e->prim, nargs, a);
+  exec_pd(c, e->prim, e->pd, nargs, a);
   for (int i = 0; i < nargs; i++) dnnl_memory_destroy(a[i].memory);
 }
 
@@ -351,6 +411,90 @@ static void bn_bwd(mp_backend *b, const mp_bn_desc *d, const float *x, const flo
               DNNL_ARG_SHIFT, DNNL_ARG_DIFF_SRC, DNNL_ARG_DIFF_SCALE, DNNL_ARG_DIFF_SHIFT};
   const void *p[9] = {x, save_mean, var, dy, gamma, gamma, dx, dgamma, dbeta};
   bn_exec(c, get_bn(c, BN_BWD, d), d, 9, k, p);
+}
+
+/* ---- batch norm + ReLU in one pass (NCHW), OpenMP over channels ------------------------------
+ * Statistics in double from data shifted by the channel's first value (one read pass, no
+ * cancellation for data far from 0); the same formulas as mp_ref_bn_*, then max(0, .). */
+static void bnr_fwd_train(mp_backend *b, const mp_bn_desc *d, const float *x, const float *gamma, const float *beta,
+                          float *y, float *save_mean, float *save_invstd, float *run_mean, float *run_var) {
+  (void)b;
+  const int N = d->n, C = d->c, HW = d->hw;
+  const double m = (double)N * HW;
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < C; c++) {
+    const float k = x[(size_t)c * HW];
+    double s = 0, ss = 0;
+    for (int n = 0; n < N; n++) {
+      const float *xp = x + ((size_t)n * C + c) * HW;
+      float ps = 0, pss = 0; /* per-row float partials (vectorised), accumulated in double */
+#pragma omp simd reduction(+ : ps, pss)
+      for (int i = 0; i < HW; i++) {
+        float t = xp[i] - k;
+        ps += t;
+        pss += t * t;
+      }
+      s += ps, ss += pss;
+    }
+    double mean_k = s / m, var = ss / m - mean_k * mean_k;
+    if (var < 0) var = 0;
+    double mean = k + mean_k, invstd = 1.0 / sqrt(var + d->eps);
+    float a = (float)(gamma[c] * invstd), bb = (float)(beta[c] - mean * gamma[c] * invstd);
+    for (int n = 0; n < N; n++) {
+      const float *xp = x + ((size_t)n * C + c) * HW;
+      float *yp = y + ((size_t)n * C + c) * HW;
+#pragma omp simd
+      for (int i = 0; i < HW; i++) {
+        float v = a * xp[i] + bb;
+        yp[i] = v > 0 ? v : 0.0f;
+      }
+    }
+    save_mean[c] = (float)mean;
+    save_invstd[c] = (float)invstd;
+    double unbiased = m > 1 ? var * m / (m - 1) : var;
+    run_mean[c] = (float)((1 - d->momentum) * run_mean[c] + d->momentum * mean);
+    run_var[c] = (float)((1 - d->momentum) * run_var[c] + d->momentum * unbiased);
+  }
+}
+
+static void bnr_bwd(mp_backend *b, const mp_bn_desc *d, const float *x, const float *y, const float *dy,
+                    const float *gamma, const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
+                    float *dbeta) {
+  (void)b;
+  const int N = d->n, C = d->c, HW = d->hw;
+  const double m = (double)N * HW;
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < C; c++) {
+    const float mean = save_mean[c], is = save_invstd[c];
+    double sdy = 0, sdyx = 0;
+    for (int n = 0; n < N; n++) {
+      size_t o = ((size_t)n * C + c) * HW;
+      float p1 = 0, p2 = 0;
+#pragma omp simd reduction(+ : p1, p2)
+      for (int i = 0; i < HW; i++) {
+        float yy = y[o + i], gg = dy[o + i]; /* both loads unconditional: a select, vectorisable */
+        float g = yy > 0 ? gg : 0.0f;
+        p1 += g;
+        p2 += g * (x[o + i] - mean);
+      }
+      sdy += p1, sdyx += p2;
+    }
+    sdyx *= is; /* sum of g * xhat */
+    dgamma[c] = (float)sdyx;
+    dbeta[c] = (float)sdy;
+    /* dx = gamma invstd / m (m g - sum g - xhat sum(g xhat)) = A g + B (x - mean) + D */
+    const float A = gamma[c] * is, D0 = (float)(-(double)gamma[c] * is * sdy / m);
+    const float Bx = (float)(-(double)gamma[c] * is * is * sdyx / m);
+    for (int n = 0; n < N; n++) {
+      size_t o = ((size_t)n * C + c) * HW;
+#pragma omp simd
+      for (int i = 0; i < HW; i++) {
+        float yy = y[o + i], gg = dy[o + i];
+        float g = yy > 0 ? gg : 0.0f;
+        dx[o + i] = A * g + Bx * (x[o + i] - mean) + D0;
+      }
+    }
+  }
 }
 
 /* ---- linear: row-major SGEMM ------------------------------------------------------------------ */
@@ -440,12 +584,12 @@ static cached_elt *get_elt(dnnl_ctx *c, int fwd, int kind, float slope, size_t n
   dnnl_eltwise_desc_t fd;
   MP_CHECK_DNNL(dnnl_eltwise_forward_desc_init(&fd, dnnl_forward_training, elt_alg(kind), &md, alpha, 0.0f));
   dnnl_primitive_desc_t fpd, pd;
-  MP_CHECK_DNNL(dnnl_primitive_desc_create(&fpd, &fd, NULL, c->eng, NULL));
+  MP_CHECK_DNNL(dnnl_primitive_desc_create(&fpd, &fd, c->attr, c->eng, NULL));
   pd = fpd;
   if (!fwd) {
     dnnl_eltwise_desc_t bd;
     MP_CHECK_DNNL(dnnl_eltwise_backward_desc_init(&bd, elt_alg(kind), &md, &md, alpha, 0.0f));
-    MP_CHECK_DNNL(dnnl_primitive_desc_create(&pd, &bd, NULL, c->eng, fpd));
+    MP_CHECK_DNNL(dnnl_primitive_desc_create(&pd, &bd, c->attr, c->eng, fpd));
     dnnl_primitive_desc_destroy(fpd);
   }
   if (c->nelt == c->capelt) c->elt = mp_realloc(c->elt, (size_t)(c->capelt = c->capelt ? 2 * c->capelt : 16) * sizeof *c->elt);
@@ -464,8 +608,7 @@ static dnnl_memory_t elt_mem(dnnl_ctx *c, cached_elt *e, const void *p) {
 }
 
 static void elt_run(dnnl_ctx *c, cached_elt *e, int nargs, dnnl_exec_arg_t *args) {
-  MP_CHECK_DNNL(dnnl_primitive_execute(e->prim, c->stream, nargs, args));
-  MP_CHECK_DNNL(dnnl_stream_wait(c->stream));
+  exec_pd(c, e->prim, e->pd, nargs, args);
   for (int i = 0; i < nargs; i++) dnnl_memory_destroy(args[i].memory);
 }
 
@@ -526,6 +669,8 @@ static void destroy(mp_backend *b) {
   mp_free(c->bn);
   for (int a = 0; a < A_N; a++) mp_free(c->scr[a]);
   mp_free(c->stat);
+  mp_free(c->spad);
+  dnnl_primitive_attr_destroy(c->attr);
   for (int i = 0; i < c->nelt; i++) {
     dnnl_primitive_destroy(c->elt[i].prim);
     dnnl_primitive_desc_destroy(c->elt[i].pd);
@@ -548,11 +693,14 @@ static mp_backend_i dnnl_iface = {
     .conv2d_forward = conv_fwd,
     .conv2d_backward_data = conv_bwd_data,
     .conv2d_backward_weights = conv_bwd_weights,
+    .conv2d_backward = conv_bwd,
     .act_forward = act_fwd,
     .act_backward = act_bwd,
     .bn_forward_train = bn_fwd_train,
     .bn_forward_eval = bn_fwd_eval,
     .bn_backward = bn_bwd,
+    .bn_relu_forward_train = bnr_fwd_train,
+    .bn_relu_backward = bnr_bwd,
     .linear_forward = lin_fwd,
     .linear_backward = lin_bwd,
     .maxpool2_forward = pool_fwd,
@@ -568,6 +716,8 @@ mp_backend *mp_backend_dnnl_create(char *err, size_t errlen) {
     mp_free(c);
     return NULL;
   }
+  MP_CHECK_DNNL(dnnl_primitive_attr_create(&c->attr));
+  MP_CHECK_DNNL(dnnl_primitive_attr_set_scratchpad_mode(c->attr, dnnl_scratchpad_mode_user));
   mp_backend *b = mp_calloc(1, sizeof *b);
   mp_backend_fill_ref_ops(&dnnl_iface);
   b->iface = &dnnl_iface;

@@ -28,6 +28,8 @@ typedef struct {
   unsigned char *mask;  /* pool argmax / dropout mask */
   float *save_mean, *save_invstd;
   float *bn_scratch; /* 2c: parameter gradients an input-only backward discards */
+  bool fuse_relu;    /* BN: the next layer (a ReLU) is computed with it, into act[i+2] */
+  bool fused;        /* ReLU: computed by the BN before it; skipped */
 } layer;
 
 struct mp_net {
@@ -160,6 +162,13 @@ void mp_net_build(mp_net *n) {
   }
   n->nparams = np;
   n->nstats = ns;
+  /* BN followed by ReLU runs as one pass on backends that offer it */
+  if (n->be->iface->bn_relu_forward_train && n->be->iface->bn_relu_backward)
+    for (int i = 0; i + 1 < n->nl; i++)
+      if (n->L[i].kind == L_BN && n->L[i + 1].kind == L_ACT && n->L[i + 1].act == MP_ACT_RELU) {
+        n->L[i].fuse_relu = true;
+        n->L[i + 1].fused = true;
+      }
   n->params = mp_calloc(np ? np : 1, sizeof(float));
   n->grads = mp_calloc(np ? np : 1, sizeof(float));
   n->m = mp_calloc(np ? np : 1, sizeof(float));
@@ -170,6 +179,7 @@ void mp_net_build(mp_net *n) {
   for (int i = 0; i <= n->nl; i++) {
     size_t sz = i < n->nl ? per(n->L[i].c, n->L[i].h, n->L[i].w) : per(c, h, w);
     if (sz > n->max_act) n->max_act = sz;
+    if (i < n->nl && n->L[i].fused) continue; /* a fused BN+ReLU never materialises the BN output */
     n->act[i] = mp_malloc(sz * (size_t)n->max_batch * sizeof(float));
     n->dact[i] = mp_malloc(sz * (size_t)n->max_batch * sizeof(float));
   }
@@ -256,13 +266,24 @@ const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, ui
     case L_BN: {
       mp_bn_desc d = {batch, l->c, l->h * l->w, 1e-5f, 0.1f};
       float *rm = n->stats + l->stat_off, *rv = rm + l->c;
-      if (train)
+      if (l->fuse_relu) { /* straight into the ReLU's output */
+        float *y = n->act[i + 2];
+        if (train) {
+          f->bn_relu_forward_train(be, &d, in, P + l->w_off, P + l->b_off, y, l->save_mean, l->save_invstd, rm, rv);
+        } else {
+          f->bn_forward_eval(be, &d, in, P + l->w_off, P + l->b_off, rm, rv, y);
+          f->act_forward(be, MP_ACT_RELU, 0, y, y, cnt);
+        }
+      } else if (train) {
         f->bn_forward_train(be, &d, in, P + l->w_off, P + l->b_off, out, l->save_mean, l->save_invstd, rm, rv);
-      else
+      } else {
         f->bn_forward_eval(be, &d, in, P + l->w_off, P + l->b_off, rm, rv, out);
+      }
       break;
     }
-    case L_ACT: f->act_forward(be, l->act, l->slope, in, out, cnt); break;
+    case L_ACT:
+      if (!l->fused) f->act_forward(be, l->act, l->slope, in, out, cnt);
+      break;
     case L_POOL: f->maxpool2_forward(be, in, out, l->mask, batch, l->c, l->h, l->w); break;
     case L_FLAT: memcpy(out, in, cnt * sizeof(float)); break;
     case L_LINEAR:
@@ -309,12 +330,14 @@ static void backward(mp_net *n, const float *dy, float *dx, bool weights) {
       mp_conv_desc d = conv_of(l, batch);
       const float *wt = l->sn ? l->w_eff : P + l->w_off;
       if (weights) {
-        f->conv2d_backward_weights(be, &d, in, g, l->sn ? l->dw_eff : G + l->w_off, l->b_n ? G + l->b_off : NULL);
+        f->conv2d_backward(be, &d, in, g, wt, need_dx ? gi : NULL, l->sn ? l->dw_eff : G + l->w_off,
+                           l->b_n ? G + l->b_off : NULL);
         if (l->sn) /* through W / sigma, u and v constant */
           mp_ref_spectral_norm_backward(P + l->w_off, l->dw_eff, l->k, (int)(l->w_n / (size_t)l->k), l->sn_u,
                                         l->sn_v, l->sigma, G + l->w_off);
+      } else if (need_dx) {
+        f->conv2d_backward_data(be, &d, g, wt, gi);
       }
-      if (need_dx) f->conv2d_backward_data(be, &d, g, wt, gi);
       break;
     }
     case L_CONVT: { /* y = D^T x: dx = D g, dW from (x := g, dy := x) */
@@ -326,7 +349,11 @@ static void backward(mp_net *n, const float *dy, float *dx, bool weights) {
     case L_BN: {
       mp_bn_desc d = {batch, l->c, l->h * l->w, 1e-5f, 0.1f};
       MP_CHECK(n->train, "backward through batch norm needs a training forward");
-      if (weights) {
+      if (l->fuse_relu) { /* from the ReLU's output and its gradient */
+        float *dg = weights ? G + l->w_off : l->bn_scratch, *db = weights ? G + l->b_off : l->bn_scratch + l->c;
+        f->bn_relu_backward(be, &d, in, n->act[i + 2], n->dact[i + 2], P + l->w_off, l->save_mean, l->save_invstd,
+                            gi, dg, db);
+      } else if (weights) {
         f->bn_backward(be, &d, in, g, P + l->w_off, l->save_mean, l->save_invstd, gi, G + l->w_off, G + l->b_off);
       } else { /* dgamma, dbeta into the layer's scratch, discarded */
         f->bn_backward(be, &d, in, g, P + l->w_off, l->save_mean, l->save_invstd, gi, l->bn_scratch,
@@ -334,7 +361,9 @@ static void backward(mp_net *n, const float *dy, float *dx, bool weights) {
       }
       break;
     }
-    case L_ACT: f->act_backward(be, l->act, l->slope, in, out, g, gi, cnt); break;
+    case L_ACT:
+      if (!l->fused) f->act_backward(be, l->act, l->slope, in, out, g, gi, cnt);
+      break;
     case L_POOL: f->maxpool2_backward(be, g, l->mask, gi, batch, l->c, l->h, l->w); break;
     case L_FLAT: memcpy(gi, g, cnt * sizeof(float)); break;
     case L_LINEAR:

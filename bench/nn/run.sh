@@ -8,7 +8,9 @@
 #               rahinge without SN/TTUR and wgan-gp (gradient penalty) with SN/TTUR
 # SPEC §12's anchor: PyTorch 1.13 on 2 Sapphire Rapids cores, classifier batch 32: 62.6 patches/s.
 # Usage: bench/nn/run.sh [classifier] [gan]   (default both); THREADS (default 2),
-#        BATCHES (classifier, default "32 128") and GAN_BATCH (default 64) in the environment.
+#        BATCHES (classifier, default "32 128"), GAN_BATCH (default 64), ROUNDS (alternating
+#        rounds per classifier row, default 3) and GAN_ROUNDS (default 1) in the environment.
+# Each cell is the median over the rounds; the individual rounds are printed after the row.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tool=build/bench/mp_bench_nn
@@ -16,25 +18,43 @@ tool=build/bench/mp_bench_nn
 threads=${THREADS:-2}
 export OMP_NUM_THREADS=$threads
 what=${*:-classifier gan}
+rounds=${ROUNDS:-3}
+# The peer gets glibc malloc settings that keep freed tensors in the heap: with the
+# defaults every step's large tensors are mmap'ed, page-faulted and unmapped again, which
+# on this VM makes PyTorch 3.7x slower (18 -> 67 patches/s at batch 32).  mammopatch
+# allocates its buffers once and needs none of this.
+peer_env=(env MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=1073741824)
 field() { sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p" <<<"$2"; }
-row() { # label batch mine theirs
-  awk -v l="$1" -v b="$2" -v a="$(field patches_per_second "$3")" -v p="$(field patches_per_second "$4")" \
-      -v m="$(field peak_heap_mb "$3")" -v t="$(field rss_mb "$4")" \
-    'BEGIN { printf "%-26s %6s %13.2f %11.2f %7.2f %11.0f %13.0f\n", l, b, a, p, a / p, m, t }'
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# row LABEL BATCH MINE_CMD... -- PEER_CMD...: the two sides alternate for $rounds rounds
+# (this VM's cores are shared and drift by 2x over minutes); the medians are compared
+row() {
+  local label=$1 b=$2; shift 2
+  local mine=() peer=() a="" p="" m="" t="" out
+  while [[ $1 != -- ]]; do mine+=("$1"); shift; done
+  shift
+  peer=("$@")
+  for ((i = 0; i < rounds; i++)); do
+    out=$("${mine[@]}"); a+=" $(field patches_per_second "$out")"; m+=" $(field peak_heap_mb "$out")"
+    out=$("${peer[@]}"); p+=" $(field patches_per_second "$out")"; t+=" $(field rss_mb "$out")"
+  done
+  awk -v l="$label" -v b="$b" -v a="$(median <<<"$a")" -v p="$(median <<<"$p")" -v m="$(median <<<"$m")" \
+      -v t="$(median <<<"$t")" -v all_a="$a" -v all_p="$p" \
+    'BEGIN { printf "%-26s %6s %13.2f %11.2f %7.2f %11.0f %13.0f   (rounds:%s |%s)\n", l, b, a, p, a / p, m, t, all_a, all_p }'
 }
 printf '%-26s %6s %13s %11s %7s %11s %13s\n' step batch mammopatch/s pytorch/s ratio mp_heap_MB torch_rss_MB
 for w in $what; do
   case $w in
   classifier)
     for b in ${BATCHES:-32 128}; do
-      row "classifier" "$b" "$("$tool" cpu classifier "$b" 6)" "$(/usr/bin/python3 bench/nn/peer.py classifier "$b" "$threads" 6)"
+      row "classifier" "$b" "$tool" cpu classifier "$b" 6 -- "${peer_env[@]}" /usr/bin/python3 bench/nn/peer.py classifier "$b" "$threads" 6
     done ;;
   gan)
     b=${GAN_BATCH:-64}
     for cfg in "rahinge 0" "wgan-gp 1"; do
       set -- $cfg
-      row "gan f64 $1 sn/ttur=$2" "$b" "$("$tool" cpu gan "$1" "$2" "$b" 3)" \
-          "$(/usr/bin/python3 bench/nn/peer.py gan "$1" "$2" "$b" "$threads" 3)"
+      rounds=${GAN_ROUNDS:-1} row "gan f64 $1 sn/ttur=$2" "$b" "$tool" cpu gan "$1" "$2" "$b" 3 -- \
+          "${peer_env[@]}" /usr/bin/python3 bench/nn/peer.py gan "$1" "$2" "$b" "$threads" 3
     done ;;
   *) echo "unknown benchmark '$w' (classifier, gan)" >&2; exit 2 ;;
   esac
