@@ -9,8 +9,9 @@
  * alloc/upload/download move data in and out, so model code never touches a backend's
  * memory directly.
  *
- * Work in progress (issue 5): the convolution family is bound for both backends; the
- * other ops of mp_ref join as the model code arrives.
+ * Every op of the nets is an entry; a backend that has not specialised one gets the ref
+ * kernel (mp_backend_fill_ref_ops) when it computes in host memory.  Concat and the GAN
+ * losses are host-side mp_ref functions (no model of the SPEC concatenates tensors).
  */
 #ifndef MP_BACKEND_H
 #define MP_BACKEND_H

@@ -262,6 +262,22 @@ void mp_ref_dropout_forward(const float *x, float *y, unsigned char *mask, size_
   }
 }
 
+void mp_ref_concat_forward(const float *a, const float *b, float *y, int n, int ca, int cb, int hw) {
+  size_t sa = (size_t)ca * hw, sb = (size_t)cb * hw;
+  for (int i = 0; i < n; i++) {
+    memcpy(y + (size_t)i * (sa + sb), a + (size_t)i * sa, sa * sizeof *y);
+    memcpy(y + (size_t)i * (sa + sb) + sa, b + (size_t)i * sb, sb * sizeof *y);
+  }
+}
+
+void mp_ref_concat_backward(const float *dy, float *da, float *db, int n, int ca, int cb, int hw) {
+  size_t sa = (size_t)ca * hw, sb = (size_t)cb * hw;
+  for (int i = 0; i < n; i++) {
+    if (da) memcpy(da + (size_t)i * sa, dy + (size_t)i * (sa + sb), sa * sizeof *da);
+    if (db) memcpy(db + (size_t)i * sb, dy + (size_t)i * (sa + sb) + sa, sb * sizeof *db);
+  }
+}
+
 void mp_ref_dropout_backward(const float *dy, const unsigned char *mask, float *dx, size_t n, float p) {
   float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
   for (size_t e = 0; e < n; e++) dx[e] = mask[e] ? dy[e] * scale : 0.0f;

@@ -3,10 +3,9 @@
  * are held to, and the `ref` backend runs them.  Layouts: activations NCHW, convolution
  * weights KCRS (out channels, in channels, kernel rows, kernel cols), all float32.
  *
- * Work in progress (issue 5): convolutions, batch norm, activations, max-pool, linear,
- * dropout, BCE-with-logits and Adam are here; spectral norm, the GAN loss pieces and the
- * backend vtable over them follow.  Conventions follow PyTorch so parity tests can
- * compare tensor for tensor (linear weights out x in, batch-norm running variance
+ * Convolutions, batch norm, activations, max-pool, linear, concat, dropout,
+ * BCE-with-logits, Adam, spectral norm, the GAN losses and the WGAN-GP penalty of a
+ * reference critic.  Conventions follow PyTorch so parity tests can compare tensor for tensor (linear weights out x in, batch-norm running variance
  * unbiased, Adam's bias correction in PyTorch's arithmetic order).
  */
 #ifndef MP_REF_H
@@ -88,6 +87,11 @@ void mp_ref_linear_backward(const float *x, const float *w, const float *dy, flo
 void mp_ref_dropout_forward(const float *x, float *y, unsigned char *mask, size_t n, float p, uint64_t seed,
                             uint64_t index);
 void mp_ref_dropout_backward(const float *dy, const unsigned char *mask, float *dx, size_t n, float p);
+
+/* ---- concat along channels: y (n x (ca+cb) x hw) = [a (n x ca x hw); b (n x cb x hw)];
+ * the backward splits dy back (either part may be NULL) ------------------------------------ */
+void mp_ref_concat_forward(const float *a, const float *b, float *y, int n, int ca, int cb, int hw);
+void mp_ref_concat_backward(const float *dy, float *da, float *db, int n, int ca, int cb, int hw);
 
 /* ---- BCE with logits, mean over n: returns the loss, writes dL/dz (may be NULL) -------- */
 double mp_ref_bce_logits(const float *z, const float *t, float *dz, size_t n);

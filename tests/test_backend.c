@@ -8,6 +8,7 @@
 
 #include "mp_alloc.h"
 #include "mp_backend.h"
+#include "mp_ref.h"
 #include "mp_rng.h"
 #include "mp_test.h"
 
@@ -65,6 +66,23 @@ static void check_other_ops(const char *name, mp_backend *be, mp_backend *ref, m
     CHECK_NMSE("batch norm backward: dx", dx1, dx2, n, 1e-9);
     CHECK_NMSE("batch norm backward: dgamma", dg1, dg2, 5, 1e-10);
     CHECK_NMSE("batch norm backward: dbeta", db1, db2, 5, 1e-10);
+    if (f->bn_relu_forward_train) { /* the fused pass against ref's batch norm then ReLU */
+      float *t2 = mp_malloc(n * 4), *g2 = mp_malloc(n * 4);
+      poison(y1, n), poison(sm1, 5), poison(si1, 5), poison(dx1, n), poison(dg1, 5), poison(db1, 5);
+      f->bn_relu_forward_train(be, &d, x, gm, bt, y1, sm1, si1, rm1, rv1);
+      g->bn_forward_train(ref, &d, x, gm, bt, t2, sm2, si2, rm2, rv2);
+      mp_ref_relu_forward(t2, y2, n);
+      CHECK_NMSE("batch norm + relu train: y", y1, y2, n, 1e-10);
+      CHECK_NMSE("batch norm + relu train: saved 1/std", si1, si2, 5, 1e-10);
+      CHECK_NMSE("batch norm + relu train: running var", rv1, rv2, 5, 1e-10);
+      f->bn_relu_backward(be, &d, x, y1, dy, gm, sm2, si2, dx1, dg1, db1);
+      mp_ref_relu_backward(t2, dy, g2, n);
+      g->bn_backward(ref, &d, x, g2, gm, sm2, si2, dx2, dg2, db2);
+      CHECK_NMSE("batch norm + relu backward: dx", dx1, dx2, n, 1e-9);
+      CHECK_NMSE("batch norm + relu backward: dgamma", dg1, dg2, 5, 1e-10);
+      CHECK_NMSE("batch norm + relu backward: dbeta", db1, db2, 5, 1e-10);
+      mp_free(t2), mp_free(g2);
+    }
     poison(y1, n);
     f->bn_forward_eval(be, &d, x, gm, bt, rm2, rv2, y1);
     g->bn_forward_eval(ref, &d, x, gm, bt, rm2, rv2, y2);

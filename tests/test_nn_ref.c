@@ -482,6 +482,28 @@ static double gan_value(void *c_) {
   return mp_ref_gan_loss((mp_gan_loss)c->kind, c->gen, c->cr, c->cf, c->n, NULL, NULL);
 }
 
+/* concat along channels: known layout, and the backward is its adjoint:
+ * <concat(a, b), g> = <a, ga> + <b, gb>. */
+static void test_concat(void **state) {
+  (void)state;
+  enum { N = 2, CA = 2, CB = 3, HW = 5, NA = N * CA * HW, NB = N * CB * HW, NY = NA + NB };
+  float a[NA], b[NB], y[NY], g[NY], ga[NA], gb[NB];
+  mp_rng r;
+  mp_rng_init(&r, 71, MP_RNG_TEST, 0);
+  for (int i = 0; i < NA; i++) a[i] = (float)mp_rng_normal(&r);
+  for (int i = 0; i < NB; i++) b[i] = (float)mp_rng_normal(&r);
+  for (int i = 0; i < NY; i++) g[i] = (float)mp_rng_normal(&r);
+  mp_ref_concat_forward(a, b, y, N, CA, CB, HW);
+  assert_true(y[0] == a[0] && y[CA * HW] == b[0] && y[(CA + CB) * HW] == a[CA * HW]); /* sample 1 starts after 5 ch */
+  mp_ref_concat_backward(g, ga, gb, N, CA, CB, HW);
+  double l = 0, rr = 0;
+  for (int i = 0; i < NY; i++) l += (double)y[i] * g[i];
+  for (int i = 0; i < NA; i++) rr += (double)a[i] * ga[i];
+  for (int i = 0; i < NB; i++) rr += (double)b[i] * gb[i];
+  assert_true(fabs(l - rr) < 1e-9 * (1 + fabs(l)));
+  mp_ref_concat_backward(g, NULL, gb, N, CA, CB, HW); /* one part only */
+}
+
 static void test_gan_losses(void **state) {
   (void)state;
   enum { N = 5 };
@@ -517,6 +539,7 @@ int main(void) {
       cmocka_unit_test(test_transposed_shape), cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_activations),
       cmocka_unit_test(test_maxpool_linear), cmocka_unit_test(test_dropout),     cmocka_unit_test(test_bce_adam),
       cmocka_unit_test(test_gradient_penalty), cmocka_unit_test(test_spectral_norm), cmocka_unit_test(test_gan_losses),
+      cmocka_unit_test(test_concat),
   };
   return cmocka_run_group_tests_name("nn_ref", tests, NULL, NULL);
 }
