@@ -42,6 +42,7 @@ struct mp_net {
   float *params, *grads, *m, *v, *stats;
   float **act, **dact; /* act[i]: input of layer i; act[nl]: output */
   long adam_t;
+  int bn_group;        /* samples per batch-norm statistics group in training (0: the whole batch) */
   bool accumulate;     /* backward adds into grads (through gtmp) */
   float *gtmp;         /* nparams: one backward's gradients before they are added */
   float *gp_a, *gp_b;  /* gradient penalty: ping-pong buffers, largest activation x max batch */
@@ -138,8 +139,8 @@ void mp_net_build(mp_net *n) {
       l->w_n = l->b_n = (size_t)c;
       l->stat_off = ns;
       ns += 2 * (size_t)c;
-      l->save_mean = mp_calloc((size_t)c, sizeof(float));
-      l->save_invstd = mp_calloc((size_t)c, sizeof(float));
+      l->save_mean = mp_calloc((size_t)c * n->max_batch, sizeof(float)); /* per statistics group */
+      l->save_invstd = mp_calloc((size_t)c * n->max_batch, sizeof(float));
       l->bn_scratch = mp_calloc(2 * (size_t)c, sizeof(float));
       break;
     case L_POOL:
@@ -222,6 +223,14 @@ void mp_net_build(mp_net *n) {
   n->built = true;
 }
 
+static int bn_group_size(const mp_net *n, int batch) {
+  if (n->bn_group <= 0 || n->bn_group >= batch) return batch;
+  MP_CHECK(batch % n->bn_group == 0, "a batch of %d is not a multiple of the batch-norm group %d", batch, n->bn_group);
+  return n->bn_group;
+}
+
+void mp_net_set_bn_group(mp_net *n, int samples) { n->bn_group = samples > 0 ? samples : 0; }
+
 const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, uint64_t step) {
   MP_CHECK(n->built && batch > 0 && batch <= n->max_batch, "forward of %d samples (max %d)", batch, n->max_batch);
   const mp_backend_i *f = n->be->iface;
@@ -264,20 +273,25 @@ const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, ui
       break;
     }
     case L_BN: {
-      mp_bn_desc d = {batch, l->c, l->h * l->w, 1e-5f, 0.1f};
       float *rm = n->stats + l->stat_off, *rv = rm + l->c;
-      if (l->fuse_relu) { /* straight into the ReLU's output */
-        float *y = n->act[i + 2];
-        if (train) {
-          f->bn_relu_forward_train(be, &d, in, P + l->w_off, P + l->b_off, y, l->save_mean, l->save_invstd, rm, rv);
-        } else {
-          f->bn_forward_eval(be, &d, in, P + l->w_off, P + l->b_off, rm, rv, y);
-          f->act_forward(be, MP_ACT_RELU, 0, y, y, cnt);
-        }
-      } else if (train) {
-        f->bn_forward_train(be, &d, in, P + l->w_off, P + l->b_off, out, l->save_mean, l->save_invstd, rm, rv);
-      } else {
-        f->bn_forward_eval(be, &d, in, P + l->w_off, P + l->b_off, rm, rv, out);
+      float *y = l->fuse_relu ? n->act[i + 2] : out; /* fused: straight into the ReLU's output */
+      if (!train) {
+        mp_bn_desc d = {batch, l->c, l->h * l->w, 1e-5f, 0.1f};
+        f->bn_forward_eval(be, &d, in, P + l->w_off, P + l->b_off, rm, rv, y);
+        if (l->fuse_relu) f->act_forward(be, MP_ACT_RELU, 0, y, y, cnt);
+        break;
+      }
+      /* training: statistics per group of bn_group samples (one group by default) */
+      int gs = bn_group_size(n, batch), groups = batch / gs;
+      size_t per_group = per(l->c, l->h, l->w) * (size_t)gs;
+      mp_bn_desc d = {gs, l->c, l->h * l->w, 1e-5f, 0.1f};
+      for (int g = 0; g < groups; g++) {
+        const float *xg = in + g * per_group;
+        float *yg = y + g * per_group, *sm = l->save_mean + (size_t)g * l->c, *si = l->save_invstd + (size_t)g * l->c;
+        if (l->fuse_relu)
+          f->bn_relu_forward_train(be, &d, xg, P + l->w_off, P + l->b_off, yg, sm, si, rm, rv);
+        else
+          f->bn_forward_train(be, &d, xg, P + l->w_off, P + l->b_off, yg, sm, si, rm, rv);
       }
       break;
     }
@@ -347,17 +361,25 @@ static void backward(mp_net *n, const float *dy, float *dx, bool weights) {
       break;
     }
     case L_BN: {
-      mp_bn_desc d = {batch, l->c, l->h * l->w, 1e-5f, 0.1f};
       MP_CHECK(n->train, "backward through batch norm needs a training forward");
-      if (l->fuse_relu) { /* from the ReLU's output and its gradient */
-        float *dg = weights ? G + l->w_off : l->bn_scratch, *db = weights ? G + l->b_off : l->bn_scratch + l->c;
-        f->bn_relu_backward(be, &d, in, n->act[i + 2], n->dact[i + 2], P + l->w_off, l->save_mean, l->save_invstd,
-                            gi, dg, db);
-      } else if (weights) {
-        f->bn_backward(be, &d, in, g, P + l->w_off, l->save_mean, l->save_invstd, gi, G + l->w_off, G + l->b_off);
-      } else { /* dgamma, dbeta into the layer's scratch, discarded */
-        f->bn_backward(be, &d, in, g, P + l->w_off, l->save_mean, l->save_invstd, gi, l->bn_scratch,
-                       l->bn_scratch + l->c);
+      int gs = bn_group_size(n, batch), groups = batch / gs;
+      size_t per_group = per(l->c, l->h, l->w) * (size_t)gs;
+      mp_bn_desc d = {gs, l->c, l->h * l->w, 1e-5f, 0.1f};
+      /* one group writes dgamma, dbeta in place; several sum theirs (layer scratch);
+       * an input-only backward discards them (scratch) */
+      bool direct = weights && groups == 1;
+      float *dg = direct ? G + l->w_off : l->bn_scratch, *db = direct ? G + l->b_off : l->bn_scratch + l->c;
+      if (weights && !direct) memset(G + l->w_off, 0, 2 * (size_t)l->c * sizeof(float)); /* gamma, beta adjacent */
+      for (int q = 0; q < groups; q++) {
+        const float *sm = l->save_mean + (size_t)q * l->c, *si = l->save_invstd + (size_t)q * l->c;
+        size_t o = q * per_group;
+        if (l->fuse_relu) /* from the ReLU's output and its gradient */
+          f->bn_relu_backward(be, &d, in + o, n->act[i + 2] + o, n->dact[i + 2] + o, P + l->w_off, sm, si, gi + o, dg,
+                              db);
+        else
+          f->bn_backward(be, &d, in + o, g + o, P + l->w_off, sm, si, gi + o, dg, db);
+        if (weights && !direct)
+          for (int k = 0; k < l->c; k++) G[l->w_off + k] += dg[k], G[l->b_off + k] += db[k];
       }
       break;
     }

@@ -47,6 +47,12 @@ const float *mp_net_forward(mp_net *net, const float *x, int n, bool train, uint
 /* Backward from dL/doutput (n x output size) of the last forward: writes every
  * parameter gradient (overwrites) and, when dx is non-NULL, dL/dinput. */
 void mp_net_backward(mp_net *net, const float *dy, float *dx);
+/* Batch-norm statistics in training over groups of `samples` consecutive samples of the
+ * batch (0, the default: the whole batch).  With K ranks each normalising its own B/K
+ * samples (SPEC §6: statistics per rank), one rank with group B/K computes the same
+ * function of the same global batch.  The batch must be a multiple of the group; the
+ * running statistics take one update per group. */
+void mp_net_set_bn_group(mp_net *net, int samples);
 /* Backward for dL/dinput only (dx required): no parameter gradient is computed or
  * touched (the generator step's pass through the critic). */
 void mp_net_backward_input(mp_net *net, const float *dy, float *dx);

@@ -276,6 +276,61 @@ static void test_gradient_penalty_net(void **state) {
   }
 }
 
+/* Batch-norm groups: one net on 4 samples with groups of 2 computes what the same net
+ * computes on the two halves separately (outputs; gradients of a summed loss add up),
+ * on every backend, fused BN+ReLU included. */
+static mp_net *bn_net(mp_backend *be) {
+  mp_net *n = mp_net_new(be, 1, 8, 8, B, 93);
+  mp_net_conv(n, 4, 3, 1, 1, true);
+  mp_net_bn(n);
+  mp_net_act(n, MP_ACT_RELU, 0);
+  mp_net_conv(n, 3, 3, 1, 1, true);
+  mp_net_bn(n);
+  mp_net_maxpool2(n);
+  mp_net_flatten(n);
+  mp_net_linear(n, 1, true);
+  mp_net_build(n);
+  return n;
+}
+
+static void test_bn_groups(void **state) {
+  (void)state;
+  char list[64], err[128];
+  snprintf(list, sizeof list, "%s", mp_backend_list());
+  float x[B * 64], dy[B];
+  mp_rng r;
+  mp_rng_init(&r, 68, MP_RNG_TEST, 0);
+  for (int i = 0; i < B * 64; i++) x[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
+  for (int i = 0; i < B; i++) dy[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
+  for (char *save = NULL, *name = strtok_r(list, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
+    mp_backend *be = mp_backend_create(name, err, sizeof err);
+    mp_net *a = bn_net(be), *h = bn_net(be);
+    size_t np = mp_net_param_count(a);
+    mp_net_set_bn_group(a, B / 2);
+    float ya[B], yh[B];
+    memcpy(ya, mp_net_forward(a, x, B, true, 0), sizeof ya);
+    mp_net_backward(a, dy, NULL);
+    float *gh = mp_calloc(np, 4);
+    for (int half = 0; half < 2; half++) {
+      memcpy(yh + half * (B / 2), mp_net_forward(h, x + half * (B / 2) * 64, B / 2, true, 0), sizeof yh / 2);
+      mp_net_backward(h, dy + half * (B / 2), NULL);
+      for (size_t i = 0; i < np; i++) gh[i] += mp_net_grads(h)[i];
+    }
+    for (int i = 0; i < B; i++) assert_true(fabsf(ya[i] - yh[i]) < 1e-5f * (1 + fabsf(yh[i])));
+    double num = 0, den = 0;
+    for (size_t i = 0; i < np; i++) {
+      double e = (double)mp_net_grads(a)[i] - gh[i];
+      num += e * e, den += (double)gh[i] * gh[i];
+    }
+    printf("  %s: grouped vs split gradient nmse %.2e\n", name, num / den);
+    assert_true(num / den < 1e-10);
+    mp_free(gh);
+    mp_net_free(a);
+    mp_net_free(h);
+    mp_backend_free(be);
+  }
+}
+
 /* The SPEC's networks have exactly the parameter counts of their PyTorch definitions
  * (torch.nn Sequential of the same layers: counted once with Debian's torch 1.13). */
 static void test_models(void **state) {
@@ -357,6 +412,7 @@ int main(void) {
       cmocka_unit_test(test_backends_agree),
       cmocka_unit_test(test_spectral_norm_net),
       cmocka_unit_test(test_gradient_penalty_net),
+      cmocka_unit_test(test_bn_groups),
       cmocka_unit_test(test_models),
       cmocka_unit_test(test_checkpoint),
   };
