@@ -17,6 +17,7 @@ static const mp_command mp_commands[] = {
 #ifdef MP_WITH_PREPROCESS
     {"preprocess", "DICOM cohort + labels -> filtered images -> lesion/normal patches in one HDF5 store", mp_cmd_preprocess},
 #endif
+    {"train", "data-parallel classifier training on a patient-level split of the patch store", mp_cmd_train},
     {"info", "build configuration, backends, MPI layout and devices", mp_cmd_info},
     {"config", "check an experiment configuration and print the effective values", mp_cmd_config},
     {"pseudonym", "print the keyed pseudonym of patient IDs (site look-up)", mp_cmd_pseudonym},

@@ -34,6 +34,7 @@ enum {
   MP_EXIT_CUBLAS = 14,
   MP_EXIT_NCCL = 15,
   MP_EXIT_DNNL = 16,
+  MP_EXIT_INTERRUPTED = 75, /* stopped by SIGTERM/SIGUSR1 after a checkpoint: resume it (EX_TEMPFAIL) */
 };
 
 #if defined(__GNUC__)

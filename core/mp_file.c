@@ -1,5 +1,8 @@
 /* mp_file — file-system helpers (see mp_file.h). */
+#define _XOPEN_SOURCE 700
 #include "mp_file.h"
+
+#include <ftw.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -90,4 +93,15 @@ int mp_mkdir_p(const char *path, char *err, size_t errlen) {
     if (!c) break;
   }
   return 0;
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)flag, (void)ftw;
+  return remove(p);
+}
+
+int mp_rmtree(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) != 0) return 0;
+  return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }

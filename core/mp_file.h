@@ -16,4 +16,7 @@ int mp_write_file_atomic(const char *path, const void *data, size_t len, char *e
 /* mkdir -p.  0, or -1 with the reason in err. */
 int mp_mkdir_p(const char *path, char *err, size_t errlen);
 
+/* Remove path and everything under it (no error when it does not exist); 0 or -1. */
+int mp_rmtree(const char *path);
+
 #endif

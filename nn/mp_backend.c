@@ -94,9 +94,9 @@ static void ref_lin_bwd(mp_backend *b, const float *x, const float *w, const flo
   mp_ref_linear_backward(x, w, dy, dx, dw, db, n, in, out);
 }
 static void ref_drop_fwd(mp_backend *b, const float *x, float *y, unsigned char *mask, size_t n, float p, uint64_t seed,
-                         uint64_t index) {
+                         uint64_t index, uint64_t e0) {
   (void)b;
-  mp_ref_dropout_forward(x, y, mask, n, p, seed, index);
+  mp_ref_dropout_forward(x, y, mask, n, p, seed, index, e0);
 }
 static void ref_drop_bwd(mp_backend *b, const float *dy, const unsigned char *mask, float *dx, size_t n, float p) {
   (void)b;

@@ -70,7 +70,7 @@ typedef struct {
   void (*linear_backward)(mp_backend *b, const float *x, const float *w, const float *dy, float *dx, float *dw,
                           float *db, int n, int in, int out);
   void (*dropout_forward)(mp_backend *b, const float *x, float *y, unsigned char *mask, size_t n, float p,
-                          uint64_t seed, uint64_t index);
+                          uint64_t seed, uint64_t index, uint64_t e0);
   void (*dropout_backward)(mp_backend *b, const float *dy, const unsigned char *mask, float *dx, size_t n, float p);
   void (*adam_step)(mp_backend *b, float *param, const float *grad, float *m, float *v, size_t n, float lr,
                     float beta1, float beta2, float eps, long step);

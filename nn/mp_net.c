@@ -43,6 +43,7 @@ struct mp_net {
   float **act, **dact; /* act[i]: input of layer i; act[nl]: output */
   long adam_t;
   int bn_group;        /* samples per batch-norm statistics group in training (0: the whole batch) */
+  uint64_t sample_offset; /* global position of this call's first sample (dropout masks) */
   bool accumulate;     /* backward adds into grads (through gtmp) */
   float *gtmp;         /* nparams: one backward's gradients before they are added */
   float *gp_a, *gp_b;  /* gradient penalty: ping-pong buffers, largest activation x max batch */
@@ -231,6 +232,8 @@ static int bn_group_size(const mp_net *n, int batch) {
 
 void mp_net_set_bn_group(mp_net *n, int samples) { n->bn_group = samples > 0 ? samples : 0; }
 
+void mp_net_set_sample_offset(mp_net *n, uint64_t first) { n->sample_offset = first; }
+
 const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, uint64_t step) {
   MP_CHECK(n->built && batch > 0 && batch <= n->max_batch, "forward of %d samples (max %d)", batch, n->max_batch);
   const mp_backend_i *f = n->be->iface;
@@ -305,7 +308,8 @@ const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, ui
       break;
     case L_DROP:
       if (train)
-        f->dropout_forward(be, in, out, l->mask, cnt, l->p, n->seed, step * 1024 + (uint64_t)i);
+        f->dropout_forward(be, in, out, l->mask, cnt, l->p, n->seed, step * 1024 + (uint64_t)i,
+                           n->sample_offset * per(l->c, l->h, l->w));
       else
         memcpy(out, in, cnt * sizeof(float));
       break;

@@ -53,6 +53,9 @@ void mp_net_backward(mp_net *net, const float *dy, float *dx);
  * function of the same global batch.  The batch must be a multiple of the group; the
  * running statistics take one update per group. */
 void mp_net_set_bn_group(mp_net *net, int samples);
+/* The global position of the first sample of the next forwards (default 0): rank r of a
+ * data-parallel batch passes r * B/K so dropout masks do not depend on K. */
+void mp_net_set_sample_offset(mp_net *net, uint64_t first);
 /* Backward for dL/dinput only (dx required): no parameter gradient is computed or
  * touched (the generator step's pass through the critic). */
 void mp_net_backward_input(mp_net *net, const float *dy, float *dx);

@@ -253,10 +253,10 @@ void mp_ref_linear_backward(const float *x, const float *w, const float *dy, flo
 
 /* ---- dropout ------------------------------------------------------------------------------------------ */
 void mp_ref_dropout_forward(const float *x, float *y, unsigned char *mask, size_t n, float p, uint64_t seed,
-                            uint64_t index) {
+                            uint64_t index, uint64_t e0) {
   float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
   for (size_t e = 0; e < n; e++) {
-    float u = (float)(mp_rng_at(seed, MP_RNG_DROPOUT, index, e) >> 8) * 0x1.0p-24f;
+    float u = (float)(mp_rng_at(seed, MP_RNG_DROPOUT, index, e0 + e) >> 8) * 0x1.0p-24f;
     mask[e] = u >= p;
     y[e] = mask[e] ? x[e] * scale : 0.0f;
   }

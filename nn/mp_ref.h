@@ -82,10 +82,12 @@ void mp_ref_linear_backward(const float *x, const float *w, const float *dy, flo
                             int in, int out);
 
 /* ---- dropout: element e of call `index` is kept when the counter-based draw
- * u(seed, MP_RNG_DROPOUT, index, e) >= p, and scaled by 1/(1-p): the same mask on every
- * backend and any number of ranks.  mask (n bytes) is written for the backward. ------------ */
+ * u(seed, MP_RNG_DROPOUT, index, e0 + e) >= p, and scaled by 1/(1-p).  e0 is the global
+ * position of the call's first element (a rank's slice of a data-parallel batch starts
+ * at its first sample's), so the mask is the same on every backend and any number of
+ * ranks.  mask (n bytes) is written for the backward. ------------------------------------- */
 void mp_ref_dropout_forward(const float *x, float *y, unsigned char *mask, size_t n, float p, uint64_t seed,
-                            uint64_t index);
+                            uint64_t index, uint64_t e0);
 void mp_ref_dropout_backward(const float *dy, const unsigned char *mask, float *dx, size_t n, float p);
 
 /* ---- concat along channels: y (n x (ca+cb) x hw) = [a (n x ca x hw); b (n x cb x hw)];

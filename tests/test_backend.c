@@ -130,8 +130,8 @@ static void check_other_ops(const char *name, mp_backend *be, mp_backend *ref, m
     unsigned char m1[DN], m2[DN];
     fill(x, DN, r), fill(dy, DN, r);
     poison(y1, DN), poison(dx1, DN);
-    f->dropout_forward(be, x, y1, m1, DN, 0.5f, 7, 3);
-    g->dropout_forward(ref, x, y2, m2, DN, 0.5f, 7, 3);
+    f->dropout_forward(be, x, y1, m1, DN, 0.5f, 7, 3, 0);
+    g->dropout_forward(ref, x, y2, m2, DN, 0.5f, 7, 3, 0);
     assert_memory_equal(m1, m2, DN);
     CHECK_NMSE("dropout forward", y1, y2, DN, 1e-30);
     f->dropout_backward(be, dy, m1, dx1, DN, 0.5f);

@@ -300,8 +300,8 @@ static void test_dropout(void **state) {
   float *x = mp_malloc(N * 4), *y = mp_malloc(N * 4), *y2 = mp_malloc(N * 4), *dx = mp_malloc(N * 4);
   unsigned char *m = mp_malloc(N), *m2 = mp_malloc(N);
   for (int i = 0; i < N; i++) x[i] = 1.0f;
-  mp_ref_dropout_forward(x, y, m, N, 0.5f, 7, 3);
-  mp_ref_dropout_forward(x, y2, m2, N, 0.5f, 7, 3);
+  mp_ref_dropout_forward(x, y, m, N, 0.5f, 7, 3, 0);
+  mp_ref_dropout_forward(x, y2, m2, N, 0.5f, 7, 3, 0);
   assert_memory_equal(m, m2, N); /* the mask is a function of (seed, index, element) */
   int kept = 0;
   for (int i = 0; i < N; i++) {
@@ -309,7 +309,7 @@ static void test_dropout(void **state) {
     assert_true(y[i] == (m[i] ? 2.0f : 0.0f));
   }
   assert_true(abs(kept - N / 2) < 4 * 71); /* binomial sd = sqrt(N/4) ~ 71 */
-  mp_ref_dropout_forward(x, y2, m2, N, 0.5f, 7, 4);
+  mp_ref_dropout_forward(x, y2, m2, N, 0.5f, 7, 4, 0);
   assert_memory_not_equal(m, m2, N); /* another step, another mask */
   mp_ref_dropout_backward(x, m, dx, N, 0.5f);
   for (int i = 0; i < N; i++) assert_true(dx[i] == y[i]);

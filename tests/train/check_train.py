@@ -1,0 +1,91 @@
+#!/usr/bin/python3
+"""Checks for tests/train/test_train.sh.
+
+  check_train.py split SPLIT.json STORE.h5     no patient in two parts; every patient with
+                                               patches in exactly one part
+  check_train.py same DIR_1RANK DIR_2RANKS     the same step losses (3 steps) and step-1
+                                               gradients (Adam's first moment) within tolerance
+  check_train.py steps TRAIN_A.json TRAIN_B.json   identical step-loss curves
+  check_train.py learns TRAIN.json MIN_MCC     the test split's patch MCC >= MIN_MCC
+Prints one line; exit status 1 on failure.
+"""
+import json
+import sys
+
+import h5py
+import numpy as np
+
+
+def fail(msg):
+    print(msg)
+    sys.exit(1)
+
+
+def tensors(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: out.__setitem__(n, o[:].astype(np.float64)) if isinstance(o, h5py.Dataset) else None)
+    return out
+
+
+def main():
+    mode = sys.argv[1]
+    if mode == "split":
+        d = json.load(open(sys.argv[2]))
+        parts = {k: set(d[k]["patients"]) for k in ("train", "validation", "test")}
+        for a in parts:
+            for b in parts:
+                if a < b and parts[a] & parts[b]:
+                    fail(f"patients in both {a} and {b}: {sorted(parts[a] & parts[b])[:3]}")
+        f = h5py.File(sys.argv[3], "r")
+        pseud = [p.decode() if isinstance(p, bytes) else p for p in f["patients/pseudonym"][:]]
+        used = set(np.unique(f["views/patient"][:][f["patches/view"][:]]))
+        have = {pseud[i] for i in used}
+        allp = set().union(*parts.values())
+        if have != allp:
+            fail(f"{len(have ^ allp)} patients missing from or extra in the split")
+        sizes = {k: len(v) for k, v in parts.items()}
+        print(f"{len(allp)} patients, no overlap ({sizes})")
+    elif mode == "same":
+        a, b = (json.load(open(f"{d}/train.json")) for d in sys.argv[2:4])
+        la, lb = np.array(a["step_loss"]), np.array(b["step_loss"])
+        if len(la) != 3 or len(lb) != 3:
+            fail(f"expected 3 step losses, got {len(la)} and {len(lb)}")
+        rel = float(np.abs(la - lb).max() / np.abs(lb).max())
+        # the gradient of step 1: Adam's first moment after one step is (1 - beta1) g exactly
+        # as computed, so adam_m of the step-1 checkpoints compares the allreduced gradients
+        worst, count = 0.0, 0
+        for f in ("block1.h5", "rest.h5"):
+            ga, gb = (tensors(f"{d}/checkpoints/step-00000001/{f}") for d in sys.argv[2:4])
+            for name in ga:
+                # conv biases feed batch norm, which removes them: true gradient 0, rounding noise only
+                if not name.startswith("adam_m/") or name.endswith("conv/bias"):
+                    continue
+                den = (gb[name] ** 2).sum()
+                if den > 0:
+                    worst = max(worst, float(((ga[name] - gb[name]) ** 2).sum() / den))
+                    count += 1
+        if rel > 1e-4 or worst > 1e-5 or count == 0:
+            fail(f"loss curves differ by {rel:.2e} (relative), step-1 gradients by nmse {worst:.2e} ({count} tensors)")
+        print(f"step losses {np.round(lb, 5).tolist()} agree to {rel:.1e}; step-1 gradients of {count} tensors: "
+              f"worst nmse {worst:.1e}")
+    elif mode == "steps":
+        a, b = (json.load(open(p))["step_loss"] for p in sys.argv[2:4])
+        if a != b:
+            fail(f"step-loss curves differ: {a} vs {b}")
+        print(f"step-loss curves identical over {len(a)} steps")
+    elif mode == "learns":
+        d = json.load(open(sys.argv[2]))
+        t = d.get("test")
+        if not t:
+            fail("train.json has no test metrics")
+        if t["mcc"] < float(sys.argv[3]):
+            fail(f"test MCC {t['mcc']:.3f} below {sys.argv[3]} (curve: {[round(e['validation']['mcc'], 3) for e in d['curve']]})")
+        print(f"test-split patch MCC {t['mcc']:.3f} >= {sys.argv[3]} (F1 {t['f1']:.3f}, {int(t['patches'])} patches, "
+              f"{int(t['tp'] + t['fn'])} lesions; best validation epoch {t['model_epoch']})")
+    else:
+        fail(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+/* mp_split — patient-level splits (see mp_split.h). */
+#include "mp_split.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "mp_alloc.h"
+#include "mp_rng.h"
+
+void mp_split_sizes(uint64_t n, uint64_t s[3]) {
+  s[0] = (uint64_t)llround((double)n * 0.5);
+  s[1] = (uint64_t)llround((double)n * 0.25);
+  if (n >= 3) { /* every part non-empty for tiny cohorts */
+    if (s[1] == 0) s[1] = 1;
+    if (s[0] + s[1] >= n) s[0] = n - s[1] - 1;
+  }
+  if (s[0] + s[1] > n) s[1] = n - s[0];
+  s[2] = n - s[0] - s[1];
+}
+
+void mp_split_patients(uint64_t np, const uint8_t *has_patch, const uint8_t *has_lesion, uint64_t seed,
+                       uint8_t *part) {
+  memset(part, MP_PART_NONE, np);
+  uint32_t *list = mp_malloc((np ? np : 1) * sizeof *list);
+  for (int which = 0; which < 2; which++) { /* 0: lesion patients, 1: normal-only patients */
+    size_t n = 0;
+    for (uint64_t p = 0; p < np; p++)
+      if (has_patch[p] && (has_lesion[p] != 0) == (which == 0)) list[n++] = (uint32_t)p;
+    mp_rng r;
+    mp_rng_init(&r, seed, MP_RNG_SPLIT, (uint64_t)which);
+    mp_rng_shuffle_u32(&r, list, n);
+    uint64_t s[3];
+    mp_split_sizes(n, s);
+    for (size_t i = 0; i < n; i++) part[list[i]] = i < s[0] ? MP_PART_TRAIN : i < s[0] + s[1] ? MP_PART_VAL : MP_PART_TEST;
+  }
+  mp_free(list);
+}

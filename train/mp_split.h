@@ -1,0 +1,26 @@
+/* mp_split — the patient-level split of SPEC §5.
+ *
+ * Two patient lists, each in store order (the /patients row): patients contributing at
+ * least one lesion patch, and patients contributing only normal patches.  Each list is
+ * shuffled with the counter-based RNG keyed by (split seed, MP_RNG_SPLIT, list) and cut
+ * 50/25/25 into train / validation / test.  A patient therefore never crosses parts, the
+ * split depends only on the store's content and the seed (not on the number of ranks),
+ * and repeat r of an experiment uses seed s + r.
+ */
+#ifndef MP_SPLIT_H
+#define MP_SPLIT_H
+
+#include <stdint.h>
+
+enum { MP_PART_TRAIN = 0, MP_PART_VAL = 1, MP_PART_TEST = 2, MP_PART_NONE = 255 };
+
+/* Sizes of the three parts of a list of n: train = round(n/2), validation = round(n/4)
+ * (each at least 1 when n >= 3), test = the rest. */
+void mp_split_sizes(uint64_t n, uint64_t sizes[3]);
+
+/* part[p] for every patient p < npatients: MP_PART_* (MP_PART_NONE for a patient with
+ * no patch).  has_lesion[p] / has_patch[p]: 0 or 1. */
+void mp_split_patients(uint64_t npatients, const uint8_t *has_patch, const uint8_t *has_lesion, uint64_t seed,
+                       uint8_t *part);
+
+#endif
