@@ -763,6 +763,7 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
       }
     }
     if (bar) mp_progress_finish(bar);
+    double train_secs = mp_now() - t0; /* the exchange and the steps */
     if (strcmp(end_status, "interrupted") == 0 || status) break;
     if (ps.step_in_epoch < (uint64_t)t->S) { /* max_steps inside the epoch */
       if (checkpoint(t, &ps) != 0) status = MP_EXIT_FAILURE;
@@ -778,6 +779,7 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
     cJSON_AddNumberToObject(rec, "train_loss", steps_run ? loss_sum / (double)steps_run : 0);
     cJSON_AddItemToObject(rec, "validation", metrics_json(&vc));
     cJSON_AddNumberToObject(rec, "seconds", secs);
+    cJSON_AddNumberToObject(rec, "train_seconds", train_secs);
     cJSON_AddNumberToObject(rec, "patches_per_second", steps_run * (double)t->B / secs);
     cJSON_AddItemToArray(ps.curve, rec);
     MP_INFO("epoch %llu: train loss %.4f | validation loss %.4f MCC %.3f F1 %.3f | %.1f s (%.1f patches/s)",
