@@ -3,8 +3,8 @@
 # pipeline on 2 MPI ranks as far as it is built.  Outputs go to out/demo/.
 #
 # Built so far: the foundation (build information, MPI layout, configuration), the
-# synthetic cohort and preprocessing into the patch store.  The stages (train, gan,
-# smote, eval/report) join this script as they are built.
+# synthetic cohort, preprocessing into the patch store and the baseline classifier's
+# data-parallel training.  The stages gan, smote and eval/report join as they are built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ranks=${MP_DEMO_RANKS:-2}
@@ -34,6 +34,12 @@ export MAMMOPATCH_SITE_KEY=${MAMMOPATCH_SITE_KEY:-mammopatch-demo-site-key-not-s
 echo
 cat "$out/preprocess/preprocess.md"
 echo
+echo "== train: the baseline classifier, data-parallel on $ranks ranks (split seed 1)"
+rm -rf "$out/train/baseline-1"
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "${mp[@]}" train --config jobs/demo.ini --store "$out/patches.h5" --split-seed 1 \
+  --out "$out/train/baseline-1"
+echo
 echo "Cohort: $out/cohort (look at preview.png); patch store: $out/patches.h5;"
-echo "reports: $out/preprocess/ (preprocess.json, preprocess.md, preprocess_files.csv)."
-echo "Pipeline stages built so far: synth, preprocess.  Train, gan, smote and the report are the next issues."
+echo "reports: $out/preprocess/ (preprocess.json, preprocess.md, preprocess_files.csv);"
+echo "training: $out/train/baseline-1/ (train.json: curve, best epoch, test metrics; split.json; best/)."
+echo "Pipeline stages built so far: synth, preprocess, train.  Gan, smote and the report are the next issues."
