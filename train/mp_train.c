@@ -16,6 +16,7 @@
 #include "mp_file.h"
 #include "mp_json.h"
 #include "mp_log.h"
+#include "mp_metrics.h"
 #include "mp_models.h"
 #include "mp_mpi.h"
 #include "mp_progress.h"
@@ -25,15 +26,17 @@
 
 enum { STATE_FORMAT = 1 };
 
-/* ---- metrics ------------------------------------------------------------------------------ */
-double mp_metric_mcc(const mp_confusion *c) {
-  double den = (c->tp + c->fp) * (c->tp + c->fn) * (c->tn + c->fp) * (c->tn + c->fn);
-  return den > 0 ? (c->tp * c->tn - c->fp * c->fn) / sqrt(den) : 0.0;
+/* ---- metrics (SPEC §10, eval/mp_metrics) ---------------------------------------------------- */
+static double metric_mcc(const mp_confusion *c) {
+  mp_binary_metrics m;
+  mp_metrics_from_counts(c->tp, c->fp, c->tn, c->fn, &m);
+  return m.mcc;
 }
 
-double mp_metric_f1(const mp_confusion *c) {
-  double den = 2 * c->tp + c->fp + c->fn;
-  return den > 0 ? 2 * c->tp / den : 0.0;
+static double metric_f1(const mp_confusion *c) {
+  mp_binary_metrics m;
+  mp_metrics_from_counts(c->tp, c->fp, c->tn, c->fn, &m);
+  return m.f1;
 }
 
 /* ---- signals: SIGTERM / SIGUSR1 ask for a checkpoint and a clean exit ---------------------- */
@@ -274,20 +277,22 @@ static mp_confusion evaluate(trainer *t, const uint8_t *px, const uint8_t *label
 }
 
 static cJSON *metrics_json(const mp_confusion *c) {
+  mp_binary_metrics m;
+  mp_metrics_from_counts(c->tp, c->fp, c->tn, c->fn, &m);
   cJSON *o = cJSON_CreateObject();
-  double n = c->tp + c->fp + c->tn + c->fn;
-  cJSON_AddNumberToObject(o, "patches", n);
-  cJSON_AddNumberToObject(o, "loss", n > 0 ? c->loss_sum / n : 0);
-  cJSON_AddNumberToObject(o, "mcc", mp_metric_mcc(c));
-  cJSON_AddNumberToObject(o, "f1", mp_metric_f1(c));
-  cJSON_AddNumberToObject(o, "accuracy", n > 0 ? (c->tp + c->tn) / n : 0);
-  cJSON_AddNumberToObject(o, "tp", c->tp);
-  cJSON_AddNumberToObject(o, "fp", c->fp);
-  cJSON_AddNumberToObject(o, "tn", c->tn);
-  cJSON_AddNumberToObject(o, "fn", c->fn);
+  cJSON_AddNumberToObject(o, "patches", m.n);
+  cJSON_AddNumberToObject(o, "loss", m.n > 0 ? c->loss_sum / m.n : 0);
+  cJSON_AddNumberToObject(o, "mcc", m.mcc);
+  cJSON_AddNumberToObject(o, "f1", m.f1);
+  cJSON_AddNumberToObject(o, "accuracy", m.accuracy);
+  cJSON_AddNumberToObject(o, "precision", m.precision);
+  cJSON_AddNumberToObject(o, "recall", m.recall);
+  cJSON_AddNumberToObject(o, "tp", m.tp);
+  cJSON_AddNumberToObject(o, "fp", m.fp);
+  cJSON_AddNumberToObject(o, "tn", m.tn);
+  cJSON_AddNumberToObject(o, "fn", m.fn);
   cJSON_AddNumberToObject(o, "threshold", 0.5);
-  if (c->tp + c->fn == 0 || c->tp + c->fp == 0 || c->tn + c->fp == 0 || c->tn + c->fn == 0)
-    cJSON_AddStringToObject(o, "mcc_note", "undefined (a zero margin in the confusion matrix): reported as 0");
+  if (m.mcc_undefined) cJSON_AddStringToObject(o, "mcc_note", "undefined (a zero margin in the confusion matrix): reported as 0");
   return o;
 }
 
@@ -773,7 +778,7 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
     /* end of epoch: one model on every rank, validation, best model, checkpoint */
     sync_bn(t);
     mp_confusion vc = evaluate(t, t->val_px, t->val_label, t->nval);
-    double mcc = mp_metric_mcc(&vc), secs = mp_now() - t0, nval = vc.tp + vc.fp + vc.tn + vc.fn;
+    double mcc = metric_mcc(&vc), secs = mp_now() - t0, nval = vc.tp + vc.fp + vc.tn + vc.fn;
     cJSON *rec = cJSON_CreateObject();
     cJSON_AddNumberToObject(rec, "epoch", (double)ps.epoch + 1);
     cJSON_AddNumberToObject(rec, "train_loss", steps_run ? loss_sum / (double)steps_run : 0);
@@ -784,7 +789,7 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
     cJSON_AddItemToArray(ps.curve, rec);
     MP_INFO("epoch %llu: train loss %.4f | validation loss %.4f MCC %.3f F1 %.3f | %.1f s (%.1f patches/s)",
             (unsigned long long)ps.epoch + 1, steps_run ? loss_sum / (double)steps_run : 0,
-            nval > 0 ? vc.loss_sum / nval : 0, mcc, mp_metric_f1(&vc), secs, steps_run * (double)t->B / secs);
+            nval > 0 ? vc.loss_sum / nval : 0, mcc, metric_f1(&vc), secs, steps_run * (double)t->B / secs);
     ps.epoch++, ps.step_in_epoch = 0;
     if (mcc > ps.best_mcc) {
       ps.best_mcc = mcc, ps.best_epoch = (long)ps.epoch, ps.patience_used = 0;
@@ -820,7 +825,7 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
       test = metrics_json(&tc);
       cJSON_AddNumberToObject(test, "model_epoch", (double)ps.best_epoch);
       MP_INFO("test (best validation epoch %ld): MCC %.3f F1 %.3f accuracy %.3f on %.0f patches", ps.best_epoch,
-              mp_metric_mcc(&tc), mp_metric_f1(&tc), (tc.tp + tc.tn) / fmax(1, tc.tp + tc.tn + tc.fp + tc.fn),
+              metric_mcc(&tc), metric_f1(&tc), (tc.tp + tc.tn) / fmax(1, tc.tp + tc.tn + tc.fp + tc.fn),
               tc.tp + tc.tn + tc.fp + tc.fn);
     }
     cJSON_Delete(tmp.curve);

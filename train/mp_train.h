@@ -37,11 +37,10 @@ typedef struct {
  * or MP_EXIT_FAILURE / MP_EXIT_USAGE with the reason logged (same on every rank). */
 int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a);
 
-/* Patch-level confusion counts and the metrics of SPEC §10 computed from them. */
+/* Patch-level confusion counts (reduced over ranks) and the summed BCE loss; the metrics
+ * come from eval/mp_metrics (mp_metrics_from_counts). */
 typedef struct {
   double tp, fp, tn, fn, loss_sum;
 } mp_confusion;
-double mp_metric_mcc(const mp_confusion *c); /* 0 when undefined (a zero margin) */
-double mp_metric_f1(const mp_confusion *c);  /* 0 when undefined */
 
 #endif
