@@ -18,6 +18,7 @@ static const mp_command mp_commands[] = {
     {"preprocess", "DICOM cohort + labels -> filtered images -> lesion/normal patches in one HDF5 store", mp_cmd_preprocess},
 #endif
     {"train", "data-parallel classifier training on a patient-level split of the patch store", mp_cmd_train},
+    {"eval", "a trained model's test-split metrics at patch, view and patient level", mp_cmd_eval},
     {"info", "build configuration, backends, MPI layout and devices", mp_cmd_info},
     {"config", "check an experiment configuration and print the effective values", mp_cmd_config},
     {"pseudonym", "print the keyed pseudonym of patient IDs (site look-up)", mp_cmd_pseudonym},

@@ -63,6 +63,7 @@ int mp_cmd_pseudonym(int argc, char **argv);
 int mp_cmd_synth(int argc, char **argv);      /* built with GDCM */
 int mp_cmd_preprocess(int argc, char **argv); /* built with GDCM and LAPACKE */
 int mp_cmd_train(int argc, char **argv);
+int mp_cmd_eval(int argc, char **argv);
 
 /* The common-options paragraph for each subcommand's --help. */
 extern const char mp_common_help[];

@@ -78,6 +78,11 @@ const mp_cfg_key mp_params_schema[] = {
     {"train.keep_checkpoints", MP_CFG_INT, "2", 1, 1000, NULL, "newest step checkpoints kept"},
     {"train.patience", MP_CFG_INT, "0", 0, 100000, NULL, "early stop after this many epochs without a better validation MCC (0: off)"},
     {"train.max_steps", MP_CFG_INT, "0", 0, 1e15, NULL, "stop after this many steps in all (0: train.epochs decides); smoke tests"},
+    /* [eval] (SPEC §10) */
+    {"eval.threshold", MP_CFG_REAL, "0.5", 0, 1, NULL, "decision threshold on the sigmoid (SPEC §10: 0.5)"},
+    {"eval.threshold_from", MP_CFG_CHOICE, "fixed", 0, 0, "fixed|validation",
+     "fixed: eval.threshold; validation: the threshold maximising the patch MCC on the validation split"},
+    {"eval.batch", MP_CFG_INT, "64", 1, 65536, NULL, "patches per forward pass when scoring"},
     /* [privacy] */
     {"privacy.site_key_file", MP_CFG_STRING, "", 0, 0, NULL,
      "file holding the secret site key for patient pseudonyms (else $MAMMOPATCH_SITE_KEY)"},

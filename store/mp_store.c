@@ -421,6 +421,19 @@ int mp_store_read(mp_store *s, uint64_t begin, uint64_t count, uint8_t *pixels, 
 
 int mp_store_read_labels(mp_store *s, uint8_t *labels) { return mp_store_read(s, 0, s->n, NULL, labels, NULL, NULL); }
 
+int mp_store_read_views(mp_store *s, uint32_t *views) { return mp_store_read(s, 0, s->n, NULL, NULL, views, NULL); }
+
+int mp_store_read_pixels_at(mp_store *s, const uint64_t *idx, uint64_t n, uint8_t *out) {
+  size_t px = (size_t)mp_store_patch_size(s) * (size_t)mp_store_patch_size(s);
+  for (uint64_t i = 0; i < n;) {
+    uint64_t j = i + 1;
+    while (j < n && idx[j] == idx[j - 1] + 1 && j - i < 4096) j++;
+    if (mp_store_read(s, idx[i], j - i, out + i * px, NULL, NULL, NULL) != 0) return -1;
+    i = j;
+  }
+  return 0;
+}
+
 static uint64_t ds_len(hid_t f, const char *name) {
   hid_t ds = MP_H5(H5Dopen2(f, name, H5P_DEFAULT));
   hid_t sp = MP_H5(H5Dget_space(ds));

@@ -93,6 +93,12 @@ int mp_store_read(mp_store *s, uint64_t begin, uint64_t count, uint8_t *pixels, 
                   int32_t *origins);
 /* All labels (N) — for samplers and splits. */
 int mp_store_read_labels(mp_store *s, uint8_t *labels);
+/* All /patches/view (N). */
+int mp_store_read_views(mp_store *s, uint32_t *views);
+/* The pixels of patches idx[0..n) (ascending) into out (n x B x B), read in runs of
+ * consecutive indices (a split's patches are mostly such runs: one patient's views are
+ * adjacent). */
+int mp_store_read_pixels_at(mp_store *s, const uint64_t *idx, uint64_t n, uint8_t *out);
 /* The views and patients tables (free with mp_store_tables_free). */
 int mp_store_read_tables(mp_store *s, mp_store_tables *t);
 void mp_store_tables_free(mp_store_tables *t);

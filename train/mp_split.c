@@ -18,6 +18,20 @@ void mp_split_sizes(uint64_t n, uint64_t s[3]) {
   s[2] = n - s[0] - s[1];
 }
 
+void mp_split_store_patients(const uint32_t *view_patient, uint64_t np, const uint8_t *labels, const uint32_t *views,
+                             uint64_t n, uint64_t seed, uint8_t *part, uint8_t *has_lesion) {
+  uint8_t *has = mp_calloc(np ? np : 1, 1), *les = mp_calloc(np ? np : 1, 1);
+  for (uint64_t i = 0; i < n; i++) {
+    uint32_t p = view_patient[views[i]];
+    has[p] = 1;
+    if (labels[i]) les[p] = 1;
+  }
+  mp_split_patients(np, has, les, seed, part);
+  if (has_lesion) memcpy(has_lesion, les, np);
+  mp_free(has);
+  mp_free(les);
+}
+
 void mp_split_patients(uint64_t np, const uint8_t *has_patch, const uint8_t *has_lesion, uint64_t seed,
                        uint8_t *part) {
   memset(part, MP_PART_NONE, np);

@@ -23,4 +23,9 @@ void mp_split_sizes(uint64_t n, uint64_t sizes[3]);
 void mp_split_patients(uint64_t npatients, const uint8_t *has_patch, const uint8_t *has_lesion, uint64_t seed,
                        uint8_t *part);
 
+/* The split of a patch store's patients: from every patch's label and view and the views
+ * table, fills part (npatients) and, when non-NULL, has_lesion (npatients). */
+void mp_split_store_patients(const uint32_t *view_patient, uint64_t npatients, const uint8_t *labels,
+                             const uint32_t *views, uint64_t n, uint64_t seed, uint8_t *part, uint8_t *has_lesion);
+
 #endif

@@ -91,17 +91,6 @@ typedef struct {
 
 enum { MAX_STEP_LOG = 10000 };
 
-/* Read the store patches idx[0..n) (ascending) into out (n x px), in runs of consecutive indices. */
-static int load_patches(mp_store *s, const uint64_t *idx, uint64_t n, size_t px, uint8_t *out) {
-  for (uint64_t i = 0; i < n;) {
-    uint64_t j = i + 1;
-    while (j < n && idx[j] == idx[j - 1] + 1 && j - i < 4096) j++;
-    if (mp_store_read(s, idx[i], j - i, out + i * px, NULL, NULL, NULL) != 0) return -1;
-    i = j;
-  }
-  return 0;
-}
-
 /* The S x B global batches of epoch e as t-indices (the same on every rank, for any K).
  * lesion_fraction 0: a permutation of the training set (the natural ratio); else each
  * batch takes round(f B) lesion patches and the rest normal ones from two streams that
@@ -481,21 +470,12 @@ static int setup_data(trainer *t, mp_store *st, cJSON **split_doc, char *err, si
     snprintf(err, errlen, "cannot read the patch store's tables");
     return -1;
   }
-  for (uint64_t i = 0; i < n; i += 65536) {
-    uint64_t m = n - i < 65536 ? n - i : 65536;
-    if (mp_store_read(st, i, m, NULL, NULL, views + i, NULL)) {
-      snprintf(err, errlen, "cannot read /patches/view");
-      return -1;
-    }
+  if (mp_store_read_views(st, views)) {
+    snprintf(err, errlen, "cannot read /patches/view");
+    return -1;
   }
-  uint8_t *has = mp_calloc(tb.npatients ? tb.npatients : 1, 1), *les = mp_calloc(tb.npatients ? tb.npatients : 1, 1);
-  uint8_t *part = mp_malloc(tb.npatients ? tb.npatients : 1);
-  for (uint64_t i = 0; i < n; i++) {
-    uint32_t p = tb.view_patient[views[i]];
-    has[p] = 1;
-    if (labels[i]) les[p] = 1;
-  }
-  mp_split_patients(tb.npatients, has, les, t->args->split_seed, part);
+  uint8_t *les = mp_calloc(tb.npatients ? tb.npatients : 1, 1), *part = mp_malloc(tb.npatients ? tb.npatients : 1);
+  mp_split_store_patients(tb.view_patient, tb.npatients, labels, views, n, t->args->split_seed, part, les);
   /* index lists per part, in store order */
   uint64_t cnt[3] = {0}, lcnt[3] = {0};
   for (uint64_t i = 0; i < n; i++) {
@@ -557,15 +537,15 @@ static int setup_data(trainer *t, mp_store *st, cJSON **split_doc, char *err, si
     t->test_px = mp_malloc((t->ntest + 1) * t->px), t->test_label = mp_malloc(t->ntest + 1);
     for (uint64_t i = 0; i < t->nval; i++) t->val_label[i] = labels[idx[1][v.begin + i]];
     for (uint64_t i = 0; i < t->ntest; i++) t->test_label[i] = labels[idx[2][w.begin + i]];
-    if (load_patches(st, t->tr_index + t->shard.begin, t->shard.end - t->shard.begin, t->px, t->shard_px) ||
-        load_patches(st, idx[1] + v.begin, t->nval, t->px, t->val_px) ||
-        load_patches(st, idx[2] + w.begin, t->ntest, t->px, t->test_px)) {
+    if (mp_store_read_pixels_at(st, t->tr_index + t->shard.begin, t->shard.end - t->shard.begin, t->shard_px) ||
+        mp_store_read_pixels_at(st, idx[1] + v.begin, t->nval, t->val_px) ||
+        mp_store_read_pixels_at(st, idx[2] + w.begin, t->ntest, t->test_px)) {
       snprintf(err, errlen, "cannot read patches from the store");
       rc = -1;
     }
   }
   MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, t->comm));
-  mp_free(idx[1]), mp_free(idx[2]), mp_free(labels), mp_free(views), mp_free(has), mp_free(les), mp_free(part);
+  mp_free(idx[1]), mp_free(idx[2]), mp_free(labels), mp_free(views), mp_free(les), mp_free(part);
   mp_store_tables_free(&tb);
   return rc;
 }

@@ -83,6 +83,38 @@ def main():
             fail(f"test MCC {t['mcc']:.3f} below {sys.argv[3]} (curve: {[round(e['validation']['mcc'], 3) for e in d['curve']]})")
         print(f"test-split patch MCC {t['mcc']:.3f} >= {sys.argv[3]} (F1 {t['f1']:.3f}, {int(t['patches'])} patches, "
               f"{int(t['tp'] + t['fn'])} lesions; best validation epoch {t['model_epoch']})")
+    elif mode == "eval":
+        import csv
+        from sklearn import metrics as skm
+        d, tr = json.load(open(f"{sys.argv[2]}/eval.json")), json.load(open(f"{sys.argv[2]}/train.json"))
+        p = d["test"]["patch"]
+        if [p["confusion"][k] for k in ("tp", "fp", "tn", "fn")] != [tr["test"][k] for k in ("tp", "fp", "tn", "fn")]:
+            fail(f"eval patch confusion {p['confusion']} differs from train's test metrics")
+        rows = list(csv.DictReader(open(f"{sys.argv[2]}/eval_patches.csv")))
+        s = np.array([float(r["probability"]) for r in rows])
+        t = np.array([int(r["label"]) for r in rows])
+        if abs(skm.roc_auc_score(t, s) - p["roc_auc"]) > 1e-5 or abs(skm.average_precision_score(t, s) - p["pr_auc"]) > 1e-5:
+            fail("patch AUCs differ from scikit-learn on eval_patches.csv")
+        views, pats = {}, {}
+        for r, sc, la in zip(rows, s, t):
+            v = views.setdefault(r["view"], [0.0, 0, r["patient"]])
+            v[0], v[1] = max(v[0], sc), max(v[1], la)
+        for v in views.values():
+            q = pats.setdefault(v[2], [0.0, 0])
+            q[0], q[1] = max(q[0], v[0]), max(q[1], v[1])
+        thr = d["threshold"]["value"]
+        for level, groups in (("view", views), ("patient", pats)):
+            gs = np.array([g[0] for g in groups.values()])
+            gt = np.array([g[1] for g in groups.values()])
+            gp = (gs >= thr).astype(int)
+            c = d["test"][level]["confusion"]
+            tn, fp, fn, tp = skm.confusion_matrix(gt, gp, labels=[0, 1]).ravel()
+            if [c["tp"], c["fp"], c["tn"], c["fn"]] != [tp, fp, tn, fn]:
+                fail(f"{level} roll-up {c} != recomputed {(tp, fp, tn, fn)}")
+            if abs(skm.matthews_corrcoef(gt, gp) - d["test"][level]["mcc"]) > 1e-9:
+                fail(f"{level} MCC differs from scikit-learn")
+        print(f"patch = train's test metrics; AUCs, view ({len(views)}) and patient ({len(pats)}) roll-ups match "
+              f"scikit-learn (view MCC {d['test']['view']['mcc']:.3f}, patient MCC {d['test']['patient']['mcc']:.3f})")
     else:
         fail(f"unknown mode {mode}")
 

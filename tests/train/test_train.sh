@@ -79,5 +79,19 @@ run2 train --store "$S" --out "$tmp/learn" --split-seed 1 --set train.batch=32 -
   --set train.lesion_fraction=0.5 --set train.lr=1e-4 -q || bad "learning run"
 out=$(check learns "$tmp/learn/train.json" 0.4) && ok "$out" || bad "$out"
 
+# 7. eval on the learned model: 2 ranks, patch metrics = train's test metrics, roll-ups and
+#    AUCs recomputed from eval_patches.csv (scikit-learn); the validation-optimal threshold;
+#    a store that does not give the recorded split is refused
+run2 eval --store "$S" --train-dir "$tmp/learn" -q || bad "eval"
+out=$(check eval "$tmp/learn" "$S") && ok "eval: $out" || bad "eval: $out"
+"$mp" eval --store "$S" --train-dir "$tmp/learn" --out "$tmp/ev" --set eval.threshold_from=validation -q \
+  && grep -q 'validation' "$tmp/ev/eval.json" && ok "eval with the validation-MCC threshold" || bad "eval threshold_from=validation"
+"$mp" synth --out "$tmp/c2" --patients 8 --seed 99 -q --set synth.birads0_frac=0.6 || bad "second cohort"
+"$mp" preprocess --input "$tmp/c2/dicom" --labels "$tmp/c2/labels.csv" --out "$tmp/other.h5" -q || bad "second store"
+out=$("$mp" eval --store "$tmp/other.h5" --train-dir "$tmp/learn" --out "$tmp/ev2" 2>&1) \
+  && bad "eval accepted another cohort's store" \
+  || { grep -q "does not give the split" <<<"$out" && ok "eval refuses another cohort's store: $(grep -m1 ERROR <<<"$out" | cut -c1-110)" \
+       || bad "eval on another store: $out"; }
+
 echo "$passes passed, $fails failed"
 ((fails == 0))
