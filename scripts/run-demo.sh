@@ -3,8 +3,8 @@
 # pipeline on 2 MPI ranks as far as it is built.  Outputs go to out/demo/.
 #
 # Built so far: the foundation (build information, MPI layout, configuration), the
-# synthetic cohort, preprocessing into the patch store and the baseline classifier's
-# data-parallel training.  The stages gan, smote and eval/report join as they are built.
+# synthetic cohort, preprocessing into the patch store, the baseline classifier's
+# data-parallel training and its evaluation.  The report, gan and smote join as they are built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ranks=${MP_DEMO_RANKS:-2}
@@ -38,8 +38,11 @@ echo "== train: the baseline classifier, data-parallel on $ranks ranks (split se
 rm -rf "$out/train/baseline-1"
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "${mp[@]}" train --config jobs/demo.ini --store "$out/patches.h5" --split-seed 1 \
   --out "$out/train/baseline-1"
+echo "== eval: test-split metrics at patch, view and patient level"
+"${mp[@]}" eval --config jobs/demo.ini --store "$out/patches.h5" --train-dir "$out/train/baseline-1"
 echo
 echo "Cohort: $out/cohort (look at preview.png); patch store: $out/patches.h5;"
 echo "reports: $out/preprocess/ (preprocess.json, preprocess.md, preprocess_files.csv);"
-echo "training: $out/train/baseline-1/ (train.json: curve, best epoch, test metrics; split.json; best/)."
-echo "Pipeline stages built so far: synth, preprocess, train.  Gan, smote and the report are the next issues."
+echo "training: $out/train/baseline-1/ (train.json: curve, best epoch, test metrics; split.json; best/;"
+echo "eval.json and eval_patches.csv: patch/view/patient metrics)."
+echo "Pipeline stages built so far: synth, preprocess, train, eval.  The report, gan and smote are the next issues."
