@@ -39,7 +39,7 @@ rm -rf "$out/train/baseline-1"
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "${mp[@]}" train --config jobs/demo.ini --store "$out/patches.h5" --split-seed 1 \
   --out "$out/train/baseline-1"
 echo "== eval: test-split metrics at patch, view and patient level"
-"${mp[@]}" eval --config jobs/demo.ini --store "$out/patches.h5" --train-dir "$out/train/baseline-1"
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "${mp[@]}" eval --config jobs/demo.ini --store "$out/patches.h5" --train-dir "$out/train/baseline-1"
 echo
 echo "Cohort: $out/cohort (look at preview.png); patch store: $out/patches.h5;"
 echo "reports: $out/preprocess/ (preprocess.json, preprocess.md, preprocess_files.csv);"
