@@ -218,8 +218,11 @@ static void sync_bn(trainer *t) {
     }
 }
 
-/* One training step on global step g (slice s of the epoch).  Returns the global mean loss. */
-static double train_step(trainer *t, int s, uint64_t g) {
+/* One training step on global step g (slice s of the epoch).  Returns the global mean
+ * loss; *stop: a stop signal reached some rank before this step's allreduce (decided from
+ * the reduced value only, so every rank stops at the same step even when a signal lands
+ * on one rank between the allreduce and the check). */
+static double train_step(trainer *t, int s, uint64_t g, bool *stop) {
   for (int j = 0; j < t->b; j++) {
     uint64_t jj = (uint64_t)t->rank * t->b + (uint64_t)j; /* position in the global batch */
     uint32_t bits = mp_rng_at(t->seed, MP_RNG_AUGMENT, g, jj);
@@ -241,7 +244,7 @@ static double train_step(trainer *t, int s, uint64_t g) {
   memcpy(mp_net_grads(t->rest), t->flat + t->np1, t->np2 * sizeof(float));
   mp_net_adam(t->b1, t->lr, t->beta1, t->beta2, 1e-8f);
   mp_net_adam(t->rest, t->lr, t->beta1, t->beta2, 1e-8f);
-  if (t->flat[t->np1 + t->np2 + 1] > 0 && !g_stop_signal) g_stop_signal = SIGTERM;
+  *stop = t->flat[t->np1 + t->np2 + 1] > 0;
   return t->flat[t->np1 + t->np2];
 }
 
@@ -721,7 +724,8 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
     mp_progress *bar = t->rank == 0 ? mp_progress_start(label, (uint64_t)t->S) : NULL;
     uint64_t steps_run = 0;
     for (; ps.step_in_epoch < (uint64_t)t->S; ) {
-      double l = train_step(t, (int)ps.step_in_epoch, ps.global_step);
+      bool signalled = false;
+      double l = train_step(t, (int)ps.step_in_epoch, ps.global_step, &signalled);
       loss_sum += l;
       if (ps.global_step < MAX_STEP_LOG) cJSON_AddItemToArray(ps.steps, cJSON_CreateNumber(l));
       ps.step_in_epoch++, ps.global_step++, steps_run++;
@@ -729,8 +733,8 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
       if (getenv("MAMMOPATCH_TEST_KILL_AT_STEP") && t->rank == t->K - 1 &&
           ps.global_step == strtoull(getenv("MAMMOPATCH_TEST_KILL_AT_STEP"), NULL, 10))
         raise(SIGKILL); /* tests: a rank dies mid-epoch */
-      if (g_stop_signal) {
-        MP_WARN("signal %d: writing a checkpoint at step %llu and stopping (resume with --resume)", (int)g_stop_signal,
+      if (signalled) {
+        MP_WARN("stop signal (SIGTERM/SIGUSR1): writing a checkpoint at step %llu and stopping (resume with --resume)",
                 (unsigned long long)ps.global_step);
         if (checkpoint(t, &ps) != 0) status = MP_EXIT_FAILURE;
         end_status = "interrupted";

@@ -3,8 +3,8 @@
 
   check_train.py split SPLIT.json STORE.h5     no patient in two parts; every patient with
                                                patches in exactly one part
-  check_train.py same DIR_1RANK DIR_2RANKS     the same step losses (3 steps) and step-1
-                                               gradients (Adam's first moment) within tolerance
+  check_train.py same DIR_1RANK DIR_2RANKS     the same step losses (step 1: 1e-5, 3 steps: 1e-3)
+                                               and step-1 gradients (Adam's first moment, 1e-5)
   check_train.py steps TRAIN_A.json TRAIN_B.json   identical step-loss curves
   check_train.py learns TRAIN.json MIN_MCC     the test split's patch MCC >= MIN_MCC
 Prints one line; exit status 1 on failure.
@@ -51,6 +51,10 @@ def main():
         la, lb = np.array(a["step_loss"]), np.array(b["step_loss"])
         if len(la) != 3 or len(lb) != 3:
             fail(f"expected 3 step losses, got {len(la)} and {len(lb)}")
+        # step 1 sees identical weights: only the summation order differs.  Later steps follow
+        # Adam, which moves every element by ~lr whatever its gradient's size, so elements
+        # whose gradient is within rounding of 0 may step either way: 1e-3 there
+        rel1 = float(abs(la[0] - lb[0]) / abs(lb[0]))
         rel = float(np.abs(la - lb).max() / np.abs(lb).max())
         # the gradient of step 1: Adam's first moment after one step is (1 - beta1) g exactly
         # as computed, so adam_m of the step-1 checkpoints compares the allreduced gradients
@@ -65,10 +69,11 @@ def main():
                 if den > 0:
                     worst = max(worst, float(((ga[name] - gb[name]) ** 2).sum() / den))
                     count += 1
-        if rel > 1e-4 or worst > 1e-5 or count == 0:
-            fail(f"loss curves differ by {rel:.2e} (relative), step-1 gradients by nmse {worst:.2e} ({count} tensors)")
-        print(f"step losses {np.round(lb, 5).tolist()} agree to {rel:.1e}; step-1 gradients of {count} tensors: "
-              f"worst nmse {worst:.1e}")
+        if rel1 > 1e-5 or rel > 1e-3 or worst > 1e-5 or count == 0:
+            fail(f"step-1 losses differ by {rel1:.2e}, the curves by {rel:.2e} (relative), step-1 gradients by nmse "
+                 f"{worst:.2e} ({count} tensors)")
+        print(f"step losses {np.round(lb, 5).tolist()} agree to {rel1:.1e} (step 1), {rel:.1e} (3 steps); "
+              f"step-1 gradients of {count} tensors: worst nmse {worst:.1e}")
     elif mode == "steps":
         a, b = (json.load(open(p))["step_loss"] for p in sys.argv[2:4])
         if a != b:
