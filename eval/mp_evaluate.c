@@ -17,32 +17,18 @@
 #include "mp_split.h"
 #include "mp_store.h"
 
-typedef struct {
-  float s;
-  uint8_t t;
-} scored;
-
-static int by_score_desc(const void *a, const void *b) {
-  float x = ((const scored *)a)->s, y = ((const scored *)b)->s;
-  return x > y ? -1 : x < y;
-}
-
 double mp_eval_best_mcc_threshold(const float *scores, const uint8_t *truth, size_t n, double *best_mcc) {
-  scored *a = mp_malloc((n ? n : 1) * sizeof *a);
-  double P = 0;
-  for (size_t i = 0; i < n; i++) a[i] = (scored){scores[i], truth[i] != 0}, P += truth[i] != 0;
-  qsort(a, n, sizeof *a, by_score_desc);
+  mp_sweep_point *pt;
+  double P;
+  size_t k = mp_metrics_sweep(scores, truth, n, &pt, &P);
   /* threshold = a distinct score: predicted positive = every sample at or above it */
-  double tp = 0, fp = 0, N = (double)n - P, best = -2, thr = 0.5;
-  for (size_t i = 0; i < n;) {
-    size_t j = i;
-    while (j < n && a[j].s == a[i].s) tp += a[j].t, fp += !a[j].t, j++;
+  double N = (double)n - P, best = -2, thr = 0.5;
+  for (size_t i = 0; i < k; i++) {
     mp_binary_metrics m;
-    mp_metrics_from_counts(tp, fp, N - fp, P - tp, &m);
-    if (m.mcc >= best) best = m.mcc, thr = a[i].s; /* >=: the lowest of equal-MCC thresholds */
-    i = j;
+    mp_metrics_from_counts(pt[i].tp, pt[i].fp, N - pt[i].fp, P - pt[i].tp, &m);
+    if (m.mcc >= best) best = m.mcc, thr = pt[i].score; /* >=: the lowest of equal-MCC thresholds */
   }
-  mp_free(a);
+  mp_free(pt);
   if (best_mcc) *best_mcc = best < -1 ? 0 : best;
   return thr;
 }
@@ -80,35 +66,28 @@ static float *score_part(MPI_Comm comm, mp_store *st, mp_net *b1, mp_net *rest, 
 
 /* ROC and PR curves at the distinct scores, at most ~max_points points each. */
 static void add_curves(cJSON *o, const float *s, const uint8_t *t, size_t n, size_t max_points) {
-  scored *a = mp_malloc((n ? n : 1) * sizeof *a);
-  double P = 0;
-  for (size_t i = 0; i < n; i++) a[i] = (scored){s[i], t[i] != 0}, P += t[i] != 0;
+  mp_sweep_point *pt;
+  double P;
+  size_t k = mp_metrics_sweep(s, t, n, &pt, &P), every = k / max_points + 1;
   double N = (double)n - P;
   if (P == 0 || N == 0) {
-    mp_free(a);
+    mp_free(pt);
     return;
   }
-  qsort(a, n, sizeof *a, by_score_desc);
-  size_t distinct = 0;
-  for (size_t i = 0; i < n; i++) distinct += i == 0 || a[i].s != a[i - 1].s;
-  size_t every = distinct / max_points + 1, k = 0;
   cJSON *roc = cJSON_AddArrayToObject(o, "roc"), *pr = cJSON_AddArrayToObject(o, "pr");
   cJSON *p0 = cJSON_CreateArray();
   cJSON_AddItemToArray(p0, cJSON_CreateNumber(0));
   cJSON_AddItemToArray(p0, cJSON_CreateNumber(0));
   cJSON_AddItemToArray(roc, p0);
-  double tp = 0, fp = 0;
-  for (size_t i = 0; i < n;) {
-    size_t j = i;
-    while (j < n && a[j].s == a[i].s) tp += a[j].t, fp += !a[j].t, j++;
-    if (k++ % every == 0 || j == n) { /* [fpr, tpr, threshold] and [recall, precision, threshold] */
-      double v1[3] = {fp / N, tp / P, a[i].s}, v2[3] = {tp / P, tp / (tp + fp), a[i].s};
+  for (size_t i = 0; i < k; i++) {
+    if (i % every == 0 || i + 1 == k) { /* [fpr, tpr, threshold] and [recall, precision, threshold] */
+      double tp = pt[i].tp, fp = pt[i].fp;
+      double v1[3] = {fp / N, tp / P, pt[i].score}, v2[3] = {tp / P, tp / (tp + fp), pt[i].score};
       cJSON_AddItemToArray(roc, cJSON_CreateDoubleArray(v1, 3));
       cJSON_AddItemToArray(pr, cJSON_CreateDoubleArray(v2, 3));
     }
-    i = j;
   }
-  mp_free(a);
+  mp_free(pt);
 }
 
 static cJSON *level_json(const float *s, const uint8_t *t, size_t n, double thr) {

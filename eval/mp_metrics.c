@@ -17,6 +17,26 @@ static int by_score_desc(const void *a, const void *b) {
   return x > y ? -1 : x < y;
 }
 
+size_t mp_metrics_sweep(const float *score, const uint8_t *truth, size_t n, mp_sweep_point **pts, double *positives) {
+  pair *a = mp_malloc((n ? n : 1) * sizeof *a);
+  double P = 0;
+  for (size_t i = 0; i < n; i++) a[i] = (pair){score[i], truth[i] != 0}, P += truth[i] != 0;
+  qsort(a, n, sizeof *a, by_score_desc);
+  mp_sweep_point *o = mp_malloc((n ? n : 1) * sizeof *o);
+  size_t k = 0;
+  double tp = 0, fp = 0;
+  for (size_t i = 0; i < n;) {
+    size_t j = i;
+    while (j < n && a[j].s == a[i].s) tp += a[j].t, fp += !a[j].t, j++; /* ties: one threshold */
+    o[k++] = (mp_sweep_point){a[i].s, tp, fp};
+    i = j;
+  }
+  mp_free(a);
+  *pts = o;
+  *positives = P;
+  return k;
+}
+
 void mp_metrics_from_counts(double tp, double fp, double tn, double fn, mp_binary_metrics *m) {
   memset(m, 0, sizeof *m);
   m->tp = tp, m->fp = fp, m->tn = tn, m->fn = fn;
@@ -52,24 +72,16 @@ void mp_metrics_compute(const float *score, const uint8_t *truth, size_t n, doub
     m->roc_auc = m->pr_auc = NAN;
     return;
   }
-  pair *a = mp_malloc(n * sizeof *a);
-  for (size_t i = 0; i < n; i++) a[i] = (pair){score[i], truth[i] != 0};
-  qsort(a, n, sizeof *a, by_score_desc);
-  double tp = 0, fp = 0, roc = 0, ap = 0, prev_tpr = 0, prev_fpr = 0;
-  for (size_t i = 0; i < n;) {
-    size_t j = i;
-    while (j < n && a[j].s == a[i].s) { /* one threshold per distinct score */
-      if (a[j].t) tp++;
-      else fp++;
-      j++;
-    }
-    double tpr = tp / P, fpr = fp / N;
+  mp_sweep_point *pt;
+  size_t k = mp_metrics_sweep(score, truth, n, &pt, &P);
+  double roc = 0, ap = 0, prev_tpr = 0, prev_fpr = 0;
+  for (size_t i = 0; i < k; i++) {
+    double tpr = pt[i].tp / P, fpr = pt[i].fp / N;
     roc += (fpr - prev_fpr) * (tpr + prev_tpr) / 2; /* trapezoid: ties are a diagonal */
-    ap += (tpr - prev_tpr) * (tp / (tp + fp));
+    ap += (tpr - prev_tpr) * (pt[i].tp / (pt[i].tp + pt[i].fp));
     prev_tpr = tpr, prev_fpr = fpr;
-    i = j;
   }
-  mp_free(a);
+  mp_free(pt);
   m->roc_auc = roc;
   m->pr_auc = ap;
 }

@@ -36,6 +36,16 @@ void mp_metrics_from_counts(double tp, double fp, double tn, double fn, mp_binar
 /* Metrics of n (score, truth) pairs.  truth: 0 or 1. */
 void mp_metrics_compute(const float *score, const uint8_t *truth, size_t n, double threshold, mp_binary_metrics *m);
 
+/* The threshold sweep every ranking metric is built on: one point per distinct score, in
+ * descending score order, with the cumulative counts of samples scoring >= that score
+ * (predicted positive at threshold = score).  Returns the number of points; *pts is
+ * allocated with mp_malloc (caller mp_frees; non-NULL even when n = 0); *positives = P. */
+typedef struct {
+  float score;
+  double tp, fp;
+} mp_sweep_point;
+size_t mp_metrics_sweep(const float *score, const uint8_t *truth, size_t n, mp_sweep_point **pts, double *positives);
+
 /* Group roll-up: for each group g < ngroups, gscore[g] = max of score[i] over members
  * (group[i] == g), gtruth[g] = any truth[i]; present[g] = 1 when g has a member (may be
  * NULL).  Groups with no member get score 0, truth 0. */

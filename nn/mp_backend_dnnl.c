@@ -305,15 +305,9 @@ static void conv_bwd_weights(mp_backend *b, const mp_conv_desc *d, const float *
 static void conv_bwd(mp_backend *b, const mp_conv_desc *d, const float *x, const float *dy, const float *w, float *dx,
                      float *dw, float *db) {
   dnnl_ctx *c = b->ctx;
-  cached *ew = get(c, db ? OP_BWD_WEIGHTS : OP_BWD_WEIGHTS_NOBIAS, d);
-  dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, conv_in(c, ew, A_SRC, x)},
-                          {DNNL_ARG_DIFF_DST, conv_in(c, ew, A_DST, dy)},
-                          {DNNL_ARG_DIFF_WEIGHTS, conv_out(c, ew, A_WEI, dw)},
-                          {DNNL_ARG_DIFF_BIAS, NULL}};
-  int n = 3;
-  if (db) a[n++].memory = bias_mem(c, d->k, db);
-  conv_run(c, ew, n, a, A_WEI, dw);
+  conv_bwd_weights(b, d, x, dy, dw, db);
   if (!dx) return;
+  cached *ew = get(c, db ? OP_BWD_WEIGHTS : OP_BWD_WEIGHTS_NOBIAS, d); /* cached: a lookup */
   if (ew->arg[A_DST].reorder) {
     c->scr_valid[A_DST] = true;
     c->scr_src[A_DST] = dy;
