@@ -19,6 +19,11 @@ static const mp_command mp_commands[] = {
 #endif
     {"train", "data-parallel classifier training on a patient-level split of the patch store", mp_cmd_train},
     {"eval", "a trained model's test-split metrics at patch, view and patient level", mp_cmd_eval},
+    {"experiment", "repeated splits x variants over rank groups -> aggregated results and the report", mp_cmd_experiment},
+    {"report", "write an experiment's report again (HTML, Markdown, CSV, JSON)", mp_cmd_report},
+#ifdef MP_WITH_PREPROCESS
+    {"predict", "per-tile lesion probabilities and a heatmap overlay for DICOM mammograms", mp_cmd_predict},
+#endif
     {"info", "build configuration, backends, MPI layout and devices", mp_cmd_info},
     {"config", "check an experiment configuration and print the effective values", mp_cmd_config},
     {"pseudonym", "print the keyed pseudonym of patient IDs (site look-up)", mp_cmd_pseudonym},

@@ -64,6 +64,9 @@ int mp_cmd_synth(int argc, char **argv);      /* built with GDCM */
 int mp_cmd_preprocess(int argc, char **argv); /* built with GDCM and LAPACKE */
 int mp_cmd_train(int argc, char **argv);
 int mp_cmd_eval(int argc, char **argv);
+int mp_cmd_experiment(int argc, char **argv);
+int mp_cmd_report(int argc, char **argv);
+int mp_cmd_predict(int argc, char **argv);    /* built with the preprocess component */
 
 /* The common-options paragraph for each subcommand's --help. */
 extern const char mp_common_help[];

@@ -83,6 +83,16 @@ const mp_cfg_key mp_params_schema[] = {
     {"eval.threshold_from", MP_CFG_CHOICE, "fixed", 0, 0, "fixed|validation",
      "fixed: eval.threshold; validation: the threshold maximising the patch MCC on the validation split"},
     {"eval.batch", MP_CFG_INT, "64", 1, 65536, NULL, "patches per forward pass when scoring"},
+    {"predict.stride", MP_CFG_INT, "64", 16, 128, NULL,
+     "tile step of predict: 128 = preprocessing's tiling; 64 overlaps the tiles (every point near a tile centre, 4x the work)"},
+    {"predict.max_side", MP_CFG_INT, "1024", 128, 65536, NULL, "longer side of predict's heatmap PNG (the image is downscaled by an integer factor)"},
+    /* [experiment] (SPEC §10, §11) */
+    {"experiment.repeats", MP_CFG_INT, "5", 1, 1000, NULL, "patient-level splits R (seeds split_seed .. split_seed + R - 1)"},
+    {"experiment.split_seed", MP_CFG_INT, "1", 0, 9.2e18, NULL, "seed of the first split"},
+    {"experiment.variants", MP_CFG_STRING, "baseline", 0, 0, NULL,
+     "classifier variants, comma-separated: baseline, gan, smote-cosine, smote-l1, smote-l2 (those built)"},
+    {"experiment.groups", MP_CFG_INT, "0", 0, 65536, NULL,
+     "rank groups running (variant, split) jobs side by side; 0: the most that divide the ranks evenly, up to the jobs"},
     /* [privacy] */
     {"privacy.site_key_file", MP_CFG_STRING, "", 0, 0, NULL,
      "file holding the secret site key for patient pseudonyms (else $MAMMOPATCH_SITE_KEY)"},

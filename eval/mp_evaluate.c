@@ -256,6 +256,9 @@ int mp_eval_run(MPI_Comm comm, const mp_config *cfg, const mp_eval_args *a) {
       cJSON_AddStringToObject(d, "model", "best/ (the best-validation-MCC checkpoint of train)");
       cJSON_AddStringToObject(d, "train_dir", a->train_dir);
       cJSON_AddNumberToObject(d, "split_seed", (double)seed);
+      cJSON *so = cJSON_AddObjectToObject(d, "store");
+      cJSON_AddStringToObject(so, "path", a->store_path);
+      cJSON_AddNumberToObject(so, "patches", (double)n);
       cJSON *th = cJSON_AddObjectToObject(d, "threshold");
       cJSON_AddNumberToObject(th, "value", thr);
       cJSON_AddStringToObject(th, "chosen", from_val ? "maximises the patch MCC on the validation split"

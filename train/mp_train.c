@@ -43,6 +43,18 @@ static double metric_f1(const mp_confusion *c) {
 static volatile sig_atomic_t g_stop_signal;
 static void on_signal(int sig) { g_stop_signal = sig; }
 
+void mp_train_catch_stop_signals(void) {
+  static bool installed;
+  if (installed) return; /* once: a signal caught between two runs is kept for the next */
+  struct sigaction sa = {0};
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGUSR1, &sa, NULL);
+  installed = true;
+}
+
+int mp_train_stop_signal(void) { return (int)g_stop_signal; }
+
 /* ---- the trainer ---------------------------------------------------------------------------- */
 typedef struct {
   MPI_Comm comm;
@@ -704,11 +716,7 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
     }
     mp_free(d);
   }
-  struct sigaction sa = {0};
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGUSR1, &sa, NULL);
-  g_stop_signal = 0;
+  mp_train_catch_stop_signals();
   const uint64_t epochs = (uint64_t)mp_config_int(cfg, "train.epochs");
   const uint64_t max_steps = (uint64_t)mp_config_int(cfg, "train.max_steps");
   const uint64_t ck_every = (uint64_t)mp_config_int(cfg, "train.checkpoint_every");

@@ -1,0 +1,503 @@
+/* mp_experiment — `mammopatch experiment` (see mp_experiment.h). */
+#include "mp_experiment.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "mp_alloc.h"
+#include "mp_check.h"
+#include "mp_evaluate.h"
+#include "mp_file.h"
+#include "mp_json.h"
+#include "mp_log.h"
+#include "mp_mpi.h"
+#include "mp_report.h"
+#include "mp_store.h"
+#include "mp_strbuf.h"
+#include "mp_train.h"
+
+/* ---- variants --------------------------------------------------------------------------------- */
+static const char *const known_variants[] = {"baseline", "gan", "smote-cosine", "smote-l1", "smote-l2"};
+
+int mp_experiment_variant_known(const char *v) {
+  for (size_t i = 0; i < sizeof known_variants / sizeof *known_variants; i++)
+    if (strcmp(v, known_variants[i]) == 0) return 1;
+  return 0;
+}
+
+/* what mp_train_run can train in this build (gan and smote-* arrive with their stages) */
+int mp_experiment_variant_available(const char *v) { return strcmp(v, "baseline") == 0; }
+
+void mp_experiment_mean_std(const double *v, size_t n, double *mean, double *std, size_t *count) {
+  double s = 0;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (isfinite(v[i])) s += v[i], k++;
+  *count = k;
+  *mean = k ? s / (double)k : NAN;
+  if (k < 2) {
+    *std = NAN;
+    return;
+  }
+  double q = 0;
+  for (size_t i = 0; i < n; i++)
+    if (isfinite(v[i])) q += (v[i] - *mean) * (v[i] - *mean);
+  *std = sqrt(q / (double)(k - 1));
+}
+
+/* ---- jobs ----------------------------------------------------------------------------------- */
+enum { JOB_NOT_RUN = 0, JOB_DONE, JOB_REUSED, JOB_FAILED, JOB_INTERRUPTED };
+static const char *const job_status_name[] = {"not run", "done", "reused", "failed", "interrupted"};
+
+typedef struct {
+  char variant[32];
+  uint64_t seed;
+  int group;
+  char dir[4200];
+} job;
+
+static const char *const levels[3] = {"patch", "view", "patient"};
+static const char *const metrics[7] = {"accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "pr_auc"};
+enum { NLEVELS = 3, NMETRICS = 7 };
+
+/* Parse experiment.variants into v[] (at most 8); 0, or -1 with the reason. */
+static int parse_variants(const char *list, char v[][32], int *nv, char *err, size_t errlen) {
+  *nv = 0;
+  const char *p = list;
+  while (*p) {
+    while (*p == ' ' || *p == ',') p++;
+    if (!*p) break;
+    size_t n = strcspn(p, ", ");
+    if (n >= 32 || *nv == 8) {
+      snprintf(err, errlen, "experiment.variants: '%.*s' is not a variant (or too many listed)", (int)n, p);
+      return -1;
+    }
+    memcpy(v[*nv], p, n);
+    v[*nv][n] = 0;
+    p += n;
+    if (!mp_experiment_variant_known(v[*nv])) {
+      snprintf(err, errlen, "experiment.variants: unknown variant '%s' (baseline, gan, smote-cosine, smote-l1, smote-l2)",
+               v[*nv]);
+      return -1;
+    }
+    if (!mp_experiment_variant_available(v[*nv])) {
+      snprintf(err, errlen,
+               "experiment.variants: variant '%s' is not built yet (this build trains: baseline; gan and smote-* "
+               "arrive with their stages)",
+               v[*nv]);
+      return -1;
+    }
+    for (int i = 0; i < *nv; i++)
+      if (strcmp(v[i], v[*nv]) == 0) {
+        snprintf(err, errlen, "experiment.variants: '%s' is listed twice", v[i]);
+        return -1;
+      }
+    (*nv)++;
+  }
+  if (*nv == 0) {
+    snprintf(err, errlen, "experiment.variants is empty");
+    return -1;
+  }
+  return 0;
+}
+
+/* The first key (as "section.key") where two config JSON objects differ; 0 when equal. */
+static int first_diff(const cJSON *a, const cJSON *b, const char *section, char *key, size_t keylen) {
+  const cJSON *x;
+  cJSON_ArrayForEach(x, a) {
+    const cJSON *y = cJSON_GetObjectItem(b, x->string);
+    if (!y || !cJSON_Compare(x, y, 1)) {
+      snprintf(key, keylen, "%s.%s", section, x->string);
+      return 1;
+    }
+  }
+  cJSON_ArrayForEach(x, b) if (!cJSON_GetObjectItem(a, x->string)) {
+    snprintf(key, keylen, "%s.%s", section, x->string);
+    return 1;
+  }
+  return 0;
+}
+
+/* Can job j's directory be reused (1), must it run (0: nothing there, or unfinished and
+ * compatible: train resumes), or was it made by another configuration (-1, err)? */
+static int job_reusable(const job *j, const mp_config *cfg, const char *store_path, uint64_t store_patches, char *err,
+                        size_t errlen) {
+  char path[4300], e2[512];
+  snprintf(path, sizeof path, "%s/train.json", j->dir);
+  struct stat sb;
+  if (stat(path, &sb) != 0) return 0;
+  cJSON *tj = mp_json_read_file(path, e2, sizeof e2);
+  if (!tj) return 0; /* unreadable (a crash mid-write cannot happen: atomic); train rewrites it */
+  cJSON *now = mp_config_to_json(cfg);
+  const cJSON *was = cJSON_GetObjectItem(cJSON_GetObjectItem(tj, "provenance"), "config");
+  static const char *const sections[] = {"run", "train"};
+  char key[128];
+  int rc = 0;
+  for (int s = 0; s < 2 && rc == 0; s++)
+    if (first_diff(cJSON_GetObjectItem(was, sections[s]), cJSON_GetObjectItem(now, sections[s]), sections[s], key,
+                   sizeof key)) {
+      snprintf(err, errlen,
+               "'%s' was trained with a different %s than this run's: use another --out, or remove that directory",
+               j->dir, key);
+      rc = -1;
+    }
+  const cJSON *status = cJSON_GetObjectItem(tj, "status");
+  int completed = cJSON_IsString(status) && strcmp(status->valuestring, "completed") == 0;
+  if (rc == 0 && completed) {
+    snprintf(path, sizeof path, "%s/eval.json", j->dir);
+    cJSON *ej = stat(path, &sb) == 0 ? mp_json_read_file(path, e2, sizeof e2) : NULL;
+    if (ej) {
+      const cJSON *ewas = cJSON_GetObjectItem(cJSON_GetObjectItem(ej, "provenance"), "config");
+      const cJSON *np = cJSON_GetObjectItem(cJSON_GetObjectItem(ej, "store"), "patches");
+      if (first_diff(cJSON_GetObjectItem(ewas, "eval"), cJSON_GetObjectItem(now, "eval"), "eval", key, sizeof key))
+        rc = 0; /* evaluated differently: evaluate again (cheap), keep the training */
+      else if (!cJSON_IsNumber(np) || (uint64_t)np->valuedouble != store_patches) {
+        snprintf(err, errlen, "'%s' was evaluated on another store than '%s': use another --out", j->dir, store_path);
+        rc = -1;
+      } else
+        rc = 1;
+      cJSON_Delete(ej);
+    }
+    if (rc == 0) rc = 2; /* trained, not (or differently) evaluated: eval only */
+  }
+  cJSON_Delete(now);
+  cJSON_Delete(tj);
+  return rc;
+}
+
+/* ---- aggregation at rank 0 -------------------------------------------------------------------- */
+static double num_or_nan(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItem(o, k);
+  return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static cJSON *num_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
+
+/* "a", "a and b", "a, b and c" */
+static void join_words(mp_strbuf *b, const char *const *w, int n) {
+  for (int i = 0; i < n; i++) mp_strbuf_printf(b, "%s%s", i == 0 ? "" : i == n - 1 ? " and " : ", ", w[i]);
+}
+
+/* The highlights in the thesis's form (§4 "highlights of evaluation"). */
+static void highlight_variant(cJSON *out, const char *v, const double diff_mean[NLEVELS][NMETRICS],
+                              const double diff_std[NLEVELS][NMETRICS], size_t pairs) {
+  static const int order[4] = {3, 2, 1, 4}; /* f1, recall, precision, mcc */
+  static const char *const pretty[NMETRICS] = {"accuracy", "precision", "recall", "F1", "MCC", "ROC AUC", "PR AUC"};
+  static const char *const lvl_word[NLEVELS] = {"patch-wise", "view-wise", "patient-wise"};
+  mp_strbuf b = {0};
+  mp_strbuf_printf(&b, "%s vs baseline (%zu paired split%s):", v, pairs, pairs == 1 ? "" : "s");
+  int clauses = 0;
+  for (int sign = 1; sign >= -1; sign -= 2)
+    for (int k = 0; k < 4; k++) {
+      int m = order[k], nl = 0;
+      const char *w[NLEVELS];
+      char nums[NLEVELS][48];
+      for (int l = 0; l < NLEVELS; l++) {
+        double d = diff_mean[l][m];
+        if (!isfinite(d) || d * sign <= 0) continue;
+        w[nl] = lvl_word[l];
+        if (isfinite(diff_std[l][m]))
+          snprintf(nums[nl], sizeof nums[nl], "%.1f ± %.1f", fabs(d) * 100, diff_std[l][m] * 100);
+        else
+          snprintf(nums[nl], sizeof nums[nl], "%.1f", fabs(d) * 100);
+        nl++;
+      }
+      if (!nl) continue;
+      mp_strbuf_printf(&b, "%s %s the %s for ", clauses ? ";" : "", sign > 0 ? "improves" : "lowers", pretty[m]);
+      join_words(&b, w, nl);
+      mp_strbuf_printf(&b, " classification by ");
+      const char *np[NLEVELS] = {nums[0], nums[1], nums[2]};
+      join_words(&b, np, nl);
+      mp_strbuf_printf(&b, " percentage points%s", nl > 1 ? " respectively" : "");
+      clauses++;
+    }
+  if (!clauses) mp_strbuf_printf(&b, " no difference in F1, recall, precision or MCC at any level");
+  mp_strbuf_printf(&b, ".");
+  cJSON_AddItemToArray(out, cJSON_CreateString(mp_strbuf_str(&b)));
+  mp_strbuf_free(&b);
+}
+
+/* Build experiment.json from the jobs' eval.json / train.json files. */
+static cJSON *aggregate(const mp_config *cfg, int K, int G, const char *store_path, const job *jobs, int nj,
+                        const int *status, const double *secs, char variants[][32], int nv, uint64_t seed0, int R) {
+  cJSON *d = cJSON_CreateObject();
+  cJSON_AddItemToObject(d, "provenance", mp_json_provenance(cfg, K));
+  cJSON_AddStringToObject(d, "store", store_path);
+  cJSON_AddNumberToObject(d, "repeats", R);
+  cJSON_AddNumberToObject(d, "first_split_seed", (double)seed0);
+  cJSON_AddNumberToObject(d, "rank_groups", G);
+  cJSON_AddNumberToObject(d, "ranks_per_group", K / G);
+  cJSON *va = cJSON_AddArrayToObject(d, "variants");
+  for (int v = 0; v < nv; v++) cJSON_AddItemToArray(va, cJSON_CreateString(variants[v]));
+  cJSON_AddStringToObject(d, "std", "sample standard deviation over splits (n - 1); null with fewer than 2 splits");
+  cJSON_AddStringToObject(d, "differences", "paired by split seed: variant minus baseline");
+  /* per-split raw numbers; vals[v][r][l][m] */
+  size_t nval = (size_t)nv * R * NLEVELS * NMETRICS;
+  double *vals = mp_malloc(nval * sizeof *vals);
+  for (size_t i = 0; i < nval; i++) vals[i] = NAN;
+#define VAL(v, r, l, m) vals[((((size_t)(v) * R + (r)) * NLEVELS + (l)) * NMETRICS) + (m)]
+  cJSON *res = cJSON_AddArrayToObject(d, "results");
+  for (int j = 0; j < nj; j++) {
+    int v = j % nv, r = j / nv;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "variant", jobs[j].variant);
+    cJSON_AddNumberToObject(o, "split_seed", (double)jobs[j].seed);
+    cJSON_AddStringToObject(o, "status", job_status_name[status[j]]);
+    cJSON_AddNumberToObject(o, "rank_group", jobs[j].group);
+    cJSON_AddNumberToObject(o, "seconds", secs[j]);
+    cJSON_AddStringToObject(o, "dir", jobs[j].dir);
+    if (status[j] == JOB_DONE || status[j] == JOB_REUSED) {
+      char path[4300], err[512];
+      snprintf(path, sizeof path, "%s/eval.json", jobs[j].dir);
+      cJSON *e = mp_json_read_file(path, err, sizeof err);
+      if (!e) {
+        MP_ERROR("%s", err);
+        cJSON_ReplaceItemInObject(o, "status", cJSON_CreateString("failed"));
+      } else {
+        const cJSON *th = cJSON_GetObjectItem(e, "threshold"), *test = cJSON_GetObjectItem(e, "test");
+        cJSON_AddItemToObject(o, "threshold", cJSON_Duplicate(th, 1));
+        cJSON *lv = cJSON_AddObjectToObject(o, "test");
+        for (int l = 0; l < NLEVELS; l++) {
+          const cJSON *src = cJSON_GetObjectItem(test, levels[l]);
+          cJSON *dst = cJSON_AddObjectToObject(lv, levels[l]);
+          static const char *const keep[] = {"n", "positives", "confusion", "undefined"};
+          for (int k = 0; k < 4; k++)
+            if (cJSON_GetObjectItem(src, keep[k]))
+              cJSON_AddItemToObject(dst, keep[k], cJSON_Duplicate(cJSON_GetObjectItem(src, keep[k]), 1));
+          for (int m = 0; m < NMETRICS; m++) {
+            double x = num_or_nan(src, metrics[m]);
+            VAL(v, r, l, m) = x;
+            cJSON_AddItemToObject(dst, metrics[m], num_or_null(x));
+          }
+        }
+        cJSON_Delete(e);
+      }
+    }
+    cJSON_AddItemToArray(res, o);
+  }
+  /* mean ± std per variant, level, metric */
+  cJSON *sum = cJSON_AddObjectToObject(d, "summary");
+  double *col = mp_malloc(((size_t)R + 1) * sizeof *col);
+  for (int v = 0; v < nv; v++) {
+    cJSON *sv = cJSON_AddObjectToObject(sum, variants[v]);
+    for (int l = 0; l < NLEVELS; l++) {
+      cJSON *sl = cJSON_AddObjectToObject(sv, levels[l]);
+      for (int m = 0; m < NMETRICS; m++) {
+        double mean, sd, lo = INFINITY, hi = -INFINITY;
+        size_t n;
+        for (int r = 0; r < R; r++) {
+          col[r] = VAL(v, r, l, m);
+          if (isfinite(col[r])) lo = fmin(lo, col[r]), hi = fmax(hi, col[r]);
+        }
+        mp_experiment_mean_std(col, (size_t)R, &mean, &sd, &n);
+        cJSON *c = cJSON_AddObjectToObject(sl, metrics[m]);
+        cJSON_AddNumberToObject(c, "n", (double)n);
+        cJSON_AddItemToObject(c, "mean", num_or_null(mean));
+        cJSON_AddItemToObject(c, "std", num_or_null(sd));
+        cJSON_AddItemToObject(c, "min", num_or_null(n ? lo : NAN));
+        cJSON_AddItemToObject(c, "max", num_or_null(n ? hi : NAN));
+      }
+    }
+  }
+  /* paired differences from the baseline, and the highlights */
+  int base = -1;
+  for (int v = 0; v < nv; v++)
+    if (strcmp(variants[v], "baseline") == 0) base = v;
+  cJSON *dif = cJSON_AddObjectToObject(d, "differences_from_baseline");
+  cJSON *hl = cJSON_AddArrayToObject(d, "highlights");
+  for (int v = 0; v < nv && base >= 0; v++) {
+    if (v == base) continue;
+    cJSON *dv = cJSON_AddObjectToObject(dif, variants[v]);
+    double dm[NLEVELS][NMETRICS], ds[NLEVELS][NMETRICS];
+    size_t pairs = 0;
+    for (int l = 0; l < NLEVELS; l++) {
+      cJSON *dl = cJSON_AddObjectToObject(dv, levels[l]);
+      for (int m = 0; m < NMETRICS; m++) {
+        int higher = 0, lower = 0, equal = 0;
+        for (int r = 0; r < R; r++) {
+          col[r] = VAL(v, r, l, m) - VAL(base, r, l, m); /* NaN unless both exist */
+          if (isfinite(col[r])) higher += col[r] > 0, lower += col[r] < 0, equal += col[r] == 0;
+        }
+        size_t n;
+        mp_experiment_mean_std(col, (size_t)R, &dm[l][m], &ds[l][m], &n);
+        if (n > pairs) pairs = n;
+        cJSON *c = cJSON_AddObjectToObject(dl, metrics[m]);
+        cJSON_AddNumberToObject(c, "pairs", (double)n);
+        cJSON_AddItemToObject(c, "mean", num_or_null(dm[l][m]));
+        cJSON_AddItemToObject(c, "std", num_or_null(ds[l][m]));
+        cJSON_AddNumberToObject(c, "higher", higher);
+        cJSON_AddNumberToObject(c, "lower", lower);
+        cJSON_AddNumberToObject(c, "equal", equal);
+      }
+    }
+    if (pairs) highlight_variant(hl, variants[v], (const double(*)[NMETRICS])dm, (const double(*)[NMETRICS])ds, pairs);
+  }
+  if (cJSON_GetArraySize(hl) == 0) {
+    /* no augmented variant yet: say what the baseline reached, and that */
+    mp_strbuf b = {0};
+    int v = base >= 0 ? base : 0;
+    mp_strbuf_printf(&b, "%s over %d split%s (mean ± std):", variants[v], R, R == 1 ? "" : "s");
+    for (int l = 0; l < NLEVELS; l++) {
+      double mean[2], sd[2];
+      size_t n;
+      for (int k = 0; k < 2; k++) {
+        int m = k == 0 ? 3 : 4;
+        for (int r = 0; r < R; r++) col[r] = VAL(v, r, l, m);
+        mp_experiment_mean_std(col, (size_t)R, &mean[k], &sd[k], &n);
+      }
+      mp_strbuf_printf(&b, "%s %s F1 %.3f ± %.3f, MCC %.3f ± %.3f", l ? ";" : "", levels[l], mean[0], sd[0], mean[1],
+                       sd[1]);
+    }
+    mp_strbuf_printf(&b, ". No augmented variant was evaluated, so there is no difference to report.");
+    cJSON_AddItemToArray(hl, cJSON_CreateString(mp_strbuf_str(&b)));
+    mp_strbuf_free(&b);
+  }
+#undef VAL
+  mp_free(col);
+  mp_free(vals);
+  return d;
+}
+
+/* ---- the run ------------------------------------------------------------------------------------ */
+int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_args *a) {
+  int rank, K;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &K);
+  char err[1024] = "";
+  char variants[8][32];
+  int nv = 0;
+  const int R = (int)mp_config_int(cfg, "experiment.repeats");
+  const uint64_t seed0 = (uint64_t)mp_config_int(cfg, "experiment.split_seed");
+  int rc = parse_variants(mp_config_str(cfg, "experiment.variants"), variants, &nv, err, sizeof err);
+  const int nj = R * nv;
+  int G = (int)mp_config_int(cfg, "experiment.groups");
+  if (rc == 0 && G == 0)
+    for (G = nj < K ? nj : K; K % G; G--) {
+    }
+  if (rc == 0 && (G > K || K % G)) {
+    snprintf(err, sizeof err, "experiment.groups = %d must divide the %d ranks into equal groups", G, K);
+    rc = -1;
+  }
+  if (rc == 0 && mp_config_int(cfg, "train.batch") % (K / G)) {
+    snprintf(err, sizeof err, "train.batch = %lld is not a multiple of the %d ranks per group (experiment.groups = %d)",
+             mp_config_int(cfg, "train.batch"), K / G, G);
+    rc = -1;
+  }
+  if (rc) {
+    if (rank == 0) MP_ERROR("%s", err);
+    return MP_EXIT_USAGE;
+  }
+  job *jobs = mp_malloc((size_t)nj * sizeof *jobs);
+  for (int j = 0; j < nj; j++) {
+    job *x = &jobs[j];
+    snprintf(x->variant, sizeof x->variant, "%s", variants[j % nv]);
+    x->seed = seed0 + (uint64_t)(j / nv);
+    x->group = j % G;
+    if (snprintf(x->dir, sizeof x->dir, "%s/runs/%s/split-%llu", a->out_dir, x->variant,
+                 (unsigned long long)x->seed) >= (int)sizeof x->dir) {
+      if (rank == 0) MP_ERROR("--out is too long");
+      mp_free(jobs);
+      return MP_EXIT_USAGE;
+    }
+  }
+  /* before any work: the store opens, the output directory is writable, and every job
+   * directory already there was made by this configuration */
+  int *plan = mp_malloc((size_t)nj * sizeof *plan); /* 0 run (resume), 1 reuse, 2 eval only */
+  rc = 0;
+  if (rank == 0) {
+    mp_store *st = mp_store_open(a->store_path, err, sizeof err);
+    uint64_t np = st ? mp_store_count(st) : 0;
+    if (st) mp_store_close(st);
+    if (!st) rc = -1;
+    if (!rc && mp_mkdir_p(a->out_dir, err, sizeof err) != 0) rc = -1;
+    for (int j = 0; j < nj && !rc; j++) {
+      plan[j] = job_reusable(&jobs[j], cfg, a->store_path, np, err, sizeof err);
+      if (plan[j] < 0) rc = -1;
+    }
+  }
+  MP_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, comm));
+  if (rc) {
+    if (rank == 0) MP_ERROR("%s", err);
+    mp_free(jobs), mp_free(plan);
+    return MP_EXIT_USAGE;
+  }
+  MP_CHECK_MPI(MPI_Bcast(plan, nj, MPI_INT, 0, comm));
+  int reused = 0;
+  for (int j = 0; j < nj; j++) reused += plan[j] == 1;
+  MP_INFO("experiment: %d variant%s x %d split%s (seeds %llu..%llu) = %d jobs on %d rank group%s of %d; %d reused",
+          nv, nv == 1 ? "" : "s", R, R == 1 ? "" : "s", (unsigned long long)seed0,
+          (unsigned long long)(seed0 + (uint64_t)R - 1), nj, G, G == 1 ? "" : "s", K / G, reused);
+  /* the groups: contiguous ranks (a node's ranks stay together) */
+  int g = rank / (K / G);
+  MPI_Comm gc;
+  MP_CHECK_MPI(MPI_Comm_split(comm, g, rank, &gc));
+  int grank;
+  MPI_Comm_rank(gc, &grank);
+  mp_train_catch_stop_signals();
+  int *status = mp_malloc((size_t)nj * sizeof *status);
+  double *secs = mp_malloc((size_t)nj * sizeof *secs);
+  memset(status, 0, (size_t)nj * sizeof *status);
+  for (int j = 0; j < nj; j++) secs[j] = 0;
+  for (int j = g; j < nj; j += G) {
+    int sig = mp_train_stop_signal();
+    MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, gc));
+    if (sig) break; /* a signal between jobs: stop before starting another */
+    double t0 = mp_now();
+    int st = JOB_REUSED;
+    if (plan[j] != 1) {
+      int r2 = MP_EXIT_OK;
+      if (plan[j] == 0) {
+        mp_train_args ta = {a->store_path, jobs[j].dir, jobs[j].variant, jobs[j].seed, true};
+        r2 = mp_train_run(gc, cfg, &ta);
+      }
+      if (r2 == MP_EXIT_OK) {
+        mp_eval_args ea = {a->store_path, jobs[j].dir, NULL};
+        r2 = mp_eval_run(gc, cfg, &ea);
+      }
+      st = r2 == MP_EXIT_OK ? JOB_DONE : r2 == MP_EXIT_INTERRUPTED ? JOB_INTERRUPTED : JOB_FAILED;
+    }
+    if (grank == 0) status[j] = st, secs[j] = mp_now() - t0;
+    if (rank == 0)
+      MP_INFO("experiment: job %d/%d (%s, split %llu) %s in %.0f s", j + 1, nj, jobs[j].variant,
+              (unsigned long long)jobs[j].seed, job_status_name[st], mp_now() - t0);
+    if (st == JOB_INTERRUPTED) break;
+  }
+  MP_CHECK_MPI(MPI_Comm_free(&gc));
+  MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, status, nj, MPI_INT, MPI_MAX, comm));
+  MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, secs, nj, MPI_DOUBLE, MPI_MAX, comm));
+  int n_ok = 0, n_failed = 0, n_int = 0;
+  for (int j = 0; j < nj; j++) {
+    n_ok += status[j] == JOB_DONE || status[j] == JOB_REUSED;
+    n_failed += status[j] == JOB_FAILED;
+    n_int += status[j] == JOB_INTERRUPTED || status[j] == JOB_NOT_RUN;
+  }
+  int result = n_int ? MP_EXIT_INTERRUPTED : n_failed ? MP_EXIT_FAILURE : MP_EXIT_OK;
+  if (rank == 0) {
+    cJSON *d = aggregate(cfg, K, G, a->store_path, jobs, nj, status, secs, variants, nv, seed0, R);
+    cJSON_AddStringToObject(d, "status", n_int ? "interrupted (rerun to continue)" : n_failed ? "some jobs failed"
+                                                                                             : "complete");
+    char path[4300];
+    snprintf(path, sizeof path, "%s/experiment.json", a->out_dir);
+    if (mp_json_write_file(path, d, err, sizeof err) != 0) {
+      MP_ERROR("%s", err);
+      result = MP_EXIT_FAILURE;
+    }
+    const cJSON *h;
+    cJSON_ArrayForEach(h, cJSON_GetObjectItem(d, "highlights")) MP_INFO("%s", h->valuestring);
+    if (n_ok > 0) {
+      if (mp_report_write(a->out_dir, a->store_path, cfg, d, err, sizeof err) != 0) {
+        MP_ERROR("report: %s", err);
+        result = MP_EXIT_FAILURE;
+      } else
+        MP_INFO("report: %s/report/index.html (and report.md, CSV, JSON)", a->out_dir);
+    }
+    MP_INFO("experiment: %d of %d jobs with results, %d failed, %d not finished; %s", n_ok, nj, n_failed, n_int, path);
+    cJSON_Delete(d);
+  }
+  MP_CHECK_MPI(MPI_Bcast(&result, 1, MPI_INT, 0, comm));
+  mp_free(jobs), mp_free(plan), mp_free(status), mp_free(secs);
+  return result;
+}

@@ -1,0 +1,52 @@
+/* mp_experiment — `mammopatch experiment`: R patient-level splits x the variants, spread
+ * over rank groups, gathered and aggregated at rank 0 (SPEC §10, §11), ending in the
+ * report (mp_report).
+ *
+ * Jobs: job j = (variant v, split seed s + r) for r < experiment.repeats, v in
+ * experiment.variants, in the order (r, v).  The K ranks are cut into G equal groups of
+ * contiguous ranks (MPI_Comm_split; G = experiment.groups, or by default the largest
+ * divisor of K that is <= the number of jobs); group g runs jobs g, g + G, ... one after
+ * the other, each data-parallel inside the group: `train` then `eval` into
+ * OUT/runs/<variant>/split-<seed>/.  The results do not depend on G (train and eval are
+ * K-independent), only the wall time does.
+ *
+ * Rerun: a job whose train.json says "completed" and whose eval.json exists is reused
+ * (after checking its configuration equals this run's for every train.* / eval.* /
+ * run.seed key, and its store); an unfinished one resumes from its newest checkpoint.
+ * SIGTERM / SIGUSR1 stop every group at its next step with a checkpoint (exit 75).
+ * A job that fails is recorded as failed; the others go on.
+ *
+ * Rank 0 then reads every job's eval.json and train.json (OUT is on a file system all
+ * ranks share, as every output directory of the suite) and writes OUT/experiment.json:
+ * per-split raw numbers, mean ± sample standard deviation over the splits for every
+ * variant, level and metric, each augmented variant's paired difference from the
+ * baseline (mean ± std over splits, and on how many splits it was higher / lower), and
+ * the highlights sentences; then the report into OUT/report/.
+ */
+#ifndef MP_EXPERIMENT_H
+#define MP_EXPERIMENT_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "mp_config.h"
+
+typedef struct {
+  const char *store_path;
+  const char *out_dir;
+} mp_experiment_args;
+
+/* Collective over comm.  MP_EXIT_OK when every job succeeded (the report is written in
+ * any case when at least one job has results), MP_EXIT_INTERRUPTED after a stop signal,
+ * MP_EXIT_FAILURE when a job failed, MP_EXIT_USAGE for a bad configuration. */
+int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_args *a);
+
+/* Mean and sample standard deviation (n - 1) of the finite values among v[0..n);
+ * *count gets how many there were.  mean NaN when none, std NaN when fewer than two. */
+void mp_experiment_mean_std(const double *v, size_t n, double *mean, double *std, size_t *count);
+
+/* The variant names the suite knows, and whether this build can train each. */
+int mp_experiment_variant_known(const char *name);
+int mp_experiment_variant_available(const char *name);
+
+#endif

@@ -1,0 +1,310 @@
+/* mp_predict — `mammopatch predict` (see mp_predict.h). */
+#include "mp_predict.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "mp_alloc.h"
+#include "mp_build_config.h"
+#include "mp_check.h"
+#include "mp_dicom.h"
+#include "mp_file.h"
+#include "mp_imgops.h"
+#include "mp_json.h"
+#include "mp_log.h"
+#include "mp_models.h"
+#include "mp_png.h"
+#include "mp_window.h"
+
+enum { TILE = 128 }; /* the classifier's input (SPEC §6) = preprocessing's BLCK_SIZE */
+
+typedef struct {
+  int row, col;
+  float prob;
+} tile;
+
+typedef struct {
+  uint8_t *px; /* kept tiles' pixels, TILE*TILE each */
+  tile *t;
+  int n, cap;
+} tiles;
+
+/* Tiles at every multiple of `stride` (black beyond the image, as preprocessing's
+ * padding), kept when at most half their pixels are <= black or >= white — with
+ * stride = TILE exactly preprocessing's normal tiling (mp_tile_normals); a smaller
+ * stride overlaps them so that every point of the breast lies near some tile's centre. */
+static void make_tiles(const uint8_t *img, int W, int H, int stride, int black, int white, tiles *T) {
+  uint8_t *b = mp_malloc(TILE * TILE);
+  for (int r = 0; r < H; r += stride)
+    for (int c = 0; c < W; c += stride) {
+      for (int y = 0; y < TILE; y++)
+        for (int x = 0; x < TILE; x++)
+          b[y * TILE + x] = r + y < H && c + x < W ? img[(size_t)(r + y) * W + c + x] : 0;
+      if (mp_extreme_fraction(b, TILE * TILE, black, white) > 0.5) continue;
+      if (T->n == T->cap) {
+        T->cap = T->cap ? 2 * T->cap : 256;
+        T->px = mp_realloc(T->px, (size_t)T->cap * TILE * TILE);
+        T->t = mp_realloc(T->t, (size_t)T->cap * sizeof *T->t);
+      }
+      memcpy(T->px + (size_t)T->n * TILE * TILE, b, TILE * TILE);
+      T->t[T->n++] = (tile){r, c, 0};
+    }
+  mp_free(b);
+}
+
+/* "hot" colour map: black -> dark red -> red -> yellow -> white over p in [0, 1] */
+static void hot(double p, double rgb[3]) {
+  rgb[0] = fmin(1, 3 * p);
+  rgb[1] = fmin(1, fmax(0, 3 * p - 1));
+  rgb[2] = fmin(1, fmax(0, 3 * p - 2));
+}
+
+/* The overlay: image downscaled by an integer factor f (box mean), tiles tinted. */
+static int write_heatmap(const char *path, const uint8_t *img, int W, int H, const tiles *T, int stride, double thr,
+                         int hottest, int max_side, int *ow, int *oh, char *err, size_t errlen) {
+  int f = 1;
+  while ((W + f - 1) / f > max_side || (H + f - 1) / f > max_side) f++;
+  int w = (W + f - 1) / f, h = (H + f - 1) / f;
+  double *tint = mp_malloc((size_t)w * h * 4 * sizeof *tint); /* r g b alpha */
+  memset(tint, 0, (size_t)w * h * 4 * sizeof *tint);
+  uint8_t *rgb = mp_malloc((size_t)w * h * 3);
+  for (int i = 0; i < T->n; i++) {
+    double c[3];
+    hot(0.25 + 0.75 * T->t[i].prob, c);
+    double alpha = 0.15 + 0.55 * T->t[i].prob;
+    int m = (TILE - stride) / 2; /* the tile's centre stride x stride cell */
+    int y0 = (T->t[i].row + m) / f, x0 = (T->t[i].col + m) / f, y1 = (T->t[i].row + m + stride) / f,
+        x1 = (T->t[i].col + m + stride) / f;
+    for (int y = y0; y < y1 && y < h; y++)
+      for (int x = x0; x < x1 && x < w; x++) {
+        double *q = tint + ((size_t)y * w + x) * 4;
+        q[0] = c[0], q[1] = c[1], q[2] = c[2], q[3] = alpha;
+      }
+  }
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      double s = 0;
+      int n = 0;
+      for (int yy = y * f; yy < (y + 1) * f && yy < H; yy++)
+        for (int xx = x * f; xx < (x + 1) * f && xx < W; xx++) s += img[(size_t)yy * W + xx], n++;
+      double g = s / n / 255.0;
+      const double *q = tint + ((size_t)y * w + x) * 4;
+      for (int k = 0; k < 3; k++) rgb[((size_t)y * w + x) * 3 + k] = (uint8_t)lrint(255 * ((1 - q[3]) * g + q[3] * q[k]));
+    }
+  /* outlines: positive tiles red, the hottest cyan (drawn last, 2 px) */
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < T->n; i++) {
+      if (pass == 0 ? T->t[i].prob < thr : i != hottest) continue;
+      const uint8_t col[3] = {pass ? 0 : 255, pass ? 255 : 0, pass ? 255 : 0};
+      int y0 = T->t[i].row / f, x0 = T->t[i].col / f, y1 = (T->t[i].row + TILE) / f - 1,
+          x1 = (T->t[i].col + TILE) / f - 1;
+      if (y1 >= h) y1 = h - 1;
+      if (x1 >= w) x1 = w - 1;
+      for (int th = 0; th <= pass; th++)
+        for (int y = y0; y <= y1; y++)
+          for (int x = x0; x <= x1; x++)
+            if (y == y0 + th || y == y1 - th || x == x0 + th || x == x1 - th) memcpy(rgb + ((size_t)y * w + x) * 3, col, 3);
+    }
+  *ow = w, *oh = h;
+  int rc = 0;
+#if MP_HAVE_PNG
+  rc = mp_png_write(path, rgb, w, h, 3, err, errlen);
+#else
+  (void)path;
+  snprintf(err, errlen, "this build has no libpng: no heatmap");
+  rc = -1;
+#endif
+  mp_free(tint), mp_free(rgb);
+  return rc;
+}
+
+/* One image: its predict.json document, or NULL with the reason in err. */
+static cJSON *predict_one(const mp_config *cfg, mp_net *b1, mp_net *rest, int eb, const char *path, const char *dir,
+                          char *err, size_t errlen) {
+  mp_dicom_info in;
+  mp_dicom_file *f = mp_dicom_open(path, &in, err, errlen);
+  if (!f) return NULL;
+  const void *data = NULL;
+  int bits = 0, is_signed = 0;
+  if (in.frames > 1) {
+    snprintf(err, errlen, "decode_error: %d frames (a mammogram has one)", in.frames);
+    mp_dicom_close(f);
+    return NULL;
+  }
+  if (in.samples_per_pixel != 1) {
+    snprintf(err, errlen, "decode_error: %d samples per pixel (a mammogram is greyscale)", in.samples_per_pixel);
+    mp_dicom_close(f);
+    return NULL;
+  }
+  if (mp_dicom_decode(f, &data, &bits, &is_signed, err, errlen) != 0) {
+    mp_dicom_close(f);
+    return NULL;
+  }
+  int W = in.cols, H = in.rows;
+  uint8_t *img = mp_malloc((size_t)W * H);
+  mp_window_method wm = mp_window_to_u8(data, bits, is_signed, (size_t)W * H, &in, mp_dicom_voi_lut(f), img);
+  mp_dicom_close(f);
+  /* tiles as preprocessing's normal tiling */
+  tiles T = {0};
+  const int stride = (int)mp_config_int(cfg, "predict.stride");
+  make_tiles(img, W, H, stride, (int)mp_config_int(cfg, "preprocess.black"), (int)mp_config_int(cfg, "preprocess.white"),
+             &T);
+  float *x = mp_malloc((size_t)eb * TILE * TILE * sizeof *x);
+  for (int i = 0; i < T.n; i += eb) {
+    int k = T.n - i < eb ? T.n - i : eb;
+    const uint8_t *p = T.px + (size_t)i * TILE * TILE;
+    for (size_t e = 0; e < (size_t)k * TILE * TILE; e++) x[e] = (float)p[e] / 127.5f - 1.0f;
+    const float *y = mp_net_forward(rest, mp_net_forward(b1, x, k, false, 0), k, false, 0);
+    for (int j = 0; j < k; j++) T.t[i + j].prob = (float)(1.0 / (1.0 + exp(-(double)y[j])));
+  }
+  mp_free(x);
+  double thr = mp_config_real(cfg, "eval.threshold");
+  int hottest = -1, positive = 0;
+  for (int i = 0; i < T.n; i++) {
+    if (hottest < 0 || T.t[i].prob > T.t[hottest].prob) hottest = i;
+    positive += T.t[i].prob >= thr;
+  }
+  cJSON *d = cJSON_CreateObject();
+  const char *base = strrchr(path, '/');
+  cJSON_AddStringToObject(d, "input", base ? base + 1 : path);
+  cJSON_AddNumberToObject(d, "rows", H);
+  cJSON_AddNumberToObject(d, "cols", W);
+  cJSON_AddStringToObject(d, "laterality", in.image_laterality[0] ? in.image_laterality : in.laterality);
+  cJSON_AddStringToObject(d, "view_position", in.view_position);
+  cJSON_AddStringToObject(d, "windowing", mp_window_method_name(wm));
+  cJSON_AddNumberToObject(d, "patch_size", TILE);
+  cJSON_AddNumberToObject(d, "stride", stride);
+  cJSON_AddNumberToObject(d, "threshold", thr);
+  cJSON_AddStringToObject(d, "decision", positive ? "lesion" : "normal");
+  cJSON_AddStringToObject(d, "decision_rule", "lesion when any tile's probability >= threshold (SPEC §10 view roll-up)");
+  cJSON_AddNumberToObject(d, "tiles_scored", T.n);
+  cJSON_AddNumberToObject(d, "tiles_positive", positive);
+  if (hottest >= 0) {
+    cJSON *ho = cJSON_AddObjectToObject(d, "hottest");
+    cJSON_AddNumberToObject(ho, "row", T.t[hottest].row);
+    cJSON_AddNumberToObject(ho, "col", T.t[hottest].col);
+    cJSON_AddNumberToObject(ho, "probability", T.t[hottest].prob);
+  } else
+    cJSON_AddNullToObject(d, "hottest");
+  cJSON *arr = cJSON_AddArrayToObject(d, "tiles");
+  for (int i = 0; i < T.n; i++) {
+    double v[3] = {T.t[i].row, T.t[i].col, T.t[i].prob};
+    cJSON_AddItemToArray(arr, cJSON_CreateDoubleArray(v, 3));
+  }
+  cJSON_AddStringToObject(d, "tiles_format", "[row, col, probability]: top-left corner of each 128 x 128 tile");
+  char png[4400];
+  int ow = 0, oh = 0;
+  snprintf(png, sizeof png, "%s/heatmap.png", dir);
+  int max_side = (int)mp_config_int(cfg, "predict.max_side");
+  if (write_heatmap(png, img, W, H, &T, stride, thr, hottest, max_side, &ow, &oh, err, errlen) == 0) {
+    cJSON *hm = cJSON_AddObjectToObject(d, "heatmap");
+    cJSON_AddStringToObject(hm, "file", "heatmap.png");
+    cJSON_AddNumberToObject(hm, "width", ow);
+    cJSON_AddNumberToObject(hm, "height", oh);
+    cJSON_AddNumberToObject(hm, "scale", (double)ow / W);
+  } else {
+    MP_WARN("%s: %s", base ? base + 1 : path, err);
+    err[0] = 0;
+  }
+  mp_free(T.px), mp_free(T.t), mp_free(img);
+  return d;
+}
+
+int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a) {
+  int rank, K;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &K);
+  char err[1024] = "", model[4300], path[4400];
+  struct stat sb;
+  snprintf(path, sizeof path, "%s/best/block1.h5", a->model_dir);
+  if (stat(path, &sb) == 0) snprintf(model, sizeof model, "%s/best", a->model_dir);
+  else snprintf(model, sizeof model, "%s", a->model_dir);
+  const int eb = (int)mp_config_int(cfg, "eval.batch");
+  mp_backend *be = mp_backend_create(mp_config_str(cfg, "train.backend"), err, sizeof err);
+  mp_net *b1 = NULL, *rest = NULL;
+  int rc = be ? 0 : -1;
+  if (be) {
+    mp_model_classifier(be, eb, 0, 0.0f, &b1, &rest);
+    snprintf(path, sizeof path, "%s/block1.h5", model);
+    rc = mp_net_load(b1, path, NULL, err, sizeof err);
+    snprintf(path, sizeof path, "%s/rest.h5", model);
+    if (!rc) rc = mp_net_load(rest, path, NULL, err, sizeof err);
+  }
+  if (!rc && mp_mkdir_p(a->out_dir, err, sizeof err) != 0) rc = -1;
+  MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, comm));
+  if (rc) {
+    MP_ERROR("%s", err[0] ? err : "cannot load the model on another rank");
+    mp_net_free(b1), mp_net_free(rest);
+    if (be) mp_backend_free(be);
+    return MP_EXIT_FAILURE;
+  }
+  int failed = 0;
+  for (int i = rank; i < a->ninputs; i += K) {
+    char dir[4300];
+    snprintf(dir, sizeof dir, "%s/view-%d", a->out_dir, i + 1);
+    cJSON *d = NULL;
+    if (mp_mkdir_p(dir, err, sizeof err) == 0) d = predict_one(cfg, b1, rest, eb, a->inputs[i], dir, err, sizeof err);
+    if (!d) {
+      d = cJSON_CreateObject();
+      const char *base = strrchr(a->inputs[i], '/');
+      cJSON_AddStringToObject(d, "input", base ? base + 1 : a->inputs[i]);
+      cJSON_AddStringToObject(d, "status", "failed");
+      cJSON_AddStringToObject(d, "error", err);
+      failed++;
+      fprintf(stderr, "[mammopatch rank %d] predict: image %d failed: %s\n", rank, i + 1, err);
+    } else
+      cJSON_AddStringToObject(d, "status", "ok");
+    cJSON_AddItemToObject(d, "provenance", mp_json_provenance(cfg, K));
+    cJSON_AddStringToObject(d, "model", model);
+    snprintf(path, sizeof path, "%s/predict.json", dir);
+    if (mp_json_write_file(path, d, err, sizeof err) != 0) {
+      fprintf(stderr, "[mammopatch rank %d] %s\n", rank, err);
+      failed++;
+    }
+    cJSON_Delete(d);
+  }
+  MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_SUM, comm));
+  if (rank == 0) {
+    /* the summary, from the per-image documents (OUT is shared by the ranks) */
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddItemToObject(s, "provenance", mp_json_provenance(cfg, K));
+    cJSON_AddStringToObject(s, "model", model);
+    cJSON *arr = cJSON_AddArrayToObject(s, "images");
+    for (int i = 0; i < a->ninputs; i++) {
+      snprintf(path, sizeof path, "%s/view-%d/predict.json", a->out_dir, i + 1);
+      cJSON *d = mp_json_read_file(path, err, sizeof err), *o = cJSON_CreateObject();
+      cJSON_AddNumberToObject(o, "index", i + 1);
+      char rel[32];
+      snprintf(rel, sizeof rel, "view-%d", i + 1);
+      cJSON_AddStringToObject(o, "dir", rel);
+      static const char *const keys[] = {"input", "status", "error", "decision", "tiles_scored", "tiles_positive",
+                                         "hottest"};
+      for (size_t k = 0; d && k < sizeof keys / sizeof *keys; k++)
+        if (cJSON_GetObjectItem(d, keys[k]))
+          cJSON_AddItemToObject(o, keys[k], cJSON_Duplicate(cJSON_GetObjectItem(d, keys[k]), 1));
+      if (!d) cJSON_AddStringToObject(o, "status", "missing");
+      if (d && cJSON_GetObjectItem(d, "decision")) {
+        const cJSON *h = cJSON_GetObjectItem(d, "hottest");
+        MP_INFO("image %d (%s): %s; %d tiles, hottest p = %.3f at (%d, %d)", i + 1,
+                cJSON_GetObjectItem(d, "input")->valuestring, cJSON_GetObjectItem(d, "decision")->valuestring,
+                (int)cJSON_GetObjectItem(d, "tiles_scored")->valuedouble,
+                cJSON_IsObject(h) ? cJSON_GetObjectItem(h, "probability")->valuedouble : 0.0,
+                cJSON_IsObject(h) ? (int)cJSON_GetObjectItem(h, "row")->valuedouble : -1,
+                cJSON_IsObject(h) ? (int)cJSON_GetObjectItem(h, "col")->valuedouble : -1);
+      }
+      cJSON_AddItemToArray(arr, o);
+      cJSON_Delete(d);
+    }
+    snprintf(path, sizeof path, "%s/predict.json", a->out_dir);
+    if (mp_json_write_file(path, s, err, sizeof err) != 0) MP_ERROR("%s", err), failed++;
+    cJSON_Delete(s);
+    MP_INFO("predict: %d image%s, %d failed; %s", a->ninputs, a->ninputs == 1 ? "" : "s", failed, path);
+  }
+  MP_CHECK_MPI(MPI_Bcast(&failed, 1, MPI_INT, 0, comm));
+  mp_net_free(b1), mp_net_free(rest);
+  mp_backend_free(be);
+  return failed ? MP_EXIT_FAILURE : MP_EXIT_OK;
+}

@@ -1,0 +1,648 @@
+/* mp_report — the experiment report (see mp_report.h).
+ *
+ * Everything is derived from DIR/experiment.json, the jobs' eval.json / train.json and
+ * the patch store (file counts, patch statistics, montage pixels); nothing here
+ * recomputes a metric.  The HTML is written for print as well as screen (plain tables,
+ * fixed-size SVG), and carries no script: the charts are static SVG. */
+#include "mp_report.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mp_alloc.h"
+#include "mp_build_config.h"
+#include "mp_file.h"
+#include "mp_json.h"
+#include "mp_log.h"
+#include "mp_png.h"
+#include "mp_store.h"
+#include "mp_svg.h"
+
+static const char *const levels[3] = {"patch", "view", "patient"};
+static const char *const metrics[7] = {"accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "pr_auc"};
+static const char *const pretty[7] = {"accuracy", "precision", "recall", "F1", "MCC", "ROC AUC", "PR AUC"};
+enum { NLEVELS = 3, NMETRICS = 7 };
+
+void mp_report_base64(mp_strbuf *out, const unsigned char *p, size_t n) {
+  static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  char q[4];
+  for (size_t i = 0; i < n; i += 3) {
+    unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+    q[0] = t[v >> 18 & 63], q[1] = t[v >> 12 & 63];
+    q[2] = i + 1 < n ? t[v >> 6 & 63] : '=';
+    q[3] = i + 2 < n ? t[v & 63] : '=';
+    mp_strbuf_append(out, q, 4);
+  }
+}
+
+/* ---- small helpers ------------------------------------------------------------------------------ */
+static double num(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItem(o, k);
+  return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static void fmt(char *b, size_t n, double v, int dec) {
+  if (isfinite(v)) snprintf(b, n, "%.*f", dec, v);
+  else snprintf(b, n, "—");
+}
+
+/* "0.912 ± 0.031" (or just the mean with one split) */
+static void fmt_pm(char *b, size_t n, const cJSON *c, double scale, int dec) {
+  double m = num(c, "mean") * scale, s = num(c, "std") * scale;
+  if (!isfinite(m)) snprintf(b, n, "—");
+  else if (!isfinite(s)) snprintf(b, n, "%.*f", dec, m);
+  else snprintf(b, n, "%.*f ± %.*f", dec, m, dec, s);
+}
+
+static int write_text(const char *dir, const char *name, const char *text, char *err, size_t errlen) {
+  char path[4400];
+  if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
+    snprintf(err, errlen, "path too long");
+    return -1;
+  }
+  return mp_write_file_atomic(path, text, strlen(text), err, errlen);
+}
+
+/* One job with results: its documents. */
+typedef struct {
+  const cJSON *res; /* the experiment.json results[] entry */
+  cJSON *eval, *train;
+  const char *variant;
+  double seed;
+  int vi; /* variant index */
+} run;
+
+/* ---- preprocessing (Table 3.2 form) and patch statistics from the store -------------------------- */
+typedef struct {
+  const char *label, *attr;
+} crit;
+static const crit criteria[] = {
+    {"not readable as DICOM", "files_failed_not_dicom"},
+    {"ViewPosition not CC or MLO", "files_discarded_view"},
+    {"PatientSex not F", "files_discarded_sex"},
+    {"BreastImplantPresent YES", "files_discarded_implant"},
+    {"PresentationLUTShape INVERSE", "files_discarded_presentation_lut"},
+    {"ImageType dropped", "files_discarded_image_type"},
+    {"no label", "files_discarded_no_label"},
+    {"BI-RADS not in {0, 1, 2}", "files_discarded_birads"},
+    {"pixel data unreadable", "files_discarded_decode_error"},
+};
+enum { NCRIT = sizeof criteria / sizeof *criteria };
+
+typedef struct {
+  int have_files;
+  double found, discarded[NCRIT];
+  uint64_t patches, lesion, normal, views, patients, les_birads[3], pat_lesion, pat_normal_only;
+} store_stats;
+
+static int read_store(const char *path, store_stats *s, uint8_t **montage, int *mw, int *mh, char *err, size_t errlen) {
+  memset(s, 0, sizeof *s);
+  mp_store *st = mp_store_open(path, err, errlen);
+  if (!st) return -1;
+  cJSON *at = mp_store_attributes(st);
+  s->have_files = cJSON_IsNumber(cJSON_GetObjectItem(at, "files_found"));
+  s->found = num(at, "files_found");
+  for (int i = 0; i < NCRIT; i++) s->discarded[i] = num(at, criteria[i].attr);
+  cJSON_Delete(at);
+  uint64_t n = mp_store_count(st);
+  uint8_t *lab = mp_malloc(n + 1);
+  uint32_t *view = mp_malloc((n + 1) * sizeof *view);
+  mp_store_tables tb;
+  int rc = mp_store_read_labels(st, lab) | mp_store_read_views(st, view) | mp_store_read_tables(st, &tb);
+  if (rc) {
+    snprintf(err, errlen, "cannot read the tables of '%s'", path);
+    mp_free(lab), mp_free(view), mp_store_close(st);
+    return -1;
+  }
+  s->patches = n, s->views = tb.nviews, s->patients = tb.npatients;
+  uint8_t *pl = mp_malloc(tb.npatients + 1), *pn = mp_malloc(tb.npatients + 1);
+  memset(pl, 0, tb.npatients + 1), memset(pn, 0, tb.npatients + 1);
+  for (uint64_t i = 0; i < n; i++) {
+    uint32_t p = tb.view_patient[view[i]];
+    if (lab[i]) {
+      s->lesion++, pl[p] = 1;
+      int b = tb.view_birads[view[i]];
+      if (b >= 0 && b <= 2) s->les_birads[b]++;
+    } else
+      s->normal++, pn[p] = 1;
+  }
+  for (uint64_t p = 0; p < tb.npatients; p++) s->pat_lesion += pl[p], s->pat_normal_only += pn[p] && !pl[p];
+  /* montage: up to 16 lesion and 16 normal patches, evenly spaced over the store, as
+   * 4 rows of 8 (lesions on top) with 4-pixel gaps and a 12-pixel band between */
+  int P = mp_store_patch_size(st), cols = 8, gap = 4, band = 12;
+  uint64_t pick[32];
+  int npick[2] = {0, 0};
+  for (int c = 1; c >= 0; c--) {
+    uint64_t have = c ? s->lesion : s->normal, want = have < 16 ? have : 16, k = 0, seen = 0;
+    for (uint64_t i = 0; i < n && k < want; i++)
+      if ((lab[i] != 0) == c) {
+        if (seen == k * have / want) pick[(1 - c) * 16 + k++] = i;
+        seen++;
+      }
+    npick[1 - c] = (int)k;
+  }
+  int rows_l = (npick[0] + cols - 1) / cols, rows_n = (npick[1] + cols - 1) / cols;
+  *mw = cols * P + (cols + 1) * gap;
+  *mh = (rows_l + rows_n) * (P + gap) + gap + (rows_l && rows_n ? band : 0);
+  *montage = NULL;
+  if (npick[0] + npick[1] > 0) {
+    *montage = mp_malloc((size_t)*mw * *mh);
+    memset(*montage, 255, (size_t)*mw * *mh);
+    uint8_t *px = mp_malloc((size_t)P * P);
+    for (int c = 0; c < 2; c++)
+      for (int k = 0; k < npick[c]; k++) {
+        uint64_t idx = pick[c * 16 + k];
+        if (mp_store_read_pixels_at(st, &idx, 1, px) != 0) continue;
+        int r = (c ? rows_l : 0) + k / cols, x0 = gap + (k % cols) * (P + gap);
+        int y0 = gap + r * (P + gap) + (c && rows_l ? band : 0);
+        for (int y = 0; y < P; y++) memcpy(*montage + (size_t)(y0 + y) * *mw + x0, px + (size_t)y * P, (size_t)P);
+      }
+    mp_free(px);
+  }
+  mp_free(pl), mp_free(pn), mp_free(lab), mp_free(view);
+  mp_store_tables_free(&tb);
+  mp_store_close(st);
+  return 0;
+}
+
+/* ---- charts ------------------------------------------------------------------------------------- */
+/* ROC or PR curves of one level: a series per (variant, split); coloured by variant, or by
+ * split when there is one variant. */
+static void curve_chart(mp_strbuf *o, const run *runs, int nr, int nv, int level, int pr) {
+  mp_svg_series *s = mp_malloc(((size_t)nr + 1) * sizeof *s);
+  double **buf = mp_malloc(((size_t)nr + 1) * 2 * sizeof *buf);
+  char(*names)[64] = mp_malloc(((size_t)nr + 1) * sizeof *names);
+  int ns = 0;
+  for (int i = 0; i < nr; i++) {
+    const cJSON *pts =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(runs[i].eval, "test"), levels[level]), pr ? "pr" : "roc");
+    int n = cJSON_GetArraySize(pts);
+    if (n == 0) continue;
+    double *x = mp_malloc((size_t)n * sizeof *x), *y = mp_malloc((size_t)n * sizeof *y);
+    for (int k = 0; k < n; k++) {
+      const cJSON *p = cJSON_GetArrayItem(pts, k);
+      x[k] = cJSON_GetArrayItem(p, 0)->valuedouble, y[k] = cJSON_GetArrayItem(p, 1)->valuedouble;
+    }
+    snprintf(names[ns], sizeof names[ns], "%s s%.0f", runs[i].variant, runs[i].seed);
+    buf[2 * ns] = x, buf[2 * ns + 1] = y;
+    s[ns] = (mp_svg_series){names[ns], mp_svg_color((size_t)(nv == 1 ? i : runs[i].vi)), x, y, (size_t)n, 0};
+    ns++;
+  }
+  char title[96];
+  snprintf(title, sizeof title, "%s curve, %s level (test splits)", pr ? "Precision-recall" : "ROC", levels[level]);
+  mp_svg_chart c = {pr ? "pr" : "roc", title, pr ? "recall" : "false positive rate",
+                    pr ? "precision" : "true positive rate", 0, 1, 0, 1.02, 0, 0, !pr};
+  if (ns) mp_svg_lines(o, &c, s, (size_t)ns);
+  for (int i = 0; i < 2 * ns; i++) mp_free(buf[i]);
+  mp_free(buf), mp_free(s), mp_free(names);
+}
+
+/* Training curves: loss (training solid, validation dashed) or validation MCC per epoch. */
+static void training_chart(mp_strbuf *o, const run *runs, int nr, int nv, int mcc) {
+  mp_svg_series *s = mp_malloc(((size_t)nr * 2 + 1) * sizeof *s);
+  double **buf = mp_malloc(((size_t)nr * 4 + 1) * sizeof *buf);
+  char(*names)[64] = mp_malloc(((size_t)nr * 2 + 1) * sizeof *names);
+  int ns = 0, nb = 0;
+  for (int i = 0; i < nr; i++) {
+    const cJSON *curve = cJSON_GetObjectItem(runs[i].train, "curve");
+    int n = cJSON_GetArraySize(curve);
+    if (!n) continue;
+    for (int k = 0; k < (mcc ? 1 : 2); k++) {
+      double *x = mp_malloc((size_t)n * sizeof *x), *y = mp_malloc((size_t)n * sizeof *y);
+      for (int e = 0; e < n; e++) {
+        const cJSON *ep = cJSON_GetArrayItem(curve, e), *val = cJSON_GetObjectItem(ep, "validation");
+        x[e] = num(ep, "epoch");
+        y[e] = mcc ? num(val, "mcc") : k == 0 ? num(ep, "train_loss") : num(val, "loss");
+      }
+      snprintf(names[ns], sizeof names[ns], "%s s%.0f%s", runs[i].variant, runs[i].seed,
+               mcc ? "" : k == 0 ? " train" : " val");
+      buf[nb++] = x, buf[nb++] = y;
+      s[ns] = (mp_svg_series){names[ns], mp_svg_color((size_t)(nv == 1 ? i : runs[i].vi)), x, y, (size_t)n, k == 1};
+      ns++;
+    }
+  }
+  mp_svg_chart c = {"training",
+                    mcc ? "Validation MCC per epoch" : "Loss per epoch (training solid, validation dashed)",
+                    "epoch",
+                    mcc ? "validation MCC" : "binary cross-entropy",
+                    0,
+                    0,
+                    mcc ? -0.05 : 0,
+                    mcc ? 1.02 : 0,
+                    0,
+                    0,
+                    0};
+  if (ns) mp_svg_lines(o, &c, s, (size_t)ns);
+  for (int i = 0; i < nb; i++) mp_free(buf[i]);
+  mp_free(buf), mp_free(s), mp_free(names);
+}
+
+/* Bars: metric m's mean ± std per level, one bar per variant. */
+static void bar_chart(mp_strbuf *o, const cJSON *summary, const char *const *vnames, int nv, int m) {
+  double v[NLEVELS * 8], e[NLEVELS * 8];
+  const char *colors[8];
+  for (int k = 0; k < nv; k++) colors[k] = mp_svg_color((size_t)k);
+  for (int l = 0; l < NLEVELS; l++)
+    for (int k = 0; k < nv; k++) {
+      const cJSON *c = cJSON_GetObjectItem(
+          cJSON_GetObjectItem(cJSON_GetObjectItem(summary, vnames[k]), levels[l]), metrics[m]);
+      v[l * nv + k] = num(c, "mean"), e[l * nv + k] = num(c, "std");
+    }
+  char title[64];
+  snprintf(title, sizeof title, "%s by level (mean ± std over splits)", pretty[m]);
+  mp_svg_chart c = {"bar", title, "level", pretty[m], 0, 0, m == 4 ? -0.05 : 0, 1.05, 0, 0, 0};
+  mp_svg_bars(o, &c, levels, NLEVELS, vnames, colors, (size_t)nv, v, e);
+}
+
+/* ---- the report ------------------------------------------------------------------------------- */
+static const char *css =
+    "body{font-family:sans-serif;max-width:1180px;margin:1.5em auto;padding:0 1em;color:#222}"
+    "h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}"
+    "table{border-collapse:collapse;margin:.6em 0 1.2em}th,td{border:1px solid #ccc;padding:.25em .6em;"
+    "text-align:right;font-variant-numeric:tabular-nums}th:first-child,td:first-child{text-align:left}"
+    "caption{text-align:left;font-weight:bold;padding:.3em 0}.charts{display:flex;flex-wrap:wrap;gap:12px}"
+    ".note{color:#555;font-size:.92em}pre{background:#f6f6f6;padding:.8em;overflow:auto;font-size:.85em}"
+    "img.montage{max-width:100%;image-rendering:pixelated;border:1px solid #ccc}"
+    "ul.highlights li{margin:.3em 0}";
+
+int mp_report_write(const char *dir, const char *store_path, const mp_config *cfg, const cJSON *x, char *err,
+                    size_t errlen) {
+  char rdir[4300], cdir[4400];
+  if (snprintf(rdir, sizeof rdir, "%s/report", dir) >= (int)sizeof rdir ||
+      snprintf(cdir, sizeof cdir, "%s/charts", rdir) >= (int)sizeof cdir) {
+    snprintf(err, errlen, "path too long");
+    return -1;
+  }
+  if (mp_mkdir_p(cdir, err, errlen) != 0) return -1;
+  /* variants and the runs with results */
+  const cJSON *va = cJSON_GetObjectItem(x, "variants"), *results = cJSON_GetObjectItem(x, "results"), *e;
+  const cJSON *summary = cJSON_GetObjectItem(x, "summary"), *diffs = cJSON_GetObjectItem(x, "differences_from_baseline");
+  int nv = cJSON_GetArraySize(va) < 8 ? cJSON_GetArraySize(va) : 8;
+  const char *vnames[8];
+  for (int v = 0; v < nv; v++) vnames[v] = cJSON_GetArrayItem(va, v)->valuestring;
+  int nres = cJSON_GetArraySize(results), nr = 0;
+  run *runs = mp_malloc(((size_t)nres + 1) * sizeof *runs);
+  cJSON_ArrayForEach(e, results) {
+    if (!cJSON_GetObjectItem(e, "test")) continue;
+    char path[4400], e2[512];
+    const char *jd = cJSON_GetObjectItem(e, "dir")->valuestring;
+    run r = {e, NULL, NULL, cJSON_GetObjectItem(e, "variant")->valuestring, num(e, "split_seed"), 0};
+    snprintf(path, sizeof path, "%s/eval.json", jd);
+    r.eval = mp_json_read_file(path, e2, sizeof e2);
+    snprintf(path, sizeof path, "%s/train.json", jd);
+    r.train = mp_json_read_file(path, e2, sizeof e2);
+    for (int v = 0; v < nv; v++)
+      if (strcmp(vnames[v], r.variant) == 0) r.vi = v;
+    if (r.eval) runs[nr++] = r;
+    else cJSON_Delete(r.train);
+  }
+  store_stats ss;
+  uint8_t *montage = NULL;
+  int mw = 0, mh = 0;
+  int have_store = read_store(store_path, &ss, &montage, &mw, &mh, err, errlen) == 0;
+  if (!have_store) MP_WARN("report: the store could not be read (%s): no preprocessing table or montage", err);
+  err[0] = 0;
+  mp_strbuf h = {0}, md = {0}, csv = {0};
+  char a[64], b[64];
+  const cJSON *prov = cJSON_GetObjectItem(x, "provenance");
+  const char *version = cJSON_GetObjectItem(prov, "version")->valuestring,
+             *git = cJSON_GetObjectItem(prov, "git")->valuestring,
+             *created = cJSON_GetObjectItem(prov, "created_utc")->valuestring;
+  int R = (int)num(x, "repeats");
+  /* header */
+  mp_strbuf_printf(&h, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                       "<meta name=\"viewport\" content=\"width=device-width\"><title>mammopatch report</title>"
+                       "<style>%s</style></head><body>\n<h1>mammopatch — lesion patch classifier report</h1>\n",
+                   css);
+  mp_strbuf_printf(&h, "<p class=\"note\" id=\"version\">mammopatch %s (git %s), created %s, %.0f ranks in %.0f "
+                       "group(s). Store: ",
+                   version, git, created, num(prov, "ranks"), num(x, "rank_groups"));
+  mp_svg_escape(&h, store_path);
+  mp_strbuf_printf(&h, ". %d split(s) from seed %.0f; status: ", R, num(x, "first_split_seed"));
+  mp_svg_escape(&h, cJSON_GetObjectItem(x, "status") ? cJSON_GetObjectItem(x, "status")->valuestring : "complete");
+  mp_strbuf_printf(&h, ".</p>\n");
+  mp_strbuf_printf(&md, "# mammopatch report\n\nmammopatch %s (git %s), created %s; store `%s`; %d split(s) from seed "
+                        "%.0f.\n\n",
+                   version, git, created, store_path, R, num(x, "first_split_seed"));
+  /* highlights */
+  mp_strbuf_printf(&h, "<section id=\"highlights\"><h2>Highlights</h2><ul class=\"highlights\">\n");
+  mp_strbuf_printf(&md, "## Highlights\n\n");
+  cJSON_ArrayForEach(e, cJSON_GetObjectItem(x, "highlights")) {
+    mp_strbuf_printf(&h, "<li>");
+    mp_svg_escape(&h, e->valuestring);
+    mp_strbuf_printf(&h, "</li>\n");
+    mp_strbuf_printf(&md, "- %s\n", e->valuestring);
+  }
+  mp_strbuf_printf(&h, "</ul><p class=\"note\">Test-split metrics. Differences are paired by split seed (variant minus "
+                       "baseline) in percentage points, mean ± sample standard deviation over splits; a difference "
+                       "smaller than its standard deviation is within split-to-split variation.</p></section>\n");
+  mp_strbuf_printf(&md, "\nDifferences are paired by split (variant − baseline), percentage points, mean ± sample std.\n\n");
+  /* preprocessing */
+  mp_strbuf_printf(&h, "<section id=\"preprocess\"><h2>Preprocessing</h2>\n");
+  mp_strbuf_printf(&md, "## Preprocessing\n\n");
+  if (have_store && ss.have_files) {
+    double rem = ss.found;
+    mp_strbuf_printf(&h, "<table id=\"preprocess-table\"><caption>Images discarded per criterion (Table 3.2 form)"
+                         "</caption><tr><th>criterion</th><th>discarded</th><th>remaining</th></tr>\n"
+                         "<tr><td>files found</td><td></td><td>%.0f</td></tr>\n",
+                     ss.found);
+    mp_strbuf_printf(&md, "| criterion | discarded | remaining |\n|---|---:|---:|\n| files found | | %.0f |\n", ss.found);
+    mp_strbuf_printf(&csv, "criterion,discarded,remaining\nfiles found,,%.0f\n", ss.found);
+    for (int i = 0; i < NCRIT; i++) {
+      double d = isfinite(ss.discarded[i]) ? ss.discarded[i] : 0;
+      rem -= d;
+      mp_strbuf_printf(&h, "<tr><td>%s</td><td>%.0f</td><td>%.0f</td></tr>\n", criteria[i].label, d, rem);
+      mp_strbuf_printf(&md, "| %s | %.0f | %.0f |\n", criteria[i].label, d, rem);
+      mp_strbuf_printf(&csv, "\"%s\",%.0f,%.0f\n", criteria[i].label, d, rem);
+    }
+    mp_strbuf_printf(&h, "</table>\n");
+    if (write_text(rdir, "preprocess.csv", mp_strbuf_str(&csv), err, errlen)) goto fail;
+  } else {
+    mp_strbuf_printf(&h, "<p id=\"preprocess-missing\">The store's file counts are not available.</p>\n");
+    mp_strbuf_printf(&md, "The store's file counts are not available.\n");
+  }
+  if (have_store) {
+    char ratio[32] = "—";
+    if (ss.lesion) snprintf(ratio, sizeof ratio, "%.0f : 1", (double)ss.normal / (double)ss.lesion);
+    mp_strbuf_printf(&h,
+                     "<table id=\"patch-stats\"><caption>Patches (§3.1.3 form)</caption><tr><th></th><th>count</th></tr>"
+                     "<tr><td>normal patches (BI-RADS 1 images)</td><td>%llu</td></tr>"
+                     "<tr><td>lesion patches</td><td>%llu</td></tr>"
+                     "<tr><td>lesion patches from BI-RADS 0</td><td>%llu</td></tr>"
+                     "<tr><td>lesion patches from BI-RADS 2</td><td>%llu</td></tr>"
+                     "<tr><td>normal : lesion</td><td>%s</td></tr>"
+                     "<tr><td>views</td><td>%llu</td></tr><tr><td>patients</td><td>%llu</td></tr>"
+                     "<tr><td>patients with lesion patches</td><td>%llu</td></tr>"
+                     "<tr><td>patients with only normal patches</td><td>%llu</td></tr></table>\n",
+                     (unsigned long long)ss.normal, (unsigned long long)ss.lesion, (unsigned long long)ss.les_birads[0],
+                     (unsigned long long)ss.les_birads[2], ratio, (unsigned long long)ss.views,
+                     (unsigned long long)ss.patients, (unsigned long long)ss.pat_lesion,
+                     (unsigned long long)ss.pat_normal_only);
+    mp_strbuf_printf(&md,
+                     "\n| patches | count |\n|---|---:|\n| normal | %llu |\n| lesion | %llu |\n| lesion, BI-RADS 0 | %llu |\n"
+                     "| lesion, BI-RADS 2 | %llu |\n| normal : lesion | %s |\n| views | %llu |\n| patients | %llu |\n"
+                     "| patients with lesion patches | %llu |\n| patients with only normal patches | %llu |\n",
+                     (unsigned long long)ss.normal, (unsigned long long)ss.lesion, (unsigned long long)ss.les_birads[0],
+                     (unsigned long long)ss.les_birads[2], ratio, (unsigned long long)ss.views,
+                     (unsigned long long)ss.patients, (unsigned long long)ss.pat_lesion,
+                     (unsigned long long)ss.pat_normal_only);
+  }
+  mp_strbuf_printf(&h, "</section>\n");
+  /* metric tables: per variant and level, mean ± std and every split */
+  mp_strbuf_printf(&h, "<section id=\"metrics\"><h2>Test metrics</h2>\n<p class=\"note\">Threshold and how it was "
+                       "chosen are recorded per split in results.csv; undefined values (a zero denominator) are "
+                       "reported as 0 (AUCs: —) and counted in the last column.</p>\n");
+  mp_strbuf_printf(&md, "\n## Test metrics (mean ± std over splits)\n\n");
+  for (int l = 0; l < NLEVELS; l++) {
+    mp_strbuf_printf(&md, "\n### %s level\n\n| variant |", levels[l]);
+    for (int m = 0; m < NMETRICS; m++) mp_strbuf_printf(&md, " %s |", pretty[m]);
+    mp_strbuf_printf(&md, "\n|---|");
+    for (int m = 0; m < NMETRICS; m++) mp_strbuf_printf(&md, "---:|");
+    mp_strbuf_printf(&md, "\n");
+    for (int v = 0; v < nv; v++) {
+      const cJSON *sl = cJSON_GetObjectItem(cJSON_GetObjectItem(summary, vnames[v]), levels[l]);
+      mp_strbuf_printf(&md, "| %s |", vnames[v]);
+      mp_strbuf_printf(&h, "<table class=\"metrics\" data-variant=\"%s\" data-level=\"%s\"><caption>%s — %s level"
+                           "</caption><tr><th>metric</th><th>mean ± std</th><th>min</th><th>max</th>",
+                       vnames[v], levels[l], vnames[v], levels[l]);
+      for (int i = 0; i < nr; i++)
+        if (runs[i].vi == v) mp_strbuf_printf(&h, "<th>split %.0f</th>", runs[i].seed);
+      mp_strbuf_printf(&h, "<th>undefined</th></tr>\n");
+      for (int m = 0; m < NMETRICS; m++) {
+        const cJSON *c = cJSON_GetObjectItem(sl, metrics[m]);
+        fmt_pm(a, sizeof a, c, 1, 3);
+        mp_strbuf_printf(&md, " %s |", a);
+        mp_strbuf_printf(&h, "<tr><td>%s</td><td>%s</td>", pretty[m], a);
+        fmt(a, sizeof a, num(c, "min"), 3), fmt(b, sizeof b, num(c, "max"), 3);
+        mp_strbuf_printf(&h, "<td>%s</td><td>%s</td>", a, b);
+        int undef = 0;
+        for (int i = 0; i < nr; i++) {
+          if (runs[i].vi != v) continue;
+          const cJSON *lv = cJSON_GetObjectItem(cJSON_GetObjectItem(runs[i].res, "test"), levels[l]), *u;
+          fmt(a, sizeof a, num(lv, metrics[m]), 3);
+          mp_strbuf_printf(&h, "<td>%s</td>", a);
+          const char *key = m == 5 || m == 6 ? "roc_auc" : metrics[m];
+          cJSON_ArrayForEach(u, cJSON_GetObjectItem(lv, "undefined")) undef +=
+              cJSON_IsString(u) && strncmp(u->valuestring, key, strlen(key)) == 0;
+        }
+        mp_strbuf_printf(&h, "<td>%d</td></tr>\n", undef);
+      }
+      mp_strbuf_printf(&h, "</table>\n");
+      mp_strbuf_printf(&md, "\n");
+    }
+  }
+  /* per-split raw numbers */
+  mp_strbuf_free(&csv);
+  mp_strbuf_printf(&csv, "variant,split_seed,level,threshold,n,positives,tp,fp,tn,fn");
+  for (int m = 0; m < NMETRICS; m++) mp_strbuf_printf(&csv, ",%s", metrics[m]);
+  mp_strbuf_printf(&csv, ",undefined\n");
+  for (int i = 0; i < nr; i++)
+    for (int l = 0; l < NLEVELS; l++) {
+      const cJSON *lv = cJSON_GetObjectItem(cJSON_GetObjectItem(runs[i].res, "test"), levels[l]), *u;
+      const cJSON *cf = cJSON_GetObjectItem(lv, "confusion");
+      mp_strbuf_printf(&csv, "%s,%.0f,%s,%.6g,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f", runs[i].variant, runs[i].seed, levels[l],
+                       num(cJSON_GetObjectItem(runs[i].res, "threshold"), "value"), num(lv, "n"), num(lv, "positives"),
+                       num(cf, "tp"), num(cf, "fp"), num(cf, "tn"), num(cf, "fn"));
+      for (int m = 0; m < NMETRICS; m++) {
+        double v = num(lv, metrics[m]);
+        if (isfinite(v)) mp_strbuf_printf(&csv, ",%.6f", v);
+        else mp_strbuf_printf(&csv, ",");
+      }
+      mp_strbuf_printf(&csv, ",\"");
+      int first = 1;
+      cJSON_ArrayForEach(u, cJSON_GetObjectItem(lv, "undefined")) {
+        mp_strbuf_printf(&csv, "%s%s", first ? "" : "; ", u->valuestring);
+        first = 0;
+      }
+      mp_strbuf_printf(&csv, "\"\n");
+    }
+  if (write_text(rdir, "results.csv", mp_strbuf_str(&csv), err, errlen)) goto fail;
+  mp_strbuf_free(&csv);
+  mp_strbuf_printf(&csv, "variant,level,metric,n,mean,std,min,max\n");
+  for (int v = 0; v < nv; v++)
+    for (int l = 0; l < NLEVELS; l++)
+      for (int m = 0; m < NMETRICS; m++) {
+        const cJSON *c =
+            cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(summary, vnames[v]), levels[l]), metrics[m]);
+        mp_strbuf_printf(&csv, "%s,%s,%s,%.0f", vnames[v], levels[l], metrics[m], num(c, "n"));
+        static const char *const f[4] = {"mean", "std", "min", "max"};
+        for (int k = 0; k < 4; k++) {
+          double q = num(c, f[k]);
+          if (isfinite(q)) mp_strbuf_printf(&csv, ",%.6f", q);
+          else mp_strbuf_printf(&csv, ",");
+        }
+        mp_strbuf_printf(&csv, "\n");
+      }
+  if (write_text(rdir, "summary.csv", mp_strbuf_str(&csv), err, errlen)) goto fail;
+  mp_strbuf_free(&csv);
+  mp_strbuf_printf(&h, "</section>\n");
+  /* differences from the baseline */
+  mp_strbuf_printf(&h, "<section id=\"differences\"><h2>Differences from the baseline</h2>\n");
+  mp_strbuf_printf(&md, "\n## Differences from the baseline (percentage points)\n\n");
+  mp_strbuf_printf(&csv, "variant,level,metric,pairs,mean,std,higher,lower,equal\n");
+  int ndiff = cJSON_GetArraySize(diffs);
+  if (!ndiff) {
+    mp_strbuf_printf(&h, "<p>No augmented variant was evaluated beside the baseline.</p>\n");
+    mp_strbuf_printf(&md, "No augmented variant was evaluated beside the baseline.\n");
+  }
+  cJSON_ArrayForEach(e, diffs) {
+    mp_strbuf_printf(&h, "<table class=\"differences\" data-variant=\"%s\"><caption>%s − baseline (percentage points; "
+                         "splits higher / lower)</caption><tr><th>level</th>",
+                     e->string, e->string);
+    mp_strbuf_printf(&md, "%s − baseline:\n\n| level |", e->string);
+    for (int m = 0; m < NMETRICS; m++) mp_strbuf_printf(&h, "<th>%s</th>", pretty[m]), mp_strbuf_printf(&md, " %s |", pretty[m]);
+    mp_strbuf_printf(&h, "</tr>\n");
+    mp_strbuf_printf(&md, "\n|---|");
+    for (int m = 0; m < NMETRICS; m++) mp_strbuf_printf(&md, "---:|");
+    mp_strbuf_printf(&md, "\n");
+    for (int l = 0; l < NLEVELS; l++) {
+      mp_strbuf_printf(&h, "<tr><td>%s</td>", levels[l]);
+      mp_strbuf_printf(&md, "| %s |", levels[l]);
+      for (int m = 0; m < NMETRICS; m++) {
+        const cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(e, levels[l]), metrics[m]);
+        fmt_pm(a, sizeof a, c, 100, 1);
+        mp_strbuf_printf(&h, "<td>%s (%.0f/%.0f)</td>", a, num(c, "higher"), num(c, "lower"));
+        mp_strbuf_printf(&md, " %s |", a);
+        mp_strbuf_printf(&csv, "%s,%s,%s,%.0f", e->string, levels[l], metrics[m], num(c, "pairs"));
+        double mean = num(c, "mean"), sd = num(c, "std");
+        if (isfinite(mean)) mp_strbuf_printf(&csv, ",%.6f", mean);
+        else mp_strbuf_printf(&csv, ",");
+        if (isfinite(sd)) mp_strbuf_printf(&csv, ",%.6f", sd);
+        else mp_strbuf_printf(&csv, ",");
+        mp_strbuf_printf(&csv, ",%.0f,%.0f,%.0f\n", num(c, "higher"), num(c, "lower"), num(c, "equal"));
+      }
+      mp_strbuf_printf(&h, "</tr>\n");
+      mp_strbuf_printf(&md, "\n");
+    }
+    mp_strbuf_printf(&h, "</table>\n");
+    mp_strbuf_printf(&md, "\n");
+  }
+  if (write_text(rdir, "differences.csv", mp_strbuf_str(&csv), err, errlen)) goto fail;
+  mp_strbuf_free(&csv);
+  mp_strbuf_printf(&h, "</section>\n");
+  /* charts: each also written as charts/NAME.svg for report.md */
+  mp_strbuf_printf(&h, "<section id=\"charts\"><h2>Charts</h2>\n<div class=\"charts\">\n");
+  mp_strbuf_printf(&md, "\n## Charts\n\n");
+  for (int k = 0; k < 2 + 2 * NLEVELS + 2; k++) {
+    mp_strbuf svg = {0};
+    char name[64];
+    if (k < 2) {
+      bar_chart(&svg, summary, vnames, nv, k == 0 ? 3 : 4);
+      snprintf(name, sizeof name, "bars-%s.svg", k == 0 ? "f1" : "mcc");
+    } else if (k < 2 + 2 * NLEVELS) {
+      int l = (k - 2) / 2, pr = (k - 2) % 2;
+      curve_chart(&svg, runs, nr, nv, l, pr);
+      snprintf(name, sizeof name, "%s-%s.svg", pr ? "pr" : "roc", levels[l]);
+    } else {
+      int mcc = k - 2 - 2 * NLEVELS;
+      training_chart(&svg, runs, nr, nv, mcc);
+      snprintf(name, sizeof name, "training-%s.svg", mcc ? "mcc" : "loss");
+    }
+    if (!svg.len) continue;
+    mp_strbuf_append(&h, svg.s, svg.len);
+    mp_strbuf_printf(&md, "![%s](charts/%s)\n", name, name);
+    char path[80];
+    snprintf(path, sizeof path, "charts/%s", name);
+    int rc = write_text(rdir, path, svg.s, err, errlen);
+    mp_strbuf_free(&svg);
+    if (rc) goto fail;
+  }
+  mp_strbuf_printf(&h, "</div></section>\n");
+  /* training curves as numbers */
+  mp_strbuf_printf(&csv, "variant,split_seed,epoch,train_loss,validation_loss,validation_mcc,validation_f1\n");
+  for (int i = 0; i < nr; i++) {
+    const cJSON *ep;
+    cJSON_ArrayForEach(ep, cJSON_GetObjectItem(runs[i].train, "curve")) {
+      const cJSON *val = cJSON_GetObjectItem(ep, "validation");
+      mp_strbuf_printf(&csv, "%s,%.0f,%.0f,%.6f,%.6f,%.6f,%.6f\n", runs[i].variant, runs[i].seed, num(ep, "epoch"),
+                       num(ep, "train_loss"), num(val, "loss"), num(val, "mcc"), num(val, "f1"));
+    }
+  }
+  if (write_text(rdir, "training.csv", mp_strbuf_str(&csv), err, errlen)) goto fail;
+  mp_strbuf_free(&csv);
+  /* montage */
+  mp_strbuf_printf(&h, "<section id=\"patches\"><h2>Patches</h2>\n");
+  mp_strbuf_printf(&md, "\n## Patches\n\n");
+#if !MP_HAVE_PNG
+  if (montage) { /* built without libpng: no montage */
+    mp_strbuf_printf(&h, "<p>This build has no libpng: no patch montage.</p>\n");
+    mp_free(montage), montage = NULL;
+  }
+#endif
+  if (montage) {
+    char path[4400], e2[512];
+    snprintf(path, sizeof path, "%s/montage.png", rdir);
+#if MP_HAVE_PNG
+    if (mp_png_write(path, montage, mw, mh, 1, err, errlen) != 0) goto fail;
+#endif
+    size_t len = 0;
+    char *png = mp_read_file(path, &len, e2, sizeof e2);
+    if (!png) {
+      snprintf(err, errlen, "%s", e2);
+      goto fail;
+    }
+    mp_strbuf_printf(&h, "<figure><img class=\"montage\" width=\"%d\" height=\"%d\" alt=\"real lesion and normal "
+                         "patches\" src=\"data:image/png;base64,",
+                     mw, mh);
+    mp_report_base64(&h, (const unsigned char *)png, len);
+    mp_strbuf_printf(&h, "\"><figcaption class=\"note\">Real patches from the store, evenly spaced: lesion patches "
+                         "(top rows, %llu in all) and normal patches (bottom rows, %llu in all), %d×%d px, as "
+                         "stored.</figcaption></figure>\n",
+                     (unsigned long long)ss.lesion, (unsigned long long)ss.normal, mw, mh);
+    mp_strbuf_printf(&md, "![real lesion (top) and normal (bottom) patches](montage.png)\n");
+    mp_free(png);
+  } else {
+    mp_strbuf_printf(&h, "<p>No patches to show.</p>\n");
+  }
+  mp_strbuf_printf(&h, "</section>\n");
+  /* jobs */
+  mp_strbuf_printf(&h, "<section id=\"jobs\"><h2>Jobs</h2><table id=\"jobs-table\"><tr><th>variant</th><th>split "
+                       "seed</th><th>status</th><th>rank group</th><th>seconds</th><th>best epoch</th><th>training "
+                       "patches</th><th>threshold</th></tr>\n");
+  mp_strbuf_printf(&md, "\n## Jobs\n\n| variant | split seed | status | seconds | best epoch |\n|---|---:|---|---:|---:|\n");
+  cJSON_ArrayForEach(e, results) {
+    const run *r = NULL;
+    for (int i = 0; i < nr; i++)
+      if (runs[i].res == e) r = &runs[i];
+    const cJSON *best = r ? cJSON_GetObjectItem(r->train, "best") : NULL;
+    fmt(a, sizeof a, num(best, "epoch"), 0);
+    fmt(b, sizeof b, num(cJSON_GetObjectItem(e, "threshold"), "value"), 3);
+    mp_strbuf_printf(&h, "<tr><td>%s</td><td>%.0f</td><td>%s</td><td>%.0f</td><td>%.0f</td><td>%s</td><td>",
+                     cJSON_GetObjectItem(e, "variant")->valuestring, num(e, "split_seed"),
+                     cJSON_GetObjectItem(e, "status")->valuestring, num(e, "rank_group"), num(e, "seconds"), a);
+    if (r) mp_strbuf_printf(&h, "%.0f", num(r->train, "train_patches"));
+    mp_strbuf_printf(&h, "</td><td>%s</td></tr>\n", b);
+    mp_strbuf_printf(&md, "| %s | %.0f | %s | %.0f | %s |\n", cJSON_GetObjectItem(e, "variant")->valuestring,
+                     num(e, "split_seed"), cJSON_GetObjectItem(e, "status")->valuestring, num(e, "seconds"), a);
+  }
+  mp_strbuf_printf(&h, "</table></section>\n");
+  /* configuration and version */
+  char *ini = mp_config_to_ini(cfg);
+  mp_strbuf_printf(&h, "<section id=\"config\"><h2>Configuration</h2><p class=\"note\">The effective configuration "
+                       "of this experiment (every key; see <code>mammopatch config --keys</code>). Version: mammopatch "
+                       "%s, git %s.</p><pre>",
+                   version, git);
+  mp_svg_escape(&h, ini);
+  mp_strbuf_printf(&h, "</pre></section>\n</body></html>\n");
+  mp_strbuf_printf(&md, "\n## Configuration\n\nmammopatch %s, git %s.\n\n```ini\n%s```\n", version, git, ini);
+  mp_free(ini);
+  if (write_text(rdir, "index.html", mp_strbuf_str(&h), err, errlen) ||
+      write_text(rdir, "report.md", mp_strbuf_str(&md), err, errlen))
+    goto fail;
+  {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/experiment.json", rdir);
+    if (mp_json_write_file(path, x, err, errlen)) goto fail;
+  }
+  mp_strbuf_free(&h), mp_strbuf_free(&md), mp_strbuf_free(&csv);
+  for (int i = 0; i < nr; i++) cJSON_Delete(runs[i].eval), cJSON_Delete(runs[i].train);
+  mp_free(runs), mp_free(montage);
+  return 0;
+fail:
+  mp_strbuf_free(&h), mp_strbuf_free(&md), mp_strbuf_free(&csv);
+  for (int i = 0; i < nr; i++) cJSON_Delete(runs[i].eval), cJSON_Delete(runs[i].train);
+  mp_free(runs), mp_free(montage);
+  return -1;
+}

@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Checks for tests/eval/test_experiment.sh (experiment, report, predict).
+
+  aggregate EXP STORE      experiment.json's summary and differences recomputed with
+                           numpy from the jobs' own eval.json files (mean, sample std,
+                           min, max per variant / level / metric); results.csv and
+                           summary.csv agree with it; every split of every variant has
+                           an entry; the report files exist; the report's preprocessing
+                           counts equal the store's attributes
+  privacy EXP COHORT       no patient ID, name or birth date of the cohort's DICOM headers
+                           appears in any file of the experiment directory
+  same A.json B.json       two experiment.json files hold the same numbers (provenance
+                           and timings aside)
+  predict OUT COHORT N     N images scored; for at least 60% of the views with a lesion the
+                           hottest tile contains a lesion centre of truth_lesions.csv
+                           (chance: the lesion tiles' share, ~5%); heatmap PNGs valid
+  tiles128 JSON DCM        with predict.stride = 128 the scored tiles are exactly
+                           preprocessing's normal tiling, recomputed with pydicom + numpy
+"""
+import csv
+import glob
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+
+LEVELS = ("patch", "view", "patient")
+METRICS = ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "pr_auc")
+
+
+def fail(msg):
+    print(msg)
+    sys.exit(1)
+
+
+def close(a, b, tol=1e-9):
+    if a is None or b is None:
+        return a is None and b is None
+    return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+
+
+def aggregate(exp, store):
+    x = json.load(open(os.path.join(exp, "experiment.json")))
+    variants, R = x["variants"], x["repeats"]
+    runs = {}
+    for r in x["results"]:
+        if r["status"] not in ("done", "reused"):
+            fail(f"job {r['variant']} split {r['split_seed']}: {r['status']}")
+        e = json.load(open(os.path.join(r["dir"], "eval.json")))
+        runs[(r["variant"], r["split_seed"])] = e["test"]
+        for lv in LEVELS:
+            for m in METRICS:
+                if not close(r["test"][lv][m], e["test"][lv][m]):
+                    fail(f"results entry {r['variant']}/{r['split_seed']} {lv} {m} differs from eval.json")
+    seeds = sorted({s for (_, s) in runs})
+    if len(runs) != R * len(variants) or len(seeds) != R:
+        fail(f"{len(runs)} results for {R} splits x {len(variants)} variants")
+    checked = 0
+    for v in variants:
+        for lv in LEVELS:
+            for m in METRICS:
+                vals = np.array([runs[(v, s)][lv][m] for s in seeds if runs[(v, s)][lv][m] is not None], float)
+                got = x["summary"][v][lv][m]
+                want_mean = float(vals.mean()) if len(vals) else None
+                want_std = float(vals.std(ddof=1)) if len(vals) > 1 else None
+                if got["n"] != len(vals) or not close(got["mean"], want_mean) or not close(got["std"], want_std):
+                    fail(f"summary {v} {lv} {m}: {got} vs numpy mean {want_mean} std {want_std} n {len(vals)}")
+                if len(vals) and (not close(got["min"], float(vals.min())) or not close(got["max"], float(vals.max()))):
+                    fail(f"summary {v} {lv} {m}: min/max")
+                checked += 1
+    if "baseline" in variants:
+        for v in variants:
+            if v == "baseline":
+                continue
+            for lv in LEVELS:
+                for m in METRICS:
+                    d = [runs[(v, s)][lv][m] - runs[("baseline", s)][lv][m] for s in seeds
+                         if runs[(v, s)][lv][m] is not None and runs[("baseline", s)][lv][m] is not None]
+                    got = x["differences_from_baseline"][v][lv][m]
+                    if not close(got["mean"], float(np.mean(d)) if d else None):
+                        fail(f"difference {v} {lv} {m}")
+                    checked += 1
+    if not x["highlights"]:
+        fail("no highlights")
+    # the report's files and their numbers
+    rep = os.path.join(exp, "report")
+    for f in ("index.html", "report.md", "results.csv", "summary.csv", "differences.csv", "training.csv",
+              "preprocess.csv", "experiment.json", "montage.png"):
+        if not os.path.isfile(os.path.join(rep, f)):
+            fail(f"report/{f} missing")
+    rows = list(csv.DictReader(open(os.path.join(rep, "results.csv"))))
+    if len(rows) != len(runs) * 3:
+        fail(f"results.csv: {len(rows)} rows for {len(runs)} runs x 3 levels")
+    for row in rows:
+        t = runs[(row["variant"], int(row["split_seed"]))][row["level"]]
+        for m in METRICS:
+            want = t[m]
+            if (row[m] == "") != (want is None) or (want is not None and abs(float(row[m]) - want) > 5e-6):
+                fail(f"results.csv {row['variant']} {row['split_seed']} {row['level']} {m}: {row[m]} vs {want}")
+    for row in csv.DictReader(open(os.path.join(rep, "summary.csv"))):
+        got = x["summary"][row["variant"]][row["level"]][row["metric"]]
+        if got["mean"] is not None and abs(float(row["mean"]) - got["mean"]) > 5e-6:
+            fail(f"summary.csv {row}")
+    import h5py
+    with h5py.File(store, "r") as h:
+        found = int(h.attrs["files_found"])
+        acc = int(h.attrs["files_accepted"])
+    pre = list(csv.DictReader(open(os.path.join(rep, "preprocess.csv"))))
+    if int(pre[0]["remaining"]) != found or int(pre[-1]["remaining"]) != acc:
+        fail(f"preprocess.csv: found {pre[0]['remaining']} / remaining {pre[-1]['remaining']} vs store {found} / {acc}")
+    print(f"{checked} summary/difference values equal numpy's; {len(rows)} results.csv rows; "
+          f"preprocess table {found} -> {acc} files")
+
+
+def privacy(exp, cohort):
+    import pydicom
+    planted = set()
+    for f in glob.glob(os.path.join(cohort, "dicom", "**", "*.dcm"), recursive=True):
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True, force=True)
+        except Exception:
+            continue
+        for tag in ("PatientID", "PatientName", "PatientBirthDate", "OtherPatientIDs"):
+            v = str(ds.get(tag, "") or "").strip()
+            if len(v) >= 4:
+                planted.add(v)
+    if not planted:
+        fail("no identifiers found in the cohort")
+    hits, files = [], 0
+    for root, _, names in os.walk(exp):
+        for n in names:
+            data = open(os.path.join(root, n), "rb").read()
+            files += 1
+            for p in planted:
+                if p.encode() in data:
+                    hits.append(f"{p} in {os.path.join(root, n)}")
+    if hits:
+        fail("identifiers found: " + "; ".join(hits[:5]))
+    print(f"none of {len(planted)} IDs, names and birth dates in {files} files")
+
+
+def strip(d):
+    if isinstance(d, dict):
+        return {k: strip(v) for k, v in d.items() if k not in ("provenance", "seconds", "status")}
+    if isinstance(d, list):
+        return [strip(v) for v in d]
+    return d
+
+
+def same(a, b):
+    x, y = strip(json.load(open(a))), strip(json.load(open(b)))
+    if x != y:
+        fail("experiment.json numbers differ after the rerun")
+    print("numbers identical")
+
+
+def png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        fail(f"{path} is not a PNG")
+    return struct.unpack(">II", head[16:24])
+
+
+def predict(out, cohort, n):
+    n = int(n)
+    s = json.load(open(os.path.join(out, "predict.json")))
+    imgs = s["images"]
+    if len(imgs) != n + 1:
+        fail(f"{len(imgs)} images in predict.json, expected {n} + the empty file")
+    if imgs[-1]["status"] != "failed" or not imgs[-1].get("error"):
+        fail(f"the empty file: {imgs[-1]}")
+    lesions = {}
+    for r in csv.DictReader(open(os.path.join(cohort, "truth_lesions.csv"))):
+        lesions.setdefault(os.path.basename(os.path.dirname(r["file"])) + "/" + os.path.basename(r["file"]), []).append(
+            (float(r["cx"]), float(r["cy"])))
+    views = sorted(lesions)  # the order the test passed them in (sort -u of the paths)
+    hits, shares = 0, []
+    for i, key in enumerate(views):
+        d = json.load(open(os.path.join(out, f"view-{i + 1}", "predict.json")))
+        if d["status"] != "ok" or d["input"] != os.path.basename(key):
+            fail(f"view-{i + 1}: {d.get('status')} {d.get('input')} (expected {key})")
+        h, P = d["hottest"], d["patch_size"]
+        inside = lambda t, c: t[0] <= c[1] < t[0] + P and t[1] <= c[0] < t[1] + P
+        if any(inside((h["row"], h["col"]), c) for c in lesions[key]):
+            hits += 1
+        on = sum(1 for t in d["tiles"] if any(inside(t, c) for c in lesions[key]))
+        shares.append(on / max(1, len(d["tiles"])))
+        w, hh = png_size(os.path.join(out, f"view-{i + 1}", "heatmap.png"))
+        if (w, hh) != (d["heatmap"]["width"], d["heatmap"]["height"]) or max(w, hh) > 1024:
+            fail(f"view-{i + 1}: heatmap {w}x{hh} vs {d['heatmap']}")
+        probs = [t[2] for t in d["tiles"]]
+        if not all(0 <= p <= 1 for p in probs) or not math.isclose(max(probs), h["probability"], rel_tol=1e-6):
+            fail(f"view-{i + 1}: probabilities")
+        if (d["decision"] == "lesion") != (max(probs) >= d["threshold"]):
+            fail(f"view-{i + 1}: decision {d['decision']} with max p {max(probs)}")
+    frac, chance = hits / len(views), float(np.mean(shares))
+    if frac < 0.6:
+        fail(f"hottest tile on a lesion in {hits}/{len(views)} views (chance {chance:.0%})")
+    print(f"hottest tile on a lesion in {hits}/{len(views)} views (chance ~{chance:.0%}); heatmaps valid")
+
+
+def tiles128(path, dcm):
+    import pydicom
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "preprocess"))
+    from check_preprocess import tiles, window_u8
+    d = json.load(open(path))
+    got = sorted((int(t[0]), int(t[1])) for t in d["tiles"])
+    want = sorted((r, c) for r, c, _ in tiles(window_u8(pydicom.dcmread(dcm))))
+    if got != want:
+        fail(f"{len(got)} tiles vs {len(want)} recomputed; first difference "
+             f"{sorted(set(got) ^ set(want))[:3]}")
+    print(f"{len(got)} tiles, positions identical to the recomputation")
+
+
+if __name__ == "__main__":
+    cmds = {"aggregate": aggregate, "privacy": privacy, "same": same, "predict": predict, "tiles128": tiles128}
+    if len(sys.argv) < 2 or sys.argv[1] not in cmds:
+        fail(__doc__)
+    cmds[sys.argv[1]](*sys.argv[2:])

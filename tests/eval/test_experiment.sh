@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# experiment, report and predict on a synthetic cohort (48 patients, 60% of exams with
+# lesions): 2 splits on 2 rank groups, the aggregation recomputed independently, the
+# report rendered in headless Chromium with no network request, a rerun that reuses
+# every job, a changed configuration refused before any work, and predict's hottest tile
+# on the known lesions of views no model has seen (an unannotated cohort).
+# Usage: test_experiment.sh MAMMOPATCH MPIEXEC TESTS_DIR
+set -uo pipefail
+mp=$1 mpiexec=$2 tests=$3
+export OMP_NUM_THREADS=1 MAMMOPATCH_SITE_KEY=test-site-key-for-experiment-0123
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0 passes=0
+ok()  { passes=$((passes + 1)); echo "ok   $*"; }
+bad() { fails=$((fails + 1)); echo "FAIL $*"; }
+run2() { "$mpiexec" -n 2 --oversubscribe "$mp" "$@"; }
+check() { /usr/bin/python3 "$tests/eval/check_experiment.py" "$@"; }
+
+run2 synth --out "$tmp/c" --patients 48 --seed 7 -q --set synth.birads0_frac=0.6 --set synth.big_mark_frac=1 \
+  --set synth.annotated_frac=1 --set synth.second_lesion_frac=0.5 || bad "synth"
+run2 preprocess --input "$tmp/c/dicom" --labels "$tmp/c/labels.csv" --out "$tmp/p.h5" --report "$tmp/pre" -q || bad "preprocess"
+S="$tmp/p.h5"
+cfg=(--set train.batch=32 --set train.epochs=4 --set train.lr=1e-4 --set train.lesion_fraction=0.5
+     --set train.checkpoint_every=0 --set experiment.repeats=2 --set experiment.split_seed=5)
+
+# 1. 2 splits x baseline on 2 rank groups of 1 rank
+t0=$(date +%s)
+run2 experiment --store "$S" --out "$tmp/e" "${cfg[@]}" > "$tmp/e.log" 2>&1 && ok "experiment ran ($(( $(date +%s) - t0 )) s)" \
+  || { bad "experiment"; cat "$tmp/e.log"; }
+out=$(check aggregate "$tmp/e" "$S") && ok "aggregation: $out" || bad "aggregation: $out"
+out=$(check privacy "$tmp/e" "$tmp/c") && ok "privacy: $out" || bad "privacy: $out"
+grep -q "rank groups of 1\|rank group.* of 1" "$tmp/e.log" && ok "jobs spread over 2 rank groups" || bad "not 2 groups: $(grep experiment: "$tmp/e.log" | head -1)"
+
+# 2. the report in headless Chromium: tables, charts, montage, no request leaves the page
+out=$(/usr/bin/python3 "$tests/eval/check_report.py" "$tmp/e/report" --min-charts 8 2>&1); rc=$?
+if [ $rc -eq 0 ]; then ok "report renders: $(echo "$out" | grep -E '^static|net log' | tr '\n' ' ')"
+elif [ $rc -eq 77 ]; then echo "skip report rendering: $out"
+else bad "report: $out"; fi
+
+# 3. rerun: every job reused, the same numbers
+cp "$tmp/e/experiment.json" "$tmp/first.json"
+run2 experiment --store "$S" --out "$tmp/e" "${cfg[@]}" > "$tmp/e2.log" 2>&1 || bad "rerun"
+grep -q "2 reused" "$tmp/e2.log" && ok "rerun reuses both jobs" || bad "rerun did not reuse: $(grep experiment: "$tmp/e2.log" | head -1)"
+out=$(check same "$tmp/first.json" "$tmp/e/experiment.json") && ok "rerun: $out" || bad "rerun: $out"
+
+# 4. a changed configuration is refused before any work, naming the key
+run2 experiment --store "$S" --out "$tmp/e" "${cfg[@]}" --set train.lr=1e-3 > "$tmp/e3.log" 2>&1; rc=$?
+[ $rc -eq 2 ] && grep -q "train.lr" "$tmp/e3.log" && ok "changed train.lr refused (exit 2, key named)" \
+  || bad "changed config: exit $rc: $(tail -2 "$tmp/e3.log")"
+run2 experiment --store "$S" --out "$tmp/x" "${cfg[@]}" --set experiment.variants=baseline,gan > "$tmp/e4.log" 2>&1; rc=$?
+[ $rc -eq 2 ] && grep -q "gan" "$tmp/e4.log" && [ ! -d "$tmp/x/runs" ] && ok "unbuilt variant refused before work" \
+  || bad "variant gan: exit $rc: $(tail -2 "$tmp/e4.log")"
+
+# 5. predict on an unannotated cohort (lesions with no mark, never seen in training)
+run2 synth --out "$tmp/u" --patients 6 --seed 99 -q --set synth.birads0_frac=1 --set synth.annotated_frac=0 \
+  --set synth.missing_view_frac=0 --set synth.male_frac=0 --set synth.implant_frac=0 --set synth.inverse_lut_frac=0 \
+  --set synth.nonstandard_view_frac=0 --set synth.cad_frac=0 --set synth.truncated_frac=0 --set synth.garbage_frac=0 \
+  || bad "synth (unannotated)"
+mapfile -t views < <(tail -n +2 "$tmp/u/truth_lesions.csv" | cut -d, -f1 | sort -u | sed "s|^|$tmp/u/|")
+: > "$tmp/empty.dcm"
+run2 predict --model "$tmp/e/runs/baseline/split-5" --out "$tmp/pr" "${views[@]}" "$tmp/empty.dcm" > "$tmp/pr.log" 2>&1; rc=$?
+[ $rc -eq 1 ] && ok "predict: an unreadable file fails (exit 1), the others are written" || bad "predict exit $rc: $(tail -3 "$tmp/pr.log")"
+out=$(check predict "$tmp/pr" "$tmp/u" "${#views[@]}") && ok "predict: $out" || bad "predict: $out"
+"$mp" predict --model "$tmp/e/runs/baseline/split-5" --out "$tmp/pr128" "${views[0]}" --set predict.stride=128 -q \
+  || bad "predict stride 128"
+out=$(check tiles128 "$tmp/pr128/view-1/predict.json" "${views[0]}") && ok "stride 128 = preprocessing's tiling: $out" \
+  || bad "stride 128 tiles: $out"
+
+echo "$passes passed, $fails failed"
+[ $fails -eq 0 ]
