@@ -3,8 +3,9 @@
 # pipeline on 2 MPI ranks as far as it is built.  Outputs go to out/demo/.
 #
 # Built so far: the foundation (build information, MPI layout, configuration), the
-# synthetic cohort, preprocessing into the patch store, the baseline classifier's
-# data-parallel training and its evaluation.  The report, gan and smote join as they are built.
+# synthetic cohort, preprocessing into the patch store, the experiment (repeated splits
+# of the baseline classifier's data-parallel training and evaluation) with its report,
+# and predict's heatmaps.  gan and smote join as they are built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ranks=${MP_DEMO_RANKS:-2}
@@ -34,15 +35,21 @@ export MAMMOPATCH_SITE_KEY=${MAMMOPATCH_SITE_KEY:-mammopatch-demo-site-key-not-s
 echo
 cat "$out/preprocess/preprocess.md"
 echo
-echo "== train: the baseline classifier, data-parallel on $ranks ranks (split seed 1)"
-rm -rf "$out/train/baseline-1"
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "${mp[@]}" train --config jobs/demo.ini --store "$out/patches.h5" --split-seed 1 \
-  --out "$out/train/baseline-1"
-echo "== eval: test-split metrics at patch, view and patient level"
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "${mp[@]}" eval --config jobs/demo.ini --store "$out/patches.h5" --train-dir "$out/train/baseline-1"
+echo "== experiment: 2 patient-level splits x the baseline classifier, one split per rank group;"
+echo "   each job trains (data-parallel inside its group), evaluates, and rank 0 writes the report"
+rm -rf "$out/experiment"
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "${mp[@]}" experiment --config jobs/demo.ini --store "$out/patches.h5" \
+  --out "$out/experiment"
+echo "== predict: per-tile lesion probabilities and heatmaps for the first four BI-RADS 0 views"
+mapfile -t views < <(awk -F, 'NR > 1 && $7 == 0 && $14 == "accepted" {print $1}' "$out/cohort/truth.csv" | head -4 |
+                     sed "s|^|$out/cohort/|")
+rm -rf "$out/predict"
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "${mp[@]}" predict --config jobs/demo.ini \
+  --model "$out/experiment/runs/baseline/split-1" --out "$out/predict" "${views[@]}"
 echo
-echo "Cohort: $out/cohort (look at preview.png); patch store: $out/patches.h5;"
-echo "reports: $out/preprocess/ (preprocess.json, preprocess.md, preprocess_files.csv);"
-echo "training: $out/train/baseline-1/ (train.json: curve, best epoch, test metrics; split.json; best/;"
-echo "eval.json and eval_patches.csv: patch/view/patient metrics)."
-echo "Pipeline stages built so far: synth, preprocess, train, eval.  The report, gan and smote are the next issues."
+echo "Cohort: $out/cohort (preview.png); patch store: $out/patches.h5; preprocessing: $out/preprocess/;"
+echo "experiment: $out/experiment/ (runs/baseline/split-N/: split, training curve, best model, eval.json);"
+echo "heatmaps: $out/predict/view-N/heatmap.png."
+echo "REPORT: $out/experiment/report/index.html (self-contained; also report.md, CSV, JSON)"
+echo "Pipeline stages built so far: synth, preprocess, train, eval, experiment + report, predict."
+echo "gan and smote are the next issues."

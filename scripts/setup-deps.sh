@@ -3,12 +3,13 @@
 # packages are missing, runs `apt-get update` once only when something must be
 # installed, then installs just those. Safe to run on every build.
 #
-# Usage: scripts/setup-deps.sh [--with-python] [--with-slurm]
+# Usage: scripts/setup-deps.sh [--with-python] [--with-browser] [--with-slurm]
 #   (default)      build + runtime: compilers, CMake, Open MPI, parallel HDF5, GDCM,
 #                  oneDNN, OpenBLAS/LAPACKE, libpng, cJSON, inih, cmocka, OpenSSL
 #                  + the test oracles and bench peers (Debian's python3 with numpy,
 #                  pydicom, OpenCV, h5py, scikit-image, torch)
 #   --with-python  oracles of later stages (Debian's sklearn, scipy)
+#   --with-browser Debian's Chromium, for the test that renders the HTML report headless
 #   --with-slurm   munge, slurmctld, slurmd for the real-Slurm job tests
 set -euo pipefail
 
@@ -25,6 +26,7 @@ pkgs=(
 for a in "$@"; do
   case "$a" in
     --with-python) pkgs+=(python3-sklearn python3-scipy) ;;
+    --with-browser) pkgs+=(chromium) ;;
     --with-slurm)  pkgs+=(munge slurm-wlm slurmctld slurmd slurm-client) ;;
     *) echo "setup-deps: unknown option '$a'" >&2; exit 2 ;;
   esac

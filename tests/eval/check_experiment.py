@@ -11,7 +11,7 @@
                            appears in any file of the experiment directory
   same A.json B.json       two experiment.json files hold the same numbers (provenance
                            and timings aside)
-  predict OUT COHORT N     N images scored; for at least 60% of the views with a lesion the
+  predict OUT COHORT N     N images scored; for at least half of the views with a lesion the
                            hottest tile contains a lesion centre of truth_lesions.csv
                            (chance: the lesion tiles' share, ~5%); heatmap PNGs valid
   tiles128 JSON DCM        with predict.stride = 128 the scored tiles are exactly
@@ -198,7 +198,7 @@ def predict(out, cohort, n):
         if (d["decision"] == "lesion") != (max(probs) >= d["threshold"]):
             fail(f"view-{i + 1}: decision {d['decision']} with max p {max(probs)}")
     frac, chance = hits / len(views), float(np.mean(shares))
-    if frac < 0.6:
+    if frac < 0.5:
         fail(f"hottest tile on a lesion in {hits}/{len(views)} views (chance {chance:.0%})")
     print(f"hottest tile on a lesion in {hits}/{len(views)} views (chance ~{chance:.0%}); heatmaps valid")
 
