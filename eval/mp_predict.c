@@ -55,11 +55,12 @@ static void make_tiles(const uint8_t *img, int W, int H, int stride, int black, 
   mp_free(b);
 }
 
-/* "hot" colour map: black -> dark red -> red -> yellow -> white over p in [0, 1] */
+/* colour map: dark red (p = 0) -> red -> orange -> yellow (p = 1); never white, so a
+ * confident tile does not read as bright tissue */
 static void hot(double p, double rgb[3]) {
-  rgb[0] = fmin(1, 3 * p);
-  rgb[1] = fmin(1, fmax(0, 3 * p - 1));
-  rgb[2] = fmin(1, fmax(0, 3 * p - 2));
+  rgb[0] = fmin(1, 0.45 + 1.1 * p);
+  rgb[1] = fmax(0, fmin(1, 1.6 * p - 0.6));
+  rgb[2] = 0;
 }
 
 /* The overlay: image downscaled by an integer factor f (box mean), tiles tinted. */
@@ -73,7 +74,7 @@ static int write_heatmap(const char *path, const uint8_t *img, int W, int H, con
   uint8_t *rgb = mp_malloc((size_t)w * h * 3);
   for (int i = 0; i < T->n; i++) {
     double c[3];
-    hot(0.25 + 0.75 * T->t[i].prob, c);
+    hot(T->t[i].prob, c);
     double alpha = 0.15 + 0.55 * T->t[i].prob;
     int m = (TILE - stride) / 2; /* the tile's centre stride x stride cell */
     int y0 = (T->t[i].row + m) / f, x0 = (T->t[i].col + m) / f, y1 = (T->t[i].row + m + stride) / f,
