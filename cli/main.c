@@ -19,6 +19,9 @@ static const mp_command mp_commands[] = {
 #endif
     {"train", "data-parallel classifier training on a patient-level split of the patch store", mp_cmd_train},
     {"eval", "a trained model's test-split metrics at patch, view and patient level", mp_cmd_eval},
+#ifdef MP_WITH_GAN
+    {"gan", "GAN stage: `gan train` one loss x filters x SN/TTUR configuration (FID-selected generator)", mp_cmd_gan},
+#endif
     {"experiment", "repeated splits x variants over rank groups -> aggregated results and the report", mp_cmd_experiment},
     {"report", "write an experiment's report again (HTML, Markdown, CSV, JSON)", mp_cmd_report},
 #ifdef MP_WITH_PREPROCESS

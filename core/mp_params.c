@@ -86,6 +86,15 @@ const mp_cfg_key mp_params_schema[] = {
     {"predict.stride", MP_CFG_INT, "64", 16, 128, NULL,
      "tile step of predict: 128 = preprocessing's tiling; 64 overlaps the tiles (every point near a tile centre, 4x the work)"},
     {"predict.max_side", MP_CFG_INT, "1024", 128, 65536, NULL, "longer side of predict's heatmap PNG (the image is downscaled by an integer factor)"},
+    /* [gan] (SPEC §7, §8) */
+    {"gan.epochs", MP_CFG_INT, "300", 1, 1000000, NULL, "GAN training epochs (SPEC §7: 300)"},
+    {"gan.batch", MP_CFG_INT, "64", 2, 65536, NULL, "GAN global batch (SPEC §7: 64); a multiple of the ranks"},
+    {"gan.latent", MP_CFG_INT, "0", 0, 4096, NULL, "latent size z; 0 = the filters f (SPEC §7)"},
+    {"gan.gp_lambda", MP_CFG_REAL, "10", 0, 1e6, NULL, "wgan-gp penalty weight lambda (SPEC §7: 10)"},
+    {"gan.lr_d", MP_CFG_REAL, "0", 0, 1e6, NULL, "critic learning rate; 0 = SPEC (2e-4, TTUR 4e-4)"},
+    {"gan.lr_g", MP_CFG_REAL, "0", 0, 1e6, NULL, "generator learning rate; 0 = SPEC (2e-4, TTUR 1e-4)"},
+    {"gan.fid_every", MP_CFG_INT, "10", 1, 1000000, NULL, "epochs between FID evaluations (and at the end)"},
+    {"gan.fid_samples", MP_CFG_INT, "0", 0, 10000000, NULL, "generated samples per FID; 0 = as many as real lesion patches"},
     /* [experiment] (SPEC §10, §11) */
     {"experiment.repeats", MP_CFG_INT, "5", 1, 1000, NULL, "patient-level splits R (seeds split_seed .. split_seed + R - 1)"},
     {"experiment.split_seed", MP_CFG_INT, "1", 0, 9.2e18, NULL, "seed of the first split"},

@@ -49,15 +49,9 @@ void mp_experiment_mean_std(const double *v, size_t n, double *mean, double *std
 }
 
 /* ---- jobs ----------------------------------------------------------------------------------- */
-enum { JOB_NOT_RUN = 0, JOB_DONE, JOB_REUSED, JOB_FAILED, JOB_INTERRUPTED };
+enum { JOB_NOT_RUN = MP_JOB_NOT_RUN, JOB_DONE, JOB_REUSED, JOB_FAILED, JOB_INTERRUPTED };
 static const char *const job_status_name[] = {"not run", "done", "reused", "failed", "interrupted"};
-
-typedef struct {
-  char variant[32];
-  uint64_t seed;
-  int group;
-  char dir[4200];
-} job;
+typedef mp_experiment_job job;
 
 static const char *const levels[3] = {"patch", "view", "patient"};
 static const char *const metrics[7] = {"accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "pr_auc"};
@@ -220,9 +214,11 @@ static void highlight_variant(cJSON *out, const char *v, const double diff_mean[
   mp_strbuf_free(&b);
 }
 
-/* Build experiment.json from the jobs' eval.json / train.json files. */
-static cJSON *aggregate(const mp_config *cfg, int K, int G, const char *store_path, const job *jobs, int nj,
-                        const int *status, const double *secs, char variants[][32], int nv, uint64_t seed0, int R) {
+cJSON *mp_experiment_aggregate(const mp_config *cfg, int K, int G, const char *store_path, const mp_experiment_job *jobs,
+                               const int *status, const double *secs, int nj, int nv, int R, uint64_t seed0) {
+  char variants[8][32];
+  if (nv > 8) nv = 8;
+  for (int v = 0; v < nv; v++) snprintf(variants[v], sizeof variants[v], "%s", jobs[v].variant);
   cJSON *d = cJSON_CreateObject();
   cJSON_AddItemToObject(d, "provenance", mp_json_provenance(cfg, K));
   cJSON_AddStringToObject(d, "store", store_path);
@@ -248,7 +244,9 @@ static cJSON *aggregate(const mp_config *cfg, int K, int G, const char *store_pa
     cJSON_AddStringToObject(o, "status", job_status_name[status[j]]);
     cJSON_AddNumberToObject(o, "rank_group", jobs[j].group);
     cJSON_AddNumberToObject(o, "seconds", secs[j]);
-    cJSON_AddStringToObject(o, "dir", jobs[j].dir);
+    char rel[128];
+    snprintf(rel, sizeof rel, "runs/%s/split-%llu", jobs[j].variant, (unsigned long long)jobs[j].seed);
+    cJSON_AddStringToObject(o, "dir", rel); /* relative to the experiment directory */
     if (status[j] == JOB_DONE || status[j] == JOB_REUSED) {
       char path[4300], err[512];
       snprintf(path, sizeof path, "%s/eval.json", jobs[j].dir);
@@ -476,7 +474,7 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
   }
   int result = n_int ? MP_EXIT_INTERRUPTED : n_failed ? MP_EXIT_FAILURE : MP_EXIT_OK;
   if (rank == 0) {
-    cJSON *d = aggregate(cfg, K, G, a->store_path, jobs, nj, status, secs, variants, nv, seed0, R);
+    cJSON *d = mp_experiment_aggregate(cfg, K, G, a->store_path, jobs, status, secs, nj, nv, R, seed0);
     cJSON_AddStringToObject(d, "status", n_int ? "interrupted (rerun to continue)" : n_failed ? "some jobs failed"
                                                                                              : "complete");
     char path[4300];

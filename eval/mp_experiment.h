@@ -28,6 +28,9 @@
 
 #include <mpi.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
 
 #include "mp_config.h"
 
@@ -40,6 +43,23 @@ typedef struct {
  * any case when at least one job has results), MP_EXIT_INTERRUPTED after a stop signal,
  * MP_EXIT_FAILURE when a job failed, MP_EXIT_USAGE for a bad configuration. */
 int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_args *a);
+
+/* One (variant, split) job; jobs are ordered (repeat r, variant v): j = r * nvariants + v. */
+typedef struct {
+  char variant[32];
+  uint64_t seed;
+  int group;      /* rank group that ran it */
+  char dir[4200]; /* OUT/runs/VARIANT/split-SEED: train.json, eval.json, best/ */
+} mp_experiment_job;
+enum { MP_JOB_NOT_RUN = 0, MP_JOB_DONE, MP_JOB_REUSED, MP_JOB_FAILED, MP_JOB_INTERRUPTED };
+
+/* Rank 0's aggregation: the experiment.json document from the jobs' eval.json files
+ * (status[j] one of MP_JOB_*; only DONE / REUSED jobs are read), with per-split numbers,
+ * summary (mean ± sample std, min, max), paired differences from the baseline (when a
+ * "baseline" variant is among jobs[0..nvariants)) and the highlights. */
+cJSON *mp_experiment_aggregate(const mp_config *cfg, int ranks, int groups, const char *store_path,
+                               const mp_experiment_job *jobs, const int *status, const double *seconds, int njobs,
+                               int nvariants, int repeats, uint64_t first_seed);
 
 /* Mean and sample standard deviation (n - 1) of the finite values among v[0..n);
  * *count gets how many there were.  mean NaN when none, std NaN when fewer than two. */

@@ -289,9 +289,9 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
     char path[4400], e2[512];
     const char *jd = cJSON_GetObjectItem(e, "dir")->valuestring;
     run r = {e, NULL, NULL, cJSON_GetObjectItem(e, "variant")->valuestring, num(e, "split_seed"), 0};
-    snprintf(path, sizeof path, "%s/eval.json", jd);
+    snprintf(path, sizeof path, "%s/%s/eval.json", dir, jd); /* jd: relative to the experiment */
     r.eval = mp_json_read_file(path, e2, sizeof e2);
-    snprintf(path, sizeof path, "%s/train.json", jd);
+    snprintf(path, sizeof path, "%s/%s/train.json", dir, jd);
     r.train = mp_json_read_file(path, e2, sizeof e2);
     for (int v = 0; v < nv; v++)
       if (strcmp(vnames[v], r.variant) == 0) r.vi = v;

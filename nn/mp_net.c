@@ -509,6 +509,12 @@ size_t mp_net_output_size(const mp_net *n) {
   const layer *l = &n->L[n->nl - 1];
   return per(l->oc, l->oh, l->ow);
 }
+const float *mp_net_activation(const mp_net *n, int i, size_t *per_sample) {
+  MP_CHECK(i >= 0 && i <= n->nl, "activation %d of a %d-layer net", i, n->nl);
+  MP_CHECK(i == 0 || !n->L[i - 1].fuse_relu, "activation %d is not materialised (fused BN+ReLU)", i);
+  if (per_sample) *per_sample = i == n->nl ? mp_net_output_size(n) : per(n->L[i].c, n->L[i].h, n->L[i].w);
+  return n->act[i];
+}
 void mp_net_param_slice(const mp_net *n, int i, size_t *wo, size_t *wl, size_t *bo, size_t *bl) {
   *wo = n->L[i].w_off, *wl = n->L[i].w_n, *bo = n->L[i].b_off, *bl = n->L[i].b_n;
 }

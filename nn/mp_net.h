@@ -79,6 +79,11 @@ size_t mp_net_param_count(const mp_net *net);
 float *mp_net_params(mp_net *net); /* the contiguous buffers */
 float *mp_net_grads(mp_net *net);
 size_t mp_net_output_size(const mp_net *net); /* per sample */
+/* The input of layer i (i = layers: the output) of the last forward, n x *per_sample
+ * floats in the backend's memory (e.g. the classifier's penultimate 512-d features for
+ * the FID "domain" extractor).  Fatal for the BN output of a fused BN+ReLU (never
+ * materialised). */
+const float *mp_net_activation(const mp_net *net, int i, size_t *per_sample);
 int mp_net_layers(const mp_net *net);
 /* Offset and length (floats) of layer i's weight and bias in the flat buffer (len 0 if none). */
 void mp_net_param_slice(const mp_net *net, int layer, size_t *w_off, size_t *w_len, size_t *b_off, size_t *b_len);

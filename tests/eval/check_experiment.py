@@ -9,8 +9,12 @@
                            counts equal the store's attributes
   privacy EXP COHORT       no patient ID, name or birth date of the cohort's DICOM headers
                            appears in any file of the experiment directory
-  same A.json B.json       two experiment.json files hold the same numbers (provenance
-                           and timings aside)
+  same A.json B.json       two experiment.json files hold the same numbers (provenance,
+                           timings, statuses and directories aside)
+  fabricate EXP OUT V      OUT/runs/{baseline,V}/split-*: the real baseline jobs, and V made
+                           from them with known per-split shifts of recall (+), precision (-)
+                           and F1 (+) at every level (for the aggregation and highlights)
+  highlights OUT           the highlight sentence of V states the shifts fabricate made
   predict OUT COHORT N     N images scored; for at least half of the views with a lesion the
                            hottest tile contains a lesion centre of truth_lesions.csv
                            (chance: the lesion tiles' share, ~5%); heatmap PNGs valid
@@ -49,7 +53,7 @@ def aggregate(exp, store):
     for r in x["results"]:
         if r["status"] not in ("done", "reused"):
             fail(f"job {r['variant']} split {r['split_seed']}: {r['status']}")
-        e = json.load(open(os.path.join(r["dir"], "eval.json")))
+        e = json.load(open(os.path.join(exp, r["dir"], "eval.json")))
         runs[(r["variant"], r["split_seed"])] = e["test"]
         for lv in LEVELS:
             for m in METRICS:
@@ -144,7 +148,7 @@ def privacy(exp, cohort):
 
 def strip(d):
     if isinstance(d, dict):
-        return {k: strip(v) for k, v in d.items() if k not in ("provenance", "seconds", "status")}
+        return {k: strip(v) for k, v in d.items() if k not in ("provenance", "seconds", "status", "dir")}
     if isinstance(d, list):
         return [strip(v) for v in d]
     return d
@@ -155,6 +159,50 @@ def same(a, b):
     if x != y:
         fail("experiment.json numbers differ after the rerun")
     print("numbers identical")
+
+
+SHIFTS = {"recall": (0.05, 0.03), "precision": (-0.02, -0.01), "f1": (0.02, 0.04)}  # split 1, split 2
+
+
+def fabricate(exp, out, v):
+    import shutil
+    base = sorted(glob.glob(os.path.join(exp, "runs", "baseline", "split-*")), key=lambda p: int(p.rsplit("-", 1)[1]))
+    for i, src in enumerate(base):
+        name = os.path.basename(src)
+        for var in ("baseline", v):
+            dst = os.path.join(out, "runs", var, name)
+            os.makedirs(dst, exist_ok=True)
+            for f in ("eval.json", "train.json"):
+                shutil.copy(os.path.join(src, f), dst)
+            if var == "baseline":
+                continue
+            e = json.load(open(os.path.join(dst, "eval.json")))
+            for lv in LEVELS:
+                for m, d in SHIFTS.items():
+                    e["test"][lv][m] += d[i % 2]
+            json.dump(e, open(os.path.join(dst, "eval.json"), "w"))
+    print(f"{len(base)} splits x (baseline, {v})")
+
+
+def highlights(out):
+    x = json.load(open(os.path.join(out, "experiment.json")))
+    h = [s for s in x["highlights"] if s.startswith("gan vs baseline")]
+    if len(h) != 1:
+        fail(f"highlights: {x['highlights']}")
+    h = h[0]
+    pp = {m: (100 * np.mean(d), 100 * np.std(d, ddof=1)) for m, d in SHIFTS.items()}
+    want = [f"improves the recall for patch-wise, view-wise and patient-wise classification by "
+            + ", ".join([f"{pp['recall'][0]:.1f} ± {pp['recall'][1]:.1f}"] * 2) + f" and "
+            f"{pp['recall'][0]:.1f} ± {pp['recall'][1]:.1f}",
+            f"lowers the precision for patch-wise, view-wise and patient-wise classification by "
+            + ", ".join([f"{-pp['precision'][0]:.1f} ± {pp['precision'][1]:.1f}"] * 2),
+            "improves the F1 for patch-wise"]
+    for w in want:
+        if w not in h:
+            fail(f"highlight lacks '{w}': {h}")
+    if not h.startswith("gan vs baseline (2 paired splits): improves the F1"):
+        fail(f"highlight order: {h}")
+    print(h[:160] + "...")
 
 
 def png_size(path):
@@ -217,7 +265,8 @@ def tiles128(path, dcm):
 
 
 if __name__ == "__main__":
-    cmds = {"aggregate": aggregate, "privacy": privacy, "same": same, "predict": predict, "tiles128": tiles128}
+    cmds = {"aggregate": aggregate, "privacy": privacy, "same": same, "predict": predict, "tiles128": tiles128,
+            "fabricate": fabricate, "highlights": highlights}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         fail(__doc__)
     cmds[sys.argv[1]](*sys.argv[2:])

@@ -4,9 +4,9 @@
 # report rendered in headless Chromium with no network request, a rerun that reuses
 # every job, a changed configuration refused before any work, and predict's hottest tile
 # on the known lesions of views no model has seen (an unannotated cohort).
-# Usage: test_experiment.sh MAMMOPATCH MPIEXEC TESTS_DIR
+# Usage: test_experiment.sh MAMMOPATCH MPIEXEC TESTS_DIR EXPERIMENT_TOOL
 set -uo pipefail
-mp=$1 mpiexec=$2 tests=$3
+mp=$1 mpiexec=$2 tests=$3 tool=$4
 export OMP_NUM_THREADS=1 MAMMOPATCH_SITE_KEY=test-site-key-for-experiment-0123
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -37,13 +37,38 @@ if [ $rc -eq 0 ]; then ok "report renders: $(echo "$out" | grep -E '^static|net 
 elif [ $rc -eq 77 ]; then echo "skip report rendering: $out"
 else bad "report: $out"; fi
 
+# 2b. two variants: a "gan" fabricated from the real jobs (known per-split shifts of the
+#     metrics) through rank 0's aggregation and the report: paired differences, highlights,
+#     a two-variant report in Chromium
+out=$(check fabricate "$tmp/e" "$tmp/m" gan) && ok "fabricated: $out" || bad "fabricate: $out"
+"$tool" "$S" "$tmp/m" 2 5 baseline gan > "$tmp/m.log" 2>&1 || bad "aggregation tool: $(tail -2 "$tmp/m.log")"
+out=$(check aggregate "$tmp/m" "$S") && ok "two variants: $out" || bad "two variants: $out"
+out=$(check highlights "$tmp/m") && ok "highlights: $out" || bad "highlights: $out"
+out=$(/usr/bin/python3 "$tests/eval/check_report.py" "$tmp/m/report" --variants baseline,gan --min-charts 8 2>&1); rc=$?
+[ $rc -eq 0 ] && ok "two-variant report renders" || { [ $rc -eq 77 ] || bad "two-variant report: $out"; }
+
 # 3. rerun: every job reused, the same numbers
 cp "$tmp/e/experiment.json" "$tmp/first.json"
 run2 experiment --store "$S" --out "$tmp/e" "${cfg[@]}" > "$tmp/e2.log" 2>&1 || bad "rerun"
 grep -q "2 reused" "$tmp/e2.log" && ok "rerun reuses both jobs" || bad "rerun did not reuse: $(grep experiment: "$tmp/e2.log" | head -1)"
 out=$(check same "$tmp/first.json" "$tmp/e/experiment.json") && ok "rerun: $out" || bad "rerun: $out"
 
-# 4. a changed configuration is refused before any work, naming the key
+# 4. SIGUSR1 in the middle (every rank, through mpiexec): checkpoints, exit 75; the rerun
+#    finishes and gives exactly the uninterrupted numbers (resume is bit-identical on CPU)
+"$mpiexec" -n 2 --oversubscribe "$mp" experiment --store "$S" --out "$tmp/b" "${cfg[@]}" -q > "$tmp/b.log" 2>&1 &
+pid=$!  # mpiexec itself: it forwards SIGUSR1 to every rank
+for _ in $(seq 600); do compgen -G "$tmp/b/runs/baseline/split-*/checkpoints/step-*" >/dev/null && break; sleep 0.2; done
+kill -USR1 $pid
+wait $pid; rc=$?
+[ $rc -eq 75 ] && ok "SIGUSR1 mid-experiment: exit 75" || bad "SIGUSR1 mid-experiment: exit $rc: $(tail -3 "$tmp/b.log")"
+grep -q "interrupted" "$tmp/b/experiment.json" 2>/dev/null && ok "experiment.json says interrupted" \
+  || bad "experiment.json after the signal: $(head -c 300 "$tmp/b/experiment.json" 2>&1)"
+run2 experiment --store "$S" --out "$tmp/b" "${cfg[@]}" -q > "$tmp/b2.log" 2>&1 && ok "the rerun after the signal completes" \
+  || bad "rerun after the signal: $(tail -3 "$tmp/b2.log")"
+out=$(check same "$tmp/first.json" "$tmp/b/experiment.json") && ok "interrupted + rerun = uninterrupted: $out" \
+  || bad "interrupted + rerun: $out"
+
+# 5. a changed configuration is refused before any work, naming the key
 run2 experiment --store "$S" --out "$tmp/e" "${cfg[@]}" --set train.lr=1e-3 > "$tmp/e3.log" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "train.lr" "$tmp/e3.log" && ok "changed train.lr refused (exit 2, key named)" \
   || bad "changed config: exit $rc: $(tail -2 "$tmp/e3.log")"
@@ -51,7 +76,7 @@ run2 experiment --store "$S" --out "$tmp/x" "${cfg[@]}" --set experiment.variant
 [ $rc -eq 2 ] && grep -q "gan" "$tmp/e4.log" && [ ! -d "$tmp/x/runs" ] && ok "unbuilt variant refused before work" \
   || bad "variant gan: exit $rc: $(tail -2 "$tmp/e4.log")"
 
-# 5. predict on an unannotated cohort (lesions with no mark, never seen in training)
+# 6. predict on an unannotated cohort (lesions with no mark, never seen in training)
 run2 synth --out "$tmp/u" --patients 6 --seed 99 -q --set synth.birads0_frac=1 --set synth.annotated_frac=0 \
   --set synth.missing_view_frac=0 --set synth.male_frac=0 --set synth.implant_frac=0 --set synth.inverse_lut_frac=0 \
   --set synth.nonstandard_view_frac=0 --set synth.cad_frac=0 --set synth.truncated_frac=0 --set synth.garbage_frac=0 \

@@ -1,0 +1,67 @@
+/* mp_gan_train — `mammopatch gan train`: one GAN configuration of the SPEC §7 sweep.
+ *
+ *   data      the lesion patches of the split's training part only (SPEC §7), read by
+ *             every rank (a few thousand patches); pixels scaled to [-1, 1]
+ *   step      D: a real batch and detached fakes G(z) through the critic in one forward
+ *             ([real; fake]), the loss's D form (wgan-gp: + the gradient penalty,
+ *             lambda = gan.gp_lambda); G: a fresh z and a fresh real batch, C(xr)
+ *             recomputed, the loss's G form through the critic's input.  Data parallel:
+ *             the global batch gan.batch is cut into K slices, one per rank; one
+ *             MPI_Allreduce of the flat gradients (and the losses) per network and step.
+ *             Every batch index and latent is keyed by the global step and position, so
+ *             the data seen does not depend on K; the relativistic batch means, the
+ *             penalty's epsilons and G's batch-norm statistics are per rank (as the
+ *             classifier's batch norm, SPEC §6).
+ *   optimiser SN/TTUR on: spectral norm on every critic conv, Adam D 4e-4 / G 1e-4,
+ *             betas (0, 0.9); off: 2e-4 / 2e-4, (0.5, 0.999) [T4.1, T4.2]
+ *             (gan.lr_d / gan.lr_g override the rates; tests force a divergence so)
+ *   FID       every gan.fid_every epochs and at the end: gan.fid_samples generated
+ *             patches (default: as many as real) quantised to uint8 like the real ones,
+ *             features from the extractor, FID against the real training lesion
+ *             patches (mp_fid); the generator with the lowest FID is kept in best/.
+ *             Extractor `domain`: the penultimate 512-d layer of the classifier in
+ *             --extractor DIR (a `train` directory of the same store, its best/ model).
+ *             The real-vs-real FID of two halves of the real set is printed as a floor.
+ *   diverged  a NaN/Inf loss or weight ends the run with status "diverged" in gan.json
+ *             (recorded, not a crash)
+ * Outputs: DIR/gan.json (provenance, configuration, per-epoch losses and FIDs, best epoch
+ * and FID with N and the extractor named, status), DIR/best/generator.h5 (lowest FID; the
+ * last generator when no FID is computed), DIR/final/{generator,critic}.h5.
+ */
+#ifndef MP_GAN_TRAIN_H
+#define MP_GAN_TRAIN_H
+
+#include <mpi.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mp_config.h"
+#include "mp_ref.h" /* mp_gan_loss */
+
+typedef struct {
+  const char *store_path;
+  const char *out_dir;
+  const char *extractor_dir; /* classifier train dir for the domain FID; NULL: no FID */
+  uint64_t split_seed;
+  mp_gan_loss loss;
+  int filters;  /* f: 64 or 128 (any multiple of 8 is accepted) */
+  bool sn_ttur; /* spectral norm + TTUR together, as the thesis's table */
+} mp_gan_train_args;
+
+typedef struct {
+  char status[16]; /* completed, diverged, interrupted, failed */
+  double best_fid; /* NaN when no FID was computed */
+  int best_epoch;
+  double floor_fid; /* real-vs-real (two halves) */
+  int n_real, n_gen, dim;
+} mp_gan_result;
+
+/* Collective.  MP_EXIT_OK (completed), MP_EXIT_FAILURE (diverged: res->status says so,
+ * or an error logged), MP_EXIT_INTERRUPTED, MP_EXIT_USAGE.  res may be NULL. */
+int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_args *a, mp_gan_result *res);
+
+const char *mp_gan_loss_name(mp_gan_loss l); /* "wgan-gp", "rsgan", "rasgan", "ralsgan", "rahinge" */
+/* 0 and *l set, or -1 for an unknown name */
+int mp_gan_loss_parse(const char *name, mp_gan_loss *l);
+
+#endif
