@@ -164,7 +164,7 @@ static int load_real(gan *t, const char *path, uint64_t split_seed, char *err, s
 }
 
 static void write_json(gan *t, const mp_config *cfg, const mp_gan_train_args *a, const char *status, cJSON *curve,
-                       const mp_gan_result *r, const char *extractor, float lr_d, float lr_g, float b1, float b2) {
+                       const mp_gan_result *r, const char *extractor, double lr_d, double lr_g, double b1, double b2) {
   if (t->rank != 0) return;
   cJSON *d = cJSON_CreateObject();
   cJSON_AddItemToObject(d, "provenance", mp_json_provenance(cfg, t->K));
@@ -269,9 +269,9 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   const bool sn = a->sn_ttur;
   t->d = mp_model_dcgan_d(t->be, a->filters, sn, 2 * t->b, t->seed);
   t->g = mp_model_dcgan_g(t->be, t->z, a->filters, t->b, t->seed + 1);
-  float lr_d = sn ? 4e-4f : 2e-4f, lr_g = sn ? 1e-4f : 2e-4f, b1 = sn ? 0.0f : 0.5f, b2 = sn ? 0.9f : 0.999f;
-  if (mp_config_real(cfg, "gan.lr_d") > 0) lr_d = (float)mp_config_real(cfg, "gan.lr_d");
-  if (mp_config_real(cfg, "gan.lr_g") > 0) lr_g = (float)mp_config_real(cfg, "gan.lr_g");
+  double lr_d = sn ? 4e-4 : 2e-4, lr_g = sn ? 1e-4 : 2e-4, b1 = sn ? 0.0 : 0.5, b2 = sn ? 0.9 : 0.999;
+  if (mp_config_real(cfg, "gan.lr_d") > 0) lr_d = mp_config_real(cfg, "gan.lr_d");
+  if (mp_config_real(cfg, "gan.lr_g") > 0) lr_g = mp_config_real(cfg, "gan.lr_g");
   mp_gan_work *w = mp_gan_work_new(t->d, t->g, a->loss, (float)mp_config_real(cfg, "gan.gp_lambda"), t->b, t->seed);
   t->xr = mp_malloc((size_t)t->b * t->px * sizeof(float));
   t->xf = mp_malloc((size_t)t->b * t->px * sizeof(float));
@@ -326,7 +326,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
       dbuf[nd] = (float)L, dbuf[nd + 1] = (float)pen, dbuf[nd + 2] = (float)mp_train_stop_signal();
       allreduce_mean(t, dbuf, nd + 3);
       memcpy(gd, dbuf, nd * sizeof *gd);
-      mp_net_adam(t->d, lr_d, b1, b2, 1e-8f);
+      mp_net_adam(t->d, (float)lr_d, (float)b1, (float)b2, 1e-8f);
       /* G step: fresh latents and a fresh real batch */
       real_batch(t, perm[1], (uint64_t)s * t->B, t->xr);
       latents(t, 2 * step + 1, t->zbuf);
@@ -335,7 +335,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
       gbuf[ng] = (float)G;
       allreduce_mean(t, gbuf, ng + 1);
       memcpy(gg, gbuf, ng * sizeof *gg);
-      mp_net_adam(t->g, lr_g, b1, b2, 1e-8f);
+      mp_net_adam(t->g, (float)lr_g, (float)b1, (float)b2, 1e-8f);
       dl += dbuf[nd], pl += dbuf[nd + 1], gl += gbuf[ng];
       if (!isfinite(dbuf[nd]) || !isfinite(gbuf[ng])) {
         bad = true;
