@@ -1,5 +1,6 @@
 /* `mammopatch gan train` — one GAN configuration of the SPEC §7 sweep (see
- * gan/mp_gan_train.h).  `gan sweep` and `gan sample` arrive with the rest of the stage. */
+ * gan/mp_gan_train.h); `gan sweep` — the grid over rank groups (gan/mp_gan_sweep.h).
+ * `gan sample` arrives with the rest of the stage. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,30 +8,39 @@
 
 #include "mp_check.h"
 #include "mp_cli.h"
+#include "mp_gan_sweep.h"
 #include "mp_gan_train.h"
 
 static void gan_help(void) {
   printf("Usage: [mpiexec -n K] mammopatch gan train --store patches.h5 --split-seed S --loss L --filters F\n"
-         "                          [--sn-ttur] [--extractor TRAIN_DIR] --out DIR [--config F]\n\n"
+         "                          [--sn-ttur] [--extractor TRAIN_DIR] --out DIR [--config F]\n"
+         "       [mpiexec -n K] mammopatch gan sweep --store patches.h5 --split-seed S --extractor TRAIN_DIR\n"
+         "                          --out DIR [--config F]\n\n"
          "Train the SPEC §7 DCGAN on the lesion patches of the split's training part, data-parallel over\n"
          "the K ranks: L in wgan-gp, rsgan, rasgan, ralsgan, rahinge; F the critic's first filters (64,\n"
          "128); --sn-ttur: spectral norm on the critic and TTUR (D 4e-4, G 1e-4, betas (0, 0.9)).  Every\n"
          "gan.fid_every epochs the FID against the real training lesions, with the `domain` extractor\n"
          "(the penultimate layer of the classifier in TRAIN_DIR/best, a `train` run of the same store);\n"
          "the lowest-FID generator is kept in DIR/best/.  DIR/gan.json: losses, FIDs (N and extractor\n"
-         "named, real-vs-real floor), status (completed, or diverged on NaN/Inf).  [gan] keys:\n"
-         "mammopatch config --keys.\n\n%s",
+         "named, real-vs-real floor), status (completed, or diverged on NaN/Inf).\n\n"
+         "`gan sweep` runs the grid gan.sweep_losses x gan.sweep_filters x gan.sweep_sn_ttur (SPEC §7: 20\n"
+         "runs) over gan.groups rank groups into DIR/runs/, diverged runs recorded, finished ones reused\n"
+         "on a rerun; rank 0 writes DIR/sweep.json, sweep.md / sweep.csv (Table 4.4 form) and\n"
+         "charts/fid.svg (FID per epoch).  [gan] keys: mammopatch config --keys.\n\n%s",
          mp_common_help);
 }
 
+static int gan_sweep(int argc, char **argv);
+
 int mp_cmd_gan(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "sweep") == 0) return gan_sweep(argc - 1, argv + 1);
   if (argc < 2 || strcmp(argv[1], "train") != 0) {
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
       if (mp_launcher_rank() == 0) gan_help();
       return MP_EXIT_OK;
     }
     if (mp_launcher_rank() == 0)
-      fprintf(stderr, "mammopatch gan: a subcommand is required: train (sweep and sample are not built yet; see --help)\n");
+      fprintf(stderr, "mammopatch gan: a subcommand is required: train or sweep (sample is not built yet; see --help)\n");
     return MP_EXIT_USAGE;
   }
   argc--, argv++;
@@ -81,6 +91,47 @@ int mp_cmd_gan(int argc, char **argv) {
   mp_common_opts_free(&o);
   if (rc) return rc;
   int status = mp_gan_train_run(s.comm, s.cfg, &a, NULL);
+  mp_session_end(&s);
+  return status;
+}
+
+static int gan_sweep(int argc, char **argv) {
+  mp_common_opts o;
+  int rc = mp_cli_take_common(&argc, argv, &o);
+  if (rc) return rc;
+  mp_gan_sweep_args a = {0};
+  const char *seed = NULL;
+  static const struct option opts[] = {{"store", required_argument, 0, 's'},     {"split-seed", required_argument, 0, 'S'},
+                                       {"extractor", required_argument, 0, 'e'}, {"out", required_argument, 0, 'o'},
+                                       {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case 's': a.store_path = optarg; break;
+    case 'S': seed = optarg; break;
+    case 'e': a.extractor_dir = optarg; break;
+    case 'o': a.out_dir = optarg; break;
+    case 'h':
+      if (mp_launcher_rank() == 0) gan_help();
+      mp_common_opts_free(&o);
+      return MP_EXIT_OK;
+    default: mp_common_opts_free(&o); return MP_EXIT_USAGE;
+    }
+  }
+  char *end = NULL;
+  if (seed) a.split_seed = strtoull(seed, &end, 10);
+  if (!a.store_path || !a.out_dir || !a.extractor_dir || !seed || !*seed || *end || optind < argc) {
+    if (mp_launcher_rank() == 0)
+      fprintf(stderr, "mammopatch gan sweep: --store, --split-seed, --extractor and --out are required (see --help)\n");
+    mp_common_opts_free(&o);
+    return MP_EXIT_USAGE;
+  }
+  mp_session s;
+  rc = mp_session_start(&s, &argc, &argv, &o);
+  mp_common_opts_free(&o);
+  if (rc) return rc;
+  int status = mp_gan_sweep_run(s.comm, s.cfg, &a);
   mp_session_end(&s);
   return status;
 }

@@ -95,6 +95,10 @@ const mp_cfg_key mp_params_schema[] = {
     {"gan.lr_g", MP_CFG_REAL, "0", 0, 1e6, NULL, "generator learning rate; 0 = SPEC (2e-4, TTUR 1e-4)"},
     {"gan.fid_every", MP_CFG_INT, "10", 1, 1000000, NULL, "epochs between FID evaluations (and at the end)"},
     {"gan.fid_samples", MP_CFG_INT, "0", 0, 10000000, NULL, "generated samples per FID; 0 = as many as real lesion patches"},
+    {"gan.sweep_losses", MP_CFG_STRING, "wgan-gp,rsgan,rasgan,ralsgan,rahinge", 0, 0, NULL, "losses of the sweep grid (SPEC §7)"},
+    {"gan.sweep_filters", MP_CFG_STRING, "64,128", 0, 0, NULL, "critic first-layer filters f of the sweep grid (SPEC §7)"},
+    {"gan.sweep_sn_ttur", MP_CFG_STRING, "off,on", 0, 0, NULL, "spectral norm + TTUR settings of the sweep grid"},
+    {"gan.groups", MP_CFG_INT, "0", 0, 65536, NULL, "rank groups of the sweep; 0: the most equal groups up to the number of runs"},
     /* [experiment] (SPEC §10, §11) */
     {"experiment.repeats", MP_CFG_INT, "5", 1, 1000, NULL, "patient-level splits R (seeds split_seed .. split_seed + R - 1)"},
     {"experiment.split_seed", MP_CFG_INT, "1", 0, 9.2e18, NULL, "seed of the first split"},

@@ -371,10 +371,7 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
   const uint64_t seed0 = (uint64_t)mp_config_int(cfg, "experiment.split_seed");
   int rc = parse_variants(mp_config_str(cfg, "experiment.variants"), variants, &nv, err, sizeof err);
   const int nj = R * nv;
-  int G = (int)mp_config_int(cfg, "experiment.groups");
-  if (rc == 0 && G == 0)
-    for (G = nj < K ? nj : K; K % G; G--) {
-    }
+  int G = mp_group_count(K, (int)mp_config_int(cfg, "experiment.groups"), nj);
   if (rc == 0 && (G > K || K % G)) {
     snprintf(err, sizeof err, "experiment.groups = %d must divide the %d ranks into equal groups", G, K);
     rc = -1;
@@ -429,11 +426,10 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
           nv, nv == 1 ? "" : "s", R, R == 1 ? "" : "s", (unsigned long long)seed0,
           (unsigned long long)(seed0 + (uint64_t)R - 1), nj, G, G == 1 ? "" : "s", K / G, reused);
   /* the groups: contiguous ranks (a node's ranks stay together) */
-  int g = rank / (K / G);
-  MPI_Comm gc;
-  MP_CHECK_MPI(MPI_Comm_split(comm, g, rank, &gc));
-  int grank;
-  MPI_Comm_rank(gc, &grank);
+  mp_group grp;
+  mp_group_split(comm, G, &grp);
+  const int g = grp.group, grank = grp.rank;
+  MPI_Comm gc = grp.comm;
   mp_train_catch_stop_signals();
   int *status = mp_malloc((size_t)nj * sizeof *status);
   double *secs = mp_malloc((size_t)nj * sizeof *secs);
@@ -463,7 +459,7 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
               (unsigned long long)jobs[j].seed, job_status_name[st], mp_now() - t0);
     if (st == JOB_INTERRUPTED) break;
   }
-  MP_CHECK_MPI(MPI_Comm_free(&gc));
+  mp_group_free(&grp);
   MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, status, nj, MPI_INT, MPI_MAX, comm));
   MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, secs, nj, MPI_DOUBLE, MPI_MAX, comm));
   int n_ok = 0, n_failed = 0, n_int = 0;

@@ -101,6 +101,14 @@ void mp_group_split(MPI_Comm comm, int ngroups, mp_group *g) {
   MP_CHECK_MPI(MPI_Comm_size(g->comm, &g->size));
 }
 
+int mp_group_count(int size, int requested, int jobs) {
+  if (requested > 0) return requested;
+  int g = jobs < size ? jobs : size;
+  if (g < 1) g = 1;
+  while (size % g) g--;
+  return g;
+}
+
 void mp_group_free(mp_group *g) {
   if (g->comm != MPI_COMM_NULL) MPI_Comm_free(&g->comm);
   g->comm = MPI_COMM_NULL;

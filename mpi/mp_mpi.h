@@ -45,6 +45,10 @@ typedef struct {
  * 1 <= ngroups <= size).  Collective over comm. */
 void mp_group_split(MPI_Comm comm, int ngroups, mp_group *out);
 void mp_group_free(mp_group *g);
+/* How many groups to run `jobs` independent jobs on `size` ranks: `requested` when > 0,
+ * else the largest divisor of size that is <= jobs (equal groups, none idle).  The
+ * caller checks that a requested count divides size when it needs equal groups. */
+int mp_group_count(int size, int requested, int jobs);
 
 /* ---- sharding --------------------------------------------------------------------- */
 typedef struct {

@@ -1,0 +1,277 @@
+/* mp_gan_sweep — the GAN grid over rank groups (see mp_gan_sweep.h). */
+#include "mp_gan_sweep.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "mp_alloc.h"
+#include "mp_check.h"
+#include "mp_file.h"
+#include "mp_gan_train.h"
+#include "mp_json.h"
+#include "mp_log.h"
+#include "mp_mpi.h"
+#include "mp_strbuf.h"
+#include "mp_svg.h"
+#include "mp_train.h"
+
+enum { RUN_NOT = 0, RUN_DONE, RUN_REUSED, RUN_DIVERGED, RUN_FAILED, RUN_INTERRUPTED };
+
+typedef struct {
+  mp_gan_loss loss;
+  int f;
+  bool sn;
+  char name[48];
+} cell;
+
+/* comma-separated lists of the grid; 0 or -1 with err */
+static int parse_grid(const mp_config *cfg, cell **cells, int *n, int *nl, int *nf, int *ns, char *err, size_t errlen) {
+  mp_gan_loss L[5];
+  int F[8], S[2];
+  *nl = *nf = *ns = 0;
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", mp_config_str(cfg, "gan.sweep_losses"));
+  for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+    if (*nl == 5 || mp_gan_loss_parse(t, &L[*nl]) != 0)
+      return snprintf(err, errlen, "gan.sweep_losses: '%s' is not a loss (wgan-gp, rsgan, rasgan, ralsgan, rahinge)", t),
+             -1;
+    (*nl)++;
+  }
+  snprintf(buf, sizeof buf, "%s", mp_config_str(cfg, "gan.sweep_filters"));
+  for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+    char *end;
+    long v = strtol(t, &end, 10);
+    if (*nf == 8 || *end || v < 8 || v % 8 || v > 1024)
+      return snprintf(err, errlen, "gan.sweep_filters: '%s' is not a filter count (a multiple of 8)", t), -1;
+    F[(*nf)++] = (int)v;
+  }
+  snprintf(buf, sizeof buf, "%s", mp_config_str(cfg, "gan.sweep_sn_ttur"));
+  for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+    if (*ns == 2 || (strcmp(t, "off") && strcmp(t, "on")))
+      return snprintf(err, errlen, "gan.sweep_sn_ttur: '%s' is not off or on", t), -1;
+    S[(*ns)++] = strcmp(t, "on") == 0;
+  }
+  if (!*nl || !*nf || !*ns) return snprintf(err, errlen, "the sweep grid is empty"), -1;
+  *n = *nl * *nf * *ns;
+  *cells = mp_malloc((size_t)*n * sizeof **cells);
+  int k = 0;
+  for (int i = 0; i < *nl; i++)
+    for (int j = 0; j < *nf; j++)
+      for (int s = 0; s < *ns; s++) {
+        cell *c = &(*cells)[k++];
+        c->loss = L[i], c->f = F[j], c->sn = S[s];
+        snprintf(c->name, sizeof c->name, "%s-f%d%s", mp_gan_loss_name(L[i]), F[j], S[s] ? "-sn" : "");
+      }
+  return 0;
+}
+
+static double jnum(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItem(o, k);
+  return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+/* Rank 0: sweep.json, sweep.md, sweep.csv, charts. */
+static int write_outputs(const mp_config *cfg, int K, int G, const mp_gan_sweep_args *a, const cell *c, int n,
+                         const int *status, int nf, int ns, char *err, size_t errlen) {
+  static const char *const st_name[] = {"not run", "completed", "completed", "diverged", "failed", "interrupted"};
+  cJSON *d = cJSON_CreateObject(), *runs;
+  cJSON_AddItemToObject(d, "provenance", mp_json_provenance(cfg, K));
+  cJSON_AddNumberToObject(d, "split_seed", (double)a->split_seed);
+  cJSON_AddNumberToObject(d, "rank_groups", G);
+  runs = cJSON_AddArrayToObject(d, "runs");
+  cJSON **docs = mp_calloc((size_t)n, sizeof *docs);
+  int best = -1;
+  double best_fid = INFINITY;
+  const cJSON *fidinfo = NULL;
+  for (int i = 0; i < n; i++) {
+    char path[4400], e2[512];
+    snprintf(path, sizeof path, "%s/runs/%s/gan.json", a->out_dir, c[i].name);
+    docs[i] = status[i] != RUN_NOT ? mp_json_read_file(path, e2, sizeof e2) : NULL;
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "run", c[i].name);
+    cJSON_AddStringToObject(r, "loss", mp_gan_loss_name(c[i].loss));
+    cJSON_AddNumberToObject(r, "filters", c[i].f);
+    cJSON_AddBoolToObject(r, "sn_ttur", c[i].sn);
+    cJSON_AddStringToObject(r, "status", st_name[status[i]]);
+    const cJSON *f = cJSON_GetObjectItem(docs[i], "fid");
+    double bf = jnum(f, "best");
+    if (f && !fidinfo) fidinfo = f;
+    if (isfinite(bf)) cJSON_AddNumberToObject(r, "best_fid", bf);
+    else cJSON_AddNullToObject(r, "best_fid");
+    cJSON_AddNumberToObject(r, "best_epoch", jnum(f, "best_epoch"));
+    cJSON *cv = cJSON_AddArrayToObject(r, "fid_curve");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(docs[i], "curve")) if (isfinite(jnum(e, "fid"))) {
+      double p[2] = {jnum(e, "epoch"), jnum(e, "fid")};
+      cJSON_AddItemToArray(cv, cJSON_CreateDoubleArray(p, 2));
+    }
+    if ((status[i] == RUN_DONE || status[i] == RUN_REUSED) && isfinite(bf) && bf < best_fid) best_fid = bf, best = i;
+    cJSON_AddItemToArray(runs, r);
+  }
+  cJSON *fi = cJSON_AddObjectToObject(d, "fid");
+  cJSON_AddStringToObject(fi, "extractor", fidinfo ? cJSON_GetObjectItem(fidinfo, "extractor")->valuestring : "none");
+  cJSON_AddNumberToObject(fi, "dimension", jnum(fidinfo, "dimension"));
+  cJSON_AddNumberToObject(fi, "n_real", jnum(fidinfo, "n_real"));
+  cJSON_AddNumberToObject(fi, "n_generated", jnum(fidinfo, "n_generated"));
+  double floor = jnum(fidinfo, "real_vs_real_floor");
+  if (isfinite(floor)) cJSON_AddNumberToObject(fi, "real_vs_real_floor", floor);
+  cJSON_AddStringToObject(d, "inception_score", "not computed: IS needs the inception extractor (not built yet)");
+  if (best >= 0) {
+    cJSON *b = cJSON_AddObjectToObject(d, "best");
+    char gpath[256];
+    snprintf(gpath, sizeof gpath, "runs/%s/best/generator.h5", c[best].name);
+    cJSON_AddStringToObject(b, "run", c[best].name);
+    cJSON_AddNumberToObject(b, "fid", best_fid);
+    cJSON_AddStringToObject(b, "generator", gpath);
+  }
+  /* Table 4.4 form: a row per loss, a column per (filters, SN/TTUR) */
+  mp_strbuf md = {0}, csv = {0};
+  mp_strbuf_printf(&md, "# GAN sweep (Table 4.4 form)\n\nFID of the best epoch (extractor `%s`, %.0f-d; N real %.0f, N "
+                        "generated %.0f%s); real-vs-real floor %.2f. IS: not computed (needs the inception extractor).\n\n"
+                        "| loss |",
+                   fidinfo ? cJSON_GetObjectItem(fidinfo, "extractor")->valuestring : "none", jnum(fidinfo, "dimension"),
+                   jnum(fidinfo, "n_real"), jnum(fidinfo, "n_generated"),
+                   cJSON_IsTrue(cJSON_GetObjectItem(fidinfo, "rank_deficient")) ? "; N < dimension: biased" : "", floor);
+  mp_strbuf_printf(&csv, "run,loss,filters,sn_ttur,status,best_fid,best_epoch\n");
+  for (int j = 0; j < nf * ns; j++)
+    mp_strbuf_printf(&md, " f=%d%s |", c[j].f, c[j].sn ? " SN/TTUR" : "");
+  mp_strbuf_printf(&md, "\n|---|");
+  for (int j = 0; j < nf * ns; j++) mp_strbuf_printf(&md, "---:|");
+  for (int i = 0; i < n; i++) {
+    if (i % (nf * ns) == 0) mp_strbuf_printf(&md, "\n| %s |", mp_gan_loss_name(c[i].loss));
+    double bf = jnum(cJSON_GetObjectItem(docs[i], "fid"), "best");
+    if (status[i] == RUN_DIVERGED) mp_strbuf_printf(&md, " diverged |");
+    else if (isfinite(bf)) mp_strbuf_printf(&md, " %.1f%s |", bf, i == best ? " **best**" : "");
+    else mp_strbuf_printf(&md, " %s |", st_name[status[i]]);
+    mp_strbuf_printf(&csv, "%s,%s,%d,%s,%s,", c[i].name, mp_gan_loss_name(c[i].loss), c[i].f, c[i].sn ? "on" : "off",
+                     st_name[status[i]]);
+    if (isfinite(bf)) mp_strbuf_printf(&csv, "%.6f,%.0f\n", bf, jnum(cJSON_GetObjectItem(docs[i], "fid"), "best_epoch"));
+    else mp_strbuf_printf(&csv, ",\n");
+  }
+  mp_strbuf_printf(&md, "\n\n![FID per epoch](charts/fid.svg)\n");
+  char dir[4400];
+  snprintf(dir, sizeof dir, "%s/charts", a->out_dir);
+  int rc = mp_mkdir_p(dir, err, errlen);
+  /* Figure 4.2 form: FID per epoch, a series per run (colour: loss, dashed: SN/TTUR) */
+  mp_svg_series *s = mp_malloc((size_t)n * sizeof *s);
+  double **xy = mp_calloc((size_t)n * 2, sizeof *xy);
+  for (int i = 0; i < n; i++) {
+    const cJSON *cv = cJSON_GetObjectItem(cJSON_GetArrayItem(runs, i), "fid_curve");
+    int m = cJSON_GetArraySize(cv);
+    xy[2 * i] = mp_malloc(((size_t)m + 1) * sizeof(double)), xy[2 * i + 1] = mp_malloc(((size_t)m + 1) * sizeof(double));
+    for (int k = 0; k < m; k++) {
+      xy[2 * i][k] = cJSON_GetArrayItem(cJSON_GetArrayItem(cv, k), 0)->valuedouble;
+      xy[2 * i + 1][k] = cJSON_GetArrayItem(cJSON_GetArrayItem(cv, k), 1)->valuedouble;
+    }
+    s[i] = (mp_svg_series){c[i].name, mp_svg_color((size_t)c[i].loss), xy[2 * i], xy[2 * i + 1], (size_t)m, c[i].sn};
+  }
+  mp_strbuf svg = {0};
+  mp_svg_chart ch = {"fid", "FID per epoch (colour: loss; dashed: SN/TTUR)", "epoch", "FID", 0, 0, 0, 0, 640, 360, 0};
+  mp_svg_lines(&svg, &ch, s, (size_t)n);
+  char path[4400];
+  snprintf(path, sizeof path, "%s/charts/fid.svg", a->out_dir);
+  if (!rc) rc = mp_write_file_atomic(path, svg.s, svg.len, err, errlen);
+  snprintf(path, sizeof path, "%s/sweep.md", a->out_dir);
+  if (!rc) rc = mp_write_file_atomic(path, md.s, md.len, err, errlen);
+  snprintf(path, sizeof path, "%s/sweep.csv", a->out_dir);
+  if (!rc) rc = mp_write_file_atomic(path, csv.s, csv.len, err, errlen);
+  snprintf(path, sizeof path, "%s/sweep.json", a->out_dir);
+  if (!rc) rc = mp_json_write_file(path, d, err, errlen);
+  if (!rc) MP_INFO("sweep: %s/sweep.md%s%s%s", a->out_dir, best >= 0 ? "; best " : "", best >= 0 ? c[best].name : "",
+                   best >= 0 ? "" : " (no run has an FID)");
+  for (int i = 0; i < 2 * n; i++) mp_free(xy[i]);
+  for (int i = 0; i < n; i++) cJSON_Delete(docs[i]);
+  mp_free(xy), mp_free(s), mp_free(docs);
+  mp_strbuf_free(&svg), mp_strbuf_free(&md), mp_strbuf_free(&csv);
+  cJSON_Delete(d);
+  return rc;
+}
+
+int mp_gan_sweep_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_sweep_args *a) {
+  int rank, K;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &K);
+  char err[1024] = "";
+  cell *c = NULL;
+  int n = 0, nl, nf, ns;
+  int rc = parse_grid(cfg, &c, &n, &nl, &nf, &ns, err, sizeof err);
+  int G = rc ? 1 : mp_group_count(K, (int)mp_config_int(cfg, "gan.groups"), n);
+  if (!rc && (G > K || K % G)) rc = -1, snprintf(err, sizeof err, "gan.groups = %d must divide the %d ranks", G, K);
+  if (!rc && mp_config_int(cfg, "gan.batch") % (K / G))
+    rc = -1, snprintf(err, sizeof err, "gan.batch = %lld is not a multiple of the %d ranks per group",
+                      mp_config_int(cfg, "gan.batch"), K / G);
+  if (!rc && !a->extractor_dir) rc = -1, snprintf(err, sizeof err, "the sweep needs --extractor (a train directory)");
+  if (rc) {
+    if (rank == 0) MP_ERROR("%s", err);
+    mp_free(c);
+    return MP_EXIT_USAGE;
+  }
+  int *plan = mp_calloc((size_t)n, sizeof *plan), *status = mp_calloc((size_t)n, sizeof *status);
+  if (rank == 0) {
+    if (mp_mkdir_p(a->out_dir, err, sizeof err) != 0) rc = -1;
+    for (int i = 0; i < n && !rc; i++) {
+      char path[4400], e2[256];
+      struct stat sb;
+      snprintf(path, sizeof path, "%s/runs/%s/gan.json", a->out_dir, c[i].name);
+      cJSON *d = stat(path, &sb) == 0 ? mp_json_read_file(path, e2, sizeof e2) : NULL;
+      const cJSON *st = cJSON_GetObjectItem(d, "status");
+      if (cJSON_IsString(st) && strcmp(st->valuestring, "completed") == 0) plan[i] = RUN_REUSED;
+      if (cJSON_IsString(st) && strcmp(st->valuestring, "diverged") == 0) plan[i] = RUN_DIVERGED;
+      cJSON_Delete(d);
+    }
+  }
+  MP_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, comm));
+  if (rc) {
+    if (rank == 0) MP_ERROR("%s", err);
+    mp_free(c), mp_free(plan), mp_free(status);
+    return MP_EXIT_FAILURE;
+  }
+  MP_CHECK_MPI(MPI_Bcast(plan, n, MPI_INT, 0, comm));
+  int reused = 0;
+  for (int i = 0; i < n; i++) reused += plan[i] != RUN_NOT;
+  MP_INFO("gan sweep: %d losses x %d filters x %d SN/TTUR = %d runs on %d rank group%s of %d; %d reused", nl, nf, ns, n,
+          G, G == 1 ? "" : "s", K / G, reused);
+  mp_group grp;
+  mp_group_split(comm, G, &grp);
+  mp_train_catch_stop_signals();
+  for (int i = grp.group; i < n; i += G) {
+    int sig = mp_train_stop_signal();
+    MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, grp.comm));
+    if (sig) break;
+    int st = plan[i];
+    if (st == RUN_NOT) {
+      char dir[4300];
+      snprintf(dir, sizeof dir, "%s/runs/%s", a->out_dir, c[i].name);
+      mp_gan_train_args ta = {a->store_path, dir, a->extractor_dir, a->split_seed, c[i].loss, c[i].f, c[i].sn};
+      mp_gan_result res;
+      int r2 = mp_gan_train_run(grp.comm, cfg, &ta, &res);
+      st = r2 == MP_EXIT_OK                       ? RUN_DONE
+           : strcmp(res.status, "diverged") == 0 ? RUN_DIVERGED
+           : r2 == MP_EXIT_INTERRUPTED           ? RUN_INTERRUPTED
+                                                 : RUN_FAILED;
+    }
+    if (grp.rank == 0) status[i] = st;
+    if (rank == 0)
+      MP_INFO("gan sweep: run %d/%d %s: %s", i + 1, n, c[i].name,
+              st == RUN_DIVERGED ? "diverged (recorded; the sweep goes on)"
+              : st == RUN_REUSED ? "reused"
+              : st == RUN_DONE   ? "completed"
+                                 : st == RUN_FAILED ? "failed" : "interrupted");
+    if (st == RUN_INTERRUPTED) break;
+  }
+  mp_group_free(&grp);
+  MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, status, n, MPI_INT, MPI_MAX, comm));
+  int failed = 0, unfinished = 0;
+  for (int i = 0; i < n; i++) failed += status[i] == RUN_FAILED, unfinished += status[i] == RUN_NOT || status[i] == RUN_INTERRUPTED;
+  int result = unfinished ? MP_EXIT_INTERRUPTED : failed ? MP_EXIT_FAILURE : MP_EXIT_OK;
+  if (rank == 0 && write_outputs(cfg, K, G, a, c, n, status, nf, ns, err, sizeof err) != 0) {
+    MP_ERROR("%s", err);
+    result = MP_EXIT_FAILURE;
+  }
+  MP_CHECK_MPI(MPI_Bcast(&result, 1, MPI_INT, 0, comm));
+  mp_free(c), mp_free(plan), mp_free(status);
+  return result;
+}
