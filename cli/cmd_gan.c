@@ -1,6 +1,6 @@
 /* `mammopatch gan train` — one GAN configuration of the SPEC §7 sweep (see
- * gan/mp_gan_train.h); `gan sweep` — the grid over rank groups (gan/mp_gan_sweep.h).
- * `gan sample` arrives with the rest of the stage. */
+ * gan/mp_gan_train.h); `gan sweep` — the grid over rank groups (gan/mp_gan_sweep.h);
+ * `gan sample` — synthetic lesion patches into a store (gan/mp_gan_sample.h). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +8,7 @@
 
 #include "mp_check.h"
 #include "mp_cli.h"
+#include "mp_gan_sample.h"
 #include "mp_gan_sweep.h"
 #include "mp_gan_train.h"
 
@@ -15,7 +16,9 @@ static void gan_help(void) {
   printf("Usage: [mpiexec -n K] mammopatch gan train --store patches.h5 --split-seed S --loss L --filters F\n"
          "                          [--sn-ttur] [--extractor TRAIN_DIR] --out DIR [--config F]\n"
          "       [mpiexec -n K] mammopatch gan sweep --store patches.h5 --split-seed S --extractor TRAIN_DIR\n"
-         "                          --out DIR [--config F]\n\n"
+         "                          --out DIR [--config F]\n"
+         "       [mpiexec -n K] mammopatch gan sample --generator DIR --n N --out synthetic.h5\n"
+         "                          [--seed S] [--montage-store patches.h5] [--config F]\n\n"
          "Train the SPEC §7 DCGAN on the lesion patches of the split's training part, data-parallel over\n"
          "the K ranks: L in wgan-gp, rsgan, rasgan, ralsgan, rahinge; F the critic's first filters (64,\n"
          "128); --sn-ttur: spectral norm on the critic and TTUR (D 4e-4, G 1e-4, betas (0, 0.9)).  Every\n"
@@ -26,21 +29,27 @@ static void gan_help(void) {
          "`gan sweep` runs the grid gan.sweep_losses x gan.sweep_filters x gan.sweep_sn_ttur (SPEC §7: 20\n"
          "runs) over gan.groups rank groups into DIR/runs/, diverged runs recorded, finished ones reused\n"
          "on a rerun; rank 0 writes DIR/sweep.json, sweep.md / sweep.csv (Table 4.4 form) and\n"
-         "charts/fid.svg (FID per epoch).  [gan] keys: mammopatch config --keys.\n\n%s",
+         "charts/fid.svg (FID per epoch).\n\n"
+         "`gan sample` draws N synthetic lesion patches from DIR (a gan train run, or a sweep: its best run)\n"
+         "into a patch store of the same schema (label 1, one synthetic view record), and with\n"
+         "--montage-store writes synthetic.h5.montage.png: real lesion patches above, synthetic below.\n"
+         "[gan] keys: mammopatch config --keys.\n\n%s",
          mp_common_help);
 }
 
 static int gan_sweep(int argc, char **argv);
+static int gan_sample(int argc, char **argv);
 
 int mp_cmd_gan(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "sweep") == 0) return gan_sweep(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "sample") == 0) return gan_sample(argc - 1, argv + 1);
   if (argc < 2 || strcmp(argv[1], "train") != 0) {
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
       if (mp_launcher_rank() == 0) gan_help();
       return MP_EXIT_OK;
     }
     if (mp_launcher_rank() == 0)
-      fprintf(stderr, "mammopatch gan: a subcommand is required: train or sweep (sample is not built yet; see --help)\n");
+      fprintf(stderr, "mammopatch gan: a subcommand is required: train, sweep or sample (see --help)\n");
     return MP_EXIT_USAGE;
   }
   argc--, argv++;
@@ -132,6 +141,49 @@ static int gan_sweep(int argc, char **argv) {
   mp_common_opts_free(&o);
   if (rc) return rc;
   int status = mp_gan_sweep_run(s.comm, s.cfg, &a);
+  mp_session_end(&s);
+  return status;
+}
+
+static int gan_sample(int argc, char **argv) {
+  mp_common_opts o;
+  int rc = mp_cli_take_common(&argc, argv, &o);
+  if (rc) return rc;
+  mp_gan_sample_args a = {.seed = 1};
+  const char *n = NULL;
+  static const struct option opts[] = {{"generator", required_argument, 0, 'g'}, {"n", required_argument, 0, 'n'},
+                                       {"out", required_argument, 0, 'o'},       {"seed", required_argument, 0, 'S'},
+                                       {"montage-store", required_argument, 0, 'm'}, {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'g': a.generator_dir = optarg; break;
+    case 'n': n = optarg; break;
+    case 'o': a.out_path = optarg; break;
+    case 'S': a.seed = strtoull(optarg, NULL, 10); break;
+    case 'm': a.montage_store = optarg; break;
+    case 'h':
+      if (mp_launcher_rank() == 0) gan_help();
+      mp_common_opts_free(&o);
+      return MP_EXIT_OK;
+    default: mp_common_opts_free(&o); return MP_EXIT_USAGE;
+    }
+  }
+  char *end = NULL;
+  if (n) a.n = strtoull(n, &end, 10);
+  if (!a.generator_dir || !a.out_path || !n || !*n || *end || a.n == 0 || optind < argc) {
+    if (mp_launcher_rank() == 0)
+      fprintf(stderr, "mammopatch gan sample: --generator, --n (> 0) and --out are required (see --help)\n");
+    mp_common_opts_free(&o);
+    return MP_EXIT_USAGE;
+  }
+  mp_session s;
+  rc = mp_session_start(&s, &argc, &argv, &o);
+  mp_common_opts_free(&o);
+  if (rc) return rc;
+  int status = mp_gan_sample_run(s.comm, s.cfg, &a);
   mp_session_end(&s);
   return status;
 }

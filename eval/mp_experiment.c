@@ -444,7 +444,8 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
     if (plan[j] != 1) {
       int r2 = MP_EXIT_OK;
       if (plan[j] == 0) {
-        mp_train_args ta = {a->store_path, jobs[j].dir, jobs[j].variant, jobs[j].seed, true};
+        mp_train_args ta = {.store_path = a->store_path, .out_dir = jobs[j].dir, .variant = jobs[j].variant,
+                            .split_seed = jobs[j].seed, .resume = true};
         r2 = mp_train_run(gc, cfg, &ta);
       }
       if (r2 == MP_EXIT_OK) {

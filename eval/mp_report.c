@@ -131,7 +131,7 @@ static int read_store(const char *path, store_stats *s, uint8_t **montage, int *
   for (uint64_t p = 0; p < tb.npatients; p++) s->pat_lesion += pl[p], s->pat_normal_only += pn[p] && !pl[p];
   /* montage: up to 16 lesion and 16 normal patches, evenly spaced over the store, as
    * 4 rows of 8 (lesions on top) with 4-pixel gaps and a 12-pixel band between */
-  int P = mp_store_patch_size(st), cols = 8, gap = 4, band = 12;
+  int P = mp_store_patch_size(st);
   uint64_t pick[32];
   int npick[2] = {0, 0};
   for (int c = 1; c >= 0; c--) {
@@ -143,28 +143,38 @@ static int read_store(const char *path, store_stats *s, uint8_t **montage, int *
       }
     npick[1 - c] = (int)k;
   }
-  int rows_l = (npick[0] + cols - 1) / cols, rows_n = (npick[1] + cols - 1) / cols;
-  *mw = cols * P + (cols + 1) * gap;
-  *mh = (rows_l + rows_n) * (P + gap) + gap + (rows_l && rows_n ? band : 0);
-  *montage = NULL;
-  if (npick[0] + npick[1] > 0) {
-    *montage = mp_malloc((size_t)*mw * *mh);
-    memset(*montage, 255, (size_t)*mw * *mh);
-    uint8_t *px = mp_malloc((size_t)P * P);
-    for (int c = 0; c < 2; c++)
-      for (int k = 0; k < npick[c]; k++) {
-        uint64_t idx = pick[c * 16 + k];
-        if (mp_store_read_pixels_at(st, &idx, 1, px) != 0) continue;
-        int r = (c ? rows_l : 0) + k / cols, x0 = gap + (k % cols) * (P + gap);
-        int y0 = gap + r * (P + gap) + (c && rows_l ? band : 0);
-        for (int y = 0; y < P; y++) memcpy(*montage + (size_t)(y0 + y) * *mw + x0, px + (size_t)y * P, (size_t)P);
-      }
-    mp_free(px);
-  }
+  uint8_t *px = mp_malloc(((size_t)npick[0] + npick[1] + 1) * P * P);
+  int got = 0;
+  for (int c = 0; c < 2; c++)
+    for (int k = 0; k < npick[c]; k++) {
+      uint64_t idx = pick[c * 16 + k];
+      if (mp_store_read_pixels_at(st, &idx, 1, px + (size_t)got * P * P) != 0) memset(px + (size_t)got * P * P, 0, (size_t)P * P);
+      got++;
+    }
+  *montage = npick[0] + npick[1] ? mp_report_montage(px, npick[0], px + (size_t)npick[0] * P * P, npick[1], P, mw, mh)
+                                 : NULL;
+  mp_free(px);
   mp_free(pl), mp_free(pn), mp_free(lab), mp_free(view);
   mp_store_tables_free(&tb);
   mp_store_close(st);
   return 0;
+}
+
+uint8_t *mp_report_montage(const uint8_t *top, int ntop, const uint8_t *bottom, int nbottom, int P, int *w, int *h) {
+  const int cols = 8, gap = 4, band = 12;
+  int rt = (ntop + cols - 1) / cols, rb = (nbottom + cols - 1) / cols;
+  *w = cols * P + (cols + 1) * gap;
+  *h = (rt + rb) * (P + gap) + gap + (rt && rb ? band : 0);
+  uint8_t *m = mp_malloc((size_t)*w * *h);
+  memset(m, 255, (size_t)*w * *h);
+  for (int part = 0; part < 2; part++)
+    for (int k = 0; k < (part ? nbottom : ntop); k++) {
+      const uint8_t *src = (part ? bottom : top) + (size_t)k * P * P;
+      int r = (part ? rt : 0) + k / cols, x0 = gap + (k % cols) * (P + gap);
+      int y0 = gap + r * (P + gap) + (part && rt ? band : 0);
+      for (int y = 0; y < P; y++) memcpy(m + (size_t)(y0 + y) * *w + x0, src + (size_t)y * P, (size_t)P);
+    }
+  return m;
 }
 
 /* ---- charts ------------------------------------------------------------------------------------- */

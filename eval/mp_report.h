@@ -29,6 +29,7 @@
 #define MP_REPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cjson/cJSON.h>
 
@@ -39,6 +40,10 @@
  * Returns 0, or -1 with the reason in err. */
 int mp_report_write(const char *dir, const char *store_path, const mp_config *cfg, const cJSON *experiment, char *err,
                     size_t errlen);
+
+/* A montage (8 columns, 4-pixel gaps, a 12-pixel band between the two parts): ntop
+ * P x P patches above nbottom below; returns the w x h grey image (mp_malloc'd). */
+uint8_t *mp_report_montage(const uint8_t *top, int ntop, const uint8_t *bottom, int nbottom, int P, int *w, int *h);
 
 /* Standard base64 (RFC 4648, padded) of n bytes appended to out (data: URIs). */
 void mp_report_base64(mp_strbuf *out, const unsigned char *p, size_t n);

@@ -382,11 +382,6 @@ static int process_file(stage *S, const char *path, round_buf *rb, char *detail,
 
 static void write_attrs(mp_store_writer *w, const mp_config *cfg, const mp_extract_params *ex, const uint64_t *reasons,
                         uint64_t files, const char *key_fingerprint) {
-  mp_store_attr_int(w, "schema_version", MP_STORE_SCHEMA_VERSION);
-  mp_store_attr_int(w, "patch_size", ex->blck);
-  mp_store_attr_string(w, "software", "mammopatch");
-  mp_store_attr_string(w, "software_version", mp_version());
-  mp_store_attr_string(w, "software_git", mp_version_git());
   mp_store_attr_string(w, "site_key_fingerprint", key_fingerprint);
   size_t n;
   const mp_cfg_key *schema = mp_config_schema(cfg, &n);

@@ -8,6 +8,7 @@
 
 #include "mp_alloc.h"
 #include "mp_check.h"
+#include "mp_json.h" /* mp_version */
 
 /* ---- replicated patient / image bookkeeping ------------------------------------------ */
 
@@ -154,6 +155,12 @@ mp_store_writer *mp_store_create(MPI_Comm comm, const char *path, int B, int def
   w->ds[V_COLS] = make_ds(gv, "cols", H5T_NATIVE_UINT32, 1, NULL, 1024, deflate);
   H5Gclose(gp);
   H5Gclose(gv);
+  /* the identification every store carries, whoever writes it (preprocess, gan sample) */
+  mp_store_attr_int(w, "schema_version", MP_STORE_SCHEMA_VERSION);
+  mp_store_attr_int(w, "patch_size", B);
+  mp_store_attr_string(w, "software", "mammopatch");
+  mp_store_attr_string(w, "software_version", mp_version());
+  mp_store_attr_string(w, "software_git", mp_version_git());
   return w;
 }
 
@@ -264,7 +271,8 @@ void mp_store_write_round(mp_store_writer *w, const mp_view_rec *views, int nvie
     float *ell = mp_malloc((np + 1) * 20);
     for (uint64_t i = 0; i < np; i++) {
       lab[i] = meta[i].label;
-      vw[i] = (uint32_t)(vbase + meta[i].view);
+      vw[i] = meta[i].view & MP_STORE_VIEW_ABSOLUTE ? meta[i].view & ~MP_STORE_VIEW_ABSOLUTE
+                                                    : (uint32_t)(vbase + meta[i].view);
       org[2 * i] = meta[i].origin[0];
       org[2 * i + 1] = meta[i].origin[1];
       memcpy(ell + 5 * i, meta[i].ellipse, 20);

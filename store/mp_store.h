@@ -46,8 +46,11 @@ typedef struct {
   uint32_t rows, cols;
 } mp_view_rec;
 
+/* mp_patch_meta.view with this bit set: a /views row already written (absolute), e.g.
+ * the one view record of a synthetic store referred to by every later round */
+#define MP_STORE_VIEW_ABSOLUTE 0x80000000u
 typedef struct {
-  uint32_t view;       /* index into this rank's views of the round */
+  uint32_t view;       /* index into this rank's views of the round (or MP_STORE_VIEW_ABSOLUTE | row) */
   uint8_t label;
   int32_t origin[2];   /* row, col */
   float ellipse[5];

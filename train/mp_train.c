@@ -66,7 +66,7 @@ typedef struct {
   size_t px;
   uint64_t seed; /* sampler / augmentation key: (run.seed, split seed) */
   /* training set: t-index -> store index, label; this rank's block of it in memory */
-  uint64_t ntr, nles;
+  uint64_t ntr, nles, nsyn; /* training patches, lesions among them, synthetic among those (gan) */
   uint64_t *tr_index;
   uint8_t *tr_label;
   mp_range shard;
@@ -519,6 +519,33 @@ static int setup_data(trainer *t, mp_store *st, cJSON **split_doc, char *err, si
     idx[q][fill[q]++] = i;
   }
   t->tr_index = idx[0];
+  /* the gan variant: the synthetic store's patches (all lesions) join the training part;
+   * entry i >= n of tr_index is synthetic patch i - n */
+  mp_store *syn = NULL;
+  t->nsyn = 0;
+  if (rc == 0 && t->args->synthetic_store) {
+    syn = mp_store_open(t->args->synthetic_store, err, errlen);
+    if (!syn) rc = -1;
+    else if (mp_store_patch_size(syn) != mp_store_patch_size(st)) {
+      snprintf(err, errlen, "'%s' has %d-pixel patches, the store %d", t->args->synthetic_store, mp_store_patch_size(syn),
+               mp_store_patch_size(st));
+      rc = -1;
+    } else {
+      uint64_t m = mp_store_count(syn);
+      uint8_t *sl = mp_malloc(m + 1);
+      if (mp_store_read_labels(syn, sl) != 0) rc = -1, snprintf(err, errlen, "cannot read '%s'", t->args->synthetic_store);
+      for (uint64_t i = 0; i < m && !rc; i++)
+        if (sl[i] != 1) rc = -1, snprintf(err, errlen, "'%s' holds a non-lesion patch (%llu)", t->args->synthetic_store, (unsigned long long)i);
+      mp_free(sl);
+      if (!rc) {
+        t->nsyn = m;
+        t->tr_index = idx[0] = mp_realloc(idx[0], (cnt[0] + m + 1) * sizeof(uint64_t));
+        t->tr_label = mp_realloc(t->tr_label, cnt[0] + m + 1);
+        for (uint64_t i = 0; i < m; i++) t->tr_index[cnt[0] + i] = n + i, t->tr_label[cnt[0] + i] = 1;
+        t->ntr += m, t->nles += m;
+      }
+    }
+  }
   /* split.json (rank 0 writes it): pseudonyms only */
   if (t->rank == 0) {
     cJSON *d = cJSON_CreateObject();
@@ -552,13 +579,22 @@ static int setup_data(trainer *t, mp_store *st, cJSON **split_doc, char *err, si
     t->test_px = mp_malloc((t->ntest + 1) * t->px), t->test_label = mp_malloc(t->ntest + 1);
     for (uint64_t i = 0; i < t->nval; i++) t->val_label[i] = labels[idx[1][v.begin + i]];
     for (uint64_t i = 0; i < t->ntest; i++) t->test_label[i] = labels[idx[2][w.begin + i]];
-    if (mp_store_read_pixels_at(st, t->tr_index + t->shard.begin, t->shard.end - t->shard.begin, t->shard_px) ||
+    /* this rank's block: real patches first, then (gan) synthetic ones */
+    uint64_t nreal_tr = t->ntr - t->nsyn, b0 = t->shard.begin, b1 = t->shard.end;
+    uint64_t r_end = b1 < nreal_tr ? b1 : nreal_tr, real_n = r_end > b0 ? r_end - b0 : 0;
+    uint64_t s_begin = b0 > nreal_tr ? b0 : nreal_tr, syn_n = b1 > s_begin ? b1 - s_begin : 0;
+    uint64_t *sidx = mp_malloc((syn_n + 1) * sizeof *sidx);
+    for (uint64_t i = 0; i < syn_n; i++) sidx[i] = t->tr_index[s_begin + i] - n;
+    if ((syn_n && mp_store_read_pixels_at(syn, sidx, syn_n, t->shard_px + real_n * t->px)) ||
+        mp_store_read_pixels_at(st, t->tr_index + b0, real_n, t->shard_px) ||
         mp_store_read_pixels_at(st, idx[1] + v.begin, t->nval, t->val_px) ||
         mp_store_read_pixels_at(st, idx[2] + w.begin, t->ntest, t->test_px)) {
       snprintf(err, errlen, "cannot read patches from the store");
       rc = -1;
     }
+    mp_free(sidx);
   }
+  if (syn) mp_store_close(syn);
   MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, t->comm));
   mp_free(idx[1]), mp_free(idx[2]), mp_free(labels), mp_free(views), mp_free(les), mp_free(part);
   mp_store_tables_free(&tb);
@@ -578,6 +614,8 @@ static void write_train_json(trainer *t, const progress_state *ps, const char *s
   cJSON_AddNumberToObject(d, "global_step", (double)ps->global_step);
   cJSON_AddNumberToObject(d, "train_patches", (double)t->ntr);
   cJSON_AddNumberToObject(d, "train_lesion_patches", (double)t->nles);
+  cJSON_AddNumberToObject(d, "train_synthetic_patches", (double)t->nsyn);
+  if (t->args->synthetic_store) cJSON_AddStringToObject(d, "synthetic_store", t->args->synthetic_store);
   cJSON_AddNumberToObject(d, "validation_patches", (double)t->nval_all);
   cJSON_AddNumberToObject(d, "test_patches", (double)t->ntest_all);
   cJSON *best = cJSON_AddObjectToObject(d, "best");
@@ -611,8 +649,10 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
   MPI_Comm_size(comm, &t->K);
   char err[1024] = "";
   int status = MP_EXIT_OK;
-  if (strcmp(a->variant, "baseline") != 0) {
-    MP_ERROR("variant '%s' is not available yet (baseline; gan and smote-* arrive with their stages)", a->variant);
+  bool gan_variant = strcmp(a->variant, "gan") == 0;
+  if ((strcmp(a->variant, "baseline") != 0 && !gan_variant) || gan_variant != (a->synthetic_store != NULL)) {
+    MP_ERROR("variant '%s'%s is not available (baseline; gan with --synthetic STORE; smote-* arrive with their stage)",
+             a->variant, a->synthetic_store ? " with a synthetic store" : "");
     return MP_EXIT_USAGE;
   }
   t->B = (int)mp_config_int(cfg, "train.batch");

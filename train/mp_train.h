@@ -28,7 +28,8 @@
 typedef struct {
   const char *store_path;
   const char *out_dir;
-  const char *variant; /* "baseline" (gan and smote-* arrive with their issues) */
+  const char *variant; /* "baseline", or "gan" (with synthetic_store); smote-* arrive with their issue */
+  const char *synthetic_store; /* gan: synthetic lesion patches (`gan sample`) joining the training part */
   uint64_t split_seed;
   bool resume;
 } mp_train_args;

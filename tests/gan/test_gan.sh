@@ -53,5 +53,48 @@ st=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['s
 [ $rc -eq 1 ] && [ "$st" = diverged ] && ok "huge learning rate: status diverged, exit 1" \
   || bad "forced divergence: exit $rc, status $st: $(tail -3 "$tmp/div.log")"
 
+# a small sweep (2 losses x f=8 x SN/TTUR off/on) on 2 ranks in 2 groups, one run forced
+# to diverge: recorded, the others finish, the table is written; a rerun reuses all four
+MAMMOPATCH_TEST_DIVERGE=/runs/rsgan-f8 run2 gan sweep --store "$S" --split-seed 1 --extractor "$tmp/cls" \
+  --out "$tmp/sw" "${g[@]}" --set gan.sweep_losses=rsgan,rahinge --set gan.sweep_filters=8 > "$tmp/sw.log" 2>&1 \
+  && ok "sweep ran" || bad "sweep: $(tail -3 "$tmp/sw.log")"
+grep -q "2 rank groups of 1" "$tmp/sw.log" && ok "sweep on 2 rank groups" || bad "sweep groups: $(grep 'gan sweep:' "$tmp/sw.log" | head -1)"
+out=$(/usr/bin/python3 - "$tmp/sw" <<'PY'
+import json, math, os, sys
+d = json.load(open(os.path.join(sys.argv[1], "sweep.json")))
+runs = {r["run"]: r for r in d["runs"]}
+assert sorted(runs) == ["rahinge-f8", "rahinge-f8-sn", "rsgan-f8", "rsgan-f8-sn"], sorted(runs)
+assert runs["rsgan-f8"]["status"] == "diverged", runs["rsgan-f8"]
+done = [r for r in d["runs"] if r["status"] == "completed"]
+assert len(done) == 3 and all(math.isfinite(r["best_fid"]) for r in done), d["runs"]
+b = min(done, key=lambda r: r["best_fid"])
+assert d["best"]["run"] == b["run"] and os.path.isfile(os.path.join(sys.argv[1], d["best"]["generator"])), d["best"]
+md = open(os.path.join(sys.argv[1], "sweep.md")).read()
+assert "| rsgan | diverged |" in md and "| rahinge |" in md and "domain" in md, md
+assert os.path.getsize(os.path.join(sys.argv[1], "charts", "fid.svg")) > 0
+print(f"3 completed + 1 diverged; best {b['run']} FID {b['best_fid']:.1f}; Table 4.4 form written")
+PY
+) && ok "sweep: $out" || bad "sweep: $out"
+run2 gan sweep --store "$S" --split-seed 1 --extractor "$tmp/cls" --out "$tmp/sw" "${g[@]}" \
+  --set gan.sweep_losses=rsgan,rahinge --set gan.sweep_filters=8 > "$tmp/sw2.log" 2>&1 && grep -q "4 reused" "$tmp/sw2.log" \
+  && ok "sweep rerun reuses the 4 runs" || bad "sweep rerun: $(grep 'gan sweep:' "$tmp/sw2.log" | head -2)"
+
+# gan sample: from the sweep's best run; the same store on 1 and 2 ranks; label 1, one
+# synthetic view; the real-vs-synthetic montage
+run2 gan sample --generator "$tmp/sw" --n 20 --out "$tmp/syn2.h5" --montage-store "$S" "${g[@]}" || bad "gan sample (2 ranks)"
+"$mp" gan sample --generator "$tmp/sw" --n 20 --out "$tmp/syn1.h5" "${g[@]}" || bad "gan sample (1 rank)"
+h5diff "$tmp/syn1.h5" "$tmp/syn2.h5" >/dev/null && ok "gan sample: identical store for 1 and 2 ranks" || bad "gan sample differs by ranks"
+out=$(/usr/bin/python3 - "$tmp/syn2.h5" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as h:
+    lab, view, px = h["/patches/label"][:], h["/patches/view"][:], h["/patches/pixels"]
+    assert px.shape == (20, 128, 128) and (lab == 1).all() and (view == 0).all(), (px.shape, lab, view)
+    assert len(h["/views/patient"]) == 1 and h.attrs["synthetic"] == 1, dict(h.attrs)
+    assert h["/patients/pseudonym"][0].decode().startswith("SYNTHETIC")
+    print(f"20 patches label 1, one synthetic view, generator {h.attrs['generator_run'].decode().split('/')[-1]}")
+PY
+) && ok "synthetic store: $out" || bad "synthetic store: $out"
+[ -s "$tmp/syn2.h5.montage.png" ] && ok "real-vs-synthetic montage written" || bad "no montage"
+
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
