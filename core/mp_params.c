@@ -104,6 +104,8 @@ const mp_cfg_key mp_params_schema[] = {
     {"experiment.split_seed", MP_CFG_INT, "1", 0, 9.2e18, NULL, "seed of the first split"},
     {"experiment.variants", MP_CFG_STRING, "baseline", 0, 0, NULL,
      "classifier variants, comma-separated: baseline, gan, smote-cosine, smote-l1, smote-l2 (those built)"},
+    {"experiment.gan_sweep", MP_CFG_STRING, "", 0, 0, NULL,
+     "gan variant: a finished `gan sweep` directory; its best configuration makes each split's synthetic lesions"},
     {"experiment.groups", MP_CFG_INT, "0", 0, 65536, NULL,
      "rank groups running (variant, split) jobs side by side; 0: the most that divide the ranks evenly, up to the jobs"},
     /* [privacy] */

@@ -18,6 +18,10 @@
 #include "mp_store.h"
 #include "mp_strbuf.h"
 #include "mp_train.h"
+#ifdef MP_WITH_GAN
+#include "mp_gan_sample.h"
+#include "mp_gan_train.h"
+#endif
 
 /* ---- variants --------------------------------------------------------------------------------- */
 static const char *const known_variants[] = {"baseline", "gan", "smote-cosine", "smote-l1", "smote-l2"};
@@ -28,8 +32,13 @@ int mp_experiment_variant_known(const char *v) {
   return 0;
 }
 
-/* what mp_train_run can train in this build (gan and smote-* arrive with their stages) */
-int mp_experiment_variant_available(const char *v) { return strcmp(v, "baseline") == 0; }
+/* what this build can train (smote-* arrives with its stage; gan needs the gan component) */
+int mp_experiment_variant_available(const char *v) {
+#ifdef MP_WITH_GAN
+  if (strcmp(v, "gan") == 0) return 1;
+#endif
+  return strcmp(v, "baseline") == 0;
+}
 
 void mp_experiment_mean_std(const double *v, size_t n, double *mean, double *std, size_t *count) {
   double s = 0;
@@ -79,9 +88,9 @@ static int parse_variants(const char *list, char v[][32], int *nv, char *err, si
     }
     if (!mp_experiment_variant_available(v[*nv])) {
       snprintf(err, errlen,
-               "experiment.variants: variant '%s' is not built yet (this build trains: baseline; gan and smote-* "
-               "arrive with their stages)",
-               v[*nv]);
+               "experiment.variants: variant '%s' is not built yet (this build trains: baseline%s; smote-* "
+               "arrives with its stage)",
+               v[*nv], mp_experiment_variant_available("gan") ? ", gan" : "");
       return -1;
     }
     for (int i = 0; i < *nv; i++)
@@ -359,6 +368,89 @@ cJSON *mp_experiment_aggregate(const mp_config *cfg, int K, int G, const char *s
   return d;
 }
 
+#ifdef MP_WITH_GAN
+/* The gan variant's job for one split (SPEC §7): the generator of the configuration the
+ * sweep in experiment.gan_sweep chose — the sweep's own best run when the sweep was made
+ * on this split, else that configuration trained on this split's training lesions (FID
+ * extractor: this split's baseline) into JOB/gan/ — then 2 x (training lesion patches)
+ * synthetic patches into JOB/synthetic.h5, then the classifier with them.  Collective
+ * over the group.  Returns an MP_EXIT_* status. */
+static int gan_job(MPI_Comm gc, const mp_config *cfg, const char *store, const char *out_dir, const job *j) {
+  int rank;
+  MPI_Comm_rank(gc, &rank);
+  const char *sweep = mp_config_str(cfg, "experiment.gan_sweep");
+  char base[4300], gdir[4400], syn[4400], err[1024] = "", best_run[4400] = "";
+  snprintf(base, sizeof base, "%s/runs/baseline/split-%llu", out_dir, (unsigned long long)j->seed);
+  snprintf(gdir, sizeof gdir, "%s/gan", j->dir);
+  snprintf(syn, sizeof syn, "%s/synthetic.h5", j->dir);
+  /* rank 0 reads the sweep's choice and the baseline's lesion count */
+  double info[5] = {0, 0, 0, 0, 0}; /* ok, loss, filters, sn, sweep split == this split; */
+  double lesions = 0;
+  if (rank == 0) {
+    char path[4400];
+    if (mp_mkdir_p(j->dir, err, sizeof err) != 0) MP_ERROR("%s", err);
+    snprintf(path, sizeof path, "%s/sweep.json", sweep);
+    cJSON *sw = mp_json_read_file(path, err, sizeof err), *gj = NULL, *tj = NULL;
+    const cJSON *b = cJSON_GetObjectItem(cJSON_GetObjectItem(sw, "best"), "run");
+    if (cJSON_IsString(b)) {
+      snprintf(best_run, sizeof best_run, "%s/runs/%s", sweep, b->valuestring);
+      snprintf(path, sizeof path, "%s/gan.json", best_run);
+      gj = mp_json_read_file(path, err, sizeof err);
+    } else if (sw && snprintf(err, sizeof err, "'%s/sweep.json' names no best run", sweep) < 0)
+      err[0] = 0;
+    mp_gan_loss L;
+    if (gj && mp_gan_loss_parse(cJSON_GetObjectItem(gj, "loss")->valuestring, &L) == 0) {
+      info[0] = 1, info[1] = L, info[2] = cJSON_GetObjectItem(gj, "filters")->valuedouble;
+      info[3] = cJSON_IsTrue(cJSON_GetObjectItem(gj, "sn_ttur"));
+      info[4] = cJSON_GetObjectItem(gj, "split_seed")->valuedouble == (double)j->seed;
+    }
+    snprintf(path, sizeof path, "%s/train.json", base);
+    tj = info[0] ? mp_json_read_file(path, err, sizeof err) : NULL;
+    const cJSON *nl = cJSON_GetObjectItem(tj, "train_lesion_patches");
+    if (cJSON_IsNumber(nl)) lesions = nl->valuedouble;
+    else info[0] = 0;
+    cJSON_Delete(sw), cJSON_Delete(gj), cJSON_Delete(tj);
+  }
+  MP_CHECK_MPI(MPI_Bcast(info, 5, MPI_DOUBLE, 0, gc));
+  MP_CHECK_MPI(MPI_Bcast(&lesions, 1, MPI_DOUBLE, 0, gc));
+  if (!info[0]) {
+    if (rank == 0) MP_ERROR("gan variant, split %llu: %s", (unsigned long long)j->seed, err[0] ? err : "no generator");
+    return MP_EXIT_FAILURE;
+  }
+  char *gen = rank == 0 ? mp_strdup(info[4] ? best_run : gdir) : NULL; /* others: a copy arrives */
+  mp_bcast_string(gc, 0, &gen);
+  int rc = MP_EXIT_OK;
+  if (!info[4]) { /* train the chosen configuration on this split (reused when done) */
+    char path[4500], e2[256];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/gan.json", gdir);
+    int done = 0;
+    if (rank == 0 && stat(path, &sb) == 0) {
+      cJSON *d = mp_json_read_file(path, e2, sizeof e2);
+      const cJSON *st = cJSON_GetObjectItem(d, "status");
+      done = cJSON_IsString(st) && strcmp(st->valuestring, "completed") == 0;
+      cJSON_Delete(d);
+    }
+    MP_CHECK_MPI(MPI_Bcast(&done, 1, MPI_INT, 0, gc));
+    if (!done) {
+      mp_gan_train_args ga = {store, gdir, base, j->seed, (mp_gan_loss)info[1], (int)info[2], info[3] != 0};
+      rc = mp_gan_train_run(gc, cfg, &ga, NULL);
+    }
+  }
+  if (rc == MP_EXIT_OK) {
+    mp_gan_sample_args sa = {gen, (uint64_t)(2 * lesions), j->seed, syn, store}; /* + the montage */
+    rc = mp_gan_sample_run(gc, cfg, &sa);
+  }
+  if (rc == MP_EXIT_OK) {
+    mp_train_args ta = {.store_path = store, .out_dir = j->dir, .variant = "gan", .split_seed = j->seed,
+                        .resume = true, .synthetic_store = syn};
+    rc = mp_train_run(gc, cfg, &ta);
+  }
+  mp_free(gen);
+  return rc;
+}
+#endif
+
 /* ---- the run ------------------------------------------------------------------------------------ */
 int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_args *a) {
   int rank, K;
@@ -385,12 +477,20 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
     if (rank == 0) MP_ERROR("%s", err);
     return MP_EXIT_USAGE;
   }
+  int has_gan = 0;
+  for (int v = 0; v < nv; v++) has_gan |= strcmp(variants[v], "gan") == 0;
+  if (has_gan && (strcmp(variants[0], "baseline") != 0 || !mp_config_str(cfg, "experiment.gan_sweep")[0])) {
+    if (rank == 0)
+      MP_ERROR("the gan variant needs baseline listed first in experiment.variants (its FID extractor) and "
+               "experiment.gan_sweep (a finished `gan sweep` directory: its best configuration)");
+    return MP_EXIT_USAGE;
+  }
   job *jobs = mp_malloc((size_t)nj * sizeof *jobs);
   for (int j = 0; j < nj; j++) {
     job *x = &jobs[j];
     snprintf(x->variant, sizeof x->variant, "%s", variants[j % nv]);
     x->seed = seed0 + (uint64_t)(j / nv);
-    x->group = j % G;
+    x->group = has_gan ? (j / nv) % G : j % G; /* gan needs its split's baseline first: same group */
     if (snprintf(x->dir, sizeof x->dir, "%s/runs/%s/split-%llu", a->out_dir, x->variant,
                  (unsigned long long)x->seed) >= (int)sizeof x->dir) {
       if (rank == 0) MP_ERROR("--out is too long");
@@ -435,7 +535,8 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
   double *secs = mp_malloc((size_t)nj * sizeof *secs);
   memset(status, 0, (size_t)nj * sizeof *status);
   for (int j = 0; j < nj; j++) secs[j] = 0;
-  for (int j = g; j < nj; j += G) {
+  for (int j = 0; j < nj; j++) {
+    if (jobs[j].group != g) continue;
     int sig = mp_train_stop_signal();
     MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, gc));
     if (sig) break; /* a signal between jobs: stop before starting another */
@@ -443,6 +544,10 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
     int st = JOB_REUSED;
     if (plan[j] != 1) {
       int r2 = MP_EXIT_OK;
+#ifdef MP_WITH_GAN
+      if (plan[j] == 0 && strcmp(jobs[j].variant, "gan") == 0) r2 = gan_job(gc, cfg, a->store_path, a->out_dir, &jobs[j]);
+      else
+#endif
       if (plan[j] == 0) {
         mp_train_args ta = {.store_path = a->store_path, .out_dir = jobs[j].dir, .variant = jobs[j].variant,
                             .split_seed = jobs[j].seed, .resume = true};

@@ -266,6 +266,80 @@ static void bar_chart(mp_strbuf *o, const cJSON *summary, const char *const *vna
   mp_svg_bars(o, &c, levels, NLEVELS, vnames, colors, (size_t)nv, v, e);
 }
 
+/* An embedded PNG file (data: URI) with a class and caption; 0, or -1 (no such file). */
+static int embed_png(mp_strbuf *h, const char *path, const char *cls, const char *alt) {
+  size_t len = 0;
+  char e2[256];
+  char *png = mp_read_file(path, &len, e2, sizeof e2);
+  if (!png) return -1;
+  mp_strbuf_printf(h, "<img class=\"%s\" alt=\"%s\" src=\"data:image/png;base64,", cls, alt);
+  mp_report_base64(h, (const unsigned char *)png, len);
+  mp_strbuf_printf(h, "\">");
+  mp_free(png);
+  return 0;
+}
+
+/* The GAN section: the sweep's table (Table 4.4 form), its FID-per-epoch chart (Figure
+ * 4.2 form) and real vs synthetic lesion patches (Figure 4.1 form) of the first gan job. */
+static void gan_section(mp_strbuf *h, mp_strbuf *md, const char *sweep, const char *dir, const run *runs, int nr) {
+  char path[4400], e2[512];
+  snprintf(path, sizeof path, "%s/sweep.json", sweep);
+  cJSON *sw = mp_json_read_file(path, e2, sizeof e2);
+  mp_strbuf_printf(h, "<section id=\"gan\"><h2>GAN augmentation</h2>\n");
+  mp_strbuf_printf(md, "\n## GAN augmentation\n\n");
+  if (!sw) {
+    mp_strbuf_printf(h, "<p>The sweep in ");
+    mp_svg_escape(h, sweep);
+    mp_strbuf_printf(h, " could not be read.</p></section>\n");
+    return;
+  }
+  const cJSON *fi = cJSON_GetObjectItem(sw, "fid"), *r;
+  const char *ex = cJSON_IsString(cJSON_GetObjectItem(fi, "extractor")) ? cJSON_GetObjectItem(fi, "extractor")->valuestring
+                                                                         : "?";
+  mp_strbuf_printf(h, "<table id=\"gan-sweep\"><caption>Sweep (Table 4.4 form): best FID per run, extractor %s "
+                      "(%.0f-d), N real %.0f / generated %.0f, real-vs-real floor %.2f, split %.0f. IS: not computed "
+                      "(needs the inception extractor).</caption><tr><th>loss</th><th>filters</th><th>SN/TTUR</th>"
+                      "<th>status</th><th>best FID</th><th>epoch</th></tr>\n",
+                   ex, num(fi, "dimension"), num(fi, "n_real"), num(fi, "n_generated"), num(fi, "real_vs_real_floor"),
+                   num(sw, "split_seed"));
+  mp_strbuf_printf(md, "Sweep: extractor `%s`, N real %.0f, floor %.2f.\n\n| loss | filters | SN/TTUR | status | best "
+                       "FID |\n|---|---:|---|---|---:|\n",
+                   ex, num(fi, "n_real"), num(fi, "real_vs_real_floor"));
+  cJSON_ArrayForEach(r, cJSON_GetObjectItem(sw, "runs")) {
+    char f[32];
+    fmt(f, sizeof f, num(r, "best_fid"), 1);
+    const char *loss = cJSON_GetObjectItem(r, "loss")->valuestring, *st = cJSON_GetObjectItem(r, "status")->valuestring;
+    int sn = cJSON_IsTrue(cJSON_GetObjectItem(r, "sn_ttur"));
+    mp_strbuf_printf(h, "<tr><td>%s</td><td>%.0f</td><td>%s</td><td>%s</td><td>%s</td><td>%.0f</td></tr>\n", loss,
+                     num(r, "filters"), sn ? "on" : "off", st, f, num(r, "best_epoch"));
+    mp_strbuf_printf(md, "| %s | %.0f | %s | %s | %s |\n", loss, num(r, "filters"), sn ? "on" : "off", st, f);
+  }
+  mp_strbuf_printf(h, "</table>\n");
+  const cJSON *b = cJSON_GetObjectItem(sw, "best");
+  if (b) {
+    mp_strbuf_printf(h, "<p>Best over the sweep: ");
+    mp_svg_escape(h, cJSON_GetObjectItem(b, "run")->valuestring);
+    mp_strbuf_printf(h, " (FID %.2f); its configuration makes every split's synthetic lesions.</p>\n", num(b, "fid"));
+  }
+  size_t len = 0;
+  snprintf(path, sizeof path, "%s/charts/fid.svg", sweep);
+  char *svg = mp_read_file(path, &len, e2, sizeof e2);
+  if (svg) mp_strbuf_append(h, svg, len), mp_free(svg);
+  for (int i = 0; i < nr; i++) {
+    if (strcmp(runs[i].variant, "gan") != 0) continue;
+    snprintf(path, sizeof path, "%s/%s/synthetic.h5.montage.png", dir, cJSON_GetObjectItem(runs[i].res, "dir")->valuestring);
+    mp_strbuf_printf(h, "<figure>");
+    if (embed_png(h, path, "montage", "real and synthetic lesion patches") == 0)
+      mp_strbuf_printf(h, "<figcaption class=\"note\">Real lesion patches (top) and synthetic ones (bottom) of split "
+                          "%.0f (Figure 4.1 form).</figcaption>",
+                       runs[i].seed);
+    mp_strbuf_printf(h, "</figure>\n");
+    break;
+  }
+  mp_strbuf_printf(h, "</section>\n");
+  cJSON_Delete(sw);
+}
+
 /* ---- the report ------------------------------------------------------------------------------- */
 static const char *css =
     "body{font-family:sans-serif;max-width:1180px;margin:1.5em auto;padding:0 1em;color:#222}"
@@ -607,6 +681,7 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
     mp_strbuf_printf(&h, "<p>No patches to show.</p>\n");
   }
   mp_strbuf_printf(&h, "</section>\n");
+  if (mp_config_str(cfg, "experiment.gan_sweep")[0]) gan_section(&h, &md, mp_config_str(cfg, "experiment.gan_sweep"), dir, runs, nr);
   /* jobs */
   mp_strbuf_printf(&h, "<section id=\"jobs\"><h2>Jobs</h2><table id=\"jobs-table\"><tr><th>variant</th><th>split "
                        "seed</th><th>status</th><th>rank group</th><th>seconds</th><th>best epoch</th><th>training "

@@ -21,7 +21,7 @@
  *
  * DOM contract the browser test holds the page to: <section id="preprocess"> with
  * <table id="preprocess-table">; <section id="metrics"> with <table class="metrics"
- * data-variant data-level> per variant and level; <svg class="chart roc|pr|training|bar">;
+ * data-variant data-level> per variant and level; <svg class="chart roc|pr|training|bar|fid">;
  * <img class="montage" src="data:image/png;base64,...">; <section id="config"> with a
  * <pre>; an element id="version".
  */

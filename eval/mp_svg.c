@@ -145,6 +145,12 @@ void mp_svg_lines(mp_strbuf *o, const mp_svg_chart *c, const mp_svg_series *s, s
     mp_strbuf_printf(o, "\"><title>");
     mp_svg_escape(o, s[k].name);
     mp_strbuf_printf(o, "</title></polyline>\n");
+    size_t finite = 0, last = 0;
+    for (size_t i = 0; i < s[k].n; i++)
+      if (isfinite(s[k].x[i]) && isfinite(s[k].y[i])) finite++, last = i;
+    if (finite == 1) /* one point draws no line: a marker */
+      mp_strbuf_printf(o, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", px(&f, s[k].x[last]),
+                       py(&f, s[k].y[last]), s[k].color);
     legend(o, &f, k, s[k].name, s[k].color, s[k].dashed);
   }
   mp_strbuf_printf(o, "</svg>\n");

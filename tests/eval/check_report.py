@@ -11,7 +11,7 @@ from files next to it.  This script checks that in two ways.
        section#metrics > table.metrics[data-variant=V][data-level=L] for every --variants V and
          L in patch, view, patient, each with a header row and a data row holding a number;
        >= --min-charts svg.chart (class roc, pr, training or bar), each with an aria-label or
-         <title> and a <path>/<polyline> carrying data points;
+         <title> and a <path>/<polyline>/<circle> carrying data points;
        >= 1 img.montage whose src is data:image/png;base64 decoding to a PNG (signature, IHDR
          with its CRC, width and height > 0, IEND; non-interlaced ones are decoded fully);
        section#config with a non-empty <pre>, and a non-empty #version;
@@ -61,7 +61,7 @@ from pathlib import Path
 import numpy as np
 
 LEVELS = ("patch", "view", "patient")
-CHART_KINDS = ("roc", "pr", "training", "bar")
+CHART_KINDS = ("roc", "pr", "training", "bar", "fid")
 SKIP_CODE = 77
 CHROMIUM_TIMEOUT_S = 90
 WINDOW = (1280, 4000)
@@ -323,10 +323,13 @@ def check_metrics(doc, variants, fails):
 
 
 def chart_has_points(svg):
-    """A <polyline> with >= 2 points, or a <path> that moves and then draws ("M20 60H200" counts:
-    a bar chart without error bars has only its baseline path, the bars being <rect>s)."""
+    """A <polyline> with >= 2 points, a <circle> marker (a series of one point, e.g. one
+    epoch), or a <path> that moves and then draws ("M20 60H200" counts: a bar chart without
+    error bars has only its baseline path, the bars being <rect>s)."""
     for n in svg.iter():
         if n.tag == "polyline" and len(NUMBER.findall(n.attrs.get("points", ""))) >= 4:
+            return True
+        if n.tag == "circle" and "cx" in n.attrs and "cy" in n.attrs:
             return True
         d = n.attrs.get("d", "")
         nums = len(NUMBER.findall(d))

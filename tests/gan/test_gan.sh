@@ -96,5 +96,35 @@ PY
 ) && ok "synthetic store: $out" || bad "synthetic store: $out"
 [ -s "$tmp/syn2.h5.montage.png" ] && ok "real-vs-synthetic montage written" || bad "no montage"
 
+# the gan classifier variant in an experiment: split 1 uses the sweep's best generator (the
+# sweep ran on split 1), split 2 trains that configuration on its own training lesions;
+# 2 x (training lesions) synthetic patches join each gan job's training part
+run2 experiment --store "$S" --out "$tmp/x" "${g[@]}" --set experiment.variants=baseline,gan \
+  --set experiment.gan_sweep="$tmp/sw" --set experiment.repeats=2 --set experiment.split_seed=1 \
+  --set train.batch=32 --set train.epochs=1 --set train.lesion_fraction=0.5 --set train.lr=1e-4 \
+  --set train.checkpoint_every=0 > "$tmp/x.log" 2>&1 && ok "experiment baseline + gan" \
+  || bad "experiment with gan: $(grep -E 'ERROR|failed' "$tmp/x.log" | head -3)"
+out=$(/usr/bin/python3 - "$tmp/x" "$tmp/sw" <<'PY'
+import json, os, sys
+x, sw = sys.argv[1], sys.argv[2]
+d = json.load(open(os.path.join(x, "experiment.json")))
+assert d["variants"] == ["baseline", "gan"] and all(r["status"] == "done" for r in d["results"]), d["results"]
+assert "gan" in d["differences_from_baseline"] and any(h.startswith("gan vs baseline") for h in d["highlights"])
+for s in (1, 2):
+    b = json.load(open(os.path.join(x, f"runs/baseline/split-{s}/train.json")))
+    g = json.load(open(os.path.join(x, f"runs/gan/split-{s}/train.json")))
+    assert g["variant"] == "gan" and g["train_synthetic_patches"] == 2 * b["train_lesion_patches"], (s, g["train_synthetic_patches"])
+    assert g["train_patches"] == b["train_patches"] + g["train_synthetic_patches"]
+best = json.load(open(os.path.join(sw, "sweep.json")))["best"]["run"]
+assert not os.path.exists(os.path.join(x, "runs/gan/split-1/gan")), "split 1 should reuse the sweep's generator"
+g2 = json.load(open(os.path.join(x, "runs/gan/split-2/gan/gan.json")))
+assert g2["status"] == "completed" and f"{g2['loss']}-f{g2['filters']}{'-sn' if g2['sn_ttur'] else ''}" == best, (g2["loss"], best)
+print(f"synthetic = 2 x training lesions on both splits; split 2 retrained {best}")
+PY
+) && ok "gan variant: $out" || bad "gan variant: $out"
+out=$(/usr/bin/python3 "$tests/eval/check_report.py" "$tmp/x/report" --variants baseline,gan --min-charts 9 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q 'id="gan-sweep"' "$tmp/x/report/index.html" && ok "report with the gan variant and the sweep renders" \
+  || { [ $rc -eq 77 ] || bad "gan report: $out"; }
+
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
