@@ -24,7 +24,8 @@ S="$tmp/p.h5"
 run2 train --store "$S" --split-seed 1 --out "$tmp/cls" -q --set train.batch=32 --set train.epochs=1 \
   --set train.lesion_fraction=0.5 --set train.lr=1e-4 --set train.checkpoint_every=0 || bad "extractor classifier"
 
-g=(--set gan.batch=8 --set gan.epochs=3 --set gan.fid_every=1 -q)
+gs=(--set gan.batch=8 --set gan.epochs=3 --set gan.fid_every=1)  # (the sweep's log is read below)
+g=("${gs[@]}" -q)
 run2 gan train --store "$S" --split-seed 1 --loss rahinge --filters 8 --sn-ttur --extractor "$tmp/cls" \
   --out "$tmp/g" "${g[@]}" && ok "gan train rahinge f=8 SN/TTUR on 2 ranks" || bad "gan train"
 out=$(/usr/bin/python3 - "$tmp/g" <<'PY'
@@ -56,7 +57,7 @@ st=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['s
 # a small sweep (2 losses x f=8 x SN/TTUR off/on) on 2 ranks in 2 groups, one run forced
 # to diverge: recorded, the others finish, the table is written; a rerun reuses all four
 MAMMOPATCH_TEST_DIVERGE=/runs/rsgan-f8 run2 gan sweep --store "$S" --split-seed 1 --extractor "$tmp/cls" \
-  --out "$tmp/sw" "${g[@]}" --set gan.sweep_losses=rsgan,rahinge --set gan.sweep_filters=8 > "$tmp/sw.log" 2>&1 \
+  --out "$tmp/sw" "${gs[@]}" --set gan.sweep_losses=rsgan,rahinge --set gan.sweep_filters=8 > "$tmp/sw.log" 2>&1 \
   && ok "sweep ran" || bad "sweep: $(tail -3 "$tmp/sw.log")"
 grep -q "2 rank groups of 1" "$tmp/sw.log" && ok "sweep on 2 rank groups" || bad "sweep groups: $(grep 'gan sweep:' "$tmp/sw.log" | head -1)"
 out=$(/usr/bin/python3 - "$tmp/sw" <<'PY'
@@ -75,7 +76,7 @@ assert os.path.getsize(os.path.join(sys.argv[1], "charts", "fid.svg")) > 0
 print(f"3 completed + 1 diverged; best {b['run']} FID {b['best_fid']:.1f}; Table 4.4 form written")
 PY
 ) && ok "sweep: $out" || bad "sweep: $out"
-run2 gan sweep --store "$S" --split-seed 1 --extractor "$tmp/cls" --out "$tmp/sw" "${g[@]}" \
+run2 gan sweep --store "$S" --split-seed 1 --extractor "$tmp/cls" --out "$tmp/sw" "${gs[@]}" \
   --set gan.sweep_losses=rsgan,rahinge --set gan.sweep_filters=8 > "$tmp/sw2.log" 2>&1 && grep -q "4 reused" "$tmp/sw2.log" \
   && ok "sweep rerun reuses the 4 runs" || bad "sweep rerun: $(grep 'gan sweep:' "$tmp/sw2.log" | head -2)"
 
