@@ -117,8 +117,7 @@ static double generated_fid(gan *t, int n, const float *real_feat, int dim, uint
   double fid = NAN;
   if (t->rank == 0) {
     mp_fid_result r;
-    size_t ng = (size_t)n < (size_t)mine * t->K ? (size_t)n : (size_t)mine * t->K;
-    if (mp_fid(real_feat, (size_t)t->nreal, all, ng, dim, &r, err, errlen) == 0) fid = r.fid;
+    if (mp_fid(real_feat, (size_t)t->nreal, all, (size_t)mine * t->K, dim, &r, err, errlen) == 0) fid = r.fid;
   }
   MP_CHECK_MPI(MPI_Bcast(&fid, 1, MPI_DOUBLE, 0, t->comm));
   mp_free(q), mp_free(f), mp_free(all);
@@ -286,6 +285,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   R.n_real = t->nreal, R.dim = dim;
   int n_gen = (int)mp_config_int(cfg, "gan.fid_samples");
   if (n_gen == 0) n_gen = t->nreal;
+  n_gen = (n_gen + t->B - 1) / t->B * t->B; /* whole global batches: the same samples for any K */
   R.n_gen = dim ? n_gen : 0;
   if (dim) {
     real_feat = mp_malloc((size_t)t->nreal * dim * sizeof *real_feat);

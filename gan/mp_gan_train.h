@@ -16,7 +16,8 @@
  *             betas (0, 0.9); off: 2e-4 / 2e-4, (0.5, 0.999) [T4.1, T4.2]
  *             (gan.lr_d / gan.lr_g override the rates; tests force a divergence so)
  *   FID       every gan.fid_every epochs and at the end: gan.fid_samples generated
- *             patches (default: as many as real) quantised to uint8 like the real ones,
+ *             patches (default: as many as real, rounded up to whole global batches so the
+ *             set does not depend on K) quantised to uint8 like the real ones,
  *             features from the extractor, FID against the real training lesion
  *             patches (mp_fid); the generator with the lowest FID is kept in best/.
  *             Extractor `domain`: the penultimate 512-d layer of the classifier in

@@ -4,8 +4,9 @@
 #
 # Built so far: the foundation (build information, MPI layout, configuration), the
 # synthetic cohort, preprocessing into the patch store, the experiment (repeated splits
-# of the baseline classifier's data-parallel training and evaluation) with its report,
-# and predict's heatmaps.  gan and smote join as they are built.
+# of the classifier's data-parallel training and evaluation) with its report, a one-cell
+# GAN sweep and the gan variant beside the baseline, and predict's heatmaps.  smote joins
+# when it is built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ranks=${MP_DEMO_RANKS:-2}
@@ -40,6 +41,14 @@ echo "   each job trains (data-parallel inside its group), evaluates, and rank 0
 rm -rf "$out/experiment"
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "${mp[@]}" experiment --config jobs/demo.ini --store "$out/patches.h5" \
   --out "$out/experiment"
+echo "== gan: a one-cell sweep (rahinge, f = 64, SN/TTUR) on split 1's training lesions, FID with the"
+echo "   domain extractor (split 1's baseline); then the experiment again with the gan variant beside the"
+echo "   baseline (finished baseline jobs are reused): 2 x the training lesions of synthetic patches per split"
+rm -rf "$out/gan"
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "${mp[@]}" gan sweep --config jobs/demo.ini --store "$out/patches.h5" --split-seed 1 \
+  --extractor "$out/experiment/runs/baseline/split-1" --out "$out/gan"
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "${mp[@]}" experiment --config jobs/demo.ini --store "$out/patches.h5" \
+  --out "$out/experiment" --set experiment.variants=baseline,gan --set experiment.gan_sweep="$out/gan"
 echo "== predict: per-tile lesion probabilities and heatmaps for the first four BI-RADS 0 views"
 mapfile -t views < <(awk -F, 'NR > 1 && $7 == 0 && $14 == "accepted" {print $1}' "$out/cohort/truth.csv" | head -4 |
                      sed "s|^|$out/cohort/|")
@@ -51,5 +60,6 @@ echo "Cohort: $out/cohort (preview.png); patch store: $out/patches.h5; preproces
 echo "experiment: $out/experiment/ (runs/baseline/split-N/: split, training curve, best model, eval.json);"
 echo "heatmaps: $out/predict/view-N/heatmap.png."
 echo "REPORT: $out/experiment/report/index.html (self-contained; also report.md, CSV, JSON)"
-echo "Pipeline stages built so far: synth, preprocess, train, eval, experiment + report, predict."
-echo "gan and smote are the next issues."
+echo "GAN sweep: $out/gan/sweep.md (Table 4.4 form), $out/gan/runs/*/gan.json."
+echo "Pipeline stages built so far: synth, preprocess, train, eval, experiment + report, gan (train, sweep,"
+echo "sample, the gan variant), predict.  smote is the next issue."

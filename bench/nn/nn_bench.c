@@ -7,7 +7,12 @@
  *       one GAN iteration (SPEC §7, f = 64, z = 64): G(z) for detached fakes, the critic
  *       step (with the penalty for wgan-gp) and Adam, the generator step (fresh z and
  *       real batch) and Adam; LOSS wgan-gp|rsgan|rasgan|ralsgan|rahinge, SN 0|1.
- *       patches/s counts the BATCH real patches one iteration consumes. */
+ *       patches/s counts the BATCH real patches one iteration consumes.
+ *   mp_bench_nn BACKEND gansteps LOSS SN F BATCH [REPS]
+ *       the same iteration for f = F filters (z = F, SPEC §7) with its two halves timed
+ *       apart: the D step (G(z) for detached fakes, mp_gan_critic_gradients, Adam on D)
+ *       and the G step (fresh z, mp_gan_generator_gradients, Adam on G); prints the
+ *       medians d_ms and g_ms (patches/s from the median whole iteration). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +39,8 @@ static double median(double *sec, int reps) {
 }
 
 static int usage(void) {
-  fprintf(stderr, "usage: mp_bench_nn BACKEND classifier BATCH [REPS] | BACKEND gan LOSS SN BATCH [REPS]\n");
+  fprintf(stderr, "usage: mp_bench_nn BACKEND classifier BATCH [REPS] | BACKEND gan LOSS SN BATCH [REPS]\n"
+                  "       mp_bench_nn BACKEND gansteps LOSS SN F BATCH [REPS]\n");
   return 2;
 }
 
@@ -61,13 +67,16 @@ static int classifier(mp_backend *be, int B, int reps, double *sec) {
   return 0;
 }
 
-static int gan(mp_backend *be, const char *loss, bool sn, int B, int reps, double *sec) {
+/* One GAN iteration per rep for f = F, z = Z.  sec[s]: the whole iteration; when sec_d
+ * and sec_g are non-NULL also its D step and G step apart. */
+static int gan(mp_backend *be, const char *loss, bool sn, int F, int Z, int B, int reps, double *sec, double *sec_d,
+               double *sec_g) {
   static const char *names[] = {"wgan-gp", "rsgan", "rasgan", "ralsgan", "rahinge"};
   int kind = -1;
   for (int i = 0; i < 5; i++)
     if (strcmp(loss, names[i]) == 0) kind = i;
-  if (kind < 0) return usage();
-  enum { F = 64, Z = 64, PX = 128 * 128 };
+  if (kind < 0 || F <= 0 || Z <= 0) return usage();
+  enum { PX = 128 * 128 };
   mp_net *d = mp_model_dcgan_d(be, F, sn, 2 * B, 1), *g = mp_model_dcgan_g(be, Z, F, B, 2);
   mp_gan_work *w = mp_gan_work_new(d, g, (mp_gan_loss)kind, 10.0f, B, 3);
   float *xr = mp_malloc((size_t)B * PX * 4), *xf = mp_malloc((size_t)B * PX * 4), *z = mp_malloc((size_t)B * Z * 4);
@@ -79,10 +88,14 @@ static int gan(mp_backend *be, const char *loss, bool sn, int B, int reps, doubl
     memcpy(xf, mp_net_forward(g, z, B, true, (uint64_t)s), (size_t)B * PX * 4);
     mp_gan_critic_gradients(w, xr, xf, (uint64_t)s, NULL);
     mp_net_adam(d, lr_d, b1, b2, 1e-8f);
+    double t1 = mp_now();
     fill(z, (size_t)B * Z, 101 + 2 * (uint64_t)s, true);
     mp_gan_generator_gradients(w, xr, z, (uint64_t)s, NULL);
     mp_net_adam(g, lr_g, b1, b2, 1e-8f);
-    sec[s] = mp_now() - t0;
+    double t2 = mp_now();
+    sec[s] = t2 - t0;
+    if (sec_d) sec_d[s] = t1 - t0;
+    if (sec_g) sec_g[s] = t2 - t1;
   }
   mp_gan_work_free(w);
   mp_free(xr);
@@ -95,9 +108,18 @@ static int gan(mp_backend *be, const char *loss, bool sn, int B, int reps, doubl
 
 int main(int argc, char **argv) {
   if (argc < 4) return usage();
-  bool is_gan = strcmp(argv[2], "gan") == 0;
-  if (is_gan ? argc < 6 : strcmp(argv[2], "classifier") != 0) return usage();
-  int B = atoi(argv[is_gan ? 5 : 3]), reps = argc > (is_gan ? 6 : 4) ? atoi(argv[is_gan ? 6 : 4]) : 10;
+  /* argv index of BATCH per mode; REPS follows it */
+  int bi;
+  if (strcmp(argv[2], "classifier") == 0)
+    bi = 3;
+  else if (strcmp(argv[2], "gan") == 0)
+    bi = 5;
+  else if (strcmp(argv[2], "gansteps") == 0)
+    bi = 6;
+  else
+    return usage();
+  if (argc <= bi) return usage();
+  int B = atoi(argv[bi]), reps = argc > bi + 1 ? atoi(argv[bi + 1]) : 10;
   if (B <= 0 || reps <= 0) return usage();
   char err[256];
   mp_backend *be = mp_backend_create(argv[1], err, sizeof err);
@@ -106,14 +128,30 @@ int main(int argc, char **argv) {
     return 2;
   }
   double *sec = mp_malloc((size_t)(reps + 2) * sizeof *sec);
-  int rc = is_gan ? gan(be, argv[3], atoi(argv[4]) != 0, B, reps, sec) : classifier(be, B, reps, sec);
-  if (rc == 0) {
+  double *sec_d = mp_malloc((size_t)(reps + 2) * sizeof *sec), *sec_g = mp_malloc((size_t)(reps + 2) * sizeof *sec);
+  int rc;
+  if (bi == 3)
+    rc = classifier(be, B, reps, sec);
+  else if (bi == 5)
+    rc = gan(be, argv[3], atoi(argv[4]) != 0, 64, 64, B, reps, sec, NULL, NULL);
+  else
+    rc = gan(be, argv[3], atoi(argv[4]) != 0, atoi(argv[5]), atoi(argv[5]), B, reps, sec, sec_d, sec_g);
+  if (rc == 0 && bi == 6) {
+    double med = median(sec, reps), d_ms = 1e3 * median(sec_d, reps), g_ms = 1e3 * median(sec_g, reps);
+    printf("{\"backend\": \"%s\", \"model\": \"gansteps\", \"loss\": \"%s\", \"sn\": %d, \"f\": %d, \"batch\": %d, "
+           "\"d_ms\": %.1f, \"g_ms\": %.1f, \"step_seconds\": %.4f, \"patches_per_second\": %.2f, "
+           "\"peak_heap_mb\": %.1f}\n",
+           argv[1], argv[3], atoi(argv[4]) != 0, atoi(argv[5]), B, d_ms, g_ms, med, B / med,
+           (double)mp_alloc_get_stats().peak / 1048576.0);
+  } else if (rc == 0) {
     double med = median(sec, reps);
     printf("{\"backend\": \"%s\", \"model\": \"%s\", \"batch\": %d, \"step_seconds\": %.4f, "
            "\"patches_per_second\": %.2f, \"peak_heap_mb\": %.1f}\n",
            argv[1], argv[2], B, med, B / med, (double)mp_alloc_get_stats().peak / 1048576.0);
   }
   mp_free(sec);
+  mp_free(sec_d);
+  mp_free(sec_g);
   mp_backend_free(be);
   return rc;
 }
