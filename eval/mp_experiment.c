@@ -387,7 +387,7 @@ static int gan_job(MPI_Comm gc, const mp_config *cfg, const char *store, const c
   double info[5] = {0, 0, 0, 0, 0}; /* ok, loss, filters, sn, sweep split == this split; */
   double lesions = 0;
   if (rank == 0) {
-    char path[4400];
+    char path[4500];
     if (mp_mkdir_p(j->dir, err, sizeof err) != 0) MP_ERROR("%s", err);
     snprintf(path, sizeof path, "%s/sweep.json", sweep);
     cJSON *sw = mp_json_read_file(path, err, sizeof err), *gj = NULL, *tj = NULL;
