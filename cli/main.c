@@ -22,6 +22,9 @@ static const mp_command mp_commands[] = {
 #ifdef MP_WITH_GAN
     {"gan", "GAN stage: `gan train` one loss x filters x SN/TTUR configuration (FID-selected generator)", mp_cmd_gan},
 #endif
+#ifdef MP_WITH_SMOTE
+    {"smote", "SMOTE stage: `smote features` block-1 features, exact kNN, synthetic lesion vectors", mp_cmd_smote},
+#endif
     {"experiment", "repeated splits x variants over rank groups -> aggregated results and the report", mp_cmd_experiment},
     {"report", "write an experiment's report again (HTML, Markdown, CSV, JSON)", mp_cmd_report},
 #ifdef MP_WITH_PREPROCESS

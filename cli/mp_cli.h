@@ -66,6 +66,7 @@ int mp_cmd_train(int argc, char **argv);
 int mp_cmd_eval(int argc, char **argv);
 int mp_cmd_experiment(int argc, char **argv);
 int mp_cmd_report(int argc, char **argv);
+int mp_cmd_smote(int argc, char **argv);      /* built with OpenBLAS */
 int mp_cmd_gan(int argc, char **argv);        /* built with LAPACKE/OpenBLAS */
 int mp_cmd_predict(int argc, char **argv);    /* built with the preprocess component */
 

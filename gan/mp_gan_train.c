@@ -134,30 +134,16 @@ static bool all_finite(const float *v, size_t n) {
 static int load_real(gan *t, const char *path, uint64_t split_seed, char *err, size_t errlen) {
   mp_store *st = mp_store_open(path, err, errlen);
   if (!st) return -1;
-  uint64_t n = mp_store_count(st);
   t->P = mp_store_patch_size(st), t->px = (size_t)t->P * t->P;
-  uint8_t *lab = mp_malloc(n + 1);
-  uint32_t *view = mp_malloc((n + 1) * sizeof *view);
-  mp_store_tables tb;
-  int rc = mp_store_read_labels(st, lab) | mp_store_read_views(st, view) | mp_store_read_tables(st, &tb);
-  if (rc) {
-    snprintf(err, errlen, "cannot read the tables of '%s'", path);
-    mp_free(lab), mp_free(view), mp_store_close(st);
-    return -1;
-  }
-  uint8_t *part = mp_malloc(tb.npatients + 1);
-  mp_split_store_patients(tb.view_patient, tb.npatients, lab, view, n, split_seed, part, NULL);
-  uint64_t *idx = mp_malloc((n + 1) * sizeof *idx), m = 0;
-  for (uint64_t i = 0; i < n; i++)
-    if (lab[i] && part[tb.view_patient[view[i]]] == MP_PART_TRAIN) idx[m++] = i;
+  uint64_t *idx = NULL, m = 0;
+  int rc = mp_split_select(st, split_seed, MP_PART_TRAIN, 1, &idx, &m, err, errlen);
   t->nreal = (int)m;
   t->real = mp_malloc((m + 1) * t->px);
-  if (m && mp_store_read_pixels_at(st, idx, m, t->real) != 0) {
+  if (!rc && m && mp_store_read_pixels_at(st, idx, m, t->real) != 0) {
     snprintf(err, errlen, "cannot read the lesion patches of '%s'", path);
     rc = -1;
   }
-  mp_free(lab), mp_free(view), mp_free(part), mp_free(idx);
-  mp_store_tables_free(&tb);
+  mp_free(idx);
   mp_store_close(st);
   return rc;
 }

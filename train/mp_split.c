@@ -2,9 +2,11 @@
 #include "mp_split.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "mp_alloc.h"
+#include "mp_store.h"
 #include "mp_rng.h"
 
 void mp_split_sizes(uint64_t n, uint64_t s[3]) {
@@ -48,4 +50,26 @@ void mp_split_patients(uint64_t np, const uint8_t *has_patch, const uint8_t *has
     for (size_t i = 0; i < n; i++) part[list[i]] = i < s[0] ? MP_PART_TRAIN : i < s[0] + s[1] ? MP_PART_VAL : MP_PART_TEST;
   }
   mp_free(list);
+}
+
+int mp_split_select(mp_store *st, uint64_t seed, int part, int label, uint64_t **idx, uint64_t *count, char *err,
+                    size_t errlen) {
+  uint64_t n = mp_store_count(st);
+  uint8_t *lab = mp_malloc(n + 1);
+  uint32_t *view = mp_malloc((n + 1) * sizeof *view);
+  mp_store_tables tb;
+  if (mp_store_read_labels(st, lab) || mp_store_read_views(st, view) || mp_store_read_tables(st, &tb)) {
+    snprintf(err, errlen, "cannot read the patch store's tables");
+    mp_free(lab), mp_free(view);
+    return -1;
+  }
+  uint8_t *pt = mp_malloc(tb.npatients + 1);
+  mp_split_store_patients(tb.view_patient, tb.npatients, lab, view, n, seed, pt, NULL);
+  uint64_t m = 0, *out = mp_malloc((n + 1) * sizeof *out);
+  for (uint64_t i = 0; i < n; i++)
+    if (pt[tb.view_patient[view[i]]] == part && (label < 0 || lab[i] == label)) out[m++] = i;
+  *idx = out, *count = m;
+  mp_free(lab), mp_free(view), mp_free(pt);
+  mp_store_tables_free(&tb);
+  return 0;
 }

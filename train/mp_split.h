@@ -10,6 +10,7 @@
 #ifndef MP_SPLIT_H
 #define MP_SPLIT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum { MP_PART_TRAIN = 0, MP_PART_VAL = 1, MP_PART_TEST = 2, MP_PART_NONE = 255 };
@@ -27,5 +28,12 @@ void mp_split_patients(uint64_t npatients, const uint8_t *has_patch, const uint8
  * table, fills part (npatients) and, when non-NULL, has_lesion (npatients). */
 void mp_split_store_patients(const uint32_t *view_patient, uint64_t npatients, const uint8_t *labels,
                              const uint32_t *views, uint64_t n, uint64_t seed, uint8_t *part, uint8_t *has_lesion);
+
+/* The store indices (ascending) of the patches in part `part` (MP_PART_*) of the split with
+ * this seed, with label `label` (0 or 1; -1: any): *idx (mp_malloc'd, caller frees) and
+ * their count in *n.  0, or -1 with err when the store's tables cannot be read. */
+struct mp_store;
+int mp_split_select(struct mp_store *st, uint64_t seed, int part, int label, uint64_t **idx, uint64_t *n, char *err,
+                    size_t errlen);
 
 #endif

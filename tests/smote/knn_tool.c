@@ -1,6 +1,7 @@
 /* knn_tool — mp_knn on a raw float32 matrix, for tests/smote/check_knn.py.
  * Usage: [mpiexec -n K] knn_tool X.f32 N D DIST K OUT.txt
- * Writes (rank 0) one line per row: k neighbour indices then k distances (%.17g). */
+ * Writes (rank 0) one line per row: k neighbour indices then k distances (%.17g), and
+ * prints {"knn_seconds": T} (the mp_knn call alone, for bench/smote). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -24,8 +25,12 @@ int main(int argc, char **argv) {
   fclose(f);
   uint32_t *nbr = mp_malloc(n * (size_t)k * sizeof *nbr);
   double *dd = mp_malloc(n * (size_t)k * sizeof *dd);
+  MPI_Barrier(MPI_COMM_WORLD);
+  double t0 = MPI_Wtime();
   if (mp_knn(MPI_COMM_WORLD, x, n, d, dist, k, nbr, dd) != 0) MPI_Abort(MPI_COMM_WORLD, 3);
+  double t = MPI_Wtime() - t0;
   if (rank == 0) {
+    printf("{\"knn_seconds\": %.6f}\n", t);
     FILE *o = fopen(argv[6], "w");
     for (size_t i = 0; i < n; i++) {
       for (int j = 0; j < k; j++) fprintf(o, "%u ", nbr[i * k + j]);
