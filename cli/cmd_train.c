@@ -11,7 +11,8 @@
 
 static void train_help(void) {
   printf("Usage: [mpiexec -n K] mammopatch train --store patches.h5 --split-seed S --out DIR\n"
-         "                      [--variant baseline | --variant gan --synthetic synthetic.h5] [--resume]\n"
+         "                      [--variant baseline | --variant gan --synthetic synthetic.h5 |\n"
+         "                       --variant smote-DIST --smote smote.h5 --block1 BASELINE_DIR] [--resume]\n"
          "                      [--config F]\n\n"
          "Split the store's patients 50/25/25 (SPEC §5; DIR/split.json, pseudonyms only), train the\n"
          "SPEC §6 classifier data-parallel over the K ranks (the global batch is the same for any K),\n"
@@ -22,7 +23,9 @@ static void train_help(void) {
          "  --split-seed S     seed of the patient-level split (repeat r of an experiment: S + r)\n"
          "  --out DIR          output directory\n"
          "  --variant NAME     baseline (default), or gan: the synthetic lesion patches of --synthetic\n"
-         "                     (`gan sample`, SPEC §7: 2 x the training lesions) join the training part\n"
+         "                     (`gan sample`, SPEC §7: 2 x the training lesions) join the training part;\n"
+         "                     or smote-cosine|l1|l2: SPEC §9 phase 3, BASELINE_DIR's block 1 frozen, the rest\n"
+         "                     trained on its embeddings plus the synthetic vectors of --smote\n"
          "  --resume           continue from the newest complete checkpoint under DIR\n\n"
          "SIGTERM or SIGUSR1 (Slurm's pre-emption warning) writes a checkpoint and exits with status\n"
          "%d; run again with --resume.  Parameters are [train] keys: mammopatch config --keys\n\n%s",
@@ -38,6 +41,7 @@ int mp_cmd_train(int argc, char **argv) {
   static const struct option opts[] = {{"store", required_argument, 0, 's'},   {"split-seed", required_argument, 0, 'S'},
                                        {"out", required_argument, 0, 'o'},     {"variant", required_argument, 0, 'v'},
                                        {"resume", no_argument, 0, 'r'},        {"synthetic", required_argument, 0, 'y'},
+                                       {"smote", required_argument, 0, 'm'},   {"block1", required_argument, 0, 'B'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int c;
@@ -50,6 +54,8 @@ int mp_cmd_train(int argc, char **argv) {
     case 'v': a.variant = optarg; break;
     case 'r': a.resume = true; break;
     case 'y': a.synthetic_store = optarg; break;
+    case 'm': a.smote_features = optarg; break;
+    case 'B': a.smote_block1 = optarg; break;
     case 'h':
       if (mp_launcher_rank() == 0) train_help();
       mp_common_opts_free(&o);

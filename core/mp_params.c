@@ -106,6 +106,7 @@ const mp_cfg_key mp_params_schema[] = {
      "classifier variants, comma-separated: baseline, gan, smote-cosine, smote-l1, smote-l2 (those built)"},
     {"experiment.gan_sweep", MP_CFG_STRING, "", 0, 0, NULL,
      "gan variant: a finished `gan sweep` directory; its best configuration makes each split's synthetic lesions"},
+    {"experiment.smote_k", MP_CFG_INT, "2", 1, 50, NULL, "smote-* variants: neighbours per lesion patch (SPEC §9: k = 2)"},
     {"experiment.groups", MP_CFG_INT, "0", 0, 65536, NULL,
      "rank groups running (variant, split) jobs side by side; 0: the most that divide the ranks evenly, up to the jobs"},
     /* [privacy] */

@@ -18,6 +18,9 @@
 #include "mp_store.h"
 #include "mp_strbuf.h"
 #include "mp_train.h"
+#ifdef MP_WITH_SMOTE
+#include "mp_smote.h"
+#endif
 #ifdef MP_WITH_GAN
 #include "mp_gan_sample.h"
 #include "mp_gan_train.h"
@@ -36,6 +39,9 @@ int mp_experiment_variant_known(const char *v) {
 int mp_experiment_variant_available(const char *v) {
 #ifdef MP_WITH_GAN
   if (strcmp(v, "gan") == 0) return 1;
+#endif
+#ifdef MP_WITH_SMOTE
+  if (strncmp(v, "smote-", 6) == 0) return 1;
 #endif
   return strcmp(v, "baseline") == 0;
 }
@@ -88,9 +94,9 @@ static int parse_variants(const char *list, char v[][32], int *nv, char *err, si
     }
     if (!mp_experiment_variant_available(v[*nv])) {
       snprintf(err, errlen,
-               "experiment.variants: variant '%s' is not built yet (this build trains: baseline%s; smote-* "
-               "arrives with its stage)",
-               v[*nv], mp_experiment_variant_available("gan") ? ", gan" : "");
+               "experiment.variants: variant '%s' is not built in this build (baseline%s%s)", v[*nv],
+               mp_experiment_variant_available("gan") ? ", gan" : "",
+               mp_experiment_variant_available("smote-l2") ? ", smote-cosine, smote-l1, smote-l2" : "");
       return -1;
     }
     for (int i = 0; i < *nv; i++)
@@ -451,6 +457,29 @@ static int gan_job(MPI_Comm gc, const mp_config *cfg, const char *store, const c
 }
 #endif
 
+#ifdef MP_WITH_SMOTE
+/* A smote-<dist> job for one split (SPEC §9): phase 2 on this split's baseline (its block 1)
+ * into JOB/smote.h5, then phase 3 (that block 1 frozen) into JOB.  Collective over the
+ * group.  Returns an MP_EXIT_* status. */
+static int smote_job(MPI_Comm gc, const mp_config *cfg, const char *store, const char *out_dir, const job *j) {
+  char base[4300], feat[4400], err[256];
+  snprintf(base, sizeof base, "%s/runs/baseline/split-%llu", out_dir, (unsigned long long)j->seed);
+  snprintf(feat, sizeof feat, "%s/smote.h5", j->dir);
+  int rank, rc = 0;
+  MPI_Comm_rank(gc, &rank);
+  if (rank == 0 && mp_mkdir_p(j->dir, err, sizeof err) != 0) MP_ERROR("%s", err), rc = -1;
+  MP_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, gc));
+  if (rc) return MP_EXIT_FAILURE;
+  mp_smote_args sa = {store, base, j->seed, MP_DIST_COSINE, (int)mp_config_int(cfg, "experiment.smote_k"), feat};
+  mp_dist_parse(j->variant + 6, &sa.dist);
+  int r = mp_smote_features_run(gc, cfg, &sa);
+  if (r != MP_EXIT_OK) return r;
+  mp_train_args ta = {.store_path = store, .out_dir = j->dir, .variant = j->variant, .split_seed = j->seed,
+                      .resume = true, .smote_features = feat, .smote_block1 = base};
+  return mp_train_run(gc, cfg, &ta);
+}
+#endif
+
 /* ---- the run ------------------------------------------------------------------------------------ */
 int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_args *a) {
   int rank, K;
@@ -477,8 +506,12 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
     if (rank == 0) MP_ERROR("%s", err);
     return MP_EXIT_USAGE;
   }
-  int has_gan = 0;
-  for (int v = 0; v < nv; v++) has_gan |= strcmp(variants[v], "gan") == 0;
+  int has_gan = 0, has_smote = 0;
+  for (int v = 0; v < nv; v++) has_gan |= strcmp(variants[v], "gan") == 0, has_smote |= strncmp(variants[v], "smote-", 6) == 0;
+  if (has_smote && strcmp(variants[0], "baseline") != 0) {
+    if (rank == 0) MP_ERROR("the smote-* variants need baseline listed first in experiment.variants (its block 1)");
+    return MP_EXIT_USAGE;
+  }
   if (has_gan && (strcmp(variants[0], "baseline") != 0 || !mp_config_str(cfg, "experiment.gan_sweep")[0])) {
     if (rank == 0)
       MP_ERROR("the gan variant needs baseline listed first in experiment.variants (its FID extractor) and "
@@ -490,7 +523,8 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
     job *x = &jobs[j];
     snprintf(x->variant, sizeof x->variant, "%s", variants[j % nv]);
     x->seed = seed0 + (uint64_t)(j / nv);
-    x->group = has_gan ? (j / nv) % G : j % G; /* gan needs its split's baseline first: same group */
+    /* gan and smote need their split's baseline first: a split's jobs share a group */
+    x->group = has_gan || has_smote ? (j / nv) % G : j % G;
     if (snprintf(x->dir, sizeof x->dir, "%s/runs/%s/split-%llu", a->out_dir, x->variant,
                  (unsigned long long)x->seed) >= (int)sizeof x->dir) {
       if (rank == 0) MP_ERROR("--out is too long");
@@ -546,6 +580,11 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
       int r2 = MP_EXIT_OK;
 #ifdef MP_WITH_GAN
       if (plan[j] == 0 && strcmp(jobs[j].variant, "gan") == 0) r2 = gan_job(gc, cfg, a->store_path, a->out_dir, &jobs[j]);
+      else
+#endif
+#ifdef MP_WITH_SMOTE
+      if (plan[j] == 0 && strncmp(jobs[j].variant, "smote-", 6) == 0)
+        r2 = smote_job(gc, cfg, a->store_path, a->out_dir, &jobs[j]);
       else
 #endif
       if (plan[j] == 0) {

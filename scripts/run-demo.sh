@@ -5,8 +5,7 @@
 # Built so far: the foundation (build information, MPI layout, configuration), the
 # synthetic cohort, preprocessing into the patch store, the experiment (repeated splits
 # of the classifier's data-parallel training and evaluation) with its report, a one-cell
-# GAN sweep and the gan variant beside the baseline, and predict's heatmaps.  smote joins
-# when it is built.
+# GAN sweep, the gan and smote-cosine variants beside the baseline, and predict's heatmaps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ranks=${MP_DEMO_RANKS:-2}
@@ -42,13 +41,14 @@ rm -rf "$out/experiment"
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "${mp[@]}" experiment --config jobs/demo.ini --store "$out/patches.h5" \
   --out "$out/experiment"
 echo "== gan: a one-cell sweep (rahinge, f = 64, SN/TTUR) on split 1's training lesions, FID with the"
-echo "   domain extractor (split 1's baseline); then the experiment again with the gan variant beside the"
-echo "   baseline (finished baseline jobs are reused): 2 x the training lesions of synthetic patches per split"
+echo "   domain extractor (split 1's baseline); then the experiment again with the gan and smote-cosine"
+echo "   variants beside the baseline (finished baseline jobs are reused): 2 x the training lesions of"
+echo "   synthetic patches (gan) or of interpolated block-1 vectors (smote, block 1 frozen) per split"
 rm -rf "$out/gan"
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "${mp[@]}" gan sweep --config jobs/demo.ini --store "$out/patches.h5" --split-seed 1 \
   --extractor "$out/experiment/runs/baseline/split-1" --out "$out/gan"
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "${mp[@]}" experiment --config jobs/demo.ini --store "$out/patches.h5" \
-  --out "$out/experiment" --set experiment.variants=baseline,gan --set experiment.gan_sweep="$out/gan"
+  --out "$out/experiment" --set experiment.variants=baseline,gan,smote-cosine --set experiment.gan_sweep="$out/gan"
 echo "== predict: per-tile lesion probabilities and heatmaps for the first four BI-RADS 0 views"
 mapfile -t views < <(awk -F, 'NR > 1 && $7 == 0 && $14 == "accepted" {print $1}' "$out/cohort/truth.csv" | head -4 |
                      sed "s|^|$out/cohort/|")
@@ -62,4 +62,4 @@ echo "heatmaps: $out/predict/view-N/heatmap.png."
 echo "REPORT: $out/experiment/report/index.html (self-contained; also report.md, CSV, JSON)"
 echo "GAN sweep: $out/gan/sweep.md (Table 4.4 form), $out/gan/runs/*/gan.json."
 echo "Pipeline stages built so far: synth, preprocess, train, eval, experiment + report, gan (train, sweep,"
-echo "sample, the gan variant), predict.  smote is the next issue."
+echo "sample, the gan variant), smote (features, the frozen-block-1 variants), predict."

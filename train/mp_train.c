@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <hdf5.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -67,6 +68,13 @@ typedef struct {
   uint64_t seed; /* sampler / augmentation key: (run.seed, split seed) */
   /* training set: t-index -> store index, label; this rank's block of it in memory */
   uint64_t ntr, nles, nsyn; /* training patches, lesions among them, synthetic among those (gan) */
+  uint64_t nshard;          /* entries held as patches in rank blocks (all but SMOTE vectors) */
+  /* smote-*: block 1 frozen; the synthetic block-1 vectors (entries >= nshard), on every rank */
+  bool smote;
+  uint64_t nvec;
+  size_t dvec; /* floats per vector (16 x 64 x 64) */
+  float *vec;
+  int64_t *slot_vec; /* per slot: vector index, or -1 for a patch */
   uint64_t *tr_index;
   uint8_t *tr_label;
   mp_range shard;
@@ -159,8 +167,10 @@ static void epoch_exchange(trainer *t, uint64_t e) {
   const int K = t->K, b = t->b, S = t->S;
   if (K == 1) {
     for (size_t i = 0; i < (size_t)S * b; i++) {
-      t->slot[i] = t->shard_px + (size_t)t->seq[i] * t->px;
-      t->slot_label[i] = t->tr_label[t->seq[i]];
+      uint32_t ti = t->seq[i];
+      t->slot[i] = ti < t->nshard ? t->shard_px + (size_t)ti * t->px : NULL;
+      t->slot_label[i] = t->tr_label[ti];
+      if (t->slot_vec) t->slot_vec[i] = ti >= t->nshard ? (int64_t)(ti - t->nshard) : -1;
     }
     return;
   }
@@ -170,7 +180,8 @@ static void epoch_exchange(trainer *t, uint64_t e) {
     for (int q = 0; q < K; q++)
       for (int j = 0; j < b; j++) {
         uint32_t ti = t->seq[(size_t)s * t->B + (size_t)q * b + j];
-        int owner = mp_shard_block_owner(t->ntr, K, ti);
+        if (ti >= t->nshard) continue; /* a SMOTE vector: every rank has them */
+        int owner = mp_shard_block_owner(t->nshard, K, ti);
         if (owner == t->rank) scount[q]++;
         if (q == t->rank) rcount[owner]++;
       }
@@ -182,7 +193,7 @@ static void epoch_exchange(trainer *t, uint64_t e) {
     for (int s = 0; s < S; s++)
       for (int j = 0; j < b; j++) {
         uint32_t ti = t->seq[(size_t)s * t->B + (size_t)q * b + j];
-        if (mp_shard_block_owner(t->ntr, K, ti) != t->rank) continue;
+        if (ti >= t->nshard || mp_shard_block_owner(t->nshard, K, ti) != t->rank) continue;
         memcpy(sendbuf + (size_t)(sdisp[q] + cur[q]++) * t->px, t->shard_px + (ti - t->shard.begin) * t->px, t->px);
       }
   MP_CHECK_MPI(MPI_Alltoallv(sendbuf, scount, sdisp, t->patch_t, t->recv_px, rcount, rdisp, t->patch_t, t->comm));
@@ -191,9 +202,14 @@ static void epoch_exchange(trainer *t, uint64_t e) {
     for (int j = 0; j < b; j++) {
       size_t i = (size_t)s * b + j;
       uint32_t ti = t->seq[(size_t)s * t->B + (size_t)t->rank * b + j];
-      int owner = mp_shard_block_owner(t->ntr, K, ti);
-      t->slot[i] = t->recv_px + (size_t)(rdisp[owner] + cur[owner]++) * t->px;
       t->slot_label[i] = t->tr_label[ti];
+      if (t->slot_vec) t->slot_vec[i] = ti >= t->nshard ? (int64_t)(ti - t->nshard) : -1;
+      if (ti >= t->nshard) {
+        t->slot[i] = NULL;
+        continue;
+      }
+      int owner = mp_shard_block_owner(t->nshard, K, ti);
+      t->slot[i] = t->recv_px + (size_t)(rdisp[owner] + cur[owner]++) * t->px;
     }
   mp_free(sendbuf), mp_free(cur), mp_free(scount), mp_free(rcount), mp_free(sdisp), mp_free(rdisp);
 }
@@ -218,7 +234,7 @@ static void to_input(const uint8_t *src, float *dst, int P, uint32_t bits, bool 
 static void sync_bn(trainer *t) {
   if (t->K == 1) return;
   mp_net *nets[2] = {t->b1, t->rest};
-  for (int k = 0; k < 2; k++)
+  for (int k = t->smote ? 1 : 0; k < 2; k++) /* smote: block 1 is frozen (eval mode), left bit-identical */
     for (int i = 0; i < mp_net_layers(nets[k]); i++) {
       float *var, *mean = mp_net_running_stats(nets[k], i, &var);
       if (!mean) continue;
@@ -238,12 +254,29 @@ static double train_step(trainer *t, int s, uint64_t g, bool *stop) {
   for (int j = 0; j < t->b; j++) {
     uint64_t jj = (uint64_t)t->rank * t->b + (uint64_t)j; /* position in the global batch */
     uint32_t bits = mp_rng_at(t->seed, MP_RNG_AUGMENT, g, jj);
-    to_input(t->slot[(size_t)s * t->b + j], t->x + (size_t)j * t->px, t->P, bits, t->rot90);
+    const uint8_t *src = t->slot[(size_t)s * t->b + j];
+    if (src) to_input(src, t->x + (size_t)j * t->px, t->P, bits, t->rot90);
+    else memset(t->x + (size_t)j * t->px, 0, t->px * sizeof(float)); /* a SMOTE vector's place */
     t->tlab[j] = (float)t->slot_label[(size_t)s * t->b + j];
   }
   mp_net_set_sample_offset(t->b1, (uint64_t)t->rank * t->b);
   mp_net_set_sample_offset(t->rest, (uint64_t)t->rank * t->b);
-  double loss = mp_model_classifier_gradients(t->b1, t->rest, t->x, t->tlab, t->b, g, t->dy, t->d1, NULL);
+  double loss;
+  if (t->smote) {
+    /* SPEC §9 phase 3: block 1 frozen (eval mode: running statistics, as the vectors were
+     * made), its embeddings with the synthetic vectors in their batch places, only the rest
+     * trained */
+    memcpy(t->d1, mp_net_forward(t->b1, t->x, t->b, false, g), (size_t)t->b * t->dvec * sizeof(float));
+    for (int j = 0; j < t->b; j++) {
+      int64_t v = t->slot_vec[(size_t)s * t->b + j];
+      if (v >= 0) memcpy(t->d1 + (size_t)j * t->dvec, t->vec + (size_t)v * t->dvec, t->dvec * sizeof(float));
+    }
+    const float *y = mp_net_forward(t->rest, t->d1, t->b, true, g);
+    loss = mp_ref_bce_logits(y, t->tlab, t->dy, (size_t)t->b);
+    mp_net_backward(t->rest, t->dy, NULL);
+    memset(mp_net_grads(t->b1), 0, t->np1 * sizeof(float));
+  } else
+    loss = mp_model_classifier_gradients(t->b1, t->rest, t->x, t->tlab, t->b, g, t->dy, t->d1, NULL);
   /* one allreduce over both networks' gradients (the per-rank means averaged = the global mean) */
   memcpy(t->flat, mp_net_grads(t->b1), t->np1 * sizeof(float));
   memcpy(t->flat + t->np1, mp_net_grads(t->rest), t->np2 * sizeof(float));
@@ -254,7 +287,7 @@ static double train_step(trainer *t, int s, uint64_t g, bool *stop) {
   for (size_t i = 0; i < t->np1 + t->np2 + 1; i++) t->flat[i] *= inv;
   memcpy(mp_net_grads(t->b1), t->flat, t->np1 * sizeof(float));
   memcpy(mp_net_grads(t->rest), t->flat + t->np1, t->np2 * sizeof(float));
-  mp_net_adam(t->b1, t->lr, t->beta1, t->beta2, 1e-8f);
+  if (!t->smote) mp_net_adam(t->b1, t->lr, t->beta1, t->beta2, 1e-8f); /* smote: frozen */
   mp_net_adam(t->rest, t->lr, t->beta1, t->beta2, 1e-8f);
   *stop = t->flat[t->np1 + t->np2 + 1] > 0;
   return t->flat[t->np1 + t->np2];
@@ -476,6 +509,51 @@ static int load_dir(trainer *t, const char *dir, progress_state *ps, char *err, 
 
 /* ---- set-up --------------------------------------------------------------------------------- */
 /* Split, index lists and this rank's data.  Returns 0 or -1 with err (same on all ranks). */
+/* The synthetic block-1 vectors of `smote features` (every rank loads them all); the file
+ * must come from this store and split. */
+static int load_smote(trainer *t, uint64_t store_n, int P, const char *path, char *err, size_t errlen) {
+  hid_t f;
+  H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); }
+  H5E_END_TRY;
+  if (f < 0) return snprintf(err, errlen, "cannot open '%s'", path), -1;
+  unsigned long long seed = 0, sn = 0;
+  int rc = 0;
+  H5E_BEGIN_TRY {
+    hid_t a = H5Aopen(f, "split_seed", H5P_DEFAULT), b = H5Aopen(f, "store_patches", H5P_DEFAULT);
+    if (a < 0 || b < 0 || H5Aread(a, H5T_NATIVE_ULLONG, &seed) < 0 || H5Aread(b, H5T_NATIVE_ULLONG, &sn) < 0) rc = -1;
+    if (a >= 0) H5Aclose(a);
+    if (b >= 0) H5Aclose(b);
+  }
+  H5E_END_TRY;
+  hid_t ds = rc ? -1 : H5Dopen2(f, "/synthetic/features", H5P_DEFAULT);
+  hsize_t dims[4] = {0, 0, 0, 0};
+  if (ds < 0) rc = -1;
+  else {
+    hid_t sp = H5Dget_space(ds);
+    if (H5Sget_simple_extent_ndims(sp) != 4) rc = -1;
+    else H5Sget_simple_extent_dims(sp, dims, NULL);
+    H5Sclose(sp);
+  }
+  if (rc) snprintf(err, errlen, "'%s' is not a `smote features` file", path);
+  else if (seed != t->args->split_seed || sn != store_n)
+    snprintf(err, errlen, "'%s' was made for split seed %llu of a %llu-patch store; this run: seed %llu, %llu patches",
+             path, seed, sn, (unsigned long long)t->args->split_seed, (unsigned long long)store_n),
+        rc = -1;
+  else if (dims[1] != 16 || dims[2] != (hsize_t)P / 2 || dims[3] != (hsize_t)P / 2) /* block 1: 16 x P/2 x P/2 */
+    snprintf(err, errlen, "'%s' holds %llux%llux%llu vectors; block 1 gives 16x%dx%d", path, (unsigned long long)dims[1],
+             (unsigned long long)dims[2], (unsigned long long)dims[3], P / 2, P / 2),
+        rc = -1;
+  if (!rc) {
+    t->nvec = dims[0], t->dvec = (size_t)(dims[1] * dims[2] * dims[3]);
+    t->vec = mp_malloc((t->nvec * t->dvec + 1) * sizeof(float));
+    if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->vec) < 0)
+      rc = -1, snprintf(err, errlen, "cannot read '%s'", path);
+  }
+  if (ds >= 0) H5Dclose(ds);
+  H5Fclose(f);
+  return rc;
+}
+
 static int setup_data(trainer *t, mp_store *st, cJSON **split_doc, char *err, size_t errlen) {
   uint64_t n = mp_store_count(st);
   uint8_t *labels = mp_malloc(n ? n : 1);
@@ -546,6 +624,15 @@ static int setup_data(trainer *t, mp_store *st, cJSON **split_doc, char *err, si
       }
     }
   }
+  t->nshard = t->ntr;
+  if (rc == 0 && t->args->smote_features) {
+    if (load_smote(t, n, mp_store_patch_size(st), t->args->smote_features, err, errlen) != 0) rc = -1;
+    else {
+      t->tr_label = mp_realloc(t->tr_label, t->ntr + t->nvec + 1);
+      memset(t->tr_label + t->ntr, 1, t->nvec);
+      t->ntr += t->nvec, t->nles += t->nvec;
+    }
+  }
   /* split.json (rank 0 writes it): pseudonyms only */
   if (t->rank == 0) {
     cJSON *d = cJSON_CreateObject();
@@ -571,7 +658,7 @@ static int setup_data(trainer *t, mp_store *st, cJSON **split_doc, char *err, si
   if (rc == 0) {
     t->P = mp_store_patch_size(st);
     t->px = (size_t)t->P * t->P;
-    t->shard = mp_shard_block(t->ntr, t->K, t->rank);
+    t->shard = mp_shard_block(t->nshard, t->K, t->rank);
     t->shard_px = mp_malloc((t->shard.end - t->shard.begin + 1) * t->px);
     mp_range v = mp_shard_block(t->nval_all, t->K, t->rank), w = mp_shard_block(t->ntest_all, t->K, t->rank);
     t->nval = v.end - v.begin, t->ntest = w.end - w.begin;
@@ -580,7 +667,7 @@ static int setup_data(trainer *t, mp_store *st, cJSON **split_doc, char *err, si
     for (uint64_t i = 0; i < t->nval; i++) t->val_label[i] = labels[idx[1][v.begin + i]];
     for (uint64_t i = 0; i < t->ntest; i++) t->test_label[i] = labels[idx[2][w.begin + i]];
     /* this rank's block: real patches first, then (gan) synthetic ones */
-    uint64_t nreal_tr = t->ntr - t->nsyn, b0 = t->shard.begin, b1 = t->shard.end;
+    uint64_t nreal_tr = t->nshard - t->nsyn, b0 = t->shard.begin, b1 = t->shard.end;
     uint64_t r_end = b1 < nreal_tr ? b1 : nreal_tr, real_n = r_end > b0 ? r_end - b0 : 0;
     uint64_t s_begin = b0 > nreal_tr ? b0 : nreal_tr, syn_n = b1 > s_begin ? b1 - s_begin : 0;
     uint64_t *sidx = mp_malloc((syn_n + 1) * sizeof *sidx);
@@ -615,6 +702,11 @@ static void write_train_json(trainer *t, const progress_state *ps, const char *s
   cJSON_AddNumberToObject(d, "train_patches", (double)t->ntr);
   cJSON_AddNumberToObject(d, "train_lesion_patches", (double)t->nles);
   cJSON_AddNumberToObject(d, "train_synthetic_patches", (double)t->nsyn);
+  cJSON_AddNumberToObject(d, "train_synthetic_vectors", (double)t->nvec);
+  if (t->args->smote_features) {
+    cJSON_AddStringToObject(d, "smote_features", t->args->smote_features);
+    cJSON_AddStringToObject(d, "block1", "frozen: the baseline's best/block1.h5 (SPEC §9 phase 3)");
+  }
   if (t->args->synthetic_store) cJSON_AddStringToObject(d, "synthetic_store", t->args->synthetic_store);
   cJSON_AddNumberToObject(d, "validation_patches", (double)t->nval_all);
   cJSON_AddNumberToObject(d, "test_patches", (double)t->ntest_all);
@@ -634,7 +726,7 @@ static void write_train_json(trainer *t, const progress_state *ps, const char *s
 static void trainer_free(trainer *t) {
   mp_free(t->tr_index), mp_free(t->tr_label), mp_free(t->shard_px), mp_free(t->recv_px), mp_free(t->slot);
   mp_free(t->slot_label), mp_free(t->seq), mp_free(t->val_px), mp_free(t->val_label), mp_free(t->test_px);
-  mp_free(t->test_label), mp_free(t->flat), mp_free(t->x), mp_free(t->tlab), mp_free(t->dy), mp_free(t->d1);
+  mp_free(t->test_label), mp_free(t->vec), mp_free(t->slot_vec), mp_free(t->flat), mp_free(t->x), mp_free(t->tlab), mp_free(t->dy), mp_free(t->d1);
   mp_net_free(t->b1);
   mp_net_free(t->rest);
   if (t->be) mp_backend_free(t->be);
@@ -650,9 +742,15 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
   char err[1024] = "";
   int status = MP_EXIT_OK;
   bool gan_variant = strcmp(a->variant, "gan") == 0;
-  if ((strcmp(a->variant, "baseline") != 0 && !gan_variant) || gan_variant != (a->synthetic_store != NULL)) {
-    MP_ERROR("variant '%s'%s is not available (baseline; gan with --synthetic STORE; smote-* arrive with their stage)",
-             a->variant, a->synthetic_store ? " with a synthetic store" : "");
+  t->smote = strncmp(a->variant, "smote-", 6) == 0;
+  bool smote_ok = !t->smote || ((strcmp(a->variant + 6, "cosine") == 0 || strcmp(a->variant + 6, "l1") == 0 ||
+                                 strcmp(a->variant + 6, "l2") == 0) &&
+                                a->smote_features && a->smote_block1);
+  if ((strcmp(a->variant, "baseline") != 0 && !gan_variant && !t->smote) || gan_variant != (a->synthetic_store != NULL) ||
+      !smote_ok || (!t->smote && (a->smote_features || a->smote_block1))) {
+    MP_ERROR("variant '%s' with these inputs is not available: baseline; gan with --synthetic STORE; smote-cosine|l1|l2 "
+             "with --smote FEATURES.h5 and --block1 BASELINE_DIR",
+             a->variant);
     return MP_EXIT_USAGE;
   }
   t->B = (int)mp_config_int(cfg, "train.batch");
@@ -716,6 +814,7 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
   t->seq = mp_malloc((size_t)t->S * t->B * sizeof *t->seq);
   t->slot = mp_malloc((size_t)t->S * t->b * sizeof *t->slot);
   t->slot_label = mp_malloc((size_t)t->S * t->b);
+  if (t->smote) t->slot_vec = mp_malloc((size_t)t->S * t->b * sizeof *t->slot_vec);
   if (t->K > 1) t->recv_px = mp_malloc((size_t)t->S * t->b * t->px);
   /* the model */
   mp_model_classifier(t->be, t->b, (uint64_t)mp_config_int(cfg, "run.seed"), (float)mp_config_real(cfg, "train.dropout"),
@@ -728,6 +827,17 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
   t->tlab = mp_malloc((size_t)t->b * sizeof(float));
   t->dy = mp_malloc((size_t)t->b * sizeof(float));
   t->d1 = mp_malloc(mp_net_output_size(t->b1) * (size_t)t->b * sizeof(float));
+  if (t->smote) { /* phase 3: the baseline's block 1, frozen */
+    char path[4300];
+    snprintf(path, sizeof path, "%s/best/block1.h5", a->smote_block1);
+    int lrc = mp_net_load(t->b1, path, NULL, err, sizeof err);
+    MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &lrc, 1, MPI_INT, MPI_MIN, comm));
+    if (lrc) {
+      MP_ERROR("%s", err[0] ? err : "cannot load block 1 on another rank");
+      trainer_free(t);
+      return MP_EXIT_FAILURE;
+    }
+  }
   MP_INFO("train %s, split seed %llu: %llu training patches (%llu lesion), %llu validation, %llu test; "
           "batch %d = %d ranks x %d, %d steps per epoch, backend %s",
           a->variant, (unsigned long long)a->split_seed, (unsigned long long)t->ntr, (unsigned long long)t->nles,

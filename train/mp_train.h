@@ -28,8 +28,10 @@
 typedef struct {
   const char *store_path;
   const char *out_dir;
-  const char *variant; /* "baseline", or "gan" (with synthetic_store); smote-* arrive with their issue */
+  const char *variant; /* "baseline", "gan" (with synthetic_store), "smote-cosine|l1|l2" (smote_*) */
   const char *synthetic_store; /* gan: synthetic lesion patches (`gan sample`) joining the training part */
+  const char *smote_features;  /* smote-*: `smote features` file (synthetic block-1 vectors) */
+  const char *smote_block1;    /* smote-*: the baseline train dir whose best/block1.h5 is frozen */
   uint64_t split_seed;
   bool resume;
 } mp_train_args;

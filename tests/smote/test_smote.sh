@@ -72,5 +72,51 @@ out=$(run2 smote features --store "$S" --split-seed 3 --baseline "$tmp/b" --dist
 [ $rc -eq 2 ] && grep -q "needs at least 1001 training lesion patches" <<<"$out" && [ ! -e "$tmp/x.h5" ] \
   && ok "too few lesion patches for k: refused (exit 2)" || bad "k too large: exit $rc: $(grep -m1 ERROR <<<"$out")"
 
+# phase 3: block 1 frozen (bit-identical to the baseline's), the rest trained on its
+# embeddings plus the synthetic vectors (counted as lesions)
+run2 train --store "$S" --split-seed 3 --out "$tmp/v" -q --variant smote-cosine --smote "$tmp/s-cosine.h5" \
+  --block1 "$tmp/b" --set train.batch=32 --set train.epochs=1 --set train.checkpoint_every=0 || bad "phase 3"
+out=$(/usr/bin/python3 - "$tmp/v" "$tmp/b" "$tmp/s-cosine.h5" <<'PY'
+import json, os, sys
+import h5py, numpy as np
+v, b, sm = sys.argv[1:4]
+tv, tb = json.load(open(os.path.join(v, "train.json"))), json.load(open(os.path.join(b, "train.json")))
+with h5py.File(sm, "r") as h:
+    ns = len(h["/synthetic/base"])
+assert tv["status"] == "completed" and tv["train_synthetic_vectors"] == ns, tv["train_synthetic_vectors"]
+assert tv["train_patches"] == tb["train_patches"] + ns and tv["train_lesion_patches"] == tb["train_lesion_patches"] + ns
+names = []
+with h5py.File(os.path.join(v, "best/block1.h5"), "r") as x, h5py.File(os.path.join(b, "best/block1.h5"), "r") as y:
+    x.visit(lambda k: names.append(k) if isinstance(x[k], h5py.Dataset) else None)
+    same = all(np.array_equal(x[k][()], y[k][()]) for k in names)
+    rest_changed = True
+assert names and same, "block 1 changed"
+with h5py.File(os.path.join(v, "best/rest.h5"), "r") as x, h5py.File(os.path.join(b, "best/rest.h5"), "r") as y:
+    ks = []
+    x.visit(lambda k: ks.append(k) if isinstance(x[k], h5py.Dataset) else None)
+    assert any(not np.array_equal(x[k][()], y[k][()]) for k in ks), "the rest did not train"
+print(f"block 1 bit-identical ({len(names)} tensors); {ns} synthetic vectors joined {tb['train_patches']} real patches; "
+      f"test MCC {tv['test']['mcc']:.3f}")
+PY
+) && ok "phase 3: $out" || bad "phase 3: $out"
+
+# the smote-l2 variant in an experiment beside the baseline (phase 2 on the split's baseline,
+# phase 3, eval, aggregation and the difference from the baseline)
+run2 experiment --store "$S" --out "$tmp/x" -q --set experiment.variants=baseline,smote-l2 --set experiment.repeats=1 \
+  --set experiment.split_seed=3 --set train.batch=32 --set train.epochs=1 --set train.checkpoint_every=0 \
+  && ok "experiment baseline + smote-l2" || bad "experiment with smote-l2"
+out=$(/usr/bin/python3 - "$tmp/x" <<'PY'
+import json, os, sys
+x = sys.argv[1]
+d = json.load(open(os.path.join(x, "experiment.json")))
+assert d["variants"] == ["baseline", "smote-l2"] and all(r["status"] == "done" for r in d["results"]), d["results"]
+t = json.load(open(os.path.join(x, "runs/smote-l2/split-3/train.json")))
+b = json.load(open(os.path.join(x, "runs/baseline/split-3/train.json")))
+assert t["train_synthetic_vectors"] == 2 * b["train_lesion_patches"], t["train_synthetic_vectors"]
+assert "smote-l2" in d["differences_from_baseline"] and os.path.isfile(os.path.join(x, "report/index.html"))
+print(f"smote-l2: {t['train_synthetic_vectors']} vectors (2 x {b['train_lesion_patches']}); aggregated and reported")
+PY
+) && ok "smote variant: $out" || bad "smote variant: $out"
+
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
