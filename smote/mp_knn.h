@@ -4,16 +4,18 @@
  *
  * Candidates come from blocked single-precision kernels — SGEMM (OpenBLAS) for l2
  * (|a|^2 + |b|^2 - 2 a.b) and cosine (1 - a.b / (|a| |b|)), a vectorised blocked loop
- * for l1 — over a block of rows against every row, so memory is rows_per_block x n
- * floats, never n^2.  The best k + MP_KNN_MARGIN candidates per row are then re-scored
+ * for l1 — over a block of rows against the rows from the block on (the distances are
+ * symmetric: each pair is scored once and offered to both rows' lists), so memory is
+ * rows_per_block x n floats, never n^2.  The best k + MP_KNN_MARGIN candidates per row are then re-scored
  * in double precision and the k nearest kept, ties broken by the lower index: the result
  * is the double-precision brute force's (unless single-precision error exceeds the gap
  * to the (k + margin)-th candidate, which the margin makes remote).  A row is never its
  * own neighbour; exact duplicates are neighbours at distance 0.  A zero row has cosine
  * distance 1 to everything (its similarity is taken as 0).
  *
- * mp_knn distributes the rows over the ranks of comm in contiguous blocks and gathers
- * the result on every rank: the same answer for any number of ranks.
+ * mp_knn deals the row blocks to the ranks round-robin (block i0 costs n - i0 columns),
+ * merges every rank's candidate lists, re-scores each rank's contiguous share of rows and
+ * gathers the result on every rank: the same answer for any number of ranks.
  */
 #ifndef MP_KNN_H
 #define MP_KNN_H
