@@ -5,7 +5,7 @@
 # beside scikit-learn's NearestNeighbors(algorithm="brute") on the same float32 data in the
 # same run.  Prints seconds and the ratio (scikit-learn / mammopatch; target >= 2).
 # Each side times its own kNN call (data already in memory; knn_tool reports mp_knn's time).
-# Usage: bench/smote/knn_bench.sh [N] [D]; THREADS (default 2).
+# Usage: bench/smote/knn_bench.sh [N] [D]; THREADS (default 2), DISTS (default "cosine l1 l2").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${1:-2000} d=${2:-65536} threads=${THREADS:-2}
@@ -20,7 +20,7 @@ rng = np.random.default_rng(1)
 x = np.maximum(rng.normal(size=($n, $d)).astype(np.float32), 0)  # ReLU-like block-1 activations
 x.tofile('$tmp/x.f32')"
 printf '%-8s %6s %7s %12s %12s %12s %9s\n' dist N D mp_1rank_s mp_2ranks_s sklearn_s ratio
-for dist in cosine l1 l2; do
+for dist in ${DISTS:-cosine l1 l2}; do
   a=$(OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "$tool" "$tmp/x.f32" "$n" "$d" $dist 2 "$tmp/o1" |
       sed -n 's/.*"knn_seconds": \([0-9.]*\).*/\1/p')
   h=$((threads / 2 > 0 ? threads / 2 : 1))

@@ -34,7 +34,7 @@ def main():
     rng = np.random.default_rng(3)
     fails = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for n, d in ((120, 257), (60, 4096)):
+        for n, d in ((300, 64), (120, 257), (60, 4096)):  # 300 rows: two row blocks (ROWS = 256)
             x = rng.normal(size=(n, d)).astype(np.float32)
             x[5] = x[17]                     # an exact duplicate pair
             x[30] = x[31] = x[32]            # a triple: ties at distance 0, broken by index
