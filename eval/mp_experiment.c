@@ -492,7 +492,11 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
   const uint64_t seed0 = (uint64_t)mp_config_int(cfg, "experiment.split_seed");
   int rc = parse_variants(mp_config_str(cfg, "experiment.variants"), variants, &nv, err, sizeof err);
   const int nj = R * nv;
-  int G = mp_group_count(K, (int)mp_config_int(cfg, "experiment.groups"), nj);
+  int has_gan = 0, has_smote = 0;
+  for (int v = 0; v < nv; v++) has_gan |= strcmp(variants[v], "gan") == 0, has_smote |= strncmp(variants[v], "smote-", 6) == 0;
+  /* gan and smote need their split's baseline first: a split's jobs share a group, so
+   * by default there are no more groups than splits */
+  int G = mp_group_count(K, (int)mp_config_int(cfg, "experiment.groups"), has_gan || has_smote ? R : nj);
   if (rc == 0 && (G > K || K % G)) {
     snprintf(err, sizeof err, "experiment.groups = %d must divide the %d ranks into equal groups", G, K);
     rc = -1;
@@ -506,8 +510,6 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
     if (rank == 0) MP_ERROR("%s", err);
     return MP_EXIT_USAGE;
   }
-  int has_gan = 0, has_smote = 0;
-  for (int v = 0; v < nv; v++) has_gan |= strcmp(variants[v], "gan") == 0, has_smote |= strncmp(variants[v], "smote-", 6) == 0;
   if (has_smote && strcmp(variants[0], "baseline") != 0) {
     if (rank == 0) MP_ERROR("the smote-* variants need baseline listed first in experiment.variants (its block 1)");
     return MP_EXIT_USAGE;
