@@ -206,7 +206,7 @@ static void highlight_variant(cJSON *out, const char *v, const double diff_mean[
       char nums[NLEVELS][48];
       for (int l = 0; l < NLEVELS; l++) {
         double d = diff_mean[l][m];
-        if (!isfinite(d) || d * sign <= 0) continue;
+        if (!isfinite(d) || d * sign < 5e-4) continue; /* below 0.05 points: printed as 0.0, not a change */
         w[nl] = lvl_word[l];
         if (isfinite(diff_std[l][m]))
           snprintf(nums[nl], sizeof nums[nl], "%.1f ± %.1f", fabs(d) * 100, diff_std[l][m] * 100);
