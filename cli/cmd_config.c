@@ -56,10 +56,7 @@ int mp_cmd_config(int argc, char **argv) {
     }
   }
   if (optind < argc) {
-    if (mp_launcher_rank() == 0)
-      fprintf(stderr, "mammopatch config: unexpected argument '%s' (use --config FILE)\n", argv[optind]);
-    mp_common_opts_free(&o);
-    return MP_EXIT_USAGE;
+    return mp_cli_usage(&o, "mammopatch config: unexpected argument '%s' (use --config FILE)\n", argv[optind]);
   }
   if (keys) {
     if (mp_launcher_rank() == 0) mp_config_print_keys();

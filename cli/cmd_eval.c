@@ -32,17 +32,12 @@ int mp_cmd_eval(int argc, char **argv) {
     case 's': a.store_path = optarg; break;
     case 't': a.train_dir = optarg; break;
     case 'o': a.out_dir = optarg; break;
-    case 'h':
-      if (mp_launcher_rank() == 0) eval_help();
-      mp_common_opts_free(&o);
-      return MP_EXIT_OK;
-    default: mp_common_opts_free(&o); return MP_EXIT_USAGE;
+    case 'h': return mp_cli_help(&o, eval_help);
+    default: return mp_cli_usage(&o, NULL);
     }
   }
   if (!a.store_path || !a.train_dir || optind < argc) {
-    if (mp_launcher_rank() == 0) fprintf(stderr, "mammopatch eval: --store and --train-dir are required (see --help)\n");
-    mp_common_opts_free(&o);
-    return MP_EXIT_USAGE;
+    return mp_cli_usage(&o, "mammopatch eval: --store and --train-dir are required (see --help)\n");
   }
   mp_session s;
   rc = mp_session_start(&s, &argc, &argv, &o);

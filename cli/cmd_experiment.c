@@ -40,17 +40,12 @@ int mp_cmd_experiment(int argc, char **argv) {
     switch (c) {
     case 's': a.store_path = optarg; break;
     case 'o': a.out_dir = optarg; break;
-    case 'h':
-      if (mp_launcher_rank() == 0) experiment_help();
-      mp_common_opts_free(&o);
-      return MP_EXIT_OK;
-    default: mp_common_opts_free(&o); return MP_EXIT_USAGE;
+    case 'h': return mp_cli_help(&o, experiment_help);
+    default: return mp_cli_usage(&o, NULL);
     }
   }
   if (!a.store_path || !a.out_dir || optind < argc) {
-    if (mp_launcher_rank() == 0) fprintf(stderr, "mammopatch experiment: --store and --out are required (see --help)\n");
-    mp_common_opts_free(&o);
-    return MP_EXIT_USAGE;
+    return mp_cli_usage(&o, "mammopatch experiment: --store and --out are required (see --help)\n");
   }
   mp_session s;
   rc = mp_session_start(&s, &argc, &argv, &o);
@@ -85,17 +80,12 @@ int mp_cmd_report(int argc, char **argv) {
     switch (c) {
     case 'e': dir = optarg; break;
     case 's': store = optarg; break;
-    case 'h':
-      if (mp_launcher_rank() == 0) report_help();
-      mp_common_opts_free(&o);
-      return MP_EXIT_OK;
-    default: mp_common_opts_free(&o); return MP_EXIT_USAGE;
+    case 'h': return mp_cli_help(&o, report_help);
+    default: return mp_cli_usage(&o, NULL);
     }
   }
   if (!dir || !store || optind < argc) {
-    if (mp_launcher_rank() == 0) fprintf(stderr, "mammopatch report: --experiment and --store are required (see --help)\n");
-    mp_common_opts_free(&o);
-    return MP_EXIT_USAGE;
+    return mp_cli_usage(&o, "mammopatch report: --experiment and --store are required (see --help)\n");
   }
   mp_session s;
   rc = mp_session_start(&s, &argc, &argv, &o);

@@ -74,26 +74,19 @@ int mp_cmd_gan(int argc, char **argv) {
     case 'n': a.sn_ttur = true; break;
     case 'e': a.extractor_dir = optarg; break;
     case 'o': a.out_dir = optarg; break;
-    case 'h':
-      if (mp_launcher_rank() == 0) gan_help();
-      mp_common_opts_free(&o);
-      return MP_EXIT_OK;
-    default: mp_common_opts_free(&o); return MP_EXIT_USAGE;
+    case 'h': return mp_cli_help(&o, gan_help);
+    default: return mp_cli_usage(&o, NULL);
     }
   }
   char *end = NULL;
   if (seed) a.split_seed = strtoull(seed, &end, 10);
   if (!a.store_path || !a.out_dir || !seed || !*seed || *end || !loss || optind < argc) {
-    if (mp_launcher_rank() == 0)
-      fprintf(stderr, "mammopatch gan train: --store, --split-seed, --loss and --out are required (see --help)\n");
-    mp_common_opts_free(&o);
-    return MP_EXIT_USAGE;
+    return mp_cli_usage(&o,
+                        "mammopatch gan train: --store, --split-seed, --loss and --out are required (see --help)\n");
   }
   if (mp_gan_loss_parse(loss, &a.loss) != 0) {
-    if (mp_launcher_rank() == 0)
-      fprintf(stderr, "mammopatch gan train: unknown loss '%s' (wgan-gp, rsgan, rasgan, ralsgan, rahinge)\n", loss);
-    mp_common_opts_free(&o);
-    return MP_EXIT_USAGE;
+    return mp_cli_usage(&o,
+                        "mammopatch gan train: unknown loss '%s' (wgan-gp, rsgan, rasgan, ralsgan, rahinge)\n", loss);
   }
   mp_session s;
   rc = mp_session_start(&s, &argc, &argv, &o);
@@ -121,20 +114,15 @@ static int gan_sweep(int argc, char **argv) {
     case 'S': seed = optarg; break;
     case 'e': a.extractor_dir = optarg; break;
     case 'o': a.out_dir = optarg; break;
-    case 'h':
-      if (mp_launcher_rank() == 0) gan_help();
-      mp_common_opts_free(&o);
-      return MP_EXIT_OK;
-    default: mp_common_opts_free(&o); return MP_EXIT_USAGE;
+    case 'h': return mp_cli_help(&o, gan_help);
+    default: return mp_cli_usage(&o, NULL);
     }
   }
   char *end = NULL;
   if (seed) a.split_seed = strtoull(seed, &end, 10);
   if (!a.store_path || !a.out_dir || !a.extractor_dir || !seed || !*seed || *end || optind < argc) {
-    if (mp_launcher_rank() == 0)
-      fprintf(stderr, "mammopatch gan sweep: --store, --split-seed, --extractor and --out are required (see --help)\n");
-    mp_common_opts_free(&o);
-    return MP_EXIT_USAGE;
+    return mp_cli_usage(&o,
+                        "mammopatch gan sweep: --store, --split-seed, --extractor and --out are required (see --help)\n");
   }
   mp_session s;
   rc = mp_session_start(&s, &argc, &argv, &o);
@@ -164,20 +152,14 @@ static int gan_sample(int argc, char **argv) {
     case 'o': a.out_path = optarg; break;
     case 'S': a.seed = strtoull(optarg, NULL, 10); break;
     case 'm': a.montage_store = optarg; break;
-    case 'h':
-      if (mp_launcher_rank() == 0) gan_help();
-      mp_common_opts_free(&o);
-      return MP_EXIT_OK;
-    default: mp_common_opts_free(&o); return MP_EXIT_USAGE;
+    case 'h': return mp_cli_help(&o, gan_help);
+    default: return mp_cli_usage(&o, NULL);
     }
   }
   char *end = NULL;
   if (n) a.n = strtoull(n, &end, 10);
   if (!a.generator_dir || !a.out_path || !n || !*n || *end || a.n == 0 || optind < argc) {
-    if (mp_launcher_rank() == 0)
-      fprintf(stderr, "mammopatch gan sample: --generator, --n (> 0) and --out are required (see --help)\n");
-    mp_common_opts_free(&o);
-    return MP_EXIT_USAGE;
+    return mp_cli_usage(&o, "mammopatch gan sample: --generator, --n (> 0) and --out are required (see --help)\n");
   }
   mp_session s;
   rc = mp_session_start(&s, &argc, &argv, &o);

@@ -122,9 +122,7 @@ int mp_cmd_info(int argc, char **argv) {
     }
   }
   if (optind < argc) {
-    if (mp_launcher_rank() == 0) fprintf(stderr, "mammopatch info: unexpected argument '%s'\n", argv[optind]);
-    mp_common_opts_free(&o);
-    return MP_EXIT_USAGE;
+    return mp_cli_usage(&o, "mammopatch info: unexpected argument '%s'\n", argv[optind]);
   }
   mp_session s;
   rc = mp_session_start(&s, &argc, &argv, &o);

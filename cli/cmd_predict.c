@@ -34,18 +34,13 @@ int mp_cmd_predict(int argc, char **argv) {
     switch (c) {
     case 'm': a.model_dir = optarg; break;
     case 'o': a.out_dir = optarg; break;
-    case 'h':
-      if (mp_launcher_rank() == 0) predict_help();
-      mp_common_opts_free(&o);
-      return MP_EXIT_OK;
-    default: mp_common_opts_free(&o); return MP_EXIT_USAGE;
+    case 'h': return mp_cli_help(&o, predict_help);
+    default: return mp_cli_usage(&o, NULL);
     }
   }
   if (!a.model_dir || !a.out_dir || optind >= argc) {
-    if (mp_launcher_rank() == 0)
-      fprintf(stderr, "mammopatch predict: --model, --out and at least one DICOM file are required (see --help)\n");
-    mp_common_opts_free(&o);
-    return MP_EXIT_USAGE;
+    return mp_cli_usage(&o,
+                        "mammopatch predict: --model, --out and at least one DICOM file are required (see --help)\n");
   }
   a.inputs = (const char *const *)(argv + optind);
   a.ninputs = argc - optind;

@@ -48,18 +48,12 @@ int mp_cmd_preprocess(int argc, char **argv) {
     case 'o': a.out_h5 = optarg; break;
     case 'r': a.report_dir = optarg; break;
     case 'k': snprintf(keyset, sizeof keyset, "privacy.site_key_file=%s", optarg); break;
-    case 'h':
-      if (mp_launcher_rank() == 0) mp_preprocess_help();
-      mp_common_opts_free(&o);
-      return MP_EXIT_OK;
-    default: mp_common_opts_free(&o); return MP_EXIT_USAGE;
+    case 'h': return mp_cli_help(&o, mp_preprocess_help);
+    default: return mp_cli_usage(&o, NULL);
     }
   }
   if (!a.input_dir || !a.labels_csv || !a.out_h5 || optind < argc) {
-    if (mp_launcher_rank() == 0)
-      fprintf(stderr, "mammopatch preprocess: --input, --labels and --out are required (see --help)\n");
-    mp_common_opts_free(&o);
-    return MP_EXIT_USAGE;
+    return mp_cli_usage(&o, "mammopatch preprocess: --input, --labels and --out are required (see --help)\n");
   }
   const char *extra[1] = {keyset};
   if (keyset[0]) mp_cli_add_sets(&o, extra, 1); /* the command-line key file wins */

@@ -50,22 +50,17 @@ int mp_cmd_smote(int argc, char **argv) {
     case 'd': dist = optarg; break;
     case 'k': a.k = atoi(optarg); break;
     case 'o': a.out_path = optarg; break;
-    case 'h':
-      if (mp_launcher_rank() == 0) smote_help();
-      mp_common_opts_free(&o);
-      return MP_EXIT_OK;
-    default: mp_common_opts_free(&o); return MP_EXIT_USAGE;
+    case 'h': return mp_cli_help(&o, smote_help);
+    default: return mp_cli_usage(&o, NULL);
     }
   }
   char *end = NULL;
   if (seed) a.split_seed = strtoull(seed, &end, 10);
   if (!a.store_path || !a.baseline_dir || !a.out_path || !dist || !seed || !*seed || *end || optind < argc ||
       mp_dist_parse(dist, &a.dist) != 0) {
-    if (mp_launcher_rank() == 0)
-      fprintf(stderr, "mammopatch smote features: --store, --split-seed, --baseline, --dist cosine|l1|l2 and --out are "
-                      "required (see --help)\n");
-    mp_common_opts_free(&o);
-    return MP_EXIT_USAGE;
+    return mp_cli_usage(&o,
+                        "mammopatch smote features: --store, --split-seed, --baseline, --dist cosine|l1|l2 and --out "
+                        "are required (see --help)\n");
   }
   mp_session s;
   rc = mp_session_start(&s, &argc, &argv, &o);

@@ -52,11 +52,8 @@ int mp_cmd_synth(int argc, char **argv) {
     case 's': key = "run.seed"; break;
     case 'w': key = "synth.width"; break;
     case 'H': key = "synth.height"; break;
-    case 'h':
-      if (mp_launcher_rank() == 0) mp_synth_help();
-      mp_common_opts_free(&o);
-      return MP_EXIT_OK;
-    default: mp_common_opts_free(&o); return MP_EXIT_USAGE;
+    case 'h': return mp_cli_help(&o, mp_synth_help);
+    default: return mp_cli_usage(&o, NULL);
     }
     if (key && nsets < 4) {
       snprintf(bufs[nsets], sizeof bufs[nsets], "%s=%s", key, optarg);
@@ -65,10 +62,8 @@ int mp_cmd_synth(int argc, char **argv) {
     }
   }
   if (!out || optind < argc) {
-    if (mp_launcher_rank() == 0)
-      fprintf(stderr, "mammopatch synth: %s (see --help)\n", out ? "unexpected argument" : "--out DIR is required");
-    mp_common_opts_free(&o);
-    return MP_EXIT_USAGE;
+    return mp_cli_usage(&o,
+                        "mammopatch synth: %s (see --help)\n", out ? "unexpected argument" : "--out DIR is required");
   }
   mp_cli_add_sets(&o, sets, nsets); /* command-line values win over --config and --set */
   mp_session s;

@@ -56,20 +56,16 @@ int mp_cmd_train(int argc, char **argv) {
     case 'y': a.synthetic_store = optarg; break;
     case 'm': a.smote_features = optarg; break;
     case 'B': a.smote_block1 = optarg; break;
-    case 'h':
-      if (mp_launcher_rank() == 0) train_help();
-      mp_common_opts_free(&o);
-      return MP_EXIT_OK;
-    default: mp_common_opts_free(&o); return MP_EXIT_USAGE;
+    case 'h': return mp_cli_help(&o, train_help);
+    default: return mp_cli_usage(&o, NULL);
     }
   }
   char *end = NULL;
   if (seed) a.split_seed = strtoull(seed, &end, 10);
   if (!a.store_path || !a.out_dir || !seed || !*seed || *end || optind < argc) {
-    if (mp_launcher_rank() == 0)
-      fprintf(stderr, "mammopatch train: --store, --split-seed (a non-negative integer) and --out are required (see --help)\n");
-    mp_common_opts_free(&o);
-    return MP_EXIT_USAGE;
+    return mp_cli_usage(&o,
+                        "mammopatch train: --store, --split-seed (a non-negative integer) and --out are required "
+                        "(see --help)\n");
   }
   mp_session s;
   rc = mp_session_start(&s, &argc, &argv, &o);

@@ -1,6 +1,7 @@
 /* mp_cli — common options and the MPI session of a subcommand (see mp_cli.h). */
 #include "mp_cli.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,23 @@ void mp_cli_add_sets(mp_common_opts *o, const char *const *extra, int n) {
   if (n <= 0) return;
   o->sets = mp_realloc(o->sets, (size_t)(o->nsets + n) * sizeof *o->sets);
   for (int i = 0; i < n; i++) o->sets[o->nsets++] = extra[i];
+}
+
+int mp_cli_help(mp_common_opts *o, void (*help)(void)) {
+  if (mp_launcher_rank() == 0) help();
+  mp_common_opts_free(o);
+  return MP_EXIT_OK;
+}
+
+int mp_cli_usage(mp_common_opts *o, const char *fmt, ...) {
+  if (fmt && mp_launcher_rank() == 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+  }
+  mp_common_opts_free(o);
+  return MP_EXIT_USAGE;
 }
 
 int mp_launcher_rank(void) {

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 
+#include "mp_check.h" /* MP_PRINTF, MP_EXIT_* */
 #include "mp_config.h"
 #include "mp_mpi.h"
 
@@ -69,6 +70,13 @@ int mp_cmd_report(int argc, char **argv);
 int mp_cmd_smote(int argc, char **argv);      /* built with OpenBLAS */
 int mp_cmd_gan(int argc, char **argv);        /* built with LAPACKE/OpenBLAS */
 int mp_cmd_predict(int argc, char **argv);    /* built with the preprocess component */
+
+/* The two early exits every subcommand's option parsing has; both free o.
+ * mp_cli_help: help() on launcher rank 0, MP_EXIT_OK.  mp_cli_usage: the printf-style
+ * message (fmt may be NULL: getopt has already said why) on launcher rank 0's stderr,
+ * MP_EXIT_USAGE. */
+int mp_cli_help(mp_common_opts *o, void (*help)(void));
+int mp_cli_usage(mp_common_opts *o, const char *fmt, ...) MP_PRINTF(2, 3);
 
 /* The common-options paragraph for each subcommand's --help. */
 extern const char mp_common_help[];
