@@ -266,13 +266,16 @@ static void bar_chart(mp_strbuf *o, const cJSON *summary, const char *const *vna
   mp_svg_bars(o, &c, levels, NLEVELS, vnames, colors, (size_t)nv, v, e);
 }
 
-/* An embedded PNG file (data: URI) with a class and caption; 0, or -1 (no such file). */
-static int embed_png(mp_strbuf *h, const char *path, const char *cls, const char *alt) {
+/* An <img> with the PNG file embedded (data: URI); width and height given when > 0.
+ * 0, or -1 with err when the file cannot be read. */
+static int embed_png(mp_strbuf *h, const char *path, const char *cls, const char *alt, int w, int ht, char *err,
+                     size_t errlen) {
   size_t len = 0;
-  char e2[256];
-  char *png = mp_read_file(path, &len, e2, sizeof e2);
+  char *png = mp_read_file(path, &len, err, errlen);
   if (!png) return -1;
-  mp_strbuf_printf(h, "<img class=\"%s\" alt=\"%s\" src=\"data:image/png;base64,", cls, alt);
+  mp_strbuf_printf(h, "<img class=\"%s\" alt=\"%s\"", cls, alt);
+  if (w > 0 && ht > 0) mp_strbuf_printf(h, " width=\"%d\" height=\"%d\"", w, ht);
+  mp_strbuf_printf(h, " src=\"data:image/png;base64,");
   mp_report_base64(h, (const unsigned char *)png, len);
   mp_strbuf_printf(h, "\">");
   mp_free(png);
@@ -329,7 +332,7 @@ static void gan_section(mp_strbuf *h, mp_strbuf *md, const char *sweep, const ch
     if (strcmp(runs[i].variant, "gan") != 0) continue;
     snprintf(path, sizeof path, "%s/%s/synthetic.h5.montage.png", dir, cJSON_GetObjectItem(runs[i].res, "dir")->valuestring);
     mp_strbuf_printf(h, "<figure>");
-    if (embed_png(h, path, "montage", "real and synthetic lesion patches") == 0)
+    if (embed_png(h, path, "montage", "real and synthetic lesion patches", 0, 0, e2, sizeof e2) == 0)
       mp_strbuf_printf(h, "<figcaption class=\"note\">Real lesion patches (top) and synthetic ones (bottom) of split "
                           "%.0f (Figure 4.1 form).</figcaption>",
                        runs[i].seed);
@@ -656,27 +659,18 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
   }
 #endif
   if (montage) {
-    char path[4400], e2[512];
+    char path[4400];
     snprintf(path, sizeof path, "%s/montage.png", rdir);
 #if MP_HAVE_PNG
     if (mp_png_write(path, montage, mw, mh, 1, err, errlen) != 0) goto fail;
 #endif
-    size_t len = 0;
-    char *png = mp_read_file(path, &len, e2, sizeof e2);
-    if (!png) {
-      snprintf(err, errlen, "%s", e2);
-      goto fail;
-    }
-    mp_strbuf_printf(&h, "<figure><img class=\"montage\" width=\"%d\" height=\"%d\" alt=\"real lesion and normal "
-                         "patches\" src=\"data:image/png;base64,",
-                     mw, mh);
-    mp_report_base64(&h, (const unsigned char *)png, len);
-    mp_strbuf_printf(&h, "\"><figcaption class=\"note\">Real patches from the store, evenly spaced: lesion patches "
+    mp_strbuf_printf(&h, "<figure>");
+    if (embed_png(&h, path, "montage", "real lesion and normal patches", mw, mh, err, errlen) != 0) goto fail;
+    mp_strbuf_printf(&h, "<figcaption class=\"note\">Real patches from the store, evenly spaced: lesion patches "
                          "(top rows, %llu in all) and normal patches (bottom rows, %llu in all), %d×%d px, as "
                          "stored.</figcaption></figure>\n",
                      (unsigned long long)ss.lesion, (unsigned long long)ss.normal, mw, mh);
     mp_strbuf_printf(&md, "![real lesion (top) and normal (bottom) patches](montage.png)\n");
-    mp_free(png);
   } else {
     mp_strbuf_printf(&h, "<p>No patches to show.</p>\n");
   }

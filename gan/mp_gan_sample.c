@@ -43,11 +43,6 @@ static int resolve(const char *dir, char *run, size_t runlen, cJSON **gan, char 
   return *gan ? 0 : -1;
 }
 
-static uint8_t quantise(float v) {
-  float u = (v + 1.0f) * 127.5f;
-  return (uint8_t)(u <= 0 ? 0 : u >= 255 ? 255 : lrintf(u));
-}
-
 int mp_gan_sample_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_sample_args *a) {
   int rank, K;
   MPI_Comm_rank(comm, &rank);
@@ -115,7 +110,7 @@ int mp_gan_sample_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_sample_a
         for (int k = 0; k < z; k++) zb[(size_t)j * z + k] = (float)mp_rng_normal(&r);
       }
       const float *x = mp_net_forward(g, zb, B, true, 0);
-      for (size_t i = 0; i < (size_t)B * px; i++) mine[i] = quantise(x[i]);
+      for (size_t i = 0; i < (size_t)B * px; i++) mine[i] = mp_gan_to_u8(x[i]);
     }
     MP_CHECK_MPI(MPI_Gather(mine, (int)((size_t)B * px), MPI_BYTE, all, (int)((size_t)B * px), MPI_BYTE, 0, comm));
     if (rank == 0) {

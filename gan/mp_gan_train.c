@@ -89,12 +89,6 @@ static void features(gan *t, const uint8_t *px, int n, float *out, int dim) {
   mp_free(x);
 }
 
-/* A generated sample quantised to uint8 exactly as stored patches are. */
-static uint8_t quantise(float v) {
-  float u = (v + 1.0f) * 127.5f;
-  return (uint8_t)(u <= 0 ? 0 : u >= 255 ? 255 : lrintf(u));
-}
-
 /* FID of n generated samples (latents keyed by `draw_base`, each rank its share, in
  * batches of b as in training) against the real features; rank 0 computes, all get it. */
 static double generated_fid(gan *t, int n, const float *real_feat, int dim, uint64_t draw_base, char *err,
@@ -105,7 +99,7 @@ static double generated_fid(gan *t, int n, const float *real_feat, int dim, uint
   for (int bt = 0; bt < batches; bt++) {
     latents(t, draw_base + (uint64_t)bt, t->zbuf);
     const float *x = mp_net_forward(t->g, t->zbuf, t->b, true, 0);
-    for (size_t i = 0; i < (size_t)t->b * t->px; i++) q[(size_t)mine * t->px + i] = quantise(x[i]);
+    for (size_t i = 0; i < (size_t)t->b * t->px; i++) q[(size_t)mine * t->px + i] = mp_gan_to_u8(x[i]);
     mine += t->b;
   }
   float *f = mp_malloc((size_t)mine * dim * sizeof *f);

@@ -32,6 +32,7 @@
 #ifndef MP_GAN_TRAIN_H
 #define MP_GAN_TRAIN_H
 
+#include <math.h>
 #include <mpi.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -60,6 +61,13 @@ typedef struct {
 /* Collective.  MP_EXIT_OK (completed), MP_EXIT_FAILURE (diverged: res->status says so,
  * or an error logged), MP_EXIT_INTERRUPTED, MP_EXIT_USAGE.  res may be NULL. */
 int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_args *a, mp_gan_result *res);
+
+/* A generated value in [-1, 1] quantised to uint8 exactly as stored patches are
+ * ((x + 1) * 127.5, rounded, clamped): FID samples and synthetic stores alike. */
+static inline uint8_t mp_gan_to_u8(float v) {
+  float u = (v + 1.0f) * 127.5f;
+  return (uint8_t)(u <= 0 ? 0 : u >= 255 ? 255 : lrintf(u));
+}
 
 const char *mp_gan_loss_name(mp_gan_loss l); /* "wgan-gp", "rsgan", "rasgan", "ralsgan", "rahinge" */
 /* 0 and *l set, or -1 for an unknown name */

@@ -8,12 +8,7 @@
 set -uo pipefail
 mp=$1 mpiexec=$2 tests=$3 tool=$4
 export OMP_NUM_THREADS=1 MAMMOPATCH_SITE_KEY=test-site-key-for-experiment-0123
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0 passes=0
-ok()  { passes=$((passes + 1)); echo "ok   $*"; }
-bad() { fails=$((fails + 1)); echo "FAIL $*"; }
-run2() { "$mpiexec" -n 2 --oversubscribe "$mp" "$@"; }
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 check() { /usr/bin/python3 "$tests/eval/check_experiment.py" "$@"; }
 
 run2 synth --out "$tmp/c" --patients 48 --seed 7 -q --set synth.birads0_frac=0.6 --set synth.big_mark_frac=1 \
@@ -91,5 +86,4 @@ out=$(check predict "$tmp/pr" "$tmp/u" "${#views[@]}") && ok "predict: $out" || 
 out=$(check tiles128 "$tmp/pr128/view-1/predict.json" "${views[0]}") && ok "stride 128 = preprocessing's tiling: $out" \
   || bad "stride 128 tiles: $out"
 
-echo "$passes passed, $fails failed"
-[ $fails -eq 0 ]
+finish

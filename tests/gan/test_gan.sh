@@ -6,12 +6,7 @@
 set -uo pipefail
 mp=$1 mpiexec=$2 tests=$3 loss_tool=$4 fid_tool=$5
 export OMP_NUM_THREADS=1 MAMMOPATCH_SITE_KEY=test-site-key-for-gan-0123456
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0 passes=0
-ok()  { passes=$((passes + 1)); echo "ok   $*"; }
-bad() { fails=$((fails + 1)); echo "FAIL $*"; }
-run2() { "$mpiexec" -n 2 --oversubscribe "$mp" "$@"; }
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 
 out=$(/usr/bin/python3 "$tests/gan/check_losses.py" "$loss_tool" 2>&1) && ok "losses: $out" || bad "losses: $out"
 out=$(/usr/bin/python3 "$tests/gan/check_fid.py" "$fid_tool" 2>&1) && ok "FID: $(echo "$out" | tr '\n' ';')" \
@@ -127,5 +122,4 @@ out=$(/usr/bin/python3 "$tests/eval/check_report.py" "$tmp/x/report" --variants 
 [ $rc -eq 0 ] && grep -q 'id="gan-sweep"' "$tmp/x/report/index.html" && ok "report with the gan variant and the sweep renders" \
   || { [ $rc -eq 77 ] || bad "gan report: $out"; }
 
-echo "$passes passed, $fails failed"
-[ $fails -eq 0 ]
+finish

@@ -12,11 +12,7 @@ set -u
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export MAMMOPATCH_SITE_KEY=test-site-key-for-preprocess-0123
 mp=$1 mpiexec=$2 tests=$3 shared=${4:-}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0 passes=0
-ok()  { passes=$((passes + 1)); echo "ok   $*"; }
-bad() { fails=$((fails + 1)); echo "FAIL $*"; }
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 
 "$mp" synth --out "$tmp/c" --patients 28 --seed 777 -q \
   --set synth.garbage_frac=0.1 --set synth.truncated_frac=0.1 --set synth.male_frac=0.1 \
@@ -109,5 +105,4 @@ if [[ $nreal -gt 0 ]]; then
   done
 fi
 
-echo "$passes passed, $fails failed"
-((fails == 0))
+finish

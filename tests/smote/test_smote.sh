@@ -8,12 +8,7 @@
 set -uo pipefail
 mp=$1 mpiexec=$2
 export OMP_NUM_THREADS=1 MAMMOPATCH_SITE_KEY=test-site-key-for-smote-0123456
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0 passes=0
-ok()  { passes=$((passes + 1)); echo "ok   $*"; }
-bad() { fails=$((fails + 1)); echo "FAIL $*"; }
-run2() { "$mpiexec" -n 2 --oversubscribe "$mp" "$@"; }
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 
 run2 synth --out "$tmp/c" --patients 48 --seed 7 -q --set synth.birads0_frac=0.6 --set synth.big_mark_frac=1 \
   --set synth.annotated_frac=1 --set synth.second_lesion_frac=0.5 || bad "synth"
@@ -118,5 +113,4 @@ print(f"smote-l2: {t['train_synthetic_vectors']} vectors (2 x {b['train_lesion_p
 PY
 ) && ok "smote variant: $out" || bad "smote variant: $out"
 
-echo "$passes passed, $fails failed"
-[ $fails -eq 0 ]
+finish

@@ -6,12 +6,7 @@
 set -uo pipefail
 mp=$1 mpiexec=$2 tests=$3
 export OMP_NUM_THREADS=1 MAMMOPATCH_SITE_KEY=test-site-key-for-train-0123
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0 passes=0
-ok()  { passes=$((passes + 1)); echo "ok   $*"; }
-bad() { fails=$((fails + 1)); echo "FAIL $*"; }
-run2() { "$mpiexec" -n 2 --oversubscribe "$mp" "$@"; }
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 check() { /usr/bin/python3 "$tests/train/check_train.py" "$@"; }
 
 run2 synth --out "$tmp/c" --patients 48 --seed 7 -q --set synth.birads0_frac=0.6 --set synth.big_mark_frac=1 \
@@ -93,5 +88,4 @@ out=$("$mp" eval --store "$tmp/other.h5" --train-dir "$tmp/learn" --out "$tmp/ev
   || { grep -q "does not give the split" <<<"$out" && ok "eval refuses another cohort's store: $(grep -m1 ERROR <<<"$out" | cut -c1-110)" \
        || bad "eval on another store: $out"; }
 
-echo "$passes passed, $fails failed"
-((fails == 0))
+finish
