@@ -70,7 +70,13 @@ int mp_cmd_synth(int argc, char **argv) {
   rc = mp_session_start(&s, &argc, &argv, &o);
   mp_common_opts_free(&o);
   if (rc) return rc;
+  int status = mp_cli_synth(&s, out, preview);
+  mp_session_end(&s);
+  return status;
+}
 
+int mp_cli_synth(mp_session *sp, const char *out, bool preview) {
+  mp_session s = *sp;
   mp_synth_params p;
   mp_synth_params_from_config(&p, s.cfg);
   MP_INFO("synth: %d patients, %dx%d, seed %llu, %d rank%s -> %s (%s)", p.patients, p.width, p.height,
@@ -112,6 +118,5 @@ int mp_cmd_synth(int argc, char **argv) {
     MP_CHECK_MPI(MPI_Bcast(&status, 1, MPI_INT, 0, s.comm));
   }
   mp_mpi_report_memory(s.comm, "synth");
-  mp_session_end(&s);
   return status;
 }

@@ -30,6 +30,7 @@ static const mp_command mp_commands[] = {
 #ifdef MP_WITH_PREPROCESS
     {"predict", "per-tile lesion probabilities and a heatmap overlay for DICOM mammograms", mp_cmd_predict},
 #endif
+    {"pipeline", "every stage in order from one configuration (synth/preprocess .. report), resumable", mp_cmd_pipeline},
     {"info", "build configuration, backends, MPI layout and devices", mp_cmd_info},
     {"config", "check an experiment configuration and print the effective values", mp_cmd_config},
     {"pseudonym", "print the keyed pseudonym of patient IDs (site look-up)", mp_cmd_pseudonym},

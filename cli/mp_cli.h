@@ -70,6 +70,11 @@ int mp_cmd_report(int argc, char **argv);
 int mp_cmd_smote(int argc, char **argv);      /* built with OpenBLAS */
 int mp_cmd_gan(int argc, char **argv);        /* built with LAPACKE/OpenBLAS */
 int mp_cmd_predict(int argc, char **argv);    /* built with the preprocess component */
+int mp_cmd_pipeline(int argc, char **argv);
+
+/* The synth stage inside a session (the synth command and the pipeline): the cohort from
+ * the session's [synth] keys into out/, out/synth.json; MP_EXIT_OK or MP_EXIT_FAILURE. */
+int mp_cli_synth(mp_session *s, const char *out, bool preview);
 
 /* The two early exits every subcommand's option parsing has; both free o.
  * mp_cli_help: help() on launcher rank 0, MP_EXIT_OK.  mp_cli_usage: the printf-style

@@ -28,6 +28,7 @@ struct mp_config {
   size_t n;
   mp_cfg_value *v;
   size_t unknown;
+  char first_unknown[256]; /* the first unknown key seen, for a refusal that names it */
 };
 
 static int mp_cfg_find(const mp_config *cfg, const char *key) {
@@ -175,7 +176,7 @@ static const char *mp_cfg_suggest(const mp_config *cfg, const char *key) {
 }
 
 static void mp_cfg_warn_unknown(mp_config *cfg, const char *where, const char *key) {
-  cfg->unknown++;
+  if (!cfg->unknown++) snprintf(cfg->first_unknown, sizeof cfg->first_unknown, "%s", key);
   const char *s = mp_cfg_suggest(cfg, key);
   if (s)
     MP_WARN("%sunknown configuration key '%s' ignored (did you mean '%s'?)", where, key, s);
@@ -299,6 +300,8 @@ mp_cfg_origin mp_config_origin(const mp_config *cfg, const char *key) {
 }
 
 size_t mp_config_unknown_count(const mp_config *cfg) { return cfg->unknown; }
+
+const char *mp_config_unknown_first(const mp_config *cfg) { return cfg->unknown ? cfg->first_unknown : NULL; }
 
 const mp_cfg_key *mp_config_schema(const mp_config *cfg, size_t *n) {
   if (n) *n = cfg->n;

@@ -62,6 +62,8 @@ mp_cfg_origin mp_config_origin(const mp_config *cfg, const char *key);
 
 /* Number of unknown keys/sections seen by the loads so far. */
 size_t mp_config_unknown_count(const mp_config *cfg);
+/* The first unknown key seen ("section.name"), NULL when none. */
+const char *mp_config_unknown_first(const mp_config *cfg);
 
 /* {"section": {"name": value, ...}, ...} with typed JSON values. */
 cJSON *mp_config_to_json(const mp_config *cfg);

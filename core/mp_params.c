@@ -109,6 +109,13 @@ const mp_cfg_key mp_params_schema[] = {
     {"experiment.smote_k", MP_CFG_INT, "2", 1, 50, NULL, "smote-* variants: neighbours per lesion patch (SPEC §9: k = 2)"},
     {"experiment.groups", MP_CFG_INT, "0", 0, 65536, NULL,
      "rank groups running (variant, split) jobs side by side; 0: the most that divide the ranks evenly, up to the jobs"},
+    /* [pipeline] (`mammopatch pipeline`: every stage in order) */
+    {"pipeline.out", MP_CFG_STRING, "", 0, 0, NULL,
+     "output directory of the pipeline: cohort/, patches.h5, preprocess/, gan/, experiment/ (report), pipeline.json"},
+    {"pipeline.cohort", MP_CFG_CHOICE, "dicom", 0, 0, "dicom|synth",
+     "dicom: the archive in pipeline.input + pipeline.labels; synth: a synthetic cohort from [synth] into OUT/cohort"},
+    {"pipeline.input", MP_CFG_STRING, "", 0, 0, NULL, "the DICOM tree (pipeline.cohort = dicom)"},
+    {"pipeline.labels", MP_CFG_STRING, "", 0, 0, NULL, "labels CSV: patient_id, birads[, study_uid] (pipeline.cohort = dicom)"},
     /* [privacy] */
     {"privacy.site_key_file", MP_CFG_STRING, "", 0, 0, NULL,
      "file holding the secret site key for patient pseudonyms (else $MAMMOPATCH_SITE_KEY)"},

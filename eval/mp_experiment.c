@@ -481,45 +481,60 @@ static int smote_job(MPI_Comm gc, const mp_config *cfg, const char *store, const
 #endif
 
 /* ---- the run ------------------------------------------------------------------------------------ */
+/* The configuration checks of a run on K ranks (see mp_experiment_check); the parsed
+ * variants, their number, the groups and whether gan / smote variants are listed. */
+static int check_config(const mp_config *cfg, int K, bool need_sweep, char variants[][32], int *nv, int *G,
+                        int *has_gan, int *has_smote, char *err, size_t errlen) {
+  const int R = (int)mp_config_int(cfg, "experiment.repeats");
+  *has_gan = *has_smote = 0;
+  *G = 1;
+  if (parse_variants(mp_config_str(cfg, "experiment.variants"), variants, nv, err, errlen)) return -1;
+  for (int v = 0; v < *nv; v++)
+    *has_gan |= strcmp(variants[v], "gan") == 0, *has_smote |= strncmp(variants[v], "smote-", 6) == 0;
+  const int nj = R * *nv;
+  /* gan and smote need their split's baseline first: a split's jobs share a group, so
+   * by default there are no more groups than splits */
+  *G = mp_group_count(K, (int)mp_config_int(cfg, "experiment.groups"), *has_gan || *has_smote ? R : nj);
+  if (*G > K || K % *G)
+    return snprintf(err, errlen, "experiment.groups = %d must divide the %d ranks into equal groups", *G, K), -1;
+  if (mp_config_int(cfg, "train.batch") % (K / *G))
+    return snprintf(err, errlen, "train.batch = %lld is not a multiple of the %d ranks per group (experiment.groups = %d)",
+                    mp_config_int(cfg, "train.batch"), K / *G, *G),
+           -1;
+  if (*has_smote && strcmp(variants[0], "baseline") != 0)
+    return snprintf(err, errlen, "experiment.variants: the smote-* variants need baseline listed first (its block 1)"),
+           -1;
+  if (*has_gan && strcmp(variants[0], "baseline") != 0)
+    return snprintf(err, errlen, "experiment.variants: the gan variant needs baseline listed first (its FID extractor)"),
+           -1;
+  if (*has_gan && need_sweep && !mp_config_str(cfg, "experiment.gan_sweep")[0])
+    return snprintf(err, errlen,
+                    "experiment.gan_sweep: the gan variant needs a finished `gan sweep` directory (its best "
+                    "configuration makes each split's synthetic lesions)"),
+           -1;
+  return 0;
+}
+
+int mp_experiment_check(const mp_config *cfg, int K, bool need_sweep, char *err, size_t errlen) {
+  char variants[8][32];
+  int nv, G, has_gan, has_smote;
+  return check_config(cfg, K, need_sweep, variants, &nv, &G, &has_gan, &has_smote, err, errlen);
+}
+
 int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_args *a) {
   int rank, K;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &K);
   char err[1024] = "";
   char variants[8][32];
-  int nv = 0;
+  int nv = 0, G, has_gan, has_smote;
   const int R = (int)mp_config_int(cfg, "experiment.repeats");
   const uint64_t seed0 = (uint64_t)mp_config_int(cfg, "experiment.split_seed");
-  int rc = parse_variants(mp_config_str(cfg, "experiment.variants"), variants, &nv, err, sizeof err);
-  const int nj = R * nv;
-  int has_gan = 0, has_smote = 0;
-  for (int v = 0; v < nv; v++) has_gan |= strcmp(variants[v], "gan") == 0, has_smote |= strncmp(variants[v], "smote-", 6) == 0;
-  /* gan and smote need their split's baseline first: a split's jobs share a group, so
-   * by default there are no more groups than splits */
-  int G = mp_group_count(K, (int)mp_config_int(cfg, "experiment.groups"), has_gan || has_smote ? R : nj);
-  if (rc == 0 && (G > K || K % G)) {
-    snprintf(err, sizeof err, "experiment.groups = %d must divide the %d ranks into equal groups", G, K);
-    rc = -1;
-  }
-  if (rc == 0 && mp_config_int(cfg, "train.batch") % (K / G)) {
-    snprintf(err, sizeof err, "train.batch = %lld is not a multiple of the %d ranks per group (experiment.groups = %d)",
-             mp_config_int(cfg, "train.batch"), K / G, G);
-    rc = -1;
-  }
-  if (rc) {
+  if (check_config(cfg, K, true, variants, &nv, &G, &has_gan, &has_smote, err, sizeof err)) {
     if (rank == 0) MP_ERROR("%s", err);
     return MP_EXIT_USAGE;
   }
-  if (has_smote && strcmp(variants[0], "baseline") != 0) {
-    if (rank == 0) MP_ERROR("the smote-* variants need baseline listed first in experiment.variants (its block 1)");
-    return MP_EXIT_USAGE;
-  }
-  if (has_gan && (strcmp(variants[0], "baseline") != 0 || !mp_config_str(cfg, "experiment.gan_sweep")[0])) {
-    if (rank == 0)
-      MP_ERROR("the gan variant needs baseline listed first in experiment.variants (its FID extractor) and "
-               "experiment.gan_sweep (a finished `gan sweep` directory: its best configuration)");
-    return MP_EXIT_USAGE;
-  }
+  const int nj = R * nv;
   job *jobs = mp_malloc((size_t)nj * sizeof *jobs);
   for (int j = 0; j < nj; j++) {
     job *x = &jobs[j];
@@ -537,7 +552,7 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
   /* before any work: the store opens, the output directory is writable, and every job
    * directory already there was made by this configuration */
   int *plan = mp_malloc((size_t)nj * sizeof *plan); /* 0 run (resume), 1 reuse, 2 eval only */
-  rc = 0;
+  int rc = 0;
   if (rank == 0) {
     mp_store *st = mp_store_open(a->store_path, err, sizeof err);
     uint64_t np = st ? mp_store_count(st) : 0;

@@ -27,6 +27,7 @@
 #define MP_EXPERIMENT_H
 
 #include <mpi.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,11 @@ typedef struct {
  * any case when at least one job has results), MP_EXIT_INTERRUPTED after a stop signal,
  * MP_EXIT_FAILURE when a job failed, MP_EXIT_USAGE for a bad configuration. */
 int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_args *a);
+/* The configuration checks mp_experiment_run makes before any work, for a run on K
+ * ranks (variants known and built and in a workable order, groups, batch per group;
+ * with need_sweep, experiment.gan_sweep set when gan is listed): 0, or -1 with the
+ * reason naming the key.  The pipeline calls it before its first stage. */
+int mp_experiment_check(const mp_config *cfg, int K, bool need_sweep, char *err, size_t errlen);
 
 /* One (variant, split) job; jobs are ordered (repeat r, variant v): j = r * nvariants + v. */
 typedef struct {

@@ -190,6 +190,14 @@ static int write_outputs(const mp_config *cfg, int K, int G, const mp_gan_sweep_
   return rc;
 }
 
+int mp_gan_sweep_check(const mp_config *cfg, char *err, size_t errlen) {
+  cell *c = NULL;
+  int n, nl, nf, ns;
+  int rc = parse_grid(cfg, &c, &n, &nl, &nf, &ns, err, errlen);
+  mp_free(c);
+  return rc;
+}
+
 int mp_gan_sweep_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_sweep_args *a) {
   int rank, K;
   MPI_Comm_rank(comm, &rank);

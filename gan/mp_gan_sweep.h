@@ -16,6 +16,7 @@
 #define MP_GAN_SWEEP_H
 
 #include <mpi.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mp_config.h"
@@ -30,5 +31,8 @@ typedef struct {
 /* Collective.  MP_EXIT_OK when every run completed or diverged, MP_EXIT_FAILURE when a
  * run failed, MP_EXIT_INTERRUPTED after a stop signal, MP_EXIT_USAGE for a bad grid. */
 int mp_gan_sweep_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_sweep_args *a);
+/* The grid's check (gan.sweep_losses / sweep_filters / sweep_sn_ttur parse, not empty),
+ * made by mp_gan_sweep_run before any work: 0, or -1 with the reason naming the key. */
+int mp_gan_sweep_check(const mp_config *cfg, char *err, size_t errlen);
 
 #endif
