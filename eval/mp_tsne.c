@@ -12,11 +12,12 @@
  *     w_ij = 1 / (1 + |y_i - y_j|^2); then Z = sum of the row sums (serial) and
  *     grad_i = 4 (a p-term - w^2-term / Z), which is 4 sum_j (a p_ij - q_ij) w_ij (y_i - y_j)
  *     whenever no q_ij = w_ij / Z falls under the DBL_EPSILON floor.  The smallest w_ij
- *     (from the largest distance, tracked in the pass) says exactly when one does (a
- *     layout spread over ~1e4 units and more); then a second, plain pass applies the floor
- *     pair by pair.  The KL, needed only every 50 iterations and at the end, is
- *     a (sum p log p + log(a) sum p) - a sum p log w + a (sum p) log Z, the first sums
- *     computed once, the middle one over the upper triangle.
+ *     (from the largest distance, tracked in the pass) says exactly when one does (only
+ *     compact clusters ~1e6 units and more apart would); then a second, plain pass
+ *     applies the floor pair by pair.  The KL, needed only every 50 iterations and at the
+ *     end, is sum a p log(a p) - sum a p log w + (sum a p) log Z over i != j, the first
+ *     and last sums computed once per exaggeration a, the middle one over the upper
+ *     triangle.
  */
 #include "mp_tsne.h"
 
@@ -38,6 +39,15 @@ enum {
 #define MIN_GAIN 0.01
 #define MIN_GRAD_NORM 1e-7
 #define INIT_SCALE 1e-4
+/* q_ij floor (scikit-learn: MACHINE_EPSILON, also applied to alpha p_ij inside the KL's
+ * logarithm).  tests/eval/tsne.cmake builds a copy of this file with a large floor so that
+ * the floored path, which real layouts practically never reach, is checked as well. */
+#ifndef MP_TSNE_Q_FLOOR
+#define MP_TSNE_Q_FLOOR DBL_EPSILON
+#endif
+/* below this many points the per-iteration loops run on one thread: a parallel region
+ * costs more than it saves there, and a busy node makes spinning threads very costly */
+#define PAR_MIN_N 512
 
 void mp_tsne_defaults(mp_tsne_opts *o) {
   memset(o, 0, sizeof *o);
@@ -180,7 +190,8 @@ int mp_tsne_joint_p(const double *x, int n, int d, double perplexity, double *p,
 typedef struct {
   int n;
   const double *P;
-  double sum_p, sum_plogp; /* over i != j */
+  double alpha;            /* the exaggeration the next two sums are for */
+  double sum_ap, sum_aplogap; /* sum over i != j of alpha p_ij and alpha p_ij log max(alpha p_ij, floor) */
   double *y0, *y1;         /* the layout, one array per coordinate */
   double *g0, *g1;         /* gradient */
   double *u0, *u1;         /* last update */
@@ -215,12 +226,34 @@ static inline void pair_sums(double yi0, double yi1, const double *y0, const dou
   acc[R_MAXD2] = fmax(acc[R_MAXD2], mx);
 }
 
+/* The constant sums of the KL for exaggeration alpha, per row then in row order. */
+static void kl_constants(tsne_state *s, double alpha) {
+  const int n = s->n;
+  const size_t N = (size_t)n;
+  double *part = s->rows;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN_N)
+  for (int i = 0; i < n; i++) {
+    double sp = 0, spl = 0;
+    for (int j = 0; j < n; j++) {
+      if (j == i) continue;
+      const double v = alpha * s->P[(size_t)i * N + (size_t)j];
+      sp += v;
+      spl += v * log(fmax(v, MP_TSNE_Q_FLOOR));
+    }
+    part[i] = sp;
+    part[N + (size_t)i] = spl;
+  }
+  s->alpha = alpha;
+  s->sum_ap = s->sum_aplogap = 0;
+  for (int i = 0; i < n; i++) s->sum_ap += part[i], s->sum_aplogap += part[N + (size_t)i];
+}
+
 /* The floored form, pair by pair: gradient into g0/g1 and (want_error) the KL. */
 static double objective_floored(tsne_state *s, double alpha, double Z, int want_error) {
   const int n = s->n;
   const size_t N = (size_t)n;
   double *part = s->rows + (size_t)R_LOGW * N;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN_N)
   for (int i = 0; i < n; i++) {
     const double *p = s->P + (size_t)i * N;
     double gx = 0, gy = 0, kl = 0;
@@ -228,10 +261,10 @@ static double objective_floored(tsne_state *s, double alpha, double Z, int want_
       if (j == i) continue;
       const double dx = s->y0[i] - s->y0[j], dy = s->y1[i] - s->y1[j];
       const double w = 1.0 / (1.0 + dx * dx + dy * dy);
-      const double q = fmax(w / Z, DBL_EPSILON), ap = alpha * p[j];
+      const double q = fmax(w / Z, MP_TSNE_Q_FLOOR), ap = alpha * p[j];
       gx += (ap - q) * w * dx;
       gy += (ap - q) * w * dy;
-      if (want_error) kl += ap * log(ap / q);
+      if (want_error) kl += ap * log(fmax(ap, MP_TSNE_Q_FLOOR) / q);
     }
     s->g0[i] = 4 * gx;
     s->g1[i] = 4 * gy;
@@ -246,10 +279,11 @@ static double objective_floored(tsne_state *s, double alpha, double Z, int want_
 /* Gradient of KL(alpha P || Q) at the current layout into g0/g1; returns the KL when
  * want_error, else NaN (as scikit-learn's _kl_divergence with compute_error). */
 static double objective(tsne_state *s, double alpha, int want_error) {
+  if (want_error && alpha != s->alpha) kl_constants(s, alpha);
   const int n = s->n;
   const size_t N = (size_t)n;
   double *rows = s->rows;
-#pragma omp parallel for schedule(dynamic, 16)
+#pragma omp parallel for schedule(dynamic, 16) if (n >= PAR_MIN_N)
   for (int i = 0; i < n; i++) {
     const double *p = s->P + (size_t)i * N;
     const double yi0 = s->y0[i], yi1 = s->y1[i];
@@ -271,7 +305,7 @@ static double objective(tsne_state *s, double alpha, int want_error) {
     Z += rows[(size_t)R_Z * N + (size_t)i];
     maxd2 = fmax(maxd2, rows[(size_t)R_MAXD2 * N + (size_t)i]);
   }
-  if ((1.0 / (1.0 + maxd2)) / Z < DBL_EPSILON) return objective_floored(s, alpha, Z, want_error);
+  if ((1.0 / (1.0 + maxd2)) / Z < MP_TSNE_Q_FLOOR) return objective_floored(s, alpha, Z, want_error);
   for (int i = 0; i < n; i++) {
     s->g0[i] = 4 * (alpha * rows[(size_t)R_AX * N + (size_t)i] - rows[(size_t)R_RX * N + (size_t)i] / Z);
     s->g1[i] = 4 * (alpha * rows[(size_t)R_AY * N + (size_t)i] - rows[(size_t)R_RY * N + (size_t)i] / Z);
@@ -279,7 +313,7 @@ static double objective(tsne_state *s, double alpha, int want_error) {
   if (!want_error) return NAN;
   double logw = 0;
   for (int i = 0; i < n; i++) logw += rows[(size_t)R_LOGW * N + (size_t)i];
-  return alpha * (s->sum_plogp + log(alpha) * s->sum_p) - alpha * 2 * logw + alpha * s->sum_p * log(Z);
+  return s->sum_aplogap - alpha * 2 * logw + s->sum_ap * log(Z);
 }
 
 /* One parameter's delta-bar-delta step; returns the gain-scaled gradient. */
@@ -344,27 +378,11 @@ double mp_tsne(const double *x, int n, int d, const mp_tsne_opts *o, double *y, 
   double *P = mp_malloc(N * N * sizeof *P);
   joint_p(x, n, d, o->perplexity, P);
 
-  tsne_state s = {.n = n, .P = P};
+  tsne_state s = {.n = n, .P = P, .alpha = NAN};
   double *buf = mp_malloc(8 * N * sizeof *buf);
   s.y0 = buf, s.y1 = buf + N, s.g0 = buf + 2 * N, s.g1 = buf + 3 * N;
   s.u0 = buf + 4 * N, s.u1 = buf + 5 * N, s.k0 = buf + 6 * N, s.k1 = buf + 7 * N;
   s.rows = mp_malloc((size_t)R_COUNT * N * sizeof *s.rows);
-
-  /* the constant sums of the KL, per row then in row order */
-  double *part = s.rows;
-#pragma omp parallel for schedule(static)
-  for (int i = 0; i < n; i++) {
-    double sp = 0, spl = 0;
-    for (int j = 0; j < n; j++) {
-      if (j == i) continue;
-      const double v = P[(size_t)i * N + (size_t)j];
-      sp += v;
-      spl += v * log(v);
-    }
-    part[i] = sp;
-    part[N + (size_t)i] = spl;
-  }
-  for (int i = 0; i < n; i++) s.sum_p += part[i], s.sum_plogp += part[N + (size_t)i];
 
   for (int i = 0; i < n; i++) {
     mp_rng r;
