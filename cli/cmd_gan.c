@@ -15,26 +15,30 @@
 static void gan_help(void) {
   printf("Usage: [mpiexec -n K] mammopatch gan train --store patches.h5 --split-seed S --loss L --filters F\n"
          "                          [--sn-ttur] [--extractor TRAIN_DIR] --out DIR [--config F]\n"
-         "       [mpiexec -n K] mammopatch gan sweep --store patches.h5 --split-seed S --extractor TRAIN_DIR\n"
+         "       [mpiexec -n K] mammopatch gan sweep --store patches.h5 --split-seed S [--extractor TRAIN_DIR]\n"
          "                          --out DIR [--config F]\n"
          "       [mpiexec -n K] mammopatch gan sample --generator DIR --n N --out synthetic.h5\n"
          "                          [--seed S] [--montage-store patches.h5] [--config F]\n\n"
          "Train the SPEC §7 DCGAN on the lesion patches of the split's training part, data-parallel over\n"
          "the K ranks: L in wgan-gp, rsgan, rasgan, ralsgan, rahinge; F the critic's first filters (64,\n"
          "128); --sn-ttur: spectral norm on the critic and TTUR (D 4e-4, G 1e-4, betas (0, 0.9)).  Every\n"
-         "gan.fid_every epochs the FID against the real training lesions, with the `domain` extractor\n"
-         "(the penultimate layer of the classifier in TRAIN_DIR/best, a `train` run of the same store);\n"
-         "the lowest-FID generator is kept in DIR/best/.  DIR/gan.json: losses, FIDs (N and extractor\n"
-         "named, real-vs-real floor), status (completed, or diverged on NaN/Inf).\n\n"
+         "gan.fid_every epochs the FID against the real training lesions, with the `inception` extractor\n"
+         "when gan.inception_weights names converted weights (tools/convert_inception_weights.py; then also\n"
+         "the Inception Score, 10 splits), else the `domain` extractor (the penultimate layer of the\n"
+         "classifier in TRAIN_DIR/best, a `train` run of the same store); the lowest-FID generator is kept\n"
+         "in DIR/best/, DIR/tsne.csv maps real vs its generated features.  DIR/gan.json: losses, FIDs (N\n"
+         "and extractor named, real-vs-real floor), IS, status (completed, or diverged on NaN/Inf).\n"
+         "DIR/checkpoint/ every gan.checkpoint_every epochs and on SIGTERM/SIGUSR1 (exit %d): a rerun\n"
+         "resumes it bit-identically.\n\n"
          "`gan sweep` runs the grid gan.sweep_losses x gan.sweep_filters x gan.sweep_sn_ttur (SPEC §7: 20\n"
-         "runs) over gan.groups rank groups into DIR/runs/, diverged runs recorded, finished ones reused\n"
-         "on a rerun; rank 0 writes DIR/sweep.json, sweep.md / sweep.csv (Table 4.4 form) and\n"
-         "charts/fid.svg (FID per epoch).\n\n"
+         "runs) over gan.groups rank groups into DIR/runs/, diverged runs recorded, finished ones reused,\n"
+         "interrupted ones resumed on a rerun; rank 0 writes DIR/sweep.json, sweep.md / sweep.csv (Table\n"
+         "4.4 form: FID / IS) and charts/fid.svg, is.svg (per epoch), tsne.svg (the best run's map).\n\n"
          "`gan sample` draws N synthetic lesion patches from DIR (a gan train run, or a sweep: its best run)\n"
          "into a patch store of the same schema (label 1, one synthetic view record), and with\n"
          "--montage-store writes synthetic.h5.montage.png: real lesion patches above, synthetic below.\n"
          "[gan] keys: mammopatch config --keys.\n\n%s",
-         mp_common_help);
+         MP_EXIT_INTERRUPTED, mp_common_help);
 }
 
 static int gan_sweep(int argc, char **argv);
@@ -120,9 +124,9 @@ static int gan_sweep(int argc, char **argv) {
   }
   char *end = NULL;
   if (seed) a.split_seed = strtoull(seed, &end, 10);
-  if (!a.store_path || !a.out_dir || !a.extractor_dir || !seed || !*seed || *end || optind < argc) {
+  if (!a.store_path || !a.out_dir || !seed || !*seed || *end || optind < argc) {
     return mp_cli_usage(&o,
-                        "mammopatch gan sweep: --store, --split-seed, --extractor and --out are required (see --help)\n");
+                        "mammopatch gan sweep: --store, --split-seed and --out are required (see --help)\n");
   }
   mp_session s;
   rc = mp_session_start(&s, &argc, &argv, &o);

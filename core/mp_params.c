@@ -98,6 +98,10 @@ const mp_cfg_key mp_params_schema[] = {
     {"gan.sweep_losses", MP_CFG_STRING, "wgan-gp,rsgan,rasgan,ralsgan,rahinge", 0, 0, NULL, "losses of the sweep grid (SPEC §7)"},
     {"gan.sweep_filters", MP_CFG_STRING, "64,128", 0, 0, NULL, "critic first-layer filters f of the sweep grid (SPEC §7)"},
     {"gan.sweep_sn_ttur", MP_CFG_STRING, "off,on", 0, 0, NULL, "spectral norm + TTUR settings of the sweep grid"},
+    {"gan.inception_weights", MP_CFG_STRING, "", 0, 0, NULL,
+     "the `inception` FID extractor and the IS: weights from tools/convert_inception_weights.py; empty: `domain`"},
+    {"gan.checkpoint_every", MP_CFG_INT, "10", 0, 1000000, NULL,
+     "epochs between GAN checkpoints (and one on SIGTERM/SIGUSR1); a rerun resumes; 0: only on a signal"},
     {"gan.groups", MP_CFG_INT, "0", 0, 65536, NULL, "rank groups of the sweep; 0: the most equal groups up to the number of runs"},
     /* [experiment] (SPEC §10, §11) */
     {"experiment.repeats", MP_CFG_INT, "5", 1, 1000, NULL, "patient-level splits R (seeds split_seed .. split_seed + R - 1)"},

@@ -197,7 +197,7 @@ static void curve_chart(mp_strbuf *o, const run *runs, int nr, int nv, int level
     }
     snprintf(names[ns], sizeof names[ns], "%s s%.0f", runs[i].variant, runs[i].seed);
     buf[2 * ns] = x, buf[2 * ns + 1] = y;
-    s[ns] = (mp_svg_series){names[ns], mp_svg_color((size_t)(nv == 1 ? i : runs[i].vi)), x, y, (size_t)n, 0};
+    s[ns] = (mp_svg_series){names[ns], mp_svg_color((size_t)(nv == 1 ? i : runs[i].vi)), x, y, (size_t)n, 0, 0};
     ns++;
   }
   char title[96];
@@ -229,7 +229,7 @@ static void training_chart(mp_strbuf *o, const run *runs, int nr, int nv, int mc
       snprintf(names[ns], sizeof names[ns], "%s s%.0f%s", runs[i].variant, runs[i].seed,
                mcc ? "" : k == 0 ? " train" : " val");
       buf[nb++] = x, buf[nb++] = y;
-      s[ns] = (mp_svg_series){names[ns], mp_svg_color((size_t)(nv == 1 ? i : runs[i].vi)), x, y, (size_t)n, k == 1};
+      s[ns] = (mp_svg_series){names[ns], mp_svg_color((size_t)(nv == 1 ? i : runs[i].vi)), x, y, (size_t)n, k == 1, 0};
       ns++;
     }
   }
@@ -299,23 +299,28 @@ static void gan_section(mp_strbuf *h, mp_strbuf *md, const char *sweep, const ch
   const cJSON *fi = cJSON_GetObjectItem(sw, "fid"), *r;
   const char *ex = cJSON_IsString(cJSON_GetObjectItem(fi, "extractor")) ? cJSON_GetObjectItem(fi, "extractor")->valuestring
                                                                          : "?";
+  bool has_is = false;
+  cJSON_ArrayForEach(r, cJSON_GetObjectItem(sw, "runs")) has_is |= isfinite(num(r, "best_is"));
   mp_strbuf_printf(h, "<table id=\"gan-sweep\"><caption>Sweep (Table 4.4 form): best FID per run, extractor %s "
-                      "(%.0f-d), N real %.0f / generated %.0f, real-vs-real floor %.2f, split %.0f. IS: not computed "
-                      "(needs the inception extractor).</caption><tr><th>loss</th><th>filters</th><th>SN/TTUR</th>"
-                      "<th>status</th><th>best FID</th><th>epoch</th></tr>\n",
+                      "(%.0f-d), N real %.0f / generated %.0f, real-vs-real floor %.2f, split %.0f. %s</caption><tr>"
+                      "<th>loss</th><th>filters</th><th>SN/TTUR</th><th>status</th><th>best FID</th><th>IS</th>"
+                      "<th>epoch</th></tr>\n",
                    ex, num(fi, "dimension"), num(fi, "n_real"), num(fi, "n_generated"), num(fi, "real_vs_real_floor"),
-                   num(sw, "split_seed"));
+                   num(sw, "split_seed"),
+                   has_is ? "IS: Inception Score (± std over 10 splits) of the best-FID epoch's generated set."
+                          : "IS: not computed (needs the inception extractor, gan.inception_weights).");
   mp_strbuf_printf(md, "Sweep: extractor `%s`, N real %.0f, floor %.2f.\n\n| loss | filters | SN/TTUR | status | best "
-                       "FID |\n|---|---:|---|---|---:|\n",
+                       "FID | IS |\n|---|---:|---|---|---:|---:|\n",
                    ex, num(fi, "n_real"), num(fi, "real_vs_real_floor"));
   cJSON_ArrayForEach(r, cJSON_GetObjectItem(sw, "runs")) {
-    char f[32];
+    char f[32], is[64] = "—";
     fmt(f, sizeof f, num(r, "best_fid"), 1);
+    if (isfinite(num(r, "best_is"))) snprintf(is, sizeof is, "%.2f ± %.2f", num(r, "best_is"), num(r, "best_is_std"));
     const char *loss = cJSON_GetObjectItem(r, "loss")->valuestring, *st = cJSON_GetObjectItem(r, "status")->valuestring;
     int sn = cJSON_IsTrue(cJSON_GetObjectItem(r, "sn_ttur"));
-    mp_strbuf_printf(h, "<tr><td>%s</td><td>%.0f</td><td>%s</td><td>%s</td><td>%s</td><td>%.0f</td></tr>\n", loss,
-                     num(r, "filters"), sn ? "on" : "off", st, f, num(r, "best_epoch"));
-    mp_strbuf_printf(md, "| %s | %.0f | %s | %s | %s |\n", loss, num(r, "filters"), sn ? "on" : "off", st, f);
+    mp_strbuf_printf(h, "<tr><td>%s</td><td>%.0f</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%.0f</td></tr>\n",
+                     loss, num(r, "filters"), sn ? "on" : "off", st, f, is, num(r, "best_epoch"));
+    mp_strbuf_printf(md, "| %s | %.0f | %s | %s | %s | %s |\n", loss, num(r, "filters"), sn ? "on" : "off", st, f, is);
   }
   mp_strbuf_printf(h, "</table>\n");
   const cJSON *b = cJSON_GetObjectItem(sw, "best");
@@ -324,10 +329,27 @@ static void gan_section(mp_strbuf *h, mp_strbuf *md, const char *sweep, const ch
     mp_svg_escape(h, cJSON_GetObjectItem(b, "run")->valuestring);
     mp_strbuf_printf(h, " (FID %.2f); its configuration makes every split's synthetic lesions.</p>\n", num(b, "fid"));
   }
-  size_t len = 0;
-  snprintf(path, sizeof path, "%s/charts/fid.svg", sweep);
-  char *svg = mp_read_file(path, &len, e2, sizeof e2);
-  if (svg) mp_strbuf_append(h, svg, len), mp_free(svg);
+  /* the sweep's charts: FID (and IS) per epoch, the t-SNE map of the best run */
+  static const char *const charts[] = {"fid", "is", "tsne"};
+  for (int k = 0; k < 3; k++) {
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/charts/%s.svg", sweep, charts[k]);
+    char *svg = mp_read_file(path, &len, e2, sizeof e2);
+    if (!svg) continue;
+    mp_strbuf_printf(h, "<figure>");
+    mp_strbuf_append(h, svg, len), mp_free(svg);
+    if (k == 2) {
+      const cJSON *ts = cJSON_GetObjectItem(b, "tsne");
+      mp_strbuf_printf(h, "<figcaption class=\"note\">t-SNE map of %.0f real and %.0f generated lesion patches' %s "
+                          "features (the best run at its best epoch; exact t-SNE, perplexity %.1f). Distances in the map "
+                          "are not distances in feature space: t-SNE keeps neighbourhoods, not distances or cluster "
+                          "sizes.</figcaption>",
+                       num(ts, "points_real"), num(ts, "points_generated"), ex, num(ts, "perplexity"));
+      mp_strbuf_printf(md, "\nt-SNE map of real and generated lesion features: %s/charts/tsne.svg (distances in the map "
+                           "are not distances in feature space).\n", sweep);
+    }
+    mp_strbuf_printf(h, "</figure>\n");
+  }
   for (int i = 0; i < nr; i++) {
     if (strcmp(runs[i].variant, "gan") != 0) continue;
     snprintf(path, sizeof path, "%s/%s/synthetic.h5.montage.png", dir, cJSON_GetObjectItem(runs[i].res, "dir")->valuestring);

@@ -137,6 +137,17 @@ void mp_svg_lines(mp_strbuf *o, const mp_svg_chart *c, const mp_svg_series *s, s
                      px(&f, fmax(f.x0, f.y0)), py(&f, fmax(f.x0, f.y0)), px(&f, fmin(f.x1, f.y1)),
                      py(&f, fmin(f.x1, f.y1)));
   for (size_t k = 0; k < ns; k++) {
+    if (s[k].markers) { /* a scatter: one small circle per point */
+      mp_strbuf_printf(o, "<g fill=\"%s\" fill-opacity=\"0.6\"><title>", s[k].color);
+      mp_svg_escape(o, s[k].name);
+      mp_strbuf_printf(o, "</title>\n");
+      for (size_t i = 0; i < s[k].n; i++)
+        if (isfinite(s[k].x[i]) && isfinite(s[k].y[i]))
+          mp_strbuf_printf(o, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.2\"/>", px(&f, s[k].x[i]), py(&f, s[k].y[i]));
+      mp_strbuf_printf(o, "</g>\n");
+      legend(o, &f, k, s[k].name, s[k].color, 0);
+      continue;
+    }
     mp_strbuf_printf(o, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\"%s points=\"", s[k].color,
                      s[k].dashed ? " stroke-dasharray=\"4 3\"" : "");
     for (size_t i = 0; i < s[k].n; i++)

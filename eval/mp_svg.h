@@ -19,6 +19,7 @@ typedef struct {
   const double *x, *y;  /* n points */
   size_t n;
   int dashed;           /* draw dashed (e.g. validation beside training) */
+  int markers;          /* points only, no line (a scatter, e.g. the t-SNE map) */
 } mp_svg_series;
 
 typedef struct {

@@ -74,6 +74,65 @@ static double jnum(const cJSON *o, const char *k) {
 }
 
 /* Rank 0: sweep.json, sweep.md, sweep.csv, charts. */
+/* OUT/charts/NAME.svg: the per-epoch curve `key` of every run */
+static int curve_svg(const char *out, const cJSON *runs, const cell *c, int n, const char *key, const char *title,
+                     const char *ylabel, const char *name, char *err, size_t errlen) {
+  mp_svg_series *s = mp_malloc((size_t)n * sizeof *s);
+  double **xy = mp_calloc((size_t)n * 2, sizeof *xy);
+  for (int i = 0; i < n; i++) {
+    const cJSON *cv = cJSON_GetObjectItem(cJSON_GetArrayItem(runs, i), key);
+    int m = cJSON_GetArraySize(cv);
+    xy[2 * i] = mp_malloc(((size_t)m + 1) * sizeof(double)), xy[2 * i + 1] = mp_malloc(((size_t)m + 1) * sizeof(double));
+    for (int k = 0; k < m; k++) {
+      xy[2 * i][k] = cJSON_GetArrayItem(cJSON_GetArrayItem(cv, k), 0)->valuedouble;
+      xy[2 * i + 1][k] = cJSON_GetArrayItem(cJSON_GetArrayItem(cv, k), 1)->valuedouble;
+    }
+    s[i] = (mp_svg_series){c[i].name, mp_svg_color((size_t)c[i].loss), xy[2 * i], xy[2 * i + 1], (size_t)m, c[i].sn, 0};
+  }
+  mp_strbuf svg = {0};
+  mp_svg_chart ch = {name, title, "epoch", ylabel, 0, 0, 0, 0, 640, 360, 0};
+  mp_svg_lines(&svg, &ch, s, (size_t)n);
+  char path[4400];
+  snprintf(path, sizeof path, "%s/charts/%s.svg", out, name);
+  int rc = mp_write_file_atomic(path, svg.s, svg.len, err, errlen);
+  for (int i = 0; i < 2 * n; i++) mp_free(xy[i]);
+  mp_free(xy), mp_free(s);
+  mp_strbuf_free(&svg);
+  return rc;
+}
+
+/* OUT/charts/tsne.svg from the best run's tsne.csv (set,x,y): a scatter, real and generated */
+static int tsne_svg(const char *out, const char *rel, char *err, size_t errlen) {
+  char path[4400];
+  snprintf(path, sizeof path, "%s/%s", out, rel);
+  size_t len;
+  char *text = mp_read_file(path, &len, err, errlen);
+  if (!text) return -1;
+  size_t cap = len / 8 + 2, nn[2] = {0, 0};
+  double *xy[4];
+  for (int k = 0; k < 4; k++) xy[k] = mp_malloc(cap * sizeof(double));
+  char *save = NULL;
+  for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    char set[16];
+    double x, y;
+    if (sscanf(line, "%15[a-z],%lf,%lf", set, &x, &y) != 3) continue; /* the header */
+    int k = strcmp(set, "real") == 0 ? 0 : 1;
+    if (nn[k] < cap) xy[2 * k][nn[k]] = x, xy[2 * k + 1][nn[k]] = y, nn[k]++;
+  }
+  mp_free(text);
+  mp_svg_series s[2] = {{"real lesion patches", mp_svg_color(0), xy[0], xy[1], nn[0], 0, 1},
+                        {"generated (best run)", mp_svg_color(3), xy[2], xy[3], nn[1], 0, 1}};
+  mp_strbuf svg = {0};
+  mp_svg_chart ch = {"tsne", "t-SNE map of real and generated lesion features (map distances are not feature distances)",
+                     "t-SNE 1", "t-SNE 2", 0, 0, 0, 0, 520, 460, 0};
+  mp_svg_lines(&svg, &ch, s, 2);
+  snprintf(path, sizeof path, "%s/charts/tsne.svg", out);
+  int rc = mp_write_file_atomic(path, svg.s, svg.len, err, errlen);
+  for (int k = 0; k < 4; k++) mp_free(xy[k]);
+  mp_strbuf_free(&svg);
+  return rc;
+}
+
 static int write_outputs(const mp_config *cfg, int K, int G, const mp_gan_sweep_args *a, const cell *c, int n,
                          const int *status, int nf, int ns, char *err, size_t errlen) {
   static const char *const st_name[] = {"not run", "completed", "completed", "diverged", "failed", "interrupted"};
@@ -86,6 +145,7 @@ static int write_outputs(const mp_config *cfg, int K, int G, const mp_gan_sweep_
   int best = -1;
   double best_fid = INFINITY;
   const cJSON *fidinfo = NULL;
+  bool any_is = false;
   for (int i = 0; i < n; i++) {
     char path[4400], e2[512];
     snprintf(path, sizeof path, "%s/runs/%s/gan.json", a->out_dir, c[i].name);
@@ -102,11 +162,18 @@ static int write_outputs(const mp_config *cfg, int K, int G, const mp_gan_sweep_
     if (isfinite(bf)) cJSON_AddNumberToObject(r, "best_fid", bf);
     else cJSON_AddNullToObject(r, "best_fid");
     cJSON_AddNumberToObject(r, "best_epoch", jnum(f, "best_epoch"));
-    cJSON *cv = cJSON_AddArrayToObject(r, "fid_curve");
+    const cJSON *isj = cJSON_GetObjectItem(docs[i], "inception_score");
+    if (isfinite(jnum(isj, "mean"))) {
+      cJSON_AddNumberToObject(r, "best_is", jnum(isj, "mean"));
+      cJSON_AddNumberToObject(r, "best_is_std", jnum(isj, "std"));
+      any_is = true;
+    }
+    cJSON *cv = cJSON_AddArrayToObject(r, "fid_curve"), *ic = cJSON_AddArrayToObject(r, "is_curve");
     const cJSON *e;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItem(docs[i], "curve")) if (isfinite(jnum(e, "fid"))) {
-      double p[2] = {jnum(e, "epoch"), jnum(e, "fid")};
-      cJSON_AddItemToArray(cv, cJSON_CreateDoubleArray(p, 2));
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(docs[i], "curve")) {
+      double p[2] = {jnum(e, "epoch"), jnum(e, "fid")}, q[2] = {jnum(e, "epoch"), jnum(e, "is")};
+      if (isfinite(p[1])) cJSON_AddItemToArray(cv, cJSON_CreateDoubleArray(p, 2));
+      if (isfinite(q[1])) cJSON_AddItemToArray(ic, cJSON_CreateDoubleArray(q, 2));
     }
     if ((status[i] == RUN_DONE || status[i] == RUN_REUSED) && isfinite(bf) && bf < best_fid) best_fid = bf, best = i;
     cJSON_AddItemToArray(runs, r);
@@ -118,7 +185,10 @@ static int write_outputs(const mp_config *cfg, int K, int G, const mp_gan_sweep_
   cJSON_AddNumberToObject(fi, "n_generated", jnum(fidinfo, "n_generated"));
   double floor = jnum(fidinfo, "real_vs_real_floor");
   if (isfinite(floor)) cJSON_AddNumberToObject(fi, "real_vs_real_floor", floor);
-  cJSON_AddStringToObject(d, "inception_score", "not computed: IS needs the inception extractor (not built yet)");
+  if (any_is)
+    cJSON_AddStringToObject(d, "inception_score", "Inception Score of the best-FID epoch's generated set, 10 splits");
+  else
+    cJSON_AddStringToObject(d, "inception_score", "not computed: IS needs the inception extractor (gan.inception_weights)");
   if (best >= 0) {
     cJSON *b = cJSON_AddObjectToObject(d, "best");
     char gpath[256];
@@ -126,16 +196,25 @@ static int write_outputs(const mp_config *cfg, int K, int G, const mp_gan_sweep_
     cJSON_AddStringToObject(b, "run", c[best].name);
     cJSON_AddNumberToObject(b, "fid", best_fid);
     cJSON_AddStringToObject(b, "generator", gpath);
+    const cJSON *ts = cJSON_GetObjectItem(docs[best], "tsne");
+    if (ts) {
+      cJSON *t2 = cJSON_Duplicate(ts, 1);
+      snprintf(gpath, sizeof gpath, "runs/%s/tsne.csv", c[best].name);
+      cJSON_ReplaceItemInObject(t2, "file", cJSON_CreateString(gpath));
+      cJSON_AddItemToObject(b, "tsne", t2);
+    }
   }
   /* Table 4.4 form: a row per loss, a column per (filters, SN/TTUR) */
   mp_strbuf md = {0}, csv = {0};
   mp_strbuf_printf(&md, "# GAN sweep (Table 4.4 form)\n\nFID of the best epoch (extractor `%s`, %.0f-d; N real %.0f, N "
-                        "generated %.0f%s); real-vs-real floor %.2f. IS: not computed (needs the inception extractor).\n\n"
+                        "generated %.0f%s); real-vs-real floor %.2f. %s\n\n"
                         "| loss |",
                    fidinfo ? cJSON_GetObjectItem(fidinfo, "extractor")->valuestring : "none", jnum(fidinfo, "dimension"),
                    jnum(fidinfo, "n_real"), jnum(fidinfo, "n_generated"),
-                   cJSON_IsTrue(cJSON_GetObjectItem(fidinfo, "rank_deficient")) ? "; N < dimension: biased" : "", floor);
-  mp_strbuf_printf(&csv, "run,loss,filters,sn_ttur,status,best_fid,best_epoch\n");
+                   cJSON_IsTrue(cJSON_GetObjectItem(fidinfo, "rank_deficient")) ? "; N < dimension: biased" : "", floor,
+                   any_is ? "Cells: FID / IS (Inception Score of the same epoch's generated set, 10 splits)."
+                          : "IS: not computed (needs the inception extractor, gan.inception_weights).");
+  mp_strbuf_printf(&csv, "run,loss,filters,sn_ttur,status,best_fid,best_epoch,best_is,best_is_std\n");
   for (int j = 0; j < nf * ns; j++)
     mp_strbuf_printf(&md, " f=%d%s |", c[j].f, c[j].sn ? " SN/TTUR" : "");
   mp_strbuf_printf(&md, "\n|---|");
@@ -143,37 +222,40 @@ static int write_outputs(const mp_config *cfg, int K, int G, const mp_gan_sweep_
   for (int i = 0; i < n; i++) {
     if (i % (nf * ns) == 0) mp_strbuf_printf(&md, "\n| %s |", mp_gan_loss_name(c[i].loss));
     double bf = jnum(cJSON_GetObjectItem(docs[i], "fid"), "best");
+    double bi = jnum(cJSON_GetObjectItem(docs[i], "inception_score"), "mean");
+    double bis = jnum(cJSON_GetObjectItem(docs[i], "inception_score"), "std");
     if (status[i] == RUN_DIVERGED) mp_strbuf_printf(&md, " diverged |");
+    else if (isfinite(bf) && isfinite(bi)) mp_strbuf_printf(&md, " %.1f / %.2f%s |", bf, bi, i == best ? " **best**" : "");
     else if (isfinite(bf)) mp_strbuf_printf(&md, " %.1f%s |", bf, i == best ? " **best**" : "");
     else mp_strbuf_printf(&md, " %s |", st_name[status[i]]);
     mp_strbuf_printf(&csv, "%s,%s,%d,%s,%s,", c[i].name, mp_gan_loss_name(c[i].loss), c[i].f, c[i].sn ? "on" : "off",
                      st_name[status[i]]);
-    if (isfinite(bf)) mp_strbuf_printf(&csv, "%.6f,%.0f\n", bf, jnum(cJSON_GetObjectItem(docs[i], "fid"), "best_epoch"));
+    if (isfinite(bf)) mp_strbuf_printf(&csv, "%.6f,%.0f,", bf, jnum(cJSON_GetObjectItem(docs[i], "fid"), "best_epoch"));
+    else mp_strbuf_printf(&csv, ",,");
+    if (isfinite(bi)) mp_strbuf_printf(&csv, "%.6f,%.6f\n", bi, bis);
     else mp_strbuf_printf(&csv, ",\n");
   }
   mp_strbuf_printf(&md, "\n\n![FID per epoch](charts/fid.svg)\n");
+  if (any_is) mp_strbuf_printf(&md, "\n![IS per epoch](charts/is.svg)\n");
   char dir[4400];
   snprintf(dir, sizeof dir, "%s/charts", a->out_dir);
   int rc = mp_mkdir_p(dir, err, errlen);
-  /* Figure 4.2 form: FID per epoch, a series per run (colour: loss, dashed: SN/TTUR) */
-  mp_svg_series *s = mp_malloc((size_t)n * sizeof *s);
-  double **xy = mp_calloc((size_t)n * 2, sizeof *xy);
-  for (int i = 0; i < n; i++) {
-    const cJSON *cv = cJSON_GetObjectItem(cJSON_GetArrayItem(runs, i), "fid_curve");
-    int m = cJSON_GetArraySize(cv);
-    xy[2 * i] = mp_malloc(((size_t)m + 1) * sizeof(double)), xy[2 * i + 1] = mp_malloc(((size_t)m + 1) * sizeof(double));
-    for (int k = 0; k < m; k++) {
-      xy[2 * i][k] = cJSON_GetArrayItem(cJSON_GetArrayItem(cv, k), 0)->valuedouble;
-      xy[2 * i + 1][k] = cJSON_GetArrayItem(cJSON_GetArrayItem(cv, k), 1)->valuedouble;
-    }
-    s[i] = (mp_svg_series){c[i].name, mp_svg_color((size_t)c[i].loss), xy[2 * i], xy[2 * i + 1], (size_t)m, c[i].sn};
+  /* Figure 4.2 form: FID (and IS) per epoch, a series per run (colour: loss, dashed: SN/TTUR) */
+  if (!rc) rc = curve_svg(a->out_dir, runs, c, n, "fid_curve", "FID per epoch (colour: loss; dashed: SN/TTUR)", "FID",
+                          "fid", err, errlen);
+  if (!rc && any_is)
+    rc = curve_svg(a->out_dir, runs, c, n, "is_curve", "Inception Score per epoch (colour: loss; dashed: SN/TTUR)", "IS",
+                   "is", err, errlen);
+  const cJSON *ts = cJSON_GetObjectItem(cJSON_GetObjectItem(d, "best"), "tsne");
+  if (!rc && ts) {
+    rc = tsne_svg(a->out_dir, cJSON_GetObjectItem(ts, "file")->valuestring, err, errlen);
+    if (!rc)
+      mp_strbuf_printf(&md, "\n![t-SNE of real and generated lesion features](charts/tsne.svg)\n\nt-SNE map of %.0f real "
+                            "and %.0f generated lesion patches' features (best run, its best epoch; perplexity %.1f). "
+                            "Distances in the map are not distances in feature space: only neighbourhoods are kept.\n",
+                       jnum(ts, "points_real"), jnum(ts, "points_generated"), jnum(ts, "perplexity"));
   }
-  mp_strbuf svg = {0};
-  mp_svg_chart ch = {"fid", "FID per epoch (colour: loss; dashed: SN/TTUR)", "epoch", "FID", 0, 0, 0, 0, 640, 360, 0};
-  mp_svg_lines(&svg, &ch, s, (size_t)n);
   char path[4400];
-  snprintf(path, sizeof path, "%s/charts/fid.svg", a->out_dir);
-  if (!rc) rc = mp_write_file_atomic(path, svg.s, svg.len, err, errlen);
   snprintf(path, sizeof path, "%s/sweep.md", a->out_dir);
   if (!rc) rc = mp_write_file_atomic(path, md.s, md.len, err, errlen);
   snprintf(path, sizeof path, "%s/sweep.csv", a->out_dir);
@@ -182,10 +264,9 @@ static int write_outputs(const mp_config *cfg, int K, int G, const mp_gan_sweep_
   if (!rc) rc = mp_json_write_file(path, d, err, errlen);
   if (!rc) MP_INFO("sweep: %s/sweep.md%s%s%s", a->out_dir, best >= 0 ? "; best " : "", best >= 0 ? c[best].name : "",
                    best >= 0 ? "" : " (no run has an FID)");
-  for (int i = 0; i < 2 * n; i++) mp_free(xy[i]);
   for (int i = 0; i < n; i++) cJSON_Delete(docs[i]);
-  mp_free(xy), mp_free(s), mp_free(docs);
-  mp_strbuf_free(&svg), mp_strbuf_free(&md), mp_strbuf_free(&csv);
+  mp_free(docs);
+  mp_strbuf_free(&md), mp_strbuf_free(&csv);
   cJSON_Delete(d);
   return rc;
 }
@@ -211,7 +292,8 @@ int mp_gan_sweep_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_sweep_arg
   if (!rc && mp_config_int(cfg, "gan.batch") % (K / G))
     rc = -1, snprintf(err, sizeof err, "gan.batch = %lld is not a multiple of the %d ranks per group",
                       mp_config_int(cfg, "gan.batch"), K / G);
-  if (!rc && !a->extractor_dir) rc = -1, snprintf(err, sizeof err, "the sweep needs --extractor (a train directory)");
+  if (!rc && !a->extractor_dir && !mp_config_str(cfg, "gan.inception_weights")[0])
+    rc = -1, snprintf(err, sizeof err, "the sweep needs --extractor (a train directory) or gan.inception_weights");
   if (rc) {
     if (rank == 0) MP_ERROR("%s", err);
     mp_free(c);

@@ -9,9 +9,12 @@
 #include "mp_alloc.h"
 #include "mp_check.h"
 #include "mp_fid.h"
+#include "mp_inception.h"
 #include "mp_file.h"
 #include "mp_json.h"
 #include "mp_log.h"
+#include "mp_strbuf.h"
+#include "mp_tsne.h"
 #include "mp_models.h"
 #include "mp_mpi.h"
 #include "mp_rng.h"
@@ -37,7 +40,8 @@ typedef struct {
   int nreal;
   uint8_t *real; /* nreal x px */
   mp_backend *be;
-  mp_net *d, *g, *c1, *c2; /* critic, generator, extractor block 1 and rest */
+  mp_net *d, *g, *c1, *c2; /* critic, generator, extractor block 1 and rest (domain) */
+  mp_inception *inc;       /* the inception extractor (gan.inception_weights) */
   int z, feat_layer, eb;
   float *xr, *xf, *zbuf, *flat;
 } gan;
@@ -74,8 +78,13 @@ static void allreduce_mean(const gan *t, float *v, size_t n) {
   for (size_t i = 0; i < n; i++) v[i] /= (float)t->K;
 }
 
-/* Features (dim each) of n uint8 patches through the extractor, eval mode. */
-static void features(gan *t, const uint8_t *px, int n, float *out, int dim) {
+/* Features (dim each) of n uint8 patches through the extractor, eval mode; with the
+ * inception extractor also the logits (n x classes) when `logits` is non-NULL. */
+static void features(gan *t, const uint8_t *px, int n, float *out, int dim, float *logits) {
+  if (t->inc) {
+    mp_inception_forward_u8(t->inc, px, n, t->P, out, logits);
+    return;
+  }
   float *x = mp_malloc((size_t)t->eb * t->px * sizeof *x);
   for (int i = 0; i < n; i += t->eb) {
     int k = n - i < t->eb ? n - i : t->eb;
@@ -91,8 +100,8 @@ static void features(gan *t, const uint8_t *px, int n, float *out, int dim) {
 
 /* FID of n generated samples (latents keyed by `draw_base`, each rank its share, in
  * batches of b as in training) against the real features; rank 0 computes, all get it. */
-static double generated_fid(gan *t, int n, const float *real_feat, int dim, uint64_t draw_base, char *err,
-                            size_t errlen) {
+static double generated_fid(gan *t, int n, const float *real_feat, int dim, uint64_t draw_base, double is[2],
+                            float **keep, char *err, size_t errlen) {
   int batches = (n + t->B - 1) / t->B;
   int mine = 0;
   uint8_t *q = mp_malloc((size_t)batches * t->b * t->px);
@@ -103,18 +112,29 @@ static double generated_fid(gan *t, int n, const float *real_feat, int dim, uint
     mine += t->b;
   }
   float *f = mp_malloc((size_t)mine * dim * sizeof *f);
-  features(t, q, mine, f, dim);
+  const int C = t->inc ? mp_inception_classes(t->inc) : 0;
+  float *lg = C ? mp_malloc((size_t)mine * C * sizeof *lg) : NULL;
+  features(t, q, mine, f, dim, lg);
   /* gather every rank's features at rank 0: rank r's slice of global batch bt is sample
    * bt * B + r * b + j; the FID does not depend on the order, so concatenate */
   float *all = t->rank == 0 ? mp_malloc((size_t)mine * t->K * dim * sizeof *all) : NULL;
   MP_CHECK_MPI(MPI_Gather(f, mine * dim, MPI_FLOAT, all, mine * dim, MPI_FLOAT, 0, t->comm));
   double fid = NAN;
+  is[0] = is[1] = NAN;
   if (t->rank == 0) {
     mp_fid_result r;
     if (mp_fid(real_feat, (size_t)t->nreal, all, (size_t)mine * t->K, dim, &r, err, errlen) == 0) fid = r.fid;
   }
+  if (C) { /* the Inception Score of the same generated set, 10 splits (SPEC §8) */
+    float *alg = t->rank == 0 ? mp_malloc((size_t)mine * t->K * C * sizeof *alg) : NULL;
+    MP_CHECK_MPI(MPI_Gather(lg, mine * C, MPI_FLOAT, alg, mine * C, MPI_FLOAT, 0, t->comm));
+    if (t->rank == 0) mp_inception_score(alg, mine * t->K, C, 10, &is[0], &is[1]);
+    mp_free(alg);
+  }
   MP_CHECK_MPI(MPI_Bcast(&fid, 1, MPI_DOUBLE, 0, t->comm));
-  mp_free(q), mp_free(f), mp_free(all);
+  MP_CHECK_MPI(MPI_Bcast(is, 2, MPI_DOUBLE, 0, t->comm));
+  if (keep) *keep = all, all = NULL; /* rank 0: the generated features (mine * K x dim) */
+  mp_free(q), mp_free(f), mp_free(all), mp_free(lg);
   return fid;
 }
 
@@ -172,6 +192,24 @@ static void write_json(gan *t, const mp_config *cfg, const mp_gan_train_args *a,
   if (isfinite(r->best_fid)) cJSON_AddNumberToObject(f, "best", r->best_fid);
   else cJSON_AddNullToObject(f, "best");
   cJSON_AddNumberToObject(f, "best_epoch", r->best_epoch);
+  cJSON *is = cJSON_AddObjectToObject(d, "inception_score");
+  if (isfinite(r->best_is)) {
+    cJSON_AddNumberToObject(is, "mean", r->best_is);
+    cJSON_AddNumberToObject(is, "std", r->best_is_std);
+    cJSON_AddNumberToObject(is, "splits", 10);
+    cJSON_AddStringToObject(is, "at", "the best-FID epoch");
+  } else
+    cJSON_AddStringToObject(is, "note", t->inc ? "not computed yet" : "needs the inception extractor (gan.inception_weights)");
+  if (r->tsne_points[0]) {
+    cJSON *ts = cJSON_AddObjectToObject(d, "tsne");
+    cJSON_AddStringToObject(ts, "file", "tsne.csv");
+    cJSON_AddNumberToObject(ts, "points_real", r->tsne_points[0]);
+    cJSON_AddNumberToObject(ts, "points_generated", r->tsne_points[1]);
+    cJSON_AddNumberToObject(ts, "perplexity", r->tsne_perplexity);
+    cJSON_AddNumberToObject(ts, "kl_divergence", r->tsne_kl);
+    cJSON_AddStringToObject(ts, "features", extractor);
+    cJSON_AddNumberToObject(ts, "epoch", r->best_epoch);
+  }
   cJSON_AddItemToObject(d, "curve", cJSON_Duplicate(curve, 1));
   char path[4300], err[512];
   snprintf(path, sizeof path, "%s/gan.json", a->out_dir);
@@ -193,12 +231,157 @@ static int save_nets(gan *t, const char *dir, bool critic, uint64_t step, char *
   return rc;
 }
 
+/* ---- the t-SNE map (SPEC §8) ---------------------------------------------------------------------
+ * Up to 1000 real and 1000 generated feature vectors (the first ones: deterministic), exact
+ * t-SNE (eval/mp_tsne, perplexity 30 or n/3 when fewer points), DIR/tsne.csv (set,x,y).
+ * Distances in the map are not distances in feature space (the report says so). */
+static int write_tsne(gan *t, const mp_gan_train_args *a, const mp_config *cfg, const float *real, const float *gen,
+                      int ngen, int dim, const char *extractor, mp_gan_result *R) {
+  const int nr = t->nreal < 1000 ? t->nreal : 1000, ng = ngen < 1000 ? ngen : 1000, n = nr + ng;
+  if (n < 10) return snprintf(R->tsne_note, sizeof R->tsne_note, "%d points: too few for a map", n), -1;
+  double *x = mp_malloc((size_t)n * dim * sizeof *x), *y = mp_malloc((size_t)n * 2 * sizeof *y);
+  for (size_t i = 0; i < (size_t)nr * dim; i++) x[i] = real[i];
+  for (size_t i = 0; i < (size_t)ng * dim; i++) x[(size_t)nr * dim + i] = gen[i];
+  mp_tsne_opts o;
+  mp_tsne_defaults(&o);
+  o.seed = (uint64_t)mp_config_int(cfg, "run.seed");
+  if (o.perplexity > (n - 1) / 3.0) o.perplexity = (n - 1) / 3.0;
+  double t0 = mp_now();
+  double kl = mp_tsne(x, n, dim, &o, y, R->tsne_note, sizeof R->tsne_note);
+  int rc = kl < 0 ? -1 : 0;
+  if (!rc) {
+    mp_strbuf csv = {0};
+    mp_strbuf_printf(&csv, "set,x,y\n");
+    for (int i = 0; i < n; i++) mp_strbuf_printf(&csv, "%s,%.6f,%.6f\n", i < nr ? "real" : "generated", y[2 * i], y[2 * i + 1]);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/tsne.csv", a->out_dir);
+    rc = mp_write_file_atomic(path, csv.s, csv.len, R->tsne_note, sizeof R->tsne_note);
+    mp_strbuf_free(&csv);
+    if (!rc) {
+      R->tsne_points[0] = nr, R->tsne_points[1] = ng, R->tsne_perplexity = o.perplexity, R->tsne_kl = kl;
+      MP_INFO("t-SNE map of %d real and %d generated %s features (perplexity %.1f, KL %.3f) in %.1f s: %s", nr, ng,
+              extractor, o.perplexity, kl, mp_now() - t0, path);
+    }
+  }
+  mp_free(x), mp_free(y);
+  return rc;
+}
+
+/* ---- checkpoint / resume ------------------------------------------------------------------ */
+typedef struct {
+  bool found;
+  int epoch, s;    /* the next step to run: epoch, step within it */
+  uint64_t step;   /* global step (the RNG counter) */
+  double dl, gl, pl; /* the epoch's losses summed so far */
+} resume_point;
+
+/* What a checkpoint must have been made with: every gan.* key but the rank groups, the
+ * seed, the backend and this run's loss / filters / SN-TTUR / split. */
+static cJSON *run_snapshot(const mp_config *cfg, const mp_gan_train_args *a) {
+  cJSON *all = mp_config_to_json(cfg), *snap = cJSON_CreateObject();
+  for (cJSON *k = cJSON_GetObjectItem(all, "gan") ? cJSON_GetObjectItem(all, "gan")->child : NULL; k; k = k->next)
+    if (strcmp(k->string, "groups") != 0 && strncmp(k->string, "sweep_", 6) != 0) {
+      char key[128];
+      snprintf(key, sizeof key, "gan.%s", k->string);
+      cJSON_AddItemToObject(snap, key, cJSON_Duplicate(k, 1));
+    }
+  cJSON_AddItemToObject(snap, "run.seed", cJSON_Duplicate(cJSON_GetObjectItem(cJSON_GetObjectItem(all, "run"), "seed"), 1));
+  cJSON_AddStringToObject(snap, "train.backend", mp_config_str(cfg, "train.backend"));
+  cJSON_AddStringToObject(snap, "loss", mp_gan_loss_name(a->loss));
+  cJSON_AddNumberToObject(snap, "filters", a->filters);
+  cJSON_AddBoolToObject(snap, "sn_ttur", a->sn_ttur);
+  cJSON_AddNumberToObject(snap, "split_seed", (double)a->split_seed);
+  cJSON_Delete(all);
+  return snap;
+}
+
+/* Both networks with their Adam state (rank 0), then state.json last: a checkpoint
+ * without state.json is incomplete and ignored. */
+static int save_checkpoint(gan *t, const char *dir, const cJSON *snap, const resume_point *p, const cJSON *curve,
+                           const mp_gan_result *R, char *err, size_t errlen) {
+  int rc = save_nets(t, dir, true, p->step, err, errlen);
+  if (!rc && t->rank == 0) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddItemToObject(d, "config", cJSON_Duplicate(snap, 1));
+    cJSON_AddNumberToObject(d, "epoch", p->epoch);
+    cJSON_AddNumberToObject(d, "step_in_epoch", p->s);
+    cJSON_AddNumberToObject(d, "step", (double)p->step);
+    double sums[3] = {p->dl, p->gl, p->pl};
+    cJSON_AddItemToObject(d, "loss_sums", cJSON_CreateDoubleArray(sums, 3));
+    double best[4] = {R->best_fid, R->best_epoch, R->best_is, R->best_is_std};
+    cJSON *b = cJSON_AddArrayToObject(d, "best"); /* NaN as null */
+    for (int i = 0; i < 4; i++) cJSON_AddItemToArray(b, isfinite(best[i]) ? cJSON_CreateNumber(best[i]) : cJSON_CreateNull());
+    cJSON_AddItemToObject(d, "curve", cJSON_Duplicate(curve, 1));
+    rc = mp_json_write_file(path, d, err, errlen);
+    cJSON_Delete(d);
+  }
+  MP_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, t->comm));
+  return rc;
+}
+
+/* 0 (p->found says whether there was one), or -1 when the checkpoint was made with
+ * another configuration (err names the key) or cannot be read. */
+static int load_checkpoint(gan *t, const char *dir, const cJSON *snap, resume_point *p, cJSON **curve,
+                           mp_gan_result *R, char *err, size_t errlen) {
+  double v[11] = {0}; /* found, epoch, s, step, 3 sums, 4 best */
+  int rc = 0;
+  if (t->rank == 0) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    FILE *fp = fopen(path, "r");
+    if (fp) {
+      fclose(fp);
+      cJSON *d = mp_json_read_file(path, err, errlen);
+      const cJSON *cfg = cJSON_GetObjectItem(d, "config");
+      for (const cJSON *k = snap->child; d && k && !rc; k = k->next) {
+        const cJSON *o = cJSON_GetObjectItem(cfg, k->string);
+        if (!o || !cJSON_Compare(o, k, 1)) {
+          char *a = o ? cJSON_PrintUnformatted(o) : NULL, *b = cJSON_PrintUnformatted(k);
+          snprintf(err, errlen, "%.600s was made with %s = %.100s, now %.100s: remove it to start this run afresh", dir, k->string,
+                   a ? a : "(absent)", b ? b : "?");
+          free(a), free(b);
+          rc = -1;
+        }
+      }
+      if (!d) rc = -1;
+      if (!rc) {
+        v[0] = 1, v[1] = cJSON_GetNumberValue(cJSON_GetObjectItem(d, "epoch"));
+        v[2] = cJSON_GetNumberValue(cJSON_GetObjectItem(d, "step_in_epoch"));
+        v[3] = cJSON_GetNumberValue(cJSON_GetObjectItem(d, "step"));
+        for (int i = 0; i < 3; i++) v[4 + i] = cJSON_GetNumberValue(cJSON_GetArrayItem(cJSON_GetObjectItem(d, "loss_sums"), i));
+        for (int i = 0; i < 4; i++) {
+          const cJSON *x = cJSON_GetArrayItem(cJSON_GetObjectItem(d, "best"), i);
+          v[7 + i] = cJSON_IsNumber(x) ? x->valuedouble : NAN;
+        }
+        *curve = cJSON_Duplicate(cJSON_GetObjectItem(d, "curve"), 1);
+      }
+      cJSON_Delete(d);
+    }
+  }
+  MP_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, t->comm));
+  if (rc) return -1;
+  MP_CHECK_MPI(MPI_Bcast(v, 11, MPI_DOUBLE, 0, t->comm));
+  *p = (resume_point){v[0] != 0, (int)v[1], (int)v[2], (uint64_t)v[3], v[4], v[5], v[6]};
+  if (!p->found) return 0;
+  R->best_fid = v[7], R->best_epoch = isfinite(v[8]) ? (int)v[8] : 0, R->best_is = v[9], R->best_is_std = v[10];
+  char path[4400];
+  uint64_t st = 0;
+  snprintf(path, sizeof path, "%s/critic.h5", dir);
+  rc = mp_net_load(t->d, path, &st, err, errlen);
+  snprintf(path, sizeof path, "%s/generator.h5", dir);
+  if (!rc) rc = mp_net_load(t->g, path, &st, err, errlen);
+  MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, t->comm));
+  return rc ? -1 : 0;
+}
+
 int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_args *a, mp_gan_result *res) {
   gan T = {0}, *t = &T;
   t->comm = comm;
   MPI_Comm_rank(comm, &t->rank);
   MPI_Comm_size(comm, &t->K);
-  mp_gan_result R = {"failed", NAN, 0, NAN, 0, 0, 0};
+  mp_gan_result R = {.status = "failed", .best_fid = NAN, .floor_fid = NAN, .best_is = NAN, .best_is_std = NAN};
   char err[1024] = "";
   t->B = (int)mp_config_int(cfg, "gan.batch");
   if (t->B % t->K || a->filters < 8 || a->filters % 8) {
@@ -221,10 +404,16 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   t->be = rc ? NULL : mp_backend_create(mp_config_str(cfg, "train.backend"), err, sizeof err);
   if (!rc && !t->be) rc = -1;
   if (!rc && t->rank == 0 && mp_mkdir_p(a->out_dir, err, sizeof err) != 0) rc = -1;
-  /* the extractor (domain): the classifier of the same store, its penultimate layer */
-  const char *extractor = a->extractor_dir ? "domain" : "none";
+  /* the extractor: inception (a converted weights file) or domain (the classifier of the
+   * same store, its penultimate layer) */
+  const char *incw = mp_config_str(cfg, "gan.inception_weights");
+  const char *extractor = incw[0] ? "inception" : a->extractor_dir ? "domain" : "none";
   int dim = 0;
-  if (!rc && a->extractor_dir) {
+  if (!rc && incw[0]) {
+    t->inc = mp_inception_load(t->be, incw, t->eb < 16 ? t->eb : 16, err, sizeof err);
+    if (!t->inc) rc = -1;
+    dim = MP_INCEPTION_POOL3;
+  } else if (!rc && a->extractor_dir) {
     mp_model_classifier(t->be, t->eb, 0, 0.0f, &t->c1, &t->c2);
     char path[4300];
     snprintf(path, sizeof path, "%s/best/block1.h5", a->extractor_dir);
@@ -240,7 +429,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   if (rc) {
     MP_ERROR("%s", err[0] ? err : "set-up failed on another rank");
     mp_free(t->real);
-    mp_net_free(t->c1), mp_net_free(t->c2);
+    mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc);
     if (t->be) mp_backend_free(t->be);
     if (res) *res = R;
     return MP_EXIT_FAILURE;
@@ -269,7 +458,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   R.n_gen = dim ? n_gen : 0;
   if (dim) {
     real_feat = mp_malloc((size_t)t->nreal * dim * sizeof *real_feat);
-    features(t, t->real, t->nreal, real_feat, dim); /* every rank: a few thousand patches */
+    features(t, t->real, t->nreal, real_feat, dim, NULL); /* every rank: a few thousand patches */
     if (t->rank == 0 && t->nreal >= 4) {
       mp_fid_result fr;
       if (mp_fid(real_feat, (size_t)t->nreal / 2, real_feat + (size_t)(t->nreal / 2) * dim,
@@ -288,18 +477,42 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
           dim && (R.n_real < dim + 1 || R.n_gen < dim + 1) ? " (N < dimension: singular covariances, FID biased)" : "",
           R.floor_fid);
   mp_train_catch_stop_signals();
-  cJSON *curve = cJSON_CreateArray();
+  cJSON *curve = NULL;
   const char *status = "completed";
-  uint64_t step = 0;
+  /* resume from DIR/checkpoint when there is one (made by the same configuration) */
+  char ckdir[4300];
+  snprintf(ckdir, sizeof ckdir, "%s/checkpoint", a->out_dir);
+  cJSON *snap = run_snapshot(cfg, a);
+  resume_point rp = {0};
+  if (load_checkpoint(t, ckdir, snap, &rp, &curve, &R, err, sizeof err) != 0) {
+    if (t->rank == 0) MP_ERROR("%s", err);
+    cJSON_Delete(snap);
+    mp_free(perm[0]), mp_free(perm[1]), mp_free(real_feat), mp_free(t->xr), mp_free(t->xf), mp_free(t->zbuf);
+    mp_free(t->real);
+    mp_gan_work_free(w);
+    mp_net_free(t->d), mp_net_free(t->g), mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc);
+    mp_backend_free(t->be);
+    if (res) *res = R;
+    return MP_EXIT_USAGE;
+  }
+  if (!curve) curve = cJSON_CreateArray();
+  if (rp.found)
+    MP_INFO("resuming from %s: epoch %d, step %d of %d (global step %llu)", ckdir, rp.epoch + 1, rp.s, S,
+            (unsigned long long)rp.step);
+  uint64_t step = rp.step;
+  const int ck_every = (int)mp_config_int(cfg, "gan.checkpoint_every");
+  float *best_feat = NULL; /* rank 0: the best epoch's generated features */
   float *gd = mp_net_grads(t->d), *gg = mp_net_grads(t->g);
   float *dbuf = mp_malloc((nd + 3) * sizeof *dbuf), *gbuf = mp_malloc((ng + 2) * sizeof *gbuf);
   int result = MP_EXIT_OK;
-  for (int ep = 0; ep < epochs; ep++) {
-    double t0 = mp_now(), dl = 0, gl = 0, pl = 0;
+  for (int ep = rp.epoch; ep < epochs; ep++) {
+    const bool first = ep == rp.epoch;
+    double t0 = mp_now(), dl = first ? rp.dl : 0, gl = first ? rp.gl : 0, pl = first ? rp.pl : 0;
     epoch_perm(t, (uint64_t)ep, 0, perm[0]);
     epoch_perm(t, (uint64_t)ep, 1, perm[1]);
     bool bad = false, stop = false;
-    for (int s = 0; s < S; s++, step++) {
+    int s = first ? rp.s : 0;
+    for (; s < S; s++, step++) {
       /* D step: real batch, detached fakes */
       real_batch(t, perm[0], (uint64_t)s * t->B, t->xr);
       latents(t, 2 * step, t->zbuf);
@@ -345,35 +558,60 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
       result = MP_EXIT_FAILURE;
       break;
     }
-    if (stop) {
+    if (stop) { /* mid-epoch: the step just done is the last one in the checkpoint */
+      cJSON_Delete(e);
       status = "interrupted";
-      cJSON_AddItemToArray(curve, e);
-      MP_WARN("stop signal: the GAN run ends at epoch %d (no GAN checkpoint/resume yet: rerun it)", ep + 1);
-      result = MP_EXIT_INTERRUPTED;
+      resume_point here = {true, ep, s + 1, step + 1, dl, gl, pl};
+      if (save_checkpoint(t, ckdir, snap, &here, curve, &R, err, sizeof err) != 0) {
+        MP_ERROR("%s", err);
+        result = MP_EXIT_FAILURE;
+      } else {
+        MP_WARN("stop signal: checkpoint at epoch %d step %d/%d in %s; run again to continue", ep + 1, s + 1, S, ckdir);
+        result = MP_EXIT_INTERRUPTED;
+      }
       break;
     }
-    double fid = NAN;
+    double fid = NAN, is[2] = {NAN, NAN};
     bool last = ep + 1 == epochs;
     if (dim && ((ep + 1) % fid_every == 0 || last)) {
-      fid = generated_fid(t, n_gen, real_feat, dim, 1ull << 40 | (uint64_t)ep << 20, err, sizeof err);
+      float *gen_feat = NULL;
+      fid = generated_fid(t, n_gen, real_feat, dim, 1ull << 40 | (uint64_t)ep << 20, is, &gen_feat, err, sizeof err);
       if (isfinite(fid)) cJSON_AddNumberToObject(e, "fid", fid);
+      if (isfinite(is[0])) cJSON_AddNumberToObject(e, "is", is[0]), cJSON_AddNumberToObject(e, "is_std", is[1]);
       if (isfinite(fid) && !(fid >= R.best_fid)) {
-        R.best_fid = fid, R.best_epoch = ep + 1;
+        R.best_fid = fid, R.best_epoch = ep + 1, R.best_is = is[0], R.best_is_std = is[1];
+        mp_free(best_feat), best_feat = gen_feat, gen_feat = NULL; /* for the t-SNE map */
         char dir[4300];
         snprintf(dir, sizeof dir, "%s/best", a->out_dir);
         if (save_nets(t, dir, false, step, err, sizeof err)) MP_ERROR("%s", err), result = MP_EXIT_FAILURE;
       }
+      mp_free(gen_feat);
     }
     cJSON_AddNumberToObject(e, "seconds", mp_now() - t0);
     cJSON_AddItemToArray(curve, e);
-    if (isfinite(fid))
+    if (isfinite(fid) && isfinite(is[0]))
+      MP_INFO("epoch %d/%d: D %.4f G %.4f | FID %.2f IS %.3f ± %.3f (%s, N %d/%d) | %.1f s", ep + 1, epochs, dl / S,
+              gl / S, fid, is[0], is[1], extractor, R.n_real, R.n_gen, mp_now() - t0);
+    else if (isfinite(fid))
       MP_INFO("epoch %d/%d: D %.4f G %.4f | FID %.2f (%s, N %d/%d) | %.1f s", ep + 1, epochs, dl / S, gl / S, fid,
               extractor, R.n_real, R.n_gen, mp_now() - t0);
     else
       MP_INFO("epoch %d/%d: D %.4f G %.4f | %.1f s", ep + 1, epochs, dl / S, gl / S, mp_now() - t0);
     write_json(t, cfg, a, "running", curve, &R, extractor, lr_d, lr_g, b1, b2);
+    if (ck_every && (ep + 1) % ck_every == 0 && !last) {
+      resume_point next = {true, ep + 1, 0, step, 0, 0, 0};
+      if (save_checkpoint(t, ckdir, snap, &next, curve, &R, err, sizeof err) != 0) {
+        MP_ERROR("%s", err);
+        result = MP_EXIT_FAILURE;
+        status = "failed";
+        break;
+      }
+    }
   }
-  if (strcmp(status, "completed") == 0 || strcmp(status, "interrupted") == 0) {
+  if (strcmp(status, "completed") == 0 || strcmp(status, "diverged") == 0) {
+    if (t->rank == 0) mp_rmtree(ckdir); /* finished: the checkpoint has served */
+  }
+  if (strcmp(status, "completed") == 0) {
     char dir[4300];
     snprintf(dir, sizeof dir, "%s/final", a->out_dir);
     if (save_nets(t, dir, true, step, err, sizeof err)) MP_ERROR("%s", err), result = MP_EXIT_FAILURE;
@@ -384,6 +622,9 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     }
   }
   snprintf(R.status, sizeof R.status, "%s", status);
+  /* the t-SNE map of real vs the best epoch's generated features (rank 0) */
+  if (t->rank == 0 && best_feat && strcmp(status, "completed") == 0 && write_tsne(t, a, cfg, real_feat, best_feat, R.n_gen, dim, extractor, &R) != 0)
+    MP_WARN("t-SNE map not written: %s", R.tsne_note);
   write_json(t, cfg, a, status, curve, &R, extractor, lr_d, lr_g, b1, b2);
   if (isfinite(R.best_fid))
     MP_INFO("gan %s f=%d SN/TTUR %s: %s; best FID %.2f at epoch %d (%s, N %d/%d; floor %.2f)",
@@ -394,9 +635,10 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   if (res) *res = R;
   cJSON_Delete(curve);
   mp_gan_work_free(w);
-  mp_free(dbuf), mp_free(gbuf), mp_free(perm[0]), mp_free(perm[1]), mp_free(real_feat);
+  mp_free(dbuf), mp_free(gbuf), mp_free(perm[0]), mp_free(perm[1]), mp_free(real_feat), mp_free(best_feat);
   mp_free(t->xr), mp_free(t->xf), mp_free(t->zbuf), mp_free(t->real);
-  mp_net_free(t->d), mp_net_free(t->g), mp_net_free(t->c1), mp_net_free(t->c2);
+  mp_net_free(t->d), mp_net_free(t->g), mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc);
   mp_backend_free(t->be);
+  cJSON_Delete(snap);
   return result;
 }

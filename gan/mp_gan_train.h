@@ -20,13 +20,23 @@
  *             set does not depend on K) quantised to uint8 like the real ones,
  *             features from the extractor, FID against the real training lesion
  *             patches (mp_fid); the generator with the lowest FID is kept in best/.
- *             Extractor `domain`: the penultimate 512-d layer of the classifier in
- *             --extractor DIR (a `train` directory of the same store, its best/ model).
+ *             Extractor `inception` when gan.inception_weights names a converted
+ *             weights file (nn/mp_inception: pool3, 2048-d; and the Inception Score of
+ *             the same generated set from its logits, 10 splits), else `domain`: the
+ *             penultimate 512-d layer of the classifier in --extractor DIR (a `train`
+ *             directory of the same store, its best/ model).
  *             The real-vs-real FID of two halves of the real set is printed as a floor.
  *   diverged  a NaN/Inf loss or weight ends the run with status "diverged" in gan.json
  *             (recorded, not a crash)
+ *   resume    DIR/checkpoint/ (critic and generator with their Adam state and SN
+ *             vectors, state.json: epoch, step, the losses summed so far, the curve, the
+ *             best FID) is written every gan.checkpoint_every epochs and when a stop
+ *             signal (SIGTERM/SIGUSR1) arrives — mid-epoch then; a rerun continues from it
+ *             bit-identically (every draw is keyed by the step), after checking that it
+ *             was made with the same gan.* / run.seed keys (refused, key named, else)
  * Outputs: DIR/gan.json (provenance, configuration, per-epoch losses and FIDs, best epoch
- * and FID with N and the extractor named, status), DIR/best/generator.h5 (lowest FID; the
+ * and FID with N and the extractor named, status), DIR/tsne.csv (the t-SNE map of up to
+ * 1000 real and 1000 generated feature vectors of the best epoch, eval/mp_tsne), DIR/best/generator.h5 (lowest FID; the
  * last generator when no FID is computed), DIR/final/{generator,critic}.h5.
  */
 #ifndef MP_GAN_TRAIN_H
@@ -56,6 +66,10 @@ typedef struct {
   int best_epoch;
   double floor_fid; /* real-vs-real (two halves) */
   int n_real, n_gen, dim;
+  double best_is, best_is_std; /* Inception Score at the best-FID epoch (inception extractor), else NaN */
+  int tsne_points[2];          /* real, generated points of DIR/tsne.csv (0: no map) */
+  double tsne_perplexity, tsne_kl;
+  char tsne_note[256];         /* why there is no map */
 } mp_gan_result;
 
 /* Collective.  MP_EXIT_OK (completed), MP_EXIT_FAILURE (diverged: res->status says so,

@@ -142,9 +142,9 @@ static cached *get(dnnl_ctx *c, int op, const mp_conv_desc *d) {
   md4(&adst, d->n, d->k, d->p, d->q, dnnl_format_tag_any);
   dnnl_dims_t bdims = {d->k};
   MP_CHECK_DNNL(dnnl_memory_desc_init_by_tag(&bia, 1, bdims, dnnl_f32, dnnl_a));
-  dnnl_dims_t strides = {d->stride, d->stride}, pad = {d->pad, d->pad};
+  dnnl_dims_t strides = {d->stride, d->stride}, pad = {d->pad, d->pad_w};
   /* right padding so that the output size is exactly p x q */
-  dnnl_dims_t padr = {(d->p - 1) * d->stride + d->r - d->h - d->pad, (d->q - 1) * d->stride + d->s - d->w - d->pad};
+  dnnl_dims_t padr = {(d->p - 1) * d->stride + d->r - d->h - d->pad, (d->q - 1) * d->stride + d->s - d->w - d->pad_w};
   dnnl_convolution_desc_t fwd_desc;
   int with_bias = op == OP_FWD || op == OP_BWD_WEIGHTS;
   MP_CHECK_DNNL(dnnl_convolution_forward_desc_init(&fwd_desc, dnnl_forward_training, dnnl_convolution_direct, &asrc,

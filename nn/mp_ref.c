@@ -8,14 +8,22 @@
 #include "mp_alloc.h"
 #include "mp_rng.h"
 
-int mp_conv_desc_init(mp_conv_desc *d, int n, int c, int h, int w, int k, int r, int s, int stride, int pad) {
-  memset(d, 0, sizeof *d);
-  if (n <= 0 || c <= 0 || h <= 0 || w <= 0 || k <= 0 || r <= 0 || s <= 0 || stride <= 0 || pad < 0) return -1;
-  if (pad >= r || pad >= s) return -1;
-  int hp = h + 2 * pad - r, wp = w + 2 * pad - s;
+int mp_conv_desc_init_hw(mp_conv_desc *d, int n, int c, int h, int w, int k, int r, int s, int stride, int pad_h,
+                         int pad_w) {
+  memset(d, 0, sizeof *d); /* (the oneDNN backend caches primitives by the descriptor's bytes) */
+  if (n <= 0 || c <= 0 || h <= 0 || w <= 0 || k <= 0 || r <= 0 || s <= 0 || stride <= 0 || pad_h < 0 || pad_w < 0)
+    return -1;
+  if (pad_h >= r || pad_w >= s) return -1;
+  int hp = h + 2 * pad_h - r, wp = w + 2 * pad_w - s;
   if (hp < 0 || wp < 0) return -1;
-  *d = (mp_conv_desc){n, c, h, w, k, r, s, stride, pad, hp / stride + 1, wp / stride + 1};
+  d->n = n, d->c = c, d->h = h, d->w = w, d->k = k, d->r = r, d->s = s, d->stride = stride;
+  d->pad = pad_h, d->pad_w = pad_w, d->p = hp / stride + 1, d->q = wp / stride + 1;
   return 0;
+}
+
+int mp_conv_desc_init(mp_conv_desc *d, int n, int c, int h, int w, int k, int r, int s, int stride, int pad) {
+  if (pad >= r || pad >= s) return memset(d, 0, sizeof *d), -1;
+  return mp_conv_desc_init_hw(d, n, c, h, w, k, r, s, stride, pad, pad);
 }
 
 size_t mp_conv_x_count(const mp_conv_desc *d) { return (size_t)d->n * d->c * d->h * d->w; }
@@ -36,7 +44,7 @@ void mp_ref_conv2d_forward(const mp_conv_desc *d, const float *x, const float *w
               int i = p * d->stride - d->pad + r;
               if (i < 0 || i >= d->h) continue;
               for (int s = 0; s < d->s; s++) {
-                int j = q * d->stride - d->pad + s;
+                int j = q * d->stride - d->pad_w + s;
                 if (j < 0 || j >= d->w) continue;
                 acc += (double)x[AT4(d->c, d->h, d->w, n, c, i, j)] * wt[AT4(d->c, d->r, d->s, k, c, r, s)];
               }
@@ -59,7 +67,7 @@ void mp_ref_conv2d_backward_data(const mp_conv_desc *d, const float *dy, const f
               int p = pn / d->stride;
               if (p >= d->p) continue;
               for (int s = 0; s < d->s; s++) {
-                int qn = j + d->pad - s;
+                int qn = j + d->pad_w - s;
                 if (qn < 0 || qn % d->stride) continue;
                 int q = qn / d->stride;
                 if (q >= d->q) continue;
@@ -81,7 +89,7 @@ void mp_ref_conv2d_backward_weights(const mp_conv_desc *d, const float *x, const
               int i = p * d->stride - d->pad + r;
               if (i < 0 || i >= d->h) continue;
               for (int q = 0; q < d->q; q++) {
-                int j = q * d->stride - d->pad + s;
+                int j = q * d->stride - d->pad_w + s;
                 if (j < 0 || j >= d->w) continue;
                 acc += (double)x[AT4(d->c, d->h, d->w, n, c, i, j)] * dy[AT4(d->k, d->p, d->q, n, k, p, q)];
               }

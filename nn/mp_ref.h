@@ -15,18 +15,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A 2-D convolution: input n x c x h x w, k filters of c x r x s, stride, zero padding.
- * Output n x k x p x q with p = (h + 2 pad - r) / stride + 1 (likewise q). */
+/* A 2-D convolution: input n x c x h x w, k filters of c x r x s, stride, zero padding
+ * `pad` rows and `pad_w` columns on each side.  Output n x k x p x q with
+ * p = (h + 2 pad - r) / stride + 1, q = (w + 2 pad_w - s) / stride + 1. */
 typedef struct {
   int n, c, h, w;
   int k, r, s;
   int stride, pad;
   int p, q;
+  int pad_w; /* = pad for square kernels (Inception-v3's 1x7 / 7x1 kernels pad one axis only) */
 } mp_conv_desc;
 
 /* Fill d and derive p, q.  Returns 0, or -1 when the shape is impossible (no output,
  * non-positive sizes or stride, or a padding as large as the kernel). */
 int mp_conv_desc_init(mp_conv_desc *d, int n, int c, int h, int w, int k, int r, int s, int stride, int pad);
+/* The same with separate row and column padding (each below its kernel side). */
+int mp_conv_desc_init_hw(mp_conv_desc *d, int n, int c, int h, int w, int k, int r, int s, int stride, int pad_h,
+                         int pad_w);
 
 size_t mp_conv_x_count(const mp_conv_desc *d); /* n*c*h*w */
 size_t mp_conv_w_count(const mp_conv_desc *d); /* k*c*r*s */

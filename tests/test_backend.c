@@ -152,18 +152,23 @@ static void check_backend(const char *name) {
   char err[256];
   mp_backend *be = mp_backend_create(name, err, sizeof err), *ref = mp_backend_create("ref", err, sizeof err);
   if (!be) fail_msg("%s", err);
-  static const int shapes[][9] = {
-      {2, 3, 16, 16, 8, 3, 3, 1, 1},  /* classifier 3x3 pad 1 */
-      {2, 4, 16, 16, 8, 4, 4, 2, 1},  /* GAN 4x4 stride 2 pad 1 */
-      {3, 16, 4, 4, 1, 4, 4, 1, 0},   /* D's 4x4 valid */
-      {1, 5, 9, 7, 6, 3, 3, 2, 1},    /* odd sizes */
+  /* n c h w k r s stride pad_h pad_w */
+  static const int shapes[][10] = {
+      {2, 3, 16, 16, 8, 3, 3, 1, 1, 1},  /* classifier 3x3 pad 1 */
+      {2, 4, 16, 16, 8, 4, 4, 2, 1, 1},  /* GAN 4x4 stride 2 pad 1 */
+      {3, 16, 4, 4, 1, 4, 4, 1, 0, 0},   /* D's 4x4 valid */
+      {1, 5, 9, 7, 6, 3, 3, 2, 1, 1},    /* odd sizes */
+      {2, 6, 9, 11, 5, 1, 7, 1, 0, 3},   /* Inception-v3's 1x7 pad (0, 3) */
+      {2, 6, 11, 9, 5, 7, 1, 1, 3, 0},   /* ... 7x1 pad (3, 0) */
+      {1, 4, 10, 10, 3, 3, 1, 1, 1, 0},  /* ... 3x1 pad (1, 0) */
+      {1, 3, 15, 15, 4, 3, 3, 2, 0, 0},  /* ... 3x3 stride 2 valid */
   };
   mp_rng r;
   mp_rng_init(&r, 51, MP_RNG_TEST, 0);
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     const int *q = shapes[s];
     mp_conv_desc d;
-    assert_int_equal(mp_conv_desc_init(&d, q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8]), 0);
+    assert_int_equal(mp_conv_desc_init_hw(&d, q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8], q[9]), 0);
     size_t nx = mp_conv_x_count(&d), nw = mp_conv_w_count(&d), ny = mp_conv_y_count(&d);
     float *x = mp_malloc(nx * 4), *w = mp_malloc(nw * 4), *b = mp_malloc((size_t)d.k * 4), *dy = mp_malloc(ny * 4);
     float *y1 = mp_malloc(ny * 4), *y2 = mp_malloc(ny * 4), *dx1 = mp_malloc(nx * 4), *dx2 = mp_malloc(nx * 4);
@@ -182,8 +187,8 @@ static void check_backend(const char *name) {
       mp_conv2d_backward_weights(be, &d, x, dy, dw1, bias ? db1 : NULL);
       mp_conv2d_backward_weights(ref, &d, x, dy, dw2, bias ? db2 : NULL);
       double e1 = nmse(y1, y2, ny), e2 = nmse(dx1, dx2, nx), e3 = nmse(dw1, dw2, nw), e4 = bias ? nmse(db1, db2, (size_t)d.k) : 0;
-      printf("  %-4s conv %dx%d s%d p%d %2dx%-2d c%-2d k%-2d bias %d: nmse fwd %.1e data %.1e weights %.1e bias %.1e  [%s]\n",
-             name, d.r, d.s, d.stride, d.pad, d.h, d.w, d.c, d.k, bias, e1, e2, e3, e4,
+      printf("  %-4s conv %dx%d s%d p%d,%d %2dx%-2d c%-2d k%-2d bias %d: nmse fwd %.1e data %.1e weights %.1e bias %.1e  [%s]\n",
+             name, d.r, d.s, d.stride, d.pad, d.pad_w, d.h, d.w, d.c, d.k, bias, e1, e2, e3, e4,
              be->iface->describe(be, "conv2d_forward", &d));
       const double tol = 1e-10; /* fp32 with another summation order: ~1e-13 observed */
       if (!(e1 < tol && e2 < tol && e3 < tol && e4 < tol)) fail_msg("%s differs from ref (shape %zu, bias %d)", name, s, bias);

@@ -53,9 +53,9 @@ static double dot(const float *a, const float *b, size_t n) {
   return s;
 }
 
-static void check_adjoint_and_fd(int n, int c, int h, int w, int k, int r, int s, int stride, int pad) {
+static void check_adjoint_and_fd_hw(int n, int c, int h, int w, int k, int r, int s, int stride, int pad, int pad_w) {
   mp_conv_desc d;
-  assert_int_equal(mp_conv_desc_init(&d, n, c, h, w, k, r, s, stride, pad), 0);
+  assert_int_equal(mp_conv_desc_init_hw(&d, n, c, h, w, k, r, s, stride, pad, pad_w), 0);
   size_t nx = mp_conv_x_count(&d), nw = mp_conv_w_count(&d), ny = mp_conv_y_count(&d);
   float *x = mp_malloc(nx * 4), *wt = mp_malloc(nw * 4), *g = mp_malloc(ny * 4), *y = mp_malloc(ny * 4);
   float *dx = mp_malloc(nx * 4), *dw = mp_malloc(nw * 4), *db = mp_malloc((size_t)k * 4), *bias = mp_malloc((size_t)k * 4);
@@ -113,8 +113,14 @@ static void check_adjoint_and_fd(int n, int c, int h, int w, int k, int r, int s
   mp_free(bias);
 }
 
+static void check_adjoint_and_fd(int n, int c, int h, int w, int k, int r, int s, int stride, int pad) {
+  check_adjoint_and_fd_hw(n, c, h, w, k, r, s, stride, pad, pad);
+}
+
 static void test_adjoint_and_fd(void **state) {
   (void)state;
+  check_adjoint_and_fd_hw(2, 3, 7, 9, 4, 1, 7, 1, 0, 3); /* Inception-v3 1x7 pad (0, 3) */
+  check_adjoint_and_fd_hw(1, 3, 9, 6, 2, 7, 1, 1, 3, 0); /* ... 7x1 pad (3, 0) */
   check_adjoint_and_fd(2, 3, 8, 8, 4, 3, 3, 1, 1);  /* classifier 3x3 pad 1 */
   check_adjoint_and_fd(2, 3, 8, 8, 5, 4, 4, 2, 1);  /* GAN 4x4 stride 2 pad 1 */
   check_adjoint_and_fd(3, 6, 4, 4, 1, 4, 4, 1, 0);  /* D's final 4x4 valid */

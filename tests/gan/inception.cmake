@@ -1,0 +1,10 @@
+# Inception-v3 (nn/mp_inception) against torchvision's inception_v3 on the same random
+# weights, both variants (torchvision blocks; the FID network's pools), through the
+# weight converter tools/convert_inception_weights.py; the Inception Score against numpy.
+add_executable(inception_tool ${CMAKE_CURRENT_SOURCE_DIR}/gan/inception_tool.c)
+target_link_libraries(inception_tool PRIVATE mp_nn mp_core)
+add_test(NAME test_inception
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/gan/check_inception.py
+                 --tool $<TARGET_FILE:inception_tool> --converter ${CMAKE_SOURCE_DIR}/tools/convert_inception_weights.py
+         WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+set_tests_properties(test_inception PROPERTIES TIMEOUT 900 LABELS "nn;gan")
