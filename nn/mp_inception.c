@@ -462,26 +462,28 @@ static tensor block_e(mp_inception *m, const char *b, tensor x, bool last) {
 }
 
 /* u8 side x side -> 1 x 299 x 299 in [-1, 1]: bilinear (align_corners = false) of u8/255,
- * PyTorch's index arithmetic (src = (o + 0.5) side / 299 - 0.5, clamped at 0), in double:
- * float32 interpolation weights perturb high-contrast images (a 0/255 checkerboard) by
- * ~1e-7, which a deep random-weight network amplifies to 3e-7 NMSE in pool3 */
+ * with PyTorch 1.13's CPU arithmetic (checked bit for bit by the test's oracle): the scale
+ * in float, the source position in double from it (clamped at 0), the weights rounded to
+ * float, the interpolation in float.  Other roundings of the weights move a 0/255
+ * checkerboard's pool3 by ~1e-7 NMSE through the deep network. */
 static void resize(const uint8_t *px, int side, float *out) {
   enum { S = MP_INCEPTION_SIDE };
   int i0[S], i1[S];
-  double l0[S], l1[S];
-  const double scale = (double)side / (double)S;
+  float l0[S], l1[S];
+  const float scale = (float)side / (float)S;
   for (int o = 0; o < S; o++) {
-    double src = scale * ((double)o + 0.5) - 0.5;
+    double src = (double)scale * (o + 0.5) - 0.5;
     if (src < 0) src = 0;
     int i = (int)src;
     i0[o] = i, i1[o] = i < side - 1 ? i + 1 : i;
-    l1[o] = src - (double)i, l0[o] = 1.0 - l1[o];
+    l1[o] = (float)(src - i), l0[o] = 1.0f - l1[o];
   }
   for (int r = 0; r < S; r++) {
     const uint8_t *a = px + (size_t)i0[r] * side, *b = px + (size_t)i1[r] * side;
     for (int c = 0; c < S; c++) {
-      double v = l0[r] * (l0[c] * a[i0[c]] + l1[c] * a[i1[c]]) + l1[r] * (l0[c] * b[i0[c]] + l1[c] * b[i1[c]]);
-      out[(size_t)r * S + c] = (float)(v / 255.0 * 2.0 - 1.0);
+      float v = l0[r] * (l0[c] * ((float)a[i0[c]] / 255.0f) + l1[c] * ((float)a[i1[c]] / 255.0f)) +
+                l1[r] * (l0[c] * ((float)b[i0[c]] / 255.0f) + l1[c] * ((float)b[i1[c]] / 255.0f));
+      out[(size_t)r * S + c] = v * 2.0f - 1.0f;
     }
   }
 }

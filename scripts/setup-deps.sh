@@ -25,7 +25,7 @@ pkgs=(
 )
 for a in "$@"; do
   case "$a" in
-    --with-python) pkgs+=(python3-sklearn python3-scipy) ;;
+    --with-python) pkgs+=(python3-sklearn python3-scipy python3-torchvision) ;;
     --with-browser) pkgs+=(chromium) ;;
     --with-slurm)  pkgs+=(munge slurm-wlm slurmctld slurmd slurm-client) ;;
     *) echo "setup-deps: unknown option '$a'" >&2; exit 2 ;;
