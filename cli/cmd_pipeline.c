@@ -285,7 +285,10 @@ static int make_plan(pipeline *p, const bool asked[NST], bool own_sweep, int pla
     done[st] = !k;
     cJSON_Delete(cur);
   }
-  if (last_asked < 0) return refuse(err, errlen, "--stage: none of the stages asked for applies to this configuration");
+  if (last_asked < 0) { /* e.g. the gan job of a chain whose variants have no gan: nothing to do */
+    for (int st = 0; st < NST; st++) plan[st] = applies[st] ? P_NOT_ASKED : P_NA;
+    return 0;
+  }
   /* stages not asked for before the last one asked for must be complete; a stage runs
    * when asked for and not done, or when an earlier stage runs in this invocation */
   bool upstream_runs = false;
@@ -485,6 +488,9 @@ int mp_cmd_pipeline(int argc, char **argv) {
     for (int st = 0; st < NST; st++)
       n += (size_t)snprintf(line + n, sizeof line - n, "%s%s: %s", st ? ", " : "", stage_name[st], what[plan[st]]);
     MP_INFO("pipeline on %d rank%s into %s — %s", s.size, s.size == 1 ? "" : "s", p.out, line);
+    bool any = false;
+    for (int st = 0; st < NST; st++) any |= plan[st] == P_RUN || plan[st] == P_DONE;
+    if (!any) MP_INFO("pipeline: none of the stages asked for applies to this configuration: nothing to do");
   }
 
   int status = MP_EXIT_OK;

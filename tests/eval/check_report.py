@@ -61,7 +61,7 @@ from pathlib import Path
 import numpy as np
 
 LEVELS = ("patch", "view", "patient")
-CHART_KINDS = ("roc", "pr", "training", "bar", "fid")
+CHART_KINDS = ("roc", "pr", "training", "bar", "fid", "is", "tsne")
 SKIP_CODE = 77
 CHROMIUM_TIMEOUT_S = 90
 WINDOW = (1280, 4000)

@@ -42,6 +42,71 @@ print(f"FIDs {', '.join(f'{x:.1f}' for x in fids)} (domain, N {f['n_real']}/{f['
 PY
 ) && ok "gan.json: $out" || bad "gan.json: $out"
 
+# resume: SIGUSR1 mid-run writes a checkpoint and exits 75; the rerun continues from it and
+# ends bit-identical to an uninterrupted run (generator, critic with Adam state, curve)
+gr=(--store "$S" --split-seed 1 --loss wgan-gp --filters 8 --extractor "$tmp/cls" --set gan.batch=4
+    --set gan.epochs=40 --set gan.fid_every=5 --set gan.checkpoint_every=7)
+run2 gan train "${gr[@]}" --out "$tmp/ra" > "$tmp/ra.log" 2>&1 || bad "uninterrupted reference run"
+"$mpiexec" -n 2 --oversubscribe "$mp" gan train "${gr[@]}" --out "$tmp/rb" > "$tmp/rb.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  n=$(/usr/bin/python3 -c 'import json,sys
+try: print(len(json.load(open(sys.argv[1]))["curve"]))
+except Exception: print(0)' "$tmp/rb/gan.json")
+  [ "$n" -ge 9 ] && break; sleep 0.1
+done
+kill -USR1 $pid; wait $pid; rc=$?
+[ $rc -eq 75 ] && [ -s "$tmp/rb/checkpoint/state.json" ] && ok "SIGUSR1 mid-run: checkpoint, exit 75" \
+  || bad "SIGUSR1: exit $rc: $(tail -2 "$tmp/rb.log")"
+run2 gan train "${gr[@]}" --out "$tmp/rb" > "$tmp/rb2.log" 2>&1 && grep -q "resuming from" "$tmp/rb2.log" \
+  && ok "the rerun resumes ($(grep -o 'epoch [0-9]*, step [0-9]* of [0-9]*' "$tmp/rb2.log" | head -1))" \
+  || bad "resume: $(tail -3 "$tmp/rb2.log")"
+h5diff "$tmp/ra/best/generator.h5" "$tmp/rb/best/generator.h5" >/dev/null && h5diff "$tmp/ra/final/critic.h5" \
+  "$tmp/rb/final/critic.h5" >/dev/null && [ ! -e "$tmp/rb/checkpoint" ] \
+  && /usr/bin/python3 -c 'import json,sys
+c=[[{k:v for k,v in e.items() if k!="seconds"} for e in json.load(open(f))["curve"]] for f in sys.argv[1:]]
+sys.exit(c[0]!=c[1])' "$tmp/ra/gan.json" "$tmp/rb/gan.json" \
+  && ok "interrupted + resumed = uninterrupted (networks and Adam state bit-identical, same curve)" \
+  || bad "resumed run differs from the uninterrupted one"
+run2 gan train "${gr[@]}" --out "$tmp/rc" --set gan.epochs=60 > /dev/null 2>&1 &
+pid=$!
+for _ in $(seq 600); do [ -s "$tmp/rc/checkpoint/state.json" ] && break; sleep 0.1; done
+kill -USR1 $pid 2>/dev/null; wait $pid
+run2 gan train "${gr[@]}" --out "$tmp/rc" --set gan.epochs=61 > "$tmp/rc.log" 2>&1; rc=$?
+[ $rc -eq 2 ] && grep -q "gan.epochs" "$tmp/rc.log" && ok "a checkpoint of another configuration is refused (key named)" \
+  || bad "changed configuration on resume: exit $rc: $(tail -2 "$tmp/rc.log")"
+
+# the inception extractor: a random torchvision Inception-v3 (FID variant, 1008 classes)
+# through the converter; FID with N named, the Inception Score, the t-SNE map
+/usr/bin/python3 - "$tmp/inception.h5" "$tests/../tools" <<'PY' || bad "random Inception weights"
+import sys, torch, torchvision
+sys.path.insert(0, sys.argv[2])
+from convert_inception_weights import convert
+torch.manual_seed(3)
+m = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False, num_classes=1008)
+for mod in m.modules():  # activations of order 1 through the 94 layers (He initialisation)
+    if isinstance(mod, torch.nn.Conv2d):
+        torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+    elif isinstance(mod, torch.nn.Linear):
+        torch.nn.init.normal_(mod.weight, std=0.05)
+convert(m.state_dict(), sys.argv[1], "fid", "random", "")
+PY
+run2 gan train --store "$S" --split-seed 1 --loss rahinge --filters 8 --sn-ttur --out "$tmp/gi" -q \
+  --set gan.batch=8 --set gan.epochs=2 --set gan.fid_every=2 --set gan.inception_weights="$tmp/inception.h5" \
+  && out=$(/usr/bin/python3 - "$tmp/gi" <<'PY'
+import json, math, os, sys
+d = json.load(open(os.path.join(sys.argv[1], "gan.json")))
+f, i, t = d["fid"], d["inception_score"], d["tsne"]
+assert f["extractor"] == "inception" and f["dimension"] == 2048 and math.isfinite(f["best"]), f
+assert 1.0 <= i["mean"] <= 1008 and i["std"] >= 0 and i["splits"] == 10, i
+rows = open(os.path.join(sys.argv[1], "tsne.csv")).read().split("\n")[1:-1]
+assert len(rows) == t["points_real"] + t["points_generated"] == f["n_real"] + f["n_generated"], (len(rows), t)
+assert sum(r.startswith("real,") for r in rows) == f["n_real"], rows[:3]
+print(f"FID {f['best']:.1f} (inception, N {f['n_real']}/{f['n_generated']}), IS {i['mean']:.3f} ± {i['std']:.3f}, "
+      f"t-SNE {len(rows)} points")
+PY
+) && ok "inception extractor: $out" || bad "inception extractor: ${out:-gan train failed}"
+
 # a forced divergence (huge learning rates) is recorded, not a crash
 run2 gan train --store "$S" --split-seed 1 --loss wgan-gp --filters 8 --out "$tmp/div" "${g[@]}" \
   --set gan.lr_d=1e6 --set gan.lr_g=1e6 > "$tmp/div.log" 2>&1; rc=$?

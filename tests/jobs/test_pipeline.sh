@@ -87,6 +87,11 @@ out=$(/usr/bin/python3 "$tests/eval/check_experiment.py" same "$tmp/a/experiment
 h5diff "$tmp/a/patches.h5" "$tmp/b/patches.h5" >/dev/null \
   && ok "patch stores identical" || bad "patch stores differ"
 
+# a stage that does not apply (a chain's gan job when no gan variant is listed) does nothing
+pipe --set pipeline.out="$tmp/a" --set experiment.variants=baseline --stage baseline,gan > "$tmp/a5.log" 2>&1; rc=$?
+[ $rc -eq 0 ] && grep -q "nothing to do" "$tmp/a5.log" && ok "stages that do not apply: nothing to do, exit 0" \
+  || bad "inapplicable stages: exit $rc: $(tail -2 "$tmp/a5.log")"
+
 # 5. finished outputs are not rebuilt with another configuration: refused, key named
 pipe --set pipeline.out="$tmp/a" --set preprocess.close_radius=3 > "$tmp/a3.log" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "preprocess.close_radius" "$tmp/a3.log" && ok "changed preprocessing refused (key named)" \
