@@ -9,7 +9,8 @@
 #   domain     the SPEC §6 classifier's penultimate 512-d layer (FC512-ReLU), random
 #              initial weights (weights do not change the time; batch-norm running
 #              statistics from one training batch so the features are not degenerate)
-#   inception  NOT BUILT YET: mammopatch has no Inception-v3 extractor, so that row is absent.
+#   inception  its cost is the Inception-v3 forward: bench/gan/inception_bench.sh (beside
+#              torchvision on the same weights, with the projected 2,000 + 2,000 FID time).
 # Usage: bench/gan/fid_bench.sh; N (default 2000), EVAL_BATCH (default 64), THREADS
 #        (default 2), ROUNDS (alternating rounds, default 1) and BUILD_DIR (default build)
 #        in the environment.  Each cell is the median over the rounds.
