@@ -457,8 +457,18 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   n_gen = (n_gen + t->B - 1) / t->B * t->B; /* whole global batches: the same samples for any K */
   R.n_gen = dim ? n_gen : 0;
   if (dim) {
+    /* rank r extracts real patches [r n / K, (r + 1) n / K); rank 0 gathers them (the FID,
+     * its floor and the t-SNE map are computed there) */
+    int *cnt = mp_malloc((size_t)t->K * sizeof *cnt), *off = mp_malloc((size_t)t->K * sizeof *off);
+    for (int r = 0; r < t->K; r++) {
+      int a0 = (int)((long long)r * t->nreal / t->K), a1 = (int)((long long)(r + 1) * t->nreal / t->K);
+      off[r] = a0 * dim, cnt[r] = (a1 - a0) * dim;
+    }
     real_feat = mp_malloc((size_t)t->nreal * dim * sizeof *real_feat);
-    features(t, t->real, t->nreal, real_feat, dim, NULL); /* every rank: a few thousand patches */
+    features(t, t->real + (size_t)(off[t->rank] / dim) * t->px, cnt[t->rank] / dim, real_feat + off[t->rank], dim, NULL);
+    MP_CHECK_MPI(MPI_Gatherv(t->rank == 0 ? MPI_IN_PLACE : real_feat + off[t->rank], cnt[t->rank], MPI_FLOAT, real_feat,
+                             cnt, off, MPI_FLOAT, 0, comm));
+    mp_free(cnt), mp_free(off);
     if (t->rank == 0 && t->nreal >= 4) {
       mp_fid_result fr;
       if (mp_fid(real_feat, (size_t)t->nreal / 2, real_feat + (size_t)(t->nreal / 2) * dim,

@@ -18,6 +18,13 @@
 #include "mp_alloc.h"
 #include "mp_check.h"
 
+/* the plain-C layers (pools, concatenation, resize) share oneDNN's OpenMP threads */
+#ifdef _OPENMP
+#define PAR_FOR _Pragma("omp parallel for schedule(static)")
+#else
+#define PAR_FOR
+#endif
+
 typedef struct {
   char name[48];
   int cin, cout, kh, kw, stride, ph, pw;
@@ -334,6 +341,7 @@ static tensor conv_free(mp_inception *m, const unit *u, tensor x) { /* conv, the
 static tensor maxpool3(const mp_inception *m, tensor x, int stride, int pad) {
   int oh = (x.h + 2 * pad - 3) / stride + 1, ow = (x.w + 2 * pad - 3) / stride + 1;
   tensor y = tnew(m, x.c, oh, ow);
+  PAR_FOR
   for (size_t nc = 0; nc < (size_t)m->n * x.c; nc++) {
     const float *src = x.d + nc * x.h * x.w;
     float *dst = y.d + nc * oh * ow;
@@ -358,6 +366,7 @@ static tensor maxpool3(const mp_inception *m, tensor x, int stride, int pad) {
  * by the pixels inside the image (the FID network) */
 static tensor avgpool3(const mp_inception *m, tensor x, bool count_pad) {
   tensor y = tnew(m, x.c, x.h, x.w);
+  PAR_FOR
   for (size_t nc = 0; nc < (size_t)m->n * x.c; nc++) {
     const float *src = x.d + nc * x.h * x.w;
     float *dst = y.d + nc * x.h * x.w;
@@ -380,6 +389,7 @@ static tensor cat(const mp_inception *m, tensor *p, int k) {
   for (int i = 0; i < k; i++) c += p[i].c;
   tensor y = tnew(m, c, p[0].h, p[0].w);
   const size_t hw = (size_t)p[0].h * p[0].w;
+  PAR_FOR
   for (int n = 0; n < m->n; n++) {
     size_t off = (size_t)n * c * hw;
     for (int i = 0; i < k; i++) {
@@ -492,6 +502,7 @@ static void forward_batch(mp_inception *m, const uint8_t *px, int n, int side, f
   m->n = n;
   enum { S = MP_INCEPTION_SIDE };
   tensor x = tnew(m, 1, S, S);
+  PAR_FOR
   for (int i = 0; i < n; i++) resize(px + (size_t)i * side * side, side, x.d + (size_t)i * S * S);
   x = conv_free(m, U(m, "Conv2d_1a_3x3", NULL), x);
   x = conv_free(m, U(m, "Conv2d_2a_3x3", NULL), x);
@@ -515,6 +526,7 @@ static void forward_batch(mp_inception *m, const uint8_t *px, int n, int side, f
   x = block_e(m, "Mixed_7c", x, true);
   MP_CHECK(x.c == MP_INCEPTION_POOL3, "Inception: %d channels before the pool", x.c);
   const size_t hw = (size_t)x.h * x.w;
+  PAR_FOR
   for (size_t nc = 0; nc < (size_t)n * x.c; nc++) {
     double s = 0;
     for (size_t e = 0; e < hw; e++) s += x.d[nc * hw + e];
