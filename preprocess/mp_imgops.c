@@ -532,15 +532,35 @@ int mp_fit_ellipse_points(const mp_point *p, int n, mp_ellipse *e) {
   return rc;
 }
 
-double mp_ellipse_coverage(const mp_ellipse *e, const uint8_t *mask, int W, int H, int samples) {
+double mp_ellipse_coverage_window(const mp_ellipse *e, const uint8_t *mask, int mx, int my, int mw, int mh,
+                                  int samples) {
   int hit = 0;
   double c = cos(e->angle), s = sin(e->angle);
   for (int k = 0; k < samples; k++) {
     double t = 2 * M_PI * k / samples, u = e->a * cos(t), v = e->b * sin(t);
-    long x = lround(e->cx + u * c - v * s), y = lround(e->cy + u * s + v * c);
-    if (x >= 0 && y >= 0 && x < W && y < H && mask[(size_t)y * W + (size_t)x]) hit++;
+    long x = lround(e->cx + u * c - v * s) - mx, y = lround(e->cy + u * s + v * c) - my;
+    if (x >= 0 && y >= 0 && x < mw && y < mh && mask[(size_t)y * mw + (size_t)x]) hit++;
   }
   return samples > 0 ? (double)hit / samples : 0.0;
+}
+
+double mp_ellipse_coverage(const mp_ellipse *e, const uint8_t *mask, int W, int H, int samples) {
+  return mp_ellipse_coverage_window(e, mask, 0, 0, W, H, samples);
+}
+
+bool mp_bbox_u8(const uint8_t *in, int W, int H, int *x0, int *y0, int *x1, int *y1) {
+  int *lo = mp_malloc((size_t)H * 2 * sizeof *lo), *hi = lo + H;
+  row_extents(in, W, H, lo, hi);
+  *x0 = W, *y0 = H, *x1 = -1, *y1 = -1;
+  for (int y = 0; y < H; y++) {
+    if (lo[y] < 0) continue;
+    if (*y0 == H) *y0 = y;
+    *y1 = y;
+    if (lo[y] < *x0) *x0 = lo[y];
+    if (hi[y] > *x1) *x1 = hi[y];
+  }
+  mp_free(lo);
+  return *y1 >= 0;
 }
 
 /* ---- crops and tiles ------------------------------------------------------------------- */

@@ -83,6 +83,12 @@ int mp_fit_ellipse_points(const mp_point *p, int n, mp_ellipse *e);
  * fall (rounded to the nearest pixel) on a set pixel of mask; points outside the
  * image count as not covered. */
 double mp_ellipse_coverage(const mp_ellipse *e, const uint8_t *mask, int W, int H, int samples);
+/* The same with the mask given on a window of the image: mask is mw x mh and covers image
+ * columns mx.. and rows my..; the image is zero outside it (samples there miss). */
+double mp_ellipse_coverage_window(const mp_ellipse *e, const uint8_t *mask, int mx, int my, int mw, int mh,
+                                  int samples);
+/* The bounding box of the nonzero pixels (inclusive); false when there is none. */
+bool mp_bbox_u8(const uint8_t *in, int W, int H, int *x0, int *y0, int *x1, int *y1);
 
 /* Copy the size x size square with top-left (x0, y0).  Returns false (and copies
  * nothing) when it leaves the image. */
@@ -105,7 +111,7 @@ int mp_tile_normals(const uint8_t *img, int W, int H, int size, int black, int w
  * are not thread-safe.  Slots are private to their users (see MP_SCRATCH_*). */
 enum {
   MP_SCRATCH_MORPH_TMP, MP_SCRATCH_MORPH_TMP2, MP_SCRATCH_RING, MP_SCRATCH_EXTENTS, MP_SCRATCH_LABELS,
-  MP_SCRATCH_THR, MP_SCRATCH_CLOSED, MP_SCRATCH_MASK, MP_SCRATCH_IMAGE, MP_SCRATCH_NSLOTS
+  MP_SCRATCH_THR, MP_SCRATCH_CLOSED, MP_SCRATCH_MASK, MP_SCRATCH_IMAGE, MP_SCRATCH_WINDOW, MP_SCRATCH_NSLOTS
 };
 void *mp_imgops_scratch(int slot, size_t bytes);
 /* Release them all (end of a stage). */
