@@ -295,10 +295,16 @@ static cJSON *run_snapshot(const mp_config *cfg, const mp_gan_train_args *a) {
   return snap;
 }
 
-/* Both networks with their Adam state (rank 0), then state.json last: a checkpoint
- * without state.json is incomplete and ignored. */
+/* state.json removed first, both networks with their Adam state (rank 0), then the new
+ * state.json: a checkpoint without state.json is incomplete and ignored, so a crash in
+ * the middle never pairs one checkpoint's state with another's networks. */
 static int save_checkpoint(gan *t, const char *dir, const cJSON *snap, const resume_point *p, const cJSON *curve,
                            const mp_gan_result *R, char *err, size_t errlen) {
+  if (t->rank == 0) {
+    char sp[4400];
+    snprintf(sp, sizeof sp, "%s/state.json", dir);
+    remove(sp);
+  }
   int rc = save_nets(t, dir, true, p->step, err, errlen);
   if (!rc && t->rank == 0) {
     char path[4400];
