@@ -129,20 +129,6 @@ static cJSON *stage_snapshot(const mp_config *cfg, int st) {
   return snap;
 }
 
-/* The first key whose value differs between a recorded snapshot and now (NULL: none);
- * its old and new values printed into was / now. */
-static const char *snapshot_diff(const cJSON *old, const cJSON *cur, char *was, size_t wl, char *now, size_t nl) {
-  for (const cJSON *k = cur->child; k; k = k->next) {
-    const cJSON *o = cJSON_GetObjectItemCaseSensitive(old, k->string);
-    if (o && cJSON_Compare(o, k, 1)) continue;
-    char *a = o ? cJSON_PrintUnformatted(o) : NULL, *b = cJSON_PrintUnformatted(k);
-    snprintf(was, wl, "%s", a ? a : "(absent)");
-    snprintf(now, nl, "%s", b ? b : "?");
-    free(a), free(b);
-    return k->string;
-  }
-  return NULL;
-}
 
 /* ---- the record ------------------------------------------------------------------------------ */
 static cJSON *stage_rec(pipeline *p, int st) {
@@ -272,7 +258,7 @@ static int make_plan(pipeline *p, const bool asked[NST], bool own_sweep, int pla
     if (!status || strcmp(status, "done") != 0 || !outputs_present(p, st)) continue;
     cJSON *cur = stage_snapshot(cfg, st);
     char was[256], now[256];
-    const char *k = snapshot_diff(cJSON_GetObjectItem(r, "config"), cur, was, sizeof was, now, sizeof now);
+    const char *k = mp_json_first_diff(cJSON_GetObjectItem(r, "config"), cur, was, sizeof was, now, sizeof now);
     if (k && stage_refuse_change[st]) {
       snprintf(err, errlen,
                "%s = %s, but stage %s in %s was made with %s = %s and later stages are built on it: use another "

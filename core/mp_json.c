@@ -58,3 +58,16 @@ cJSON *mp_json_provenance(const mp_config *cfg, int ranks) {
   if (cfg) cJSON_AddItemToObject(p, "config", mp_config_to_json(cfg));
   return p;
 }
+
+const char *mp_json_first_diff(const cJSON *old, const cJSON *cur, char *was, size_t wl, char *now, size_t nl) {
+  for (const cJSON *k = cur ? cur->child : NULL; k; k = k->next) {
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(old, k->string);
+    if (o && cJSON_Compare(o, k, 1)) continue;
+    char *a = o ? cJSON_PrintUnformatted(o) : NULL, *b = cJSON_PrintUnformatted(k);
+    snprintf(was, wl, "%s", a ? a : "(absent)");
+    snprintf(now, nl, "%s", b ? b : "?");
+    free(a), free(b);
+    return k->string;
+  }
+  return NULL;
+}

@@ -24,6 +24,11 @@ cJSON *mp_json_read_file(const char *path, char *err, size_t errlen);
 /* {"software": "mammopatch", "version": "0.1.0", "git": "<describe>", "created_utc":
  *  "2026-...Z", "ranks": N, "config": {...}} — cfg may be NULL (then no "config"). */
 cJSON *mp_json_provenance(const mp_config *cfg, int ranks);
+/* The first member of the flat object `cur` whose value is absent from or different in
+ * `old` (a recorded configuration snapshot against the current one), NULL when none; its
+ * old and new values, as JSON text ("(absent)" when missing), printed into was / now.
+ * The pipeline's stage records and the GAN checkpoints name a changed key with it. */
+const char *mp_json_first_diff(const cJSON *old, const cJSON *cur, char *was, size_t wl, char *now, size_t nl);
 
 /* Build identification, baked in at build time. */
 const char *mp_version(void);     /* "0.1.0" */

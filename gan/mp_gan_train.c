@@ -340,16 +340,11 @@ static int load_checkpoint(gan *t, const char *dir, const cJSON *snap, resume_po
     if (fp) {
       fclose(fp);
       cJSON *d = mp_json_read_file(path, err, errlen);
-      const cJSON *cfg = cJSON_GetObjectItem(d, "config");
-      for (const cJSON *k = snap->child; d && k && !rc; k = k->next) {
-        const cJSON *o = cJSON_GetObjectItem(cfg, k->string);
-        if (!o || !cJSON_Compare(o, k, 1)) {
-          char *a = o ? cJSON_PrintUnformatted(o) : NULL, *b = cJSON_PrintUnformatted(k);
-          snprintf(err, errlen, "%.600s was made with %s = %.100s, now %.100s: remove it to start this run afresh", dir, k->string,
-                   a ? a : "(absent)", b ? b : "?");
-          free(a), free(b);
-          rc = -1;
-        }
+      char was[128], now[128];
+      const char *k = d ? mp_json_first_diff(cJSON_GetObjectItem(d, "config"), snap, was, sizeof was, now, sizeof now) : NULL;
+      if (k) {
+        snprintf(err, errlen, "%.600s was made with %s = %s, now %s: remove it to start this run afresh", dir, k, was, now);
+        rc = -1;
       }
       if (!d) rc = -1;
       if (!rc) {
