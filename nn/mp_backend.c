@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "mp_alloc.h"
+#include "mp_config.h"
+#include "mp_gpu.h"
 
 static void *ref_alloc(mp_backend *b, size_t bytes) {
   (void)b;
@@ -108,6 +110,41 @@ static void ref_adam(mp_backend *b, float *param, const float *grad, float *m, f
   mp_ref_adam_step(param, grad, m, v, n, lr, b1, b2, eps, step);
 }
 
+static void host_copy(mp_backend *b, float *dst, const float *src, size_t n) {
+  (void)b;
+  if (n) memcpy(dst, src, n * sizeof *dst);
+}
+static void host_zero(mp_backend *b, void *dst, size_t bytes) {
+  (void)b;
+  if (bytes) memset(dst, 0, bytes);
+}
+static void host_axpy(mp_backend *b, float a, const float *x, float *y, size_t n) {
+  (void)b;
+  for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+static void host_scale(mp_backend *b, float a, float *x, size_t n) {
+  (void)b;
+  for (size_t i = 0; i < n; i++) x[i] *= a;
+}
+static double ref_sn_fwd(mp_backend *b, const float *w, int rows, int cols, float *u, float *v, float *w_sn, int train) {
+  (void)b;
+  if (train) return mp_ref_spectral_norm_forward(w, rows, cols, u, v, w_sn);
+  /* eval: sigma from the stored u, v (PyTorch's eval-mode spectral norm) */
+  double sg = 0;
+  for (int a = 0; a < rows; a++) {
+    double acc = 0;
+    for (int c = 0; c < cols; c++) acc += (double)w[(size_t)a * cols + c] * v[c];
+    sg += u[a] * acc;
+  }
+  for (size_t q = 0; q < (size_t)rows * cols; q++) w_sn[q] = (float)(w[q] / sg);
+  return sg;
+}
+static void ref_sn_bwd(mp_backend *b, const float *w, const float *dw_sn, int rows, int cols, const float *u,
+                       const float *v, double sigma, float *dw) {
+  (void)b;
+  mp_ref_spectral_norm_backward(w, dw_sn, rows, cols, u, v, sigma, dw);
+}
+
 static void generic_conv_bwd(mp_backend *b, const mp_conv_desc *d, const float *x, const float *dy, const float *w,
                              float *dx, float *dw, float *db) {
   b->iface->conv2d_backward_weights(b, d, x, dy, dw, db);
@@ -131,6 +168,12 @@ void mp_backend_fill_ref_ops(mp_backend_i *f) {
   if (!f->dropout_forward) f->dropout_forward = ref_drop_fwd;
   if (!f->dropout_backward) f->dropout_backward = ref_drop_bwd;
   if (!f->adam_step) f->adam_step = ref_adam;
+  if (!f->copy) f->copy = host_copy;
+  if (!f->zero) f->zero = host_zero;
+  if (!f->axpy) f->axpy = host_axpy;
+  if (!f->scale) f->scale = host_scale;
+  if (!f->sn_forward) f->sn_forward = ref_sn_fwd;
+  if (!f->sn_backward) f->sn_backward = ref_sn_bwd;
 }
 
 static mp_backend_i ref_iface = {
@@ -158,12 +201,34 @@ mp_backend *mp_backend_create(const char *name, char *err, size_t errlen) {
 #if MP_HAVE_DNNL
   if (!strcmp(name, "cpu")) return mp_backend_dnnl_create(err, errlen);
 #endif
+#if MP_HAVE_CUDA_BACKEND
+  if (!strcmp(name, "cuda") || !strcmp(name, "cuda:fp32")) return mp_backend_cuda_create(0, err, errlen);
+  if (!strcmp(name, "cuda:tf32")) return mp_backend_cuda_create(1, err, errlen);
+#endif
   snprintf(err, errlen, "backend '%s' is not in this build (available: %s)", name, mp_backend_list());
   return NULL;
+}
+
+mp_backend *mp_backend_create_cfg(const mp_config *cfg, char *err, size_t errlen) {
+  const char *name = mp_config_str(cfg, "train.backend");
+  if (strcmp(name, "cuda") != 0) return mp_backend_create(name, err, errlen);
+  char full[32];
+  snprintf(full, sizeof full, "cuda:%s", mp_config_str(cfg, "train.precision"));
+  return mp_backend_create(full, err, errlen);
 }
 
 void mp_backend_free(mp_backend *b) {
   if (b) b->iface->destroy(b);
 }
 
-const char *mp_backend_list(void) { return MP_HAVE_DNNL ? "ref cpu" : "ref"; }
+int mp_backend_device_absent(const char *name) {
+#if MP_HAVE_CUDA_BACKEND
+  if (!strncmp(name, "cuda", 4)) return mp_gpu_count() == 0;
+#endif
+  (void)name;
+  return 0;
+}
+
+const char *mp_backend_list(void) {
+  return MP_HAVE_DNNL ? (MP_HAVE_CUDA_BACKEND ? "ref cpu cuda" : "ref cpu") : (MP_HAVE_CUDA_BACKEND ? "ref cuda" : "ref");
+}

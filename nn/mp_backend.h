@@ -3,7 +3,7 @@
  *
  *   ref   plain C (mp_ref): the oracle every other backend is held to
  *   cpu   oneDNN's C API, primitives created once per shape and reused
- *   cuda  (issue 10)
+ *   cuda  cuDNN, cuBLAS and own kernels on CUDA managed memory (mp_backend_cuda.cu)
  *
  * Memory: tensors live where the backend computes (host memory for ref and cpu);
  * alloc/upload/download move data in and out, so model code never touches a backend's
@@ -17,6 +17,7 @@
 #define MP_BACKEND_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mp_ref.h"
 
@@ -76,6 +77,29 @@ typedef struct {
                     float beta1, float beta2, float eps, long step);
   /* a short description of what computes an op (e.g. oneDNN's kernel name) */
   const char *(*describe)(mp_backend *b, const char *op, const mp_conv_desc *d);
+
+  /* ---- memory-level entries (host defaults from mp_backend_fill_ref_ops) ----
+   * Optional: wait until every queued op has finished, so host code may read and write
+   * the backend's memory (cuda: managed memory, kernels are asynchronous).  NULL for
+   * backends whose ops return finished. */
+  void (*sync)(mp_backend *b);
+  void (*copy)(mp_backend *b, float *dst, const float *src, size_t n); /* n floats, no overlap */
+  void (*zero)(mp_backend *b, void *dst, size_t bytes);
+  void (*axpy)(mp_backend *b, float a, const float *x, float *y, size_t n); /* y += a x */
+  void (*scale)(mp_backend *b, float a, float *x, size_t n);               /* x *= a */
+  /* spectral norm (mp_ref.h): train = one power iteration updating u, v; eval = sigma
+   * from the stored u, v.  Writes w_sn = w / sigma and returns sigma. */
+  double (*sn_forward)(mp_backend *b, const float *w, int rows, int cols, float *u, float *v, float *w_sn, int train);
+  void (*sn_backward)(mp_backend *b, const float *w, const float *dw_sn, int rows, int cols, const float *u,
+                      const float *v, double sigma, float *dw);
+
+  /* ---- data parallelism (optional: NULL where the backend has no collective of its own;
+   * callers then reduce in host memory with MPI) ----
+   * attach: collective over the MPI communicator (an MPI_Comm passed by address); 0 when
+   * the backend will reduce over it, -1 with the reason in err when it cannot (callers
+   * fall back to MPI).  allreduce_sum: in place over the attached communicator. */
+  int (*comm_attach)(mp_backend *b, const void *mpi_comm, char *err, size_t errlen);
+  void (*allreduce_sum)(mp_backend *b, float *buf, size_t n);
 } mp_backend_i;
 
 struct mp_backend {
@@ -83,11 +107,20 @@ struct mp_backend {
   void *ctx;
 };
 
-/* "ref" or "cpu" (when built with oneDNN).  NULL with the reason in err otherwise. */
+/* "ref", "cpu" (when built with oneDNN) or "cuda" (built with CUDA, cuDNN and cuBLAS,
+ * and a device present); "cuda:tf32" lets cuDNN and cuBLAS use TF32 tensor cores
+ * ("cuda" = "cuda:fp32", full fp32).  NULL with the reason in err otherwise. */
 mp_backend *mp_backend_create(const char *name, char *err, size_t errlen);
+/* The backend of a configuration: train.backend, with train.precision for cuda.  A cuda
+ * backend under MPI picks its device from the node-local rank. */
+typedef struct mp_config mp_config;
+mp_backend *mp_backend_create_cfg(const mp_config *cfg, char *err, size_t errlen);
 void mp_backend_free(mp_backend *b);
-/* Names of the backends this build has, e.g. "ref cpu". */
+/* Names of the backends this build has, e.g. "ref cpu cuda". */
 const char *mp_backend_list(void);
+/* 1 when `name` is a device backend of this build whose device this process cannot see
+ * (cuda without a GPU): tests skip it with a message instead of failing. */
+int mp_backend_device_absent(const char *name);
 
 static inline void mp_conv2d_forward(mp_backend *b, const mp_conv_desc *d, const float *x, const float *w,
                                      const float *bias, float *y) {
@@ -104,6 +137,13 @@ static inline void mp_conv2d_backward_weights(mp_backend *b, const mp_conv_desc 
 
 enum { MP_ACT_RELU, MP_ACT_LRELU, MP_ACT_TANH, MP_ACT_SIGMOID };
 
+/* Host code may touch the backend's memory after this (see sync above). */
+static inline void mp_backend_sync(mp_backend *b) {
+  if (b->iface->sync) b->iface->sync(b);
+}
+/* Whether the backend reduces gradients itself over an attached communicator. */
+static inline int mp_backend_has_allreduce(const mp_backend *b) { return b->iface->allreduce_sum != 0; }
+
 /* The ref implementations of every entry, for backends that compute in host memory and
  * have not specialised an op yet (mp_backend.c). */
 void mp_backend_fill_ref_ops(mp_backend_i *iface);
@@ -112,6 +152,10 @@ void mp_backend_fill_ref_ops(mp_backend_i *iface);
 mp_backend *mp_backend_ref_create(void);
 #if MP_HAVE_DNNL
 mp_backend *mp_backend_dnnl_create(char *err, size_t errlen);
+#endif
+#if MP_HAVE_CUDA_BACKEND
+/* tf32: allow TF32 tensor-core math in cuDNN and cuBLAS. */
+mp_backend *mp_backend_cuda_create(int tf32, char *err, size_t errlen);
 #endif
 
 #endif

@@ -1,4 +1,12 @@
-/* mp_net — sequential networks on a backend (see mp_net.h). */
+/* mp_net — sequential networks on a backend (see mp_net.h).
+ *
+ * Every buffer (parameters, gradients, Adam moments, statistics, activations, masks, the
+ * spectral-norm vectors) comes from the backend's allocator, and every bulk operation on
+ * them (copies, zeroing, gradient accumulation, spectral norm) goes through the backend,
+ * so a device backend keeps the whole pass on the device.  Host code here touches the
+ * buffers only after mp_backend_sync (initialisation, the gradient penalty's per-sample
+ * norms), and every public entry point ends synchronised, so callers may read what it
+ * returns (outputs, gradients, parameters) directly. */
 #include "mp_net.h"
 
 #include <hdf5.h>
@@ -60,6 +68,17 @@ mp_net *mp_net_new(mp_backend *be, int c, int h, int w, int max_batch, uint64_t 
   n->seed = seed;
   return n;
 }
+
+/* backend memory: zeroed when asked (the calloc of a host backend) */
+static void *balloc(mp_net *n, size_t bytes, bool zero) {
+  void *p = n->be->iface->alloc(n->be, bytes ? bytes : 1);
+  if (zero) n->be->iface->zero(n->be, p, bytes ? bytes : 1);
+  return p;
+}
+static void bfree(mp_net *n, void *p) {
+  if (p) n->be->iface->release(n->be, p);
+}
+static void host(mp_net *n) { mp_backend_sync(n->be); }
 
 static layer *push(mp_net *n, kind_t k) {
   MP_CHECK(!n->built, "layer added after mp_net_build");
@@ -140,9 +159,9 @@ void mp_net_build(mp_net *n) {
       l->w_n = l->b_n = (size_t)c;
       l->stat_off = ns;
       ns += 2 * (size_t)c;
-      l->save_mean = mp_calloc((size_t)c * n->max_batch, sizeof(float)); /* per statistics group */
-      l->save_invstd = mp_calloc((size_t)c * n->max_batch, sizeof(float));
-      l->bn_scratch = mp_calloc(2 * (size_t)c, sizeof(float));
+      l->save_mean = balloc(n, (size_t)c * n->max_batch * sizeof(float), true); /* per statistics group */
+      l->save_invstd = balloc(n, (size_t)c * n->max_batch * sizeof(float), true);
+      l->bn_scratch = balloc(n, 2 * (size_t)c * sizeof(float), true);
       break;
     case L_POOL:
       MP_CHECK(h % 2 == 0 && w % 2 == 0, "layer %d: max-pool needs even sizes", i);
@@ -171,31 +190,33 @@ void mp_net_build(mp_net *n) {
         n->L[i].fuse_relu = true;
         n->L[i + 1].fused = true;
       }
-  n->params = mp_calloc(np ? np : 1, sizeof(float));
-  n->grads = mp_calloc(np ? np : 1, sizeof(float));
-  n->m = mp_calloc(np ? np : 1, sizeof(float));
-  n->v = mp_calloc(np ? np : 1, sizeof(float));
-  n->stats = mp_calloc(ns ? ns : 1, sizeof(float));
+  n->params = balloc(n, np * sizeof(float), true);
+  n->grads = balloc(n, np * sizeof(float), true);
+  n->m = balloc(n, np * sizeof(float), true);
+  n->v = balloc(n, np * sizeof(float), true);
+  n->stats = balloc(n, ns * sizeof(float), true);
   n->act = mp_calloc((size_t)n->nl + 1, sizeof *n->act);
   n->dact = mp_calloc((size_t)n->nl + 1, sizeof *n->dact);
   for (int i = 0; i <= n->nl; i++) {
     size_t sz = i < n->nl ? per(n->L[i].c, n->L[i].h, n->L[i].w) : per(c, h, w);
     if (sz > n->max_act) n->max_act = sz;
     if (i < n->nl && n->L[i].fused) continue; /* a fused BN+ReLU never materialises the BN output */
-    n->act[i] = mp_malloc(sz * (size_t)n->max_batch * sizeof(float));
-    n->dact[i] = mp_malloc(sz * (size_t)n->max_batch * sizeof(float));
+    n->act[i] = balloc(n, sz * (size_t)n->max_batch * sizeof(float), false);
+    n->dact[i] = balloc(n, sz * (size_t)n->max_batch * sizeof(float), false);
   }
   /* initial values: PyTorch's defaults from the counter-based RNG, one stream index per tensor */
+  host(n);
   uint64_t tensor = 0;
   for (int i = 0; i < n->nl; i++) {
     layer *l = &n->L[i];
-    if (l->kind == L_POOL || l->kind == L_DROP) l->mask = mp_malloc(per(l->oc, l->oh, l->ow) * (size_t)n->max_batch);
+    if (l->kind == L_POOL || l->kind == L_DROP) l->mask = balloc(n, per(l->oc, l->oh, l->ow) * (size_t)n->max_batch, false);
     if (l->sn) { /* u ~ N(0, 1) normalised, as PyTorch; tensor index after all weights */
       size_t cols = l->w_n / (size_t)l->k;
-      l->sn_u = mp_malloc((size_t)l->k * sizeof(float));
-      l->sn_v = mp_calloc(cols, sizeof(float));
-      l->w_eff = mp_malloc(l->w_n * sizeof(float));
-      l->dw_eff = mp_malloc(l->w_n * sizeof(float));
+      l->sn_u = balloc(n, (size_t)l->k * sizeof(float), false);
+      l->sn_v = balloc(n, cols * sizeof(float), true);
+      l->w_eff = balloc(n, l->w_n * sizeof(float), false);
+      l->dw_eff = balloc(n, l->w_n * sizeof(float), false);
+      host(n); /* the initial values below are written by the host */
       mp_rng ru;
       mp_rng_init(&ru, n->seed, MP_RNG_INIT, 1000000 + (uint64_t)i);
       double ss = 0;
@@ -221,6 +242,7 @@ void mp_net_build(mp_net *n) {
     mp_rng_init(&r, n->seed, MP_RNG_INIT, tensor++);
     for (size_t j = 0; j < l->b_n; j++) n->params[l->b_off + j] = (float)((2 * mp_rng_uniform_f64(&r) - 1) * bound);
   }
+  host(n);
   n->built = true;
 }
 
@@ -241,7 +263,7 @@ const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, ui
   n->batch = batch;
   n->train = train;
   n->step = step;
-  memcpy(n->act[0], x, per(n->in_c, n->in_h, n->in_w) * (size_t)batch * sizeof(float));
+  f->upload(be, n->act[0], x, per(n->in_c, n->in_h, n->in_w) * (size_t)batch * sizeof(float));
   for (int i = 0; i < n->nl; i++) {
     layer *l = &n->L[i];
     const float *in = n->act[i];
@@ -252,19 +274,7 @@ const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, ui
       mp_conv_desc d = conv_of(l, batch);
       const float *wt = P + l->w_off;
       if (l->sn) { /* W / sigma, the power iteration only while training */
-        int rows = l->k, cols = (int)(l->w_n / (size_t)l->k);
-        if (train) {
-          l->sigma = mp_ref_spectral_norm_forward(wt, rows, cols, l->sn_u, l->sn_v, l->w_eff);
-        } else {
-          double sg = 0;
-          for (int a = 0; a < rows; a++) {
-            double acc = 0;
-            for (int b = 0; b < cols; b++) acc += (double)wt[(size_t)a * cols + b] * l->sn_v[b];
-            sg += l->sn_u[a] * acc;
-          }
-          l->sigma = sg;
-          for (size_t q = 0; q < l->w_n; q++) l->w_eff[q] = (float)(wt[q] / sg);
-        }
+        l->sigma = f->sn_forward(be, wt, l->k, (int)(l->w_n / (size_t)l->k), l->sn_u, l->sn_v, l->w_eff, train);
         wt = l->w_eff;
       }
       f->conv2d_forward(be, &d, in, wt, l->b_n ? P + l->b_off : NULL, out);
@@ -302,7 +312,7 @@ const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, ui
       if (!l->fused) f->act_forward(be, l->act, l->slope, in, out, cnt);
       break;
     case L_POOL: f->maxpool2_forward(be, in, out, l->mask, batch, l->c, l->h, l->w); break;
-    case L_FLAT: memcpy(out, in, cnt * sizeof(float)); break;
+    case L_FLAT: f->copy(be, out, in, cnt); break;
     case L_LINEAR:
       f->linear_forward(be, in, P + l->w_off, l->b_n ? P + l->b_off : NULL, out, batch, l->c * l->h * l->w, l->out);
       break;
@@ -311,22 +321,23 @@ const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, ui
         f->dropout_forward(be, in, out, l->mask, cnt, l->p, n->seed, step * 1024 + (uint64_t)i,
                            n->sample_offset * per(l->c, l->h, l->w));
       else
-        memcpy(out, in, cnt * sizeof(float));
+        f->copy(be, out, in, cnt);
       break;
     }
   }
+  host(n);
   return n->act[n->nl];
 }
 
 static float *grad_target(mp_net *n) {
   if (!n->accumulate) return n->grads;
-  if (!n->gtmp) n->gtmp = mp_malloc((n->nparams ? n->nparams : 1) * sizeof(float));
+  if (!n->gtmp) n->gtmp = balloc(n, n->nparams * sizeof(float), false);
   return n->gtmp;
 }
 
 static void grad_commit(mp_net *n) {
   if (!n->accumulate) return;
-  for (size_t i = 0; i < n->nparams; i++) n->grads[i] += n->gtmp[i];
+  n->be->iface->axpy(n->be, 1.0f, n->gtmp, n->grads, n->nparams);
 }
 
 /* The backward pass; weights = false skips every parameter gradient (only dL/dinput). */
@@ -335,7 +346,7 @@ static void backward(mp_net *n, const float *dy, float *dx, bool weights) {
   mp_backend *be = n->be;
   int batch = n->batch;
   float *G = weights ? grad_target(n) : NULL;
-  memcpy(n->dact[n->nl], dy, mp_net_output_size(n) * (size_t)batch * sizeof(float));
+  f->upload(be, n->dact[n->nl], dy, mp_net_output_size(n) * (size_t)batch * sizeof(float));
   for (int i = n->nl - 1; i >= 0; i--) {
     layer *l = &n->L[i];
     const float *in = n->act[i], *out = n->act[i + 1], *g = n->dact[i + 1];
@@ -351,8 +362,8 @@ static void backward(mp_net *n, const float *dy, float *dx, bool weights) {
         f->conv2d_backward(be, &d, in, g, wt, need_dx ? gi : NULL, l->sn ? l->dw_eff : G + l->w_off,
                            l->b_n ? G + l->b_off : NULL);
         if (l->sn) /* through W / sigma, u and v constant */
-          mp_ref_spectral_norm_backward(P + l->w_off, l->dw_eff, l->k, (int)(l->w_n / (size_t)l->k), l->sn_u,
-                                        l->sn_v, l->sigma, G + l->w_off);
+          f->sn_backward(be, P + l->w_off, l->dw_eff, l->k, (int)(l->w_n / (size_t)l->k), l->sn_u, l->sn_v, l->sigma,
+                         G + l->w_off);
       } else if (need_dx) {
         f->conv2d_backward_data(be, &d, g, wt, gi);
       }
@@ -373,7 +384,7 @@ static void backward(mp_net *n, const float *dy, float *dx, bool weights) {
        * an input-only backward discards them (scratch) */
       bool direct = weights && groups == 1;
       float *dg = direct ? G + l->w_off : l->bn_scratch, *db = direct ? G + l->b_off : l->bn_scratch + l->c;
-      if (weights && !direct) memset(G + l->w_off, 0, 2 * (size_t)l->c * sizeof(float)); /* gamma, beta adjacent */
+      if (weights && !direct) f->zero(be, G + l->w_off, 2 * (size_t)l->c * sizeof(float)); /* gamma, beta adjacent */
       for (int q = 0; q < groups; q++) {
         const float *sm = l->save_mean + (size_t)q * l->c, *si = l->save_invstd + (size_t)q * l->c;
         size_t o = q * per_group;
@@ -382,8 +393,10 @@ static void backward(mp_net *n, const float *dy, float *dx, bool weights) {
                               db);
         else
           f->bn_backward(be, &d, in + o, g + o, P + l->w_off, sm, si, gi + o, dg, db);
-        if (weights && !direct)
-          for (int k = 0; k < l->c; k++) G[l->w_off + k] += dg[k], G[l->b_off + k] += db[k];
+        if (weights && !direct) {
+          f->axpy(be, 1.0f, dg, G + l->w_off, (size_t)l->c);
+          f->axpy(be, 1.0f, db, G + l->b_off, (size_t)l->c);
+        }
       }
       break;
     }
@@ -391,7 +404,7 @@ static void backward(mp_net *n, const float *dy, float *dx, bool weights) {
       if (!l->fused) f->act_backward(be, l->act, l->slope, in, out, g, gi, cnt);
       break;
     case L_POOL: f->maxpool2_backward(be, g, l->mask, gi, batch, l->c, l->h, l->w); break;
-    case L_FLAT: memcpy(gi, g, cnt * sizeof(float)); break;
+    case L_FLAT: f->copy(be, gi, g, cnt); break;
     case L_LINEAR:
       MP_CHECK(weights, "input-only backward through a linear layer is not implemented");
       f->linear_backward(be, in, P + l->w_off, g, need_dx ? gi : NULL, G + l->w_off, l->b_n ? G + l->b_off : NULL,
@@ -401,12 +414,13 @@ static void backward(mp_net *n, const float *dy, float *dx, bool weights) {
       if (n->train)
         f->dropout_backward(be, g, l->mask, gi, cnt, l->p);
       else
-        memcpy(gi, g, cnt * sizeof(float));
+        f->copy(be, gi, g, cnt);
       break;
     }
   }
   if (weights) grad_commit(n);
-  if (dx) memcpy(dx, n->dact[0], per(n->in_c, n->in_h, n->in_w) * (size_t)batch * sizeof(float));
+  if (dx) f->download(be, dx, n->dact[0], per(n->in_c, n->in_h, n->in_w) * (size_t)batch * sizeof(float));
+  host(n);
 }
 
 void mp_net_backward(mp_net *n, const float *dy, float *dx) { backward(n, dy, dx, true); }
@@ -418,7 +432,10 @@ void mp_net_backward_input(mp_net *n, const float *dy, float *dx) {
 
 void mp_net_set_accumulate(mp_net *n, bool on) { n->accumulate = on; }
 
-void mp_net_zero_grads(mp_net *n) { memset(n->grads, 0, (n->nparams ? n->nparams : 1) * sizeof(float)); }
+void mp_net_zero_grads(mp_net *n) {
+  n->be->iface->zero(n->be, n->grads, n->nparams * sizeof(float));
+  host(n);
+}
 
 /* The WGAN-GP penalty through the net (SPEC §7; the derivation is mp_ref_gradient_penalty's,
  * here on the backend's kernels and any conv / leaky-ReLU / ReLU / flatten stack):
@@ -440,10 +457,11 @@ double mp_net_gradient_penalty(mp_net *n, const float *xhat, int batch, float la
   mp_backend *be = n->be;
   mp_net_forward(n, xhat, batch, true, step); /* one power iteration for SN layers, as PyTorch's D(xhat) */
   if (!n->gp_a) {
-    n->gp_a = mp_malloc(n->max_act * (size_t)n->max_batch * sizeof(float));
-    n->gp_b = mp_malloc(n->max_act * (size_t)n->max_batch * sizeof(float));
+    n->gp_a = balloc(n, n->max_act * (size_t)n->max_batch * sizeof(float), false);
+    n->gp_b = balloc(n, n->max_act * (size_t)n->max_batch * sizeof(float), false);
+    host(n);
   }
-  for (int j = 0; j < batch; j++) n->dact[n->nl][j] = 1.0f;
+  for (int j = 0; j < batch; j++) n->dact[n->nl][j] = 1.0f; /* host: the forward ended synchronised */
   for (int i = n->nl - 1; i >= 0; i--) {
     const layer *l = &n->L[i];
     size_t cnt = per(l->c, l->h, l->w) * (size_t)batch;
@@ -453,9 +471,10 @@ double mp_net_gradient_penalty(mp_net *n, const float *xhat, int batch, float la
     } else if (l->kind == L_ACT) {
       f->act_backward(be, l->act, l->slope, n->act[i], n->act[i + 1], n->dact[i + 1], n->dact[i], cnt);
     } else {
-      memcpy(n->dact[i], n->dact[i + 1], cnt * sizeof(float));
+      f->copy(be, n->dact[i], n->dact[i + 1], cnt);
     }
   }
+  host(n); /* the per-sample norms below are host code */
   size_t in = per(n->in_c, n->in_h, n->in_w);
   float *v = n->gp_a, *next = n->gp_b;
   double P = 0;
@@ -471,7 +490,7 @@ double mp_net_gradient_penalty(mp_net *n, const float *xhat, int batch, float la
   }
   P *= (double)lambda / batch;
   float *G = grad_target(n);
-  memset(G, 0, (n->nparams ? n->nparams : 1) * sizeof(float));
+  f->zero(be, G, n->nparams * sizeof(float));
   for (int i = 0; i < n->nl; i++) {
     const layer *l = &n->L[i];
     size_t cnt = per(l->oc, l->oh, l->ow) * (size_t)batch;
@@ -480,25 +499,26 @@ double mp_net_gradient_penalty(mp_net *n, const float *xhat, int batch, float la
       const float *W = n->params + l->w_off;
       f->conv2d_backward_weights(be, &d, v, n->dact[i + 1], l->sn ? l->dw_eff : G + l->w_off, NULL);
       if (l->sn)
-        mp_ref_spectral_norm_backward(W, l->dw_eff, l->k, (int)(l->w_n / (size_t)l->k), l->sn_u, l->sn_v, l->sigma,
-                                      G + l->w_off);
+        f->sn_backward(be, W, l->dw_eff, l->k, (int)(l->w_n / (size_t)l->k), l->sn_u, l->sn_v, l->sigma, G + l->w_off);
       if (i == n->nl - 1) break;
       f->conv2d_forward(be, &d, v, l->sn ? l->w_eff : W, NULL, next);
     } else if (l->kind == L_ACT) {
       f->act_backward(be, l->act, l->slope, n->act[i], n->act[i + 1], v, next, cnt);
     } else {
-      memcpy(next, v, cnt * sizeof(float));
+      f->copy(be, next, v, cnt);
     }
     float *t = v;
     v = next, next = t;
   }
   grad_commit(n);
+  host(n);
   return P;
 }
 
 void mp_net_adam(mp_net *n, float lr, float beta1, float beta2, float eps) {
   n->adam_t++;
   n->be->iface->adam_step(n->be, n->params, n->grads, n->m, n->v, n->nparams, lr, beta1, beta2, eps, n->adam_t);
+  host(n);
 }
 
 size_t mp_net_param_count(const mp_net *n) { return n->nparams; }
@@ -528,30 +548,30 @@ float *mp_net_running_stats(mp_net *n, int i, float **var) {
 void mp_net_free(mp_net *n) {
   if (!n) return;
   for (int i = 0; i < n->nl; i++) {
-    mp_free(n->L[i].mask);
-    mp_free(n->L[i].save_mean);
-    mp_free(n->L[i].save_invstd);
-    mp_free(n->L[i].bn_scratch);
-    mp_free(n->L[i].sn_u);
-    mp_free(n->L[i].sn_v);
-    mp_free(n->L[i].w_eff);
-    mp_free(n->L[i].dw_eff);
+    bfree(n, n->L[i].mask);
+    bfree(n, n->L[i].save_mean);
+    bfree(n, n->L[i].save_invstd);
+    bfree(n, n->L[i].bn_scratch);
+    bfree(n, n->L[i].sn_u);
+    bfree(n, n->L[i].sn_v);
+    bfree(n, n->L[i].w_eff);
+    bfree(n, n->L[i].dw_eff);
   }
-  mp_free(n->gtmp);
-  mp_free(n->gp_a);
-  mp_free(n->gp_b);
+  bfree(n, n->gtmp);
+  bfree(n, n->gp_a);
+  bfree(n, n->gp_b);
   if (n->act)
     for (int i = 0; i <= n->nl; i++) {
-      mp_free(n->act[i]);
-      mp_free(n->dact[i]);
+      bfree(n, n->act[i]);
+      bfree(n, n->dact[i]);
     }
   mp_free(n->act);
   mp_free(n->dact);
-  mp_free(n->params);
-  mp_free(n->grads);
-  mp_free(n->m);
-  mp_free(n->v);
-  mp_free(n->stats);
+  bfree(n, n->params);
+  bfree(n, n->grads);
+  bfree(n, n->m);
+  bfree(n, n->v);
+  bfree(n, n->stats);
   mp_free(n->L);
   mp_free(n);
 }

@@ -1,8 +1,13 @@
 /* Every backend against ref (ggml's test-backend-ops): each op on fresh random inputs,
  * outputs poisoned with NaN before every run, compared by normalised mean squared error
  * with a per-op tolerance.  Convolution shapes: the SPEC's three (small batches) and an
- * odd one; then activations, batch norm, max-pool, linear, dropout and Adam.  Prints
- * which convolution kernel each backend used. */
+ * odd one; then activations, batch norm, max-pool, linear, dropout, Adam, the memory
+ * entries and spectral norm.  Prints which convolution kernel each backend used.
+ *
+ * Every buffer comes from the allocator of the backend under test (device memory that
+ * the host may touch after mp_backend_sync, e.g. cuda's managed memory), and the ref
+ * computes on the same buffers.  A device backend whose device is absent is skipped
+ * with a message. */
 #include <math.h>
 #include <string.h>
 
@@ -11,6 +16,20 @@
 #include "mp_ref.h"
 #include "mp_rng.h"
 #include "mp_test.h"
+
+/* buffers of the backend under test, released together */
+static mp_backend *g_be;
+static void *g_blk[512];
+static int g_nblk;
+static void *TB(size_t bytes) {
+  if (g_nblk == (int)(sizeof g_blk / sizeof g_blk[0])) fail_msg("test buffer table full");
+  return g_blk[g_nblk++] = g_be->iface->alloc(g_be, bytes);
+}
+static float *T(size_t n) { return TB(n * sizeof(float)); }
+static void T_release_all(void) {
+  mp_backend_sync(g_be);
+  while (g_nblk) g_be->iface->release(g_be, g_blk[--g_nblk]);
+}
 
 static void fill(float *a, size_t n, mp_rng *r) {
   for (size_t i = 0; i < n; i++) a[i] = (float)(2.0 * mp_rng_uniform_f64(r) - 1.0);
@@ -30,6 +49,7 @@ static double nmse(const float *a, const float *ref, size_t n) {
 
 #define CHECK_NMSE(what, a, b, n, tol)                                                            \
   do {                                                                                            \
+    mp_backend_sync(be);                                                                          \
     double e_ = nmse(a, b, n);                                                                    \
     printf("  %-4s %-34s nmse %.1e\n", name, what, e_);                                           \
     if (!(e_ < (tol))) fail_msg("%s: %s differs from ref (nmse %.2e, tolerance %.0e)", name, what, e_, (double)(tol)); \
@@ -43,9 +63,9 @@ static void check_other_ops(const char *name, mp_backend *be, mp_backend *ref, m
   {
     mp_bn_desc d = {3, 5, 42, 1e-5f, 0.1f};
     size_t n = (size_t)d.n * d.c * d.hw;
-    float *x = mp_malloc(n * 4), *dy = mp_malloc(n * 4), *y1 = mp_malloc(n * 4), *y2 = mp_malloc(n * 4);
-    float *dx1 = mp_malloc(n * 4), *dx2 = mp_malloc(n * 4);
-    float gm[5], bt[5], sm1[5], sm2[5], si1[5], si2[5], rm1[5], rm2[5], rv1[5], rv2[5], dg1[5], dg2[5], db1[5], db2[5];
+    float *x = T(n), *dy = T(n), *y1 = T(n), *y2 = T(n), *dx1 = T(n), *dx2 = T(n);
+    float *gm = T(5), *bt = T(5), *sm1 = T(5), *sm2 = T(5), *si1 = T(5), *si2 = T(5), *rm1 = T(5), *rm2 = T(5);
+    float *rv1 = T(5), *rv2 = T(5), *dg1 = T(5), *dg2 = T(5), *db1 = T(5), *db2 = T(5);
     fill(x, n, r);
     for (size_t i = 0; i < n; i++) x[i] = x[i] * (1.0f + (float)((i / d.hw) % d.c)) + 0.5f * (float)((i / d.hw) % d.c);
     fill(dy, n, r);
@@ -67,7 +87,7 @@ static void check_other_ops(const char *name, mp_backend *be, mp_backend *ref, m
     CHECK_NMSE("batch norm backward: dgamma", dg1, dg2, 5, 1e-10);
     CHECK_NMSE("batch norm backward: dbeta", db1, db2, 5, 1e-10);
     if (f->bn_relu_forward_train) { /* the fused pass against ref's batch norm then ReLU */
-      float *t2 = mp_malloc(n * 4), *g2 = mp_malloc(n * 4);
+      float *t2 = T(n), *g2 = T(n);
       poison(y1, n), poison(sm1, 5), poison(si1, 5), poison(dx1, n), poison(dg1, 5), poison(db1, 5);
       f->bn_relu_forward_train(be, &d, x, gm, bt, y1, sm1, si1, rm1, rv1);
       g->bn_forward_train(ref, &d, x, gm, bt, t2, sm2, si2, rm2, rv2);
@@ -81,28 +101,26 @@ static void check_other_ops(const char *name, mp_backend *be, mp_backend *ref, m
       CHECK_NMSE("batch norm + relu backward: dx", dx1, dx2, n, 1e-9);
       CHECK_NMSE("batch norm + relu backward: dgamma", dg1, dg2, 5, 1e-10);
       CHECK_NMSE("batch norm + relu backward: dbeta", db1, db2, 5, 1e-10);
-      mp_free(t2), mp_free(g2);
     }
     poison(y1, n);
     f->bn_forward_eval(be, &d, x, gm, bt, rm2, rv2, y1);
     g->bn_forward_eval(ref, &d, x, gm, bt, rm2, rv2, y2);
     CHECK_NMSE("batch norm eval", y1, y2, n, 1e-10);
-    mp_free(x), mp_free(dy), mp_free(y1), mp_free(y2), mp_free(dx1), mp_free(dx2);
   }
   /* max-pool 2x2 with ties (quantised inputs) */
   {
     enum { PN = 2, PC = 3, PH = 6, PW = 8, NX = PN * PC * PH * PW, NY = NX / 4 };
-    float x[NX], y1[NY], y2[NY], dy[NY], dx1[NX], dx2[NX];
-    unsigned char a1[NY], a2[NY];
+    float *x = T(NX), *y1 = T(NY), *y2 = T(NY), *dy = T(NY), *dx1 = T(NX), *dx2 = T(NX);
+    unsigned char *a1 = TB(NY), *a2 = TB(NY);
     fill(x, NX, r);
     for (int i = 0; i < NX; i++) x[i] = roundf(x[i] * 3.0f); /* many ties: the first maximum wins */
     fill(dy, NY, r);
     poison(y1, NY), poison(dx1, NX);
-    memset(a1, 0xff, sizeof a1);
+    memset(a1, 0xff, NY);
     f->maxpool2_forward(be, x, y1, a1, PN, PC, PH, PW);
     g->maxpool2_forward(ref, x, y2, a2, PN, PC, PH, PW);
     CHECK_NMSE("max-pool forward", y1, y2, NY, 1e-30);
-    assert_memory_equal(a1, a2, sizeof a1);
+    assert_memory_equal(a1, a2, NY);
     f->maxpool2_backward(be, dy, a1, dx1, PN, PC, PH, PW);
     g->maxpool2_backward(ref, dy, a2, dx2, PN, PC, PH, PW);
     CHECK_NMSE("max-pool backward", dx1, dx2, NX, 1e-30);
@@ -110,8 +128,8 @@ static void check_other_ops(const char *name, mp_backend *be, mp_backend *ref, m
   /* linear: n 5, in 37, out 11 */
   {
     enum { LN = 5, LI = 37, LO = 11 };
-    float x[LN * LI], w[LO * LI], b[LO], dy[LN * LO], y1[LN * LO], y2[LN * LO], dx1[LN * LI], dx2[LN * LI];
-    float dw1[LO * LI], dw2[LO * LI], db1[LO], db2[LO];
+    float *x = T(LN * LI), *w = T(LO * LI), *b = T(LO), *dy = T(LN * LO), *y1 = T(LN * LO), *y2 = T(LN * LO);
+    float *dx1 = T(LN * LI), *dx2 = T(LN * LI), *dw1 = T(LO * LI), *dw2 = T(LO * LI), *db1 = T(LO), *db2 = T(LO);
     fill(x, LN * LI, r), fill(w, LO * LI, r), fill(b, LO, r), fill(dy, LN * LO, r);
     poison(y1, LN * LO), poison(dx1, LN * LI), poison(dw1, LO * LI), poison(db1, LO);
     f->linear_forward(be, x, w, b, y1, LN, LI, LO);
@@ -126,32 +144,84 @@ static void check_other_ops(const char *name, mp_backend *be, mp_backend *ref, m
   /* dropout (the same mask from the counter-based RNG) and Adam */
   {
     enum { DN = 999 };
-    float x[DN], y1[DN], y2[DN], dy[DN], dx1[DN], dx2[DN];
-    unsigned char m1[DN], m2[DN];
+    float *x = T(DN), *y1 = T(DN), *y2 = T(DN), *dy = T(DN), *dx1 = T(DN), *dx2 = T(DN);
+    unsigned char *m1 = TB(DN), *m2 = TB(DN);
     fill(x, DN, r), fill(dy, DN, r);
     poison(y1, DN), poison(dx1, DN);
     f->dropout_forward(be, x, y1, m1, DN, 0.5f, 7, 3, 0);
     g->dropout_forward(ref, x, y2, m2, DN, 0.5f, 7, 3, 0);
+    mp_backend_sync(be);
     assert_memory_equal(m1, m2, DN);
     CHECK_NMSE("dropout forward", y1, y2, DN, 1e-30);
     f->dropout_backward(be, dy, m1, dx1, DN, 0.5f);
     g->dropout_backward(ref, dy, m2, dx2, DN, 0.5f);
     CHECK_NMSE("dropout backward", dx1, dx2, DN, 1e-30);
-    float p1[DN], p2[DN], m_1[DN] = {0}, m_2[DN] = {0}, v1[DN] = {0}, v2[DN] = {0};
+    float *p1 = T(DN), *p2 = T(DN), *m_1 = T(DN), *m_2 = T(DN), *v1 = T(DN), *v2 = T(DN);
+    mp_backend_sync(be);
+    memset(m_1, 0, DN * 4), memset(m_2, 0, DN * 4), memset(v1, 0, DN * 4), memset(v2, 0, DN * 4);
     fill(p1, DN, r);
-    memcpy(p2, p1, sizeof p1);
+    memcpy(p2, p1, DN * 4);
     for (long t = 1; t <= 3; t++) {
       f->adam_step(be, p1, dy, m_1, v1, DN, 1e-3f, 0.5f, 0.999f, 1e-8f, t);
       g->adam_step(ref, p2, dy, m_2, v2, DN, 1e-3f, 0.5f, 0.999f, 1e-8f, t);
     }
     CHECK_NMSE("adam, three steps", p1, p2, DN, 1e-14);
   }
+  /* the memory entries: copy, zero, axpy, scale */
+  {
+    enum { MN = 1001 };
+    float *a = T(MN), *c1 = T(MN), *c2 = T(MN);
+    fill(a, MN, r), fill(c1, MN, r);
+    memcpy(c2, c1, MN * 4);
+    f->axpy(be, 0.75f, a, c1, MN);
+    g->axpy(ref, 0.75f, a, c2, MN);
+    CHECK_NMSE("axpy", c1, c2, MN, 1e-30);
+    f->scale(be, -1.5f, c1, MN);
+    g->scale(ref, -1.5f, c2, MN);
+    CHECK_NMSE("scale", c1, c2, MN, 1e-30);
+    f->copy(be, c1, a, MN);
+    CHECK_NMSE("copy", c1, a, MN, 1e-30);
+    f->zero(be, c1, MN * 4);
+    mp_backend_sync(be);
+    for (int i = 0; i < MN; i++) assert_true(c1[i] == 0.0f);
+  }
+  /* spectral norm: two training power iterations (u, v carried), eval, backward; rows 24,
+   * cols 3 x 4 x 4 (a critic's conv) */
+  {
+    enum { SR = 24, SC = 48 };
+    float *w = T(SR * SC), *u1 = T(SR), *u2 = T(SR), *v1 = T(SC), *v2 = T(SC), *ws1 = T(SR * SC), *ws2 = T(SR * SC);
+    float *dws = T(SR * SC), *dw1 = T(SR * SC), *dw2 = T(SR * SC);
+    fill(w, SR * SC, r), fill(u1, SR, r), fill(dws, SR * SC, r);
+    memcpy(u2, u1, SR * 4);
+    double s1 = 0, s2 = 0;
+    for (int it = 0; it < 2; it++) {
+      s1 = f->sn_forward(be, w, SR, SC, u1, v1, ws1, 1);
+      s2 = g->sn_forward(ref, w, SR, SC, u2, v2, ws2, 1);
+    }
+    printf("  %-4s spectral norm sigma %.9g (ref %.9g)\n", name, s1, s2);
+    if (!(fabs(s1 - s2) <= 1e-6 * fabs(s2))) fail_msg("%s: spectral norm sigma differs from ref", name);
+    CHECK_NMSE("spectral norm: u", u1, u2, SR, 1e-12);
+    CHECK_NMSE("spectral norm: v", v1, v2, SC, 1e-12);
+    CHECK_NMSE("spectral norm: W / sigma", ws1, ws2, SR * SC, 1e-12);
+    s1 = f->sn_forward(be, w, SR, SC, u1, v1, ws1, 0);
+    s2 = g->sn_forward(ref, w, SR, SC, u2, v2, ws2, 0);
+    if (!(fabs(s1 - s2) <= 1e-6 * fabs(s2))) fail_msg("%s: eval spectral norm sigma differs from ref", name);
+    CHECK_NMSE("spectral norm eval: W / sigma", ws1, ws2, SR * SC, 1e-12);
+    f->sn_backward(be, w, dws, SR, SC, u1, v1, s2, dw1);
+    g->sn_backward(ref, w, dws, SR, SC, u2, v2, s2, dw2);
+    CHECK_NMSE("spectral norm backward", dw1, dw2, SR * SC, 1e-12);
+  }
 }
 
 static void check_backend(const char *name) {
   char err[256];
+  if (mp_backend_device_absent(name)) {
+    printf("  %-4s skipped: no device visible to this process\n", name);
+    return;
+  }
   mp_backend *be = mp_backend_create(name, err, sizeof err), *ref = mp_backend_create("ref", err, sizeof err);
   if (!be) fail_msg("%s", err);
+  g_be = be;
   /* n c h w k r s stride pad_h pad_w */
   static const int shapes[][10] = {
       {2, 3, 16, 16, 8, 3, 3, 1, 1, 1},  /* classifier 3x3 pad 1 */
@@ -170,9 +240,8 @@ static void check_backend(const char *name) {
     mp_conv_desc d;
     assert_int_equal(mp_conv_desc_init_hw(&d, q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8], q[9]), 0);
     size_t nx = mp_conv_x_count(&d), nw = mp_conv_w_count(&d), ny = mp_conv_y_count(&d);
-    float *x = mp_malloc(nx * 4), *w = mp_malloc(nw * 4), *b = mp_malloc((size_t)d.k * 4), *dy = mp_malloc(ny * 4);
-    float *y1 = mp_malloc(ny * 4), *y2 = mp_malloc(ny * 4), *dx1 = mp_malloc(nx * 4), *dx2 = mp_malloc(nx * 4);
-    float *dw1 = mp_malloc(nw * 4), *dw2 = mp_malloc(nw * 4), *db1 = mp_malloc((size_t)d.k * 4), *db2 = mp_malloc((size_t)d.k * 4);
+    float *x = T(nx), *w = T(nw), *b = T((size_t)d.k), *dy = T(ny), *y1 = T(ny), *y2 = T(ny), *dx1 = T(nx), *dx2 = T(nx);
+    float *dw1 = T(nw), *dw2 = T(nw), *db1 = T((size_t)d.k), *db2 = T((size_t)d.k);
     for (int bias = 0; bias < 2; bias++) {
       fill(x, nx, &r);
       fill(w, nw, &r);
@@ -186,6 +255,7 @@ static void check_backend(const char *name) {
       mp_conv2d_backward_data(ref, &d, dy, w, dx2);
       mp_conv2d_backward_weights(be, &d, x, dy, dw1, bias ? db1 : NULL);
       mp_conv2d_backward_weights(ref, &d, x, dy, dw2, bias ? db2 : NULL);
+      mp_backend_sync(be);
       double e1 = nmse(y1, y2, ny), e2 = nmse(dx1, dx2, nx), e3 = nmse(dw1, dw2, nw), e4 = bias ? nmse(db1, db2, (size_t)d.k) : 0;
       printf("  %-4s conv %dx%d s%d p%d,%d %2dx%-2d c%-2d k%-2d bias %d: nmse fwd %.1e data %.1e weights %.1e bias %.1e  [%s]\n",
              name, d.r, d.s, d.stride, d.pad, d.pad_w, d.h, d.w, d.c, d.k, bias, e1, e2, e3, e4,
@@ -193,13 +263,12 @@ static void check_backend(const char *name) {
       const double tol = 1e-10; /* fp32 with another summation order: ~1e-13 observed */
       if (!(e1 < tol && e2 < tol && e3 < tol && e4 < tol)) fail_msg("%s differs from ref (shape %zu, bias %d)", name, s, bias);
     }
-    mp_free(x), mp_free(w), mp_free(b), mp_free(dy), mp_free(y1), mp_free(y2), mp_free(dx1), mp_free(dx2);
-    mp_free(dw1), mp_free(dw2), mp_free(db1), mp_free(db2);
+    T_release_all();
   }
   /* element-wise activations, forward and backward */
   static const char *anames[] = {"relu", "lrelu", "tanh", "sigmoid"};
   enum { NE = 1000 };
-  float x[NE], y1[NE], y2[NE], g[NE], d1[NE], d2[NE];
+  float *x = T(NE), *y1 = T(NE), *y2 = T(NE), *g = T(NE), *d1 = T(NE), *d2 = T(NE);
   for (int kind = 0; kind < 4; kind++) {
     fill(x, NE, &r);
     fill(g, NE, &r);
@@ -209,11 +278,13 @@ static void check_backend(const char *name) {
     ref->iface->act_forward(ref, kind, 0.2f, x, y2, NE);
     be->iface->act_backward(be, kind, 0.2f, x, y1, g, d1, NE);
     ref->iface->act_backward(ref, kind, 0.2f, x, y2, g, d2, NE);
+    mp_backend_sync(be);
     double ef = nmse(y1, y2, NE), eb = nmse(d1, d2, NE);
     printf("  %-4s %-8s nmse fwd %.1e bwd %.1e\n", name, anames[kind], ef, eb);
     if (!(ef < 1e-10 && eb < 1e-10)) fail_msg("%s %s differs from ref", name, anames[kind]);
   }
   check_other_ops(name, be, ref, &r);
+  T_release_all();
   mp_backend_free(be);
   mp_backend_free(ref);
 }
