@@ -152,7 +152,7 @@ int mp_eval_run(MPI_Comm comm, const mp_config *cfg, const mp_eval_args *a) {
     cJSON_Delete(split_doc);
     return MP_EXIT_FAILURE;
   }
-  mp_backend *be = mp_backend_create(mp_config_str(cfg, "train.backend"), err, sizeof err);
+  mp_backend *be = mp_backend_create_cfg(cfg, err, sizeof err);
   mp_store *st = be ? mp_store_open(a->store_path, err, sizeof err) : NULL;
   int ok = st != NULL;
   MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, comm));

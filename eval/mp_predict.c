@@ -224,7 +224,7 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
   if (stat(path, &sb) == 0) snprintf(model, sizeof model, "%s/best", a->model_dir);
   else snprintf(model, sizeof model, "%s", a->model_dir);
   const int eb = (int)mp_config_int(cfg, "eval.batch");
-  mp_backend *be = mp_backend_create(mp_config_str(cfg, "train.backend"), err, sizeof err);
+  mp_backend *be = mp_backend_create_cfg(cfg, err, sizeof err);
   mp_net *b1 = NULL, *rest = NULL;
   int rc = be ? 0 : -1;
   if (be) {

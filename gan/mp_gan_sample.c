@@ -56,7 +56,7 @@ int mp_gan_sample_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_sample_a
     z = (int)cJSON_GetObjectItem(gj, "latent")->valuedouble;
   }
   const int B = (int)mp_config_int(cfg, "gan.batch");
-  mp_backend *be = rc ? NULL : mp_backend_create(mp_config_str(cfg, "train.backend"), err, sizeof err);
+  mp_backend *be = rc ? NULL : mp_backend_create_cfg(cfg, err, sizeof err);
   mp_net *g = NULL;
   if (!rc && !be) rc = -1;
   if (!rc) {

@@ -1,4 +1,5 @@
 /* mp_gan_train — one GAN configuration (see mp_gan_train.h). */
+#include "mp_build_config.h"
 #include "mp_gan_train.h"
 
 #include <math.h>
@@ -34,12 +35,14 @@ int mp_gan_loss_parse(const char *s, mp_gan_loss *l) {
 
 typedef struct {
   MPI_Comm comm;
+  mp_dp dp; /* the gradient mean: NCCL on the device or MPI in host memory */
   int rank, K, B, b, P; /* global batch, per-rank slice, patch side */
   size_t px;
   uint64_t seed;
   int nreal;
   uint8_t *real; /* nreal x px */
   mp_backend *be;
+  mp_backend *inc_be; /* the Inception extractor's host backend when be is a device backend */
   mp_net *d, *g, *c1, *c2; /* critic, generator, extractor block 1 and rest (domain) */
   mp_inception *inc;       /* the inception extractor (gan.inception_weights) */
   int z, feat_layer, eb;
@@ -402,7 +405,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
              (unsigned long long)a->split_seed, t->nreal);
     rc = -1;
   }
-  t->be = rc ? NULL : mp_backend_create(mp_config_str(cfg, "train.backend"), err, sizeof err);
+  t->be = rc ? NULL : mp_backend_create_cfg(cfg, err, sizeof err);
   if (!rc && !t->be) rc = -1;
   if (!rc && t->rank == 0 && mp_mkdir_p(a->out_dir, err, sizeof err) != 0) rc = -1;
   /* the extractor: inception (a converted weights file) or domain (the classifier of the
@@ -411,7 +414,12 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   const char *extractor = incw[0] ? "inception" : a->extractor_dir ? "domain" : "none";
   int dim = 0;
   if (!rc && incw[0]) {
-    t->inc = mp_inception_load(t->be, incw, t->eb < 16 ? t->eb : 16, err, sizeof err);
+    mp_backend *ib = t->be;
+    if (t->be->iface->sync) { /* a device backend: Inception runs on a host backend beside it */
+      t->inc_be = mp_backend_create(MP_HAVE_DNNL ? "cpu" : "ref", err, sizeof err);
+      ib = t->inc_be;
+    }
+    t->inc = ib ? mp_inception_load(ib, incw, t->eb < 16 ? t->eb : 16, err, sizeof err) : NULL;
     if (!t->inc) rc = -1;
     dim = MP_INCEPTION_POOL3;
   } else if (!rc && a->extractor_dir) {
@@ -432,9 +440,11 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     mp_free(t->real);
     mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc);
     if (t->be) mp_backend_free(t->be);
+    if (t->inc_be) mp_backend_free(t->inc_be);
     if (res) *res = R;
     return MP_EXIT_FAILURE;
   }
+  mp_dp_init(&t->dp, t->be, comm);
   const bool sn = a->sn_ttur;
   t->d = mp_model_dcgan_d(t->be, a->filters, sn, 2 * t->b, t->seed);
   t->g = mp_model_dcgan_g(t->be, t->z, a->filters, t->b, t->seed + 1);
@@ -503,6 +513,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     mp_gan_work_free(w);
     mp_net_free(t->d), mp_net_free(t->g), mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc);
     mp_backend_free(t->be);
+    if (t->inc_be) mp_backend_free(t->inc_be);
     if (res) *res = R;
     return MP_EXIT_USAGE;
   }
@@ -529,19 +540,29 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
       latents(t, 2 * step, t->zbuf);
       memcpy(t->xf, mp_net_forward(t->g, t->zbuf, t->b, true, step), (size_t)t->b * t->px * sizeof(float));
       double pen = 0, L = mp_gan_critic_gradients(w, t->xr, t->xf, step, &pen);
-      memcpy(dbuf, gd, nd * sizeof *dbuf);
       dbuf[nd] = (float)L, dbuf[nd + 1] = (float)pen, dbuf[nd + 2] = (float)mp_train_stop_signal();
-      allreduce_mean(t, dbuf, nd + 3);
-      memcpy(gd, dbuf, nd * sizeof *gd);
+      if (t->dp.device) { /* gradients by NCCL on the device, the three scalars by MPI */
+        mp_dp_mean(&t->dp, gd, nd);
+        allreduce_mean(t, dbuf + nd, 3);
+      } else {
+        memcpy(dbuf, gd, nd * sizeof *dbuf);
+        allreduce_mean(t, dbuf, nd + 3);
+        memcpy(gd, dbuf, nd * sizeof *gd);
+      }
       mp_net_adam(t->d, (float)lr_d, (float)b1, (float)b2, 1e-8f);
       /* G step: fresh latents and a fresh real batch */
       real_batch(t, perm[1], (uint64_t)s * t->B, t->xr);
       latents(t, 2 * step + 1, t->zbuf);
       double G = mp_gan_generator_gradients(w, t->xr, t->zbuf, step, NULL);
-      memcpy(gbuf, gg, ng * sizeof *gbuf);
       gbuf[ng] = (float)G;
-      allreduce_mean(t, gbuf, ng + 1);
-      memcpy(gg, gbuf, ng * sizeof *gg);
+      if (t->dp.device) {
+        mp_dp_mean(&t->dp, gg, ng);
+        allreduce_mean(t, gbuf + ng, 1);
+      } else {
+        memcpy(gbuf, gg, ng * sizeof *gbuf);
+        allreduce_mean(t, gbuf, ng + 1);
+        memcpy(gg, gbuf, ng * sizeof *gg);
+      }
       mp_net_adam(t->g, (float)lr_g, (float)b1, (float)b2, 1e-8f);
       dl += dbuf[nd], pl += dbuf[nd + 1], gl += gbuf[ng];
       if (!isfinite(dbuf[nd]) || !isfinite(gbuf[ng])) {
@@ -650,6 +671,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   mp_free(t->xr), mp_free(t->xf), mp_free(t->zbuf), mp_free(t->real);
   mp_net_free(t->d), mp_net_free(t->g), mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc);
   mp_backend_free(t->be);
+  if (t->inc_be) mp_backend_free(t->inc_be);
   cJSON_Delete(snap);
   return result;
 }

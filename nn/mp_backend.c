@@ -8,6 +8,10 @@
 #include "mp_alloc.h"
 #include "mp_config.h"
 #include "mp_gpu.h"
+#include "mp_check.h"
+#include "mp_log.h"
+
+#include <limits.h>
 
 static void *ref_alloc(mp_backend *b, size_t bytes) {
   (void)b;
@@ -219,6 +223,37 @@ mp_backend *mp_backend_create_cfg(const mp_config *cfg, char *err, size_t errlen
 
 void mp_backend_free(mp_backend *b) {
   if (b) b->iface->destroy(b);
+}
+
+void mp_dp_init(mp_dp *dp, mp_backend *be, MPI_Comm comm) {
+  dp->be = be;
+  dp->comm = comm;
+  MP_CHECK_MPI(MPI_Comm_size(comm, &dp->K));
+  dp->device = 0;
+  if (dp->K == 1 || !be->iface->comm_attach) return;
+  char err[256] = "";
+  int ok = be->iface->comm_attach(be, &comm, err, sizeof err) == 0;
+  MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, comm)); /* every rank takes the same path */
+  dp->device = ok;
+  int rank;
+  MP_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  if (rank == 0) {
+    if (ok) MP_INFO("gradients: %s allreduce over %d ranks on the device (NCCL)", be->iface->name, dp->K);
+    else MP_INFO("gradients: MPI allreduce in host memory over %d ranks (%s)", dp->K, err[0] ? err : "another rank cannot use NCCL");
+  }
+}
+
+void mp_dp_mean(const mp_dp *dp, float *buf, size_t n) {
+  if (dp->K == 1 || !n) return;
+  if (dp->device) {
+    dp->be->iface->allreduce_sum(dp->be, buf, n);
+    dp->be->iface->scale(dp->be, 1.0f / (float)dp->K, buf, n);
+    return;
+  }
+  mp_backend_sync(dp->be);
+  MP_CHECK(n <= (size_t)INT_MAX, "allreduce of %zu floats", n);
+  MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, dp->comm));
+  for (size_t i = 0; i < n; i++) buf[i] /= (float)dp->K;
 }
 
 int mp_backend_device_absent(const char *name) {

@@ -16,6 +16,7 @@
 #ifndef MP_BACKEND_H
 #define MP_BACKEND_H
 
+#include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -147,6 +148,20 @@ static inline int mp_backend_has_allreduce(const mp_backend *b) { return b->ifac
 /* The ref implementations of every entry, for backends that compute in host memory and
  * have not specialised an op yet (mp_backend.c). */
 void mp_backend_fill_ref_ops(mp_backend_i *iface);
+
+/* Data-parallel gradient means of the trainers: the backend's own collective over the
+ * communicator where it has one and can use it (cuda + NCCL, one GPU per rank), else
+ * MPI_Allreduce in host memory (the backend's memory is host-visible after a sync). */
+typedef struct {
+  mp_backend *be;
+  MPI_Comm comm;
+  int K;
+  int device; /* 1: the backend reduces (NCCL) */
+} mp_dp;
+/* Collective over comm.  Rank 0 logs which path reduces the gradients and why. */
+void mp_dp_init(mp_dp *dp, mp_backend *be, MPI_Comm comm);
+/* buf (n floats of the backend's memory) := its mean over the ranks; no-op for one rank. */
+void mp_dp_mean(const mp_dp *dp, float *buf, size_t n);
 
 /* Backend constructors (mp_backend_create dispatches to them). */
 mp_backend *mp_backend_ref_create(void);

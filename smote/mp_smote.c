@@ -70,7 +70,7 @@ int mp_smote_features_run(MPI_Comm comm, const mp_config *cfg, const mp_smote_ar
   }
   /* block-1 features of this rank's block of the lesion patches */
   const int eb = (int)mp_config_int(cfg, "eval.batch");
-  mp_backend *be = mp_backend_create(mp_config_str(cfg, "train.backend"), err, sizeof err);
+  mp_backend *be = mp_backend_create_cfg(cfg, err, sizeof err);
   mp_net *b1 = NULL, *rest = NULL;
   rc = be ? 0 : -1;
   if (!rc) {

@@ -91,6 +91,7 @@ typedef struct {
   uint8_t *val_px, *val_label, *test_px, *test_label;
   /* model */
   mp_backend *be;
+  mp_dp dp; /* the gradient mean: NCCL on the device or MPI in host memory */
   mp_net *b1, *rest;
   size_t np1, np2;
   float *flat, *x, *tlab, *dy, *d1;
@@ -277,6 +278,16 @@ static double train_step(trainer *t, int s, uint64_t g, bool *stop) {
     memset(mp_net_grads(t->b1), 0, t->np1 * sizeof(float));
   } else
     loss = mp_model_classifier_gradients(t->b1, t->rest, t->x, t->tlab, t->b, g, t->dy, t->d1, NULL);
+  if (t->dp.device) { /* NCCL on the device buffers; the two scalars through MPI */
+    if (!t->smote) mp_dp_mean(&t->dp, mp_net_grads(t->b1), t->np1);
+    mp_dp_mean(&t->dp, mp_net_grads(t->rest), t->np2);
+    float sc[2] = {(float)loss, (float)g_stop_signal};
+    MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, sc, 2, MPI_FLOAT, MPI_SUM, t->comm));
+    if (!t->smote) mp_net_adam(t->b1, t->lr, t->beta1, t->beta2, 1e-8f);
+    mp_net_adam(t->rest, t->lr, t->beta1, t->beta2, 1e-8f);
+    *stop = sc[1] > 0;
+    return sc[0] / (float)t->K;
+  }
   /* one allreduce over both networks' gradients (the per-rank means averaged = the global mean) */
   memcpy(t->flat, mp_net_grads(t->b1), t->np1 * sizeof(float));
   memcpy(t->flat + t->np1, mp_net_grads(t->rest), t->np2 * sizeof(float));
@@ -770,11 +781,12 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
     MP_ERROR("train.bn_group %d does not divide the per-rank batch %d", bn_group, t->b);
     return MP_EXIT_USAGE;
   }
-  t->be = mp_backend_create(mp_config_str(cfg, "train.backend"), err, sizeof err);
+  t->be = mp_backend_create_cfg(cfg, err, sizeof err);
   if (!t->be) {
     MP_ERROR("%s", err);
     return MP_EXIT_USAGE;
   }
+  mp_dp_init(&t->dp, t->be, comm);
   MP_CHECK_MPI(MPI_Type_contiguous(1, MPI_BYTE, &t->patch_t)); /* replaced once the patch size is known */
   if (t->rank == 0 && mp_mkdir_p(a->out_dir, err, sizeof err) != 0) status = MP_EXIT_FAILURE;
   MP_CHECK_MPI(MPI_Bcast(&status, 1, MPI_INT, 0, comm));
