@@ -149,6 +149,12 @@ static void ref_sn_bwd(mp_backend *b, const float *w, const float *dw_sn, int ro
   mp_ref_spectral_norm_backward(w, dw_sn, rows, cols, u, v, sigma, dw);
 }
 
+static void ref_patches(mp_backend *b, const uint8_t *const *src, const uint32_t *bits, int n, int P, int rot90,
+                        float *dst) {
+  (void)b;
+  mp_ref_patches_to_input(src, bits, n, P, rot90, dst);
+}
+
 static void generic_conv_bwd(mp_backend *b, const mp_conv_desc *d, const float *x, const float *dy, const float *w,
                              float *dx, float *dw, float *db) {
   b->iface->conv2d_backward_weights(b, d, x, dy, dw, db);
@@ -178,6 +184,7 @@ void mp_backend_fill_ref_ops(mp_backend_i *f) {
   if (!f->scale) f->scale = host_scale;
   if (!f->sn_forward) f->sn_forward = ref_sn_fwd;
   if (!f->sn_backward) f->sn_backward = ref_sn_bwd;
+  if (!f->patches_to_input) f->patches_to_input = ref_patches;
 }
 
 static mp_backend_i ref_iface = {

@@ -94,6 +94,10 @@ typedef struct {
   void (*sn_backward)(mp_backend *b, const float *w, const float *dw_sn, int rows, int cols, const float *u,
                       const float *v, double sigma, float *dw);
 
+  /* n uint8 patches in host memory -> the float input (mp_ref_patches_to_input) */
+  void (*patches_to_input)(mp_backend *b, const uint8_t *const *src, const uint32_t *bits, int n, int P, int rot90,
+                           float *dst);
+
   /* ---- data parallelism (optional: NULL where the backend has no collective of its own;
    * callers then reduce in host memory with MPI) ----
    * attach: collective over the MPI communicator (an MPI_Comm passed by address); 0 when

@@ -112,6 +112,8 @@ typedef struct {
   int ncache, capcache;
   size_t bytes, peak; /* managed memory held / its peak */
   blk_t *blk;         /* the allocations, for the bookkeeping */
+  void *stage, *dstage; /* patch upload: pinned host and device staging */
+  size_t stage_size;
   int nblk, capblk;
 #if MP_HAVE_NCCL_LIB
   ncclComm_t nccl;
@@ -630,6 +632,59 @@ static void cu_sn_backward(mp_backend *b, const float *w, const float *dw_sn, in
   MP_LAUNCHED();
 }
 
+/* ---- patch input: the uint8 patches gathered into pinned memory, one copy to the device
+ * (a quarter of the float bytes), augmentation and conversion in a kernel ---------------------- */
+__global__ void k_patches(const uint8_t *u8, const uint32_t *bits, const unsigned char *present, int n, int P,
+                          int rot90, float *dst) {
+  size_t px = (size_t)P * P;
+  GS_LOOP(e, (size_t)n * px) {
+    int q = (int)(e / px), r = (int)(e % px), i = r / P, j = r % P;
+    if (!present[q]) {
+      dst[e] = 0.0f;
+      continue;
+    }
+    uint32_t b = bits ? bits[q] : 0;
+    int ri = (b & 2) ? P - 1 - i : i, rj = (b & 1) ? P - 1 - j : j;
+    int rot = rot90 ? (int)((b >> 2) & 3) : 0;
+    for (int k = 0; k < rot; k++) { /* (i, j) -> (j, P-1-i) */
+      int tmp = ri;
+      ri = rj;
+      rj = P - 1 - tmp;
+    }
+    dst[e] = (float)u8[(size_t)q * px + (size_t)ri * P + rj] / 127.5f - 1.0f;
+  }
+}
+
+static void cu_patches(mp_backend *b, const uint8_t *const *src, const uint32_t *bits, int n, int P, int rot90,
+                       float *dst) {
+  ctx_t *c = C(b);
+  if (n <= 0) return;
+  size_t px = (size_t)P * P, need = (size_t)n * (px + sizeof(uint32_t) + 1);
+  if (need > c->stage_size) { /* grown once to the largest batch */
+    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+    if (c->stage) MP_CHECK_CUDA(cudaFreeHost(c->stage));
+    if (c->dstage) MP_CHECK_CUDA(cudaFree(c->dstage));
+    MP_CHECK_CUDA(cudaMallocHost(&c->stage, need));
+    MP_CHECK_CUDA(cudaMalloc(&c->dstage, need));
+    c->stage_size = need;
+  } else {
+    MP_CHECK_CUDA(cudaStreamSynchronize(c->st)); /* the previous batch's copy has left the staging buffer */
+  }
+  uint8_t *u8 = (uint8_t *)c->stage;
+  uint32_t *hb = (uint32_t *)(u8 + (size_t)n * px);
+  unsigned char *pres = (unsigned char *)(hb + n);
+  for (int q = 0; q < n; q++) {
+    pres[q] = src[q] != NULL;
+    if (src[q]) memcpy(u8 + (size_t)q * px, src[q], px);
+    hb[q] = bits ? bits[q] : 0;
+  }
+  MP_CHECK_CUDA(cudaMemcpyAsync(c->dstage, c->stage, need, cudaMemcpyHostToDevice, c->st));
+  uint8_t *du8 = (uint8_t *)c->dstage;
+  uint32_t *db = (uint32_t *)(du8 + (size_t)n * px);
+  k_patches<<<grid_for((size_t)n * px, TPB), TPB, 0, c->st>>>(du8, db, (unsigned char *)(db + n), n, P, rot90, dst);
+  MP_LAUNCHED();
+}
+
 /* ---- data parallelism (NCCL) ------------------------------------------------------------------- */
 static int cu_comm_attach(mp_backend *b, const void *mpi_comm, char *err, size_t errlen) {
   ctx_t *c = C(b);
@@ -725,6 +780,8 @@ static void cu_destroy(mp_backend *b) {
   cudnnDestroy(c->dnn);
   cublasDestroy(c->blas);
   if (c->ws) cudaFree(c->ws);
+  if (c->stage) cudaFreeHost(c->stage);
+  if (c->dstage) cudaFree(c->dstage);
   cudaFree(c->dsc);
   cudaFreeHost(c->hsc);
   cudaEventDestroy(c->ev_ready);
@@ -794,6 +851,7 @@ extern "C" mp_backend *mp_backend_cuda_create(int tf32, char *err, size_t errlen
     cuda_iface.scale = cu_scale;
     cuda_iface.sn_forward = cu_sn_forward;
     cuda_iface.sn_backward = cu_sn_backward;
+    cuda_iface.patches_to_input = cu_patches;
     cuda_iface.comm_attach = cu_comm_attach;
     cuda_iface.allreduce_sum = cu_allreduce_sum;
     /* conv2d_backward: the generic pair; bn+relu fusion: none (cuDNN's fused BN-activation

@@ -263,7 +263,7 @@ const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, ui
   n->batch = batch;
   n->train = train;
   n->step = step;
-  f->upload(be, n->act[0], x, per(n->in_c, n->in_h, n->in_w) * (size_t)batch * sizeof(float));
+  if (x != n->act[0]) f->upload(be, n->act[0], x, per(n->in_c, n->in_h, n->in_w) * (size_t)batch * sizeof(float));
   for (int i = 0; i < n->nl; i++) {
     layer *l = &n->L[i];
     const float *in = n->act[i];
@@ -522,6 +522,7 @@ void mp_net_adam(mp_net *n, float lr, float beta1, float beta2, float eps) {
 }
 
 size_t mp_net_param_count(const mp_net *n) { return n->nparams; }
+float *mp_net_input(mp_net *n) { return n->act[0]; }
 float *mp_net_params(mp_net *n) { return n->params; }
 float *mp_net_grads(mp_net *n) { return n->grads; }
 int mp_net_layers(const mp_net *n) { return n->nl; }

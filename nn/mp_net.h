@@ -44,6 +44,10 @@ void mp_net_build(mp_net *net);
  * averages for batch norm, dropout on (masks keyed by (seed, step, layer)).  Returns the
  * output (n x output size), valid until the next forward. */
 const float *mp_net_forward(mp_net *net, const float *x, int n, bool train, uint64_t step);
+/* The net's input buffer (max_batch x c x h x w, backend memory): a caller may write the
+ * next batch there (e.g. with the backend's patches_to_input) and pass it as x to
+ * mp_net_forward, which then copies nothing. */
+float *mp_net_input(mp_net *net);
 /* Backward from dL/doutput (n x output size) of the last forward: writes every
  * parameter gradient (overwrites) and, when dx is non-NULL, dL/dinput. */
 void mp_net_backward(mp_net *net, const float *dy, float *dx);

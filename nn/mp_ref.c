@@ -286,6 +286,30 @@ void mp_ref_concat_backward(const float *dy, float *da, float *db, int n, int ca
   }
 }
 
+void mp_ref_patches_to_input(const uint8_t *const *src, const uint32_t *bits, int n, int P, int rot90, float *dst) {
+  size_t px = (size_t)P * P;
+  for (int q = 0; q < n; q++) {
+    float *d = dst + (size_t)q * px;
+    if (!src[q]) {
+      memset(d, 0, px * sizeof *d);
+      continue;
+    }
+    uint32_t b = bits ? bits[q] : 0;
+    bool hf = b & 1, vf = b & 2;
+    int rot = rot90 ? (int)((b >> 2) & 3) : 0;
+    for (int i = 0; i < P; i++)
+      for (int j = 0; j < P; j++) {
+        int ri = vf ? P - 1 - i : i, rj = hf ? P - 1 - j : j;
+        for (int k = 0; k < rot; k++) { /* (i, j) -> (j, P-1-i) */
+          int tmp = ri;
+          ri = rj;
+          rj = P - 1 - tmp;
+        }
+        d[(size_t)i * P + j] = (float)src[q][(size_t)ri * P + rj] / 127.5f - 1.0f;
+      }
+  }
+}
+
 void mp_ref_dropout_backward(const float *dy, const unsigned char *mask, float *dx, size_t n, float p) {
   float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
   for (size_t e = 0; e < n; e++) dx[e] = mask[e] ? dy[e] * scale : 0.0f;

@@ -95,6 +95,12 @@ void mp_ref_dropout_forward(const float *x, float *y, unsigned char *mask, size_
                             uint64_t index, uint64_t e0);
 void mp_ref_dropout_backward(const float *dy, const unsigned char *mask, float *dx, size_t n, float p);
 
+/* ---- patch input: n uint8 patches (P x P; src[i] NULL = an all-zero input) -> floats in
+ * [-1, 1] (v / 127.5 - 1) into dst (n x P x P), patch i augmented by bits[i] (bits may
+ * be NULL = none): bit 0 horizontal flip, bit 1 vertical flip, then with rot90 bits 2-3
+ * quarter turns, (i, j) -> (j, P-1-i) each. ---- */
+void mp_ref_patches_to_input(const uint8_t *const *src, const uint32_t *bits, int n, int P, int rot90, float *dst);
+
 /* ---- concat along channels: y (n x (ca+cb) x hw) = [a (n x ca x hw); b (n x cb x hw)];
  * the backward splits dy back (either part may be NULL) ------------------------------------ */
 void mp_ref_concat_forward(const float *a, const float *b, float *y, int n, int ca, int cb, int hw);

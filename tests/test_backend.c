@@ -167,6 +167,22 @@ static void check_other_ops(const char *name, mp_backend *be, mp_backend *ref, m
     }
     CHECK_NMSE("adam, three steps", p1, p2, DN, 1e-14);
   }
+  /* patch input: 5 uint8 patches 12 x 12 (one absent: zeros), every flip and quarter turn */
+  {
+    enum { PN = 5, PP = 12 };
+    uint8_t *u8 = mp_malloc(PN * PP * PP);
+    for (int i = 0; i < PN * PP * PP; i++) u8[i] = (uint8_t)(mp_rng_u32(r) & 255);
+    const uint8_t *src[PN] = {u8, u8 + PP * PP, NULL, u8 + 3 * PP * PP, u8 + 4 * PP * PP};
+    uint32_t bits[PN] = {0, 1 | 4, 2, 3 | 8, 2 | 12};
+    float *x1 = T(PN * PP * PP), *x2 = T(PN * PP * PP);
+    for (int rot = 0; rot < 2; rot++) {
+      poison(x1, PN * PP * PP);
+      f->patches_to_input(be, src, bits, PN, PP, rot, x1);
+      g->patches_to_input(ref, src, bits, PN, PP, rot, x2);
+      CHECK_NMSE(rot ? "patches to input, flips + rotations" : "patches to input, flips", x1, x2, PN * PP * PP, 1e-30);
+    }
+    mp_free(u8);
+  }
   /* the memory entries: copy, zero, axpy, scale */
   {
     enum { MN = 1001 };

@@ -94,7 +94,9 @@ typedef struct {
   mp_dp dp; /* the gradient mean: NCCL on the device or MPI in host memory */
   mp_net *b1, *rest;
   size_t np1, np2;
-  float *flat, *x, *tlab, *dy, *d1;
+  float *flat, *tlab, *dy, *d1;
+  uint32_t *bits;      /* the batch's augmentation bits */
+  const uint8_t **src; /* evaluation: the patches of one forward */
   /* options */
   double lesion_fraction;
   bool rot90;
@@ -215,21 +217,6 @@ static void epoch_exchange(trainer *t, uint64_t e) {
   mp_free(sendbuf), mp_free(cur), mp_free(scount), mp_free(rcount), mp_free(sdisp), mp_free(rdisp);
 }
 
-/* uint8 patch -> float in [-1, 1] with flips / a 90-degree rotation chosen by bits. */
-static void to_input(const uint8_t *src, float *dst, int P, uint32_t bits, bool rot90) {
-  bool hf = bits & 1, vf = bits & 2;
-  int rot = rot90 ? (int)((bits >> 2) & 3) : 0;
-  for (int i = 0; i < P; i++)
-    for (int j = 0; j < P; j++) {
-      int si = vf ? P - 1 - i : i, sj = hf ? P - 1 - j : j, ri = si, rj = sj;
-      for (int k = 0; k < rot; k++) { /* (i, j) -> (j, P-1-i) */
-        int tmp = ri;
-        ri = rj;
-        rj = P - 1 - tmp;
-      }
-      dst[(size_t)i * P + j] = (float)src[(size_t)ri * P + rj] / 127.5f - 1.0f;
-    }
-}
 
 /* Average the batch-norm running statistics over ranks (every rank then holds the same model). */
 static void sync_bn(trainer *t) {
@@ -252,14 +239,17 @@ static void sync_bn(trainer *t) {
  * the reduced value only, so every rank stops at the same step even when a signal lands
  * on one rank between the allreduce and the check). */
 static double train_step(trainer *t, int s, uint64_t g, bool *stop) {
+  /* the batch straight into block 1's input on the backend (uint8 patches move, the
+   * augmentation and the conversion run where the network runs); a SMOTE vector's place
+   * (no patch) is an all-zero input */
   for (int j = 0; j < t->b; j++) {
     uint64_t jj = (uint64_t)t->rank * t->b + (uint64_t)j; /* position in the global batch */
-    uint32_t bits = mp_rng_at(t->seed, MP_RNG_AUGMENT, g, jj);
-    const uint8_t *src = t->slot[(size_t)s * t->b + j];
-    if (src) to_input(src, t->x + (size_t)j * t->px, t->P, bits, t->rot90);
-    else memset(t->x + (size_t)j * t->px, 0, t->px * sizeof(float)); /* a SMOTE vector's place */
+    t->bits[j] = mp_rng_at(t->seed, MP_RNG_AUGMENT, g, jj);
     t->tlab[j] = (float)t->slot_label[(size_t)s * t->b + j];
   }
+  float *x = mp_net_input(t->b1);
+  t->be->iface->patches_to_input(t->be, t->slot + (size_t)s * t->b, t->bits, t->b, t->P,
+                                 t->rot90, x);
   mp_net_set_sample_offset(t->b1, (uint64_t)t->rank * t->b);
   mp_net_set_sample_offset(t->rest, (uint64_t)t->rank * t->b);
   double loss;
@@ -267,7 +257,7 @@ static double train_step(trainer *t, int s, uint64_t g, bool *stop) {
     /* SPEC §9 phase 3: block 1 frozen (eval mode: running statistics, as the vectors were
      * made), its embeddings with the synthetic vectors in their batch places, only the rest
      * trained */
-    memcpy(t->d1, mp_net_forward(t->b1, t->x, t->b, false, g), (size_t)t->b * t->dvec * sizeof(float));
+    memcpy(t->d1, mp_net_forward(t->b1, x, t->b, false, g), (size_t)t->b * t->dvec * sizeof(float));
     for (int j = 0; j < t->b; j++) {
       int64_t v = t->slot_vec[(size_t)s * t->b + j];
       if (v >= 0) memcpy(t->d1 + (size_t)j * t->dvec, t->vec + (size_t)v * t->dvec, t->dvec * sizeof(float));
@@ -277,7 +267,7 @@ static double train_step(trainer *t, int s, uint64_t g, bool *stop) {
     mp_net_backward(t->rest, t->dy, NULL);
     memset(mp_net_grads(t->b1), 0, t->np1 * sizeof(float));
   } else
-    loss = mp_model_classifier_gradients(t->b1, t->rest, t->x, t->tlab, t->b, g, t->dy, t->d1, NULL);
+    loss = mp_model_classifier_gradients(t->b1, t->rest, x, t->tlab, t->b, g, t->dy, t->d1, NULL);
   if (t->dp.device) { /* NCCL on the device buffers; the two scalars through MPI */
     if (!t->smote) mp_dp_mean(&t->dp, mp_net_grads(t->b1), t->np1);
     mp_dp_mean(&t->dp, mp_net_grads(t->rest), t->np2);
@@ -310,8 +300,10 @@ static mp_confusion evaluate(trainer *t, const uint8_t *px, const uint8_t *label
   double c[5] = {0};
   for (uint64_t i = 0; i < n; i += (uint64_t)t->b) {
     int m = (int)(n - i < (uint64_t)t->b ? n - i : (uint64_t)t->b);
-    for (int j = 0; j < m; j++) to_input(px + (i + j) * t->px, t->x + (size_t)j * t->px, t->P, 0, false);
-    const float *f1 = mp_net_forward(t->b1, t->x, m, false, 0);
+    for (int j = 0; j < m; j++) t->src[j] = px + (i + j) * t->px;
+    float *x = mp_net_input(t->b1);
+    t->be->iface->patches_to_input(t->be, t->src, NULL, m, t->P, 0, x);
+    const float *f1 = mp_net_forward(t->b1, x, m, false, 0);
     const float *y = mp_net_forward(t->rest, f1, m, false, 0);
     for (int j = 0; j < m; j++) {
       float tl = (float)label[i + j];
@@ -737,7 +729,7 @@ static void write_train_json(trainer *t, const progress_state *ps, const char *s
 static void trainer_free(trainer *t) {
   mp_free(t->tr_index), mp_free(t->tr_label), mp_free(t->shard_px), mp_free(t->recv_px), mp_free(t->slot);
   mp_free(t->slot_label), mp_free(t->seq), mp_free(t->val_px), mp_free(t->val_label), mp_free(t->test_px);
-  mp_free(t->test_label), mp_free(t->vec), mp_free(t->slot_vec), mp_free(t->flat), mp_free(t->x), mp_free(t->tlab), mp_free(t->dy), mp_free(t->d1);
+  mp_free(t->test_label), mp_free(t->vec), mp_free(t->slot_vec), mp_free(t->flat), mp_free(t->bits), mp_free(t->src), mp_free(t->tlab), mp_free(t->dy), mp_free(t->d1);
   mp_net_free(t->b1);
   mp_net_free(t->rest);
   if (t->be) mp_backend_free(t->be);
@@ -835,7 +827,8 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
   mp_net_set_bn_group(t->rest, bn_group);
   t->np1 = mp_net_param_count(t->b1), t->np2 = mp_net_param_count(t->rest);
   t->flat = mp_malloc((t->np1 + t->np2 + 2) * sizeof(float));
-  t->x = mp_malloc((size_t)t->b * t->px * sizeof(float));
+  t->bits = mp_malloc((size_t)t->b * sizeof *t->bits);
+  t->src = mp_malloc((size_t)t->b * sizeof *t->src);
   t->tlab = mp_malloc((size_t)t->b * sizeof(float));
   t->dy = mp_malloc((size_t)t->b * sizeof(float));
   t->d1 = mp_malloc(mp_net_output_size(t->b1) * (size_t)t->b * sizeof(float));
