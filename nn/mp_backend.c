@@ -12,6 +12,7 @@
 #include "mp_log.h"
 
 #include <limits.h>
+#include <math.h>
 
 static void *ref_alloc(mp_backend *b, size_t bytes) {
   (void)b;
@@ -149,6 +150,23 @@ static void ref_sn_bwd(mp_backend *b, const float *w, const float *dw_sn, int ro
   mp_ref_spectral_norm_backward(w, dw_sn, rows, cols, u, v, sigma, dw);
 }
 
+static double host_penalty_grad(mp_backend *b, const float *g, int n, size_t m, float lambda, float *v,
+                                double *norms) {
+  mp_backend_sync(b);
+  double P = 0;
+  for (int j = 0; j < n; j++) {
+    const float *gj = g + (size_t)j * m;
+    double ss = 0;
+    for (size_t e = 0; e < m; e++) ss += (double)gj[e] * gj[e];
+    double norm = sqrt(ss);
+    norms[j] = norm;
+    P += (norm - 1) * (norm - 1);
+    double coef = norm > 0 ? lambda * 2.0 * (norm - 1) / (n * norm) : 0.0;
+    for (size_t e = 0; e < m; e++) v[(size_t)j * m + e] = (float)(coef * gj[e]);
+  }
+  return P;
+}
+
 static void ref_patches(mp_backend *b, const uint8_t *const *src, const uint32_t *bits, int n, int P, int rot90,
                         float *dst) {
   (void)b;
@@ -185,6 +203,7 @@ void mp_backend_fill_ref_ops(mp_backend_i *f) {
   if (!f->sn_forward) f->sn_forward = ref_sn_fwd;
   if (!f->sn_backward) f->sn_backward = ref_sn_bwd;
   if (!f->patches_to_input) f->patches_to_input = ref_patches;
+  if (!f->penalty_grad) f->penalty_grad = host_penalty_grad;
 }
 
 static mp_backend_i ref_iface = {

@@ -94,6 +94,11 @@ typedef struct {
   void (*sn_backward)(mp_backend *b, const float *w, const float *dw_sn, int rows, int cols, const float *u,
                       const float *v, double sigma, float *dw);
 
+  /* The WGAN-GP penalty's per-sample part (SPEC §7): g (n x m) holds the critic's input
+   * gradients; norms[j] = ||g_j|| (host, double); v (n x m) = coef_j g_j with coef_j =
+   * lambda 2 (||g_j|| - 1) / (n ||g_j||) (0 where the norm is 0).  Returns
+   * sum_j (||g_j|| - 1)^2. */
+  double (*penalty_grad)(mp_backend *b, const float *g, int n, size_t m, float lambda, float *v, double *norms);
   /* n uint8 patches in host memory -> the float input (mp_ref_patches_to_input) */
   void (*patches_to_input)(mp_backend *b, const uint8_t *const *src, const uint32_t *bits, int n, int P, int rot90,
                            float *dst);
@@ -105,6 +110,9 @@ typedef struct {
    * fall back to MPI).  allreduce_sum: in place over the attached communicator. */
   int (*comm_attach)(mp_backend *b, const void *mpi_comm, char *err, size_t errlen);
   void (*allreduce_sum)(mp_backend *b, float *buf, size_t n);
+  /* Optional: the peak of the device memory this backend has held (bytes); NULL for host
+   * backends (their memory is counted by mp_alloc). */
+  size_t (*device_peak)(mp_backend *b);
 } mp_backend_i;
 
 struct mp_backend {

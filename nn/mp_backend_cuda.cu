@@ -113,6 +113,8 @@ typedef struct {
   size_t bytes, peak; /* managed memory held / its peak */
   blk_t *blk;         /* the allocations, for the bookkeeping */
   void *stage, *dstage; /* patch upload: pinned host and device staging */
+  double *gp_norms;     /* the gradient penalty's per-sample norms (device) */
+  int gp_cap;
   size_t stage_size;
   int nblk, capblk;
 #if MP_HAVE_NCCL_LIB
@@ -576,6 +578,40 @@ static void dot_to(ctx_t *c, const float *a, const float *bb, size_t n, double *
   MP_LAUNCHED();
 }
 
+/* ---- the gradient penalty's per-sample part: one block per sample --------------------------- */
+__global__ void k_sample_norms(const float *g, size_t m, double *norms) {
+  const float *gj = g + (size_t)blockIdx.x * m;
+  double acc = 0;
+  for (size_t e = threadIdx.x; e < m; e += blockDim.x) acc += (double)gj[e] * gj[e];
+  double s = block_sum(acc);
+  if (threadIdx.x == 0) norms[blockIdx.x] = sqrt(s);
+}
+__global__ void k_penalty_scale(const float *g, int n, size_t m, float lambda, const double *norms, float *v) {
+  GS_LOOP(i, (size_t)n * m) {
+    double norm = norms[i / m];
+    double coef = norm > 0 ? lambda * 2.0 * (norm - 1) / (n * norm) : 0.0;
+    v[i] = (float)(coef * g[i]);
+  }
+}
+static double cu_penalty_grad(mp_backend *b, const float *g, int n, size_t m, float lambda, float *v, double *norms) {
+  ctx_t *c = C(b);
+  if (n > c->gp_cap) {
+    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+    if (c->gp_norms) MP_CHECK_CUDA(cudaFree(c->gp_norms));
+    MP_CHECK_CUDA(cudaMalloc((void **)&c->gp_norms, (size_t)n * sizeof(double)));
+    c->gp_cap = n;
+  }
+  k_sample_norms<<<n, TPB, 0, c->st>>>(g, m, c->gp_norms);
+  MP_LAUNCHED();
+  k_penalty_scale<<<grid_for((size_t)n * m, TPB), TPB, 0, c->st>>>(g, n, m, lambda, c->gp_norms, v);
+  MP_LAUNCHED();
+  MP_CHECK_CUDA(cudaMemcpyAsync(norms, c->gp_norms, (size_t)n * sizeof(double), cudaMemcpyDeviceToHost, c->st));
+  MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+  double P = 0;
+  for (int j = 0; j < n; j++) P += (norms[j] - 1) * (norms[j] - 1);
+  return P;
+}
+
 /* ---- spectral norm (the ref's power iteration; cuBLAS products, double norms) ----------------- */
 /* a /= max(sqrt(*ss), 1e-12) (F.normalize's eps) */
 __global__ void k_normalize(float *a, int n, const double *ss) {
@@ -765,6 +801,11 @@ static const char *cu_describe(mp_backend *b, const char *op, const mp_conv_desc
   return c->desc;
 }
 
+static size_t cu_device_peak(mp_backend *b) {
+  ctx_t *c = C(b);
+  return c->peak + c->ws_size + c->stage_size;
+}
+
 static void cu_destroy(mp_backend *b) {
   ctx_t *c = C(b);
   cudaStreamSynchronize(c->st);
@@ -781,6 +822,7 @@ static void cu_destroy(mp_backend *b) {
   cublasDestroy(c->blas);
   if (c->ws) cudaFree(c->ws);
   if (c->stage) cudaFreeHost(c->stage);
+  if (c->gp_norms) cudaFree(c->gp_norms);
   if (c->dstage) cudaFree(c->dstage);
   cudaFree(c->dsc);
   cudaFreeHost(c->hsc);
@@ -852,6 +894,8 @@ extern "C" mp_backend *mp_backend_cuda_create(int tf32, char *err, size_t errlen
     cuda_iface.sn_forward = cu_sn_forward;
     cuda_iface.sn_backward = cu_sn_backward;
     cuda_iface.patches_to_input = cu_patches;
+    cuda_iface.penalty_grad = cu_penalty_grad;
+    cuda_iface.device_peak = cu_device_peak;
     cuda_iface.comm_attach = cu_comm_attach;
     cuda_iface.allreduce_sum = cu_allreduce_sum;
     /* conv2d_backward: the generic pair; bn+relu fusion: none (cuDNN's fused BN-activation

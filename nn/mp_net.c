@@ -474,20 +474,13 @@ double mp_net_gradient_penalty(mp_net *n, const float *xhat, int batch, float la
       f->copy(be, n->dact[i], n->dact[i + 1], cnt);
     }
   }
-  host(n); /* the per-sample norms below are host code */
   size_t in = per(n->in_c, n->in_h, n->in_w);
   float *v = n->gp_a, *next = n->gp_b;
-  double P = 0;
-  for (int j = 0; j < batch; j++) {
-    const float *g = n->dact[0] + (size_t)j * in;
-    double ss = 0;
-    for (size_t e = 0; e < in; e++) ss += (double)g[e] * g[e];
-    double norm = sqrt(ss);
-    if (gnorm) gnorm[j] = (float)norm;
-    P += (norm - 1) * (norm - 1);
-    double coef = norm > 0 ? lambda * 2.0 * (norm - 1) / (batch * norm) : 0.0;
-    for (size_t e = 0; e < in; e++) v[(size_t)j * in + e] = (float)(coef * g[e]);
-  }
+  double *norms = mp_malloc((size_t)batch * sizeof *norms);
+  double P = f->penalty_grad(be, n->dact[0], batch, in, lambda, v, norms);
+  if (gnorm)
+    for (int j = 0; j < batch; j++) gnorm[j] = (float)norms[j];
+  mp_free(norms);
   P *= (double)lambda / batch;
   float *G = grad_target(n);
   f->zero(be, G, n->nparams * sizeof(float));

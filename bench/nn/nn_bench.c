@@ -44,6 +44,13 @@ static int usage(void) {
   return 2;
 }
 
+/* ", \"gpu_mb\": N" for a device backend (its peak device memory), else "" */
+static const char *gpu_mb(mp_backend *be, char *buf, size_t len) {
+  buf[0] = 0;
+  if (be->iface->device_peak) snprintf(buf, len, ", \"gpu_mb\": %.1f", (double)be->iface->device_peak(be) / 1048576.0);
+  return buf;
+}
+
 static int classifier(mp_backend *be, int B, int reps, double *sec) {
   mp_net *b1, *rest;
   mp_model_classifier(be, B, 1, 0.5f, &b1, &rest);
@@ -130,6 +137,7 @@ int main(int argc, char **argv) {
   double *sec = mp_malloc((size_t)(reps + 2) * sizeof *sec);
   double *sec_d = mp_malloc((size_t)(reps + 2) * sizeof *sec), *sec_g = mp_malloc((size_t)(reps + 2) * sizeof *sec);
   int rc;
+  char gm[48];
   if (bi == 3)
     rc = classifier(be, B, reps, sec);
   else if (bi == 5)
@@ -140,14 +148,14 @@ int main(int argc, char **argv) {
     double med = median(sec, reps), d_ms = 1e3 * median(sec_d, reps), g_ms = 1e3 * median(sec_g, reps);
     printf("{\"backend\": \"%s\", \"model\": \"gansteps\", \"loss\": \"%s\", \"sn\": %d, \"f\": %d, \"batch\": %d, "
            "\"d_ms\": %.1f, \"g_ms\": %.1f, \"step_seconds\": %.4f, \"patches_per_second\": %.2f, "
-           "\"peak_heap_mb\": %.1f}\n",
+           "\"peak_heap_mb\": %.1f%s}\n",
            argv[1], argv[3], atoi(argv[4]) != 0, atoi(argv[5]), B, d_ms, g_ms, med, B / med,
-           (double)mp_alloc_get_stats().peak / 1048576.0);
+           (double)mp_alloc_get_stats().peak / 1048576.0, gpu_mb(be, gm, sizeof gm));
   } else if (rc == 0) {
     double med = median(sec, reps);
     printf("{\"backend\": \"%s\", \"model\": \"%s\", \"batch\": %d, \"step_seconds\": %.4f, "
-           "\"patches_per_second\": %.2f, \"peak_heap_mb\": %.1f}\n",
-           argv[1], argv[2], B, med, B / med, (double)mp_alloc_get_stats().peak / 1048576.0);
+           "\"patches_per_second\": %.2f, \"peak_heap_mb\": %.1f%s}\n",
+           argv[1], argv[2], B, med, B / med, (double)mp_alloc_get_stats().peak / 1048576.0, gpu_mb(be, gm, sizeof gm));
   }
   mp_free(sec);
   mp_free(sec_d);

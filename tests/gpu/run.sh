@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# tests/gpu/run.sh — the one script a GPU machine runs for the CUDA backend (issue 10).
+# CI has no GPU, so everything that needs one is checked here, in one pass that fits a short
+# device lease (under 8 minutes in all): the build with CUDA on, every op and the SPEC nets of
+# the `cuda` backend against `ref`, PyTorch parity through `cuda`, the NCCL gradient check on
+# 1 and 2 ranks, and the GPU benchmark against PyTorch.  It keeps going after a failing step
+# (except a failed configure or build, after which nothing can run), and exits 1 when any
+# step failed, 0 otherwise.
+#   steps   gpu         nvidia-smi -L and nvidia-smi; the toolchain (nvcc, cmake, ninja, mpiexec,
+#                       python/torch, required libraries) is listed in the same log
+#           configure   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DMP_ENABLE_CUDA=ON
+#                       -DCMAKE_CUDA_ARCHITECTURES=90 [-G Ninja when ninja is there]
+#           build       cmake --build build-gpu -j$(nproc)
+#           test_backend, test_net   build-gpu/tests/{test_backend,test_net} (cuda vs ref)
+#           parity_classifier, parity_gan   nn_parity_tool cuda ... | tests/nn/torch_parity.py,
+#                       torch_gan_parity.py ... cuda (as ctest runs them for ref/cpu), when a
+#                       python has torch, h5py and numpy
+#           nccl_1, nccl_2   mpiexec -n 1 / -n 2 --oversubscribe build-gpu/tests/gpu_nccl_check
+#                       (exit 0 pass, 77 skip, else fail)
+#           bench       BUILD_DIR=build-gpu TIME_BUDGET_S=<left, at most 240> bench/gpu/run.sh
+# Output in $OUT (default build-gpu-out): summary.md (a Markdown table: step, PASS/FAIL/SKIP,
+# wall time, log, note) and the logs, grouped so that $OUT never holds more than 8 files
+# (what a device lease brings back): gpu.log, build.log (configure + build), tests.log,
+# parity.log, nccl.log, bench.log, and bench/gpu's own bench.txt.  Each step's result and
+# the tail of its log are also printed, and summary.md last.
+# Environment:
+#   SKIP_BUILD=1        no configure or build: use an existing $BUILD_DIR (to check this
+#                       script, or to rerun the checks on a warm machine)
+#   BUILD_DIR           default build-gpu (kept between calls on a warm machine: the next
+#                       build is incremental; removed first when it was configured elsewhere
+#                       or with another generator)
+#   BUILD_TARGETS       build only these targets (default: all)
+#   CUDA_ARCHS          CMAKE_CUDA_ARCHITECTURES (default 90: H100/H200)
+#   TOTAL_BUDGET_S      wall-clock budget of the whole script (default 450); every step runs
+#                       under `timeout` within what is left, and steps that no longer fit are
+#                       skipped
+#   PYTHON              the python for the parity fixtures and the benchmark's PyTorch side
+#                       (default: python3, then /usr/bin/python3)
+#   GPU_DEBS            a folder of .deb files (default .gpu-debs) unpacked under
+#                       $BUILD_DIR-deps and put on the compiler's, pkg-config's and the loader's
+#                       paths: libraries the GPU image lacks (libcjson-dev, libinih-dev,
+#                       libcmocka-dev and their runtime packages), carried with the tree
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 2
+root=$PWD
+bdir=${BUILD_DIR:-build-gpu}
+babs=$bdir
+[[ $babs == /* ]] || babs=$root/$bdir
+OUT=${OUT:-$root/build-gpu-out}
+mkdir -p "$OUT" || exit 2
+OUT=$(cd "$OUT" && pwd)
+total=${TOTAL_BUDGET_S:-450}
+t0=$SECONDS
+summary=$OUT/summary.md
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none  # no CMA/ptrace needed inside VMs and containers
+[[ -d /usr/local/cuda/bin ]] && PATH=/usr/local/cuda/bin:$PATH
+
+# ---- the summary -----------------------------------------------------------------------------
+names=() results=() secs=() logs=() notes=() details="" header=""
+write_summary() {
+  {
+    echo "# GPU checks (tests/gpu/run.sh)"
+    echo
+    printf '%s\n' "$header"
+    echo
+    echo "| step | result | wall s | log | note |"
+    echo "|---|---|---|---|---|"
+    local i
+    for i in "${!names[@]}"; do
+      printf '| %s | %s | %s | %s | %s |\n' "${names[$i]}" "${results[$i]}" "${secs[$i]}" "${logs[$i]}" "${notes[$i]}"
+    done
+    echo
+    echo "total $((SECONDS - t0)) s of a ${total} s budget"
+    [[ -z $details ]] || printf '\n%s\n' "$details"
+  } >"$summary"
+}
+# record NAME RESULT SECONDS LOG NOTE
+record() {
+  local note=${5//|/\\|}
+  names+=("$1") results+=("$2") secs+=("$3") logs+=("$4") notes+=("${note:0:160}")
+  printf '== %-18s %-4s %4ss  %s%s\n' "$1" "$2" "$3" "$4" "${5:+  ($5)}"
+  write_summary
+}
+skip() { record "$1" SKIP 0 "$2" "$3"; }
+left() { echo $((total - (SECONDS - t0))); }
+
+boilerplate='^\s*$|^-{5,}$|^ *(Process name|Exit code):|Primary job|non-zero exit code|(mpiexec|mpirun) detected|the job to be terminated'
+failure_re='\[ *(ERROR|FAILED) *\] ---|^ *FAIL|error:|differs|mismatch|Assertion'
+# renote NOTE: replaces the note of the step recorded last
+renote() {
+  notes[${#notes[@]} - 1]=${1//|/\\|}
+  write_summary
+}
+# step NAME LOG CAP CMD...: CMD under `timeout` (CAP seconds, or what is left of the budget),
+# its output appended to $OUT/LOG; PASS on exit 0, SKIP on 77, FAIL otherwise.  Prints the
+# tail of the step's output.  Returns CMD's exit status.
+step() {
+  local name=$1 log=$2 cap=$3
+  shift 3
+  local lf=$OUT/$log room tmo rc t n res note last
+  room=$(($(left) - 10))
+  if ((room < 15)); then
+    skip "$name" "$log" "out of time (TOTAL_BUDGET_S=$total)"
+    return 124
+  fi
+  tmo=$((cap < room ? cap : room))
+  touch "$lf"
+  n=$(wc -l <"$lf")
+  local shown=${*//$'\n'/ }
+  printf '\n===== %s (timeout %s s): %s\n' "$name" "$tmo" "${shown//  / }" >>"$lf"
+  echo "-- $name: ${shown//  / } (timeout $tmo s)"
+  t=$SECONDS
+  timeout -k 10 "$tmo" "$@" >>"$lf" 2>&1
+  rc=$?
+  # the note: the first line that names a failure, else the last line (mpiexec's banner and
+  # blank lines left out)
+  last=$(tail -n +$((n + 3)) "$lf" | grep -Ev "$boilerplate" | grep -Em 1 "$failure_re" ||
+    tail -n +$((n + 3)) "$lf" | grep -Ev "$boilerplate" | tail -n 1)
+  tail -n +$((n + 3)) "$lf" | tail -n 20 | sed 's/^/   | /'
+  case $rc in
+  0) res=PASS note="" ;;
+  77) res=SKIP note="skipped by the program: $last" ;;
+  124 | 137) res=FAIL note="timed out after $tmo s" ;;
+  *) res=FAIL note="exit $rc: $last" ;;
+  esac
+  record "$name" "$res" $((SECONDS - t)) "$log" "$note"
+  return "$rc"
+}
+
+finish() {
+  local failed=0 r
+  for r in "${results[@]}"; do [[ $r == FAIL ]] && failed=1; done
+  write_summary
+  echo
+  cat "$summary"
+  exit "$failed"
+}
+
+# ---- the machine -----------------------------------------------------------------------------
+have_gpu=0
+gpu_name=""
+if step gpu gpu.log 60 bash -c 'command -v nvidia-smi >/dev/null || { echo "no nvidia-smi on PATH: no NVIDIA driver"; exit 1; }
+    nvidia-smi -L | grep GPU || { echo "nvidia-smi -L lists no GPU"; exit 1; }
+    nvidia-smi'; then
+  have_gpu=1
+  gpu_name=$(timeout 30 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -n 1)
+fi
+
+# Python with torch (+ h5py, numpy for the parity fixtures)
+py="" pyinfo=""
+for cand in "${PYTHON:-python3}" /usr/bin/python3; do
+  command -v "$cand" >/dev/null 2>&1 || continue
+  if pyinfo=$(timeout 120 "$cand" -c 'import torch, h5py, numpy; print("torch", torch.__version__, "cuda available:", torch.cuda.is_available())' 2>/dev/null); then
+    py=$(command -v "$cand")
+    break
+  fi
+done
+
+# Libraries carried as .deb files (GPU_DEBS): unpacked, never installed into /
+debs=${GPU_DEBS:-.gpu-debs}
+if compgen -G "$debs/*.deb" >/dev/null; then
+  deps=$babs-deps
+  rm -rf "$deps" && mkdir -p "$deps"
+  {
+    echo "===== carried packages ($debs -> $deps)"
+    for d in "$debs"/*.deb; do dpkg -x "$d" "$deps" && echo "unpacked $d"; done
+    # their pkg-config files name prefix=/usr: point them at the unpacked tree
+    find "$deps" -name '*.pc' -exec sed -i "s|^prefix=/usr|prefix=$deps/usr|" {} +
+  } >>"$OUT/gpu.log" 2>&1
+  export CMAKE_PREFIX_PATH=$deps/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
+  export PKG_CONFIG_PATH=$deps/usr/lib/x86_64-linux-gnu/pkgconfig:$deps/usr/lib/pkgconfig:$deps/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+  export LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu:$deps/usr/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+
+cmake_bin=$(command -v cmake || true)
+ninja_bin=$(command -v ninja || true)
+mpiexec_bin=$(command -v mpiexec || command -v mpirun || true)
+{
+  echo
+  echo "===== toolchain"
+  uname -a
+  grep PRETTY_NAME /etc/os-release 2>/dev/null
+  echo "cores: $(nproc)"
+  echo "nvcc: $(command -v nvcc || echo none) $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*')"
+  echo "cmake: ${cmake_bin:-none} $(cmake --version 2>/dev/null | head -n 1)"
+  echo "ninja: ${ninja_bin:-none} $(ninja --version 2>/dev/null)"
+  echo "mpiexec: ${mpiexec_bin:-none} $(mpiexec --version 2>/dev/null | head -n 1)"
+  echo "python with torch, h5py, numpy: ${py:-none} ${pyinfo}"
+  for pc in libcjson inih cmocka openssl hdf5 hdf5-serial hdf5-openmpi ompi-c libpng lapacke openblas; do
+    echo "pkg-config $pc: $(pkg-config --modversion "$pc" 2>/dev/null || echo missing)"
+  done
+  for lib in libcudnn.so libnccl.so libcublas.so libhdf5.so libhdf5_serial.so libcjson.so libinih.so libcmocka.so; do
+    echo "$lib: $(ldconfig -p 2>/dev/null | grep -m 1 -F "$lib " | sed 's/.*=> //' || true)"
+  done
+} >>"$OUT/gpu.log" 2>&1
+
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo "no git")
+changed=$(git status --porcelain 2>/dev/null | wc -l)
+header="$(date -u '+%Y-%m-%d %H:%M UTC'), host $(hostname), GPU: ${gpu_name:-none}, commit $commit ($changed changed files), python: ${py:-no torch+h5py+numpy} ${pyinfo}"
+write_summary
+
+# ---- configure and build ---------------------------------------------------------------------
+build_steps_ok=1
+if [[ ${SKIP_BUILD:-0} == 1 ]]; then
+  skip configure build.log "SKIP_BUILD=1: using $bdir as it is"
+  skip build build.log "SKIP_BUILD=1"
+  if [[ ! -d $bdir ]]; then
+    details+="SKIP_BUILD=1 but $bdir does not exist: nothing to test."$'\n'
+    build_steps_ok=0
+  fi
+elif [[ -z $cmake_bin ]]; then
+  record configure FAIL 0 build.log "no cmake on PATH"
+  build_steps_ok=0
+else
+  gen=()
+  [[ -n $ninja_bin ]] && gen=(-G Ninja)
+  want_gen=${ninja_bin:+Ninja}
+  want_gen=${want_gen:-Unix Makefiles}
+  if [[ -f $bdir/CMakeCache.txt ]]; then
+    had_gen=$(sed -n 's/^CMAKE_GENERATOR:INTERNAL=//p' "$bdir/CMakeCache.txt")
+    had_home=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$bdir/CMakeCache.txt")
+    if [[ $had_gen != "$want_gen" || $had_home != "$root" ]]; then
+      echo "removing $bdir: configured for '$had_home' with '$had_gen'" >>"$OUT/build.log"
+      rm -rf "$bdir"
+    fi
+  fi
+  if ! step configure build.log 150 "$cmake_bin" -S . -B "$bdir" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
+      -DMP_ENABLE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}"; then
+    build_steps_ok=0
+  else
+    targets=()
+    [[ -n ${BUILD_TARGETS:-} ]] && read -r -a targets <<<"--target $BUILD_TARGETS"
+    step build build.log 330 "$cmake_bin" --build "$bdir" -j"$(nproc)" "${targets[@]}" || build_steps_ok=0
+  fi
+  if ((!build_steps_ok)); then
+    details+="### the end of build.log"$'\n\n```\n'"$(grep -v '^\s*$' "$OUT/build.log" | tail -n 40)"$'\n```\n'
+  fi
+fi
+if ((!build_steps_ok)); then
+  for s in test_backend test_net parity_classifier parity_gan nccl_1 nccl_2 bench; do
+    skip "$s" - "nothing built"
+  done
+  finish
+fi
+
+# ---- correctness: cuda against ref -----------------------------------------------------------
+tests=$bdir/tests
+nogpu="no GPU (see gpu.log)"
+for t in test_backend test_net; do
+  if ((!have_gpu)); then
+    skip "$t" tests.log "$nogpu"
+  elif [[ ! -x $tests/$t ]]; then
+    record "$t" FAIL 0 tests.log "$tests/$t was not built (the tests need cmocka: see gpu.log)"
+  else
+    step "$t" tests.log 180 env -C "$tests" "./$t"
+  fi
+done
+
+# ---- PyTorch parity through the cuda backend (as ctest runs the ref and cpu ones) -------------
+parity_tool=$babs/tests/nn_parity_tool
+scratch=$babs/gpu-parity
+for kind in classifier gan; do
+  name=parity_$kind
+  if ((!have_gpu)); then
+    skip "$name" parity.log "$nogpu"
+  elif [[ -z $py ]]; then
+    skip "$name" parity.log "no python with torch, h5py and numpy (${PYTHON:-python3}, /usr/bin/python3)"
+  elif [[ ! -x $parity_tool ]]; then
+    record "$name" FAIL 0 parity.log "$parity_tool was not built"
+  else
+    mkdir -p "$scratch"
+    # shellcheck disable=SC2016 # the positional parameters expand in the inner bash
+    if [[ $kind == classifier ]]; then
+      step "$name" parity.log 150 bash -c 'cd "$1" && "$2" cuda parity_cuda.h5 && "$3" "$4/tests/nn/torch_parity.py" parity_cuda.h5' \
+        _ "$scratch" "$parity_tool" "$py" "$root"
+    else
+      step "$name" parity.log 180 bash -c 'cd "$1" && "$2" cuda gan_parity_cuda.h5 gan && "$3" "$4/tests/nn/torch_gan_parity.py" gan_parity_cuda.h5 cuda' \
+        _ "$scratch" "$parity_tool" "$py" "$root"
+    fi
+  fi
+done
+
+# ---- NCCL: gradients all-reduced over ranks ---------------------------------------------------
+nccl=$tests/gpu_nccl_check
+[[ -x $nccl ]] || nccl=$(find "$bdir" -name gpu_nccl_check -type f -perm -u+x 2>/dev/null | head -n 1)
+for n in 1 2; do
+  name=nccl_$n
+  if ((!have_gpu)); then
+    skip "$name" nccl.log "$nogpu"
+  elif [[ -z $nccl ]]; then
+    if [[ -f tests/gpu/nccl_check.c ]]; then
+      record "$name" FAIL 0 nccl.log "tests/gpu/nccl_check.c is there but gpu_nccl_check was not built"
+    else
+      skip "$name" nccl.log "no gpu_nccl_check yet (tests/gpu/nccl_check.c)"
+    fi
+  elif [[ -z $mpiexec_bin ]]; then
+    record "$name" FAIL 0 nccl.log "no mpiexec on PATH"
+  elif ((n == 1)); then
+    step "$name" nccl.log 90 "$mpiexec_bin" -n 1 "$nccl"
+  else
+    step "$name" nccl.log 90 "$mpiexec_bin" -n 2 --oversubscribe "$nccl"
+  fi
+done
+
+# ---- the benchmark ------------------------------------------------------------------------------
+if ((!have_gpu)); then
+  skip bench bench.log "$nogpu"
+else
+  budget=$(($(left) - 60))
+  ((budget > 240)) && budget=240
+  if ((budget < 30)); then
+    skip bench bench.log "out of time ($(left) s left)"
+  else
+    if ! step bench bench.log $((budget + 60)) env BUILD_DIR="$bdir" TIME_BUDGET_S="$budget" OUT="$OUT" bench/gpu/run.sh &&
+      [[ ${results[${#results[@]} - 1]} == FAIL && -s $OUT/bench.txt ]]; then
+      nfail=$(grep -c ' (exit [0-9]*): ' "$OUT/bench.txt")
+      renote "$nfail kinds of run failed (bench.txt), first: $(grep -m 1 ' (exit [0-9]*): ' "$OUT/bench.txt" | sed 's/^ *//')"
+    fi
+  fi
+fi
+finish
