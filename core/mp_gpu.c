@@ -10,6 +10,10 @@ _Noreturn void mp_fatal_cuda(int rc, const char *stmt, const char *file, int lin
               cudaGetErrorString((cudaError_t)rc), cudaGetErrorName((cudaError_t)rc));
 }
 
+static int g_local_rank = -1;
+void mp_gpu_set_local_rank(int r) { g_local_rank = r; }
+int mp_gpu_local_rank(void) { return g_local_rank; }
+
 int mp_gpu_count(void) {
   int n = 0;
   /* no device or no driver is not an error here: the caller falls back to the CPU */

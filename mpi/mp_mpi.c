@@ -8,6 +8,7 @@
 
 #include "mp_alloc.h"
 #include "mp_check.h"
+#include "mp_gpu.h"
 #include "mp_log.h"
 
 struct mp_ctx {
@@ -31,6 +32,9 @@ mp_ctx *mp_mpi_init(int *argc, char ***argv) {
   MP_CHECK_MPI(MPI_Comm_split_type(c->world, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &c->node));
   MP_CHECK_MPI(MPI_Comm_set_errhandler(c->node, MPI_ERRORS_RETURN));
   MP_CHECK_MPI(MPI_Comm_rank(c->node, &c->local_rank));
+#if MP_HAVE_CUDA
+  mp_gpu_set_local_rank(c->local_rank); /* the GPU a device backend of this rank will use */
+#endif
   MP_CHECK_MPI(MPI_Comm_size(c->node, &c->local_size));
   /* nodes = number of node leaders (local rank 0) */
   int leader = c->local_rank == 0;
