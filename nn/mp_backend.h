@@ -99,6 +99,10 @@ typedef struct {
    * lambda 2 (||g_j|| - 1) / (n ||g_j||) (0 where the norm is 0).  Returns
    * sum_j (||g_j|| - 1)^2. */
   double (*penalty_grad)(mp_backend *b, const float *g, int n, size_t m, float lambda, float *v, double *norms);
+  /* Optional (device backends): C = A B^T, row-major, A m x k (lda), B n x k (ldb), C m x n
+   * (ldc), all in the backend's memory (the kNN's score blocks, SPEC §9). */
+  void (*gemm_nt)(mp_backend *b, int m, int n, int k, const float *A, int lda, const float *B, int ldb, float *C,
+                  int ldc);
   /* n uint8 patches in host memory -> the float input (mp_ref_patches_to_input) */
   void (*patches_to_input)(mp_backend *b, const uint8_t *const *src, const uint32_t *bits, int n, int P, int rot90,
                            float *dst);

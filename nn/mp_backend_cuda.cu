@@ -496,6 +496,13 @@ static void cu_lin_bwd(mp_backend *b, const float *x, const float *w, const floa
   }
 }
 
+/* C (m x n) = A (m x k) B^T (B n x k), row-major: column-major C^T = B A^T */
+static void cu_gemm_nt(mp_backend *b, int m, int n, int k, const float *A, int lda, const float *B, int ldb, float *Cm,
+                       int ldc) {
+  const float one = 1.0f, zero = 0.0f;
+  MP_CHECK_CUBLAS(cublasSgemm(C(b)->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, B, ldb, A, lda, &zero, Cm, ldc));
+}
+
 /* ---- dropout: the ref's mask from mp_rng_at(seed, MP_RNG_DROPOUT, index, e0 + e) ------------- */
 __global__ void k_drop_fwd(const float *x, float *y, unsigned char *mask, size_t n, float p, float scale, uint64_t seed,
                            uint64_t index, uint64_t e0) {
@@ -891,6 +898,7 @@ extern "C" mp_backend *mp_backend_cuda_create(int tf32, char *err, size_t errlen
     cuda_iface.sn_backward = cu_sn_backward;
     cuda_iface.patches_to_input = cu_patches;
     cuda_iface.penalty_grad = cu_penalty_grad;
+    cuda_iface.gemm_nt = cu_gemm_nt;
     cuda_iface.device_peak = cu_device_peak;
     cuda_iface.comm_attach = cu_comm_attach;
     cuda_iface.allreduce_sum = cu_allreduce_sum;

@@ -3,10 +3,12 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "mp_alloc.h"
+#include "mp_backend.h"
 #include "mp_check.h"
 #include "mp_mpi.h"
 
@@ -77,9 +79,18 @@ static double approx(mp_dist dist, float sij, const float *nrm2f, const double *
  * scored once (half the flops) and offered to both rows' lists: to row i's by the pass
  * over the block's rows, to row j's by the pass over its columns (two passes so that
  * each list has one writer).  cand: n x c, cnt: n, both initialised by the caller. */
-static void candidates(const float *X, size_t n, int d, mp_dist dist, int c, int rank, int K, const double *nrm,
-                       const float *nrm2f, cand *cl, int *cnt) {
-  float *S = mp_malloc((size_t)ROWS * n * sizeof *S);
+static void candidates(mp_backend *be, const float *X, size_t n, int d, mp_dist dist, int c, int rank, int K,
+                       const double *nrm, const float *nrm2f, cand *cl, int *cnt) {
+  /* on a device backend X and the score block live in its memory (host-visible after a sync) */
+  bool dev = be && be->iface->gemm_nt && dist != MP_DIST_L1;
+  float *Xd = NULL, *S;
+  if (dev) {
+    Xd = be->iface->alloc(be, n * (size_t)d * sizeof *Xd);
+    be->iface->upload(be, Xd, X, n * (size_t)d * sizeof *Xd);
+    S = be->iface->alloc(be, (size_t)ROWS * n * sizeof *S);
+  } else {
+    S = mp_malloc((size_t)ROWS * n * sizeof *S);
+  }
   size_t blk = 0;
   for (size_t i0 = 0; i0 < n; i0 += ROWS, blk++) {
     if ((int)(blk % (size_t)K) != rank) continue;
@@ -90,6 +101,9 @@ static void candidates(const float *X, size_t n, int d, mp_dist dist, int c, int
       for (size_t j = i0; j < n; j++)
         for (int i = 0; i < m; i++)
           if (i0 + (size_t)i < j) S[(size_t)i * w + (j - i0)] = l1f(X + (i0 + (size_t)i) * d, X + j * (size_t)d, d);
+    } else if (dev) {
+      be->iface->gemm_nt(be, m, (int)w, d, Xd + i0 * (size_t)d, d, Xd + i0 * (size_t)d, d, S, (int)w);
+      mp_backend_sync(be);
     } else {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, (int)w, d, 1.0f, X + i0 * (size_t)d, d, X + i0 * (size_t)d,
                   d, 0.0f, S, (int)w);
@@ -111,7 +125,12 @@ static void candidates(const float *X, size_t n, int d, mp_dist dist, int c, int
         cand_push(cl + j * (size_t)c, &cnt[j], c, x);
       }
   }
-  mp_free(S);
+  if (dev) {
+    be->iface->release(be, S);
+    be->iface->release(be, Xd);
+  } else {
+    mp_free(S);
+  }
 }
 
 /* Norms in double (cosine) and single precision squared (the l2 expansion). */
@@ -157,13 +176,18 @@ int mp_knn_rows(const float *X, size_t n, int d, mp_dist dist, int k, size_t r0,
   cand *cl = mp_malloc(n * (size_t)c * sizeof *cl);
   int *cnt = mp_calloc(n, sizeof *cnt);
   norms(X, n, d, nrm, nrm2f);
-  candidates(X, n, d, dist, c, 0, 1, nrm, nrm2f, cl, cnt);
+  candidates(NULL, X, n, d, dist, c, 0, 1, nrm, nrm2f, cl, cnt);
   rescore(X, d, dist, k, c, nrm, cl, cnt, r0, r1, nbr, dists);
   mp_free(nrm), mp_free(nrm2f), mp_free(cl), mp_free(cnt);
   return 0;
 }
 
 int mp_knn(MPI_Comm comm, const float *X, size_t n, int d, mp_dist dist, int k, uint32_t *nbr, double *dists) {
+  return mp_knn_on(NULL, comm, X, n, d, dist, k, nbr, dists);
+}
+
+int mp_knn_on(mp_backend *be, MPI_Comm comm, const float *X, size_t n, int d, mp_dist dist, int k, uint32_t *nbr,
+              double *dists) {
   int rank, K;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &K);
@@ -176,7 +200,7 @@ int mp_knn(MPI_Comm comm, const float *X, size_t n, int d, mp_dist dist, int k, 
   int *cnt = mp_calloc(n, sizeof *cnt), *allcnt = mp_malloc(n * (size_t)K * sizeof *allcnt);
   norms(X, n, d, nrm, nrm2f);
   /* each rank: the row blocks b % K == rank (round-robin: block i0 costs n - i0 columns) */
-  candidates(X, n, d, dist, c, rank, K, nrm, nrm2f, cl, cnt);
+  candidates(be, X, n, d, dist, c, rank, K, nrm, nrm2f, cl, cnt);
   /* every rank's lists, merged per row (a pair was offered by exactly one rank) */
   MP_CHECK(tab * sizeof(cand) < (size_t)INT32_MAX, "candidate table too large");
   MP_CHECK_MPI(MPI_Allgather(cl, (int)(tab * sizeof(cand)), MPI_BYTE, all, (int)(tab * sizeof(cand)), MPI_BYTE, comm));

@@ -183,6 +183,21 @@ static void check_other_ops(const char *name, mp_backend *be, mp_backend *ref, m
     }
     mp_free(u8);
   }
+  /* the optional GEMM of device backends (the kNN's score blocks): C = A B^T, strided */
+  if (f->gemm_nt) {
+    enum { GM = 7, GN = 9, GK = 13, LDA = 15, LDC = 11 };
+    float *A = T(GM * LDA), *Bm = T(GN * GK), *C1 = T(GM * LDC), *C2 = T(GM * LDC);
+    fill(A, GM * LDA, r), fill(Bm, GN * GK, r), fill(C1, GM * LDC, r);
+    memcpy(C2, C1, GM * LDC * 4);
+    f->gemm_nt(be, GM, GN, GK, A, LDA, Bm, GK, C1, LDC);
+    for (int i = 0; i < GM; i++)
+      for (int j = 0; j < GN; j++) {
+        double acc = 0;
+        for (int q = 0; q < GK; q++) acc += (double)A[i * LDA + q] * Bm[j * GK + q];
+        C2[i * LDC + j] = (float)acc;
+      }
+    CHECK_NMSE("gemm A B^T (strided)", C1, C2, GM * LDC, 1e-12);
+  }
   /* the memory entries: copy, zero, axpy, scale */
   {
     enum { MN = 1001 };
