@@ -62,9 +62,10 @@ const mp_cfg_key mp_params_schema[] = {
      "deflate level of the patch store's chunks (1: ~3x faster than 4 for a few % more bytes on patches)"},
     /* [train] (SPEC §5, §6, §11) */
     {"train.backend", MP_CFG_CHOICE, "cpu", 0, 0, "ref|cpu|cuda", "nn backend: ref (plain C oracle), cpu (oneDNN), cuda"},
-    {"train.precision", MP_CFG_CHOICE, "fp32", 0, 0, "fp32|tf32",
-     "cuda arithmetic: fp32 (no tensor cores, the precision the ref oracle holds) or tf32 (TF32 tensor cores in "
-     "cuDNN and cuBLAS); the host backends compute in fp32 whatever this says"},
+    {"train.precision", MP_CFG_CHOICE, "fp32", 0, 0, "fp32|tf32|bf16",
+     "cuda arithmetic: fp32 (no tensor cores, the precision the ref oracle holds), tf32 (TF32 tensor cores in "
+     "cuDNN and cuBLAS) or bf16 (convolutions and linear layers in bf16 with fp32 accumulation, fp32 master "
+     "weights, batch norm and Adam: PyTorch's bf16 autocast); the host backends compute in fp32 whatever this says"},
     {"train.epochs", MP_CFG_INT, "30", 1, 100000, NULL, "training epochs (an epoch: floor(training patches / batch) steps)"},
     {"train.batch", MP_CFG_INT, "128", 2, 65536, NULL, "global batch (SPEC §6: 128); a multiple of the number of ranks"},
     {"train.lr", MP_CFG_REAL, "1e-5", 0, 1, NULL, "Adam learning rate (SPEC §6)"},

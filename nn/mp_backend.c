@@ -234,6 +234,7 @@ mp_backend *mp_backend_create(const char *name, char *err, size_t errlen) {
 #if MP_HAVE_CUDA_BACKEND
   if (!strcmp(name, "cuda") || !strcmp(name, "cuda:fp32")) return mp_backend_cuda_create(0, err, errlen);
   if (!strcmp(name, "cuda:tf32")) return mp_backend_cuda_create(1, err, errlen);
+  if (!strcmp(name, "cuda:bf16")) return mp_backend_cuda_create(2, err, errlen);
 #endif
   snprintf(err, errlen, "backend '%s' is not in this build (available: %s)", name, mp_backend_list());
   return NULL;

@@ -125,8 +125,9 @@ struct mp_backend {
 };
 
 /* "ref", "cpu" (when built with oneDNN) or "cuda" (built with CUDA, cuDNN and cuBLAS,
- * and a device present); "cuda:tf32" lets cuDNN and cuBLAS use TF32 tensor cores
- * ("cuda" = "cuda:fp32", full fp32).  NULL with the reason in err otherwise. */
+ * and a device present); "cuda:tf32" lets cuDNN and cuBLAS use TF32 tensor cores,
+ * "cuda:bf16" runs convolutions and linear layers in bf16 with fp32 accumulation and fp32
+ * master weights ("cuda" = "cuda:fp32", full fp32).  NULL with the reason in err otherwise. */
 mp_backend *mp_backend_create(const char *name, char *err, size_t errlen);
 /* The backend of a configuration: train.backend, with train.precision for cuda.  A cuda
  * backend under MPI picks its device from the node-local rank. */
@@ -185,8 +186,8 @@ mp_backend *mp_backend_ref_create(void);
 mp_backend *mp_backend_dnnl_create(char *err, size_t errlen);
 #endif
 #if MP_HAVE_CUDA_BACKEND
-/* tf32: allow TF32 tensor-core math in cuDNN and cuBLAS. */
-mp_backend *mp_backend_cuda_create(int tf32, char *err, size_t errlen);
+/* precision 0 fp32, 1 TF32 tensor cores, 2 bf16 mixed precision (mp_backend_cuda.cu). */
+mp_backend *mp_backend_cuda_create(int precision, char *err, size_t errlen);
 #endif
 
 #endif

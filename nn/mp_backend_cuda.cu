@@ -15,7 +15,12 @@
  * allreduce) stays on the device.
  *
  * Precision: "cuda" computes in fp32 (cuDNN CUDNN_FMA_MATH, cuBLAS default math: no TF32,
- * the precision the ref oracle is held to); "cuda:tf32" lets both use TF32 tensor cores.
+ * the precision the ref oracle is held to); "cuda:tf32" lets both use TF32 tensor cores;
+ * "cuda:bf16" is mixed precision as PyTorch's bf16 autocast: convolutions take bf16
+ * copies of their operands (cast by a kernel) and produce bf16 results with fp32
+ * accumulation (cuDNN PSEUDO_BFLOAT16), linear layers run cuBLAS with
+ * CUBLAS_COMPUTE_32F_FAST_16BF; parameters (the fp32 master weights), gradients as
+ * stored, batch norm, activations, losses and Adam stay fp32.
  *
  * Algorithms: one cudnnFind…Ex per (op, shape) on the real buffers, with a workspace cap
  * (MP_CUDA_WORKSPACE_MB, default 512), cached for the life of the backend; the fastest
@@ -96,7 +101,9 @@ typedef struct {
 } blk_t;
 
 typedef struct {
-  int dev, tf32;
+  int dev, tf32, bf16; /* tf32: TF32 tensor cores; bf16: mixed precision (tf32 also set) */
+  uint16_t *bfb[3];    /* bf16 scratch: two operands and the result of one convolution */
+  size_t bfn[3];
   cudaStream_t st, comm_st;
   cudaEvent_t ev_ready, ev_done;
   cudnnHandle_t dnn;
@@ -216,9 +223,10 @@ static void cu_scale(mp_backend *b, float a, float *x, size_t n) {
 
 /* ---- convolutions (cuDNN) ---------------------------------------------------------------------- */
 static void set_conv(ctx_t *c, const mp_conv_desc *d) {
-  MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n, d->c, d->h, d->w));
-  MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n, d->k, d->p, d->q));
-  MP_CHECK_CUDNN(cudnnSetFilter4dDescriptor(c->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, d->k, d->c, d->r, d->s));
+  cudnnDataType_t t = c->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT; /* bf16: accumulation stays fp32 */
+  MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->xd, CUDNN_TENSOR_NCHW, t, d->n, d->c, d->h, d->w));
+  MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->yd, CUDNN_TENSOR_NCHW, t, d->n, d->k, d->p, d->q));
+  MP_CHECK_CUDNN(cudnnSetFilter4dDescriptor(c->wd, t, CUDNN_TENSOR_NCHW, d->k, d->c, d->r, d->s));
   MP_CHECK_CUDNN(cudnnSetConvolution2dDescriptor(c->cd, d->pad, d->pad_w, d->stride, d->stride, 1, 1,
                                                  CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
   MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, c->tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
@@ -253,7 +261,7 @@ static bool usable(ctx_t *c, cudnnStatus_t st, cudnnDeterminism_t det, size_t me
 
 /* The algorithm for (op, shape): found once on the call's own buffers (Find…Ex writes the
  * output, which the caller then overwrites), cached. */
-static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const float *x, const float *w, const float *y) {
+static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x, const void *w, const void *y) {
   algo_entry *e = cached(c, op, d);
   if (e) return e;
   ensure_ws(c, c->ws_cap);
@@ -305,14 +313,55 @@ static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const float *
   return &c->cache[c->ncache++];
 }
 
+/* ---- bf16 staging: fp32 <-> bf16 casts (round to nearest even) into growable scratch ---- */
+__global__ void k_to_bf16(const float *x, uint16_t *y, size_t n) {
+  GS_LOOP(i, n) {
+    uint32_t u = __float_as_uint(x[i]);
+    if ((u & 0x7fffffffu) > 0x7f800000u) y[i] = (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
+    else y[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+}
+__global__ void k_from_bf16(const uint16_t *x, float *y, size_t n) {
+  GS_LOOP(i, n) y[i] = __uint_as_float((uint32_t)x[i] << 16);
+}
+static uint16_t *bf_buf(ctx_t *c, int slot, size_t n) {
+  if (n > c->bfn[slot]) {
+    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+    if (c->bfb[slot]) MP_CHECK_CUDA(cudaFree(c->bfb[slot]));
+    MP_CHECK_CUDA(cudaMalloc((void **)&c->bfb[slot], n * sizeof(uint16_t)));
+    c->bfn[slot] = n;
+  }
+  return c->bfb[slot];
+}
+static const void *to_bf(ctx_t *c, int slot, const float *x, size_t n) {
+  uint16_t *b = bf_buf(c, slot, n);
+  k_to_bf16<<<grid_for(n, TPB), TPB, 0, c->st>>>(x, b, n);
+  MP_LAUNCHED();
+  return b;
+}
+static void from_bf(ctx_t *c, const void *b, float *y, size_t n) {
+  k_from_bf16<<<grid_for(n, TPB), TPB, 0, c->st>>>((const uint16_t *)b, y, n);
+  MP_LAUNCHED();
+}
+
 static void cu_conv_fwd(mp_backend *b, const mp_conv_desc *d, const float *x, const float *w, const float *bias, float *y) {
   ctx_t *c = C(b);
   set_conv(c, d);
-  algo_entry *e = choose(c, OP_FWD, d, x, w, y);
+  const void *X = x, *W = w;
+  void *Y = y;
+  if (c->bf16) {
+    X = to_bf(c, 0, x, mp_conv_x_count(d)), W = to_bf(c, 1, w, mp_conv_w_count(d));
+    Y = bf_buf(c, 2, mp_conv_y_count(d));
+  }
+  algo_entry *e = choose(c, OP_FWD, d, X, W, Y);
   MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, e->math));
   const float one = 1.0f, zero = 0.0f;
-  MP_CHECK_CUDNN(cudnnConvolutionForward(c->dnn, &one, c->xd, x, c->wd, w, c->cd, (cudnnConvolutionFwdAlgo_t)e->algo,
-                                         c->ws, e->ws, &zero, c->yd, y));
+  MP_CHECK_CUDNN(cudnnConvolutionForward(c->dnn, &one, c->xd, X, c->wd, W, c->cd, (cudnnConvolutionFwdAlgo_t)e->algo,
+                                         c->ws, e->ws, &zero, c->yd, Y));
+  if (c->bf16) {
+    from_bf(c, Y, y, mp_conv_y_count(d));
+    MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n, d->k, d->p, d->q));
+  }
   if (bias) {
     MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->bd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, d->k, 1, 1));
     MP_CHECK_CUDNN(cudnnAddTensor(c->dnn, &one, c->bd, bias, &one, c->yd, y));
@@ -322,22 +371,39 @@ static void cu_conv_fwd(mp_backend *b, const mp_conv_desc *d, const float *x, co
 static void cu_conv_bwd_data(mp_backend *b, const mp_conv_desc *d, const float *dy, const float *w, float *dx) {
   ctx_t *c = C(b);
   set_conv(c, d);
-  algo_entry *e = choose(c, OP_BWD_DATA, d, dy, w, dx);
+  const void *DY = dy, *W = w;
+  void *DX = dx;
+  if (c->bf16) {
+    DY = to_bf(c, 0, dy, mp_conv_y_count(d)), W = to_bf(c, 1, w, mp_conv_w_count(d));
+    DX = bf_buf(c, 2, mp_conv_x_count(d));
+  }
+  algo_entry *e = choose(c, OP_BWD_DATA, d, DY, W, DX);
   MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, e->math));
   const float one = 1.0f, zero = 0.0f;
-  MP_CHECK_CUDNN(cudnnConvolutionBackwardData(c->dnn, &one, c->wd, w, c->yd, dy, c->cd,
-                                              (cudnnConvolutionBwdDataAlgo_t)e->algo, c->ws, e->ws, &zero, c->xd, dx));
+  MP_CHECK_CUDNN(cudnnConvolutionBackwardData(c->dnn, &one, c->wd, W, c->yd, DY, c->cd,
+                                              (cudnnConvolutionBwdDataAlgo_t)e->algo, c->ws, e->ws, &zero, c->xd, DX));
+  if (c->bf16) from_bf(c, DX, dx, mp_conv_x_count(d));
 }
 
 static void cu_conv_bwd_weights(mp_backend *b, const mp_conv_desc *d, const float *x, const float *dy, float *dw,
                                 float *db) {
   ctx_t *c = C(b);
   set_conv(c, d);
-  algo_entry *e = choose(c, OP_BWD_FILTER, d, x, dy, dw);
+  const void *X = x, *DY = dy;
+  void *DW = dw;
+  if (c->bf16) {
+    X = to_bf(c, 0, x, mp_conv_x_count(d)), DY = to_bf(c, 1, dy, mp_conv_y_count(d));
+    DW = bf_buf(c, 2, mp_conv_w_count(d));
+  }
+  algo_entry *e = choose(c, OP_BWD_FILTER, d, X, DY, DW);
   MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, e->math));
   const float one = 1.0f, zero = 0.0f;
-  MP_CHECK_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, c->xd, x, c->yd, dy, c->cd,
-                                                (cudnnConvolutionBwdFilterAlgo_t)e->algo, c->ws, e->ws, &zero, c->wd, dw));
+  MP_CHECK_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, c->xd, X, c->yd, DY, c->cd,
+                                                (cudnnConvolutionBwdFilterAlgo_t)e->algo, c->ws, e->ws, &zero, c->wd, DW));
+  if (c->bf16) {
+    from_bf(c, DW, dw, mp_conv_w_count(d));
+    MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n, d->k, d->p, d->q));
+  }
   if (db) {
     MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->bd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, d->k, 1, 1));
     MP_CHECK_CUDNN(cudnnConvolutionBackwardBias(c->dnn, &one, c->yd, dy, &zero, c->bd, db));
@@ -472,11 +538,21 @@ __global__ void k_sum_rows(const float *dy, float *db, int n, int out) {
     db[o] = (float)acc;
   }
 }
+/* cublasSgemm, or in bf16 mode the same product on bf16 tensor cores with fp32 accumulation */
+static void sgemm(ctx_t *c, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float *A, int lda,
+                  const float *B, int ldb, float *Cm, int ldc) {
+  const float one = 1.0f, zero = 0.0f;
+  if (c->bf16)
+    MP_CHECK_CUBLAS(cublasGemmEx(c->blas, ta, tb, m, n, k, &one, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, &zero, Cm,
+                                 CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
+  else
+    MP_CHECK_CUBLAS(cublasSgemm(c->blas, ta, tb, m, n, k, &one, A, lda, B, ldb, &zero, Cm, ldc));
+}
+
 static void cu_lin_fwd(mp_backend *b, const float *x, const float *w, const float *bias, float *y, int n, int in, int out) {
   ctx_t *c = C(b);
-  const float one = 1.0f, zero = 0.0f;
   /* y^T (out x n) = W (out x in) . x^T (in x n) */
-  MP_CHECK_CUBLAS(cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, in, x, in, &zero, y, out));
+  sgemm(c, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, w, in, x, in, y, out);
   if (bias) {
     k_add_bias_rows<<<grid_for((size_t)n * out, TPB), TPB, 0, c->st>>>(y, bias, n, out);
     MP_LAUNCHED();
@@ -485,11 +561,10 @@ static void cu_lin_fwd(mp_backend *b, const float *x, const float *w, const floa
 static void cu_lin_bwd(mp_backend *b, const float *x, const float *w, const float *dy, float *dx, float *dw, float *db,
                        int n, int in, int out) {
   ctx_t *c = C(b);
-  const float one = 1.0f, zero = 0.0f;
   if (dx) /* dx^T (in x n) = W^T (in x out) . dy^T (out x n) */
-    MP_CHECK_CUBLAS(cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, w, in, dy, out, &zero, dx, in));
+    sgemm(c, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, w, in, dy, out, dx, in);
   /* dW^T (in x out) = x^T (in x n) . dy (n x out) */
-  MP_CHECK_CUBLAS(cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, x, in, dy, out, &zero, dw, in));
+  sgemm(c, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, x, in, dy, out, dw, in);
   if (db) {
     k_sum_rows<<<grid_for((size_t)out, TPB), TPB, 0, c->st>>>(dy, db, n, out);
     MP_LAUNCHED();
@@ -806,13 +881,13 @@ static const char *cu_describe(mp_backend *b, const char *op, const mp_conv_desc
   }
   char m1[32], m2[32];
   snprintf(c->desc, sizeof c->desc, "cuda device %d, %s math, managed memory %s (peak %s)", c->dev,
-           c->tf32 ? "tf32" : "fp32", mp_format_bytes(c->bytes, m1, sizeof m1), mp_format_bytes(c->peak, m2, sizeof m2));
+           c->bf16 ? "bf16 mixed" : c->tf32 ? "tf32" : "fp32", mp_format_bytes(c->bytes, m1, sizeof m1), mp_format_bytes(c->peak, m2, sizeof m2));
   return c->desc;
 }
 
 static size_t cu_device_peak(mp_backend *b) {
   ctx_t *c = C(b);
-  return c->peak + c->ws_size + c->stage_size;
+  return c->peak + c->ws_size + c->stage_size + 2 * (c->bfn[0] + c->bfn[1] + c->bfn[2]);
 }
 
 static void cu_destroy(mp_backend *b) {
@@ -830,6 +905,8 @@ static void cu_destroy(mp_backend *b) {
   cudnnDestroy(c->dnn);
   cublasDestroy(c->blas);
   if (c->ws) cudaFree(c->ws);
+  for (int i = 0; i < 3; i++)
+    if (c->bfb[i]) cudaFree(c->bfb[i]);
   if (c->stage) cudaFreeHost(c->stage);
   if (c->gp_norms) cudaFree(c->gp_norms);
   if (c->dstage) cudaFree(c->dstage);
@@ -859,7 +936,7 @@ static int local_rank(void) {
   return e ? atoi(e) : 0;
 }
 
-extern "C" mp_backend *mp_backend_cuda_create(int tf32, char *err, size_t errlen) {
+extern "C" mp_backend *mp_backend_cuda_create(int precision, char *err, size_t errlen) {
   int ndev = mp_gpu_count();
   if (ndev <= 0) {
     snprintf(err, errlen, "backend 'cuda': no CUDA device is visible to this process (CUDA_VISIBLE_DEVICES=%s)",
@@ -908,7 +985,9 @@ extern "C" mp_backend *mp_backend_cuda_create(int tf32, char *err, size_t errlen
   }
   ctx_t *c = (ctx_t *)mp_calloc(1, sizeof *c);
   c->dev = local_rank() % ndev;
-  c->tf32 = tf32;
+  c->tf32 = precision >= 1;
+  c->bf16 = precision == 2;
+  const int tf32 = c->tf32;
   const char *cap = getenv("MP_CUDA_WORKSPACE_MB");
   c->ws_cap = (size_t)(cap && atoi(cap) > 0 ? atoi(cap) : 512) << 20;
   MP_CHECK_CUDA(cudaSetDevice(c->dev));

@@ -7,8 +7,9 @@
 #               rasgan f64 SN(/TTUR), rahinge f128 SN(/TTUR) (bench/nn/run.sh's three):
 #               ms, ratio PyTorch ms / mammopatch ms
 # each in three precisions: fp32 (mammopatch backend `cuda`; PyTorch with TF32 off), tf32
-# (`cuda:tf32`; PyTorch with TF32 on), bf16 (PyTorch autocast only: mammopatch has no bf16
-# backend, its cells say "n/a (not built)").  A ratio > 1 means mammopatch is faster.
+# (`cuda:tf32`; PyTorch with TF32 on), bf16 (`cuda:bf16`: bf16 convolutions and GEMMs with
+# fp32 accumulation and master weights; PyTorch bf16 autocast).  A ratio > 1 means
+# mammopatch is faster.
 # GPU memory: PyTorch's torch.cuda.max_memory_allocated; mammopatch's `gpu_mb` when
 # mp_bench_nn prints one ("-" otherwise).
 # The two sides alternate for ROUNDS rounds (clocks and co-tenants drift) and each cell is the
@@ -143,7 +144,7 @@ for w in $what; do
 done
 
 say "bench/gpu: $(timeout 30 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -n 1)"
-say "mammopatch: $tool (backends cuda, cuda:tf32); rounds $rounds, $reps timed steps per run after 2 warm-up, budget ${budget} s"
+say "mammopatch: $tool (backends cuda, cuda:tf32, cuda:bf16); rounds $rounds, $reps timed steps per run after 2 warm-up, budget ${budget} s"
 if [[ -n $py ]]; then
   say "PyTorch: $py: $pyinfo"
 else
@@ -163,6 +164,7 @@ for row in "${rows[@]}"; do
   case $prec in
   fp32) backend=cuda ;;
   tf32) backend=cuda:tf32 ;;
+  bf16) backend=cuda:bf16 ;;
   esac
   mine_note="" peer_note=""
   [[ -n $backend ]] || mine_note="n/a (not built)"
