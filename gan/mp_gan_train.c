@@ -81,6 +81,20 @@ static void allreduce_mean(const gan *t, float *v, size_t n) {
   for (size_t i = 0; i < n; i++) v[i] /= (float)t->K;
 }
 
+/* Mean over ranks of a net's n gradients and of the `extra` scalars at buf[n..]: the
+ * gradients by NCCL on the device where the backend can (the scalars by MPI), else all in
+ * one MPI allreduce through buf (n + extra floats). */
+static void grads_mean(const gan *t, float *grads, size_t n, float *buf, int extra) {
+  if (t->dp.device) {
+    mp_dp_mean(&t->dp, grads, n);
+    allreduce_mean(t, buf + n, (size_t)extra);
+    return;
+  }
+  memcpy(buf, grads, n * sizeof *buf);
+  allreduce_mean(t, buf, n + (size_t)extra);
+  memcpy(grads, buf, n * sizeof *grads);
+}
+
 /* Features (dim each) of n uint8 patches through the extractor, eval mode; with the
  * inception extractor also the logits (n x classes) when `logits` is non-NULL. */
 static void features(gan *t, const uint8_t *px, int n, float *out, int dim, float *logits) {
@@ -541,28 +555,14 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
       memcpy(t->xf, mp_net_forward(t->g, t->zbuf, t->b, true, step), (size_t)t->b * t->px * sizeof(float));
       double pen = 0, L = mp_gan_critic_gradients(w, t->xr, t->xf, step, &pen);
       dbuf[nd] = (float)L, dbuf[nd + 1] = (float)pen, dbuf[nd + 2] = (float)mp_train_stop_signal();
-      if (t->dp.device) { /* gradients by NCCL on the device, the three scalars by MPI */
-        mp_dp_mean(&t->dp, gd, nd);
-        allreduce_mean(t, dbuf + nd, 3);
-      } else {
-        memcpy(dbuf, gd, nd * sizeof *dbuf);
-        allreduce_mean(t, dbuf, nd + 3);
-        memcpy(gd, dbuf, nd * sizeof *gd);
-      }
+      grads_mean(t, gd, nd, dbuf, 3);
       mp_net_adam(t->d, (float)lr_d, (float)b1, (float)b2, 1e-8f);
       /* G step: fresh latents and a fresh real batch */
       real_batch(t, perm[1], (uint64_t)s * t->B, t->xr);
       latents(t, 2 * step + 1, t->zbuf);
       double G = mp_gan_generator_gradients(w, t->xr, t->zbuf, step, NULL);
       gbuf[ng] = (float)G;
-      if (t->dp.device) {
-        mp_dp_mean(&t->dp, gg, ng);
-        allreduce_mean(t, gbuf + ng, 1);
-      } else {
-        memcpy(gbuf, gg, ng * sizeof *gbuf);
-        allreduce_mean(t, gbuf, ng + 1);
-        memcpy(gg, gbuf, ng * sizeof *gg);
-      }
+      grads_mean(t, gg, ng, gbuf, 1);
       mp_net_adam(t->g, (float)lr_g, (float)b1, (float)b2, 1e-8f);
       dl += dbuf[nd], pl += dbuf[nd + 1], gl += gbuf[ng];
       if (!isfinite(dbuf[nd]) || !isfinite(gbuf[ng])) {

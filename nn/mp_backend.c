@@ -133,16 +133,7 @@ static void host_scale(mp_backend *b, float a, float *x, size_t n) {
 }
 static double ref_sn_fwd(mp_backend *b, const float *w, int rows, int cols, float *u, float *v, float *w_sn, int train) {
   (void)b;
-  if (train) return mp_ref_spectral_norm_forward(w, rows, cols, u, v, w_sn);
-  /* eval: sigma from the stored u, v (PyTorch's eval-mode spectral norm) */
-  double sg = 0;
-  for (int a = 0; a < rows; a++) {
-    double acc = 0;
-    for (int c = 0; c < cols; c++) acc += (double)w[(size_t)a * cols + c] * v[c];
-    sg += u[a] * acc;
-  }
-  for (size_t q = 0; q < (size_t)rows * cols; q++) w_sn[q] = (float)(w[q] / sg);
-  return sg;
+  return train ? mp_ref_spectral_norm_forward(w, rows, cols, u, v, w_sn) : mp_ref_spectral_norm_eval(w, rows, cols, u, v, w_sn);
 }
 static void ref_sn_bwd(mp_backend *b, const float *w, const float *dw_sn, int rows, int cols, const float *u,
                        const float *v, double sigma, float *dw) {

@@ -344,67 +344,59 @@ static void from_bf(ctx_t *c, const void *b, float *y, size_t n) {
   MP_LAUNCHED();
 }
 
-static void cu_conv_fwd(mp_backend *b, const mp_conv_desc *d, const float *x, const float *w, const float *bias, float *y) {
-  ctx_t *c = C(b);
+/* One convolution op on (a, bb) into out, in the operand order choose() uses: forward
+ * (x, w) -> y; backward data (dy, w) -> dx; backward filter (x, dy) -> dw.  In bf16 mode the
+ * operands are cast to bf16 scratch and the bf16 result back to fp32; afterwards yd
+ * describes the fp32 output side again (for the bias ops). */
+static void run_conv(ctx_t *c, int op, const mp_conv_desc *d, const float *a, const float *bb, float *out) {
   set_conv(c, d);
-  const void *X = x, *W = w;
-  void *Y = y;
+  size_t nx = mp_conv_x_count(d), nw = mp_conv_w_count(d), ny = mp_conv_y_count(d);
+  size_t na = op == OP_BWD_DATA ? ny : nx, nb = op == OP_FWD ? nw : op == OP_BWD_DATA ? nw : ny;
+  size_t no = op == OP_FWD ? ny : op == OP_BWD_DATA ? nx : nw;
+  const void *A = a, *B = bb;
+  void *O = out;
   if (c->bf16) {
-    X = to_bf(c, 0, x, mp_conv_x_count(d)), W = to_bf(c, 1, w, mp_conv_w_count(d));
-    Y = bf_buf(c, 2, mp_conv_y_count(d));
+    A = to_bf(c, 0, a, na), B = to_bf(c, 1, bb, nb);
+    O = bf_buf(c, 2, no);
   }
-  algo_entry *e = choose(c, OP_FWD, d, X, W, Y);
+  algo_entry *e = choose(c, op, d, A, B, O);
   MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, e->math));
   const float one = 1.0f, zero = 0.0f;
-  MP_CHECK_CUDNN(cudnnConvolutionForward(c->dnn, &one, c->xd, X, c->wd, W, c->cd, (cudnnConvolutionFwdAlgo_t)e->algo,
-                                         c->ws, e->ws, &zero, c->yd, Y));
+  if (op == OP_FWD)
+    MP_CHECK_CUDNN(cudnnConvolutionForward(c->dnn, &one, c->xd, A, c->wd, B, c->cd, (cudnnConvolutionFwdAlgo_t)e->algo,
+                                           c->ws, e->ws, &zero, c->yd, O));
+  else if (op == OP_BWD_DATA)
+    MP_CHECK_CUDNN(cudnnConvolutionBackwardData(c->dnn, &one, c->wd, B, c->yd, A, c->cd,
+                                                (cudnnConvolutionBwdDataAlgo_t)e->algo, c->ws, e->ws, &zero, c->xd, O));
+  else
+    MP_CHECK_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, c->xd, A, c->yd, B, c->cd,
+                                                  (cudnnConvolutionBwdFilterAlgo_t)e->algo, c->ws, e->ws, &zero, c->wd, O));
   if (c->bf16) {
-    from_bf(c, Y, y, mp_conv_y_count(d));
+    from_bf(c, O, out, no);
     MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n, d->k, d->p, d->q));
   }
+}
+
+static void cu_conv_fwd(mp_backend *b, const mp_conv_desc *d, const float *x, const float *w, const float *bias, float *y) {
+  ctx_t *c = C(b);
+  run_conv(c, OP_FWD, d, x, w, y);
   if (bias) {
+    const float one = 1.0f;
     MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->bd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, d->k, 1, 1));
     MP_CHECK_CUDNN(cudnnAddTensor(c->dnn, &one, c->bd, bias, &one, c->yd, y));
   }
 }
 
 static void cu_conv_bwd_data(mp_backend *b, const mp_conv_desc *d, const float *dy, const float *w, float *dx) {
-  ctx_t *c = C(b);
-  set_conv(c, d);
-  const void *DY = dy, *W = w;
-  void *DX = dx;
-  if (c->bf16) {
-    DY = to_bf(c, 0, dy, mp_conv_y_count(d)), W = to_bf(c, 1, w, mp_conv_w_count(d));
-    DX = bf_buf(c, 2, mp_conv_x_count(d));
-  }
-  algo_entry *e = choose(c, OP_BWD_DATA, d, DY, W, DX);
-  MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, e->math));
-  const float one = 1.0f, zero = 0.0f;
-  MP_CHECK_CUDNN(cudnnConvolutionBackwardData(c->dnn, &one, c->wd, W, c->yd, DY, c->cd,
-                                              (cudnnConvolutionBwdDataAlgo_t)e->algo, c->ws, e->ws, &zero, c->xd, DX));
-  if (c->bf16) from_bf(c, DX, dx, mp_conv_x_count(d));
+  run_conv(C(b), OP_BWD_DATA, d, dy, w, dx);
 }
 
 static void cu_conv_bwd_weights(mp_backend *b, const mp_conv_desc *d, const float *x, const float *dy, float *dw,
                                 float *db) {
   ctx_t *c = C(b);
-  set_conv(c, d);
-  const void *X = x, *DY = dy;
-  void *DW = dw;
-  if (c->bf16) {
-    X = to_bf(c, 0, x, mp_conv_x_count(d)), DY = to_bf(c, 1, dy, mp_conv_y_count(d));
-    DW = bf_buf(c, 2, mp_conv_w_count(d));
-  }
-  algo_entry *e = choose(c, OP_BWD_FILTER, d, X, DY, DW);
-  MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, e->math));
-  const float one = 1.0f, zero = 0.0f;
-  MP_CHECK_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, c->xd, X, c->yd, DY, c->cd,
-                                                (cudnnConvolutionBwdFilterAlgo_t)e->algo, c->ws, e->ws, &zero, c->wd, DW));
-  if (c->bf16) {
-    from_bf(c, DW, dw, mp_conv_w_count(d));
-    MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n, d->k, d->p, d->q));
-  }
+  run_conv(c, OP_BWD_FILTER, d, x, dy, dw);
   if (db) {
+    const float one = 1.0f, zero = 0.0f;
     MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->bd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, d->k, 1, 1));
     MP_CHECK_CUDNN(cudnnConvolutionBackwardBias(c->dnn, &one, c->yd, dy, &zero, c->bd, db));
   }

@@ -454,6 +454,10 @@ double mp_ref_spectral_norm_forward(const float *w, int rows, int cols, float *u
     u[i] = (float)acc;
   }
   normalize(u, rows);
+  return mp_ref_spectral_norm_eval(w, rows, cols, u, v, w_sn);
+}
+
+double mp_ref_spectral_norm_eval(const float *w, int rows, int cols, const float *u, const float *v, float *w_sn) {
   double sigma = 0;
   for (int i = 0; i < rows; i++) {
     double acc = 0;

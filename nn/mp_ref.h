@@ -119,6 +119,8 @@ void mp_ref_adam_step(float *param, const float *grad, float *m, float *v, size_
  * sigma = u . W v; w_sn = W / sigma.  u and v are constants for the gradient, as in
  * PyTorch.  v (cols) is scratch and output.  Returns sigma. */
 double mp_ref_spectral_norm_forward(const float *w, int rows, int cols, float *u, float *v, float *w_sn);
+/* Eval mode (PyTorch's): sigma = u . W v from the stored u, v; w_sn = W / sigma. */
+double mp_ref_spectral_norm_eval(const float *w, int rows, int cols, const float *u, const float *v, float *w_sn);
 /* dW from dW_sn: dW_sn / sigma - (<dW_sn, W> / sigma^2) u v^T (overwrites dw). */
 void mp_ref_spectral_norm_backward(const float *w, const float *dw_sn, int rows, int cols, const float *u,
                                    const float *v, double sigma, float *dw);
