@@ -5,9 +5,10 @@
  *   cpu   oneDNN's C API, primitives created once per shape and reused
  *   cuda  cuDNN, cuBLAS and own kernels on CUDA managed memory (mp_backend_cuda.cu)
  *
- * Memory: tensors live where the backend computes (host memory for ref and cpu);
- * alloc/upload/download move data in and out, so model code never touches a backend's
- * memory directly.
+ * Memory: tensors live where the backend computes (host memory for ref and cpu, CUDA
+ * managed memory for cuda); alloc/upload/download move data in and out (their host side
+ * may also be the backend's own memory: a copy within it), and host code touches a
+ * device backend's memory only after `sync`.
  *
  * Every op of the nets is an entry; a backend that has not specialised one gets the ref
  * kernel (mp_backend_fill_ref_ops) when it computes in host memory.  Concat and the GAN

@@ -92,8 +92,10 @@ struct mp_gan_work {
   int n;
   uint64_t seed;
   size_t px;         /* floats per image */
+  mp_backend *be;    /* the critic's: pair and dpair live in its memory (a device backend
+                      * moves the images between the nets without the host) */
   float *pair;       /* 2n images: [real; fake] */
-  float *xhat;       /* n images */
+  float *xhat;       /* n images (host: mixed from the caller's batches) */
   float *dpair;      /* 2n images: dL/d[real; fake] */
   float *dc;         /* 2n critic output gradients */
 };
@@ -103,8 +105,9 @@ mp_gan_work *mp_gan_work_new(mp_net *d, mp_net *g, mp_gan_loss loss, float gp_la
   mp_gan_work *w = mp_calloc(1, sizeof *w);
   w->d = d, w->g = g, w->loss = loss, w->lambda = gp_lambda, w->n = n, w->seed = seed;
   w->px = mp_net_output_size(g);
-  w->pair = mp_malloc(2 * (size_t)n * w->px * sizeof(float));
-  w->dpair = mp_malloc(2 * (size_t)n * w->px * sizeof(float));
+  w->be = mp_net_backend(d);
+  w->pair = w->be->iface->alloc(w->be, 2 * (size_t)n * w->px * sizeof(float));
+  w->dpair = w->be->iface->alloc(w->be, 2 * (size_t)n * w->px * sizeof(float));
   w->xhat = mp_malloc((size_t)n * w->px * sizeof(float));
   w->dc = mp_malloc(2 * (size_t)n * sizeof(float));
   return w;
@@ -112,8 +115,8 @@ mp_gan_work *mp_gan_work_new(mp_net *d, mp_net *g, mp_gan_loss loss, float gp_la
 
 void mp_gan_work_free(mp_gan_work *w) {
   if (!w) return;
-  mp_free(w->pair);
-  mp_free(w->dpair);
+  w->be->iface->release(w->be, w->pair);
+  w->be->iface->release(w->be, w->dpair);
   mp_free(w->xhat);
   mp_free(w->dc);
   mp_free(w);
@@ -125,8 +128,9 @@ const float *mp_gan_work_xhat(const mp_gan_work *w) { return w->xhat; }
 double mp_gan_critic_gradients(mp_gan_work *w, const float *xr, const float *xf, uint64_t step, double *penalty) {
   const int n = w->n;
   const size_t img = w->px * (size_t)n;
-  memcpy(w->pair, xr, img * sizeof(float));
-  memcpy(w->pair + img, xf, img * sizeof(float));
+  /* upload: from host or the backend's own memory (a device backend's copy handles both) */
+  w->be->iface->upload(w->be, w->pair, xr, img * sizeof(float));
+  w->be->iface->upload(w->be, w->pair + img, xf, img * sizeof(float));
   const float *c = mp_net_forward(w->d, w->pair, 2 * n, true, step);
   double L = mp_ref_gan_loss(w->loss, false, c, c + n, n, w->dc, w->dc + n);
   mp_net_backward(w->d, w->dc, NULL);
@@ -154,8 +158,8 @@ double mp_gan_generator_gradients(mp_gan_work *w, const float *xr, const float *
   const size_t img = w->px * (size_t)n;
   const float *xf = mp_net_forward(w->g, z, n, true, step);
   if (xf_out) *xf_out = xf;
-  memcpy(w->pair, xr, img * sizeof(float));
-  memcpy(w->pair + img, xf, img * sizeof(float));
+  w->be->iface->upload(w->be, w->pair, xr, img * sizeof(float));
+  w->be->iface->upload(w->be, w->pair + img, xf, img * sizeof(float));
   const float *c = mp_net_forward(w->d, w->pair, 2 * n, true, step);
   double L = mp_ref_gan_loss(w->loss, true, c, c + n, n, w->dc, w->dc + n);
   mp_net_backward_input(w->d, w->dc, w->dpair);

@@ -516,6 +516,7 @@ void mp_net_adam(mp_net *n, float lr, float beta1, float beta2, float eps) {
 
 size_t mp_net_param_count(const mp_net *n) { return n->nparams; }
 float *mp_net_input(mp_net *n) { return n->act[0]; }
+mp_backend *mp_net_backend(const mp_net *n) { return n->be; }
 float *mp_net_params(mp_net *n) { return n->params; }
 float *mp_net_grads(mp_net *n) { return n->grads; }
 int mp_net_layers(const mp_net *n) { return n->nl; }

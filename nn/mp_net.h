@@ -48,6 +48,7 @@ const float *mp_net_forward(mp_net *net, const float *x, int n, bool train, uint
  * next batch there (e.g. with the backend's patches_to_input) and pass it as x to
  * mp_net_forward, which then copies nothing. */
 float *mp_net_input(mp_net *net);
+mp_backend *mp_net_backend(const mp_net *net);
 /* Backward from dL/doutput (n x output size) of the last forward: writes every
  * parameter gradient (overwrites) and, when dx is non-NULL, dL/dinput. */
 void mp_net_backward(mp_net *net, const float *dy, float *dx);
