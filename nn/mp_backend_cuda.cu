@@ -884,30 +884,28 @@ static size_t cu_device_peak(mp_backend *b) {
 
 static void cu_destroy(mp_backend *b) {
   ctx_t *c = C(b);
-  cudaStreamSynchronize(c->st);
+  MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+  MP_CHECK_CUDA(cudaStreamSynchronize(c->comm_st));
 #if MP_HAVE_NCCL_LIB
-  if (c->has_nccl) ncclCommDestroy(c->nccl);
+  if (c->has_nccl) MP_CHECK_NCCL(ncclCommDestroy(c->nccl));
 #endif
-  cudnnDestroyTensorDescriptor(c->xd);
-  cudnnDestroyTensorDescriptor(c->yd);
-  cudnnDestroyTensorDescriptor(c->bd);
-  cudnnDestroyTensorDescriptor(c->bnd);
-  cudnnDestroyFilterDescriptor(c->wd);
-  cudnnDestroyConvolutionDescriptor(c->cd);
-  cudnnDestroy(c->dnn);
-  cublasDestroy(c->blas);
-  if (c->ws) cudaFree(c->ws);
-  for (int i = 0; i < 3; i++)
-    if (c->bfb[i]) cudaFree(c->bfb[i]);
-  if (c->stage) cudaFreeHost(c->stage);
-  if (c->gp_norms) cudaFree(c->gp_norms);
-  if (c->dstage) cudaFree(c->dstage);
-  cudaFree(c->dsc);
-  cudaFreeHost(c->hsc);
-  cudaEventDestroy(c->ev_ready);
-  cudaEventDestroy(c->ev_done);
-  cudaStreamDestroy(c->comm_st);
-  cudaStreamDestroy(c->st);
+  MP_CHECK_CUDNN(cudnnDestroyTensorDescriptor(c->xd));
+  MP_CHECK_CUDNN(cudnnDestroyTensorDescriptor(c->yd));
+  MP_CHECK_CUDNN(cudnnDestroyTensorDescriptor(c->bd));
+  MP_CHECK_CUDNN(cudnnDestroyTensorDescriptor(c->bnd));
+  MP_CHECK_CUDNN(cudnnDestroyFilterDescriptor(c->wd));
+  MP_CHECK_CUDNN(cudnnDestroyConvolutionDescriptor(c->cd));
+  MP_CHECK_CUDNN(cudnnDestroy(c->dnn));
+  MP_CHECK_CUBLAS(cublasDestroy(c->blas));
+  void *dev[] = {c->ws, c->bfb[0], c->bfb[1], c->bfb[2], c->gp_norms, c->dstage, c->dsc};
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+    if (dev[i]) MP_CHECK_CUDA(cudaFree(dev[i]));
+  if (c->stage) MP_CHECK_CUDA(cudaFreeHost(c->stage));
+  MP_CHECK_CUDA(cudaFreeHost(c->hsc));
+  MP_CHECK_CUDA(cudaEventDestroy(c->ev_ready));
+  MP_CHECK_CUDA(cudaEventDestroy(c->ev_done));
+  MP_CHECK_CUDA(cudaStreamDestroy(c->comm_st));
+  MP_CHECK_CUDA(cudaStreamDestroy(c->st));
   mp_free(c->cache);
   mp_free(c->blk);
   mp_free(c);
