@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "mp_alloc.h"
+#include "mp_backend.h"
 #include "mp_build_config.h"
 #include "mp_check.h"
 #include "mp_cli.h"
@@ -314,6 +315,14 @@ static int make_plan(pipeline *p, const bool asked[NST], bool own_sweep, int pla
     if (!kf[0] && (!env || !env[0]))
       return refuse(err, errlen,
                     "privacy.site_key_file: no site key (set the key file, or MAMMOPATCH_SITE_KEY in the environment)");
+  }
+  /* the training stages' backend must exist here (cuda on a node without a GPU, or in a
+   * build without it, is refused now, not after the preprocessing) */
+  if (plan[ST_BASELINE] == P_RUN || plan[ST_GAN] == P_RUN || plan[ST_EXPERIMENT] == P_RUN) {
+    char e2[512];
+    mp_backend *be = mp_backend_create_cfg(cfg, e2, sizeof e2);
+    if (!be) return refuse(err, errlen, "train.backend = '%s': %s", mp_config_str(cfg, "train.backend"), e2);
+    mp_backend_free(be);
   }
   return 0;
 }

@@ -43,6 +43,10 @@ refused "unknown variant" "experiment.variants" --set experiment.variants=baseli
 refused "missing sweep" "experiment.gan_sweep" --set experiment.gan_sweep="$tmp/no-sweep"
 refused "prerequisite" "stage synth is not complete" --stage experiment
 refused "unknown stage" "--stage" --stage preprocess,bogus
+# a backend this node cannot run (cuda without a GPU, or a build without it)
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  refused "backend without its device" "train.backend = 'cuda'" --set train.backend=cuda
+fi
 
 # 2. a clean run
 t0=$(date +%s)
