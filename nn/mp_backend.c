@@ -2,7 +2,9 @@
 #include "mp_build_config.h"
 #include "mp_backend.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mp_alloc.h"
@@ -217,15 +219,38 @@ mp_backend *mp_backend_ref_create(void) {
   return b;
 }
 
+#if MP_HAVE_CUDA_BACKEND
+/* The cuda backend module, loaded on first use (so a run on the CPU never maps cuDNN,
+ * cuBLAS or NCCL); NULL with the reason when it cannot be loaded. */
+static mp_backend *cuda_create(int precision, char *err, size_t errlen) {
+  static mp_backend_cuda_create_fn fn;
+  if (!fn) {
+    const char *path = getenv("MP_CUDA_BACKEND_MODULE");
+    if (!path || !path[0]) path = MP_CUDA_BACKEND_MODULE;
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+      snprintf(err, errlen, "backend 'cuda': cannot load its module %s: %s", path, dlerror());
+      return NULL;
+    }
+    fn = (mp_backend_cuda_create_fn)dlsym(h, "mp_backend_cuda_create");
+    if (!fn) {
+      snprintf(err, errlen, "backend 'cuda': %s has no mp_backend_cuda_create", path);
+      return NULL;
+    }
+  }
+  return fn(precision, err, errlen);
+}
+#endif
+
 mp_backend *mp_backend_create(const char *name, char *err, size_t errlen) {
   if (!strcmp(name, "ref")) return mp_backend_ref_create();
 #if MP_HAVE_DNNL
   if (!strcmp(name, "cpu")) return mp_backend_dnnl_create(err, errlen);
 #endif
 #if MP_HAVE_CUDA_BACKEND
-  if (!strcmp(name, "cuda") || !strcmp(name, "cuda:fp32")) return mp_backend_cuda_create(0, err, errlen);
-  if (!strcmp(name, "cuda:tf32")) return mp_backend_cuda_create(1, err, errlen);
-  if (!strcmp(name, "cuda:bf16")) return mp_backend_cuda_create(2, err, errlen);
+  if (!strcmp(name, "cuda") || !strcmp(name, "cuda:fp32")) return cuda_create(0, err, errlen);
+  if (!strcmp(name, "cuda:tf32")) return cuda_create(1, err, errlen);
+  if (!strcmp(name, "cuda:bf16")) return cuda_create(2, err, errlen);
 #endif
   snprintf(err, errlen, "backend '%s' is not in this build (available: %s)", name, mp_backend_list());
   return NULL;

@@ -187,8 +187,10 @@ mp_backend *mp_backend_ref_create(void);
 mp_backend *mp_backend_dnnl_create(char *err, size_t errlen);
 #endif
 #if MP_HAVE_CUDA_BACKEND
-/* precision 0 fp32, 1 TF32 tensor cores, 2 bf16 mixed precision (mp_backend_cuda.cu). */
-mp_backend *mp_backend_cuda_create(int precision, char *err, size_t errlen);
+/* precision 0 fp32, 1 TF32 tensor cores, 2 bf16 mixed precision (mp_backend_cuda.cu, built
+ * as a module: mp_backend_create loads it on first use, $MP_CUDA_BACKEND_MODULE or the
+ * build's path). */
+typedef mp_backend *(*mp_backend_cuda_create_fn)(int precision, char *err, size_t errlen);
 #endif
 
 #endif
