@@ -408,19 +408,34 @@ static void write_attrs(mp_store_writer *w, const mp_config *cfg, const mp_extra
   }
 }
 
+static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preprocess_args *a);
+
 int mp_preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preprocess_args *a) {
+#ifdef __GLIBC__
+  /* GDCM allocates (and zero-fills) a fresh buffer for every file's pixel data, and the
+   * per-file image buffers are as large: keep freed large blocks in the heap instead of
+   * unmapping them, so the next file reuses warm pages rather than faulting in tens of
+   * MB of new ones (page faults cost ~7 us each on a paravirtualised VM).  glibc refuses
+   * an mmap threshold above 32 MiB (a 13.6-megapixel float image is 54 MB), so mmap is
+   * off for this stage's allocations (M_MMAP_MAX 0) and the heap is not trimmed; glibc's
+   * defaults come back afterwards (a pipeline goes on to train in the same process). */
+  if (!mallopt(M_MMAP_MAX, 0)) MP_WARN("mallopt(M_MMAP_MAX, 0) refused: large buffers are mapped per file");
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  int rc = preprocess_run(comm, cfg, a);
+  mallopt(M_MMAP_MAX, 65536);          /* glibc's default */
+  mallopt(M_TRIM_THRESHOLD, 128 << 10); /* glibc's default */
+  malloc_trim(0);
+  return rc;
+#else
+  return preprocess_run(comm, cfg, a);
+#endif
+}
+
+static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preprocess_args *a) {
   int rank, size;
   MP_CHECK_MPI(MPI_Comm_rank(comm, &rank));
   MP_CHECK_MPI(MPI_Comm_size(comm, &size));
   double t_start = mp_now();
-#ifdef __GLIBC__
-  /* GDCM allocates (and zero-fills) a fresh buffer for every file's pixel data: keep
-   * freed large blocks in the heap instead of unmapping them, so the next file reuses
-   * warm pages rather than faulting in 27 MB of new ones (a third of the time per
-   * full-field file otherwise). */
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  mallopt(M_TRIM_THRESHOLD, 512 << 20);
-#endif
   stage S;
   memset(&S, 0, sizeof S);
   S.cfg = cfg;
