@@ -13,7 +13,7 @@ mp=build/mammopatch
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 field() { sed -n "s/.*\"$1\":[[:space:]]*\([0-9.e+-]*\).*/\1/p" "$2" | head -1; }
-echo "synth full-field benchmark: $patients patients, 3328x4096, $(nproc) cores"
+echo "synth full-field benchmark: $patients patients, 3328x4096, $(nproc --all) cores"
 printf '%-6s %8s %10s %12s %12s %12s\n' ranks images seconds images/s render_s write_s
 declare -A ips
 for n in 1 2; do

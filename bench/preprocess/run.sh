@@ -47,7 +47,7 @@ for path in sys.argv[2].split("|"):  # alternatives, first found wins
 EOF
 }
 
-echo "preprocess benchmark: $patients patients, ${width}x${height}, $(nproc) cores, $(date -u +%FT%TZ)"
+echo "preprocess benchmark: $patients patients, ${width}x${height}, $(nproc --all) cores, $(date -u +%FT%TZ)"
 echo "cohort: synth (uncompressed) ..."
 if ! $mp synth --out "$tmp/cohort" --patients "$patients" --width "$width" --height "$height" \
     --set synth.jpegls_frac=0 --set synth.j2k_frac=0 -q 2>"$tmp/synth.err"; then
@@ -131,7 +131,7 @@ if [[ -n $m1_ips && -n $m2_ips ]]; then
 else
   echo "parallel efficiency at 2 ranks: n/a (target >= 85%)"
 fi
-[[ $(nproc) -lt 2 ]] && echo "note: $(nproc) core(s) here; the 2-rank figure is oversubscribed"
+[[ $(nproc --all) -lt 2 ]] && echo "note: $(nproc --all) core(s) here; the 2-rank figure is oversubscribed"
 # What this machine gives two busy processes at all: the same pure-CPU loop once alone,
 # then twice at once.  A VM whose two vCPUs share a core (or are stolen from) caps the
 # efficiency any program can show here; read the figure above against this one.

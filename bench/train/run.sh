@@ -12,7 +12,7 @@ mp=build/mammopatch
 [[ -x $mp ]] || { echo "build first (cmake --build build)" >&2; exit 2; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export MAMMOPATCH_SITE_KEY=${MAMMOPATCH_SITE_KEY:-bench-site-key-0123456789}
-cores=$(nproc)
+cores=$(nproc --all) # not `nproc`: it follows OMP_NUM_THREADS
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mpiexec -n 2 --oversubscribe $mp synth --out "$tmp/c" --patients "${1:-48}" --seed 7 -q --set synth.birads0_frac=0.6
