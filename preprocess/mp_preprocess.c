@@ -5,6 +5,8 @@
 #include <dirent.h>
 #ifdef __GLIBC__
 #include <malloc.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #endif
 #include <errno.h>
 #include <math.h>
@@ -410,6 +412,21 @@ static void write_attrs(mp_store_writer *w, const mp_config *cfg, const mp_extra
 
 static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preprocess_args *a);
 
+#ifdef __GLIBC__
+/* Grow the heap by `bytes` once, ask for transparent huge pages on it (the kernel's THP
+ * mode is often "madvise": only on request) and give it back to malloc, which keeps it
+ * (no trim, no mmap): the stage's per-file buffers then sit on 2 MiB pages, so first
+ * touching the ~160 MB a rank works in costs ~80 page faults instead of ~40,000. */
+static void huge_heap(size_t bytes) {
+  char *blk = malloc(bytes);
+  if (!blk) return;
+  const uintptr_t hp = (uintptr_t)2 << 20;
+  uintptr_t a0 = ((uintptr_t)blk + hp - 1) & ~(hp - 1), a1 = ((uintptr_t)blk + bytes) & ~(hp - 1);
+  if (a1 > a0) madvise((void *)a0, a1 - a0, MADV_HUGEPAGE); /* advice only: failure changes nothing */
+  free(blk);
+}
+#endif
+
 int mp_preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preprocess_args *a) {
 #ifdef __GLIBC__
   /* GDCM allocates (and zero-fills) a fresh buffer for every file's pixel data, and the
@@ -421,6 +438,7 @@ int mp_preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preprocess_a
    * defaults come back afterwards (a pipeline goes on to train in the same process). */
   if (!mallopt(M_MMAP_MAX, 0)) MP_WARN("mallopt(M_MMAP_MAX, 0) refused: large buffers are mapped per file");
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  huge_heap(256u << 20);
   int rc = preprocess_run(comm, cfg, a);
   mallopt(M_MMAP_MAX, 65536);          /* glibc's default */
   mallopt(M_TRIM_THRESHOLD, 128 << 10); /* glibc's default */

@@ -4,8 +4,9 @@
 #
 # Usage: bench/preprocess/run.sh [PATIENTS] [WIDTH] [HEIGHT]    (defaults 8 3328 4096)
 #
-# Makes an uncompressed cohort (so pydicom reads every file), runs the peer once, then
-# mammopatch preprocess on 1 and on 2 ranks, and prints files, seconds, images/s,
+# Makes an uncompressed cohort (so pydicom reads every file), runs the peer, then
+# mammopatch preprocess on 1 and on 2 ranks, ROUNDS times alternating (default 3: this VM's
+# timings drift), and prints for the median run of each files, seconds, images/s,
 # images/s per core and peak memory for each, the per-core speed ratio against the peer
 # (target >= 5), the parallel efficiency at 2 ranks (target >= 85%) and both
 # implementations' patch counts.  A mammopatch run that fails is reported with its
@@ -62,31 +63,49 @@ echo "cohort: $nfiles files, $(du -sh "$tmp/cohort/dicom" | cut -f1)"
 # mammopatch's configuration, so neither side wins by compressing less
 level=$(build/mammopatch config 2>/dev/null | sed -n 's/^deflate = //p')
 level=${level:-1}
-echo "peer: $peer (gzip level $level) ..."
+rounds=${ROUNDS:-3}
+echo "peer: $peer (gzip level $level); then mammopatch on 1 and 2 ranks; $rounds alternating rounds, the median run of each shown ..."
 peer_ok=1
-if "$py" "$peer" --input "$tmp/cohort/dicom" --labels "$tmp/cohort/labels.csv" --out "$tmp/peer.h5" --gzip-level "$level" \
-    >"$tmp/peer.out" 2>"$tmp/peer.err"; then
-  tail -n 1 "$tmp/peer.out" >"$tmp/peer.json"
-else
-  peer_ok=0
-  echo "peer failed (exit $?):" >&2
-  tail -n 30 "$tmp/peer.err" >&2
-fi
-rm -f "$tmp/peer.h5"
-
-# --- mammopatch preprocess, 1 and 2 ranks
-for n in 1 2; do
-  echo "mammopatch preprocess: $n rank(s) ..."
-  mpiexec -n $n --oversubscribe $mp preprocess --input "$tmp/cohort/dicom" --labels "$tmp/cohort/labels.csv" \
-    --out "$tmp/p$n.h5" --report "$tmp/r$n" -q >"$tmp/mp$n.out" 2>"$tmp/mp$n.err"
-  rc=$?
-  if [[ $rc != 0 ]]; then
-    echo "mammopatch preprocess on $n rank(s) failed (exit $rc); its stderr:" >&2
-    tail -n 30 "$tmp/mp$n.err" >&2
-  elif [[ ! -s $tmp/r$n/preprocess.json ]]; then
-    echo "mammopatch preprocess -n $n wrote no $tmp/r$n/preprocess.json" >&2
+for ((r = 1; r <= rounds; r++)); do
+  if [[ $peer_ok == 1 ]]; then
+    if "$py" "$peer" --input "$tmp/cohort/dicom" --labels "$tmp/cohort/labels.csv" --out "$tmp/peer.h5" \
+        --gzip-level "$level" >"$tmp/peer.out" 2>"$tmp/peer.err"; then
+      tail -n 1 "$tmp/peer.out" >"$tmp/peer.$r.json"
+    else
+      peer_ok=0
+      echo "peer failed (exit $?):" >&2
+      tail -n 30 "$tmp/peer.err" >&2
+    fi
+    rm -f "$tmp/peer.h5"
   fi
+  # --- mammopatch preprocess, 1 and 2 ranks
+  for n in 1 2; do
+    rm -rf "$tmp/r$n.$r"
+    mpiexec -n $n --oversubscribe $mp preprocess --input "$tmp/cohort/dicom" --labels "$tmp/cohort/labels.csv" \
+      --out "$tmp/p$n.h5" --report "$tmp/r$n.$r" -q >"$tmp/mp$n.out" 2>"$tmp/mp$n.err"
+    rc=$?
+    if [[ $rc != 0 ]]; then
+      echo "mammopatch preprocess on $n rank(s) failed (exit $rc); its stderr:" >&2
+      tail -n 30 "$tmp/mp$n.err" >&2
+    elif [[ ! -s $tmp/r$n.$r/preprocess.json ]]; then
+      echo "mammopatch preprocess -n $n wrote no $tmp/r$n.$r/preprocess.json" >&2
+    fi
+  done
 done
+# the median run (by seconds) of each implementation; every round's seconds are printed
+median_of() { # KEY FILES... -> the file whose KEY is the median
+  local key=$1
+  shift
+  for f in "$@"; do [[ -s $f ]] && echo "$(jget "$f" "$key") $f"; done | sort -g | awk '{ v[NR] = $2 } END { if (NR) print v[int((NR + 1) / 2)] }'
+}
+all_s() { local key=$1; shift; for f in "$@"; do [[ -s $f ]] && printf ' %.2f' "$(jget "$f" "$key")"; done; }
+pm=$(median_of seconds "$tmp"/peer.*.json)
+[[ -n $pm ]] && cp "$pm" "$tmp/peer.json"
+for n in 1 2; do
+  m=$(median_of stats.seconds "$tmp"/r$n.*/preprocess.json)
+  [[ -n $m ]] && { mkdir -p "$tmp/r$n"; cp "$m" "$tmp/r$n/preprocess.json"; }
+done
+echo "seconds per round: peer$(all_s seconds "$tmp"/peer.*.json) | 1 rank$(all_s stats.seconds "$tmp"/r1.*/preprocess.json) | 2 ranks$(all_s stats.seconds "$tmp"/r2.*/preprocess.json)"
 
 # --- table
 pj=$tmp/peer.json
