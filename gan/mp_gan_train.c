@@ -429,7 +429,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   int dim = 0;
   if (!rc && incw[0]) {
     mp_backend *ib = t->be;
-    if (t->be->iface->sync) { /* a device backend: Inception runs on a host backend beside it */
+    if (mp_backend_is_device(t->be)) { /* Inception runs on a host backend beside it */
       t->inc_be = mp_backend_create(MP_HAVE_DNNL ? "cpu" : "ref", err, sizeof err);
       ib = t->inc_be;
     }

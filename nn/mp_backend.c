@@ -3,18 +3,17 @@
 #include "mp_backend.h"
 
 #include <dlfcn.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mp_alloc.h"
+#include "mp_check.h"
 #include "mp_config.h"
 #include "mp_gpu.h"
-#include "mp_check.h"
 #include "mp_log.h"
-
-#include <limits.h>
-#include <math.h>
 
 static void *ref_alloc(mp_backend *b, size_t bytes) {
   (void)b;
@@ -290,13 +289,12 @@ void mp_dp_mean(const mp_dp *dp, float *buf, size_t n) {
   if (dp->K == 1 || !n) return;
   if (dp->device) {
     dp->be->iface->allreduce_sum(dp->be, buf, n);
-    dp->be->iface->scale(dp->be, 1.0f / (float)dp->K, buf, n);
-    return;
+  } else {
+    mp_backend_sync(dp->be);
+    MP_CHECK(n <= (size_t)INT_MAX, "allreduce of %zu floats", n);
+    MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, dp->comm));
   }
-  mp_backend_sync(dp->be);
-  MP_CHECK(n <= (size_t)INT_MAX, "allreduce of %zu floats", n);
-  MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, dp->comm));
-  for (size_t i = 0; i < n; i++) buf[i] /= (float)dp->K;
+  dp->be->iface->scale(dp->be, 1.0f / (float)dp->K, buf, n); /* the sum -> the mean, the same way on both paths */
 }
 
 int mp_backend_device_absent(const char *name) {

@@ -160,6 +160,9 @@ enum { MP_ACT_RELU, MP_ACT_LRELU, MP_ACT_TANH, MP_ACT_SIGMOID };
 static inline void mp_backend_sync(mp_backend *b) {
   if (b->iface->sync) b->iface->sync(b);
 }
+/* Whether the backend computes in device memory (it has a `sync`): host-only code (the
+ * Inception extractor) then runs on a host backend beside it. */
+static inline int mp_backend_is_device(const mp_backend *b) { return b->iface->sync != 0; }
 /* Whether the backend reduces gradients itself over an attached communicator. */
 static inline int mp_backend_has_allreduce(const mp_backend *b) { return b->iface->allreduce_sum != 0; }
 

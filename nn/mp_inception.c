@@ -229,7 +229,7 @@ static int load_unit(mp_inception *m, hid_t f, unit *u, char *err, size_t errlen
 }
 
 mp_inception *mp_inception_load(mp_backend *be, const char *path, int max_batch, char *err, size_t errlen) {
-  if (strcmp(be->iface->name, "cuda") == 0) {
+  if (mp_backend_is_device(be)) {
     snprintf(err, errlen, "the Inception extractor runs on host-memory backends (ref, cpu), not %s", be->iface->name);
     return NULL;
   }

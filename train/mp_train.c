@@ -268,30 +268,29 @@ static double train_step(trainer *t, int s, uint64_t g, bool *stop) {
     memset(mp_net_grads(t->b1), 0, t->np1 * sizeof(float));
   } else
     loss = mp_model_classifier_gradients(t->b1, t->rest, x, t->tlab, t->b, g, t->dy, t->d1, NULL);
+  float sc[2] = {(float)loss, (float)g_stop_signal}; /* a signal on any rank stops all */
+  const float inv = 1.0f / (float)t->K;
+  const size_t np = t->np1 + t->np2;
   if (t->dp.device) { /* NCCL on the device buffers; the two scalars through MPI */
     if (!t->smote) mp_dp_mean(&t->dp, mp_net_grads(t->b1), t->np1);
     mp_dp_mean(&t->dp, mp_net_grads(t->rest), t->np2);
-    float sc[2] = {(float)loss, (float)g_stop_signal};
-    MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, sc, 2, MPI_FLOAT, MPI_SUM, t->comm));
-    if (!t->smote) mp_net_adam(t->b1, t->lr, t->beta1, t->beta2, 1e-8f);
-    mp_net_adam(t->rest, t->lr, t->beta1, t->beta2, 1e-8f);
-    *stop = sc[1] > 0;
-    return sc[0] / (float)t->K;
+    if (t->K > 1) MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, sc, 2, MPI_FLOAT, MPI_SUM, t->comm));
+  } else {
+    /* one allreduce over both networks' gradients and the two scalars (the per-rank means
+     * averaged = the global mean) */
+    memcpy(t->flat, mp_net_grads(t->b1), t->np1 * sizeof(float));
+    memcpy(t->flat + t->np1, mp_net_grads(t->rest), t->np2 * sizeof(float));
+    t->flat[np] = sc[0], t->flat[np + 1] = sc[1];
+    if (t->K > 1) MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, t->flat, (int)(np + 2), MPI_FLOAT, MPI_SUM, t->comm));
+    for (size_t i = 0; i < np; i++) t->flat[i] *= inv;
+    memcpy(mp_net_grads(t->b1), t->flat, t->np1 * sizeof(float));
+    memcpy(mp_net_grads(t->rest), t->flat + t->np1, t->np2 * sizeof(float));
+    sc[0] = t->flat[np], sc[1] = t->flat[np + 1];
   }
-  /* one allreduce over both networks' gradients (the per-rank means averaged = the global mean) */
-  memcpy(t->flat, mp_net_grads(t->b1), t->np1 * sizeof(float));
-  memcpy(t->flat + t->np1, mp_net_grads(t->rest), t->np2 * sizeof(float));
-  t->flat[t->np1 + t->np2] = (float)loss;
-  t->flat[t->np1 + t->np2 + 1] = (float)g_stop_signal; /* a signal on any rank stops all */
-  if (t->K > 1) MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, t->flat, (int)(t->np1 + t->np2 + 2), MPI_FLOAT, MPI_SUM, t->comm));
-  float inv = 1.0f / (float)t->K;
-  for (size_t i = 0; i < t->np1 + t->np2 + 1; i++) t->flat[i] *= inv;
-  memcpy(mp_net_grads(t->b1), t->flat, t->np1 * sizeof(float));
-  memcpy(mp_net_grads(t->rest), t->flat + t->np1, t->np2 * sizeof(float));
   if (!t->smote) mp_net_adam(t->b1, t->lr, t->beta1, t->beta2, 1e-8f); /* smote: frozen */
   mp_net_adam(t->rest, t->lr, t->beta1, t->beta2, 1e-8f);
-  *stop = t->flat[t->np1 + t->np2 + 1] > 0;
-  return t->flat[t->np1 + t->np2];
+  *stop = sc[1] > 0;
+  return sc[0] * inv;
 }
 
 /* Patch-level evaluation of n patches (eval mode, threshold 0.5 on the probability),
