@@ -66,11 +66,34 @@ static void strmap_free(strmap *m) {
 
 enum { D_PIX, D_LABEL, D_VIEW, D_ORIGIN, D_ELLIPSE, V_PATIENT, V_LAT, V_POS, V_IMAGE, V_BIRADS, V_WIN, V_ROWS, V_COLS, ND };
 
+/* One patch's /patches row values (all but the pixels) as they travel between ranks. */
+typedef struct {
+  uint32_t view; /* absolute /views row */
+  int32_t origin[2];
+  float ellipse[5];
+  uint8_t label, pad[3];
+} patch_row;
+
+/* A growable pair of buffers: n patches of pixels and their rows. */
+typedef struct {
+  uint8_t *pix;
+  patch_row *row;
+  uint64_t cap;
+} patch_buf;
+
 struct mp_store_writer {
   MPI_Comm comm;
   int rank, size, B;
   hid_t file, dxpl, ds[ND], t_lat, t_pos, t_pseudo;
-  uint64_t npatches, nviews;
+  MPI_Datatype t_pix, t_row; /* one patch's pixels; one patch_row */
+  uint64_t npatches, nviews; /* taken so far (npatches includes the carry) */
+  /* /patches is written in whole chunks of PIX_CHUNK rows, each chunk compressed by
+   * exactly one rank: a round's patches past its last whole chunk (the carry, fewer
+   * than PIX_CHUNK) wait on the last rank and lead the next round (or close). */
+  uint64_t nwritten, ncarry; /* rows in the file; carried patches (same on every rank) */
+  patch_buf carry, recv;     /* carry: the last rank's; recv: this rank's share of a round */
+  patch_row *send_rows;      /* this rank's new rows, converted for sending */
+  uint64_t send_cap;
   strmap patients, images;
   char (*pseudo)[MP_PSEUDO_STRLEN + 1]; /* patients in order of first appearance */
   size_t npseudo, cap_pseudo;
@@ -82,6 +105,10 @@ static hid_t str_type(size_t n) {
   MP_CHECK_H5(H5Tset_strpad(t, H5T_STR_NULLPAD));
   return t;
 }
+
+/* Rows per chunk of /patches/pixels: the unit in which the patches are compressed and
+ * written, and so the unit of the ranks' shares of each round. */
+enum { PIX_CHUNK = 64 };
 
 /* An extendible 1-D, 2-D or 3-D dataset starting empty: dims = {0, tail...}. */
 static hid_t make_ds(hid_t loc, const char *name, hid_t type, int rank, const hsize_t *tail, hsize_t chunk0,
@@ -137,10 +164,13 @@ mp_store_writer *mp_store_create(MPI_Comm comm, const char *path, int B, int def
   w->t_pos = str_type(3);
   w->t_pseudo = str_type(MP_PSEUDO_STRLEN);
   hsize_t pix[2] = {(hsize_t)B, (hsize_t)B}, two[1] = {2}, five[1] = {5};
-  /* 64 patches (1 MiB) per chunk: one chunk per patch was measured no faster to write
-   * in parallel (HDF5 1.10's filtered collective writes do not scale either way) and
-   * would mean a million chunks at thesis scale */
-  w->ds[D_PIX] = make_ds(gp, "pixels", H5T_NATIVE_UINT8, 3, pix, 64, deflate);
+  MP_CHECK_MPI(MPI_Type_contiguous(B * B, MPI_BYTE, &w->t_pix));
+  MP_CHECK_MPI(MPI_Type_commit(&w->t_pix));
+  MP_CHECK_MPI(MPI_Type_contiguous((int)sizeof(patch_row), MPI_BYTE, &w->t_row));
+  MP_CHECK_MPI(MPI_Type_commit(&w->t_row));
+  /* PIX_CHUNK patches (1 MiB at B = 128) per chunk: one chunk per patch would mean a
+   * million chunks at thesis scale */
+  w->ds[D_PIX] = make_ds(gp, "pixels", H5T_NATIVE_UINT8, 3, pix, PIX_CHUNK, deflate);
   w->ds[D_LABEL] = make_ds(gp, "label", H5T_NATIVE_UINT8, 1, NULL, 4096, deflate);
   w->ds[D_VIEW] = make_ds(gp, "view", H5T_NATIVE_UINT32, 1, NULL, 4096, deflate);
   w->ds[D_ORIGIN] = make_ds(gp, "origin", H5T_NATIVE_INT32, 2, two, 4096, deflate);
@@ -189,6 +219,126 @@ static void append(mp_store_writer *w, hid_t ds, hid_t type, uint64_t total, uin
   MP_CHECK_H5(H5Dwrite(ds, type, ms, fs, w->dxpl, buf));
   H5Sclose(ms);
   H5Sclose(fs);
+}
+
+static void patch_buf_reserve(patch_buf *b, uint64_t n, size_t pixbytes) {
+  if (n <= b->cap) return;
+  b->cap = n + n / 4;
+  b->pix = mp_realloc(b->pix, b->cap * pixbytes);
+  b->row = mp_realloc(b->row, b->cap * sizeof *b->row);
+}
+
+/* [a0, a1) ∩ [b0, b1) as (start, length); length 0 when they do not meet */
+static uint64_t overlap(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1, uint64_t *start) {
+  uint64_t lo = a0 > b0 ? a0 : b0, hi = a1 < b1 ? a1 : b1;
+  *start = lo;
+  return hi > lo ? hi - lo : 0;
+}
+
+static int count_int(uint64_t n) {
+  MP_CHECK(n <= INT32_MAX, "%llu patches in one exchange (an MPI count is an int): lower preprocess.files_per_round",
+           (unsigned long long)n);
+  return (int)n;
+}
+
+/* Collective: this rank's np new patches (rows and pixels) follow the carry and the
+ * lower ranks' patches.  The round's sequence S = carry + every rank's patches in rank
+ * order is cut at its last whole chunk (at its end when `final`); the whole chunks are
+ * dealt to the ranks as contiguous shares of chunks, sent there (MPI_Alltoallv) and
+ * written collectively, so that each chunk is compressed by one rank only and the ranks
+ * compress equal shares whatever their patch counts; the rest becomes the carry on the
+ * last rank.  The file content does not depend on the number of ranks. */
+static void write_patches(mp_store_writer *w, const patch_row *rows, const uint8_t *pixels, uint64_t np, bool final) {
+  const int P = w->size, L = P - 1;
+  const uint64_t C = PIX_CHUNK;
+  const size_t pb = (size_t)w->B * w->B;
+  unsigned long long mine = np, *cnt = mp_malloc((size_t)P * sizeof *cnt);
+  MP_CHECK_MPI(MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, cnt, 1, MPI_UNSIGNED_LONG_LONG, w->comm));
+  /* positions in S: carry [0, c), rank s's patches [first[s], first[s] + cnt[s]) */
+  uint64_t c = w->ncarry, T = c, *first = mp_malloc((size_t)P * sizeof *first);
+  for (int s = 0; s < P; s++) {
+    first[s] = T;
+    T += cnt[s];
+  }
+  uint64_t Wc = final ? T : T - T % C, K = (Wc + C - 1) / C;
+  /* rank d receives S[lo(d), hi(d)): its share of the K chunks; the last rank also the tail */
+#define SHARE_LO(d) (C * (K * (uint64_t)(d) / (uint64_t)P) < Wc ? C * (K * (uint64_t)(d) / (uint64_t)P) : Wc)
+#define SHARE_HI(d) ((d) == L ? T : SHARE_LO((d) + 1))
+  int *sc = mp_calloc((size_t)P * 4, sizeof *sc), *sd = sc + P, *rc = sd + P, *rd = rc + P;
+  static uint8_t none[sizeof(patch_row)]; /* a valid address for empty buffers */
+#define NZ(p) ((p) ? (void *)(p) : (void *)none)
+  const uint64_t lo = SHARE_LO(w->rank), hi = SHARE_HI(w->rank);
+  patch_buf_reserve(&w->recv, hi - lo, pb);
+  /* the carry first (it leads S): from the last rank to whoever's share holds it */
+  uint64_t at, k, got = 0;
+  if (c > 0) {
+    for (int d = 0; d < P && w->rank == L; d++) {
+      k = overlap(0, c, SHARE_LO(d), SHARE_HI(d), &at);
+      sc[d] = count_int(k);
+      sd[d] = count_int(at);
+    }
+    k = overlap(0, c, lo, hi, &at);
+    rc[L] = count_int(k);
+    got = k;
+    MP_CHECK_MPI(MPI_Alltoallv(NZ(w->carry.pix), sc, sd, w->t_pix, NZ(w->recv.pix), rc, rd, w->t_pix, w->comm));
+    MP_CHECK_MPI(MPI_Alltoallv(NZ(w->carry.row), sc, sd, w->t_row, NZ(w->recv.row), rc, rd, w->t_row, w->comm));
+  }
+  /* then every rank's new patches, which land after it in rank order */
+  uint64_t off = got;
+  for (int d = 0; d < P; d++) {
+    k = overlap(first[w->rank], first[w->rank] + np, SHARE_LO(d), SHARE_HI(d), &at);
+    sc[d] = count_int(k);
+    sd[d] = count_int(k ? at - first[w->rank] : 0);
+    k = overlap(first[d], first[d] + cnt[d], lo, hi, &at);
+    rc[d] = count_int(k);
+    rd[d] = count_int(off);
+    off += k;
+  }
+  MP_CHECK(off == hi - lo, "patch exchange: %llu of %llu patches", (unsigned long long)off,
+           (unsigned long long)(hi - lo));
+  MP_CHECK_MPI(MPI_Alltoallv(NZ(pixels), sc, sd, w->t_pix, NZ(w->recv.pix), rc, rd, w->t_pix, w->comm));
+  MP_CHECK_MPI(MPI_Alltoallv(NZ(rows), sc, sd, w->t_row, NZ(w->recv.row), rc, rd, w->t_row, w->comm));
+#undef NZ
+#undef SHARE_HI
+#undef SHARE_LO
+  /* write S[lo, min(hi, Wc)) at rows nwritten + lo */
+  if (Wc > 0) {
+    uint64_t n = (hi < Wc ? hi : Wc) > lo ? (hi < Wc ? hi : Wc) - lo : 0, at0 = w->nwritten + lo, total = w->nwritten + Wc;
+    uint8_t *lab = mp_malloc(n + 1);
+    uint32_t *vw = mp_malloc((n + 1) * 4);
+    int32_t *org = mp_malloc((n + 1) * 8);
+    float *ell = mp_malloc((n + 1) * 20);
+    for (uint64_t i = 0; i < n; i++) {
+      const patch_row *r = &w->recv.row[i];
+      lab[i] = r->label;
+      vw[i] = r->view;
+      org[2 * i] = r->origin[0];
+      org[2 * i + 1] = r->origin[1];
+      memcpy(ell + 5 * i, r->ellipse, 20);
+    }
+    append(w, w->ds[D_PIX], H5T_NATIVE_UINT8, total, at0, n, w->recv.pix);
+    append(w, w->ds[D_LABEL], H5T_NATIVE_UINT8, total, at0, n, lab);
+    append(w, w->ds[D_VIEW], H5T_NATIVE_UINT32, total, at0, n, vw);
+    append(w, w->ds[D_ORIGIN], H5T_NATIVE_INT32, total, at0, n, org);
+    append(w, w->ds[D_ELLIPSE], H5T_NATIVE_FLOAT, total, at0, n, ell);
+    mp_free(lab);
+    mp_free(vw);
+    mp_free(org);
+    mp_free(ell);
+  }
+  /* the tail S[Wc, T) is the last rank's new carry */
+  if (w->rank == L && T > Wc) {
+    uint64_t from = Wc - lo;
+    patch_buf_reserve(&w->carry, T - Wc, pb);
+    memcpy(w->carry.pix, w->recv.pix + from * pb, (T - Wc) * pb);
+    memcpy(w->carry.row, w->recv.row + from, (T - Wc) * sizeof *w->carry.row);
+  }
+  w->nwritten += Wc;
+  w->ncarry = T - Wc;
+  w->npatches = w->nwritten + w->ncarry;
+  mp_free(cnt);
+  mp_free(first);
+  mp_free(sc);
 }
 
 void mp_store_write_round(mp_store_writer *w, const mp_view_rec *views, int nviews, const mp_patch_meta *meta,
@@ -258,36 +408,23 @@ void mp_store_write_round(mp_store_writer *w, const mp_view_rec *views, int nvie
   mp_free(win);
   mp_free(rows);
   mp_free(cols);
-  /* 4. patches at the MPI_Exscan offset */
-  unsigned long long mine = np, before = 0, total = 0;
-  MP_CHECK_MPI(MPI_Exscan(&mine, &before, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, w->comm));
-  if (w->rank == 0) before = 0; /* MPI_Exscan leaves rank 0's result undefined */
-  MP_CHECK_MPI(MPI_Allreduce(&mine, &total, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, w->comm));
-  if (total > 0) {
-    uint64_t base = w->npatches + before, pnew = w->npatches + total;
-    uint8_t *lab = mp_malloc(np + 1);
-    uint32_t *vw = mp_malloc((np + 1) * 4);
-    int32_t *org = mp_malloc((np + 1) * 8);
-    float *ell = mp_malloc((np + 1) * 20);
-    for (uint64_t i = 0; i < np; i++) {
-      lab[i] = meta[i].label;
-      vw[i] = meta[i].view & MP_STORE_VIEW_ABSOLUTE ? meta[i].view & ~MP_STORE_VIEW_ABSOLUTE
-                                                    : (uint32_t)(vbase + meta[i].view);
-      org[2 * i] = meta[i].origin[0];
-      org[2 * i + 1] = meta[i].origin[1];
-      memcpy(ell + 5 * i, meta[i].ellipse, 20);
-    }
-    append(w, w->ds[D_PIX], H5T_NATIVE_UINT8, pnew, base, np, pixels);
-    append(w, w->ds[D_LABEL], H5T_NATIVE_UINT8, pnew, base, np, lab);
-    append(w, w->ds[D_VIEW], H5T_NATIVE_UINT32, pnew, base, np, vw);
-    append(w, w->ds[D_ORIGIN], H5T_NATIVE_INT32, pnew, base, np, org);
-    append(w, w->ds[D_ELLIPSE], H5T_NATIVE_FLOAT, pnew, base, np, ell);
-    mp_free(lab);
-    mp_free(vw);
-    mp_free(org);
-    mp_free(ell);
+  /* 4. patches: this rank's follow the carry and the lower ranks' (file order) */
+  patch_row *rows4 = w->send_rows;
+  if (np > w->send_cap) {
+    w->send_cap = np;
+    rows4 = w->send_rows = mp_realloc(w->send_rows, np * sizeof *w->send_rows);
   }
-  w->npatches += total;
+  for (uint64_t i = 0; i < np; i++) {
+    patch_row *o = &rows4[i];
+    memset(o, 0, sizeof *o);
+    o->label = meta[i].label;
+    o->view = meta[i].view & MP_STORE_VIEW_ABSOLUTE ? meta[i].view & ~MP_STORE_VIEW_ABSOLUTE
+                                                   : (uint32_t)(vbase + meta[i].view);
+    o->origin[0] = meta[i].origin[0];
+    o->origin[1] = meta[i].origin[1];
+    memcpy(o->ellipse, meta[i].ellipse, sizeof o->ellipse);
+  }
+  write_patches(w, rows4, pixels, np, false);
   w->nviews = vnew;
   mp_free(all);
   mp_free(vpat);
@@ -318,6 +455,7 @@ uint64_t mp_store_written_views(const mp_store_writer *w) { return w->nviews; }
 uint64_t mp_store_written_patients(const mp_store_writer *w) { return w->npseudo; }
 
 void mp_store_close_writer(mp_store_writer *w) {
+  write_patches(w, NULL, NULL, 0, true); /* the carry, with the last (partial) chunk */
   hsize_t n = w->npseudo;
   hid_t sp = MP_H5(H5Screate_simple(1, &n, NULL));
   hid_t gq = MP_H5(H5Gopen2(w->file, "patients", H5P_DEFAULT));
@@ -345,6 +483,13 @@ void mp_store_close_writer(mp_store_writer *w) {
   strmap_free(&w->patients);
   strmap_free(&w->images);
   mp_free(w->pseudo);
+  mp_free(w->carry.pix);
+  mp_free(w->carry.row);
+  mp_free(w->recv.pix);
+  mp_free(w->recv.row);
+  mp_free(w->send_rows);
+  MPI_Type_free(&w->t_pix);
+  MPI_Type_free(&w->t_row);
   mp_free(w);
 }
 

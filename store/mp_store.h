@@ -18,10 +18,15 @@
  *   software version, input file counts by outcome.
  *
  * Writing happens in rounds: each rank contributes the views and patches of its
- * contiguous run of the round's files; offsets come from MPI_Exscan of per-rank counts
- * and every rank writes its hyperslab collectively, so the file holds everything in
- * file order and is the same for any number of ranks.  With serial HDF5 only, writing
- * needs a single rank; reading always works.
+ * contiguous run of the round's files; offsets are the exclusive prefix sums of the
+ * per-rank counts, so the file holds everything in file order and is the same for any
+ * number of ranks.  Views are written by the rank that made them.  Patches are
+ * compressed and written in whole chunks of /patches/pixels, each by one rank: the
+ * round's whole chunks are dealt to the ranks in equal contiguous shares and the
+ * patches sent there first (MPI_Alltoallv), so compression — most of the writing —
+ * splits evenly whatever each rank extracted, and no chunk is ever rewritten; the
+ * patches past the round's last whole chunk wait for the next round (or the close).
+ * With serial HDF5 only, writing needs a single rank; reading always works.
  */
 #ifndef MP_STORE_H
 #define MP_STORE_H
@@ -59,18 +64,20 @@ typedef struct {
 /* Create path (collective over comm).  NULL with err on failure (same on all ranks). */
 mp_store_writer *mp_store_create(MPI_Comm comm, const char *path, int patch_size, int deflate, char *err,
                                  size_t errlen);
-/* One round (collective): this rank's views and patches, pixels npatches * B * B. */
+/* One round (collective): this rank's views and patches, pixels npatches * B * B.
+ * Views are in the file on return; up to one chunk's worth of the patches may wait
+ * (held by the last rank) until the next round or mp_store_close_writer. */
 void mp_store_write_round(mp_store_writer *w, const mp_view_rec *views, int nviews, const mp_patch_meta *meta,
                           const uint8_t *pixels, uint64_t npatches);
 /* Root attributes (collective; every rank passes the same value). */
 void mp_store_attr_int(mp_store_writer *w, const char *name, long long v);
 void mp_store_attr_double(mp_store_writer *w, const char *name, double v);
 void mp_store_attr_string(mp_store_writer *w, const char *name, const char *v);
-/* Totals so far. */
+/* Totals so far (patches: taken, including any still waiting to be written). */
 uint64_t mp_store_written_patches(const mp_store_writer *w);
 uint64_t mp_store_written_views(const mp_store_writer *w);
 uint64_t mp_store_written_patients(const mp_store_writer *w);
-/* Write /patients and close (collective). */
+/* Write the waiting patches and /patients, and close (collective). */
 void mp_store_close_writer(mp_store_writer *w);
 
 /* ---- reading ----------------------------------------------------------------------- */

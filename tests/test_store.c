@@ -162,10 +162,91 @@ static void test_two_ranks_then_one(void **state) {
   MPI_Barrier(MPI_COMM_WORLD);
 }
 
+/* Rounds that cross chunk boundaries (64 patches) unevenly: patch g (file order) has
+ * pixels (g * 7 + j) & 255 and origin (g, -g).  Per round, rank 0's and rank 1's counts;
+ * one rank writes each round's sum.  Every patch must come back in place: through the
+ * carried partial chunks, rounds where one rank or both have nothing, and the close. */
+static const int rounds[][2] = {{100, 0}, {30, 90}, {0, 0}, {1, 64}, {0, 129}, {200, 3}, {2, 0}};
+enum { NROUNDS = sizeof rounds / sizeof rounds[0] };
+
+static void write_many(const char *path, MPI_Comm comm) {
+  int rank, size;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  char err[256];
+  mp_store_writer *w = mp_store_create(comm, path, B, 1, err, sizeof err);
+  if (!w) fail_msg("%s", err);
+  uint64_t g0 = 0;
+  for (int r = 0; r < NROUNDS; r++) {
+    int n = size == 1 ? rounds[r][0] + rounds[r][1] : rounds[r][rank];
+    uint64_t g = g0 + (size == 1 || rank == 0 ? 0 : (uint64_t)rounds[r][0]);
+    mp_patch_meta *m = mp_calloc((size_t)n + 1, sizeof *m);
+    uint8_t *px = mp_malloc(((size_t)n + 1) * B * B);
+    for (int i = 0; i < n; i++, g++) {
+      m[i] = (mp_patch_meta){MP_STORE_VIEW_ABSOLUTE | 0, (uint8_t)(g % 3 == 0), {(int32_t)g, -(int32_t)g}, {0}};
+      for (int j = 0; j < B * B; j++) px[(size_t)i * B * B + j] = (uint8_t)((g * 7 + (uint64_t)j) & 255);
+    }
+    mp_view_rec v;
+    view(&v, "P0000000000000000000a", 'L', "CC", 1);
+    bool first = r == 0 && rank == 0;
+    mp_store_write_round(w, first ? &v : NULL, first ? 1 : 0, m, px, (uint64_t)n);
+    g0 += (uint64_t)(rounds[r][0] + rounds[r][1]);
+    assert_int_equal(mp_store_written_patches(w), g0);
+    mp_free(m);
+    mp_free(px);
+  }
+  mp_store_close_writer(w);
+}
+
+static void check_many(const char *path) {
+  char err[256];
+  mp_store *s = mp_store_open(path, err, sizeof err);
+  if (!s) fail_msg("%s", err);
+  uint64_t n = 0;
+  for (int r = 0; r < NROUNDS; r++) n += (uint64_t)(rounds[r][0] + rounds[r][1]);
+  assert_int_equal(mp_store_count(s), n);
+  uint8_t *px = mp_malloc(n * B * B), *lab = mp_malloc(n);
+  uint32_t *vw = mp_malloc(n * 4);
+  int32_t *org = mp_malloc(n * 8);
+  assert_int_equal(mp_store_read(s, 0, n, px, lab, vw, org), 0);
+  for (uint64_t g = 0; g < n; g++) {
+    assert_int_equal(org[2 * g], (int)g);
+    assert_int_equal(org[2 * g + 1], -(int)g);
+    assert_int_equal(lab[g], g % 3 == 0);
+    assert_int_equal(vw[g], 0);
+    for (int j = 0; j < B * B; j++)
+      if (px[g * B * B + j] != (uint8_t)((g * 7 + (uint64_t)j) & 255))
+        fail_msg("patch %llu pixel %d: %d", (unsigned long long)g, j, px[g * B * B + j]);
+  }
+  mp_free(px);
+  mp_free(lab);
+  mp_free(vw);
+  mp_free(org);
+  mp_store_close(s);
+}
+
+static void test_chunk_shares(void **state) {
+  (void)state;
+  int rank = mp_mpi_rank(ctx);
+  char dir[64] = "", p2[256], p1[256];
+  if (rank == 0) snprintf(dir, sizeof dir, "%s", mp_test_tmpdir());
+  MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
+  snprintf(p2, sizeof p2, "%s/many2.h5", dir);
+  snprintf(p1, sizeof p1, "%s/many1.h5", dir);
+  write_many(p2, mp_mpi_comm(ctx));
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 0) {
+    check_many(p2);
+    write_many(p1, MPI_COMM_SELF);
+    check_many(p1);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
 int main(int argc, char **argv) {
   ctx = mp_mpi_init(&argc, &argv);
   mp_log_init(mp_mpi_rank(ctx), mp_mpi_size(ctx), MP_LOG_INFO, false);
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_two_ranks_then_one)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_two_ranks_then_one), cmocka_unit_test(test_chunk_shares)};
   int rc = mp_test_run_mpi("store", tests, sizeof tests / sizeof tests[0], ctx);
   mp_mpi_finalize(ctx);
   return rc;
