@@ -85,6 +85,15 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
  * (e.g. GDCM's 12-bit lossy JPEG trap) counts as a failure. */
 int mp_dicom_decode(mp_dicom_file *f, const void **data, int *bits, int *is_signed, char *err, size_t errlen);
 
+/* Native (uncompressed little-endian) grayscale pixel data can be read a band of rows
+ * at a time, so that a full-field frame (27 MB at 16 bits) never needs a frame-sized
+ * buffer.  mp_dicom_rows: 1 when this file's first frame can be read that way (its
+ * sample *bits, 8 or 16, and signedness returned), else 0 (use mp_dicom_decode).
+ * mp_dicom_read_rows: rows [row0, row0 + n) into buf (n * cols * bits / 8 bytes);
+ * 0, or -1 with the reason. */
+int mp_dicom_rows(const mp_dicom_file *f, int *bits, int *is_signed);
+int mp_dicom_read_rows(mp_dicom_file *f, int row0, int n, void *buf, char *err, size_t errlen);
+
 /* The VOI LUT of the first item (valid after mp_dicom_open when has_voi_lut). */
 const uint16_t *mp_dicom_voi_lut(const mp_dicom_file *f);
 

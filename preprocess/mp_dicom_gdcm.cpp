@@ -360,6 +360,10 @@ struct mp_dicom_file {
   bool native = false;
   std::string path;
   long long offset = 0;
+  std::FILE *rows_fp = nullptr; /* mp_dicom_read_rows' handle, opened on first use */
+  ~mp_dicom_file() {
+    if (rows_fp) std::fclose(rows_fp);
+  }
 };
 
 // The frame buffer of the native path, reused from file to file (grown, never shrunk):
@@ -569,6 +573,38 @@ int mp_dicom_decode(mp_dicom_file *f, const void **data, int *bits, int *is_sign
     set_err(err, errlen, "GDCM threw an unknown exception while decoding");
   }
   return -1;
+}
+
+int mp_dicom_rows(const mp_dicom_file *f, int *bits, int *is_signed) {
+  const mp_dicom_info &in = f->info;
+  if (!f->native || !in.pixels_readable || in.samples_per_pixel != 1 ||
+      (in.bits_allocated != 8 && in.bits_allocated != 16))
+    return 0;
+  *bits = in.bits_allocated;
+  *is_signed = in.pixel_representation == 1;
+  return 1;
+}
+
+int mp_dicom_read_rows(mp_dicom_file *f, int row0, int n, void *buf, char *err, size_t errlen) {
+  int bits, sgn;
+  if (!mp_dicom_rows(f, &bits, &sgn)) {
+    set_err(err, errlen, "pixel data not readable by rows");
+    return -1;
+  }
+  const mp_dicom_info &in = f->info;
+  if (row0 < 0 || n < 0 || row0 + n > in.rows) {
+    set_err(err, errlen, "rows out of range");
+    return -1;
+  }
+  const size_t row_bytes = static_cast<size_t>(in.cols) * static_cast<size_t>(bits / 8);
+  if (!f->rows_fp) f->rows_fp = std::fopen(f->path.c_str(), "rb");
+  const off_t at = static_cast<off_t>(f->offset) + static_cast<off_t>(row0) * static_cast<off_t>(row_bytes);
+  const size_t want = static_cast<size_t>(n) * row_bytes;
+  if (!f->rows_fp || fseeko(f->rows_fp, at, SEEK_SET) != 0 || std::fread(buf, 1, want, f->rows_fp) != want) {
+    set_err(err, errlen, "cannot read the pixel data");
+    return -1;
+  }
+  return 0;
 }
 
 const uint16_t *mp_dicom_voi_lut(const mp_dicom_file *f) { return f->voi.empty() ? nullptr : f->voi.data(); }

@@ -228,17 +228,32 @@ static void morph_once(const uint8_t *in, uint8_t *out, int W, int H, int r, boo
   }
 }
 
+/* iter passes, ping-ponging between out and one scratch image so that the last pass
+ * lands in out without copies.  in == out is allowed (a pass cannot read and write the
+ * same image): then in is copied first and an even count ends with one more copy. */
 static void morph(const uint8_t *in, uint8_t *out, int W, int H, int r, int iter, bool erode) {
   size_t n = (size_t)W * H;
   if (iter <= 0) {
     if (out != in) memcpy(out, in, n);
     return;
   }
-  uint8_t *tmp = mp_imgops_scratch(MP_SCRATCH_MORPH_TMP, n);
-  memcpy(tmp, in, n);
+  uint8_t *tmp = iter > 1 || in == out ? mp_imgops_scratch(MP_SCRATCH_MORPH_TMP, n) : NULL;
+  if (in == out) {
+    memcpy(tmp, in, n);
+    const uint8_t *src = tmp;
+    for (int i = 0; i < iter; i++) {
+      uint8_t *dst = i % 2 == 0 ? out : tmp;
+      morph_once(src, dst, W, H, r, erode);
+      src = dst;
+    }
+    if (src != out) memcpy(out, src, n);
+    return;
+  }
+  const uint8_t *src = in;
   for (int i = 0; i < iter; i++) {
-    morph_once(tmp, out, W, H, r, erode);
-    if (i + 1 < iter) memcpy(tmp, out, n);
+    uint8_t *dst = (iter - 1 - i) % 2 == 0 ? out : tmp;
+    morph_once(src, dst, W, H, r, erode);
+    src = dst;
   }
 }
 
@@ -246,7 +261,7 @@ void mp_dilate_u8(const uint8_t *in, uint8_t *out, int W, int H, int r, int iter
 void mp_erode_u8(const uint8_t *in, uint8_t *out, int W, int H, int r, int iter) { morph(in, out, W, H, r, iter, true); }
 
 void mp_close_u8(const uint8_t *in, uint8_t *out, int W, int H, int r) {
-  uint8_t *tmp = mp_imgops_scratch(MP_SCRATCH_MORPH_TMP2, (size_t)W * H);
+  uint8_t *tmp = mp_imgops_scratch(MP_SCRATCH_MORPH_TMP, (size_t)W * H);
   morph_once(in, tmp, W, H, r, false);
   morph_once(tmp, out, W, H, r, true);
 }
@@ -544,6 +559,23 @@ double mp_ellipse_coverage_window(const mp_ellipse *e, const uint8_t *mask, int 
   return samples > 0 ? (double)hit / samples : 0.0;
 }
 
+double mp_ellipse_coverage_windows(const mp_ellipse *e, const mp_window_u8 *win, int n, int samples) {
+  int hit = 0;
+  double c = cos(e->angle), s = sin(e->angle);
+  for (int k = 0; k < samples; k++) {
+    double t = 2 * M_PI * k / samples, u = e->a * cos(t), v = e->b * sin(t);
+    long x = lround(e->cx + u * c - v * s), y = lround(e->cy + u * s + v * c);
+    for (int i = 0; i < n && y >= win[i].y; i++) { /* rows disjoint and sorted: at most one holds y */
+      const mp_window_u8 *m = &win[i];
+      if (y < m->y + m->h) {
+        if (x >= m->x && x < m->x + m->w && m->pix[(size_t)(y - m->y) * m->w + (size_t)(x - m->x)]) hit++;
+        break;
+      }
+    }
+  }
+  return samples > 0 ? (double)hit / samples : 0.0;
+}
+
 double mp_ellipse_coverage(const mp_ellipse *e, const uint8_t *mask, int W, int H, int samples) {
   return mp_ellipse_coverage_window(e, mask, 0, 0, W, H, samples);
 }
@@ -561,6 +593,29 @@ bool mp_bbox_u8(const uint8_t *in, int W, int H, int *x0, int *y0, int *x1, int 
   }
   mp_free(lo);
   return *y1 >= 0;
+}
+
+int mp_row_bands_u8(const uint8_t *in, int W, int H, int gap, int **boxes) {
+  int *lo = mp_malloc((size_t)H * 2 * sizeof *lo), *hi = lo + H;
+  row_extents(in, W, H, lo, hi);
+  int n = 0, cap = 0, last = -1; /* last: the previous row with a nonzero pixel */
+  int *b = NULL;
+  for (int y = 0; y < H; y++) {
+    if (lo[y] < 0) continue;
+    if (last < 0 || y - last - 1 > gap) { /* a new band */
+      if (n == cap) b = mp_realloc(b, (size_t)(cap = cap ? 2 * cap : 8) * 4 * sizeof *b);
+      int *o = b + 4 * n++;
+      o[0] = lo[y], o[1] = y, o[2] = hi[y], o[3] = y;
+    }
+    int *o = b + 4 * (n - 1);
+    if (lo[y] < o[0]) o[0] = lo[y];
+    if (hi[y] > o[2]) o[2] = hi[y];
+    o[3] = y;
+    last = y;
+  }
+  mp_free(lo);
+  *boxes = b;
+  return n;
 }
 
 /* ---- crops and tiles ------------------------------------------------------------------- */

@@ -87,8 +87,20 @@ double mp_ellipse_coverage(const mp_ellipse *e, const uint8_t *mask, int W, int 
  * columns mx.. and rows my..; the image is zero outside it (samples there miss). */
 double mp_ellipse_coverage_window(const mp_ellipse *e, const uint8_t *mask, int mx, int my, int mw, int mh,
                                   int samples);
+/* A window of an image: w x h pixels at column x, row y (pixels row-major). */
+typedef struct {
+  const uint8_t *pix;
+  int x, y, w, h;
+} mp_window_u8;
+/* The same with the mask given on n windows with disjoint rows, sorted by row; the
+ * image is zero outside them. */
+double mp_ellipse_coverage_windows(const mp_ellipse *e, const mp_window_u8 *win, int n, int samples);
 /* The bounding box of the nonzero pixels (inclusive); false when there is none. */
 bool mp_bbox_u8(const uint8_t *in, int W, int H, int *x0, int *y0, int *x1, int *y1);
+/* The bounding boxes (x0, y0, x1, y1 inclusive) of the nonzero pixels in bands of rows:
+ * a band ends where more than `gap` rows without a nonzero pixel follow.  Returns the
+ * number of bands (top to bottom) in *boxes (4 ints each; free with mp_free). */
+int mp_row_bands_u8(const uint8_t *in, int W, int H, int gap, int **boxes);
 
 /* Copy the size x size square with top-left (x0, y0).  Returns false (and copies
  * nothing) when it leaves the image. */
@@ -110,8 +122,8 @@ int mp_tile_normals(const uint8_t *img, int W, int H, int size, int black, int w
  * page faults than the operations themselves.  One set per process: the operations
  * are not thread-safe.  Slots are private to their users (see MP_SCRATCH_*). */
 enum {
-  MP_SCRATCH_MORPH_TMP, MP_SCRATCH_MORPH_TMP2, MP_SCRATCH_RING, MP_SCRATCH_EXTENTS, MP_SCRATCH_LABELS,
-  MP_SCRATCH_THR, MP_SCRATCH_CLOSED, MP_SCRATCH_MASK, MP_SCRATCH_IMAGE, MP_SCRATCH_WINDOW, MP_SCRATCH_NSLOTS
+  MP_SCRATCH_MORPH_TMP, MP_SCRATCH_RING, MP_SCRATCH_EXTENTS, MP_SCRATCH_LABELS, MP_SCRATCH_THR,
+  MP_SCRATCH_CLOSED, MP_SCRATCH_MASK, MP_SCRATCH_IMAGE, MP_SCRATCH_WINDOW, MP_SCRATCH_BAND, MP_SCRATCH_NSLOTS
 };
 void *mp_imgops_scratch(int slot, size_t bytes);
 /* Release them all (end of a stage). */

@@ -29,23 +29,37 @@ static inline int32_t sample_value(int32_t raw, int bits_stored, int is_signed) 
   return (v ^ m) - m;
 }
 
-mp_window_method mp_window_to_u8(const void *data, int bits, int is_signed, size_t n, const mp_dicom_info *info,
-                                 const uint16_t *voi_lut, uint8_t *out) {
+mp_window_method mp_window_method_for(const mp_dicom_info *info, const uint16_t *voi_lut) {
+  return info->has_voi_lut && voi_lut ? MP_WIN_VOI_LUT : info->has_window ? MP_WIN_WINDOW : MP_WIN_MINMAX;
+}
+
+static int stored_bits(int bits, const mp_dicom_info *info) {
+  return info->bits_stored > 0 && info->bits_stored <= bits ? info->bits_stored : bits;
+}
+
+void mp_window_range(const void *data, int bits, int is_signed, size_t n, const mp_dicom_info *info, int32_t *lo,
+                     int32_t *hi) {
+  const int bs = stored_bits(bits, info);
+  int32_t l = *lo, h = *hi;
+  for (size_t i = 0; i < n; i++) {
+    int32_t raw = bits == 8 ? (is_signed ? ((const int8_t *)data)[i] : ((const uint8_t *)data)[i])
+                            : (is_signed ? ((const int16_t *)data)[i] : ((const uint16_t *)data)[i]);
+    int32_t v = sample_value(raw, bs, is_signed);
+    if (v < l) l = v;
+    if (v > h) h = v;
+  }
+  *lo = l;
+  *hi = h;
+}
+
+void mp_window_table(int bits, int is_signed, const mp_dicom_info *info, const uint16_t *voi_lut, mp_window_method m,
+                     int32_t lo, int32_t hi, uint8_t *lut) {
   const int range = bits == 8 ? 256 : 65536, offset = is_signed ? range / 2 : 0;
-  int bs = info->bits_stored > 0 && info->bits_stored <= bits ? info->bits_stored : bits;
+  const int bs = stored_bits(bits, info);
   double slope = info->has_rescale && info->rescale_slope != 0 ? info->rescale_slope : 1.0;
   double icpt = info->has_rescale ? info->rescale_intercept : 0.0;
-  mp_window_method m = info->has_voi_lut && voi_lut ? MP_WIN_VOI_LUT : info->has_window ? MP_WIN_WINDOW : MP_WIN_MINMAX;
   double vmin = 0, vmax = 0;
   if (m == MP_WIN_MINMAX) { /* over the pixels actually present */
-    int32_t lo = INT32_MAX, hi = INT32_MIN;
-    for (size_t i = 0; i < n; i++) {
-      int32_t raw = bits == 8 ? (is_signed ? ((const int8_t *)data)[i] : ((const uint8_t *)data)[i])
-                              : (is_signed ? ((const int16_t *)data)[i] : ((const uint16_t *)data)[i]);
-      int32_t v = sample_value(raw, bs, is_signed);
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
     vmin = lo * slope + icpt;
     vmax = hi * slope + icpt;
     if (vmin > vmax) {
@@ -55,7 +69,6 @@ mp_window_method mp_window_to_u8(const void *data, int bits, int is_signed, size
     }
   }
   const bool invert = strcmp(info->photometric, "MONOCHROME1") == 0;
-  uint8_t *lut = mp_malloc((size_t)range);
   for (int idx = 0; idx < range; idx++) {
     int32_t raw = idx - offset;
     double x = sample_value(raw, bs, is_signed) * slope + icpt;
@@ -74,6 +87,10 @@ mp_window_method mp_window_to_u8(const void *data, int bits, int is_signed, size
     uint8_t v8 = (uint8_t)floor(y + 0.5);
     lut[idx] = invert ? (uint8_t)(255 - v8) : v8;
   }
+}
+
+void mp_window_apply(const void *data, int bits, int is_signed, size_t n, const uint8_t *lut, uint8_t *out) {
+  const int offset = is_signed ? (bits == 8 ? 128 : 32768) : 0;
   if (bits == 8) {
     const uint8_t *p = data;
     for (size_t i = 0; i < n; i++) out[i] = lut[is_signed ? (int)(int8_t)p[i] + offset : p[i]];
@@ -84,6 +101,16 @@ mp_window_method mp_window_to_u8(const void *data, int bits, int is_signed, size
     else
       for (size_t i = 0; i < n; i++) out[i] = lut[p[i]];
   }
+}
+
+mp_window_method mp_window_to_u8(const void *data, int bits, int is_signed, size_t n, const mp_dicom_info *info,
+                                 const uint16_t *voi_lut, uint8_t *out) {
+  mp_window_method m = mp_window_method_for(info, voi_lut);
+  int32_t lo = INT32_MAX, hi = INT32_MIN;
+  if (m == MP_WIN_MINMAX) mp_window_range(data, bits, is_signed, n, info, &lo, &hi);
+  uint8_t *lut = mp_malloc(bits == 8 ? 256 : 65536);
+  mp_window_table(bits, is_signed, info, voi_lut, m, lo, hi, lut);
+  mp_window_apply(data, bits, is_signed, n, lut, out);
   mp_free(lut);
   return m;
 }

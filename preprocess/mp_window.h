@@ -21,6 +21,17 @@ const char *mp_window_method_name(mp_window_method m); /* "voi_lut", "window", "
 mp_window_method mp_window_to_u8(const void *data, int bits, int is_signed, size_t n, const mp_dicom_info *info,
                                  const uint16_t *voi_lut, uint8_t *out);
 
+/* The same in parts, for pixels that arrive in bands of rows: the method; when it is
+ * MP_WIN_MINMAX the stored-value range over every band (start with lo = INT32_MAX,
+ * hi = INT32_MIN); the table (1 << bits entries, indexed by the sample, offset by half
+ * the range when signed); then each band through the table. */
+mp_window_method mp_window_method_for(const mp_dicom_info *info, const uint16_t *voi_lut);
+void mp_window_range(const void *data, int bits, int is_signed, size_t n, const mp_dicom_info *info, int32_t *lo,
+                     int32_t *hi);
+void mp_window_table(int bits, int is_signed, const mp_dicom_info *info, const uint16_t *voi_lut, mp_window_method m,
+                     int32_t lo, int32_t hi, uint8_t *lut);
+void mp_window_apply(const void *data, int bits, int is_signed, size_t n, const uint8_t *lut, uint8_t *out);
+
 /* DICOM's linear VOI function for one value x, window centre c and width w >= 1,
  * onto [0, 255] (not rounded). */
 double mp_window_linear(double x, double c, double w);

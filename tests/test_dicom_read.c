@@ -41,18 +41,48 @@ static void test_every_file_is_handled(void **state) {
       "pydicom/no_meta.dcm", "pydicom/test-SR.dcm", "pydicom/vlut_04.dcm", "wg04/RG1_J2KI.dcm", "wg04/RG2_JPLY.dcm",
       "wg04/RG3_J2KI.dcm", "wg04/RG3_J2KR.dcm", "wg04/RG3_JLSL.dcm", "wg04/RG3_JLSN.dcm", "wg04/RG3_JPLL.dcm",
       "wg04/RG3_JPLY.dcm", "wg04/RG3_RLE.dcm", "wg04/RG3_UNC.dcm", "wg04/XA1_JLSN.dcm"};
-  int opened_n = 0, decoded = 0;
+  int opened_n = 0, decoded = 0, by_rows = 0;
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
     opened o;
     open_file(files[i], &o);
     if (o.f) opened_n++;
     if (o.rc == 0) decoded++;
+    int rb, rs;
+    if (o.rc == 0 && mp_dicom_rows(o.f, &rb, &rs)) { /* by bands of rows: the same samples, the same 8 bits */
+      assert_int_equal(rb, o.bits);
+      assert_int_equal(rs, o.is_signed);
+      size_t rowb = (size_t)o.in.cols * (size_t)(rb / 8), n = (size_t)o.in.rows * o.in.cols;
+      uint8_t *frame = mp_malloc((size_t)o.in.rows * rowb), *a = mp_malloc(n), *b = mp_malloc(n);
+      for (int y = 0; y < o.in.rows; y += 7) {
+        int k = o.in.rows - y < 7 ? o.in.rows - y : 7;
+        assert_int_equal(mp_dicom_read_rows(o.f, y, k, frame + (size_t)y * rowb, o.err, sizeof o.err), 0);
+      }
+      assert_memory_equal(frame, o.data, (size_t)o.in.rows * rowb);
+      const uint16_t *voi = mp_dicom_voi_lut(o.f);
+      mp_window_method m = mp_window_to_u8(o.data, o.bits, o.is_signed, n, &o.in, voi, a);
+      assert_int_equal(mp_window_method_for(&o.in, voi), m);
+      int32_t lo = INT32_MAX, hi = INT32_MIN;
+      static uint8_t lut[65536];
+      for (int y = 0; y < o.in.rows; y += 7) /* the range over bands, as the stage does for min-max */
+        mp_window_range(frame + (size_t)y * rowb, rb, rs, (size_t)(o.in.rows - y < 7 ? o.in.rows - y : 7) * o.in.cols,
+                        &o.in, &lo, &hi);
+      mp_window_table(rb, rs, &o.in, voi, m, lo, hi, lut);
+      mp_window_apply(frame, rb, rs, n, lut, b);
+      assert_memory_equal(a, b, n);
+      assert_int_equal(mp_dicom_read_rows(o.f, o.in.rows - 1, 2, frame, o.err, sizeof o.err), -1); /* past the end */
+      mp_free(frame);
+      mp_free(a);
+      mp_free(b);
+      by_rows++;
+    }
     printf("  %-48s %s%s\n", files[i], o.rc == 0 ? "decoded" : o.f ? "decode error: " : "not DICOM: ",
            o.rc == 0 ? "" : o.err);
     if (o.f) mp_dicom_close(o.f);
   }
+  printf("  %d native files also read by bands of rows\n", by_rows);
   assert_true(opened_n >= 30);
   assert_true(decoded >= 20);
+  assert_true(by_rows >= 3);
 }
 
 static uint8_t *decode_u8(const char *rel, mp_dicom_info *in, mp_window_method *m) {
