@@ -249,14 +249,23 @@ typedef struct {
   int cur_view; /* view the next patches belong to */
 } round_buf;
 
+/* Room for n more patches.  Grown geometrically, and before a view by the most patches
+ * the view can give (normal tiling), so that patches are appended without the buffer
+ * moving mid-view: a round's buffer is tens of MB, and every move copies it into fresh
+ * pages. */
+static void round_reserve(round_buf *r, uint64_t n) {
+  if (r->np + n <= r->cap_p) return;
+  uint64_t cap = r->cap_p ? 2 * r->cap_p : 256;
+  if (cap < r->np + n) cap = r->np + n;
+  r->cap_p = cap;
+  r->meta = mp_realloc(r->meta, r->cap_p * sizeof *r->meta);
+  r->pixels = mp_realloc(r->pixels, r->cap_p * (size_t)r->B * r->B);
+}
+
 static void patch_cb(void *user, const uint8_t *px, int label, int row, int col, const mp_ellipse *e) {
   round_buf *r = user;
   size_t ps = (size_t)r->B * r->B;
-  if (r->np == r->cap_p) {
-    r->cap_p = r->cap_p ? 2 * r->cap_p : 256;
-    r->meta = mp_realloc(r->meta, r->cap_p * sizeof *r->meta);
-    r->pixels = mp_realloc(r->pixels, r->cap_p * ps);
-  }
+  round_reserve(r, 1);
   mp_patch_meta *m = &r->meta[r->np];
   memset(m, 0, sizeof *m);
   m->view = (uint32_t)r->cur_view;
@@ -398,6 +407,7 @@ static int process_file(stage *S, const char *path, round_buf *rb, char *detail,
   rb->cur_view = rb->nviews++;
   int k;
   if (birads == 1) {
+    round_reserve(rb, (uint64_t)((W + S->ex.blck - 1) / S->ex.blck) * (uint64_t)((H + S->ex.blck - 1) / S->ex.blck));
     k = mp_extract_normals(img, W, H, &S->ex, patch_cb, rb);
     S->normal += (uint64_t)k;
   } else {
