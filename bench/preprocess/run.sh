@@ -63,13 +63,26 @@ echo "cohort: $nfiles files, $(du -sh "$tmp/cohort/dicom" | cut -f1)"
 # mammopatch's configuration, so neither side wins by compressing less
 level=$(build/mammopatch config 2>/dev/null | sed -n 's/^deflate = //p')
 level=${level:-1}
+# ... and with mammopatch's own extraction parameters (its configuration's values; an
+# area of 0 means the SPEC floor pi * BLCK^2 / 2), so both do the same work
+cfgv() { build/mammopatch config 2>/dev/null | sed -n "s/^$1 = //p" | head -n 1; }
+blck=$(cfgv blck_size)
+floor_area=$(awk -v b="$blck" 'BEGIN { printf "%.6f", 3.141592653589793 * b * b / 2 }')
+area() { local v; v=$(cfgv "$1"); awk -v v="$v" -v f="$floor_area" 'BEGIN { print (v + 0 > 0) ? v : f }'; }
+[[ $(cfgv close_radius) == "$(cfgv dilate_radius)" ]] ||
+  echo "note: close_radius and dilate_radius differ; the peer uses one radius (close_radius)" >&2
+peer_params=(--block-size "$blck" --annot-thresh "$(cfgv annot_thresh)" --min-contour-area "$(area min_contour_area)"
+  --min-ellipse-area "$(area min_ellipse_area)" --min-ellipse-coverage "$(cfgv min_ellipse_coverage)"
+  --coverage-samples "$(cfgv coverage_samples)" --max-extreme-frac "$(cfgv max_extreme_frac)"
+  --black "$(cfgv black)" --white "$(cfgv white)" --morph-radius "$(cfgv close_radius)"
+  --dilate-iterations "$(cfgv dilate_iterations)")
 rounds=${ROUNDS:-3}
-echo "peer: $peer (gzip level $level); then mammopatch on 1 and 2 ranks; $rounds alternating rounds, the median run of each shown ..."
+echo "peer: $peer (gzip level $level, ${peer_params[*]}); then mammopatch on 1 and 2 ranks; $rounds alternating rounds, the median run of each shown ..."
 peer_ok=1
 for ((r = 1; r <= rounds; r++)); do
   if [[ $peer_ok == 1 ]]; then
     if "$py" "$peer" --input "$tmp/cohort/dicom" --labels "$tmp/cohort/labels.csv" --out "$tmp/peer.h5" \
-        --gzip-level "$level" >"$tmp/peer.out" 2>"$tmp/peer.err"; then
+        --gzip-level "$level" "${peer_params[@]}" >"$tmp/peer.out" 2>"$tmp/peer.err"; then
       tail -n 1 "$tmp/peer.out" >"$tmp/peer.$r.json"
     else
       peer_ok=0
