@@ -241,6 +241,70 @@ static int count_int(uint64_t n) {
   return (int)n;
 }
 
+/* Collective: rows [at, at + n) of /patches (every dataset) from pix and rows, the
+ * datasets grown to `total` rows. */
+static void write_rows(mp_store_writer *w, uint64_t at, uint64_t n, uint64_t total, const uint8_t *pix,
+                       const patch_row *rows) {
+  uint8_t *lab = mp_malloc(n + 1);
+  uint32_t *vw = mp_malloc((n + 1) * 4);
+  int32_t *org = mp_malloc((n + 1) * 8);
+  float *ell = mp_malloc((n + 1) * 20);
+  for (uint64_t i = 0; i < n; i++) {
+    const patch_row *r = &rows[i];
+    lab[i] = r->label;
+    vw[i] = r->view;
+    org[2 * i] = r->origin[0];
+    org[2 * i + 1] = r->origin[1];
+    memcpy(ell + 5 * i, r->ellipse, 20);
+  }
+  append(w, w->ds[D_PIX], H5T_NATIVE_UINT8, total, at, n, pix);
+  append(w, w->ds[D_LABEL], H5T_NATIVE_UINT8, total, at, n, lab);
+  append(w, w->ds[D_VIEW], H5T_NATIVE_UINT32, total, at, n, vw);
+  append(w, w->ds[D_ORIGIN], H5T_NATIVE_INT32, total, at, n, org);
+  append(w, w->ds[D_ELLIPSE], H5T_NATIVE_FLOAT, total, at, n, ell);
+  mp_free(lab);
+  mp_free(vw);
+  mp_free(org);
+  mp_free(ell);
+}
+
+/* One rank: no exchange.  The carry completed to a whole chunk (or to the end when
+ * final) is written from the carry buffer, the following whole chunks straight from
+ * the caller's buffer, and the rest becomes the carry: whole chunks still, and the
+ * round's patches are not copied. */
+static void write_patches_one(mp_store_writer *w, const patch_row *rows, const uint8_t *pixels, uint64_t np,
+                              bool final) {
+  const uint64_t C = PIX_CHUNK, c = w->ncarry, T = c + np, Wc = final ? T : T - T % C;
+  const size_t pb = (size_t)w->B * w->B;
+  uint64_t used = 0; /* of the new patches */
+  if (Wc > 0 && c > 0) {
+    uint64_t head = Wc < C ? Wc : C; /* >= c: Wc > 0 means T >= C > c, or final */
+    used = head - c;
+    patch_buf_reserve(&w->carry, head, pb);
+    if (used > 0) {
+      memcpy(w->carry.pix + c * pb, pixels, used * pb);
+      memcpy(w->carry.row + c, rows, used * sizeof *rows);
+    }
+    write_rows(w, w->nwritten, head, w->nwritten + Wc, w->carry.pix, w->carry.row);
+  }
+  if (Wc > c + used) { /* whole chunks straight from the caller */
+    uint64_t n = Wc - c - used;
+    write_rows(w, w->nwritten + c + used, n, w->nwritten + Wc, pixels + used * pb, rows + used);
+    used += n;
+  } else if (Wc == 0) {
+    used = 0;
+  }
+  uint64_t keep = np - used, base = Wc > 0 ? 0 : c; /* the new carry: old carry (if nothing was written) + rest */
+  patch_buf_reserve(&w->carry, base + keep, pb);
+  if (keep > 0) {
+    memcpy(w->carry.pix + base * pb, pixels + used * pb, keep * pb);
+    memcpy(w->carry.row + base, rows + used, keep * sizeof *rows);
+  }
+  w->nwritten += Wc;
+  w->ncarry = base + keep;
+  w->npatches = w->nwritten + w->ncarry;
+}
+
 /* Collective: this rank's np new patches (rows and pixels) follow the carry and the
  * lower ranks' patches.  The round's sequence S = carry + every rank's patches in rank
  * order is cut at its last whole chunk (at its end when `final`); the whole chunks are
@@ -249,6 +313,10 @@ static int count_int(uint64_t n) {
  * compress equal shares whatever their patch counts; the rest becomes the carry on the
  * last rank.  The file content does not depend on the number of ranks. */
 static void write_patches(mp_store_writer *w, const patch_row *rows, const uint8_t *pixels, uint64_t np, bool final) {
+  if (w->size == 1) {
+    write_patches_one(w, rows, pixels, np, final);
+    return;
+  }
   const int P = w->size, L = P - 1;
   const uint64_t C = PIX_CHUNK;
   const size_t pb = (size_t)w->B * w->B;
@@ -303,28 +371,8 @@ static void write_patches(mp_store_writer *w, const patch_row *rows, const uint8
 #undef SHARE_LO
   /* write S[lo, min(hi, Wc)) at rows nwritten + lo */
   if (Wc > 0) {
-    uint64_t n = (hi < Wc ? hi : Wc) > lo ? (hi < Wc ? hi : Wc) - lo : 0, at0 = w->nwritten + lo, total = w->nwritten + Wc;
-    uint8_t *lab = mp_malloc(n + 1);
-    uint32_t *vw = mp_malloc((n + 1) * 4);
-    int32_t *org = mp_malloc((n + 1) * 8);
-    float *ell = mp_malloc((n + 1) * 20);
-    for (uint64_t i = 0; i < n; i++) {
-      const patch_row *r = &w->recv.row[i];
-      lab[i] = r->label;
-      vw[i] = r->view;
-      org[2 * i] = r->origin[0];
-      org[2 * i + 1] = r->origin[1];
-      memcpy(ell + 5 * i, r->ellipse, 20);
-    }
-    append(w, w->ds[D_PIX], H5T_NATIVE_UINT8, total, at0, n, w->recv.pix);
-    append(w, w->ds[D_LABEL], H5T_NATIVE_UINT8, total, at0, n, lab);
-    append(w, w->ds[D_VIEW], H5T_NATIVE_UINT32, total, at0, n, vw);
-    append(w, w->ds[D_ORIGIN], H5T_NATIVE_INT32, total, at0, n, org);
-    append(w, w->ds[D_ELLIPSE], H5T_NATIVE_FLOAT, total, at0, n, ell);
-    mp_free(lab);
-    mp_free(vw);
-    mp_free(org);
-    mp_free(ell);
+    uint64_t end = hi < Wc ? hi : Wc;
+    write_rows(w, w->nwritten + lo, end > lo ? end - lo : 0, w->nwritten + Wc, w->recv.pix, w->recv.row);
   }
   /* the tail S[Wc, T) is the last rank's new carry */
   if (w->rank == L && T > Wc) {
