@@ -120,7 +120,7 @@ int mp_extract_lesions(const uint8_t *img, int W, int H, const mp_extract_params
         }
         local.kept++;
         kept++;
-        fn(user, patch, 1, y0, x0, &e);                                     /* step 10 */
+        fn(user, patch, (size_t)p->blck, 1, y0, x0, &e);                                     /* step 10 */
       }
       mp_contours_free(&cs);
     }
@@ -147,9 +147,9 @@ typedef struct {
   void *user;
 } normal_ctx;
 
-static void normal_keep(void *u, const uint8_t *block, int row, int col) {
+static void normal_keep(void *u, const uint8_t *block, size_t stride, int row, int col) {
   normal_ctx *c = u;
-  c->fn(c->user, block, 0, row, col, NULL);
+  c->fn(c->user, block, stride, 0, row, col, NULL);
 }
 
 int mp_extract_normals(const uint8_t *img, int W, int H, const mp_extract_params *p, mp_patch_fn fn, void *user) {

@@ -42,9 +42,11 @@ typedef struct {
   int contours, too_few_points, fit_failed, small_contour, small_ellipse, low_coverage, outside, extreme, kept;
 } mp_lesion_stats;
 
-/* A kept patch: pixels (blck x blck), origin (top-left row, col), ellipse (lesions
+/* A kept patch: pixels (blck x blck, rows `stride` bytes apart: a whole normal block is
+ * handed over in place in the image), origin (top-left row, col), ellipse (lesions
  * only, else NULL). */
-typedef void (*mp_patch_fn)(void *user, const uint8_t *pixels, int label, int row, int col, const mp_ellipse *e);
+typedef void (*mp_patch_fn)(void *user, const uint8_t *pixels, size_t stride, int label, int row, int col,
+                            const mp_ellipse *e);
 
 /* Returns the number of lesion patches kept; st accumulates (may be NULL). */
 int mp_extract_lesions(const uint8_t *img, int W, int H, const mp_extract_params *p, mp_patch_fn fn, void *user,

@@ -640,18 +640,20 @@ static size_t count_extreme(const uint8_t *p, int n, int black, int white) {
 }
 
 int mp_tile_normals(const uint8_t *img, int W, int H, int size, int black, int white, uint8_t *scratch,
-                    void (*keep)(void *user, const uint8_t *block, int row, int col), void *user) {
+                    void (*keep)(void *user, const uint8_t *block, size_t stride, int row, int col), void *user) {
   int kept = 0;
   size_t half = (size_t)size * size / 2;
   for (int by = 0; by < H; by += size)
     for (int bx = 0; bx < W; bx += size) {
       const bool whole = by + size <= H && bx + size <= W;
       size_t extreme = 0;
-      if (whole) { /* counted in place; copied only when kept */
-        for (int y = 0; y < size; y++) extreme += count_extreme(img + (size_t)(by + y) * W + bx, size, black, white);
+      if (whole) { /* counted and handed over in place */
+        const uint8_t *b = img + (size_t)by * W + bx;
+        for (int y = 0; y < size; y++) extreme += count_extreme(b + (size_t)y * W, size, black, white);
         if (extreme > half) continue; /* more than half background or labels */
-        for (int y = 0; y < size; y++)
-          memcpy(scratch + (size_t)y * size, img + (size_t)(by + y) * W + bx, (size_t)size);
+        keep(user, b, (size_t)W, by, bx);
+        kept++;
+        continue;
       } else { /* at the right or bottom edge: padded with black */
         for (int y = 0; y < size; y++) {
           uint8_t *o = scratch + (size_t)y * size;
@@ -663,7 +665,7 @@ int mp_tile_normals(const uint8_t *img, int W, int H, int size, int black, int w
         }
         if (extreme > half) continue;
       }
-      keep(user, scratch, by, bx);
+      keep(user, scratch, (size_t)size, by, bx);
       kept++;
     }
   return kept;

@@ -111,11 +111,12 @@ double mp_extreme_fraction(const uint8_t *p, size_t n, int black, int white);
 
 /* Normal tiling (SPEC §3): the image padded with black to multiples of `size`, cut
  * into size x size blocks (skimage view_as_blocks); a block is kept when at most half
- * its pixels are <= black or >= white.  Calls keep(user, block pixels, row, col) for
- * each kept block in raster order; returns the number kept.  scratch holds size*size
- * bytes. */
+ * its pixels are <= black or >= white.  Calls keep(user, block pixels, stride, row,
+ * col) for each kept block in raster order — a whole block in place in img (stride W),
+ * one at the right or bottom edge padded in scratch (stride size, size*size bytes);
+ * returns the number kept. */
 int mp_tile_normals(const uint8_t *img, int W, int H, int size, int black, int white, uint8_t *scratch,
-                    void (*keep)(void *user, const uint8_t *block, int row, int col), void *user);
+                    void (*keep)(void *user, const uint8_t *block, size_t stride, int row, int col), void *user);
 
 /* Scratch buffers reused from image to image (allocate once, grow when an image is
  * larger): a full-field image is 13.6 Mpx, and fresh buffers per image cost more in

@@ -262,7 +262,7 @@ static void round_reserve(round_buf *r, uint64_t n) {
   r->pixels = mp_realloc(r->pixels, r->cap_p * (size_t)r->B * r->B);
 }
 
-static void patch_cb(void *user, const uint8_t *px, int label, int row, int col, const mp_ellipse *e) {
+static void patch_cb(void *user, const uint8_t *px, size_t stride, int label, int row, int col, const mp_ellipse *e) {
   round_buf *r = user;
   size_t ps = (size_t)r->B * r->B;
   round_reserve(r, 1);
@@ -281,11 +281,51 @@ static void patch_cb(void *user, const uint8_t *px, int label, int row, int col,
   } else {
     for (int k = 0; k < 5; k++) m->ellipse[k] = NAN;
   }
-  memcpy(r->pixels + r->np * ps, px, ps);
+  if (stride == (size_t)r->B) memcpy(r->pixels + r->np * ps, px, ps);
+  else
+    for (int y = 0; y < r->B; y++) memcpy(r->pixels + r->np * ps + (size_t)y * r->B, px + (size_t)y * stride, (size_t)r->B);
   r->np++;
 }
 
 /* ---- the stage ------------------------------------------------------------------------- */
+
+/* Everything mp_window_table reads (compared bytewise: the struct is zeroed first). */
+typedef struct {
+  int valid, bits, is_signed, method, bits_stored, has_rescale, has_window, invert;
+  int32_t lo, hi;
+  double slope, intercept, center, width;
+  int voi_first, voi_entries, voi_bits;
+  uint64_t voi_hash;
+} lut_key;
+
+static void lut_key_of(lut_key *k, int bits, int is_signed, mp_window_method m, int32_t lo, int32_t hi,
+                       const mp_dicom_info *in, const uint16_t *voi) {
+  memset(k, 0, sizeof *k);
+  k->valid = 1;
+  k->bits = bits;
+  k->is_signed = is_signed;
+  k->method = (int)m;
+  k->bits_stored = in->bits_stored;
+  k->has_rescale = in->has_rescale;
+  k->slope = in->rescale_slope;
+  k->intercept = in->rescale_intercept;
+  k->invert = strcmp(in->photometric, "MONOCHROME1") == 0;
+  if (m == MP_WIN_MINMAX) {
+    k->lo = lo;
+    k->hi = hi;
+  } else if (m == MP_WIN_WINDOW) {
+    k->has_window = 1;
+    k->center = in->window_center;
+    k->width = in->window_width;
+  } else {
+    k->voi_first = in->voi_lut_first;
+    k->voi_entries = in->voi_lut_entries;
+    k->voi_bits = in->voi_lut_bits;
+    uint64_t h = 1469598103934665603ULL;
+    for (int i = 0; i < in->voi_lut_entries; i++) h = (h ^ voi[i]) * 1099511628211ULL;
+    k->voi_hash = h;
+  }
+}
 
 typedef struct {
   const mp_config *cfg;
@@ -299,6 +339,10 @@ typedef struct {
   uint64_t normal, lesion, lesion_by_birads[3];
   mp_lesion_stats lst;
   double t_read, t_window, t_extract, t_write, t_wait;
+  /* the last windowing table and what it was made from: an archive's views mostly share
+   * one (the same modality, window and bit depth), and a 65,536-entry table costs ~1 ms */
+  uint8_t lut[65536];
+  lut_key lut_for;
 } stage;
 
 static int classify(stage *S, const mp_dicom_info *in, int *birads, char *detail, size_t dl) {
@@ -370,9 +414,15 @@ static int process_file(stage *S, const char *path, round_buf *rb, char *detail,
     const uint16_t *voi = mp_dicom_voi_lut(f);
     wm = mp_window_method_for(&in, voi);
     int32_t lo = INT32_MAX, hi = INT32_MIN;
-    uint8_t lut[65536];
     for (int pass = wm == MP_WIN_MINMAX ? 0 : 1; pass < 2 && r == R_ACCEPTED; pass++) {
-      if (pass == 1) mp_window_table(bits, is_signed, &in, voi, wm, lo, hi, lut);
+      if (pass == 1) {
+        lut_key k;
+        lut_key_of(&k, bits, is_signed, wm, lo, hi, &in, voi);
+        if (memcmp(&k, &S->lut_for, sizeof k) != 0) {
+          mp_window_table(bits, is_signed, &in, voi, wm, lo, hi, S->lut);
+          S->lut_for = k;
+        }
+      }
       for (int y = 0; y < H; y += band) {
         int n = H - y < band ? H - y : band;
         if (mp_dicom_read_rows(f, y, n, buf, err, sizeof err) != 0) {
@@ -381,7 +431,7 @@ static int process_file(stage *S, const char *path, round_buf *rb, char *detail,
           break;
         }
         if (pass == 0) mp_window_range(buf, bits, is_signed, (size_t)n * row_samples, &in, &lo, &hi);
-        else mp_window_apply(buf, bits, is_signed, (size_t)n * row_samples, lut, img + (size_t)y * W);
+        else mp_window_apply(buf, bits, is_signed, (size_t)n * row_samples, S->lut, img + (size_t)y * W);
       }
     }
   } else {

@@ -22,7 +22,7 @@ typedef struct {
   uint64_t *sum; /* a checksum of the patch pixels */
 } found;
 
-static void keep(void *user, const uint8_t *px, int label, int row, int col, const mp_ellipse *e) {
+static void keep(void *user, const uint8_t *px, size_t stride, int label, int row, int col, const mp_ellipse *e) {
   found *f = user;
   assert_int_equal(label, 1);
   if (f->n == f->cap) {
@@ -33,7 +33,7 @@ static void keep(void *user, const uint8_t *px, int label, int row, int col, con
     f->sum = mp_realloc(f->sum, (size_t)f->cap * sizeof *f->sum);
   }
   uint64_t s = 1469598103934665603ULL;
-  for (int i = 0; i < BL * BL; i++) s = (s ^ px[i]) * 1099511628211ULL;
+  for (int i = 0; i < BL * BL; i++) s = (s ^ px[(size_t)(i / BL) * stride + (size_t)(i % BL)]) * 1099511628211ULL;
   f->row[f->n] = row;
   f->col[f->n] = col;
   f->e[f->n] = *e;
@@ -96,7 +96,7 @@ static void reference(const uint8_t *img, const mp_extract_params *p, found *out
       continue;
     }
     st->kept++;
-    keep(out, patch, 1, y0, x0, &e);
+    keep(out, patch, BL, 1, y0, x0, &e);
   }
   mp_contours_free(&cs);
   mp_free(thr);
