@@ -142,24 +142,30 @@ static void check_store(const char *path) {
   assert_null(mp_store_open("/nonexistent.h5", err, sizeof err));
 }
 
-static void test_two_ranks_then_one(void **state) {
-  (void)state;
+/* Write a store on every rank (collectively), check it on rank 0, then write the same
+ * content from rank 0 alone and check that too. */
+static void two_ranks_then_one(const char *name, void (*write)(const char *, MPI_Comm), void (*check)(const char *)) {
   int rank = mp_mpi_rank(ctx);
   char p2[256], p1[256];
   /* both ranks need the same name: rank 0 makes the directory, broadcasts it */
   char dir[64] = "";
   if (rank == 0) snprintf(dir, sizeof dir, "%s", mp_test_tmpdir());
   MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
-  snprintf(p2, sizeof p2, "%s/two.h5", dir);
-  snprintf(p1, sizeof p1, "%s/one.h5", dir);
-  write_store(p2, mp_mpi_comm(ctx));
+  snprintf(p2, sizeof p2, "%s/%s2.h5", dir, name);
+  snprintf(p1, sizeof p1, "%s/%s1.h5", dir, name);
+  write(p2, mp_mpi_comm(ctx));
   MPI_Barrier(MPI_COMM_WORLD);
   if (rank == 0) {
-    check_store(p2);
-    write_store(p1, MPI_COMM_SELF); /* the same content from one rank */
-    check_store(p1);
+    check(p2);
+    write(p1, MPI_COMM_SELF); /* the same content from one rank */
+    check(p1);
   }
   MPI_Barrier(MPI_COMM_WORLD);
+}
+
+static void test_two_ranks_then_one(void **state) {
+  (void)state;
+  two_ranks_then_one("store", write_store, check_store);
 }
 
 /* Rounds that cross chunk boundaries (64 patches) unevenly: patch g (file order) has
@@ -227,20 +233,7 @@ static void check_many(const char *path) {
 
 static void test_chunk_shares(void **state) {
   (void)state;
-  int rank = mp_mpi_rank(ctx);
-  char dir[64] = "", p2[256], p1[256];
-  if (rank == 0) snprintf(dir, sizeof dir, "%s", mp_test_tmpdir());
-  MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
-  snprintf(p2, sizeof p2, "%s/many2.h5", dir);
-  snprintf(p1, sizeof p1, "%s/many1.h5", dir);
-  write_many(p2, mp_mpi_comm(ctx));
-  MPI_Barrier(MPI_COMM_WORLD);
-  if (rank == 0) {
-    check_many(p2);
-    write_many(p1, MPI_COMM_SELF);
-    check_many(p1);
-  }
-  MPI_Barrier(MPI_COMM_WORLD);
+  two_ranks_then_one("many", write_many, check_many);
 }
 
 int main(int argc, char **argv) {
