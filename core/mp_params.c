@@ -57,7 +57,7 @@ const mp_cfg_key mp_params_schema[] = {
     {"preprocess.drop_image_types", MP_CFG_STRING, "DERIVED\\SECONDARY", 0, 0, NULL,
      "ImageType values to discard, '|'-separated; a value matches an ImageType that starts with its components"},
     {"preprocess.files_per_round", MP_CFG_INT, "0", 0, 1000000, NULL,
-     "files read per collective write round (bounds memory per rank); 0 = 4 per rank"},
+     "files read per collective write round (bounds memory per rank); 0 = 8 per rank"},
     {"preprocess.deflate", MP_CFG_INT, "1", 0, 9, NULL,
      "deflate level of the patch store's chunks (1: ~3x faster than 4 for a few % more bytes on patches)"},
     /* [train] (SPEC §5, §6, §11) */
