@@ -25,7 +25,9 @@ typedef struct {
 
 void *mp_malloc(size_t n);                 /* n == 0 gives a valid unique block */
 void *mp_calloc(size_t count, size_t size); /* zeroed; fatal on count*size overflow */
-void *mp_realloc(void *p, size_t n);        /* p may be NULL; contents kept up to min size */
+/* p may be NULL; contents kept up to min size.  A block grown to 16 MiB or more moves
+ * into its own mapping and is grown from then on without copying (mremap, Linux). */
+void *mp_realloc(void *p, size_t n);
 void mp_free(void *p);                      /* NULL is fine */
 char *mp_strdup(const char *s);
 

@@ -58,6 +58,42 @@ static void test_calloc_realloc(void **state) {
   mp_free(s);
 }
 
+/* realloc through the C library (in place, remapped or moved) and the copying fallback
+ * keep the alignment, the contents and the accounting, growing from bytes to 48 MB
+ * (past glibc's mmap threshold) and shrinking back */
+static void test_realloc_grow_shrink(void **state) {
+  (void)state;
+  uint64_t base = mp_alloc_get_stats().current;
+  size_t n = 1;
+  unsigned char *p = mp_malloc(n);
+  p[0] = 1;
+  size_t sizes[64], ns = 0;
+  for (size_t m = 3; m < (48u << 20); m = m * 3 / 2 + 5) sizes[ns++] = m;
+  for (size_t i = 0; i < ns; i++) { /* grow: the old bytes keep their values, the new ones get theirs */
+    size_t m = sizes[i];
+    void *other = mp_malloc(m / 3 + 1); /* something in the way of growing in place */
+    p = mp_realloc(p, m);
+    mp_free(other);
+    assert_int_equal((uintptr_t)p % MP_ALLOC_ALIGN, 0);
+    assert_int_equal(mp_alloc_size(p), m);
+    assert_int_equal(mp_alloc_get_stats().current - base, m);
+    for (size_t k = 0; k < n; k += 4093) assert_int_equal(p[k], (unsigned char)(k * 7 + 1));
+    assert_int_equal(p[n - 1], (unsigned char)((n - 1) * 7 + 1));
+    for (size_t k = n; k < m; k++) p[k] = (unsigned char)(k * 7 + 1);
+    n = m;
+  }
+  for (size_t i = ns; i-- > 0;) { /* shrink */
+    p = mp_realloc(p, sizes[i] / 2 + 1);
+    n = sizes[i] / 2 + 1;
+    assert_int_equal((uintptr_t)p % MP_ALLOC_ALIGN, 0);
+    assert_int_equal(mp_alloc_get_stats().current - base, n);
+    for (size_t k = 0; k < n; k += 997) assert_int_equal(p[k], (unsigned char)(k * 7 + 1));
+    assert_int_equal(p[n - 1], (unsigned char)((n - 1) * 7 + 1));
+  }
+  mp_free(p);
+  assert_int_equal(mp_alloc_get_stats().current, base);
+}
+
 static void test_format_bytes(void **state) {
   (void)state;
   char b[32];
@@ -72,6 +108,7 @@ int main(void) {
       cmocka_unit_test(test_counts_and_peak),
       cmocka_unit_test(test_alignment_and_size),
       cmocka_unit_test(test_calloc_realloc),
+    cmocka_unit_test(test_realloc_grow_shrink),
       cmocka_unit_test(test_format_bytes),
   };
   return cmocka_run_group_tests_name("alloc", tests, NULL, NULL);
