@@ -125,7 +125,7 @@ int mp_gan_sample_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_sample_a
           if (nfirst < 16) memcpy(first + (size_t)nfirst++ * px, all + cnt * px, px);
           cnt++;
         }
-      mp_store_write_round(w, &view, view_written ? 0 : 1, meta, all, cnt);
+      mp_store_write_round(w, &view, view_written ? 0 : 1, meta, &all, cnt); /* may move `all` */
       view_written = true;
     }
   }

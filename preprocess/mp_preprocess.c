@@ -658,7 +658,11 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
     MP_CHECK_MPI(MPI_Barrier(comm)); /* separates waiting for the round's slowest rank from writing */
     double tb = mp_now();
     S.t_wait += tb - t;
-    mp_store_write_round(w, rb.views, rb.nviews, rb.meta, rb.pixels, rb.np);
+    mp_store_write_round(w, rb.views, rb.nviews, rb.meta, &rb.pixels, rb.np);
+    if (rb.pixels && rb.meta) { /* the store may have grown the pixel block (it assembles this rank's share there) */
+      uint64_t cp = mp_alloc_size(rb.pixels) / ((size_t)rb.B * rb.B), cm = mp_alloc_size(rb.meta) / sizeof *rb.meta;
+      rb.cap_p = cp < cm ? cp : cm;
+    }
     S.t_write += mp_now() - tb;
     size_t tl = 0;
     char *text = mp_gather_text(comm, 0, mp_strbuf_str(&rows), rows.len, &tl);

@@ -91,7 +91,8 @@ struct mp_store_writer {
    * exactly one rank: a round's patches past its last whole chunk (the carry, fewer
    * than PIX_CHUNK) wait on the last rank and lead the next round (or close). */
   uint64_t nwritten, ncarry; /* rows in the file; carried patches (same on every rank) */
-  patch_buf carry, recv;     /* carry: the last rank's; recv: this rank's share of a round */
+  patch_buf carry, recv;     /* carry: the last rank's; recv: the rows of this rank's share of a round
+                              * (its pixels are assembled in the caller's block; recv.pix only at close) */
   patch_row *send_rows;      /* this rank's new rows, converted for sending */
   uint64_t send_cap;
   strmap patients, images;
@@ -305,19 +306,44 @@ static void write_patches_one(mp_store_writer *w, const patch_row *rows, const u
   w->npatches = w->nwritten + w->ncarry;
 }
 
+/* Pixels between ranks: sc[d] patches from sbuf + sd[d] to rank d, rc[d] patches from
+ * rank d into rbuf + rd[d] (in patches).  Point to point rather than MPI_Alltoallv:
+ * sbuf and rbuf may be one block (disjoint regions of it), which a collective's send
+ * and receive buffers may not be, and a rank exchanges with its neighbours only. */
+static void exchange_pixels(mp_store_writer *w, const uint8_t *sbuf, const int *sc, const int *sd, uint8_t *rbuf,
+                            const int *rc, const int *rd, int tag) {
+  const size_t pb = (size_t)w->B * w->B;
+  MPI_Request *req = mp_malloc(2 * (size_t)w->size * sizeof *req);
+  int n = 0;
+  for (int d = 0; d < w->size; d++)
+    if (rc[d] > 0) MP_CHECK_MPI(MPI_Irecv(rbuf + (size_t)rd[d] * pb, rc[d], w->t_pix, d, tag, w->comm, &req[n++]));
+  for (int d = 0; d < w->size; d++)
+    if (sc[d] > 0) MP_CHECK_MPI(MPI_Isend(sbuf + (size_t)sd[d] * pb, sc[d], w->t_pix, d, tag, w->comm, &req[n++]));
+  MP_CHECK_MPI(MPI_Waitall(n, req, MPI_STATUSES_IGNORE));
+  mp_free(req);
+}
+
 /* Collective: this rank's np new patches (rows and pixels) follow the carry and the
  * lower ranks' patches.  The round's sequence S = carry + every rank's patches in rank
  * order is cut at its last whole chunk (at its end when `final`); the whole chunks are
- * dealt to the ranks as contiguous shares of chunks, sent there (MPI_Alltoallv) and
+ * dealt to the ranks as contiguous shares of chunks, sent there (exchange_pixels) and
  * written collectively, so that each chunk is compressed by one rank only and the ranks
  * compress equal shares whatever their patch counts; the rest becomes the carry on the
- * last rank.  The file content does not depend on the number of ranks. */
-static void write_patches(mp_store_writer *w, const patch_row *rows, const uint8_t *pixels, uint64_t np, bool final) {
+ * last rank.  The file content does not depend on the number of ranks.
+ *
+ * The pixels arrive in *buf (np patches; an mp_malloc'ed block, or NULL when np is 0)
+ * and the rank's share is assembled in that same block: the patches the rank keeps stay
+ * where they are (or move up once, when patches from lower ranks must precede them) and
+ * the received ones land beside them, in places no outgoing patch occupies.  A round's
+ * pixels are thus not copied to a second round-sized buffer, and no second such buffer
+ * is faulted in.  *buf may be grown (mp_realloc); its contents are undefined on return.
+ * The rows, 36 bytes a patch, travel through w->recv.row. */
+static void write_patches(mp_store_writer *w, const patch_row *rows, uint8_t **buf, uint64_t np, bool final) {
   if (w->size == 1) {
-    write_patches_one(w, rows, pixels, np, final);
+    write_patches_one(w, rows, *buf, np, final);
     return;
   }
-  const int P = w->size, L = P - 1;
+  const int P = w->size, L = P - 1, me = w->rank;
   const uint64_t C = PIX_CHUNK;
   const size_t pb = (size_t)w->B * w->B;
   unsigned long long mine = np, *cnt = mp_malloc((size_t)P * sizeof *cnt);
@@ -332,53 +358,82 @@ static void write_patches(mp_store_writer *w, const patch_row *rows, const uint8
   /* rank d receives S[lo(d), hi(d)): its share of the K chunks; the last rank also the tail */
 #define SHARE_LO(d) (C * (K * (uint64_t)(d) / (uint64_t)P) < Wc ? C * (K * (uint64_t)(d) / (uint64_t)P) : Wc)
 #define SHARE_HI(d) ((d) == L ? T : SHARE_LO((d) + 1))
-  int *sc = mp_calloc((size_t)P * 4, sizeof *sc), *sd = sc + P, *rc = sd + P, *rd = rc + P;
+  const uint64_t lo = SHARE_LO(me), hi = SHARE_HI(me), f = first[me];
+  /* Where S[lo, hi) is assembled in *buf: from patch Z on.  The rank keeps its own
+   * S[a, b) (own offsets a - f ...), preceded in the share by `before` patches from the
+   * carry and lower ranks.  Outgoing patches are own patches outside [a, b); incoming
+   * ones go before the kept run (only when the rank's first patch is kept: then the own
+   * patches move up by `shift` to make room) or after it (only when its last patch is
+   * kept), or, when nothing is kept, after all own patches. */
+  const uint64_t a = lo > f ? lo : f, b = hi < f + np ? hi : f + np;
+  uint64_t shift = 0, Z = np;
+  if (b > a) {
+    const uint64_t ko = a - f, before = a - lo; /* before > 0 only when ko == 0 */
+    if (ko >= before) {
+      Z = ko - before;
+    } else {
+      shift = before - ko;
+      Z = 0;
+    }
+  }
+  const uint64_t need = shift + np > Z + (hi - lo) ? shift + np : Z + (hi - lo);
+  if (need > 0 && (!*buf || mp_alloc_size(*buf) < need * pb)) *buf = mp_realloc(*buf, need * pb);
+  if (shift > 0 && np > 0) memmove(*buf + shift * pb, *buf, np * pb);
+  if (hi - lo > w->recv.cap) {
+    w->recv.cap = hi - lo;
+    w->recv.row = mp_realloc(w->recv.row, w->recv.cap * sizeof *w->recv.row);
+  }
+  /* counts and displacements: pixels (p*, in patches of *buf) and rows (r*, from rows into recv.row) */
+  int *psc = mp_calloc((size_t)P * 8, sizeof *psc), *psd = psc + P, *prc = psd + P, *prd = prc + P, *rsc = prd + P,
+      *rsd = rsc + P, *rrc = rsd + P, *rrd = rrc + P;
   static uint8_t none[sizeof(patch_row)]; /* a valid address for empty buffers */
 #define NZ(p) ((p) ? (void *)(p) : (void *)none)
-  const uint64_t lo = SHARE_LO(w->rank), hi = SHARE_HI(w->rank);
-  patch_buf_reserve(&w->recv, hi - lo, pb);
+  uint64_t at, k;
   /* the carry first (it leads S): from the last rank to whoever's share holds it */
-  uint64_t at, k, got = 0;
   if (c > 0) {
-    for (int d = 0; d < P && w->rank == L; d++) {
+    for (int d = 0; d < P && me == L; d++) {
       k = overlap(0, c, SHARE_LO(d), SHARE_HI(d), &at);
-      sc[d] = count_int(k);
-      sd[d] = count_int(at);
+      psc[d] = count_int(k);
+      psd[d] = count_int(at);
     }
     k = overlap(0, c, lo, hi, &at);
-    rc[L] = count_int(k);
-    got = k;
-    MP_CHECK_MPI(MPI_Alltoallv(NZ(w->carry.pix), sc, sd, w->t_pix, NZ(w->recv.pix), rc, rd, w->t_pix, w->comm));
-    MP_CHECK_MPI(MPI_Alltoallv(NZ(w->carry.row), sc, sd, w->t_row, NZ(w->recv.row), rc, rd, w->t_row, w->comm));
+    prc[L] = rrc[L] = count_int(k);
+    prd[L] = count_int(Z + at - lo);
+    rrd[L] = count_int(at - lo);
+    exchange_pixels(w, w->carry.pix, psc, psd, *buf, prc, prd, 1);
+    MP_CHECK_MPI(MPI_Alltoallv(NZ(w->carry.row), psc, psd, w->t_row, NZ(w->recv.row), rrc, rrd, w->t_row, w->comm));
   }
-  /* then every rank's new patches, which land after it in rank order */
-  uint64_t off = got;
+  /* then every rank's new patches: the pixels it keeps stay put (no self send); all rows travel */
   for (int d = 0; d < P; d++) {
-    k = overlap(first[w->rank], first[w->rank] + np, SHARE_LO(d), SHARE_HI(d), &at);
-    sc[d] = count_int(k);
-    sd[d] = count_int(k ? at - first[w->rank] : 0);
+    k = overlap(f, f + np, SHARE_LO(d), SHARE_HI(d), &at);
+    rsc[d] = count_int(k);
+    rsd[d] = count_int(k ? at - f : 0);
+    psc[d] = d == me ? 0 : rsc[d];
+    psd[d] = count_int(k ? shift + at - f : 0);
     k = overlap(first[d], first[d] + cnt[d], lo, hi, &at);
-    rc[d] = count_int(k);
-    rd[d] = count_int(off);
-    off += k;
+    rrc[d] = count_int(k);
+    rrd[d] = count_int(k ? at - lo : 0);
+    prc[d] = d == me ? 0 : rrc[d];
+    prd[d] = count_int(k ? Z + at - lo : 0);
   }
-  MP_CHECK(off == hi - lo, "patch exchange: %llu of %llu patches", (unsigned long long)off,
-           (unsigned long long)(hi - lo));
-  MP_CHECK_MPI(MPI_Alltoallv(NZ(pixels), sc, sd, w->t_pix, NZ(w->recv.pix), rc, rd, w->t_pix, w->comm));
-  MP_CHECK_MPI(MPI_Alltoallv(NZ(rows), sc, sd, w->t_row, NZ(w->recv.row), rc, rd, w->t_row, w->comm));
+  MP_CHECK(rrc[me] == (int)(b > a ? b - a : 0), "patch exchange: keeps %d of %llu", rrc[me],
+           (unsigned long long)(b > a ? b - a : 0));
+  exchange_pixels(w, *buf, psc, psd, *buf, prc, prd, 2);
+  MP_CHECK_MPI(MPI_Alltoallv(NZ(rows), rsc, rsd, w->t_row, NZ(w->recv.row), rrc, rrd, w->t_row, w->comm));
 #undef NZ
 #undef SHARE_HI
 #undef SHARE_LO
+  const uint8_t *share = *buf ? *buf + Z * pb : NULL;
   /* write S[lo, min(hi, Wc)) at rows nwritten + lo */
   if (Wc > 0) {
     uint64_t end = hi < Wc ? hi : Wc;
-    write_rows(w, w->nwritten + lo, end > lo ? end - lo : 0, w->nwritten + Wc, w->recv.pix, w->recv.row);
+    write_rows(w, w->nwritten + lo, end > lo ? end - lo : 0, w->nwritten + Wc, share, w->recv.row);
   }
   /* the tail S[Wc, T) is the last rank's new carry */
-  if (w->rank == L && T > Wc) {
+  if (me == L && T > Wc) {
     uint64_t from = Wc - lo;
     patch_buf_reserve(&w->carry, T - Wc, pb);
-    memcpy(w->carry.pix, w->recv.pix + from * pb, (T - Wc) * pb);
+    memcpy(w->carry.pix, share + from * pb, (T - Wc) * pb);
     memcpy(w->carry.row, w->recv.row + from, (T - Wc) * sizeof *w->carry.row);
   }
   w->nwritten += Wc;
@@ -386,11 +441,11 @@ static void write_patches(mp_store_writer *w, const patch_row *rows, const uint8
   w->npatches = w->nwritten + w->ncarry;
   mp_free(cnt);
   mp_free(first);
-  mp_free(sc);
+  mp_free(psc);
 }
 
 void mp_store_write_round(mp_store_writer *w, const mp_view_rec *views, int nviews, const mp_patch_meta *meta,
-                          const uint8_t *pixels, uint64_t np) {
+                          uint8_t **pixels, uint64_t np) {
   /* 1. every rank learns every view of the round, in rank (= file) order */
   int *counts = mp_malloc((size_t)w->size * sizeof *counts), *displs = mp_malloc((size_t)w->size * sizeof *displs);
   int nb = nviews * (int)sizeof(mp_view_rec);
@@ -503,7 +558,7 @@ uint64_t mp_store_written_views(const mp_store_writer *w) { return w->nviews; }
 uint64_t mp_store_written_patients(const mp_store_writer *w) { return w->npseudo; }
 
 void mp_store_close_writer(mp_store_writer *w) {
-  write_patches(w, NULL, NULL, 0, true); /* the carry, with the last (partial) chunk */
+  write_patches(w, NULL, &w->recv.pix, 0, true); /* the carry, with the last (partial) chunk */
   hsize_t n = w->npseudo;
   hid_t sp = MP_H5(H5Screate_simple(1, &n, NULL));
   hid_t gq = MP_H5(H5Gopen2(w->file, "patients", H5P_DEFAULT));

@@ -23,9 +23,10 @@
  * number of ranks.  Views are written by the rank that made them.  Patches are
  * compressed and written in whole chunks of /patches/pixels, each by one rank: the
  * round's whole chunks are dealt to the ranks in equal contiguous shares and the
- * patches sent there first (MPI_Alltoallv), so compression — most of the writing —
- * splits evenly whatever each rank extracted, and no chunk is ever rewritten; the
- * patches past the round's last whole chunk wait for the next round (or the close).
+ * patches sent there first (point to point, into the block the rank extracted them
+ * into), so compression — most of the writing — splits evenly whatever each rank
+ * extracted, and no chunk is ever rewritten; the patches past the round's last whole
+ * chunk wait for the next round (or the close).
  * With serial HDF5 only, writing needs a single rank; reading always works.
  */
 #ifndef MP_STORE_H
@@ -64,11 +65,15 @@ typedef struct {
 /* Create path (collective over comm).  NULL with err on failure (same on all ranks). */
 mp_store_writer *mp_store_create(MPI_Comm comm, const char *path, int patch_size, int deflate, char *err,
                                  size_t errlen);
-/* One round (collective): this rank's views and patches, pixels npatches * B * B.
- * Views are in the file on return; up to one chunk's worth of the patches may wait
- * (held by the last rank) until the next round or mp_store_close_writer. */
+/* One round (collective): this rank's views and patches, *pixels npatches * B * B
+ * bytes in a block from mp_malloc (NULL allowed when npatches is 0).  On several ranks
+ * the store assembles this rank's share of the round in that same block: it may grow it
+ * (mp_realloc, *pixels updated) and leaves its contents undefined; the caller keeps the
+ * block (reuse it for the next round) and frees it.  Views are in the file on return;
+ * up to one chunk's worth of the patches may wait (held by the last rank) until the
+ * next round or mp_store_close_writer. */
 void mp_store_write_round(mp_store_writer *w, const mp_view_rec *views, int nviews, const mp_patch_meta *meta,
-                          const uint8_t *pixels, uint64_t npatches);
+                          uint8_t **pixels, uint64_t npatches);
 /* Root attributes (collective; every rank passes the same value). */
 void mp_store_attr_int(mp_store_writer *w, const char *name, long long v);
 void mp_store_attr_double(mp_store_writer *w, const char *name, double v);

@@ -58,7 +58,7 @@ static void write_part(mp_store_writer *w, const content *c, int v0, int v1) {
       for (int e = 0; e < 5; e++) m[k].ellipse[e] = m[k].label ? (float)(v + e) : NAN;
       memset(px + (size_t)k * B * B, v * 10 + i, B * B);
     }
-  mp_store_write_round(w, v1 > v0 ? &c->v[v0] : NULL, v1 - v0, m, px, (uint64_t)n);
+  mp_store_write_round(w, v1 > v0 ? &c->v[v0] : NULL, v1 - v0, m, &px, (uint64_t)n);
   mp_free(m);
   mp_free(px);
 }
@@ -195,7 +195,7 @@ static void write_many(const char *path, MPI_Comm comm) {
     mp_view_rec v;
     view(&v, "P0000000000000000000a", 'L', "CC", 1);
     bool first = r == 0 && rank == 0;
-    mp_store_write_round(w, first ? &v : NULL, first ? 1 : 0, m, px, (uint64_t)n);
+    mp_store_write_round(w, first ? &v : NULL, first ? 1 : 0, m, &px, (uint64_t)n);
     g0 += (uint64_t)(rounds[r][0] + rounds[r][1]);
     assert_int_equal(mp_store_written_patches(w), g0);
     mp_free(m);

@@ -30,14 +30,15 @@ if h5diff "$tmp/p1.h5" "$tmp/p2.h5" >"$tmp/h5diff.txt" 2>&1; then ok "h5diff: -n
 else bad "h5diff finds differences:"; head -5 "$tmp/h5diff.txt"; fi
 cmp -s "$tmp/r1/preprocess_files.csv" "$tmp/r2/preprocess_files.csv" && ok "same per-file outcomes on 1 and 2 ranks" \
   || bad "per-file outcomes differ between 1 and 2 ranks"
-# rounds of 5 files (runs of 3 and 2, chunks carried across rounds): the same datasets
-"$mpiexec" -n 2 --oversubscribe "$mp" preprocess --input "$tmp/c/dicom" --labels "$tmp/c/labels.csv" \
+# rounds of 5 files on 3 ranks (runs of 2, 2 and 1; a middle rank both sends and
+# receives; chunks carried across rounds): the same datasets
+"$mpiexec" -n 3 --oversubscribe "$mp" preprocess --input "$tmp/c/dicom" --labels "$tmp/c/labels.csv" \
   --out "$tmp/p5.h5" --report "$tmp/r5" --set preprocess.files_per_round=5 -q >"$tmp/log5" 2>&1 \
-  || { bad "preprocess on 2 ranks, 5 files per round"; tail "$tmp/log5"; }
+  || { bad "preprocess on 3 ranks, 5 files per round"; tail "$tmp/log5"; }
 same=1
 for g in /patches /views /patients; do h5diff "$tmp/p1.h5" "$tmp/p5.h5" "$g" >/dev/null 2>&1 || same=0; done
-[[ $same == 1 ]] && ok "rounds of 5 files on 2 ranks: the same patches, views and patients" \
-  || bad "rounds of 5 files on 2 ranks change the store's datasets"
+[[ $same == 1 ]] && ok "rounds of 5 files on 3 ranks: the same patches, views and patients" \
+  || bad "rounds of 5 files on 3 ranks change the store's datasets"
 h5dump -H "$tmp/p1.h5" >/dev/null 2>&1 && ok "h5dump reads the store" || bad "h5dump cannot read the store"
 
 if out=$("$tests/preprocess/check_preprocess.py" "$tmp/c" "$tmp/p1.h5" "$tmp/r1" --logs "$tmp/log1" "$tmp/log2" 2>&1); then
