@@ -157,6 +157,9 @@ mp_store_writer *mp_store_create(MPI_Comm comm, const char *path, int B, int def
     mp_free(w);
     return NULL;
   }
+  /* the writer's own communicator: its point-to-point pixel exchange cannot meet the
+   * caller's messages */
+  MP_CHECK_MPI(MPI_Comm_dup(comm, &w->comm));
   hid_t gp = MP_H5(H5Gcreate2(w->file, "patches", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
   hid_t gv = MP_H5(H5Gcreate2(w->file, "views", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
   hid_t gq = MP_H5(H5Gcreate2(w->file, "patients", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
@@ -593,6 +596,7 @@ void mp_store_close_writer(mp_store_writer *w) {
   mp_free(w->send_rows);
   MPI_Type_free(&w->t_pix);
   MPI_Type_free(&w->t_row);
+  MP_CHECK_MPI(MPI_Comm_free(&w->comm));
   mp_free(w);
 }
 
