@@ -145,10 +145,7 @@ void *mp_realloc(void *p, size_t n) {
   }
   void *r = mp_malloc(n);
   memcpy(r, (char *)q + MP_ALLOC_ALIGN, old < n ? old : n);
-  atomic_fetch_sub(&g_current, old);
-  atomic_fetch_add(&g_frees, 1);
-  q->magic = MP_ALLOC_FREED;
-  free(q);
+  mp_free((char *)q + MP_ALLOC_ALIGN); /* q still holds its header: size old */
   return r;
 }
 

@@ -120,7 +120,7 @@ int mp_extract_lesions(const uint8_t *img, int W, int H, const mp_extract_params
         }
         local.kept++;
         kept++;
-        fn(user, patch, (size_t)p->blck, 1, y0, x0, &e);                                     /* step 10 */
+        fn(user, patch, (size_t)p->blck, 1, y0, x0, &e); /* step 10 */
       }
       mp_contours_free(&cs);
     }

@@ -628,7 +628,7 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
   }
   size_t inlen = strlen(a->input_dir);
   long long fpr = mp_config_int(cfg, "preprocess.files_per_round");
-  /* 8 files per rank by default: a rank's round (at most 8 views' patches, ~110 MB
+  /* 8 files per rank by default: a rank's round (at most 8 views' patches, ~80 MB
    * peak heap on full-field views) stays bounded, and the wait at the round's collective
    * write for its slowest run — views differ in cost — stays small: at 4 per rank the
    * waits were 3-5x longer (0.05-0.14 s vs 0.01-0.03 s over 30 views on 2 ranks) */

@@ -91,8 +91,10 @@ struct mp_store_writer {
    * exactly one rank: a round's patches past its last whole chunk (the carry, fewer
    * than PIX_CHUNK) wait on the last rank and lead the next round (or close). */
   uint64_t nwritten, ncarry; /* rows in the file; carried patches (same on every rank) */
-  patch_buf carry, recv;     /* carry: the last rank's; recv: the rows of this rank's share of a round
-                              * (its pixels are assembled in the caller's block; recv.pix only at close) */
+  patch_buf carry;           /* the last rank's */
+  patch_row *recv_row;       /* the rows of this rank's share of a round (its pixels are assembled
+                              * in the caller's block) */
+  uint64_t recv_cap;
   patch_row *send_rows;      /* this rank's new rows, converted for sending */
   uint64_t send_cap;
   strmap patients, images;
@@ -346,7 +348,7 @@ static void exchange_pixels(mp_store_writer *w, const uint8_t *sbuf, const int *
  * the received ones land beside them, in places no outgoing patch occupies.  A round's
  * pixels are thus not copied to a second round-sized buffer, and no second such buffer
  * is faulted in.  *buf may be grown (mp_realloc); its contents are undefined on return.
- * The rows, 36 bytes a patch, travel through w->recv.row. */
+ * The rows, 36 bytes a patch, travel through w->recv_row. */
 static void write_patches(mp_store_writer *w, const patch_row *rows, uint8_t **buf, uint64_t np, bool final) {
   if (w->size == 1) {
     write_patches_one(w, rows, *buf, np, final);
@@ -388,11 +390,11 @@ static void write_patches(mp_store_writer *w, const patch_row *rows, uint8_t **b
   const uint64_t need = shift + np > Z + (hi - lo) ? shift + np : Z + (hi - lo);
   if (need > 0 && (!*buf || mp_alloc_size(*buf) < need * pb)) *buf = mp_realloc(*buf, need * pb);
   if (shift > 0 && np > 0) memmove(*buf + shift * pb, *buf, np * pb);
-  if (hi - lo > w->recv.cap) {
-    w->recv.cap = hi - lo;
-    w->recv.row = mp_realloc(w->recv.row, w->recv.cap * sizeof *w->recv.row);
+  if (hi - lo > w->recv_cap) {
+    w->recv_cap = hi - lo;
+    w->recv_row = mp_realloc(w->recv_row, w->recv_cap * sizeof *w->recv_row);
   }
-  /* counts and displacements: pixels (p*, in patches of *buf) and rows (r*, from rows into recv.row) */
+  /* counts and displacements: pixels (p*, in patches of *buf) and rows (r*, from rows into recv_row) */
   int *psc = mp_calloc((size_t)P * 8, sizeof *psc), *psd = psc + P, *prc = psd + P, *prd = prc + P, *rsc = prd + P,
       *rsd = rsc + P, *rrc = rsd + P, *rrd = rrc + P;
   static uint8_t none[sizeof(patch_row)]; /* a valid address for empty buffers */
@@ -410,7 +412,7 @@ static void write_patches(mp_store_writer *w, const patch_row *rows, uint8_t **b
     prd[L] = count_int(Z + at - lo);
     rrd[L] = count_int(at - lo);
     exchange_pixels(w, w->carry.pix, psc, psd, *buf, prc, prd, 1);
-    MP_CHECK_MPI(MPI_Alltoallv(NZ(w->carry.row), psc, psd, w->t_row, NZ(w->recv.row), rrc, rrd, w->t_row, w->comm));
+    MP_CHECK_MPI(MPI_Alltoallv(NZ(w->carry.row), psc, psd, w->t_row, NZ(w->recv_row), rrc, rrd, w->t_row, w->comm));
   }
   /* then every rank's new patches: the pixels it keeps stay put (no self send); all rows travel */
   for (int d = 0; d < P; d++) {
@@ -428,7 +430,7 @@ static void write_patches(mp_store_writer *w, const patch_row *rows, uint8_t **b
   MP_CHECK(rrc[me] == (int)(b > a ? b - a : 0), "patch exchange: keeps %d of %llu", rrc[me],
            (unsigned long long)(b > a ? b - a : 0));
   exchange_pixels(w, *buf, psc, psd, *buf, prc, prd, 2);
-  MP_CHECK_MPI(MPI_Alltoallv(NZ(rows), rsc, rsd, w->t_row, NZ(w->recv.row), rrc, rrd, w->t_row, w->comm));
+  MP_CHECK_MPI(MPI_Alltoallv(NZ(rows), rsc, rsd, w->t_row, NZ(w->recv_row), rrc, rrd, w->t_row, w->comm));
 #undef NZ
 #undef SHARE_HI
 #undef SHARE_LO
@@ -436,14 +438,14 @@ static void write_patches(mp_store_writer *w, const patch_row *rows, uint8_t **b
   /* write S[lo, min(hi, Wc)) at rows nwritten + lo */
   if (Wc > 0) {
     uint64_t end = hi < Wc ? hi : Wc;
-    write_rows(w, w->nwritten + lo, end > lo ? end - lo : 0, w->nwritten + Wc, share, w->recv.row);
+    write_rows(w, w->nwritten + lo, end > lo ? end - lo : 0, w->nwritten + Wc, share, w->recv_row);
   }
   /* the tail S[Wc, T) is the last rank's new carry */
   if (me == L && T > Wc) {
     uint64_t from = Wc - lo;
     patch_buf_reserve(&w->carry, T - Wc, pb);
     memcpy(w->carry.pix, share + from * pb, (T - Wc) * pb);
-    memcpy(w->carry.row, w->recv.row + from, (T - Wc) * sizeof *w->carry.row);
+    memcpy(w->carry.row, w->recv_row + from, (T - Wc) * sizeof *w->carry.row);
   }
   w->nwritten += Wc;
   w->ncarry = T - Wc;
@@ -567,7 +569,9 @@ uint64_t mp_store_written_views(const mp_store_writer *w) { return w->nviews; }
 uint64_t mp_store_written_patients(const mp_store_writer *w) { return w->npseudo; }
 
 void mp_store_close_writer(mp_store_writer *w) {
-  write_patches(w, NULL, &w->recv.pix, 0, true); /* the carry, with the last (partial) chunk */
+  uint8_t *pix = NULL; /* where this rank's share of the carry lands */
+  write_patches(w, NULL, &pix, 0, true); /* the carry, with the last (partial) chunk */
+  mp_free(pix);
   hsize_t n = w->npseudo;
   hid_t sp = MP_H5(H5Screate_simple(1, &n, NULL));
   hid_t gq = MP_H5(H5Gopen2(w->file, "patients", H5P_DEFAULT));
@@ -597,8 +601,7 @@ void mp_store_close_writer(mp_store_writer *w) {
   mp_free(w->pseudo);
   mp_free(w->carry.pix);
   mp_free(w->carry.row);
-  mp_free(w->recv.pix);
-  mp_free(w->recv.row);
+  mp_free(w->recv_row);
   mp_free(w->send_rows);
   MPI_Type_free(&w->t_pix);
   MPI_Type_free(&w->t_row);
