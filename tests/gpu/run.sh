@@ -36,10 +36,11 @@
 #                       skipped
 #   PYTHON              the python for the parity fixtures and the benchmark's PyTorch side
 #                       (default: python3, then /usr/bin/python3)
-#   GPU_DEBS            a folder of .deb files (default .gpu-debs) unpacked under
-#                       $BUILD_DIR-deps and put on the compiler's, pkg-config's and the loader's
-#                       paths: libraries the GPU image lacks (libcjson-dev, libinih-dev,
-#                       libcmocka-dev and their runtime packages), carried with the tree
+#   GPU_DEBS            a folder of Debian 12 .deb files (default .gpu-debs, made by
+#                       tests/gpu/fetch-debs.sh and carried with the tree): the groups the
+#                       machine lacks (cJSON, inih, cmocka, OpenSSL's libcrypto, OpenBLAS +
+#                       LAPACKE) are unpacked under $BUILD_DIR-deps and put on the compiler's,
+#                       pkg-config's and the loader's paths
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 root=$PWD
@@ -157,20 +158,59 @@ for cand in "${PYTHON:-python3}" /usr/bin/python3; do
   fi
 done
 
-# Libraries carried as .deb files (GPU_DEBS): unpacked, never installed into /
+# Libraries carried as .deb files (GPU_DEBS, fetched here by tests/gpu/fetch-debs.sh): unpacked
+# under $BUILD_DIR-deps, never installed into /, and only for the groups the machine lacks (its
+# own libraries win where it has them).  A group: the pkg-config names that must all be found,
+# then the package-name prefixes of its .deb files.
 debs=${GPU_DEBS:-.gpu-debs}
+carried=""
 if compgen -G "$debs/*.deb" >/dev/null; then
   deps=$babs-deps
   rm -rf "$deps" && mkdir -p "$deps"
+  groups=("libcjson|libcjson-dev libcjson1" "inih|libinih-dev libinih1 libinireader0"
+    "cmocka|libcmocka-dev libcmocka0" "libcrypto|libssl-dev libssl3"
+    "lapacke openblas|libopenblas0-pthread libopenblas-pthread-dev liblapacke liblapacke-dev libtmglib3")
   {
     echo "===== carried packages ($debs -> $deps)"
-    for d in "$debs"/*.deb; do dpkg -x "$d" "$deps" && echo "unpacked $d"; done
-    # their pkg-config files name prefix=/usr: point them at the unpacked tree
-    find "$deps" -name '*.pc' -exec sed -i "s|^prefix=/usr|prefix=$deps/usr|" {} +
+    for g in "${groups[@]}"; do
+      IFS='|' read -r pcs pkgs <<<"$g"
+      # shellcheck disable=SC2086 # word splitting of the pkg-config names is meant
+      if pkg-config --exists $pcs 2>/dev/null; then
+        echo "the machine has $pcs: not carried"
+        continue
+      fi
+      # (not `ldconfig -p | grep -q`: under pipefail grep's early exit fails the pipeline)
+      [[ $pcs == *openblas* ]] && ! grep -q 'libgfortran\.so\.5 ' <<<"$(ldconfig -p 2>/dev/null)" && pkgs+=" libgfortran5 libquadmath0"
+      for p in $pkgs; do
+        d=$(compgen -G "$debs/${p}_*.deb" | head -n 1)
+        if [[ -z $d ]]; then
+          echo "missing $debs/${p}_*.deb (run tests/gpu/fetch-debs.sh)"
+          continue
+        fi
+        dpkg -x "$d" "$deps" && echo "unpacked $d" && carried+=" $p"
+      done
+    done
+    lib=$deps/usr/lib/x86_64-linux-gnu
+    if [[ -d $lib/openblas-pthread ]]; then
+      # what Debian's alternatives would link: OpenBLAS as the BLAS and LAPACK
+      for so in libopenblas.so libopenblas.so.0 libblas.so libblas.so.3 liblapack.so liblapack.so.3; do
+        ln -sf "openblas-pthread/$so" "$lib/$so"
+      done
+      mkdir -p "$lib/pkgconfig"
+      cp "$lib/openblas-pthread/pkgconfig/openblas.pc" "$lib/pkgconfig/openblas.pc"
+      cp "$lib/openblas-pthread/pkgconfig/blas-openblas.pc" "$lib/pkgconfig/blas.pc"
+      cp "$lib/openblas-pthread/pkgconfig/lapack-openblas.pc" "$lib/pkgconfig/lapack.pc"
+    fi
+    # their pkg-config files name /usr: point them at the unpacked tree
+    find "$deps" -name '*.pc' -exec sed -i -E "s#^prefix=/usr\$#prefix=$deps/usr#; s#(=|-I|-L)/usr/#\1$deps/usr/#g" {} +
   } >>"$OUT/gpu.log" 2>&1
-  export CMAKE_PREFIX_PATH=$deps/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
-  export PKG_CONFIG_PATH=$deps/usr/lib/x86_64-linux-gnu/pkgconfig:$deps/usr/lib/pkgconfig:$deps/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
-  export LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu:$deps/usr/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  if [[ -n $carried ]]; then
+    export CMAKE_PREFIX_PATH=$deps/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
+    export PKG_CONFIG_PATH=$lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+    export CPATH=$deps/usr/include:$deps/usr/include/x86_64-linux-gnu/openblas-pthread${CPATH:+:$CPATH}
+    export LIBRARY_PATH=$lib${LIBRARY_PATH:+:$LIBRARY_PATH}
+    export LD_LIBRARY_PATH=$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  fi
 fi
 
 cmake_bin=$(command -v cmake || true)
