@@ -552,7 +552,8 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
       /* D step: real batch, detached fakes */
       real_batch(t, perm[0], (uint64_t)s * t->B, t->xr);
       latents(t, 2 * step, t->zbuf);
-      memcpy(t->xf, mp_net_forward(t->g, t->zbuf, t->b, true, step), (size_t)t->b * t->px * sizeof(float));
+      mp_backend_download(mp_net_backend(t->g), t->xf, mp_net_forward(t->g, t->zbuf, t->b, true, step),
+                          (size_t)t->b * t->px * sizeof(float));
       double pen = 0, L = mp_gan_critic_gradients(w, t->xr, t->xf, step, &pen);
       dbuf[nd] = (float)L, dbuf[nd + 1] = (float)pen, dbuf[nd + 2] = (float)mp_train_stop_signal();
       grads_mean(t, gd, nd, dbuf, 3);

@@ -160,6 +160,12 @@ enum { MP_ACT_RELU, MP_ACT_LRELU, MP_ACT_TANH, MP_ACT_SIGMOID };
 static inline void mp_backend_sync(mp_backend *b) {
   if (b->iface->sync) b->iface->sync(b);
 }
+/* Copies `bytes` of the backend's memory (e.g. a net's output) into host memory: a device
+ * backend's DMA copy, rather than the host reading managed memory in place (which moves
+ * its pages to the host and back at the next kernel that writes them). */
+static inline void mp_backend_download(mp_backend *b, void *host, const void *src, size_t bytes) {
+  b->iface->download(b, host, src, bytes);
+}
 /* Whether the backend computes in device memory (it has a `sync`): host-only code (the
  * Inception extractor) then runs on a host backend beside it. */
 static inline int mp_backend_is_device(const mp_backend *b) { return b->iface->sync != 0; }

@@ -25,7 +25,8 @@
  * Algorithms: one cudnnFind…Ex per (op, shape) on the real buffers, with a workspace cap
  * (MP_CUDA_WORKSPACE_MB, default 512), cached for the life of the backend; the fastest
  * DETERMINISTIC algorithm is kept, so a rerun gives the same numbers (a checkpoint
- * resume stays bit-identical on one GPU).
+ * resume stays bit-identical on one GPU); see choose() for a shape with none within the cap,
+ * and MP_CUDA_DETERMINISTIC=0 for the fastest algorithm whatever its determinism.
  *
  * Every CUDA, cuDNN, cuBLAS and NCCL call is checked (MP_CHECK_CUDA/CUDNN/CUBLAS/NCCL:
  * the statement, file:line and rank, then MPI_Abort); every kernel launch is followed by
@@ -55,6 +56,7 @@ extern "C" {
 #include "mp_backend.h"
 #include "mp_check.h"
 #include "mp_gpu.h"
+#include "mp_log.h"
 #include "mp_rng.h"
 }
 
@@ -102,6 +104,7 @@ typedef struct {
 
 typedef struct {
   int dev, tf32, bf16; /* tf32: TF32 tensor cores; bf16: mixed precision (tf32 also set) */
+  bool deterministic;  /* only deterministic cuDNN algorithms (MP_CUDA_DETERMINISTIC, default 1) */
   uint16_t *bfb[3];    /* bf16 scratch: two operands and the result of one convolution */
   size_t bfn[3];
   cudaStream_t st, comm_st;
@@ -223,10 +226,12 @@ static void cu_scale(mp_backend *b, float a, float *x, size_t n) {
 
 /* ---- convolutions (cuDNN) ---------------------------------------------------------------------- */
 static void set_conv(ctx_t *c, const mp_conv_desc *d) {
-  cudnnDataType_t t = c->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT; /* bf16: accumulation stays fp32 */
-  MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->xd, CUDNN_TENSOR_NCHW, t, d->n, d->c, d->h, d->w));
-  MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->yd, CUDNN_TENSOR_NCHW, t, d->n, d->k, d->p, d->q));
-  MP_CHECK_CUDNN(cudnnSetFilter4dDescriptor(c->wd, t, CUDNN_TENSOR_NCHW, d->k, d->c, d->r, d->s));
+  /* bf16: channels-last operands (see run_conv), accumulation stays fp32 */
+  cudnnDataType_t t = c->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+  cudnnTensorFormat_t fmt = c->bf16 ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+  MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->xd, fmt, t, d->n, d->c, d->h, d->w));
+  MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->yd, fmt, t, d->n, d->k, d->p, d->q));
+  MP_CHECK_CUDNN(cudnnSetFilter4dDescriptor(c->wd, t, fmt, d->k, d->c, d->r, d->s));
   MP_CHECK_CUDNN(cudnnSetConvolution2dDescriptor(c->cd, d->pad, d->pad_w, d->stride, d->stride, 1, 1,
                                                  CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
   MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, c->tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
@@ -251,79 +256,150 @@ static void ensure_ws(ctx_t *c, size_t bytes) {
   c->ws_size = bytes;
 }
 
-/* Keep a perf result: succeeded, deterministic, within the cap and, in fp32 mode, no
- * tensor-core math.  Results come fastest first. */
-static bool usable(ctx_t *c, cudnnStatus_t st, cudnnDeterminism_t det, size_t mem, cudnnMathType_t math) {
-  if (st != CUDNN_STATUS_SUCCESS || det != CUDNN_DETERMINISTIC || mem > c->ws_cap) return false;
-  if (!c->tf32 && (math == CUDNN_TENSOR_OP_MATH || math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)) return false;
-  return true;
+/* One cudnnFind…Ex result, whatever the op */
+typedef struct {
+  int algo;
+  cudnnStatus_t st;
+  cudnnDeterminism_t det;
+  size_t mem;
+  cudnnMathType_t math;
+  float ms;
+} perf_t;
+enum { NPERF = 16 };
+
+#define MP_COPY_PERF(dst, src, n)                                                                      \
+  for (int i_ = 0; i_ < (n); i_++)                                                                     \
+    (dst)[i_] = perf_t{(int)(src)[i_].algo, (src)[i_].status, (src)[i_].determinism, (src)[i_].memory, \
+                       (src)[i_].mathType, (src)[i_].time};
+
+/* Every algorithm cuDNN can run for (op, the descriptors set) on the call's own buffers with
+ * the current workspace (Find…Ex writes the output, which the caller then overwrites),
+ * fastest first.  Operand order: forward (x, w) -> y; backward data (dy, w) -> dx; backward
+ * filter (x, dy) -> dw. */
+static int find_all(ctx_t *c, int op, const void *x, const void *w, const void *y, perf_t *out) {
+  int got = 0;
+  if (op == OP_FWD) {
+    cudnnConvolutionFwdAlgoPerf_t perf[NPERF];
+    MP_CHECK_CUDNN(cudnnFindConvolutionForwardAlgorithmEx(c->dnn, c->xd, x, c->wd, w, c->cd, c->yd, (void *)y, NPERF,
+                                                          &got, perf, c->ws, c->ws_size));
+    MP_COPY_PERF(out, perf, got);
+  } else if (op == OP_BWD_DATA) {
+    cudnnConvolutionBwdDataAlgoPerf_t perf[NPERF];
+    MP_CHECK_CUDNN(cudnnFindConvolutionBackwardDataAlgorithmEx(c->dnn, c->wd, w, c->yd, x, c->cd, c->xd, (void *)y,
+                                                               NPERF, &got, perf, c->ws, c->ws_size));
+    MP_COPY_PERF(out, perf, got);
+  } else {
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[NPERF];
+    MP_CHECK_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithmEx(c->dnn, c->xd, x, c->yd, w, c->cd, c->wd, (void *)y,
+                                                                 NPERF, &got, perf, c->ws, c->ws_size));
+    MP_COPY_PERF(out, perf, got);
+  }
+  return got;
 }
 
-/* The algorithm for (op, shape): found once on the call's own buffers (Find…Ex writes the
- * output, which the caller then overwrites), cached. */
+/* The first (fastest) usable result: succeeded, within `cap` bytes of workspace,
+ * deterministic when asked, and in fp32 mode no tensor-core math. */
+static int pick_perf(const ctx_t *c, const perf_t *p, int got, size_t cap, bool need_det) {
+  for (int i = 0; i < got; i++) {
+    if (p[i].st != CUDNN_STATUS_SUCCESS || p[i].mem > cap) continue;
+    if (need_det && p[i].det != CUDNN_DETERMINISTIC) continue;
+    if (!c->tf32 && (p[i].math == CUDNN_TENSOR_OP_MATH || p[i].math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)) continue;
+    return i;
+  }
+  return -1;
+}
+
+/* The algorithm for (op, shape), found once and cached.  The fastest deterministic one
+ * within the workspace cap; when there is none (cuDNN 9's deterministic backward-filter
+ * kernels for large batches want more), the search is repeated with a workspace of up to
+ * half the free device memory (at most 8 GiB); only then is a nondeterministic algorithm
+ * taken, with a warning.  MP_CUDA_DETERMINISTIC=0 takes the fastest algorithm whatever its
+ * determinism (PyTorch's cudnn.benchmark choice). */
 static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x, const void *w, const void *y) {
   algo_entry *e = cached(c, op, d);
   if (e) return e;
+  static const char *names[3] = {"forward", "backward-data", "backward-filter"};
   ensure_ws(c, c->ws_cap);
-  enum { NA = 16 };
-  int got = 0, pick = -1;
+  perf_t p[NPERF];
+  int got = find_all(c, op, x, w, y, p);
+  size_t cap = c->ws_cap;
+  int pick = pick_perf(c, p, got, cap, c->deterministic);
+  if (pick < 0) {
+    size_t fr = 0, tot = 0;
+    MP_CHECK_CUDA(cudaMemGetInfo(&fr, &tot));
+    size_t big = fr / 2 < ((size_t)8 << 30) ? fr / 2 : ((size_t)8 << 30);
+    if (big > c->ws_size) {
+      ensure_ws(c, big);
+      got = find_all(c, op, x, w, y, p);
+    }
+    cap = c->ws_size;
+    pick = pick_perf(c, p, got, cap, c->deterministic);
+    if (pick < 0 && c->deterministic) {
+      pick = pick_perf(c, p, got, cap, false);
+      if (pick >= 0)
+        MP_WARN("cuda: no deterministic %s algorithm for conv n%d c%d %dx%d k%d %dx%d stride %d: cuDNN algo %d "
+                "(nondeterministic) is used",
+                names[op], d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride, p[pick].algo);
+    }
+  }
+  MP_CHECK(pick >= 0, "cuDNN offers no %s algorithm for conv n%d c%d %dx%d k%d %dx%d stride %d within %zu MiB of workspace",
+           names[op], d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride, cap >> 20);
   algo_entry ne;
   memset(&ne, 0, sizeof ne);
   ne.op = op;
   ne.d = *d;
-  if (op == OP_FWD) {
-    cudnnConvolutionFwdAlgoPerf_t perf[NA];
-    MP_CHECK_CUDNN(cudnnFindConvolutionForwardAlgorithmEx(c->dnn, c->xd, x, c->wd, w, c->cd, c->yd, (void *)y, NA, &got,
-                                                          perf, c->ws, c->ws_size));
-    for (int i = 0; i < got && pick < 0; i++)
-      if (usable(c, perf[i].status, perf[i].determinism, perf[i].memory, perf[i].mathType)) {
-        pick = i;
-        ne.algo = perf[i].algo, ne.math = perf[i].mathType, ne.ws = perf[i].memory;
-        snprintf(ne.what, sizeof ne.what, "cudnn fwd algo %d, %.3f ms", (int)perf[i].algo, (double)perf[i].time);
-      }
-  } else if (op == OP_BWD_DATA) { /* x: dy, y: dx */
-    cudnnConvolutionBwdDataAlgoPerf_t perf[NA];
-    MP_CHECK_CUDNN(cudnnFindConvolutionBackwardDataAlgorithmEx(c->dnn, c->wd, w, c->yd, x, c->cd, c->xd, (void *)y, NA,
-                                                               &got, perf, c->ws, c->ws_size));
-    for (int i = 0; i < got && pick < 0; i++)
-      if (usable(c, perf[i].status, perf[i].determinism, perf[i].memory, perf[i].mathType)) {
-        pick = i;
-        ne.algo = perf[i].algo, ne.math = perf[i].mathType, ne.ws = perf[i].memory;
-        snprintf(ne.what, sizeof ne.what, "cudnn bwd-data algo %d, %.3f ms", (int)perf[i].algo, (double)perf[i].time);
-      }
-  } else { /* x: x, w: dy, y: dw */
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[NA];
-    MP_CHECK_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithmEx(c->dnn, c->xd, x, c->yd, w, c->cd, c->wd, (void *)y,
-                                                                 NA, &got, perf, c->ws, c->ws_size));
-    for (int i = 0; i < got && pick < 0; i++)
-      if (usable(c, perf[i].status, perf[i].determinism, perf[i].memory, perf[i].mathType)) {
-        pick = i;
-        ne.algo = perf[i].algo, ne.math = perf[i].mathType, ne.ws = perf[i].memory;
-        snprintf(ne.what, sizeof ne.what, "cudnn bwd-filter algo %d, %.3f ms", (int)perf[i].algo, (double)perf[i].time);
-      }
-  }
-  MP_CHECK(pick >= 0,
-           "cuDNN offers no deterministic %s algorithm within the %zu MiB workspace cap for conv n%d c%d %dx%d k%d %dx%d "
-           "stride %d (raise MP_CUDA_WORKSPACE_MB)",
-           op == OP_FWD ? "forward" : op == OP_BWD_DATA ? "backward-data" : "backward-filter", c->ws_cap >> 20, d->n,
-           d->c, d->h, d->w, d->k, d->r, d->s, d->stride);
+  ne.algo = p[pick].algo, ne.math = p[pick].math, ne.ws = p[pick].mem;
+  snprintf(ne.what, sizeof ne.what, "cudnn %s algo %d%s, %.3f ms%s", names[op], p[pick].algo,
+           p[pick].det == CUDNN_DETERMINISTIC ? "" : " (nondeterministic)", (double)p[pick].ms,
+           p[pick].mem > c->ws_cap ? ", workspace beyond the cap" : "");
   if (c->ncache == c->capcache)
     c->cache = (algo_entry *)mp_realloc(c->cache, (size_t)(c->capcache = c->capcache ? 2 * c->capcache : 32) * sizeof *c->cache);
   c->cache[c->ncache] = ne;
   return &c->cache[c->ncache++];
 }
 
-/* ---- bf16 staging: fp32 <-> bf16 casts (round to nearest even) into growable scratch ---- */
-__global__ void k_to_bf16(const float *x, uint16_t *y, size_t n) {
-  GS_LOOP(i, n) {
-    uint32_t u = __float_as_uint(x[i]);
-    if ((u & 0x7fffffffu) > 0x7f800000u) y[i] = (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
-    else y[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+/* ---- bf16 staging: fp32 NCHW <-> bf16 NHWC (round to nearest even) into growable scratch.
+ * cuDNN's bf16 tensor-core kernels want channels-last: NCHW bf16 operands cost it a layout
+ * conversion of its own on every call (bench/gpu: 0.15x PyTorch's channels-last bf16 at batch
+ * 512), so the cast also transposes: activations (n, c, h*w) -> (n, h*w, c), filters
+ * (k, c, r*s) -> (k, r*s, c), and the result back. ------------------------------------------- */
+__device__ __forceinline__ uint16_t bf16_rn(float v) {
+  uint32_t u = __float_as_uint(v);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+__device__ __forceinline__ float ld_f(const float *p) { return *p; }
+__device__ __forceinline__ float ld_f(const uint16_t *p) { return __uint_as_float((uint32_t)*p << 16); }
+__device__ __forceinline__ void st_f(float *p, float v) { *p = v; }
+__device__ __forceinline__ void st_f(uint16_t *p, float v) { *p = bf16_rn(v); }
+
+/* out[z][s][r] = in[z][r][s] for z < Z (grid z), converting element types on the way: a
+ * 32x32 tile through shared memory, so reads and writes are both coalesced */
+enum { TT = 32, TROWS = 8 };
+template <typename Tin, typename Tout>
+__global__ void k_transpose(const Tin *in, Tout *out, int R, int S) {
+  __shared__ float tile[TT][TT + 1];
+  size_t base = (size_t)blockIdx.z * R * S;
+  int s0 = blockIdx.x * TT, r0 = blockIdx.y * TT;
+  for (int j = threadIdx.y; j < TT; j += TROWS) {
+    int r = r0 + j, sc = s0 + threadIdx.x;
+    if (r < R && sc < S) tile[j][threadIdx.x] = ld_f(in + base + (size_t)r * S + sc);
+  }
+  __syncthreads();
+  for (int j = threadIdx.y; j < TT; j += TROWS) {
+    int sc = s0 + j, r = r0 + threadIdx.x;
+    if (r < R && sc < S) st_f(out + base + (size_t)sc * R + r, tile[threadIdx.x][j]);
   }
 }
-__global__ void k_from_bf16(const uint16_t *x, float *y, size_t n) {
-  GS_LOOP(i, n) y[i] = __uint_as_float((uint32_t)x[i] << 16);
+template <typename Tin, typename Tout>
+static void transpose(ctx_t *c, const Tin *in, Tout *out, int Z, int R, int S) {
+  if (!Z || !R || !S) return;
+  MP_CHECK(Z <= 65535 && (R + TT - 1) / TT <= 65535, "bf16 staging: a %d x %d x %d operand is beyond one launch", Z, R, S);
+  dim3 grid((unsigned)((S + TT - 1) / TT), (unsigned)((R + TT - 1) / TT), (unsigned)Z), block(TT, TROWS);
+  k_transpose<Tin, Tout><<<grid, block, 0, c->st>>>(in, out, R, S);
+  MP_LAUNCHED();
 }
+
 static uint16_t *bf_buf(ctx_t *c, int slot, size_t n) {
   if (n > c->bfn[slot]) {
     MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
@@ -333,31 +409,33 @@ static uint16_t *bf_buf(ctx_t *c, int slot, size_t n) {
   }
   return c->bfb[slot];
 }
-static const void *to_bf(ctx_t *c, int slot, const float *x, size_t n) {
-  uint16_t *b = bf_buf(c, slot, n);
-  k_to_bf16<<<grid_for(n, TPB), TPB, 0, c->st>>>(x, b, n);
-  MP_LAUNCHED();
+/* an operand of shape (z, ch, sp) fp32 channels-first -> bf16 channels-last scratch */
+static const void *to_bf(ctx_t *c, int slot, const float *x, int z, int ch, int sp) {
+  uint16_t *b = bf_buf(c, slot, (size_t)z * ch * sp);
+  transpose(c, x, b, z, ch, sp);
   return b;
 }
-static void from_bf(ctx_t *c, const void *b, float *y, size_t n) {
-  k_from_bf16<<<grid_for(n, TPB), TPB, 0, c->st>>>((const uint16_t *)b, y, n);
-  MP_LAUNCHED();
+/* the bf16 channels-last result (z, sp, ch) -> fp32 channels-first */
+static void from_bf(ctx_t *c, const void *b, float *y, int z, int ch, int sp) {
+  transpose(c, (const uint16_t *)b, y, z, sp, ch);
 }
 
 /* One convolution op on (a, bb) into out, in the operand order choose() uses: forward
  * (x, w) -> y; backward data (dy, w) -> dx; backward filter (x, dy) -> dw.  In bf16 mode the
- * operands are cast to bf16 scratch and the bf16 result back to fp32; afterwards yd
- * describes the fp32 output side again (for the bias ops). */
+ * operands are cast to bf16 channels-last scratch and the result back to fp32 NCHW;
+ * afterwards yd describes the fp32 NCHW output side again (for the bias ops). */
 static void run_conv(ctx_t *c, int op, const mp_conv_desc *d, const float *a, const float *bb, float *out) {
   set_conv(c, d);
-  size_t nx = mp_conv_x_count(d), nw = mp_conv_w_count(d), ny = mp_conv_y_count(d);
-  size_t na = op == OP_BWD_DATA ? ny : nx, nb = op == OP_FWD ? nw : op == OP_BWD_DATA ? nw : ny;
-  size_t no = op == OP_FWD ? ny : op == OP_BWD_DATA ? nx : nw;
   const void *A = a, *B = bb;
   void *O = out;
+  /* (z, channels, spatial) of x, w and y */
+  const int X[3] = {d->n, d->c, d->h * d->w}, W[3] = {d->k, d->c, d->r * d->s}, Y[3] = {d->n, d->k, d->p * d->q};
+  const int *sa = op == OP_BWD_DATA ? Y : X, *sb = op == OP_BWD_FILTER ? Y : W;
+  const int *so = op == OP_FWD ? Y : op == OP_BWD_DATA ? X : W;
   if (c->bf16) {
-    A = to_bf(c, 0, a, na), B = to_bf(c, 1, bb, nb);
-    O = bf_buf(c, 2, no);
+    A = to_bf(c, 0, a, sa[0], sa[1], sa[2]);
+    B = to_bf(c, 1, bb, sb[0], sb[1], sb[2]);
+    O = bf_buf(c, 2, (size_t)so[0] * so[1] * so[2]);
   }
   algo_entry *e = choose(c, op, d, A, B, O);
   MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, e->math));
@@ -372,7 +450,7 @@ static void run_conv(ctx_t *c, int op, const mp_conv_desc *d, const float *a, co
     MP_CHECK_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, c->xd, A, c->yd, B, c->cd,
                                                   (cudnnConvolutionBwdFilterAlgo_t)e->algo, c->ws, e->ws, &zero, c->wd, O));
   if (c->bf16) {
-    from_bf(c, O, out, no);
+    from_bf(c, O, out, so[0], so[1], so[2]);
     MP_CHECK_CUDNN(cudnnSetTensor4dDescriptor(c->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n, d->k, d->p, d->q));
   }
 }
@@ -980,6 +1058,8 @@ extern "C" mp_backend *mp_backend_cuda_create(int precision, char *err, size_t e
   const int tf32 = c->tf32;
   const char *cap = getenv("MP_CUDA_WORKSPACE_MB");
   c->ws_cap = (size_t)(cap && atoi(cap) > 0 ? atoi(cap) : 512) << 20;
+  const char *det = getenv("MP_CUDA_DETERMINISTIC");
+  c->deterministic = !(det && !strcmp(det, "0"));
   MP_CHECK_CUDA(cudaSetDevice(c->dev));
   int managed = 0;
   MP_CHECK_CUDA(cudaDeviceGetAttribute(&managed, cudaDevAttrConcurrentManagedAccess, c->dev));

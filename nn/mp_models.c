@@ -44,8 +44,12 @@ double mp_model_classifier_gradients(mp_net *b1, mp_net *rest, const float *x, c
   const float *y = mp_net_forward(rest, f1, n, true, step);
   double loss = mp_ref_bce_logits(y, t, dy, (size_t)n);
   if (logits) *logits = y;
-  mp_net_backward(rest, dy, d1);
-  mp_net_backward(b1, d1, NULL);
+  if (d1) {
+    mp_net_backward(rest, dy, d1);
+    mp_net_backward(b1, d1, NULL);
+  } else { /* block 1's output gradient stays in backend memory */
+    mp_net_backward(b1, mp_net_backward_keep_dx(rest, dy), NULL);
+  }
   return loss;
 }
 
@@ -158,6 +162,17 @@ double mp_gan_generator_gradients(mp_gan_work *w, const float *xr, const float *
   const size_t img = w->px * (size_t)n;
   const float *xf = mp_net_forward(w->g, z, n, true, step);
   if (xf_out) *xf_out = xf;
+  if (w->loss == MP_GAN_WGAN_GP) {
+    /* -E C(G(z)): the real batch plays no part, so the critic sees the n fakes alone.  A
+     * WGAN-GP critic has no batch norm (mp_net_gradient_penalty allows conv, ReLU / leaky
+     * ReLU and flatten only), so each sample's output and input gradient are the same as
+     * in the pair, for half the work. */
+    const float *cf = mp_net_forward(w->d, xf, n, true, step);
+    double L = mp_ref_gan_loss(w->loss, true, cf, cf, n, w->dc, w->dc + n);
+    mp_net_backward_input(w->d, w->dc + n, w->dpair + img);
+    mp_net_backward(w->g, w->dpair + img, NULL);
+    return L;
+  }
   w->be->iface->upload(w->be, w->pair, xr, img * sizeof(float));
   w->be->iface->upload(w->be, w->pair + img, xf, img * sizeof(float));
   const float *c = mp_net_forward(w->d, w->pair, 2 * n, true, step);

@@ -21,8 +21,9 @@
 void mp_model_classifier(mp_backend *be, int max_batch, uint64_t seed, float dropout, mp_net **block1, mp_net **rest);
 /* One classifier gradient computation on n samples (block 1 then the rest, BCE with
  * logits against t, backward through both): returns the loss; *logits (may be NULL)
- * points at the n logits.  dy (n floats) and d1 (n x 16 x 64 x 64) are the caller's
- * scratch. */
+ * points at the n logits.  dy (n floats) is the caller's scratch; d1 (n x 16 x 64 x 64), when
+ * not NULL, receives block 1's output gradient in host memory (NULL: it goes from one net
+ * to the other in the backend's memory, which on a device saves two PCIe copies). */
 double mp_model_classifier_gradients(mp_net *block1, mp_net *rest, const float *x, const float *t, int n,
                                      uint64_t step, float *dy, float *d1, const float **logits);
 
@@ -46,8 +47,9 @@ void mp_gan_work_free(mp_gan_work *w);
  * the penalty alone (0 for other losses). */
 double mp_gan_critic_gradients(mp_gan_work *w, const float *xr, const float *xf, uint64_t step, double *penalty);
 /* Generator gradients (overwritten): xf = G(z) (training mode), the critic on
- * [xr; xf] (a fresh real batch, C(xr) recomputed), the loss's G form, the gradient
- * through the critic's input only (its parameter gradients are untouched), G's backward.
+ * [xr; xf] (a fresh real batch, C(xr) recomputed; WGAN-GP, whose G loss has no real
+ * term: on xf alone, xr unused), the loss's G form, the gradient through the critic's
+ * input only (its parameter gradients are untouched), G's backward.
  * Returns the loss; *xf_out (may be NULL) points at the n generated samples. */
 double mp_gan_generator_gradients(mp_gan_work *w, const float *xr, const float *z, uint64_t step,
                                   const float **xf_out);

@@ -12,12 +12,14 @@
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "mp_alloc.h"
 #include "mp_check.h"
 #include "mp_json.h"
+#include "mp_log.h"
 #include "mp_rng.h"
 
 typedef enum { L_CONV, L_CONVT, L_BN, L_ACT, L_POOL, L_FLAT, L_LINEAR, L_DROP } kind_t;
@@ -56,7 +58,23 @@ struct mp_net {
   float *gtmp;         /* nparams: one backward's gradients before they are added */
   float *gp_a, *gp_b;  /* gradient penalty: ping-pong buffers, largest activation x max batch */
   size_t max_act;      /* floats per sample of the largest activation */
+  /* MP_NN_PROFILE=1: seconds per layer, forward [2i] and backward [2i+1], each layer timed
+   * between two backend syncs (which serialises a device backend: for finding where the
+   * time goes, not for throughput); printed to stderr by mp_net_free */
+  double *prof;
+  long prof_calls[2];
+  int prof_batch;
 };
+
+/* the profiler's clock: the backend's queue drained, then the wall clock */
+static double prof_mark(mp_net *n) {
+  if (!n->prof) return 0;
+  mp_backend_sync(n->be);
+  return mp_now();
+}
+static void prof_add(mp_net *n, int i, int dir, double t0) {
+  if (n->prof) n->prof[2 * i + dir] += prof_mark(n) - t0;
+}
 
 mp_net *mp_net_new(mp_backend *be, int c, int h, int w, int max_batch, uint64_t seed) {
   mp_net *n = mp_calloc(1, sizeof *n);
@@ -136,6 +154,8 @@ static mp_conv_desc conv_of(const layer *l, int n) {
 
 void mp_net_build(mp_net *n) {
   int c = n->in_c, h = n->in_h, w = n->in_w;
+  const char *pe = getenv("MP_NN_PROFILE");
+  if (pe && *pe && strcmp(pe, "0") != 0) n->prof = mp_calloc(2 * (size_t)n->nl, sizeof(double));
   size_t np = 0, ns = 0;
   for (int i = 0; i < n->nl; i++) {
     layer *l = &n->L[i];
@@ -264,8 +284,10 @@ const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, ui
   n->train = train;
   n->step = step;
   if (x != n->act[0]) f->upload(be, n->act[0], x, per(n->in_c, n->in_h, n->in_w) * (size_t)batch * sizeof(float));
+  if (n->prof) n->prof_calls[0]++, n->prof_batch = batch;
   for (int i = 0; i < n->nl; i++) {
     layer *l = &n->L[i];
+    double t0 = prof_mark(n);
     const float *in = n->act[i];
     float *out = n->act[i + 1], *P = n->params;
     size_t cnt = per(l->c, l->h, l->w) * (size_t)batch;
@@ -324,6 +346,7 @@ const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, ui
         f->copy(be, out, in, cnt);
       break;
     }
+    prof_add(n, i, 0, t0);
   }
   host(n);
   return n->act[n->nl];
@@ -340,19 +363,22 @@ static void grad_commit(mp_net *n) {
   n->be->iface->axpy(n->be, 1.0f, n->gtmp, n->grads, n->nparams);
 }
 
-/* The backward pass; weights = false skips every parameter gradient (only dL/dinput). */
-static void backward(mp_net *n, const float *dy, float *dx, bool weights) {
+/* The backward pass; weights = false skips every parameter gradient (only dL/dinput);
+ * keep_dx: dL/dinput is computed into dact[0] and left there. */
+static void backward(mp_net *n, const float *dy, float *dx, bool weights, bool keep_dx) {
   const mp_backend_i *f = n->be->iface;
   mp_backend *be = n->be;
   int batch = n->batch;
   float *G = weights ? grad_target(n) : NULL;
   f->upload(be, n->dact[n->nl], dy, mp_net_output_size(n) * (size_t)batch * sizeof(float));
+  if (n->prof) n->prof_calls[1]++;
   for (int i = n->nl - 1; i >= 0; i--) {
     layer *l = &n->L[i];
+    double t0 = prof_mark(n);
     const float *in = n->act[i], *out = n->act[i + 1], *g = n->dact[i + 1];
     float *gi = n->dact[i], *P = n->params;
     size_t cnt = per(l->c, l->h, l->w) * (size_t)batch;
-    bool need_dx = i > 0 || dx;
+    bool need_dx = i > 0 || dx || keep_dx;
     if (!weights && !need_dx) break;
     switch (l->kind) {
     case L_CONV: {
@@ -417,17 +443,23 @@ static void backward(mp_net *n, const float *dy, float *dx, bool weights) {
         f->copy(be, gi, g, cnt);
       break;
     }
+    prof_add(n, i, 1, t0);
   }
   if (weights) grad_commit(n);
   if (dx) f->download(be, dx, n->dact[0], per(n->in_c, n->in_h, n->in_w) * (size_t)batch * sizeof(float));
   host(n);
 }
 
-void mp_net_backward(mp_net *n, const float *dy, float *dx) { backward(n, dy, dx, true); }
+void mp_net_backward(mp_net *n, const float *dy, float *dx) { backward(n, dy, dx, true, false); }
+
+const float *mp_net_backward_keep_dx(mp_net *n, const float *dy) {
+  backward(n, dy, NULL, true, true);
+  return n->dact[0];
+}
 
 void mp_net_backward_input(mp_net *n, const float *dy, float *dx) {
   MP_CHECK(dx, "mp_net_backward_input needs dx");
-  backward(n, dy, dx, false);
+  backward(n, dy, dx, false, false);
 }
 
 void mp_net_set_accumulate(mp_net *n, bool on) { n->accumulate = on; }
@@ -540,8 +572,31 @@ float *mp_net_running_stats(mp_net *n, int i, float **var) {
   return m;
 }
 
+/* MP_NN_PROFILE's table: per layer, its shape and ms per call forward and backward */
+static void prof_print(const mp_net *n) {
+  if (!n->prof || !n->prof_calls[0]) return;
+  double tf = 0, tb = 0;
+  for (int i = 0; i < n->nl; i++) tf += n->prof[2 * i], tb += n->prof[2 * i + 1];
+  long cf = n->prof_calls[0], cb = n->prof_calls[1] ? n->prof_calls[1] : 1;
+  fprintf(stderr, "MP_NN_PROFILE %s, batch %d: %ld forward / %ld backward calls, %.3f / %.3f ms per call\n",
+          n->be->iface->name, n->prof_batch, cf, n->prof_calls[1], 1e3 * tf / cf, 1e3 * tb / cb);
+  for (int i = 0; i < n->nl; i++) {
+    const layer *l = &n->L[i];
+    char what[128] = "";
+    if (l->kind == L_CONV || l->kind == L_CONVT) {
+      mp_conv_desc d = conv_of(l, n->prof_batch);
+      const char *a = n->be->iface->describe(n->be, l->kind == L_CONV ? "conv2d_forward" : "conv2d_backward_data", &d);
+      snprintf(what, sizeof what, "k%d %dx%d s%d%s  [%s]", l->k, l->r, l->r, l->stride, l->sn ? " SN" : "", a ? a : "");
+    }
+    fprintf(stderr, "  %2d %-6s %4dx%-4dx%-4d -> %4dx%-4dx%-4d fwd %8.3f ms  bwd %8.3f ms  %s\n", i, kind_name(l->kind), l->c,
+            l->h, l->w, l->oc, l->oh, l->ow, 1e3 * n->prof[2 * i] / cf, 1e3 * n->prof[2 * i + 1] / cb, what);
+  }
+}
+
 void mp_net_free(mp_net *n) {
   if (!n) return;
+  prof_print(n);
+  mp_free(n->prof);
   for (int i = 0; i < n->nl; i++) {
     bfree(n, n->L[i].mask);
     bfree(n, n->L[i].save_mean);

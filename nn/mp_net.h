@@ -52,6 +52,10 @@ mp_backend *mp_net_backend(const mp_net *net);
 /* Backward from dL/doutput (n x output size) of the last forward: writes every
  * parameter gradient (overwrites) and, when dx is non-NULL, dL/dinput. */
 void mp_net_backward(mp_net *net, const float *dy, float *dx);
+/* mp_net_backward that keeps dL/dinput in the backend's memory: returns it (n x input
+ * size, valid until the next backward), for the backward of a net feeding this one (no
+ * round trip through host memory on a device backend). */
+const float *mp_net_backward_keep_dx(mp_net *net, const float *dy);
 /* Batch-norm statistics in training over groups of `samples` consecutive samples of the
  * batch (0, the default: the whole batch).  With K ranks each normalising its own B/K
  * samples (SPEC §6: statistics per rank), one rank with group B/K computes the same

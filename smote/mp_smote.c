@@ -99,7 +99,7 @@ int mp_smote_features_run(MPI_Comm comm, const mp_config *cfg, const mp_smote_ar
   for (uint64_t i = 0; i < m; i += (uint64_t)eb) {
     int c = (int)(m - i < (uint64_t)eb ? m - i : (uint64_t)eb);
     for (size_t e = 0; e < (size_t)c * px; e++) x[e] = (float)pix[i * px + e] / 127.5f - 1.0f;
-    memcpy(F + (r.begin + i) * D, mp_net_forward(b1, x, c, false, 0), (size_t)c * D * sizeof *F);
+    mp_backend_download(mp_net_backend(b1), F + (r.begin + i) * D, mp_net_forward(b1, x, c, false, 0), (size_t)c * D * sizeof *F);
   }
   mp_free(pix), mp_free(x);
   mp_store_close(st);

@@ -244,15 +244,9 @@ static void check_other_ops(const char *name, mp_backend *be, mp_backend *ref, m
   }
 }
 
-static void check_backend(const char *name) {
-  char err[256];
-  if (mp_backend_device_absent(name)) {
-    printf("  %-4s skipped: no device visible to this process\n", name);
-    return;
-  }
-  mp_backend *be = mp_backend_create(name, err, sizeof err), *ref = mp_backend_create("ref", err, sizeof err);
-  if (!be) fail_msg("%s", err);
-  g_be = be;
+/* Every convolution shape, forward, backward data and backward weights (with and without
+ * bias) against ref: NMSE below tol for each. */
+static void check_convs(const char *name, mp_backend *be, mp_backend *ref, mp_rng *r, double tol) {
   /* n c h w k r s stride pad_h pad_w */
   static const int shapes[][10] = {
       {2, 3, 16, 16, 8, 3, 3, 1, 1, 1},  /* classifier 3x3 pad 1 */
@@ -264,8 +258,6 @@ static void check_backend(const char *name) {
       {1, 4, 10, 10, 3, 3, 1, 1, 1, 0},  /* ... 3x1 pad (1, 0) */
       {1, 3, 15, 15, 4, 3, 3, 2, 0, 0},  /* ... 3x3 stride 2 valid */
   };
-  mp_rng r;
-  mp_rng_init(&r, 51, MP_RNG_TEST, 0);
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     const int *q = shapes[s];
     mp_conv_desc d;
@@ -274,10 +266,10 @@ static void check_backend(const char *name) {
     float *x = T(nx), *w = T(nw), *b = T((size_t)d.k), *dy = T(ny), *y1 = T(ny), *y2 = T(ny), *dx1 = T(nx), *dx2 = T(nx);
     float *dw1 = T(nw), *dw2 = T(nw), *db1 = T((size_t)d.k), *db2 = T((size_t)d.k);
     for (int bias = 0; bias < 2; bias++) {
-      fill(x, nx, &r);
-      fill(w, nw, &r);
-      fill(b, (size_t)d.k, &r);
-      fill(dy, ny, &r);
+      fill(x, nx, r);
+      fill(w, nw, r);
+      fill(b, (size_t)d.k, r);
+      fill(dy, ny, r);
       poison(y1, ny), poison(y2, ny), poison(dx1, nx), poison(dx2, nx);
       poison(dw1, nw), poison(dw2, nw), poison(db1, (size_t)d.k), poison(db2, (size_t)d.k);
       mp_conv2d_forward(be, &d, x, w, bias ? b : NULL, y1);
@@ -291,11 +283,24 @@ static void check_backend(const char *name) {
       printf("  %-4s conv %dx%d s%d p%d,%d %2dx%-2d c%-2d k%-2d bias %d: nmse fwd %.1e data %.1e weights %.1e bias %.1e  [%s]\n",
              name, d.r, d.s, d.stride, d.pad, d.pad_w, d.h, d.w, d.c, d.k, bias, e1, e2, e3, e4,
              be->iface->describe(be, "conv2d_forward", &d));
-      const double tol = 1e-10; /* fp32 with another summation order: ~1e-13 observed */
-      if (!(e1 < tol && e2 < tol && e3 < tol && e4 < tol)) fail_msg("%s differs from ref (shape %zu, bias %d)", name, s, bias);
+      if (!(e1 < tol && e2 < tol && e3 < tol && e4 < tol)) fail_msg("%s differs from ref (shape %zu, bias %d, tolerance %.0e)", name, s, bias, tol);
     }
     T_release_all();
   }
+}
+
+static void check_backend(const char *name) {
+  char err[256];
+  if (mp_backend_device_absent(name)) {
+    printf("  %-4s skipped: no device visible to this process\n", name);
+    return;
+  }
+  mp_backend *be = mp_backend_create(name, err, sizeof err), *ref = mp_backend_create("ref", err, sizeof err);
+  if (!be) fail_msg("%s", err);
+  g_be = be;
+  mp_rng r;
+  mp_rng_init(&r, 51, MP_RNG_TEST, 0);
+  check_convs(name, be, ref, &r, 1e-10); /* fp32 with another summation order: ~1e-13 observed */
   /* element-wise activations, forward and backward */
   static const char *anames[] = {"relu", "lrelu", "tanh", "sigmoid"};
   enum { NE = 1000 };
@@ -330,7 +335,55 @@ static void test_backends(void **state) {
   assert_non_null(strstr(err, "not in this build"));
 }
 
+/* The cuda backend's reduced precisions against the fp32 ref, with tolerances from their
+ * rounding: TF32 (10-bit mantissa operands, fp32 accumulation: ~1e-7 expected) and bf16
+ * mixed precision (8-bit mantissa operands and convolution results, fp32 accumulation:
+ * ~5e-6 expected); a layout or indexing error gives ~1.  The printed NMSEs are the
+ * accuracy cost of each mode per op. */
+static void test_reduced_precision(void **state) {
+  (void)state;
+  if (!strstr(mp_backend_list(), "cuda")) {
+    printf("  no cuda backend in this build: skipped\n");
+    return;
+  }
+  static const struct {
+    const char *name;
+    double tol;
+  } modes[] = {{"cuda:tf32", 1e-5}, {"cuda:bf16", 1e-4}};
+  for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+    const char *name = modes[m].name;
+    char err[256];
+    if (mp_backend_device_absent(name)) {
+      printf("  %s skipped: no device visible to this process\n", name);
+      continue;
+    }
+    mp_backend *be = mp_backend_create(name, err, sizeof err), *ref = mp_backend_create("ref", err, sizeof err);
+    if (!be) fail_msg("%s", err);
+    g_be = be;
+    mp_rng r;
+    mp_rng_init(&r, 52, MP_RNG_TEST, 0);
+    check_convs(name, be, ref, &r, modes[m].tol);
+    /* linear: n 64, in 300, out 40 (cuBLAS in TF32 / bf16 tensor-core modes) */
+    enum { LN = 64, LI = 300, LO = 40 };
+    float *x = T(LN * LI), *w = T(LO * LI), *bias = T(LO), *y1 = T(LN * LO), *y2 = T(LN * LO), *dy = T(LN * LO);
+    float *dx1 = T(LN * LI), *dx2 = T(LN * LI), *dw1 = T(LO * LI), *dw2 = T(LO * LI), *db1 = T(LO), *db2 = T(LO);
+    fill(x, LN * LI, &r), fill(w, LO * LI, &r), fill(bias, LO, &r), fill(dy, LN * LO, &r);
+    poison(y1, LN * LO), poison(dx1, LN * LI), poison(dw1, LO * LI), poison(db1, LO);
+    be->iface->linear_forward(be, x, w, bias, y1, LN, LI, LO);
+    ref->iface->linear_forward(ref, x, w, bias, y2, LN, LI, LO);
+    be->iface->linear_backward(be, x, w, dy, dx1, dw1, db1, LN, LI, LO);
+    ref->iface->linear_backward(ref, x, w, dy, dx2, dw2, db2, LN, LI, LO);
+    CHECK_NMSE("linear forward", y1, y2, LN * LO, modes[m].tol);
+    CHECK_NMSE("linear backward: dx", dx1, dx2, LN * LI, modes[m].tol);
+    CHECK_NMSE("linear backward: dW", dw1, dw2, LO * LI, modes[m].tol);
+    CHECK_NMSE("linear backward: db", db1, db2, LO, 1e-10); /* a plain fp32 sum in every mode */
+    T_release_all();
+    mp_backend_free(be);
+    mp_backend_free(ref);
+  }
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_backends)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_backends), cmocka_unit_test(test_reduced_precision)};
   return cmocka_run_group_tests_name("backend", tests, NULL, NULL);
 }

@@ -257,7 +257,8 @@ static double train_step(trainer *t, int s, uint64_t g, bool *stop) {
     /* SPEC §9 phase 3: block 1 frozen (eval mode: running statistics, as the vectors were
      * made), its embeddings with the synthetic vectors in their batch places, only the rest
      * trained */
-    memcpy(t->d1, mp_net_forward(t->b1, x, t->b, false, g), (size_t)t->b * t->dvec * sizeof(float));
+    mp_backend_download(mp_net_backend(t->b1), t->d1, mp_net_forward(t->b1, x, t->b, false, g),
+                        (size_t)t->b * t->dvec * sizeof(float));
     for (int j = 0; j < t->b; j++) {
       int64_t v = t->slot_vec[(size_t)s * t->b + j];
       if (v >= 0) memcpy(t->d1 + (size_t)j * t->dvec, t->vec + (size_t)v * t->dvec, t->dvec * sizeof(float));
@@ -267,7 +268,7 @@ static double train_step(trainer *t, int s, uint64_t g, bool *stop) {
     mp_net_backward(t->rest, t->dy, NULL);
     memset(mp_net_grads(t->b1), 0, t->np1 * sizeof(float));
   } else
-    loss = mp_model_classifier_gradients(t->b1, t->rest, x, t->tlab, t->b, g, t->dy, t->d1, NULL);
+    loss = mp_model_classifier_gradients(t->b1, t->rest, x, t->tlab, t->b, g, t->dy, NULL, NULL);
   float sc[2] = {(float)loss, (float)g_stop_signal}; /* a signal on any rank stops all */
   const float inv = 1.0f / (float)t->K;
   const size_t np = t->np1 + t->np2;

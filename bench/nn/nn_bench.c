@@ -54,21 +54,22 @@ static const char *gpu_mb(mp_backend *be, char *buf, size_t len) {
 static int classifier(mp_backend *be, int B, int reps, double *sec) {
   mp_net *b1, *rest;
   mp_model_classifier(be, B, 1, 0.5f, &b1, &rest);
-  float *x = mp_malloc((size_t)B * 128 * 128 * 4), *t = mp_malloc((size_t)B * 4), *dy = mp_malloc((size_t)B * 4);
-  float *d1 = mp_malloc((size_t)B * 16 * 64 * 64 * 4);
+  /* the patches in the backend's memory, as PyTorch's peer keeps its batch on the device
+   * (the trainer uploads uint8 patches, a quarter of these bytes) */
+  float *x = be->iface->alloc(be, (size_t)B * 128 * 128 * 4), *t = mp_malloc((size_t)B * 4), *dy = mp_malloc((size_t)B * 4);
+  mp_backend_sync(be);
   fill(x, (size_t)B * 128 * 128, 0, false);
   for (int i = 0; i < B; i++) t[i] = (float)(i % 2);
   for (int s = 0; s < reps + 2; s++) {
     double t0 = mp_now();
-    mp_model_classifier_gradients(b1, rest, x, t, B, (uint64_t)s, dy, d1, NULL);
+    mp_model_classifier_gradients(b1, rest, x, t, B, (uint64_t)s, dy, NULL, NULL);
     mp_net_adam(b1, 1e-5f, 0.5f, 0.999f, 1e-8f);
     mp_net_adam(rest, 1e-5f, 0.5f, 0.999f, 1e-8f);
     sec[s] = mp_now() - t0;
   }
-  mp_free(x);
+  be->iface->release(be, x);
   mp_free(t);
   mp_free(dy);
-  mp_free(d1);
   mp_net_free(b1);
   mp_net_free(rest);
   return 0;
@@ -92,7 +93,7 @@ static int gan(mp_backend *be, const char *loss, bool sn, int F, int Z, int B, i
   for (int s = 0; s < reps + 2; s++) {
     double t0 = mp_now();
     fill(z, (size_t)B * Z, 100 + 2 * (uint64_t)s, true);
-    memcpy(xf, mp_net_forward(g, z, B, true, (uint64_t)s), (size_t)B * PX * 4);
+    mp_backend_download(be, xf, mp_net_forward(g, z, B, true, (uint64_t)s), (size_t)B * PX * 4); /* as gan/ */
     mp_gan_critic_gradients(w, xr, xf, (uint64_t)s, NULL);
     mp_net_adam(d, lr_d, b1, b2, 1e-8f);
     double t1 = mp_now();

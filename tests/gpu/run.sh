@@ -17,6 +17,9 @@
 #                       python has torch, h5py and numpy
 #           nccl_1, nccl_2   mpiexec -n 1 / -n 2 --oversubscribe build-gpu/tests/gpu_nccl_check
 #                       (exit 0 pass, 77 skip, else fail)
+#           profile     mp_bench_nn under MP_NN_PROFILE=1 (per-layer times: classifier fp32 and
+#                       bf16, a WGAN-GP iteration) and the classifier with and without
+#                       MP_CUDA_DETERMINISTIC=0, into bench.log
 #           bench       BUILD_DIR=build-gpu TIME_BUDGET_S=<left, at most 240> bench/gpu/run.sh
 # Output in $OUT (default build-gpu-out): summary.md (a Markdown table: step, PASS/FAIL/SKIP,
 # wall time, log, note) and the logs, grouped so that $OUT never holds more than 8 files
@@ -278,7 +281,7 @@ else
   fi
 fi
 if ((!build_steps_ok)); then
-  for s in test_backend test_net parity_classifier parity_gan nccl_1 nccl_2 bench; do
+  for s in test_backend test_net parity_classifier parity_gan nccl_1 nccl_2 profile bench; do
     skip "$s" - "nothing built"
   done
   finish
@@ -342,6 +345,27 @@ for n in 1 2; do
     step "$name" nccl.log 90 "$mpiexec_bin" -n 2 --oversubscribe "$nccl"
   fi
 done
+
+# ---- where the time goes: MP_NN_PROFILE's per-layer tables (each layer between two syncs) for
+# the classifier in fp32 and bf16 and a WGAN-GP GAN iteration, and what deterministic cuDNN
+# algorithms cost (the default against MP_CUDA_DETERMINISTIC=0) ----------------------------------
+tool=$bdir/bench/mp_bench_nn
+if ((!have_gpu)); then
+  skip profile bench.log "$nogpu"
+elif [[ ! -x $tool ]]; then
+  record profile FAIL 0 bench.log "$tool was not built"
+else
+  # shellcheck disable=SC2016 # the positional parameter expands in the inner bash
+  step profile bench.log 120 bash -c 'rc=0
+    MP_NN_PROFILE=1 "$1" cuda classifier 128 3 || rc=1
+    MP_NN_PROFILE=1 "$1" cuda:bf16 classifier 128 3 || rc=1
+    MP_NN_PROFILE=1 "$1" cuda gansteps wgan-gp 0 64 64 3 || rc=1
+    echo "classifier fp32 batch 128, deterministic cuDNN algorithms (the default):"
+    "$1" cuda classifier 128 10 || rc=1
+    echo "the same with MP_CUDA_DETERMINISTIC=0 (the fastest algorithm, as PyTorch'"'"'s cudnn.benchmark):"
+    MP_CUDA_DETERMINISTIC=0 "$1" cuda classifier 128 10 || rc=1
+    exit $rc' _ "$tool"
+fi
 
 # ---- the benchmark ------------------------------------------------------------------------------
 if ((!have_gpu)); then
