@@ -60,7 +60,8 @@ struct mp_net {
   size_t max_act;      /* floats per sample of the largest activation */
   /* MP_NN_PROFILE=1: seconds per layer, forward [2i] and backward [2i+1], each layer timed
    * between two backend syncs (which serialises a device backend: for finding where the
-   * time goes, not for throughput); printed to stderr by mp_net_free */
+   * time goes, not for throughput); printed to stderr by mp_net_free.  The first forward
+   * and backward are left out: a device backend searches its algorithms there. */
   double *prof;
   long prof_calls[2];
   int prof_batch;
@@ -73,7 +74,9 @@ static double prof_mark(mp_net *n) {
   return mp_now();
 }
 static void prof_add(mp_net *n, int i, int dir, double t0) {
-  if (n->prof) n->prof[2 * i + dir] += prof_mark(n) - t0;
+  if (!n->prof) return;
+  double t = prof_mark(n) - t0;
+  if (n->prof_calls[dir] > 1) n->prof[2 * i + dir] += t;
 }
 
 mp_net *mp_net_new(mp_backend *be, int c, int h, int w, int max_batch, uint64_t seed) {
@@ -574,12 +577,14 @@ float *mp_net_running_stats(mp_net *n, int i, float **var) {
 
 /* MP_NN_PROFILE's table: per layer, its shape and ms per call forward and backward */
 static void prof_print(const mp_net *n) {
-  if (!n->prof || !n->prof_calls[0]) return;
+  if (!n->prof || n->prof_calls[0] < 2) return;
   double tf = 0, tb = 0;
   for (int i = 0; i < n->nl; i++) tf += n->prof[2 * i], tb += n->prof[2 * i + 1];
-  long cf = n->prof_calls[0], cb = n->prof_calls[1] ? n->prof_calls[1] : 1;
-  fprintf(stderr, "MP_NN_PROFILE %s, batch %d: %ld forward / %ld backward calls, %.3f / %.3f ms per call\n",
-          n->be->iface->name, n->prof_batch, cf, n->prof_calls[1], 1e3 * tf / cf, 1e3 * tb / cb);
+  /* per call, the first of each direction left out */
+  long cf = n->prof_calls[0] > 1 ? n->prof_calls[0] - 1 : 1, cb = n->prof_calls[1] > 1 ? n->prof_calls[1] - 1 : 1;
+  fprintf(stderr, "MP_NN_PROFILE %s, last batch %d: %ld forward / %ld backward calls timed (the first of each left out), "
+          "%.3f / %.3f ms per call\n", n->be->iface->name, n->prof_batch, n->prof_calls[0] - 1,
+          n->prof_calls[1] > 0 ? n->prof_calls[1] - 1 : 0, 1e3 * tf / cf, 1e3 * tb / cb);
   for (int i = 0; i < n->nl; i++) {
     const layer *l = &n->L[i];
     char what[128] = "";

@@ -357,9 +357,9 @@ elif [[ ! -x $tool ]]; then
 else
   # shellcheck disable=SC2016 # the positional parameter expands in the inner bash
   step profile bench.log 120 bash -c 'rc=0
-    MP_NN_PROFILE=1 "$1" cuda classifier 128 3 || rc=1
-    MP_NN_PROFILE=1 "$1" cuda:bf16 classifier 128 3 || rc=1
-    MP_NN_PROFILE=1 "$1" cuda gansteps wgan-gp 0 64 64 3 || rc=1
+    MP_NN_PROFILE=1 "$1" cuda classifier 128 10 || rc=1
+    MP_NN_PROFILE=1 "$1" cuda:bf16 classifier 128 10 || rc=1
+    MP_NN_PROFILE=1 "$1" cuda gansteps wgan-gp 0 64 64 10 || rc=1
     echo "classifier fp32 batch 128, deterministic cuDNN algorithms (the default):"
     "$1" cuda classifier 128 10 || rc=1
     echo "the same with MP_CUDA_DETERMINISTIC=0 (the fastest algorithm, as PyTorch'"'"'s cudnn.benchmark):"
