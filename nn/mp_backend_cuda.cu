@@ -341,6 +341,17 @@ static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x
                 "(nondeterministic) is used",
                 names[op], d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride, p[pick].algo);
     }
+    /* keep the workspace that the chosen algorithms need, not the search's */
+    size_t keep = c->ws_cap;
+    if (pick >= 0 && p[pick].mem > keep) keep = p[pick].mem;
+    for (int i = 0; i < c->ncache; i++)
+      if (c->cache[i].ws > keep) keep = c->cache[i].ws;
+    if (keep < c->ws_size) {
+      MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+      MP_CHECK_CUDA(cudaFree(c->ws));
+      c->ws = NULL, c->ws_size = 0;
+      ensure_ws(c, keep);
+    }
   }
   MP_CHECK(pick >= 0, "cuDNN offers no %s algorithm for conv n%d c%d %dx%d k%d %dx%d stride %d within %zu MiB of workspace",
            names[op], d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride, cap >> 20);

@@ -289,15 +289,24 @@ static void check_convs(const char *name, mp_backend *be, mp_backend *ref, mp_rn
   }
 }
 
-static void check_backend(const char *name) {
+/* The backend under test (the test buffers' allocator) and a ref beside it; false, with a
+ * message, when the backend's device is absent. */
+static bool open_pair(const char *name, mp_backend **be, mp_backend **ref) {
   char err[256];
   if (mp_backend_device_absent(name)) {
     printf("  %-4s skipped: no device visible to this process\n", name);
-    return;
+    return false;
   }
-  mp_backend *be = mp_backend_create(name, err, sizeof err), *ref = mp_backend_create("ref", err, sizeof err);
-  if (!be) fail_msg("%s", err);
-  g_be = be;
+  *be = mp_backend_create(name, err, sizeof err);
+  if (!*be) fail_msg("%s", err);
+  *ref = mp_backend_create("ref", err, sizeof err);
+  g_be = *be;
+  return true;
+}
+
+static void check_backend(const char *name) {
+  mp_backend *be, *ref;
+  if (!open_pair(name, &be, &ref)) return;
   mp_rng r;
   mp_rng_init(&r, 51, MP_RNG_TEST, 0);
   check_convs(name, be, ref, &r, 1e-10); /* fp32 with another summation order: ~1e-13 observed */
@@ -352,14 +361,8 @@ static void test_reduced_precision(void **state) {
   } modes[] = {{"cuda:tf32", 1e-5}, {"cuda:bf16", 1e-4}};
   for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
     const char *name = modes[m].name;
-    char err[256];
-    if (mp_backend_device_absent(name)) {
-      printf("  %s skipped: no device visible to this process\n", name);
-      continue;
-    }
-    mp_backend *be = mp_backend_create(name, err, sizeof err), *ref = mp_backend_create("ref", err, sizeof err);
-    if (!be) fail_msg("%s", err);
-    g_be = be;
+    mp_backend *be, *ref;
+    if (!open_pair(name, &be, &ref)) continue;
     mp_rng r;
     mp_rng_init(&r, 52, MP_RNG_TEST, 0);
     check_convs(name, be, ref, &r, modes[m].tol);
