@@ -278,6 +278,10 @@ else
   fi
   if ((!build_steps_ok)); then
     details+="### the end of build.log"$'\n\n```\n'"$(grep -v '^\s*$' "$OUT/build.log" | tail -n 40)"$'\n```\n'
+    if grep -q 'required dependencies not found' "$OUT/build.log" && ! compgen -G "$debs/*.deb" >/dev/null; then
+      details+="Libraries are missing and no $debs/*.deb was carried: run tests/gpu/fetch-debs.sh on a Debian 12"
+      details+=" machine and carry $debs with the tree."$'\n'
+    fi
   fi
 fi
 if ((!build_steps_ok)); then
