@@ -70,8 +70,12 @@ n=$(grep -c "complete, skipped" "$tmp/a2.log")
 #    finishes with the clean run's numbers
 "$mpiexec" -n 2 --oversubscribe "$mp" pipeline --config "$cfg" --set pipeline.out="$tmp/b" > "$tmp/b1.log" 2>&1 &
 pid=$!
+# mid_stage GLOB: after a stage has started, wait until its first job has finished (GLOB
+# matches) or 1.5 s have passed, whichever is first: the stages take ~3.5 and ~5 s on a 2-core
+# VM, and a fixed wait of 2-3 s once let a fast machine finish the whole stage first
+mid_stage() { for _ in $(seq 30); do compgen -G "$1" >/dev/null && break; sleep 0.05; done; }
 for _ in $(seq 1500); do [ "$(stage_status "$tmp/b" baseline)" = running ] && break; sleep 0.2; done
-sleep 2
+mid_stage "$tmp/b/experiment/runs/baseline/split-*/eval.json"
 kill -KILL $pid; pkill -KILL -f "$mp pipeline --config $cfg --set pipeline.out=$tmp/b" 2>/dev/null
 wait $pid 2>/dev/null
 [ "$(stage_status "$tmp/b" baseline)" = running ] && ok "SIGKILL during the baseline stage" \
@@ -79,7 +83,7 @@ wait $pid 2>/dev/null
 "$mpiexec" -n 2 --oversubscribe "$mp" pipeline --config "$cfg" --set pipeline.out="$tmp/b" > "$tmp/b2.log" 2>&1 &
 pid=$!  # mpiexec itself: it forwards SIGUSR1 to every rank (SIGTERM it turns into a kill)
 for _ in $(seq 1500); do [ "$(stage_status "$tmp/b" experiment)" = running ] && break; sleep 0.2; done
-sleep 3
+mid_stage "$tmp/b/experiment/runs/gan/split-*/eval.json" # (the baseline jobs are the baseline stage's)
 kill -USR1 $pid
 wait $pid; rc=$?
 [ $rc -eq 75 ] && [ "$(stage_status "$tmp/b" experiment)" = interrupted ] && grep -q "complete, skipped" "$tmp/b2.log" \

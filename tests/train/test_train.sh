@@ -45,8 +45,11 @@ out=$(check steps "$tmp/u/train.json" "$tmp/r/train.json") && ok "$out" || bad "
 # 4. SIGUSR1 (Slurm's warning): checkpoint, exit 75, resume completes
 "$mp" train --store "$S" --out "$tmp/sig" --split-seed 4 --set train.batch=32 --set train.epochs=2 -q &
 pid=$!
-for _ in $(seq 100); do [[ -f $tmp/sig/train.json ]] && break; sleep 0.2; done
-sleep 2
+# train.json is written once the signal handlers are in place, just before the first step: a
+# short wait after it lands the signal in the first epoch (a fixed 2 s could outlast a short
+# run on a fast machine)
+for _ in $(seq 100); do [[ -f $tmp/sig/train.json ]] && break; sleep 0.05; done
+sleep 0.3
 kill -USR1 $pid
 wait $pid
 rc=$?
