@@ -91,6 +91,14 @@ static bool row_has_at_least(const uint8_t *row, int W, int t) {
   return false;
 }
 
+/* The thresholded median at column x near a border: the 5 columns' counts, the edge
+ * column replicated */
+static uint8_t median_bit_border(const uint8_t *col, int x, int W) {
+  int v = 0;
+  for (int dx = -2; dx <= 2; dx++) v += col[clampi(x + dx, 0, W - 1)];
+  return v >= 13 ? 255 : 0;
+}
+
 void mp_median5_threshold_u8(const uint8_t *in, uint8_t *out, int W, int H, int t) {
   /* a median >= t needs 13 of 25 pixels >= t: rows whose 5-row window has none are 0 */
   uint8_t *hot = mp_malloc((size_t)H);
@@ -109,20 +117,16 @@ void mp_median5_threshold_u8(const uint8_t *in, uint8_t *out, int W, int H, int 
       col[x] = (uint8_t)((rows[0][x] >= t) + (rows[1][x] >= t) + (rows[2][x] >= t) + (rows[3][x] >= t) +
                          (rows[4][x] >= t));
     uint8_t *o = out + (size_t)y * W;
-    /* the 5 columns' counts summed directly (at most 25: bytes), so the interior loop has
-     * no carried sum and vectorizes; the two columns at each border replicate the edge */
-    for (int x = 0; x < W; x++) {
-      if (x == 2 && W > 4) {
-        for (; x < W - 2; x++) {
-          const uint8_t v = (uint8_t)(col[x - 2] + col[x - 1] + col[x] + col[x + 1] + col[x + 2]);
-          o[x] = v >= 13 ? 255 : 0;
-        }
-        if (x >= W) break;
-      }
-      int v = 0;
-      for (int dx = -2; dx <= 2; dx++) v += col[clampi(x + dx, 0, W - 1)];
+    /* the 5 columns' counts summed directly (at most 25: bytes), so the interior loop
+     * [x0, x1) has no carried sum and vectorizes; the two columns at each border (every
+     * column when W <= 4) replicate the edge */
+    const int x0 = W > 4 ? 2 : W, x1 = W > 4 ? W - 2 : W;
+    for (int x = x0; x < x1; x++) {
+      const uint8_t v = (uint8_t)(col[x - 2] + col[x - 1] + col[x] + col[x + 1] + col[x + 2]);
       o[x] = v >= 13 ? 255 : 0;
     }
+    for (int x = 0; x < x0; x++) o[x] = median_bit_border(col, x, W);
+    for (int x = x1; x < W; x++) o[x] = median_bit_border(col, x, W);
   }
   mp_free(col);
   mp_free(hot);
