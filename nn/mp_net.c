@@ -587,11 +587,17 @@ static void prof_print(const mp_net *n) {
           n->prof_calls[1] > 0 ? n->prof_calls[1] - 1 : 0, 1e3 * tf / cf, 1e3 * tb / cb);
   for (int i = 0; i < n->nl; i++) {
     const layer *l = &n->L[i];
-    char what[128] = "";
+    char what[480] = "";
     if (l->kind == L_CONV || l->kind == L_CONVT) {
+      /* the kernels the backend chose: the layer's forward op, then its backward ops */
+      static const char *ops[2][3] = {{"conv2d_forward", "conv2d_backward_data", "conv2d_backward_weights"},
+                                      {"conv2d_backward_data", "conv2d_forward", "conv2d_backward_weights"}};
       mp_conv_desc d = conv_of(l, n->prof_batch);
-      const char *a = n->be->iface->describe(n->be, l->kind == L_CONV ? "conv2d_forward" : "conv2d_backward_data", &d);
-      snprintf(what, sizeof what, "k%d %dx%d s%d%s  [%s]", l->k, l->r, l->r, l->stride, l->sn ? " SN" : "", a ? a : "");
+      int o = snprintf(what, sizeof what, "k%d %dx%d s%d%s ", l->k, l->r, l->r, l->stride, l->sn ? " SN" : "");
+      for (int q = 0; q < 3 && o > 0 && (size_t)o < sizeof what; q++) {
+        const char *a = n->be->iface->describe(n->be, ops[l->kind == L_CONVT][q], &d);
+        o += snprintf(what + o, sizeof what - (size_t)o, " [%s]", a ? a : "-");
+      }
     }
     fprintf(stderr, "  %2d %-6s %4dx%-4dx%-4d -> %4dx%-4dx%-4d fwd %8.3f ms  bwd %8.3f ms  %s\n", i, kind_name(l->kind), l->c,
             l->h, l->w, l->oc, l->oh, l->ow, 1e3 * n->prof[2 * i] / cf, 1e3 * n->prof[2 * i + 1] / cb, what);

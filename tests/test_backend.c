@@ -55,58 +55,68 @@ static double nmse(const float *a, const float *ref, size_t n) {
     if (!(e_ < (tol))) fail_msg("%s: %s differs from ref (nmse %.2e, tolerance %.0e)", name, what, e_, (double)(tol)); \
   } while (0)
 
-/* Batch norm (train, eval, backward), max-pool, linear, dropout and Adam: every output
+/* Batch norm (train, eval, backward, and the fused BN+ReLU pair where the backend has it) on
+ * one shape: inputs with an offset and scale per channel, every output and saved statistic
+ * poisoned before the run and compared with ref. */
+static void check_bn(const char *name, mp_backend *be, mp_backend *ref, mp_rng *r, mp_bn_desc d) {
+  const mp_backend_i *f = be->iface, *g = ref->iface;
+  const size_t C = (size_t)d.c;
+  printf("  %-4s batch norm n %d c %d hw %d\n", name, d.n, d.c, d.hw);
+  size_t n = (size_t)d.n * d.c * d.hw;
+  float *x = T(n), *dy = T(n), *y1 = T(n), *y2 = T(n), *dx1 = T(n), *dx2 = T(n);
+  float *gm = T(C), *bt = T(C), *sm1 = T(C), *sm2 = T(C), *si1 = T(C), *si2 = T(C), *rm1 = T(C), *rm2 = T(C);
+  float *rv1 = T(C), *rv2 = T(C), *dg1 = T(C), *dg2 = T(C), *db1 = T(C), *db2 = T(C);
+  fill(x, n, r);
+  for (size_t i = 0; i < n; i++) x[i] = x[i] * (1.0f + (float)((i / d.hw) % d.c)) + 0.5f * (float)((i / d.hw) % d.c);
+  fill(dy, n, r);
+  fill(gm, C, r);
+  fill(bt, C, r);
+  fill(rm1, C, r);
+  for (size_t i = 0; i < C; i++) rv1[i] = 0.5f + (float)i, rm2[i] = rm1[i], rv2[i] = rv1[i];
+  poison(y1, n), poison(sm1, C), poison(si1, C), poison(dx1, n), poison(dg1, C), poison(db1, C);
+  f->bn_forward_train(be, &d, x, gm, bt, y1, sm1, si1, rm1, rv1);
+  g->bn_forward_train(ref, &d, x, gm, bt, y2, sm2, si2, rm2, rv2);
+  CHECK_NMSE("batch norm train: y", y1, y2, n, 1e-10);
+  CHECK_NMSE("batch norm train: saved mean", sm1, sm2, C, 1e-10);
+  CHECK_NMSE("batch norm train: saved 1/std", si1, si2, C, 1e-10);
+  CHECK_NMSE("batch norm train: running mean", rm1, rm2, C, 1e-10);
+  CHECK_NMSE("batch norm train: running var", rv1, rv2, C, 1e-10);
+  f->bn_backward(be, &d, x, dy, gm, sm2, si2, dx1, dg1, db1);
+  g->bn_backward(ref, &d, x, dy, gm, sm2, si2, dx2, dg2, db2);
+  CHECK_NMSE("batch norm backward: dx", dx1, dx2, n, 1e-9);
+  CHECK_NMSE("batch norm backward: dgamma", dg1, dg2, C, 1e-10);
+  CHECK_NMSE("batch norm backward: dbeta", db1, db2, C, 1e-10);
+  if (f->bn_relu_forward_train) { /* the fused pass against ref's batch norm then ReLU */
+    float *t2 = T(n), *g2 = T(n);
+    poison(y1, n), poison(sm1, C), poison(si1, C), poison(dx1, n), poison(dg1, C), poison(db1, C);
+    f->bn_relu_forward_train(be, &d, x, gm, bt, y1, sm1, si1, rm1, rv1);
+    g->bn_forward_train(ref, &d, x, gm, bt, t2, sm2, si2, rm2, rv2);
+    mp_ref_relu_forward(t2, y2, n);
+    CHECK_NMSE("batch norm + relu train: y", y1, y2, n, 1e-10);
+    CHECK_NMSE("batch norm + relu train: saved 1/std", si1, si2, C, 1e-10);
+    CHECK_NMSE("batch norm + relu train: running var", rv1, rv2, C, 1e-10);
+    f->bn_relu_backward(be, &d, x, y1, dy, gm, sm2, si2, dx1, dg1, db1);
+    mp_ref_relu_backward(t2, dy, g2, n);
+    g->bn_backward(ref, &d, x, g2, gm, sm2, si2, dx2, dg2, db2);
+    CHECK_NMSE("batch norm + relu backward: dx", dx1, dx2, n, 1e-9);
+    CHECK_NMSE("batch norm + relu backward: dgamma", dg1, dg2, C, 1e-10);
+    CHECK_NMSE("batch norm + relu backward: dbeta", db1, db2, C, 1e-10);
+  }
+  poison(y1, n);
+  f->bn_forward_eval(be, &d, x, gm, bt, rm2, rv2, y1);
+  g->bn_forward_eval(ref, &d, x, gm, bt, rm2, rv2, y2);
+  CHECK_NMSE("batch norm eval", y1, y2, n, 1e-10);
+}
+
+/* Batch norm (check_bn, three shapes), max-pool, linear, dropout and Adam: every output
  * and every saved statistic poisoned before the run and compared with ref. */
 static void check_other_ops(const char *name, mp_backend *be, mp_backend *ref, mp_rng *r) {
   const mp_backend_i *f = be->iface, *g = ref->iface;
-  /* batch norm: n 3, c 5, 7x6 (odd sizes), inputs with an offset and scale per channel */
-  {
-    mp_bn_desc d = {3, 5, 42, 1e-5f, 0.1f};
-    size_t n = (size_t)d.n * d.c * d.hw;
-    float *x = T(n), *dy = T(n), *y1 = T(n), *y2 = T(n), *dx1 = T(n), *dx2 = T(n);
-    float *gm = T(5), *bt = T(5), *sm1 = T(5), *sm2 = T(5), *si1 = T(5), *si2 = T(5), *rm1 = T(5), *rm2 = T(5);
-    float *rv1 = T(5), *rv2 = T(5), *dg1 = T(5), *dg2 = T(5), *db1 = T(5), *db2 = T(5);
-    fill(x, n, r);
-    for (size_t i = 0; i < n; i++) x[i] = x[i] * (1.0f + (float)((i / d.hw) % d.c)) + 0.5f * (float)((i / d.hw) % d.c);
-    fill(dy, n, r);
-    fill(gm, 5, r);
-    fill(bt, 5, r);
-    fill(rm1, 5, r);
-    for (int i = 0; i < 5; i++) rv1[i] = 0.5f + (float)i, rm2[i] = rm1[i], rv2[i] = rv1[i];
-    poison(y1, n), poison(sm1, 5), poison(si1, 5), poison(dx1, n), poison(dg1, 5), poison(db1, 5);
-    f->bn_forward_train(be, &d, x, gm, bt, y1, sm1, si1, rm1, rv1);
-    g->bn_forward_train(ref, &d, x, gm, bt, y2, sm2, si2, rm2, rv2);
-    CHECK_NMSE("batch norm train: y", y1, y2, n, 1e-10);
-    CHECK_NMSE("batch norm train: saved mean", sm1, sm2, 5, 1e-10);
-    CHECK_NMSE("batch norm train: saved 1/std", si1, si2, 5, 1e-10);
-    CHECK_NMSE("batch norm train: running mean", rm1, rm2, 5, 1e-10);
-    CHECK_NMSE("batch norm train: running var", rv1, rv2, 5, 1e-10);
-    f->bn_backward(be, &d, x, dy, gm, sm2, si2, dx1, dg1, db1);
-    g->bn_backward(ref, &d, x, dy, gm, sm2, si2, dx2, dg2, db2);
-    CHECK_NMSE("batch norm backward: dx", dx1, dx2, n, 1e-9);
-    CHECK_NMSE("batch norm backward: dgamma", dg1, dg2, 5, 1e-10);
-    CHECK_NMSE("batch norm backward: dbeta", db1, db2, 5, 1e-10);
-    if (f->bn_relu_forward_train) { /* the fused pass against ref's batch norm then ReLU */
-      float *t2 = T(n), *g2 = T(n);
-      poison(y1, n), poison(sm1, 5), poison(si1, 5), poison(dx1, n), poison(dg1, 5), poison(db1, 5);
-      f->bn_relu_forward_train(be, &d, x, gm, bt, y1, sm1, si1, rm1, rv1);
-      g->bn_forward_train(ref, &d, x, gm, bt, t2, sm2, si2, rm2, rv2);
-      mp_ref_relu_forward(t2, y2, n);
-      CHECK_NMSE("batch norm + relu train: y", y1, y2, n, 1e-10);
-      CHECK_NMSE("batch norm + relu train: saved 1/std", si1, si2, 5, 1e-10);
-      CHECK_NMSE("batch norm + relu train: running var", rv1, rv2, 5, 1e-10);
-      f->bn_relu_backward(be, &d, x, y1, dy, gm, sm2, si2, dx1, dg1, db1);
-      mp_ref_relu_backward(t2, dy, g2, n);
-      g->bn_backward(ref, &d, x, g2, gm, sm2, si2, dx2, dg2, db2);
-      CHECK_NMSE("batch norm + relu backward: dx", dx1, dx2, n, 1e-9);
-      CHECK_NMSE("batch norm + relu backward: dgamma", dg1, dg2, 5, 1e-10);
-      CHECK_NMSE("batch norm + relu backward: dbeta", db1, db2, 5, 1e-10);
-    }
-    poison(y1, n);
-    f->bn_forward_eval(be, &d, x, gm, bt, rm2, rv2, y1);
-    g->bn_forward_eval(ref, &d, x, gm, bt, rm2, rv2, y2);
-    CHECK_NMSE("batch norm eval", y1, y2, n, 1e-10);
-  }
+  /* batch norm: odd sizes (7x6), then a plane of 64x64 (float4 loads on cuda) over many
+   * samples, and many samples of a small odd plane (a channel split into several slices) */
+  check_bn(name, be, ref, r, (mp_bn_desc){3, 5, 42, 1e-5f, 0.1f});
+  check_bn(name, be, ref, r, (mp_bn_desc){16, 3, 4096, 1e-5f, 0.1f});
+  check_bn(name, be, ref, r, (mp_bn_desc){64, 2, 42, 1e-5f, 0.1f});
   /* max-pool 2x2 with ties (quantised inputs) */
   {
     enum { PN = 2, PC = 3, PH = 6, PW = 8, NX = PN * PC * PH * PW, NY = NX / 4 };
@@ -245,7 +255,8 @@ static void check_other_ops(const char *name, mp_backend *be, mp_backend *ref, m
 }
 
 /* Every convolution shape, forward, backward data and backward weights (with and without
- * bias) against ref: NMSE below tol for each. */
+ * bias; separately and through the combined conv2d_backward) against ref: NMSE below tol
+ * for each. */
 static void check_convs(const char *name, mp_backend *be, mp_backend *ref, mp_rng *r, double tol) {
   /* n c h w k r s stride pad_h pad_w */
   static const int shapes[][10] = {
@@ -257,6 +268,7 @@ static void check_convs(const char *name, mp_backend *be, mp_backend *ref, mp_rn
       {2, 6, 11, 9, 5, 7, 1, 1, 3, 0},   /* ... 7x1 pad (3, 0) */
       {1, 4, 10, 10, 3, 3, 1, 1, 1, 0},  /* ... 3x1 pad (1, 0) */
       {1, 3, 15, 15, 4, 3, 3, 2, 0, 0},  /* ... 3x3 stride 2 valid */
+      {8, 2, 64, 64, 4, 3, 3, 1, 1, 1},  /* 64x64 planes: cuda's bias sums split a channel in slices */
   };
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     const int *q = shapes[s];
@@ -265,6 +277,7 @@ static void check_convs(const char *name, mp_backend *be, mp_backend *ref, mp_rn
     size_t nx = mp_conv_x_count(&d), nw = mp_conv_w_count(&d), ny = mp_conv_y_count(&d);
     float *x = T(nx), *w = T(nw), *b = T((size_t)d.k), *dy = T(ny), *y1 = T(ny), *y2 = T(ny), *dx1 = T(nx), *dx2 = T(nx);
     float *dw1 = T(nw), *dw2 = T(nw), *db1 = T((size_t)d.k), *db2 = T((size_t)d.k);
+    float *dx3 = T(nx), *dw3 = T(nw), *db3 = T((size_t)d.k);
     for (int bias = 0; bias < 2; bias++) {
       fill(x, nx, r);
       fill(w, nw, r);
@@ -272,13 +285,20 @@ static void check_convs(const char *name, mp_backend *be, mp_backend *ref, mp_rn
       fill(dy, ny, r);
       poison(y1, ny), poison(y2, ny), poison(dx1, nx), poison(dx2, nx);
       poison(dw1, nw), poison(dw2, nw), poison(db1, (size_t)d.k), poison(db2, (size_t)d.k);
+      poison(dx3, nx), poison(dw3, nw), poison(db3, (size_t)d.k);
       mp_conv2d_forward(be, &d, x, w, bias ? b : NULL, y1);
       mp_conv2d_forward(ref, &d, x, w, bias ? b : NULL, y2);
       mp_conv2d_backward_data(be, &d, dy, w, dx1);
       mp_conv2d_backward_data(ref, &d, dy, w, dx2);
       mp_conv2d_backward_weights(be, &d, x, dy, dw1, bias ? db1 : NULL);
       mp_conv2d_backward_weights(ref, &d, x, dy, dw2, bias ? db2 : NULL);
+      /* the combined entry the nets call (both gradients from one dy) */
+      be->iface->conv2d_backward(be, &d, x, dy, w, dx3, dw3, bias ? db3 : NULL);
       mp_backend_sync(be);
+      double c2 = nmse(dx3, dx2, nx), c3 = nmse(dw3, dw2, nw), c4 = bias ? nmse(db3, db2, (size_t)d.k) : 0;
+      if (!(c2 < tol && c3 < tol && c4 < tol))
+        fail_msg("%s: conv2d_backward differs from ref (shape %zu, bias %d: nmse data %.1e weights %.1e bias %.1e, "
+                 "tolerance %.0e)", name, s, bias, c2, c3, c4, tol);
       double e1 = nmse(y1, y2, ny), e2 = nmse(dx1, dx2, nx), e3 = nmse(dw1, dw2, nw), e4 = bias ? nmse(db1, db2, (size_t)d.k) : 0;
       printf("  %-4s conv %dx%d s%d p%d,%d %2dx%-2d c%-2d k%-2d bias %d: nmse fwd %.1e data %.1e weights %.1e bias %.1e  [%s]\n",
              name, d.r, d.s, d.stride, d.pad, d.pad_w, d.h, d.w, d.c, d.k, bias, e1, e2, e3, e4,

@@ -17,10 +17,12 @@
 #                       python has torch, h5py and numpy
 #           nccl_1, nccl_2   mpiexec -n 1 / -n 2 --oversubscribe build-gpu/tests/gpu_nccl_check
 #                       (exit 0 pass, 77 skip, else fail)
-#           profile     mp_bench_nn under MP_NN_PROFILE=1 (per-layer times: classifier fp32 and
-#                       bf16, a WGAN-GP iteration) and the classifier with and without
-#                       MP_CUDA_DETERMINISTIC=0, into bench.log
-#           bench       BUILD_DIR=build-gpu TIME_BUDGET_S=<left, at most 240> bench/gpu/run.sh
+#           profile     mp_bench_nn under MP_NN_PROFILE=1 (per-layer times and the cuDNN
+#                       algorithms: classifier fp32, tf32 and bf16, a WGAN-GP iteration), the
+#                       classifier with MP_CUDA_DETERMINISTIC=0 and with a 4 GiB workspace,
+#                       PyTorch's per-kernel table of the same step (bench/gpu/torch_profile.py,
+#                       fp32 and bf16) and nsys's kernel table where nsys exists, into bench.log
+#           bench       BUILD_DIR=build-gpu TIME_BUDGET_S=<left, at most BENCH_BUDGET_S> bench/gpu/run.sh
 # Output in $OUT (default build-gpu-out): summary.md (a Markdown table: step, PASS/FAIL/SKIP,
 # wall time, log, note) and the logs, grouped so that $OUT never holds more than 8 files
 # (what a device lease brings back): gpu.log, build.log (configure + build), tests.log,
@@ -34,6 +36,14 @@
 #                       or with another generator)
 #   BUILD_TARGETS       build only these targets (default: all)
 #   CUDA_ARCHS          CMAKE_CUDA_ARCHITECTURES (default 90: H100/H200)
+#   STEPS               run only these steps (space-separated names from the list above;
+#                       configure and build always run): the others are recorded as SKIP
+#   PROFILE_TORCH=0     the profile step leaves out PyTorch's per-kernel table
+#                       (bench/gpu/torch_profile.py)
+#   BENCH_BUDGET_S      the most the bench step may take (default 240; it also leaves 60 s
+#                       of the total budget)
+#   BENCH_WHAT          what the bench step measures: bench/gpu/run.sh's arguments
+#                       (classifier, gansteps; default both)
 #   TOTAL_BUDGET_S      wall-clock budget of the whole script (default 450); every step runs
 #                       under `timeout` within what is left, and steps that no longer fit are
 #                       skipped
@@ -103,6 +113,10 @@ step() {
   local name=$1 log=$2 cap=$3
   shift 3
   local lf=$OUT/$log room tmo rc t n res note last
+  if [[ -n ${STEPS:-} && $name != configure && $name != build && " $STEPS " != *" $name "* ]]; then
+    skip "$name" "$log" "not in STEPS"
+    return 0
+  fi
   room=$(($(left) - 10))
   if ((room < 15)); then
     skip "$name" "$log" "out of time (TOTAL_BUDGET_S=$total)"
@@ -360,15 +374,31 @@ elif [[ ! -x $tool ]]; then
   record profile FAIL 0 bench.log "$tool was not built"
 else
   # shellcheck disable=SC2016 # the positional parameter expands in the inner bash
-  step profile bench.log 120 bash -c 'rc=0
+  step profile bench.log 200 bash -c 'rc=0
     MP_NN_PROFILE=1 "$1" cuda classifier 128 10 || rc=1
+    MP_NN_PROFILE=1 "$1" cuda:tf32 classifier 128 10 || rc=1
     MP_NN_PROFILE=1 "$1" cuda:bf16 classifier 128 10 || rc=1
     MP_NN_PROFILE=1 "$1" cuda gansteps wgan-gp 0 64 64 10 || rc=1
     echo "classifier fp32 batch 128, deterministic cuDNN algorithms (the default):"
     "$1" cuda classifier 128 10 || rc=1
     echo "the same with MP_CUDA_DETERMINISTIC=0 (the fastest algorithm, as PyTorch'"'"'s cudnn.benchmark):"
     MP_CUDA_DETERMINISTIC=0 "$1" cuda classifier 128 10 || rc=1
-    exit $rc' _ "$tool"
+    echo "the same, deterministic, with a 4 GiB workspace cap (MP_CUDA_WORKSPACE_MB=4096):"
+    MP_CUDA_WORKSPACE_MB=4096 "$1" cuda classifier 128 10 || rc=1
+    if [[ -n $2 && ${PROFILE_TORCH:-1} != 0 ]]; then
+      for p in fp32 bf16; do "$2" bench/gpu/torch_profile.py $p 128 10 || rc=1; done
+    fi
+    ns=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -n 1)
+    if [[ -n $ns ]]; then
+      d=$(mktemp -d)
+      "$ns" profile -q -t cuda -o "$d/r" "$1" cuda classifier 128 10 >/dev/null 2>&1 &&
+        "$ns" stats -q -r cuda_gpu_kern_sum,cuda_gpu_mem_time_sum -f csv "$d/r.nsys-rep" 2>/dev/null |
+        cut -c1-220 | head -n 70
+      rm -rf "$d"
+    else
+      echo "no nsys on this machine: no per-kernel table for mammopatch"
+    fi
+    exit $rc' _ "$tool" "$py"
 fi
 
 # ---- the benchmark ------------------------------------------------------------------------------
@@ -376,11 +406,11 @@ if ((!have_gpu)); then
   skip bench bench.log "$nogpu"
 else
   budget=$(($(left) - 60))
-  ((budget > 240)) && budget=240
+  ((budget > ${BENCH_BUDGET_S:-240})) && budget=${BENCH_BUDGET_S:-240}
   if ((budget < 30)); then
     skip bench bench.log "out of time ($(left) s left)"
   else
-    if ! step bench bench.log $((budget + 60)) env BUILD_DIR="$bdir" TIME_BUDGET_S="$budget" OUT="$OUT" bench/gpu/run.sh &&
+    if ! step bench bench.log $((budget + 60)) env BUILD_DIR="$bdir" TIME_BUDGET_S="$budget" OUT="$OUT" bench/gpu/run.sh ${BENCH_WHAT:-} &&
       [[ ${results[${#results[@]} - 1]} == FAIL && -s $OUT/bench.txt ]]; then
       nfail=$(grep -c ' (exit [0-9]*): ' "$OUT/bench.txt")
       renote "$nfail kinds of run failed (bench.txt), first: $(grep -m 1 ' (exit [0-9]*): ' "$OUT/bench.txt" | sed 's/^ *//')"
