@@ -266,7 +266,7 @@ static double train_step(trainer *t, int s, uint64_t g, bool *stop) {
     const float *y = mp_net_forward(t->rest, t->d1, t->b, true, g);
     loss = mp_ref_bce_logits(y, t->tlab, t->dy, (size_t)t->b);
     mp_net_backward(t->rest, t->dy, NULL);
-    memset(mp_net_grads(t->b1), 0, t->np1 * sizeof(float));
+    mp_net_zero_grads(t->b1); /* on the backend (a device memset on cuda, not a host write to its memory) */
   } else
     loss = mp_model_classifier_gradients(t->b1, t->rest, x, t->tlab, t->b, g, t->dy, NULL, NULL);
   float sc[2] = {(float)loss, (float)g_stop_signal}; /* a signal on any rank stops all */
