@@ -37,7 +37,7 @@
 #   BUILD_TARGETS       build only these targets (default: all)
 #   CUDA_ARCHS          CMAKE_CUDA_ARCHITECTURES (default 90: H100/H200)
 #   STEPS               run only these steps (space-separated names from the list above;
-#                       configure and build always run): the others are recorded as SKIP
+#                       gpu, configure and build always run): the others are recorded as SKIP
 #   PROFILE_TORCH=0     the profile step leaves out PyTorch's per-kernel table
 #                       (bench/gpu/torch_profile.py)
 #   BENCH_BUDGET_S      the most the bench step may take (default 240; it also leaves 60 s
@@ -113,7 +113,7 @@ step() {
   local name=$1 log=$2 cap=$3
   shift 3
   local lf=$OUT/$log room tmo rc t n res note last
-  if [[ -n ${STEPS:-} && $name != configure && $name != build && " $STEPS " != *" $name "* ]]; then
+  if [[ -n ${STEPS:-} && " gpu configure build $STEPS " != *" $name "* ]]; then
     skip "$name" "$log" "not in STEPS"
     return 0
   fi
@@ -407,10 +407,12 @@ if ((!have_gpu)); then
 else
   budget=$(($(left) - 60))
   ((budget > ${BENCH_BUDGET_S:-240})) && budget=${BENCH_BUDGET_S:-240}
+  read -r -a bench_what <<<"${BENCH_WHAT:-}"
   if ((budget < 30)); then
     skip bench bench.log "out of time ($(left) s left)"
   else
-    if ! step bench bench.log $((budget + 60)) env BUILD_DIR="$bdir" TIME_BUDGET_S="$budget" OUT="$OUT" bench/gpu/run.sh ${BENCH_WHAT:-} &&
+    if ! step bench bench.log $((budget + 60)) env BUILD_DIR="$bdir" TIME_BUDGET_S="$budget" OUT="$OUT" \
+      bench/gpu/run.sh "${bench_what[@]}" &&
       [[ ${results[${#results[@]} - 1]} == FAIL && -s $OUT/bench.txt ]]; then
       nfail=$(grep -c ' (exit [0-9]*): ' "$OUT/bench.txt")
       renote "$nfail kinds of run failed (bench.txt), first: $(grep -m 1 ' (exit [0-9]*): ' "$OUT/bench.txt" | sed 's/^ *//')"
