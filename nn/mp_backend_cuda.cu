@@ -701,19 +701,29 @@ static int bn_slices(const mp_bn_desc *d, int V) {
   return S < 1 ? 1 : (int)S;
 }
 
+/* The first pass of a training forward (dy NULL) or backward: the shape checked, the
+ * slices chosen, k_bn_partial launched into the scratch; returns the partials (S per
+ * channel) and the coefficients' place. */
+static double *bn_partials(ctx_t *c, const mp_bn_desc *d, int V, const float *x, const float *y, const float *dy,
+                           const float *mean, int *S, double **coef) {
+  MP_CHECK(d->c <= 65535 && (size_t)d->n * d->c * d->hw < ((size_t)1 << 31),
+           "batch norm of %d x %d x %d is beyond one launch (32-bit indices)", d->n, d->c, d->hw);
+  *S = bn_slices(d, V);
+  double *part = bn_scratch(c, d->c, *S, coef);
+  dim3 grid((unsigned)*S, (unsigned)d->c);
+  if (V == 4)
+    k_bn_partial<4><<<grid, BN_TPB, 0, c->st>>>(x, y, dy, mean, d->n, d->c, d->hw / V, part);
+  else
+    k_bn_partial<1><<<grid, BN_TPB, 0, c->st>>>(x, y, dy, mean, d->n, d->c, d->hw / V, part);
+  MP_LAUNCHED();
+  return part;
+}
+
 static void bn_train(ctx_t *c, const mp_bn_desc *d, const float *x, const float *gamma, const float *beta, float *y,
                      float *sm, float *si, float *rm, float *rv, bool relu) {
   if (!d->n || !d->c || !d->hw) return;
-  MP_CHECK(d->c <= 65535 && (size_t)d->n * d->c * d->hw < ((size_t)1 << 31),
-           "batch norm of %d x %d x %d is beyond one launch (32-bit indices)", d->n, d->c, d->hw);
-  int V = bn_vec(d, x, y, x, y), S = bn_slices(d, V), hwv = d->hw / V;
-  double *coef, *part = bn_scratch(c, d->c, S, &coef);
-  dim3 grid((unsigned)S, (unsigned)d->c);
-  if (V == 4)
-    k_bn_partial<4><<<grid, BN_TPB, 0, c->st>>>(x, NULL, NULL, NULL, d->n, d->c, hwv, part);
-  else
-    k_bn_partial<1><<<grid, BN_TPB, 0, c->st>>>(x, NULL, NULL, NULL, d->n, d->c, hwv, part);
-  MP_LAUNCHED();
+  int V = bn_vec(d, x, y, x, y), S, hwv = d->hw / V;
+  double *coef, *part = bn_partials(c, d, V, x, NULL, NULL, NULL, &S, &coef);
   k_bn_stats<<<(d->c + 127) / 128, 128, 0, c->st>>>(part, S, d->c, x, d->hw, (double)d->n * d->hw, d->eps, d->momentum,
                                                     gamma, beta, sm, si, rm, rv, coef);
   MP_LAUNCHED();
@@ -730,16 +740,8 @@ static void bn_train(ctx_t *c, const mp_bn_desc *d, const float *x, const float 
 static void bn_back(ctx_t *c, const mp_bn_desc *d, const float *x, const float *y, const float *dy, const float *gamma,
                     const float *sm, const float *si, float *dx, float *dg, float *db) {
   if (!d->n || !d->c || !d->hw) return;
-  MP_CHECK(d->c <= 65535 && (size_t)d->n * d->c * d->hw < ((size_t)1 << 31),
-           "batch norm of %d x %d x %d is beyond one launch (32-bit indices)", d->n, d->c, d->hw);
-  int V = bn_vec(d, x, y ? y : x, dy, dx), S = bn_slices(d, V), hwv = d->hw / V;
-  double *coef, *part = bn_scratch(c, d->c, S, &coef);
-  dim3 grid((unsigned)S, (unsigned)d->c);
-  if (V == 4)
-    k_bn_partial<4><<<grid, BN_TPB, 0, c->st>>>(x, y, dy, sm, d->n, d->c, hwv, part);
-  else
-    k_bn_partial<1><<<grid, BN_TPB, 0, c->st>>>(x, y, dy, sm, d->n, d->c, hwv, part);
-  MP_LAUNCHED();
+  int V = bn_vec(d, x, y ? y : x, dy, dx), S, hwv = d->hw / V;
+  double *coef, *part = bn_partials(c, d, V, x, y, dy, sm, &S, &coef);
   k_bn_bstats<<<(d->c + 127) / 128, 128, 0, c->st>>>(part, S, d->c, (double)d->n * d->hw, gamma, sm, si, dg, db, coef);
   MP_LAUNCHED();
   unsigned units = (unsigned)((size_t)d->n * d->c * hwv);
