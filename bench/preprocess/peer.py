@@ -288,7 +288,9 @@ class Store:
         g = self.f.create_group("patches")
         self.pix = g.create_dataset("pixels", shape=(0, block, block), maxshape=(None, block, block),
                                     dtype=np.uint8, chunks=(chunk, block, block),
-                                    compression="gzip", compression_opts=gzip_level)
+                                    # level 0: no filter at all, as mammopatch's deflate = 0
+                                    compression="gzip" if gzip_level > 0 else None,
+                                    compression_opts=gzip_level if gzip_level > 0 else None)
         self.lab = g.create_dataset("label", shape=(0,), maxshape=(None,), dtype=np.uint8, chunks=(4096,))
         self.view = g.create_dataset("view", shape=(0,), maxshape=(None,), dtype=np.uint32, chunks=(4096,))
         self.orig = g.create_dataset("origin", shape=(0, 2), maxshape=(None, 2), dtype=np.int32, chunks=(4096, 2))
@@ -392,7 +394,7 @@ def parse_args(argv):
     ap.add_argument("--drop-image-type", action="append", default=None,
                     help="ImageType prefix to discard, backslash-separated (repeatable; default DERIVED\\SECONDARY)")
     ap.add_argument("--chunk", type=int, default=64, help="patches per HDF5 chunk")
-    ap.add_argument("--gzip-level", type=int, default=4)
+    ap.add_argument("--gzip-level", type=int, default=4, help="deflate level of /patches/pixels (0: stored uncompressed)")
     ap.add_argument("--outcomes", default="", help="also write each file's outcome to this CSV")
     ap.add_argument("-q", "--quiet", action="store_true")
     return ap.parse_args(argv)

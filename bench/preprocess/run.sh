@@ -6,7 +6,8 @@
 #
 # Makes an uncompressed cohort (so pydicom reads every file), runs the peer, then
 # mammopatch preprocess on 1 and on 2 ranks, ROUNDS times alternating (default 3: this VM's
-# timings drift), and prints for the median run of each files, seconds, images/s,
+# timings drift; each round also runs the peer and 1 rank with the pixels stored
+# uncompressed, to show deflate's share), and prints for the median run of each files, seconds, images/s,
 # images/s per core and peak memory for each, the per-core speed ratio against the peer
 # (target >= 5), the parallel efficiency at 2 ranks (target >= 85%) and both
 # implementations' patch counts.  A mammopatch run that fails is reported with its
@@ -90,7 +91,19 @@ for ((r = 1; r <= rounds; r++)); do
       tail -n 30 "$tmp/peer.err" >&2
     fi
     rm -f "$tmp/peer.h5"
+    # the same work with the patch pixels stored uncompressed, to show what deflate costs
+    # each side (the comparison above keeps compression: this one is for reading it)
+    if "$py" "$peer" --input "$tmp/cohort/dicom" --labels "$tmp/cohort/labels.csv" --out "$tmp/peer.h5" \
+        --gzip-level 0 "${peer_params[@]}" >"$tmp/peer0.out" 2>"$tmp/peer0.err"; then
+      tail -n 1 "$tmp/peer0.out" >"$tmp/peer0.$r.json"
+    fi
+    rm -f "$tmp/peer.h5"
   fi
+  rm -rf "$tmp/r0.$r"
+  mpiexec -n 1 $mp preprocess --input "$tmp/cohort/dicom" --labels "$tmp/cohort/labels.csv" \
+    --out "$tmp/p0.h5" --report "$tmp/r0.$r" --set preprocess.deflate=0 -q >/dev/null 2>"$tmp/mp0.err" ||
+    { echo "mammopatch preprocess with deflate = 0 failed; its stderr:" >&2; tail -n 30 "$tmp/mp0.err" >&2; }
+  rm -f "$tmp/p0.h5"
   # --- mammopatch preprocess, 1 and 2 ranks
   for n in 1 2; do
     rm -rf "$tmp/r$n.$r"
@@ -164,6 +177,24 @@ else
   echo "parallel efficiency at 2 ranks: n/a (target >= 85%)"
 fi
 [[ $(nproc --all) -lt 2 ]] && echo "note: $(nproc --all) core(s) here; the 2-rank figure is oversubscribed"
+# Both sides compress /patches/pixels with zlib at the same level, and that deflate is the
+# same library doing the same work on either side: a floor under mammopatch's time that no
+# change to mammopatch's own code can remove.  Shown here from runs that store the pixels
+# uncompressed: each side's seconds without deflate, what deflate adds to each, and the
+# highest per-core ratio reachable at equal compression (the peer's time over deflate's
+# cost alone, as if everything else in mammopatch took no time).
+p0=$(median_of seconds "$tmp"/peer0.*.json)
+m0=$(median_of stats.seconds "$tmp"/r0.*/preprocess.json)
+if [[ -n $p0 && -n $m0 && -n $p_s && -n $m1_s ]]; then
+  p0_s=$(jget "$p0" seconds)
+  m0_s=$(jget "$m0" stats.seconds)
+  echo "seconds per round, pixels stored uncompressed: peer$(all_s seconds "$tmp"/peer0.*.json) | 1 rank$(all_s stats.seconds "$tmp"/r0.*/preprocess.json)"
+  awk -v p="$p_s" -v p0="$p0_s" -v m="$m1_s" -v m0="$m0_s" -v l="$level" 'BEGIN {
+    printf "without deflate (pixels stored raw, both sides): peer %.2f s, mammopatch 1 rank %.2f s: per-core speed vs Python %.2f\n", p0, m0, (m0 > 0) ? p0 / m0 : 0
+    printf "deflate level %s adds: peer %.2f s, mammopatch %.2f s; at equal compression the per-core ratio cannot exceed %.2f (peer %.2f s / deflate alone %.2f s)\n", l, p - p0, m - m0, (m > m0) ? p / (m - m0) : 0, p, m - m0 }'
+else
+  echo "without deflate: n/a (a run with the pixels stored uncompressed failed)"
+fi
 # What this machine gives two busy processes at all: the same pure-CPU loop once alone,
 # then twice at once.  A VM whose two vCPUs share a core (or are stolen from) caps the
 # efficiency any program can show here; read the figure above against this one.
