@@ -17,6 +17,10 @@
 #                       python has torch, h5py and numpy
 #           nccl_1, nccl_2   mpiexec -n 1 / -n 2 --oversubscribe build-gpu/tests/gpu_nccl_check
 #                       (exit 0 pass, 77 skip, else fail)
+#           precision   tests/gpu/precision.sh: the classifier trained and evaluated in fp32, tf32
+#                       and bf16 on the same splits of the carried store (GPU_STORE), the accuracy
+#                       effect of each precision (test MCC, AUCs, probability drift from fp32);
+#                       its tables go into tests.log and the summary
 #           profile     mp_bench_nn under MP_NN_PROFILE=1 (per-layer times and the cuDNN
 #                       algorithms: classifier fp32, tf32 and bf16, a WGAN-GP iteration), the
 #                       classifier with MP_CUDA_DETERMINISTIC=0 and with a 4 GiB workspace,
@@ -49,6 +53,10 @@
 #                       skipped
 #   PYTHON              the python for the parity fixtures and the benchmark's PyTorch side
 #                       (default: python3, then /usr/bin/python3)
+#   GPU_STORE           the patch store of the precision step (default .gpu-store/patches.h5, made
+#                       here by tests/gpu/make-store.sh and carried with the tree: a GPU node image
+#                       has no GDCM to make one)
+#   PRECISION_SEEDS     the precision step's split seeds (default "1 2 3")
 #   GPU_DEBS            a folder of Debian 12 .deb files (default .gpu-debs, made by
 #                       tests/gpu/fetch-debs.sh and carried with the tree): the groups the
 #                       machine lacks (cJSON, inih, cmocka, OpenSSL's libcrypto, OpenBLAS +
@@ -299,7 +307,7 @@ else
   fi
 fi
 if ((!build_steps_ok)); then
-  for s in test_backend test_net parity_classifier parity_gan nccl_1 nccl_2 profile bench; do
+  for s in test_backend test_net parity_classifier parity_gan nccl_1 nccl_2 precision profile bench; do
     skip "$s" - "nothing built"
   done
   finish
@@ -363,6 +371,27 @@ for n in 1 2; do
     step "$name" nccl.log 90 "$mpiexec_bin" -n 2 --oversubscribe "$nccl"
   fi
 done
+
+# ---- the accuracy effect of TF32 and bf16: the classifier trained in each precision ------------
+gpu_store=${GPU_STORE:-.gpu-store/patches.h5}
+if ((!have_gpu)); then
+  skip precision tests.log "$nogpu"
+elif [[ ! -x $bdir/mammopatch ]]; then
+  record precision FAIL 0 tests.log "$bdir/mammopatch was not built"
+elif [[ ! -s $gpu_store ]]; then
+  skip precision tests.log "no $gpu_store: run tests/gpu/make-store.sh on the Debian machine and carry .gpu-store"
+else
+  read -r -a pseeds <<<"${PRECISION_SEEDS:-1 2 3}"
+  n0=$(wc -l <"$OUT/tests.log" 2>/dev/null || echo 0)
+  step precision tests.log 180 env PYTHON="${py:-python3}" tests/gpu/precision.sh "$bdir/mammopatch" "$gpu_store" "${pseeds[@]}"
+  # its tables (per run, then means per precision) into the summary
+  tables=$(tail -n +$((n0 + 1)) "$OUT/tests.log" | sed -n '/^| precision | split/,$p')
+  [[ -z $tables ]] || details+="### precision: the classifier trained in each precision (tests/gpu/precision.sh)"$'
+
+'"$tables"$'
+'
+  write_summary
+fi
 
 # ---- where the time goes: MP_NN_PROFILE's per-layer tables (each layer between two syncs) for
 # the classifier in fp32 and bf16 and a WGAN-GP GAN iteration, and what deterministic cuDNN
