@@ -27,7 +27,10 @@
  * (MP_CUDA_WORKSPACE_MB, default 512), cached for the life of the backend; the fastest
  * DETERMINISTIC algorithm is kept, so a rerun gives the same numbers (a checkpoint
  * resume stays bit-identical on one GPU); see choose() for a shape with none within the cap,
- * and MP_CUDA_DETERMINISTIC=0 for the fastest algorithm whatever its determinism.
+ * and MP_CUDA_DETERMINISTIC=0 for the fastest algorithm whatever its determinism.  The
+ * weight gradient of 3x3 stride-1 convolutions in fp32/TF32 may instead come from an own
+ * deterministic kernel (wgrad3), where it matches cuDNN's result and is faster on the shape's
+ * first call (MP_CUDA_OWN_WGRAD=0 never, 1 always).
  *
  * Every CUDA, cuDNN, cuBLAS and NCCL call is checked (MP_CHECK_CUDA/CUDNN/CUBLAS/NCCL:
  * the statement, file:line and rank, then MPI_Abort); every kernel launch is followed by
@@ -95,7 +98,8 @@ typedef struct {
   int algo;
   cudnnMathType_t math;
   size_t ws;
-  char what[96];
+  bool own; /* backward filter by wgrad3 instead of cuDNN */
+  char what[128];
 } algo_entry;
 
 typedef struct {
@@ -127,6 +131,9 @@ typedef struct {
   void *stage, *dstage; /* patch upload: pinned host and device staging */
   double *gp_norms;     /* the gradient penalty's per-sample norms (device) */
   double *bn_tmp;       /* batch norm: per-slice partial sums, then per-channel coefficients */
+  float *wg_part;       /* the own 3x3 weight gradient's partial sums (wgrad3) */
+  size_t wg_bytes;
+  int own_wgrad;        /* MP_CUDA_OWN_WGRAD: -1 measured choice (default), 0 never, 1 always where eligible */
   size_t bn_n;
   int gp_cap;
   size_t stage_size;
@@ -260,6 +267,55 @@ static void ensure_ws(ctx_t *c, size_t bytes) {
   c->ws_size = bytes;
 }
 
+/* ---- own weight gradient of 3x3 stride-1 convolutions (fp32 operands) -------------------------
+ * cuDNN's deterministic backward-filter algorithms were slow for the classifier's block 1
+ * (16 -> 16 channels on 128x128 planes at batch 128: algo 1, 3.3 ms of a ~17 ms fp32 step on an
+ * H100); its fast ones accumulate with atomics (nondeterministic).  Here
+ *   dw[k][c][r][s] = sum_n sum_y sum_x dy[n][k][y][x] x[n][c][y + r - pad_h][x + s - pad_w]
+ * in two deterministic passes:
+ *   k_wgrad3       one warp per (sample, 32-column strip, pair of k, pair of c): lane = output
+ *                  column; it walks down the P output rows with its column's 3x3 input window
+ *                  of both c in registers (3 new loads per c and row, coalesced across lanes)
+ *                  into 2 x 2 x 9 accumulators; the 32 lanes' sums are added by a fixed
+ *                  shuffle tree and written to part[(n, strip)][k][c][r][s];
+ *   k_wgrad3_sum   dw[i] = the N x strips partials of weight i added in a fixed order, in double
+ *                  (32 threads a weight, then their 32 sums in order).
+ * Shapes whose partials would exceed WG_MAX_PART bytes are left to cuDNN.  choose() runs it
+ * beside cuDNN's pick on the shape's first call, compares the two results and times both; it
+ * takes this kernel only when it agrees and is faster (MP_CUDA_OWN_WGRAD=1: always, where
+ * eligible, for the tests; 0: never). */
+#include "mp_cuda_wgrad3.cuh"
+static const size_t WG_MAX_PART = (size_t)64 << 20;
+
+/* partials of the own kernel for this shape, in bytes; 0 when the shape is not eligible */
+static size_t wgrad3_part_bytes(const ctx_t *c, const mp_conv_desc *d) {
+  if (c->bf16 || d->r != 3 || d->s != 3 || d->stride != 1 || d->n < 1 || d->n > 65535 || d->p < 1 || d->q < 1)
+    return 0;
+  size_t b = (size_t)d->n * ((d->q + 31) / 32) * d->k * d->c * 9 * sizeof(float);
+  return b <= WG_MAX_PART ? b : 0;
+}
+
+/* dw (k, c, 3, 3) of x (n, c, h, w) and dy (n, k, p, q), fp32 NCHW, on the stream */
+static void wgrad3(ctx_t *c, const mp_conv_desc *d, const float *x, const float *dy, float *dw) {
+  size_t bytes = wgrad3_part_bytes(c, d);
+  MP_CHECK(bytes > 0, "own 3x3 weight gradient called for an ineligible shape");
+  if (bytes > c->wg_bytes) {
+    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+    if (c->wg_part) MP_CHECK_CUDA(cudaFree(c->wg_part));
+    MP_CHECK_CUDA(cudaMalloc((void **)&c->wg_part, bytes));
+    c->wg_bytes = bytes;
+  }
+  int strips = (d->q + 31) / 32, kp = (d->k + 1) / 2, cp = (d->c + 1) / 2;
+  long gx = (long)strips * ((kp * cp + WG_WARPS - 1) / WG_WARPS);
+  MP_CHECK(gx <= INT32_MAX, "own 3x3 weight gradient: grid of %ld blocks", gx);
+  k_wgrad3<<<dim3((unsigned)gx, (unsigned)d->n), 32 * WG_WARPS, 0, c->st>>>(x, dy, c->wg_part, d->c, d->h, d->w, d->k,
+                                                                           d->p, d->q, d->pad, d->pad_w, kp, cp);
+  MP_LAUNCHED();
+  size_t m = (size_t)d->k * d->c * 9;
+  k_wgrad3_sum<<<(unsigned)((m + 31) / 32), dim3(32, 32), 0, c->st>>>(c->wg_part, dw, m, d->n * strips);
+  MP_LAUNCHED();
+}
+
 /* One cudnnFind…Ex result, whatever the op */
 typedef struct {
   int algo;
@@ -311,6 +367,67 @@ static int pick_perf(const ctx_t *c, const perf_t *p, int got, size_t cap, bool 
     return i;
   }
   return -1;
+}
+
+/* The own 3x3 weight gradient (wgrad3) against cuDNN's pick `pk` for this shape, on the call's
+ * buffers (x, dy -> dw; dw is overwritten, as the caller will again): both results compared
+ * (NMSE in double against cuDNN's; fp32 1e-10, TF32 1e-5, cuDNN's TF32 rounding) and both
+ * timed alike (one warm-up, then the mean of 3 runs between events).  True when wgrad3 is to
+ * be used: it agrees and is faster, or MP_CUDA_OWN_WGRAD=1.  `what` describes the choice. */
+static bool own_wgrad_wins(ctx_t *c, const mp_conv_desc *d, const void *x, const void *dy, void *dw, const perf_t *pk,
+                           char *what, size_t wl) {
+  if (c->own_wgrad == 0 || !wgrad3_part_bytes(c, d)) return false;
+  size_t m = (size_t)d->k * d->c * 9;
+  float *tmp = NULL;
+  MP_CHECK_CUDA(cudaMalloc((void **)&tmp, m * sizeof(float)));
+  cudaEvent_t e0, e1;
+  MP_CHECK_CUDA(cudaEventCreate(&e0));
+  MP_CHECK_CUDA(cudaEventCreate(&e1));
+  const float one = 1.0f, zero = 0.0f;
+  MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, pk->math));
+  float ms[2] = {0, 0};
+  for (int which = 0; which < 2; which++) /* 0 cuDNN into tmp, 1 own into dw */
+    for (int it = 0; it < 4; it++) {
+      if (it == 1) MP_CHECK_CUDA(cudaEventRecord(e0, c->st));
+      if (which == 0)
+        MP_CHECK_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, c->xd, x, c->yd, dy, c->cd,
+                                                      (cudnnConvolutionBwdFilterAlgo_t)pk->algo, c->ws, pk->mem, &zero,
+                                                      c->wd, tmp));
+      else
+        wgrad3(c, d, (const float *)x, (const float *)dy, (float *)dw);
+      if (it == 3) {
+        MP_CHECK_CUDA(cudaEventRecord(e1, c->st));
+        MP_CHECK_CUDA(cudaEventSynchronize(e1));
+        MP_CHECK_CUDA(cudaEventElapsedTime(&ms[which], e0, e1));
+        ms[which] /= 3;
+      }
+    }
+  float *h = (float *)mp_malloc(2 * m * sizeof(float));
+  MP_CHECK_CUDA(cudaMemcpy(h, tmp, m * sizeof(float), cudaMemcpyDeviceToHost));
+  MP_CHECK_CUDA(cudaMemcpy(h + m, dw, m * sizeof(float), cudaMemcpyDeviceToHost));
+  double num = 0, den = 0;
+  for (size_t i = 0; i < m; i++) {
+    double e = (double)h[m + i] - h[i];
+    num += e * e, den += (double)h[i] * h[i];
+  }
+  double nmse = den > 0 ? num / den : num;
+  mp_free(h);
+  MP_CHECK_CUDA(cudaEventDestroy(e0));
+  MP_CHECK_CUDA(cudaEventDestroy(e1));
+  MP_CHECK_CUDA(cudaFree(tmp));
+  bool agree = nmse <= (c->tf32 ? 1e-5 : 1e-10); /* false for a NaN */
+  bool use = c->own_wgrad == 1 || (agree && ms[1] < ms[0]);
+  if (!agree)
+    MP_WARN("cuda: the own 3x3 weight gradient disagrees with cuDNN's for conv n%d c%d %dx%d k%d (nmse %.1e): %s", d->n,
+            d->c, d->h, d->w, d->k, nmse, use ? "used anyway (MP_CUDA_OWN_WGRAD=1)" : "cuDNN's is used");
+  if (use)
+    snprintf(what, wl, "own 3x3 weight-gradient kernel, %.3f ms (cuDNN algo %d%s: %.3f ms; nmse %.0e)", (double)ms[1],
+             pk->algo, pk->det == CUDNN_DETERMINISTIC ? "" : ", nondeterministic", (double)ms[0], nmse);
+  else
+    snprintf(what, wl, "cudnn backward-filter algo %d%s, %.3f ms (own kernel %.3f ms%s)", pk->algo,
+             pk->det == CUDNN_DETERMINISTIC ? "" : " (nondeterministic)", (double)ms[0], (double)ms[1],
+             agree ? "" : ", disagrees");
+  return use;
 }
 
 /* The algorithm for (op, shape), found once and cached.  The fastest deterministic one
@@ -367,6 +484,7 @@ static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x
   snprintf(ne.what, sizeof ne.what, "cudnn %s algo %d%s, %.3f ms%s", names[op], p[pick].algo,
            p[pick].det == CUDNN_DETERMINISTIC ? "" : " (nondeterministic)", (double)p[pick].ms,
            p[pick].mem > c->ws_cap ? ", workspace beyond the cap" : "");
+  if (op == OP_BWD_FILTER) ne.own = own_wgrad_wins(c, d, x, w, (void *)y, &p[pick], ne.what, sizeof ne.what);
   if (c->ncache == c->capcache)
     c->cache = (algo_entry *)mp_realloc(c->cache, (size_t)(c->capcache = c->capcache ? 2 * c->capcache : 32) * sizeof *c->cache);
   c->cache[c->ncache] = ne;
@@ -466,6 +584,10 @@ static void run_conv(ctx_t *c, int op, const mp_conv_desc *d, const float *a, co
     O = bf_buf(c, 2, (size_t)so[0] * so[1] * so[2]);
   }
   algo_entry *e = choose(c, op, d, A, B, O);
+  if (e->own) { /* fp32 operands: wgrad3 is never chosen in bf16 mode */
+    wgrad3(c, d, a, bb, out);
+    return;
+  }
   MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, e->math));
   const float one = 1.0f, zero = 0.0f;
   if (op == OP_FWD)
@@ -1316,7 +1438,7 @@ static void cu_destroy(mp_backend *b) {
   MP_CHECK_CUDNN(cudnnDestroyConvolutionDescriptor(c->cd));
   MP_CHECK_CUDNN(cudnnDestroy(c->dnn));
   MP_CHECK_CUBLAS(cublasDestroy(c->blas));
-  void *dev[] = {c->ws, c->bfb[0], c->bfb[1], c->bfb[2], c->bfb[3], c->gp_norms, c->bn_tmp, c->dstage, c->dsc};
+  void *dev[] = {c->ws, c->bfb[0], c->bfb[1], c->bfb[2], c->bfb[3], c->gp_norms, c->bn_tmp, c->wg_part, c->dstage, c->dsc};
   for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
     if (dev[i]) MP_CHECK_CUDA(cudaFree(dev[i]));
   if (c->stage) MP_CHECK_CUDA(cudaFreeHost(c->stage));
@@ -1402,6 +1524,8 @@ extern "C" mp_backend *mp_backend_cuda_create(int precision, char *err, size_t e
   c->ws_cap = (size_t)(cap && atoi(cap) > 0 ? atoi(cap) : 512) << 20;
   const char *det = getenv("MP_CUDA_DETERMINISTIC");
   c->deterministic = !(det && !strcmp(det, "0"));
+  const char *own = getenv("MP_CUDA_OWN_WGRAD");
+  c->own_wgrad = own && !strcmp(own, "0") ? 0 : own && !strcmp(own, "1") ? 1 : -1;
   MP_CHECK_CUDA(cudaSetDevice(c->dev));
   int managed = 0;
   MP_CHECK_CUDA(cudaDeviceGetAttribute(&managed, cudaDevAttrConcurrentManagedAccess, c->dev));
