@@ -27,10 +27,10 @@
  * (MP_CUDA_WORKSPACE_MB, default 512), cached for the life of the backend; the fastest
  * DETERMINISTIC algorithm is kept, so a rerun gives the same numbers (a checkpoint
  * resume stays bit-identical on one GPU); see choose() for a shape with none within the cap,
- * and MP_CUDA_DETERMINISTIC=0 for the fastest algorithm whatever its determinism.  The
- * weight gradient of 3x3 stride-1 convolutions in fp32/TF32 may instead come from an own
- * deterministic kernel (wgrad3), where it matches cuDNN's result and is faster on the shape's
- * first call (MP_CUDA_OWN_WGRAD=0 never, 1 always).
+ * and MP_CUDA_DETERMINISTIC=0 for the fastest algorithm whatever its determinism.  In fp32
+ * and TF32 an own deterministic algorithm (wgrad3, gemm: see "own convolution algorithms")
+ * replaces cuDNN's for a shape where it matches cuDNN's result and is faster on the shape's
+ * first call (MP_CUDA_CONV_OWN).
  *
  * Every CUDA, cuDNN, cuBLAS and NCCL call is checked (MP_CHECK_CUDA/CUDNN/CUBLAS/NCCL:
  * the statement, file:line and rank, then MPI_Abort); every kernel launch is followed by
@@ -98,7 +98,7 @@ typedef struct {
   int algo;
   cudnnMathType_t math;
   size_t ws;
-  bool own; /* backward filter by wgrad3 instead of cuDNN */
+  int own; /* OWN_NONE (cuDNN's algo), OWN_WGRAD3 or OWN_GEMM */
   char what[128];
 } algo_entry;
 
@@ -133,7 +133,9 @@ typedef struct {
   double *bn_tmp;       /* batch norm: per-slice partial sums, then per-channel coefficients */
   float *wg_part;       /* the own 3x3 weight gradient's partial sums (wgrad3) */
   size_t wg_bytes;
-  int own_wgrad;        /* MP_CUDA_OWN_WGRAD: -1 measured choice (default), 0 never, 1 always where eligible */
+  float *gm;            /* the gemm path's im2col and swap buffers (conv_gemm) */
+  size_t gm_bytes;
+  int own_conv;         /* MP_CUDA_CONV_OWN: -1 measured choice (default), 0 off, else OWN_* forced where eligible */
   size_t bn_n;
   int gp_cap;
   size_t stage_size;
@@ -267,27 +269,29 @@ static void ensure_ws(ctx_t *c, size_t bytes) {
   c->ws_size = bytes;
 }
 
-/* ---- own weight gradient of 3x3 stride-1 convolutions (fp32 operands) -------------------------
- * cuDNN's deterministic backward-filter algorithms were slow for the classifier's block 1
- * (16 -> 16 channels on 128x128 planes at batch 128: algo 1, 3.3 ms of a ~17 ms fp32 step on an
- * H100); its fast ones accumulate with atomics (nondeterministic).  Here
- *   dw[k][c][r][s] = sum_n sum_y sum_x dy[n][k][y][x] x[n][c][y + r - pad_h][x + s - pad_w]
- * in two deterministic passes:
- *   k_wgrad3       one warp per (sample, 32-column strip, pair of k, pair of c): lane = output
- *                  column; it walks down the P output rows with its column's 3x3 input window
- *                  of both c in registers (3 new loads per c and row, coalesced across lanes)
- *                  into 2 x 2 x 9 accumulators; the 32 lanes' sums are added by a fixed
- *                  shuffle tree and written to part[(n, strip)][k][c][r][s];
- *   k_wgrad3_sum   dw[i] = the N x strips partials of weight i added in a fixed order, in double
- *                  (32 threads a weight, then their 32 sums in order).
- * Shapes whose partials would exceed WG_MAX_PART bytes are left to cuDNN.  choose() runs it
- * beside cuDNN's pick on the shape's first call, compares the two results and times both; it
- * takes this kernel only when it agrees and is faster (MP_CUDA_OWN_WGRAD=1: always, where
- * eligible, for the tests; 0: never). */
-#include "mp_cuda_wgrad3.cuh"
+/* ---- own convolution algorithms (fp32 operands; nn/mp_cuda_conv.cuh has their kernels) ----------
+ * cuDNN's legacy API offers few deterministic algorithms, and some are slow on our shapes (H100,
+ * fp32): the classifier's block 1 weight gradient (16 -> 16 channels, 128x128, batch 128: algo 1,
+ * 3.3 ms of a ~17 ms step), the GANs' 4x4 stride-2 layers (G's 512 -> 512 4x4 -> 8x8 transposed
+ * convolution, a backward data: algo 1, 2.1 ms for 4.3 GMAC).  Two own algorithms, both
+ * deterministic, stand beside cuDNN's pick:
+ *   wgrad3  the weight gradient of 3x3 stride-1 convolutions: one warp per (sample, 32-column
+ *           strip, pair of k, pair of c), lane = output column walking down the rows with its
+ *           3x3 input windows in registers, 2 x 2 x 9 accumulators, a fixed shuffle tree, then
+ *           the N x strips partials of each weight added in a fixed order in double;
+ *   gemm    any op as im2col / col2im around one cuBLAS GEMM per chunk of samples (stacked
+ *           layout, see conv_gemm_plan), chunks of at least 16384 output pixels where the
+ *           workspace cap allows; in TF32 mode cuBLAS's GEMM uses TF32 as cuDNN does.
+ * choose() runs the eligible ones beside cuDNN's pick on the shape's first call, on the call's
+ * buffers, compares each result with cuDNN's and times all alike, and keeps the fastest that
+ * agrees (MP_CUDA_CONV_OWN=off: cuDNN only; =wgrad3 or =gemm: that one wherever eligible,
+ * whatever the timing, for the tests). */
+#include "mp_cuda_conv.cuh"
+enum { OWN_NONE, OWN_WGRAD3, OWN_GEMM };
+static const char *own_names[3] = {"cudnn", "wgrad3", "gemm"};
 static const size_t WG_MAX_PART = (size_t)64 << 20;
 
-/* partials of the own kernel for this shape, in bytes; 0 when the shape is not eligible */
+/* partials of wgrad3 for this shape, in bytes; 0 when the shape is not eligible */
 static size_t wgrad3_part_bytes(const ctx_t *c, const mp_conv_desc *d) {
   if (c->bf16 || d->r != 3 || d->s != 3 || d->stride != 1 || d->n < 1 || d->n > 65535 || d->p < 1 || d->q < 1)
     return 0;
@@ -314,6 +318,69 @@ static void wgrad3(ctx_t *c, const mp_conv_desc *d, const float *x, const float 
   size_t m = (size_t)d->k * d->c * 9;
   k_wgrad3_sum<<<(unsigned)((m + 31) / 32), dim3(32, 32), 0, c->st>>>(c->wg_part, dw, m, d->n * strips);
   MP_LAUNCHED();
+}
+
+/* samples per chunk of the gemm path (its buffers: (C R S + K) x chunk x P Q floats within the
+ * workspace cap; at least 16384 columns a GEMM where the batch allows); 0 = not eligible */
+static int gemm_chunk(const ctx_t *c, const mp_conv_desc *d) {
+  size_t crs = (size_t)d->c * d->r * d->s, pq = (size_t)d->p * d->q;
+  if (c->bf16 || d->n < 1 || !pq || !crs || crs > INT32_MAX / 2 || pq > INT32_MAX / 2) return 0;
+  size_t per = (crs + (size_t)d->k) * pq * sizeof(float), want = (16384 + pq - 1) / pq, fit = c->ws_cap / per;
+  size_t nb = want < (size_t)d->n ? want : (size_t)d->n;
+  if (nb > fit) nb = fit;
+  if (nb > (size_t)INT32_MAX / pq) nb = (size_t)INT32_MAX / pq;
+  return (int)nb;
+}
+
+/* the gemm path's Ops policy (conv_gemm_plan): kernels and cuBLAS on the backend's stream */
+struct cuda_gemm_ops {
+  ctx_t *c;
+  void im2col(const float *x, float *col, const conv_dims &d, int nb) {
+    size_t total = (size_t)d.c * d.r * d.s * nb * d.p * d.q;
+    k_im2col<<<grid_for(total, TPB), TPB, 0, c->st>>>(x, col, d, nb, total);
+    MP_LAUNCHED();
+  }
+  void col2im(const float *col, float *dx, const conv_dims &d, int nb) {
+    size_t total = (size_t)nb * d.c * d.h * d.w;
+    k_col2im<<<grid_for(total, TPB), TPB, 0, c->st>>>(col, dx, d, nb, total);
+    MP_LAUNCHED();
+  }
+  void swap01(const float *in, float *out, int A, int B, size_t L) {
+    size_t total = (size_t)A * B * L;
+    k_swap01<<<grid_for(total, TPB), TPB, 0, c->st>>>(in, out, A, B, L, total);
+    MP_LAUNCHED();
+  }
+  /* row-major C (M x N) = op(A) op(B) + beta C is column-major C^T = op(B)^T op(A)^T */
+  void gemm(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *Cm, int ldc,
+            float beta) {
+    const float one = 1.0f;
+    MP_CHECK_CUBLAS(cublasSgemm(c->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &one,
+                                B, ldb, A, lda, &beta, Cm, ldc));
+  }
+};
+
+/* one op by the gemm path, in run_conv's operand order */
+static void conv_gemm(ctx_t *c, int op, const mp_conv_desc *d, const float *a, const float *bb, float *out) {
+  int nb = gemm_chunk(c, d);
+  MP_CHECK(nb > 0, "gemm convolution called for an ineligible shape");
+  size_t crs = (size_t)d->c * d->r * d->s, cols = (size_t)nb * d->p * d->q;
+  size_t bytes = (crs + (size_t)d->k) * cols * sizeof(float);
+  if (bytes > c->gm_bytes) {
+    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+    if (c->gm) MP_CHECK_CUDA(cudaFree(c->gm));
+    MP_CHECK_CUDA(cudaMalloc((void **)&c->gm, bytes));
+    c->gm_bytes = bytes;
+  }
+  conv_dims cd = {d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->p, d->q, d->stride, d->pad, d->pad_w};
+  cuda_gemm_ops o = {c};
+  conv_gemm_plan(o, op, cd, a, bb, out, c->gm, c->gm + crs * cols, nb);
+}
+
+static void run_own(ctx_t *c, int own, int op, const mp_conv_desc *d, const float *a, const float *bb, float *out) {
+  if (own == OWN_WGRAD3)
+    wgrad3(c, d, a, bb, out);
+  else
+    conv_gemm(c, op, d, a, bb, out);
 }
 
 /* One cudnnFind…Ex result, whatever the op */
@@ -369,64 +436,95 @@ static int pick_perf(const ctx_t *c, const perf_t *p, int got, size_t cap, bool 
   return -1;
 }
 
-/* The own 3x3 weight gradient (wgrad3) against cuDNN's pick `pk` for this shape, on the call's
- * buffers (x, dy -> dw; dw is overwritten, as the caller will again): both results compared
- * (NMSE in double against cuDNN's; fp32 1e-10, TF32 1e-5, cuDNN's TF32 rounding) and both
- * timed alike (one warm-up, then the mean of 3 runs between events).  True when wgrad3 is to
- * be used: it agrees and is faster, or MP_CUDA_OWN_WGRAD=1.  `what` describes the choice. */
-static bool own_wgrad_wins(ctx_t *c, const mp_conv_desc *d, const void *x, const void *dy, void *dw, const perf_t *pk,
-                           char *what, size_t wl) {
-  if (c->own_wgrad == 0 || !wgrad3_part_bytes(c, d)) return false;
-  size_t m = (size_t)d->k * d->c * 9;
-  float *tmp = NULL;
-  MP_CHECK_CUDA(cudaMalloc((void **)&tmp, m * sizeof(float)));
+static void run_cudnn(ctx_t *c, int op, int algo, size_t ws, const void *A, const void *B, void *O) {
+  const float one = 1.0f, zero = 0.0f;
+  if (op == OP_FWD)
+    MP_CHECK_CUDNN(cudnnConvolutionForward(c->dnn, &one, c->xd, A, c->wd, B, c->cd, (cudnnConvolutionFwdAlgo_t)algo,
+                                           c->ws, ws, &zero, c->yd, O));
+  else if (op == OP_BWD_DATA)
+    MP_CHECK_CUDNN(cudnnConvolutionBackwardData(c->dnn, &one, c->wd, B, c->yd, A, c->cd,
+                                                (cudnnConvolutionBwdDataAlgo_t)algo, c->ws, ws, &zero, c->xd, O));
+  else
+    MP_CHECK_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, c->xd, A, c->yd, B, c->cd,
+                                                  (cudnnConvolutionBwdFilterAlgo_t)algo, c->ws, ws, &zero, c->wd, O));
+}
+
+/* The own algorithms eligible for (op, shape) against cuDNN's pick `pk`, on the call's buffers
+ * (a, b -> out in run_conv's operand order; out is overwritten, as the caller will again):
+ * cuDNN's result goes to a scratch copy, each own result is compared with it (NMSE in double:
+ * fp32 1e-10; TF32 1e-5, cuDNN's and cuBLAS's TF32 rounding) and every candidate is timed alike
+ * (one warm-up, then the mean of 3 runs between events).  Returns the fastest own algorithm that
+ * agrees and beats cuDNN (OWN_NONE if none), or the one MP_CUDA_CONV_OWN forces where eligible.
+ * `what` describes the choice. */
+static int own_conv_pick(ctx_t *c, int op, const mp_conv_desc *d, const void *a, const void *b, void *out,
+                         const perf_t *pk, char *what, size_t wl) {
+  bool ok[3] = {true, op == OP_BWD_FILTER && wgrad3_part_bytes(c, d) > 0, gemm_chunk(c, d) > 0};
+  if (c->own_conv == 0) return OWN_NONE;
+  if (c->own_conv > 0)
+    for (int i = 1; i < 3; i++) ok[i] = ok[i] && i == c->own_conv;
+  if (!ok[OWN_WGRAD3] && !ok[OWN_GEMM]) return OWN_NONE;
+  size_t m = op == OP_FWD ? mp_conv_y_count(d) : op == OP_BWD_DATA ? mp_conv_x_count(d) : mp_conv_w_count(d);
+  float *ref = NULL;
+  MP_CHECK_CUDA(cudaMalloc((void **)&ref, m * sizeof(float)));
+  float *h = (float *)mp_malloc(2 * m * sizeof(float));
   cudaEvent_t e0, e1;
   MP_CHECK_CUDA(cudaEventCreate(&e0));
   MP_CHECK_CUDA(cudaEventCreate(&e1));
-  const float one = 1.0f, zero = 0.0f;
   MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, pk->math));
-  float ms[2] = {0, 0};
-  for (int which = 0; which < 2; which++) /* 0 cuDNN into tmp, 1 own into dw */
+  float ms[3] = {0, 0, 0};
+  double nmse[3] = {0, 0, 0};
+  for (int which = 0; which < 3; which++) {
+    if (!ok[which]) continue;
     for (int it = 0; it < 4; it++) {
       if (it == 1) MP_CHECK_CUDA(cudaEventRecord(e0, c->st));
-      if (which == 0)
-        MP_CHECK_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, c->xd, x, c->yd, dy, c->cd,
-                                                      (cudnnConvolutionBwdFilterAlgo_t)pk->algo, c->ws, pk->mem, &zero,
-                                                      c->wd, tmp));
+      if (which == OWN_NONE)
+        run_cudnn(c, op, pk->algo, pk->mem, a, b, ref);
       else
-        wgrad3(c, d, (const float *)x, (const float *)dy, (float *)dw);
-      if (it == 3) {
-        MP_CHECK_CUDA(cudaEventRecord(e1, c->st));
-        MP_CHECK_CUDA(cudaEventSynchronize(e1));
-        MP_CHECK_CUDA(cudaEventElapsedTime(&ms[which], e0, e1));
-        ms[which] /= 3;
-      }
+        run_own(c, which, op, d, (const float *)a, (const float *)b, (float *)out);
     }
-  float *h = (float *)mp_malloc(2 * m * sizeof(float));
-  MP_CHECK_CUDA(cudaMemcpy(h, tmp, m * sizeof(float), cudaMemcpyDeviceToHost));
-  MP_CHECK_CUDA(cudaMemcpy(h + m, dw, m * sizeof(float), cudaMemcpyDeviceToHost));
-  double num = 0, den = 0;
-  for (size_t i = 0; i < m; i++) {
-    double e = (double)h[m + i] - h[i];
-    num += e * e, den += (double)h[i] * h[i];
+    MP_CHECK_CUDA(cudaEventRecord(e1, c->st));
+    MP_CHECK_CUDA(cudaEventSynchronize(e1));
+    MP_CHECK_CUDA(cudaEventElapsedTime(&ms[which], e0, e1));
+    ms[which] /= 3;
+    if (which == OWN_NONE) {
+      MP_CHECK_CUDA(cudaMemcpy(h, ref, m * sizeof(float), cudaMemcpyDeviceToHost));
+      continue;
+    }
+    MP_CHECK_CUDA(cudaMemcpy(h + m, out, m * sizeof(float), cudaMemcpyDefault));
+    double num = 0, den = 0;
+    for (size_t i = 0; i < m; i++) {
+      double e = (double)h[m + i] - h[i];
+      num += e * e, den += (double)h[i] * h[i];
+    }
+    nmse[which] = den > 0 ? num / den : num;
   }
-  double nmse = den > 0 ? num / den : num;
   mp_free(h);
   MP_CHECK_CUDA(cudaEventDestroy(e0));
   MP_CHECK_CUDA(cudaEventDestroy(e1));
-  MP_CHECK_CUDA(cudaFree(tmp));
-  bool agree = nmse <= (c->tf32 ? 1e-5 : 1e-10); /* false for a NaN */
-  bool use = c->own_wgrad == 1 || (agree && ms[1] < ms[0]);
-  if (!agree)
-    MP_WARN("cuda: the own 3x3 weight gradient disagrees with cuDNN's for conv n%d c%d %dx%d k%d (nmse %.1e): %s", d->n,
-            d->c, d->h, d->w, d->k, nmse, use ? "used anyway (MP_CUDA_OWN_WGRAD=1)" : "cuDNN's is used");
-  if (use)
-    snprintf(what, wl, "own 3x3 weight-gradient kernel, %.3f ms (cuDNN algo %d%s: %.3f ms; nmse %.0e)", (double)ms[1],
-             pk->algo, pk->det == CUDNN_DETERMINISTIC ? "" : ", nondeterministic", (double)ms[0], nmse);
+  MP_CHECK_CUDA(cudaFree(ref));
+  const double tol = c->tf32 ? 1e-5 : 1e-10;
+  int use = OWN_NONE;
+  char others[96] = "";
+  for (int i = 1; i < 3; i++) {
+    if (!ok[i]) continue;
+    bool agree = nmse[i] <= tol; /* false for a NaN */
+    if (!agree)
+      MP_WARN("cuda: own convolution '%s' disagrees with cuDNN's %s for conv n%d c%d %dx%d k%d %dx%d stride %d "
+              "(nmse %.1e): %s", own_names[i], op == OP_FWD ? "forward" : op == OP_BWD_DATA ? "backward data" : "backward filter",
+              d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride, nmse[i],
+              c->own_conv == i ? "used anyway (MP_CUDA_CONV_OWN)" : "not used");
+    if (c->own_conv == i || (c->own_conv < 0 && agree && ms[i] < ms[use])) use = i;
+    size_t l = strlen(others);
+    snprintf(others + l, sizeof others - l, "%s%s %.3f ms%s", l ? ", " : "", own_names[i], (double)ms[i],
+             agree ? "" : " disagrees");
+  }
+  static const char *names[3] = {"forward", "backward-data", "backward-filter"};
+  if (use != OWN_NONE)
+    snprintf(what, wl, "own %s, %.3f ms (nmse %.0e; cudnn %s algo %d%s %.3f ms)", own_names[use], (double)ms[use],
+             nmse[use], names[op], pk->algo, pk->det == CUDNN_DETERMINISTIC ? "" : " nondeterministic", (double)ms[0]);
   else
-    snprintf(what, wl, "cudnn backward-filter algo %d%s, %.3f ms (own kernel %.3f ms%s)", pk->algo,
-             pk->det == CUDNN_DETERMINISTIC ? "" : " (nondeterministic)", (double)ms[0], (double)ms[1],
-             agree ? "" : ", disagrees");
+    snprintf(what, wl, "cudnn %s algo %d%s, %.3f ms (own: %s)", names[op], pk->algo,
+             pk->det == CUDNN_DETERMINISTIC ? "" : " (nondeterministic)", (double)ms[0], others);
   return use;
 }
 
@@ -484,7 +582,15 @@ static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x
   snprintf(ne.what, sizeof ne.what, "cudnn %s algo %d%s, %.3f ms%s", names[op], p[pick].algo,
            p[pick].det == CUDNN_DETERMINISTIC ? "" : " (nondeterministic)", (double)p[pick].ms,
            p[pick].mem > c->ws_cap ? ", workspace beyond the cap" : "");
-  if (op == OP_BWD_FILTER) ne.own = own_wgrad_wins(c, d, x, w, (void *)y, &p[pick], ne.what, sizeof ne.what);
+  ne.own = own_conv_pick(c, op, d, x, w, (void *)y, &p[pick], ne.what, sizeof ne.what);
+  /* the gemm path's buffers stay only while a cached shape uses them */
+  bool gemm_used = ne.own == OWN_GEMM;
+  for (int i = 0; i < c->ncache; i++) gemm_used = gemm_used || c->cache[i].own == OWN_GEMM;
+  if (!gemm_used && c->gm) {
+    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+    MP_CHECK_CUDA(cudaFree(c->gm));
+    c->gm = NULL, c->gm_bytes = 0;
+  }
   if (c->ncache == c->capcache)
     c->cache = (algo_entry *)mp_realloc(c->cache, (size_t)(c->capcache = c->capcache ? 2 * c->capcache : 32) * sizeof *c->cache);
   c->cache[c->ncache] = ne;
@@ -584,21 +690,12 @@ static void run_conv(ctx_t *c, int op, const mp_conv_desc *d, const float *a, co
     O = bf_buf(c, 2, (size_t)so[0] * so[1] * so[2]);
   }
   algo_entry *e = choose(c, op, d, A, B, O);
-  if (e->own) { /* fp32 operands: wgrad3 is never chosen in bf16 mode */
-    wgrad3(c, d, a, bb, out);
+  if (e->own != OWN_NONE) { /* fp32 operands: never chosen in bf16 mode */
+    run_own(c, e->own, op, d, a, bb, out);
     return;
   }
   MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, e->math));
-  const float one = 1.0f, zero = 0.0f;
-  if (op == OP_FWD)
-    MP_CHECK_CUDNN(cudnnConvolutionForward(c->dnn, &one, c->xd, A, c->wd, B, c->cd, (cudnnConvolutionFwdAlgo_t)e->algo,
-                                           c->ws, e->ws, &zero, c->yd, O));
-  else if (op == OP_BWD_DATA)
-    MP_CHECK_CUDNN(cudnnConvolutionBackwardData(c->dnn, &one, c->wd, B, c->yd, A, c->cd,
-                                                (cudnnConvolutionBwdDataAlgo_t)e->algo, c->ws, e->ws, &zero, c->xd, O));
-  else
-    MP_CHECK_CUDNN(cudnnConvolutionBackwardFilter(c->dnn, &one, c->xd, A, c->yd, B, c->cd,
-                                                  (cudnnConvolutionBwdFilterAlgo_t)e->algo, c->ws, e->ws, &zero, c->wd, O));
+  run_cudnn(c, op, e->algo, e->ws, A, B, O);
   if (c->bf16) from_bf(c, O, out, so[0], so[1], so[2]);
 }
 
@@ -1438,7 +1535,7 @@ static void cu_destroy(mp_backend *b) {
   MP_CHECK_CUDNN(cudnnDestroyConvolutionDescriptor(c->cd));
   MP_CHECK_CUDNN(cudnnDestroy(c->dnn));
   MP_CHECK_CUBLAS(cublasDestroy(c->blas));
-  void *dev[] = {c->ws, c->bfb[0], c->bfb[1], c->bfb[2], c->bfb[3], c->gp_norms, c->bn_tmp, c->wg_part, c->dstage, c->dsc};
+  void *dev[] = {c->ws, c->bfb[0], c->bfb[1], c->bfb[2], c->bfb[3], c->gp_norms, c->bn_tmp, c->wg_part, c->gm, c->dstage, c->dsc};
   for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
     if (dev[i]) MP_CHECK_CUDA(cudaFree(dev[i]));
   if (c->stage) MP_CHECK_CUDA(cudaFreeHost(c->stage));
@@ -1524,8 +1621,16 @@ extern "C" mp_backend *mp_backend_cuda_create(int precision, char *err, size_t e
   c->ws_cap = (size_t)(cap && atoi(cap) > 0 ? atoi(cap) : 512) << 20;
   const char *det = getenv("MP_CUDA_DETERMINISTIC");
   c->deterministic = !(det && !strcmp(det, "0"));
-  const char *own = getenv("MP_CUDA_OWN_WGRAD");
-  c->own_wgrad = own && !strcmp(own, "0") ? 0 : own && !strcmp(own, "1") ? 1 : -1;
+  const char *own = getenv("MP_CUDA_CONV_OWN");
+  c->own_conv = -1;
+  if (own && *own && strcmp(own, "auto")) {
+    c->own_conv = !strcmp(own, "off") || !strcmp(own, "0") ? 0 : !strcmp(own, "wgrad3") ? OWN_WGRAD3 : !strcmp(own, "gemm") ? OWN_GEMM : -2;
+    if (c->own_conv == -2) {
+      snprintf(err, errlen, "MP_CUDA_CONV_OWN=%s: expected auto, off, wgrad3 or gemm", own);
+      mp_free(c);
+      return NULL;
+    }
+  }
   MP_CHECK_CUDA(cudaSetDevice(c->dev));
   int managed = 0;
   MP_CHECK_CUDA(cudaDeviceGetAttribute(&managed, cudaDevAttrConcurrentManagedAccess, c->dev));

@@ -326,22 +326,25 @@ static bool open_pair(const char *name, mp_backend **be, mp_backend **ref) {
   return true;
 }
 
-/* The cuda backend's own 3x3 weight gradient is used only where, on a shape's first call, it
- * agrees with cuDNN's and is faster: a second backend made with MP_CUDA_OWN_WGRAD=1 takes it
- * wherever the shape allows, so that check_convs holds it to ref whatever the timings said.
- * (No-op for other backends.) */
-static void check_convs_own_wgrad(const char *name, mp_backend *be, mp_backend *ref, mp_rng *r, double tol) {
+/* The cuda backend's own convolution algorithms (wgrad3, gemm) are used only where, on a shape's
+ * first call, they agree with cuDNN's result and are faster: a second backend made with
+ * MP_CUDA_CONV_OWN=<algorithm> takes that one wherever the shape allows, so that check_convs
+ * holds each to ref whatever the timings said.  (No-op for other backends.) */
+static void check_convs_own(const char *name, mp_backend *be, mp_backend *ref, mp_rng *r, double tol) {
   if (strncmp(name, "cuda", 4) != 0) return;
-  char err[256], label[48];
-  setenv("MP_CUDA_OWN_WGRAD", "1", 1);
-  mp_backend *own = mp_backend_create(name, err, sizeof err);
-  unsetenv("MP_CUDA_OWN_WGRAD");
-  if (!own) fail_msg("%s", err);
-  g_be = own;
-  snprintf(label, sizeof label, "%s, own wgrad", name);
-  check_convs(label, own, ref, r, tol);
-  mp_backend_free(own);
-  g_be = be;
+  static const char *algos[] = {"wgrad3", "gemm"};
+  for (size_t i = 0; i < sizeof algos / sizeof algos[0]; i++) {
+    char err[256], label[48];
+    setenv("MP_CUDA_CONV_OWN", algos[i], 1);
+    mp_backend *own = mp_backend_create(name, err, sizeof err);
+    unsetenv("MP_CUDA_CONV_OWN");
+    if (!own) fail_msg("%s", err);
+    g_be = own;
+    snprintf(label, sizeof label, "%s, own %s", name, algos[i]);
+    check_convs(label, own, ref, r, tol);
+    mp_backend_free(own);
+    g_be = be;
+  }
 }
 
 static void check_backend(const char *name) {
@@ -350,7 +353,7 @@ static void check_backend(const char *name) {
   mp_rng r;
   mp_rng_init(&r, 51, MP_RNG_TEST, 0);
   check_convs(name, be, ref, &r, 1e-10); /* fp32 with another summation order: ~1e-13 observed */
-  check_convs_own_wgrad(name, be, ref, &r, 1e-10);
+  check_convs_own(name, be, ref, &r, 1e-10);
   /* element-wise activations, forward and backward */
   static const char *anames[] = {"relu", "lrelu", "tanh", "sigmoid"};
   enum { NE = 1000 };
@@ -407,7 +410,7 @@ static void test_reduced_precision(void **state) {
     mp_rng r;
     mp_rng_init(&r, 52, MP_RNG_TEST, 0);
     check_convs(name, be, ref, &r, modes[m].tol);
-    check_convs_own_wgrad(name, be, ref, &r, modes[m].tol);
+    check_convs_own(name, be, ref, &r, modes[m].tol);
     /* linear: n 64, in 300, out 40 (cuBLAS in TF32 / bf16 tensor-core modes) */
     enum { LN = 64, LI = 300, LO = 40 };
     float *x = T(LN * LI), *w = T(LO * LI), *bias = T(LO), *y1 = T(LN * LO), *y2 = T(LN * LO), *dy = T(LN * LO);

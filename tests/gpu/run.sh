@@ -23,8 +23,8 @@
 #                       its tables go into tests.log and the summary
 #           profile     mp_bench_nn under MP_NN_PROFILE=1 (per-layer times and the cuDNN
 #                       algorithms: classifier fp32, tf32 and bf16, a WGAN-GP iteration), the
-#                       classifier with MP_CUDA_DETERMINISTIC=0, with MP_CUDA_OWN_WGRAD=0 and
-#                       with a 4 GiB workspace,
+#                       classifier with MP_CUDA_DETERMINISTIC=0, with MP_CUDA_CONV_OWN=off (and
+#                       a WGAN-GP iteration with and without) and with a 4 GiB workspace,
 #                       PyTorch's per-kernel table of the same step (bench/gpu/torch_profile.py,
 #                       fp32 and bf16) and nsys's kernel table where nsys exists, into bench.log
 #           bench       BUILD_DIR=build-gpu TIME_BUDGET_S=<left, at most BENCH_BUDGET_S> bench/gpu/run.sh
@@ -413,8 +413,11 @@ else
     "$1" cuda classifier 128 10 || rc=1
     echo "the same with MP_CUDA_DETERMINISTIC=0 (the fastest algorithm, as PyTorch'"'"'s cudnn.benchmark):"
     MP_CUDA_DETERMINISTIC=0 "$1" cuda classifier 128 10 || rc=1
-    echo "the same with cuDNN'"'"'s weight gradients only (MP_CUDA_OWN_WGRAD=0: no own 3x3 kernel):"
-    MP_CUDA_OWN_WGRAD=0 "$1" cuda classifier 128 10 || rc=1
+    echo "the same with cuDNN'"'"'s convolutions only (MP_CUDA_CONV_OWN=off: no wgrad3, no gemm):"
+    MP_CUDA_CONV_OWN=off "$1" cuda classifier 128 10 || rc=1
+    echo "a WGAN-GP iteration with cuDNN'"'"'s convolutions only (MP_CUDA_CONV_OWN=off), then as chosen:"
+    MP_CUDA_CONV_OWN=off "$1" cuda gansteps wgan-gp 0 64 64 10 || rc=1
+    "$1" cuda gansteps wgan-gp 0 64 64 10 || rc=1
     echo "the same, deterministic, with a 4 GiB workspace cap (MP_CUDA_WORKSPACE_MB=4096):"
     MP_CUDA_WORKSPACE_MB=4096 "$1" cuda classifier 128 10 || rc=1
     if [[ -n $2 && ${PROFILE_TORCH:-1} != 0 ]]; then

@@ -1,0 +1,225 @@
+/* test_cuda_conv_emu — the cuda backend's own convolution algorithms (nn/mp_cuda_conv.cuh)
+ * compiled for the host and run on an emulated GPU, against naive convolutions in double.  Where
+ * no GPU is present (CI) this is what holds them to the definitions
+ *   y[n][k][p][q]   = sum_c,r,s x[n][c][p st + r - ph][q st + s - pw] w[k][c][r][s]
+ *   dx, dw          the adjoints of that in x and in w:
+ * wgrad3's indexing, edge handling, warp-shuffle reduction and partial-sum layout (3x3 stride 1),
+ * and the gemm path — k_im2col, k_col2im, k_swap01 and conv_gemm_plan's chunking, layouts and
+ * GEMM shapes, with a naive row-major GEMM in cuBLAS's place — for every op on stride-1 and
+ * stride-2, square and 1x7 kernels, padded and valid, in one chunk and in several.  On a GPU,
+ * test_backend holds the compiled algorithms to ref (MP_CUDA_CONV_OWN=wgrad3 / gemm) and the
+ * backend compares them with cuDNN's result before using them.
+ *
+ * The emulation: every CUDA thread of a block is a std::thread (blocks one after another);
+ * __shfl_down_sync exchanges through a per-warp buffer between two barriers of that warp's 32
+ * threads (a warp that returns early returns whole, as in the kernel); __syncthreads is a
+ * barrier of the block; __shared__ arrays are static (one block at a time); element-wise kernels
+ * get a small grid, so that their grid-stride loops go round.  Outputs start as NaN so that an
+ * element left unwritten fails the comparison. */
+#include <barrier>
+#include <cmath>
+#include <cstddef>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+struct u3 {
+  unsigned x, y, z;
+};
+thread_local u3 threadIdx, blockIdx;
+static u3 blockDim, gridDim;
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(x)
+#define __ldg(p) (*(p))
+#define __shared__ static
+
+enum { MAX_WARPS = 32 };
+static std::barrier<> *warp_bar[MAX_WARPS];
+static double shfl_buf[MAX_WARPS][32];
+static std::barrier<> *block_bar;
+
+template <typename T>
+static T __shfl_down_sync(unsigned, T v, int off) {
+  const int lane = threadIdx.x & 31, w = (int)((threadIdx.x + threadIdx.y * blockDim.x) >> 5);
+  shfl_buf[w][lane] = (double)v;
+  warp_bar[w]->arrive_and_wait();
+  T r = lane + off < 32 ? (T)shfl_buf[w][lane + off] : v;
+  warp_bar[w]->arrive_and_wait();
+  return r;
+}
+#define __syncthreads() block_bar->arrive_and_wait()
+
+#include "mp_cuda_conv.cuh"
+
+static void launch(u3 grid, u3 block, const std::function<void()> &kernel) {
+  blockDim = block, gridDim = grid;
+  const int nt = (int)(block.x * block.y);
+  for (unsigned by = 0; by < grid.y; by++)
+    for (unsigned bx = 0; bx < grid.x; bx++) {
+      std::barrier<> bb(nt);
+      block_bar = &bb;
+      std::vector<std::unique_ptr<std::barrier<>>> wb;
+      for (int w = 0; w < nt / 32; w++) wb.emplace_back(new std::barrier<>(32)), warp_bar[w] = wb.back().get();
+      std::vector<std::thread> th;
+      for (int t = 0; t < nt; t++)
+        th.emplace_back([&, t, bx, by] {
+          threadIdx = {(unsigned)t % block.x, (unsigned)t / block.x, 0};
+          blockIdx = {bx, by, 0};
+          kernel();
+        });
+      for (auto &t : th) t.join();
+    }
+}
+
+static int check_wgrad3() {
+  /* n c h w k pad_h pad_w: the classifier's 3x3 pad 1; odd channel counts (a lone last k or c
+   * pair); one input channel; valid (pad 0) and pad 2; rows longer than a 32-column strip with a
+   * partial last strip; more (k, c) pairs than one block's warps; unequal pads; more partials
+   * (samples x strips) than the sum's 32 threads per weight */
+  static const int shapes[][7] = {{2, 3, 16, 16, 8, 1, 1}, {3, 2, 40, 64, 4, 1, 1}, {2, 5, 9, 37, 3, 0, 0},
+                                  {1, 1, 33, 40, 16, 1, 1}, {3, 4, 7, 5, 5, 2, 2}, {1, 16, 6, 70, 16, 1, 1},
+                                  {2, 3, 8, 9, 2, 0, 1},   {40, 2, 5, 6, 3, 1, 1}};
+  std::mt19937 rng(20261127);
+  std::uniform_real_distribution<float> U(-1.0f, 1.0f);
+  int bad = 0;
+  for (const auto &q : shapes) {
+    const int N = q[0], C = q[1], H = q[2], W = q[3], K = q[4], ph = q[5], pw = q[6];
+    const int P = H + 2 * ph - 2, Q = W + 2 * pw - 2;
+    std::vector<float> x((size_t)N * C * H * W), dy((size_t)N * K * P * Q), dw((size_t)K * C * 9, NAN);
+    for (auto &v : x) v = U(rng);
+    for (auto &v : dy) v = U(rng);
+    const int strips = (Q + 31) / 32, kp = (K + 1) / 2, cp = (C + 1) / 2;
+    std::vector<float> part((size_t)N * strips * K * C * 9, NAN);
+    const unsigned gx = (unsigned)(strips * ((kp * cp + WG_WARPS - 1) / WG_WARPS));
+    const float *xp = x.data(), *dp = dy.data();
+    float *pp = part.data(), *wp = dw.data();
+    launch({gx, (unsigned)N, 1}, {32 * WG_WARPS, 1, 1}, [=] { k_wgrad3(xp, dp, pp, C, H, W, K, P, Q, ph, pw, kp, cp); });
+    const size_t m = (size_t)K * C * 9;
+    launch({(unsigned)((m + 31) / 32), 1, 1}, {32, 32, 1}, [=] { k_wgrad3_sum(pp, wp, m, N * strips); });
+    double num = 0, den = 0;
+    for (int k = 0; k < K; k++)
+      for (int c = 0; c < C; c++)
+        for (int r = 0; r < 3; r++)
+          for (int s = 0; s < 3; s++) {
+            double a = 0;
+            for (int n = 0; n < N; n++)
+              for (int y = 0; y < P; y++)
+                for (int xo = 0; xo < Q; xo++) {
+                  const int iy = y + r - ph, ix = xo + s - pw;
+                  if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                  a += (double)dy[(((size_t)n * K + k) * P + y) * Q + xo] * x[(((size_t)n * C + c) * H + iy) * W + ix];
+                }
+            const double e = dw[((size_t)k * C + c) * 9 + r * 3 + s] - a;
+            num += e * e, den += a * a;
+          }
+    const double nmse = num / den; /* NaN (an unwritten weight) fails */
+    const bool ok = nmse < 1e-12;  /* fp32 products and lane sums, double across partials: ~1e-14 */
+    printf("wgrad3 n%d c%d %dx%d k%d pad %d,%d -> %dx%d (%d strips, %d pairs): nmse %.2e %s\n", N, C, H, W, K, ph, pw, P, Q,
+           strips, kp * cp, nmse, ok ? "ok" : "FAILED");
+    bad += !ok;
+  }
+  return bad;
+}
+
+/* the gemm path's Ops with emulated launches and a naive GEMM */
+struct host_ops {
+  static void run(const std::function<void()> &k) { launch({3, 1, 1}, {64, 1, 1}, k); }
+  void im2col(const float *x, float *col, const conv_dims &d, int nb) {
+    const size_t total = (size_t)d.c * d.r * d.s * nb * d.p * d.q;
+    run([=] { k_im2col(x, col, d, nb, total); });
+  }
+  void col2im(const float *col, float *dx, const conv_dims &d, int nb) {
+    const size_t total = (size_t)nb * d.c * d.h * d.w;
+    run([=] { k_col2im(col, dx, d, nb, total); });
+  }
+  void swap01(const float *in, float *out, int A, int B, size_t L) {
+    const size_t total = (size_t)A * B * L;
+    run([=] { k_swap01(in, out, A, B, L, total); });
+  }
+  /* row-major C (M x N) = op(A) op(B) + beta C; C is not read when beta is 0 (as cuBLAS) */
+  void gemm(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+            float beta) {
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) {
+        double acc = 0;
+        for (int k = 0; k < K; k++)
+          acc += (double)(ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]) *
+                 (tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
+        float &o = C[(size_t)i * ldc + j];
+        o = beta != 0.0f ? (float)(acc + beta * o) : (float)acc;
+      }
+  }
+};
+
+static double nmse(const std::vector<float> &got, const std::vector<double> &want) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < want.size(); i++) {
+    const double e = got[i] - want[i];
+    num += e * e, den += want[i] * want[i];
+  }
+  return num / den; /* NaN (an unwritten element) fails */
+}
+
+static int check_gemm() {
+  /* n c h w k r s stride pad_h pad_w, and the chunk (samples) to run with */
+  static const int shapes[][11] = {
+      {3, 4, 8, 8, 5, 4, 4, 2, 1, 1, 2},  /* the GANs' 4x4 stride 2 pad 1, two chunks (2 + 1) */
+      {2, 3, 7, 9, 4, 3, 3, 1, 1, 1, 2},  /* the classifier's 3x3, one chunk */
+      {2, 3, 5, 9, 2, 1, 7, 1, 0, 3, 1},  /* Inception's 1x7 pad (0, 3), one sample a chunk */
+      {3, 2, 9, 9, 3, 3, 3, 2, 0, 0, 2},  /* 3x3 stride 2 valid */
+      {3, 8, 4, 4, 1, 4, 4, 1, 0, 0, 3},  /* the critic's last 4x4 valid: one output pixel */
+      {2, 6, 4, 4, 5, 4, 4, 2, 1, 1, 1},  /* G's 4x4 -> 8x8 as a backward data: 2x2 outputs */
+  };
+  std::mt19937 rng(20261128);
+  std::uniform_real_distribution<float> U(-1.0f, 1.0f);
+  int bad = 0;
+  for (const auto &q : shapes) {
+    const conv_dims d = {q[0], q[1], q[2], q[3], q[4], q[5], q[6], (q[2] + q[8] * 2 - q[5]) / q[7] + 1,
+                         (q[3] + q[9] * 2 - q[6]) / q[7] + 1, q[7], q[8], q[9]};
+    const int nb = q[10];
+    const size_t nx = (size_t)d.n * d.c * d.h * d.w, nw = (size_t)d.k * d.c * d.r * d.s, ny = (size_t)d.n * d.k * d.p * d.q;
+    std::vector<float> x(nx), w(nw), dy(ny);
+    for (auto &v : x) v = U(rng);
+    for (auto &v : w) v = U(rng);
+    for (auto &v : dy) v = U(rng);
+    std::vector<double> y0(ny, 0.0), dx0(nx, 0.0), dw0(nw, 0.0);
+    for (int n = 0; n < d.n; n++)
+      for (int k = 0; k < d.k; k++)
+        for (int p = 0; p < d.p; p++)
+          for (int qq = 0; qq < d.q; qq++)
+            for (int c = 0; c < d.c; c++)
+              for (int r = 0; r < d.r; r++)
+                for (int s = 0; s < d.s; s++) {
+                  const int iy = p * d.st + r - d.ph, ix = qq * d.st + s - d.pw;
+                  if (iy < 0 || iy >= d.h || ix < 0 || ix >= d.w) continue;
+                  const size_t xi = (((size_t)n * d.c + c) * d.h + iy) * d.w + ix, wi = (((size_t)k * d.c + c) * d.r + r) * d.s + s;
+                  const size_t yi = (((size_t)n * d.k + k) * d.p + p) * d.q + qq;
+                  y0[yi] += (double)x[xi] * w[wi];
+                  dx0[xi] += (double)dy[yi] * w[wi];
+                  dw0[wi] += (double)dy[yi] * x[xi];
+                }
+    const size_t crs = (size_t)d.c * d.r * d.s, cols = (size_t)nb * d.p * d.q;
+    std::vector<float> col(crs * cols, NAN), sw((size_t)d.k * cols, NAN);
+    std::vector<float> y(ny, NAN), dx(nx, NAN), dw(nw, NAN);
+    host_ops o;
+    conv_gemm_plan(o, 0, d, x.data(), w.data(), y.data(), col.data(), sw.data(), nb);
+    conv_gemm_plan(o, 1, d, dy.data(), w.data(), dx.data(), col.data(), sw.data(), nb);
+    conv_gemm_plan(o, 2, d, x.data(), dy.data(), dw.data(), col.data(), sw.data(), nb);
+    const double e[3] = {nmse(y, y0), nmse(dx, dx0), nmse(dw, dw0)};
+    const bool ok = e[0] < 1e-12 && e[1] < 1e-12 && e[2] < 1e-12;
+    printf("gemm n%d c%d %dx%d k%d %dx%d s%d pad %d,%d -> %dx%d, %d a chunk: nmse fwd %.1e data %.1e filter %.1e %s\n",
+           d.n, d.c, d.h, d.w, d.k, d.r, d.s, d.st, d.ph, d.pw, d.p, d.q, nb, e[0], e[1], e[2], ok ? "ok" : "FAILED");
+    bad += !ok;
+  }
+  return bad;
+}
+
+int main() {
+  const int bad = check_wgrad3() + check_gemm();
+  return bad ? 1 : 0;
+}
