@@ -436,6 +436,8 @@ static int pick_perf(const ctx_t *c, const perf_t *p, int got, size_t cap, bool 
   return -1;
 }
 
+static void dot_to(ctx_t *c, const float *a, const float *bb, size_t n, double *out, bool dist);
+
 static void run_cudnn(ctx_t *c, int op, int algo, size_t ws, const void *A, const void *B, void *O) {
   const float one = 1.0f, zero = 0.0f;
   if (op == OP_FWD)
@@ -451,7 +453,8 @@ static void run_cudnn(ctx_t *c, int op, int algo, size_t ws, const void *A, cons
 
 /* The own algorithms eligible for (op, shape) against cuDNN's pick `pk`, on the call's buffers
  * (a, b -> out in run_conv's operand order; out is overwritten, as the caller will again):
- * cuDNN's result goes to a scratch copy, each own result is compared with it (NMSE in double:
+ * cuDNN's result goes to a scratch copy, each own result is compared with it (NMSE summed in
+ * double on the device:
  * fp32 1e-10; TF32 1e-5, cuDNN's and cuBLAS's TF32 rounding) and every candidate is timed alike
  * (one warm-up, then the mean of 3 runs between events).  Returns the fastest own algorithm that
  * agrees and beats cuDNN (OWN_NONE if none), or the one MP_CUDA_CONV_OWN forces where eligible.
@@ -466,13 +469,12 @@ static int own_conv_pick(ctx_t *c, int op, const mp_conv_desc *d, const void *a,
   size_t m = op == OP_FWD ? mp_conv_y_count(d) : op == OP_BWD_DATA ? mp_conv_x_count(d) : mp_conv_w_count(d);
   float *ref = NULL;
   MP_CHECK_CUDA(cudaMalloc((void **)&ref, m * sizeof(float)));
-  float *h = (float *)mp_malloc(2 * m * sizeof(float));
   cudaEvent_t e0, e1;
   MP_CHECK_CUDA(cudaEventCreate(&e0));
   MP_CHECK_CUDA(cudaEventCreate(&e1));
   MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, pk->math));
   float ms[3] = {0, 0, 0};
-  double nmse[3] = {0, 0, 0};
+  double nmse[3] = {0, 0, 0}, den = 0;
   for (int which = 0; which < 3; which++) {
     if (!ok[which]) continue;
     for (int it = 0; it < 4; it++) {
@@ -486,19 +488,15 @@ static int own_conv_pick(ctx_t *c, int op, const mp_conv_desc *d, const void *a,
     MP_CHECK_CUDA(cudaEventSynchronize(e1));
     MP_CHECK_CUDA(cudaEventElapsedTime(&ms[which], e0, e1));
     ms[which] /= 3;
-    if (which == OWN_NONE) {
-      MP_CHECK_CUDA(cudaMemcpy(h, ref, m * sizeof(float), cudaMemcpyDeviceToHost));
-      continue;
-    }
-    MP_CHECK_CUDA(cudaMemcpy(h + m, out, m * sizeof(float), cudaMemcpyDefault));
-    double num = 0, den = 0;
-    for (size_t i = 0; i < m; i++) {
-      double e = (double)h[m + i] - h[i];
-      num += e * e, den += (double)h[i] * h[i];
-    }
-    nmse[which] = den > 0 ? num / den : num;
+    /* on the device (a result may be GBs): sum ref^2 once, then sum (own - ref)^2 */
+    dot_to(c, which == OWN_NONE ? ref : (const float *)out, which == OWN_NONE ? NULL : ref, m, c->dsc, which != OWN_NONE);
+    MP_CHECK_CUDA(cudaMemcpyAsync(c->hsc, c->dsc, sizeof(double), cudaMemcpyDeviceToHost, c->st));
+    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+    if (which == OWN_NONE)
+      den = c->hsc[0];
+    else
+      nmse[which] = den > 0 ? c->hsc[0] / den : c->hsc[0];
   }
-  mp_free(h);
   MP_CHECK_CUDA(cudaEventDestroy(e0));
   MP_CHECK_CUDA(cudaEventDestroy(e1));
   MP_CHECK_CUDA(cudaFree(ref));
@@ -1270,9 +1268,17 @@ __device__ double block_sum(double v) {
   return r;
 }
 /* partial[block] = sum over the block's grid-stride share of a[i] * b[i] (b NULL: a[i]^2) */
+/* DIST: sum (a - b)^2 instead of sum a b */
+template <bool DIST>
 __global__ void k_dot_partial(const float *a, const float *bb, size_t n, double *partial) {
   double acc = 0;
-  GS_LOOP(i, n) acc += (double)a[i] * (bb ? bb[i] : a[i]);
+  if (DIST)
+    GS_LOOP(i, n) {
+      double e = (double)a[i] - bb[i];
+      acc += e * e;
+    }
+  else
+    GS_LOOP(i, n) acc += (double)a[i] * (bb ? bb[i] : a[i]);
   double s = block_sum(acc);
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
@@ -1282,11 +1288,15 @@ __global__ void k_sum_partials(const double *partial, int nb, double *out) {
   double s = block_sum(acc);
   if (threadIdx.x == 0) *out = s;
 }
-/* *out = sum a[i] b[i] (b NULL: sum a[i]^2), on the stream, deterministic */
-static void dot_to(ctx_t *c, const float *a, const float *bb, size_t n, double *out) {
+/* *out = sum a[i] b[i] (b NULL: sum a[i]^2; dist: sum (a[i] - b[i])^2), on the stream,
+ * deterministic */
+static void dot_to(ctx_t *c, const float *a, const float *bb, size_t n, double *out, bool dist) {
   unsigned nb = grid_for(n, TPB);
   if (nb > PARTIALS) nb = PARTIALS;
-  k_dot_partial<<<nb, TPB, 0, c->st>>>(a, bb, n, c->dsc + 2);
+  if (dist)
+    k_dot_partial<true><<<nb, TPB, 0, c->st>>>(a, bb, n, c->dsc + 2);
+  else
+    k_dot_partial<false><<<nb, TPB, 0, c->st>>>(a, bb, n, c->dsc + 2);
   MP_LAUNCHED();
   k_sum_partials<<<1, TPB, 0, c->st>>>(c->dsc + 2, (int)nb, out);
   MP_LAUNCHED();
@@ -1354,18 +1364,18 @@ static double cu_sn_forward(mp_backend *b, const float *w, int rows, int cols, f
   float *t = w_sn; /* scratch for W v (rows floats) until w_sn is written */
   if (train) {
     MP_CHECK_CUBLAS(cublasSgemv(c->blas, CUBLAS_OP_N, cols, rows, &one, w, cols, u, 1, &zero, v, 1)); /* v = W^T u */
-    dot_to(c, v, NULL, (size_t)cols, c->dsc);
+    dot_to(c, v, NULL, (size_t)cols, c->dsc, false);
     k_normalize<<<grid_for((size_t)cols, TPB), TPB, 0, c->st>>>(v, cols, c->dsc);
     MP_LAUNCHED();
     MP_CHECK_CUBLAS(cublasSgemv(c->blas, CUBLAS_OP_T, cols, rows, &one, w, cols, v, 1, &zero, t, 1)); /* t = W v */
     MP_CHECK_CUDA(cudaMemcpyAsync(u, t, (size_t)rows * sizeof(float), cudaMemcpyDefault, c->st));
-    dot_to(c, u, NULL, (size_t)rows, c->dsc);
+    dot_to(c, u, NULL, (size_t)rows, c->dsc, false);
     k_normalize<<<grid_for((size_t)rows, TPB), TPB, 0, c->st>>>(u, rows, c->dsc);
     MP_LAUNCHED();
   } else {
     MP_CHECK_CUBLAS(cublasSgemv(c->blas, CUBLAS_OP_T, cols, rows, &one, w, cols, v, 1, &zero, t, 1)); /* t = W v */
   }
-  dot_to(c, u, t, (size_t)rows, c->dsc + 1); /* sigma = u . W v */
+  dot_to(c, u, t, (size_t)rows, c->dsc + 1, false); /* sigma = u . W v */
   k_div_sigma<<<grid_for(nw, TPB), TPB, 0, c->st>>>(w, w_sn, nw, c->dsc + 1);
   MP_LAUNCHED();
   MP_CHECK_CUDA(cudaMemcpyAsync(c->hsc, c->dsc, 2 * sizeof(double), cudaMemcpyDeviceToHost, c->st));
@@ -1377,7 +1387,7 @@ static void cu_sn_backward(mp_backend *b, const float *w, const float *dw_sn, in
                            const float *v, double sigma, float *dw) {
   ctx_t *c = C(b);
   size_t nw = (size_t)rows * cols;
-  dot_to(c, dw_sn, w, nw, c->dsc);
+  dot_to(c, dw_sn, w, nw, c->dsc, false);
   k_sn_bwd<<<grid_for(nw, TPB), TPB, 0, c->st>>>(dw_sn, u, v, cols, nw, sigma, c->dsc, dw);
   MP_LAUNCHED();
 }
