@@ -328,26 +328,31 @@ static int gemm_chunk(const ctx_t *c, const mp_conv_desc *d) {
   size_t per = (crs + (size_t)d->k) * pq * sizeof(float), want = (16384 + pq - 1) / pq, fit = c->ws_cap / per;
   size_t nb = want < (size_t)d->n ? want : (size_t)d->n;
   if (nb > fit) nb = fit;
-  if (nb > (size_t)INT32_MAX / pq) nb = (size_t)INT32_MAX / pq;
+  /* the kernels' 32-bit indices: col, sw and the chunk's x below 2^31 elements */
+  size_t big = crs > (size_t)d->k ? crs : (size_t)d->k, img = (size_t)d->c * d->h * d->w;
+  if (nb && nb > (size_t)INT32_MAX / (big * pq)) nb = (size_t)INT32_MAX / (big * pq);
+  if (nb && img && nb > (size_t)INT32_MAX / img) nb = (size_t)INT32_MAX / img;
   return (int)nb;
 }
 
 /* the gemm path's Ops policy (conv_gemm_plan): kernels and cuBLAS on the backend's stream */
 struct cuda_gemm_ops {
   ctx_t *c;
+  /* rows x (elements per row), both grid-strided */
+  static dim3 grid2(size_t rows, size_t per_row) {
+    return dim3(grid_for(per_row, TPB) < 4096u ? grid_for(per_row, TPB) : 4096u, rows < 65535u ? (unsigned)rows : 65535u);
+  }
   void im2col(const float *x, float *col, const conv_dims &d, int nb) {
-    size_t total = (size_t)d.c * d.r * d.s * nb * d.p * d.q;
-    k_im2col<<<grid_for(total, TPB), TPB, 0, c->st>>>(x, col, d, nb, total);
+    k_im2col<<<grid2((size_t)d.c * d.r * d.s, (size_t)nb * d.p * d.q), TPB, 0, c->st>>>(x, col, d, nb);
     MP_LAUNCHED();
   }
   void col2im(const float *col, float *dx, const conv_dims &d, int nb) {
-    size_t total = (size_t)nb * d.c * d.h * d.w;
-    k_col2im<<<grid_for(total, TPB), TPB, 0, c->st>>>(col, dx, d, nb, total);
+    k_col2im<<<grid2((size_t)nb * d.c, (size_t)d.h * d.w), TPB, 0, c->st>>>(col, dx, d, nb);
     MP_LAUNCHED();
   }
   void swap01(const float *in, float *out, int A, int B, size_t L) {
     size_t total = (size_t)A * B * L;
-    k_swap01<<<grid_for(total, TPB), TPB, 0, c->st>>>(in, out, A, B, L, total);
+    k_swap01<<<grid_for(total, TPB), TPB, 0, c->st>>>(in, out, (unsigned)A, (unsigned)B, (unsigned)L, (unsigned)total);
     MP_LAUNCHED();
   }
   /* row-major C (M x N) = op(A) op(B) + beta C is column-major C^T = op(B)^T op(A)^T */

@@ -12,7 +12,8 @@
  *                  grid (strips x ceil(kp cp / WG_WARPS), n), block 32 x WG_WARPS, where
  *                  strips = ceil(q / 32), kp = ceil(k / 2), cp = ceil(c / 2)
  *   k_wgrad3_sum   part (np x m) -> dw (m = k c 9): grid ceil(m / 32), block (32, 32)
- *   k_im2col, k_col2im, k_swap01   element-wise, any 1-D grid (grid-stride loops)
+ *   k_im2col, k_col2im   element-wise: rows / planes over grid y, elements over grid x (any
+ *                  sizes: grid-stride loops); k_swap01 any 1-D grid
  *   conv_gemm_plan the gemm path's steps for one op, through an Ops policy (launches, GEMM) */
 #pragma once
 
@@ -40,13 +41,7 @@ __global__ void __launch_bounds__(32 * WG_WARPS)
   xs[1] = c1 ? xs[0] + (size_t)H * W : xs[0];
   const float *g0 = dy + ((size_t)n * K + k0) * P * Q + xo, *g1 = k1 ? g0 + (size_t)P * Q : g0;
   const bool cok[2] = {col, col && c1};
-  float acc[2][2][9];
-#pragma unroll
-  for (int a = 0; a < 2; a++)
-#pragma unroll
-    for (int b = 0; b < 2; b++)
-#pragma unroll
-      for (int i = 0; i < 9; i++) acc[a][b][i] = 0.0f;
+  float acc[2][2][9] = {}; /* [k0 + a][c0 + b][r * 3 + s] */
   /* win[c][r][s] = x[c][y + r - pad_h][xo + s - pad_w] for the current output row y */
   float win[2][3][3];
 #pragma unroll
@@ -122,52 +117,61 @@ struct conv_dims {
   int n, c, h, w, k, r, s, p, q, st, ph, pw;
 };
 
-#define MP_GRID_LOOP(i, total) \
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (total); i += (size_t)gridDim.x * blockDim.x)
+/* Index arithmetic in 32 bits (gemm_chunk keeps every chunk's buffers below 2^31 elements):
+ * the element-wise kernels are memory-bound only if their per-element integer work is a few
+ * 32-bit divisions, not 64-bit ones; rows / planes go over grid y (grid-stride), elements of a
+ * row over grid x (grid-stride), so the per-row decomposition is done once per block row. */
 
-/* col of nb samples starting at x (their first sample); total = C R S nb P Q */
-__global__ void k_im2col(const float *__restrict__ x, float *__restrict__ col, conv_dims d, int nb, size_t total) {
-  const size_t pq = (size_t)d.p * d.q, cols = (size_t)nb * pq;
-  MP_GRID_LOOP(i, total) {
-    const size_t row = i / cols, rem = i % cols;
-    const int j = (int)(rem / pq), t = (int)(rem % pq), p = t / d.q, q = t % d.q;
-    const int s = (int)(row % d.s), r = (int)((row / d.s) % d.r), c = (int)(row / ((size_t)d.r * d.s));
-    const int iy = p * d.st + r - d.ph, ix = q * d.st + s - d.pw;
-    col[i] = (iy >= 0 && iy < d.h && ix >= 0 && ix < d.w) ? __ldg(x + (((size_t)j * d.c + c) * d.h + iy) * d.w + ix)
-                                                          : 0.0f;
-  }
-}
-
-/* dx of nb samples (starting at dx) from col: each element gathers its (r, s) terms in a fixed
- * order; total = nb C H W */
-__global__ void k_col2im(const float *__restrict__ col, float *__restrict__ dx, conv_dims d, int nb, size_t total) {
-  const size_t cols = (size_t)nb * d.p * d.q;
-  MP_GRID_LOOP(i, total) {
-    const int ix = (int)(i % d.w), iy = (int)((i / d.w) % d.h), c = (int)((i / ((size_t)d.w * d.h)) % d.c);
-    const int j = (int)(i / ((size_t)d.w * d.h * d.c));
-    float acc = 0.0f;
-    for (int r = 0; r < d.r; r++) {
-      const int ty = iy + d.ph - r;
-      if (ty < 0 || ty % d.st) continue;
-      const int p = ty / d.st;
-      if (p >= d.p) continue;
-      for (int s = 0; s < d.s; s++) {
-        const int tx = ix + d.pw - s;
-        if (tx < 0 || tx % d.st) continue;
-        const int q = tx / d.st;
-        if (q >= d.q) continue;
-        acc += __ldg(col + ((size_t)(c * d.r + r) * d.s + s) * cols + ((size_t)j * d.p + p) * d.q + q);
-      }
+/* col of nb samples starting at x (their first sample): row (c r s) over y, column (j p q) over x */
+__global__ void k_im2col(const float *__restrict__ x, float *__restrict__ col, conv_dims d, int nb) {
+  const unsigned pq = (unsigned)(d.p * d.q), cols = (unsigned)nb * pq, crs = (unsigned)(d.c * d.r * d.s);
+  const size_t plane = (size_t)d.h * d.w, sample = (size_t)d.c * plane;
+  for (unsigned row = blockIdx.y; row < crs; row += gridDim.y) {
+    const int s = (int)(row % (unsigned)d.s), r = (int)(row / (unsigned)d.s % (unsigned)d.r),
+              c = (int)(row / (unsigned)(d.r * d.s));
+    const float *xc = x + (size_t)c * plane;
+    float *o = col + (size_t)row * cols;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) {
+      const unsigned j = i / pq, t = i - j * pq;
+      const int p = (int)(t / (unsigned)d.q), q = (int)t - p * d.q;
+      const int iy = p * d.st + r - d.ph, ix = q * d.st + s - d.pw;
+      o[i] = (iy >= 0 && iy < d.h && ix >= 0 && ix < d.w) ? __ldg(xc + j * sample + (size_t)iy * d.w + ix) : 0.0f;
     }
-    dx[i] = acc;
   }
 }
 
-/* out (B, A, L) = in (A, B, L) with the first two axes swapped; total = A B L */
-__global__ void k_swap01(const float *__restrict__ in, float *__restrict__ out, int A, int B, size_t L, size_t total) {
-  MP_GRID_LOOP(i, total) {
-    const size_t l = i % L, a = (i / L) % A, b = i / (L * A);
-    out[i] = __ldg(in + (a * B + b) * L + l);
+/* dx of nb samples (starting at dx) from col: plane (j c) over y, pixel over x; each pixel gathers
+ * the (r, s) terms that reach it (r = (iy + ph) mod st, + st, ...; likewise s), in ascending order */
+__global__ void k_col2im(const float *__restrict__ col, float *__restrict__ dx, conv_dims d, int nb) {
+  const unsigned hw = (unsigned)(d.h * d.w), planes = (unsigned)(nb * d.c);
+  const size_t cols = (size_t)nb * d.p * d.q;
+  for (unsigned pl = blockIdx.y; pl < planes; pl += gridDim.y) {
+    const int j = (int)(pl / (unsigned)d.c), c = (int)pl - j * d.c;
+    for (unsigned t = blockIdx.x * blockDim.x + threadIdx.x; t < hw; t += gridDim.x * blockDim.x) {
+      const int iy = (int)(t / (unsigned)d.w), ix = (int)t - iy * d.w, ty = iy + d.ph, tx = ix + d.pw;
+      float acc = 0.0f;
+      for (int r = ty % d.st; r < d.r; r += d.st) {
+        const int p = (ty - r) / d.st; /* falls as r rises */
+        if (p < 0) break;
+        if (p >= d.p) continue;
+        for (int s = tx % d.st; s < d.s; s += d.st) {
+          const int q = (tx - s) / d.st;
+          if (q < 0) break;
+          if (q >= d.q) continue;
+          acc += __ldg(col + ((size_t)(c * d.r + r) * d.s + s) * cols + ((size_t)j * d.p + p) * d.q + q);
+        }
+      }
+      dx[(size_t)pl * hw + t] = acc;
+    }
+  }
+}
+
+/* out (B, A, L) = in (A, B, L) with the first two axes swapped; total = A B L < 2^31; 1-D grid */
+__global__ void k_swap01(const float *__restrict__ in, float *__restrict__ out, unsigned A, unsigned B, unsigned L,
+                         unsigned total) {
+  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const unsigned pl = i / L, l = i - pl * L, a = pl % A, b = pl / A;
+    out[i] = __ldg(in + ((size_t)a * B + b) * L + l);
   }
 }
 

@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+/* the host's idea of CUDA's launch coordinates */
 struct u3 {
   unsigned x, y, z;
 };
@@ -128,18 +129,16 @@ static int check_wgrad3() {
 
 /* the gemm path's Ops with emulated launches and a naive GEMM */
 struct host_ops {
-  static void run(const std::function<void()> &k) { launch({3, 1, 1}, {64, 1, 1}, k); }
+  /* small grids, so that both grid-stride loops (rows over y, elements over x) go round */
   void im2col(const float *x, float *col, const conv_dims &d, int nb) {
-    const size_t total = (size_t)d.c * d.r * d.s * nb * d.p * d.q;
-    run([=] { k_im2col(x, col, d, nb, total); });
+    launch({2, 3, 1}, {32, 1, 1}, [=] { k_im2col(x, col, d, nb); });
   }
   void col2im(const float *col, float *dx, const conv_dims &d, int nb) {
-    const size_t total = (size_t)nb * d.c * d.h * d.w;
-    run([=] { k_col2im(col, dx, d, nb, total); });
+    launch({2, 3, 1}, {32, 1, 1}, [=] { k_col2im(col, dx, d, nb); });
   }
   void swap01(const float *in, float *out, int A, int B, size_t L) {
-    const size_t total = (size_t)A * B * L;
-    run([=] { k_swap01(in, out, A, B, L, total); });
+    const unsigned total = (unsigned)(A * B * L);
+    launch({3, 1, 1}, {64, 1, 1}, [=] { k_swap01(in, out, (unsigned)A, (unsigned)B, (unsigned)L, total); });
   }
   /* row-major C (M x N) = op(A) op(B) + beta C; C is not read when beta is 0 (as cuBLAS) */
   void gemm(bool ta, bool tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
