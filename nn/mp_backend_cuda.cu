@@ -26,7 +26,9 @@
  * Algorithms: one cudnnFind…Ex per (op, shape) on the real buffers, with a workspace cap
  * (MP_CUDA_WORKSPACE_MB, default 512), cached for the life of the backend; the fastest
  * DETERMINISTIC algorithm is kept, so a rerun gives the same numbers (a checkpoint
- * resume stays bit-identical on one GPU); see choose() for a shape with none within the cap,
+ * resume stays bit-identical on one GPU, as long as the timings make the same choices: two
+ * candidates within noise of each other may be chosen differently by two processes); see
+ * choose() for a shape with none within the cap,
  * and MP_CUDA_DETERMINISTIC=0 for the fastest algorithm whatever its determinism.  In fp32
  * and TF32 an own deterministic algorithm (wgrad3, gemm: see "own convolution algorithms")
  * replaces cuDNN's for a shape where it matches cuDNN's result and is faster on the shape's
@@ -458,10 +460,9 @@ static void run_cudnn(ctx_t *c, int op, int algo, size_t ws, const void *A, cons
 
 /* The own algorithms eligible for (op, shape) against cuDNN's pick `pk`, on the call's buffers
  * (a, b -> out in run_conv's operand order; out is overwritten, as the caller will again):
- * cuDNN's result goes to a scratch copy, each own result is compared with it (NMSE summed in
- * double on the device:
- * fp32 1e-10; TF32 1e-5, cuDNN's and cuBLAS's TF32 rounding) and every candidate is timed alike
- * (one warm-up, then the mean of 3 runs between events).  Returns the fastest own algorithm that
+ * cuDNN's result goes to a scratch copy, each own result is compared with it (NMSE, summed in
+ * double on the device; fp32 1e-10, TF32 1e-5 for cuDNN's and cuBLAS's TF32 rounding) and every
+ * candidate is timed alike (one warm-up, then the mean of 3 runs between events).  Returns the fastest own algorithm that
  * agrees and beats cuDNN (OWN_NONE if none), or the one MP_CUDA_CONV_OWN forces where eligible.
  * `what` describes the choice. */
 static int own_conv_pick(ctx_t *c, int op, const mp_conv_desc *d, const void *a, const void *b, void *out,
