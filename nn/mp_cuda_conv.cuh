@@ -42,14 +42,19 @@ __global__ void __launch_bounds__(32 * WG_WARPS)
   const float *g0 = dy + ((size_t)n * K + k0) * P * Q + xo, *g1 = k1 ? g0 + (size_t)P * Q : g0;
   const bool cok[2] = {col, col && c1};
   float acc[2][2][9] = {}; /* [k0 + a][c0 + b][r * 3 + s] */
-  /* win[c][r][s] = x[c][y + r - pad_h][xo + s - pad_w] for the current output row y */
-  float win[2][3][3];
+  /* win[c][r][s] = x[c][y + r - pad_h][xo + s - pad_w] for the current output row y; the next
+   * row's loads (nx, nd*) are issued before the current row's FMAs, so their latency overlaps
+   * the arithmetic (a register double buffer) */
+  float win[2][3][3], nx[2][3];
 #pragma unroll
   for (int b = 0; b < 2; b++)
 #pragma unroll
-    for (int r = 1; r < 3; r++)
+    for (int s = 0; s < 3; s++) {
 #pragma unroll
-      for (int s = 0; s < 3; s++) win[b][r][s] = wg_ld(xs[b], cok[b], r - 1 - pad_h, xo + s - pad_w, H, W);
+      for (int r = 1; r < 3; r++) win[b][r][s] = wg_ld(xs[b], cok[b], r - 1 - pad_h, xo + s - pad_w, H, W);
+      nx[b][s] = wg_ld(xs[b], cok[b], 2 - pad_h, xo + s - pad_w, H, W);
+    }
+  float nd0 = (col && P > 0) ? __ldg(g0) : 0.0f, nd1 = (col && k1 && P > 0) ? __ldg(g1) : 0.0f;
   for (int y = 0; y < P; y++) {
 #pragma unroll
     for (int b = 0; b < 2; b++)
@@ -57,9 +62,13 @@ __global__ void __launch_bounds__(32 * WG_WARPS)
       for (int s = 0; s < 3; s++) {
         win[b][0][s] = win[b][1][s];
         win[b][1][s] = win[b][2][s];
-        win[b][2][s] = wg_ld(xs[b], cok[b], y + 2 - pad_h, xo + s - pad_w, H, W);
+        win[b][2][s] = nx[b][s];
+        nx[b][s] = wg_ld(xs[b], cok[b], y + 3 - pad_h, xo + s - pad_w, H, W); /* row y + 1's new row */
       }
-    const float d0 = col ? __ldg(g0 + (size_t)y * Q) : 0.0f, d1 = (col && k1) ? __ldg(g1 + (size_t)y * Q) : 0.0f;
+    const float d0 = nd0, d1 = nd1;
+    const bool more = y + 1 < P;
+    nd0 = (col && more) ? __ldg(g0 + (size_t)(y + 1) * Q) : 0.0f;
+    nd1 = (col && k1 && more) ? __ldg(g1 + (size_t)(y + 1) * Q) : 0.0f;
 #pragma unroll
     for (int b = 0; b < 2; b++)
 #pragma unroll
