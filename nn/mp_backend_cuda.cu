@@ -93,6 +93,7 @@ extern "C" {
 
 /* ---- the backend's state ------------------------------------------------------------------- */
 enum { OP_FWD, OP_BWD_DATA, OP_BWD_FILTER };
+static const char *const op_names[3] = {"forward", "backward-data", "backward-filter"};
 
 typedef struct {
   int op;
@@ -114,7 +115,7 @@ typedef struct {
   bool deterministic;  /* only deterministic cuDNN algorithms (MP_CUDA_DETERMINISTIC, default 1) */
   uint16_t *bfb[4];    /* bf16 scratch: two operands and the result of one convolution, and
                           a backward pass's dy (cast once for both of its ops) */
-  size_t bfn[4];
+  size_t bfb_bytes[4];
   cudaStream_t st, comm_st;
   cudaEvent_t ev_ready, ev_done;
   cudnnHandle_t dnn;
@@ -138,8 +139,8 @@ typedef struct {
   float *gm;            /* the gemm path's im2col and swap buffers (conv_gemm) */
   size_t gm_bytes;
   int own_conv;         /* MP_CUDA_CONV_OWN: -1 measured choice (default), 0 off, else OWN_* forced where eligible */
-  size_t bn_n;
-  int gp_cap;
+  size_t bn_bytes;
+  size_t gp_bytes;
   size_t stage_size;
   int nblk, capblk;
 #if MP_HAVE_NCCL_LIB
@@ -263,13 +264,19 @@ static algo_entry *cached(ctx_t *c, int op, const mp_conv_desc *d) {
   return NULL;
 }
 
-static void ensure_ws(ctx_t *c, size_t bytes) {
-  if (bytes <= c->ws_size) return;
-  MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
-  if (c->ws) MP_CHECK_CUDA(cudaFree(c->ws));
-  MP_CHECK_CUDA(cudaMalloc(&c->ws, bytes));
-  c->ws_size = bytes;
+/* *p: at least `bytes` of device memory, grown (the stream drained first, as the old block may
+ * still be read), never shrunk; *have its size in bytes.  The backend's growable scratch. */
+static void *dev_reserve(ctx_t *c, void **p, size_t *have, size_t bytes) {
+  if (bytes > *have) {
+    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+    if (*p) MP_CHECK_CUDA(cudaFree(*p));
+    MP_CHECK_CUDA(cudaMalloc(p, bytes));
+    *have = bytes;
+  }
+  return *p;
 }
+
+static void ensure_ws(ctx_t *c, size_t bytes) { dev_reserve(c, &c->ws, &c->ws_size, bytes); }
 
 /* ---- own convolution algorithms (fp32 operands; nn/mp_cuda_conv.cuh has their kernels) ----------
  * cuDNN's legacy API offers few deterministic algorithms, and some are slow on our shapes (H100,
@@ -290,7 +297,7 @@ static void ensure_ws(ctx_t *c, size_t bytes) {
  * whatever the timing, for the tests). */
 #include "mp_cuda_conv.cuh"
 enum { OWN_NONE, OWN_WGRAD3, OWN_GEMM };
-static const char *own_names[3] = {"cudnn", "wgrad3", "gemm"};
+static const char *const own_names[3] = {"cudnn", "wgrad3", "gemm"};
 static const size_t WG_MAX_PART = (size_t)64 << 20;
 
 /* partials of wgrad3 for this shape, in bytes; 0 when the shape is not eligible */
@@ -305,12 +312,7 @@ static size_t wgrad3_part_bytes(const ctx_t *c, const mp_conv_desc *d) {
 static void wgrad3(ctx_t *c, const mp_conv_desc *d, const float *x, const float *dy, float *dw) {
   size_t bytes = wgrad3_part_bytes(c, d);
   MP_CHECK(bytes > 0, "own 3x3 weight gradient called for an ineligible shape");
-  if (bytes > c->wg_bytes) {
-    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
-    if (c->wg_part) MP_CHECK_CUDA(cudaFree(c->wg_part));
-    MP_CHECK_CUDA(cudaMalloc((void **)&c->wg_part, bytes));
-    c->wg_bytes = bytes;
-  }
+  dev_reserve(c, (void **)&c->wg_part, &c->wg_bytes, bytes);
   int strips = (d->q + 31) / 32, kp = (d->k + 1) / 2, cp = (d->c + 1) / 2;
   long gx = (long)strips * ((kp * cp + WG_WARPS - 1) / WG_WARPS);
   MP_CHECK(gx <= INT32_MAX, "own 3x3 weight gradient: grid of %ld blocks", gx);
@@ -371,13 +373,7 @@ static void conv_gemm(ctx_t *c, int op, const mp_conv_desc *d, const float *a, c
   int nb = gemm_chunk(c, d);
   MP_CHECK(nb > 0, "gemm convolution called for an ineligible shape");
   size_t crs = (size_t)d->c * d->r * d->s, cols = (size_t)nb * d->p * d->q;
-  size_t bytes = (crs + (size_t)d->k) * cols * sizeof(float);
-  if (bytes > c->gm_bytes) {
-    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
-    if (c->gm) MP_CHECK_CUDA(cudaFree(c->gm));
-    MP_CHECK_CUDA(cudaMalloc((void **)&c->gm, bytes));
-    c->gm_bytes = bytes;
-  }
+  dev_reserve(c, (void **)&c->gm, &c->gm_bytes, (crs + (size_t)d->k) * cols * sizeof(float));
   conv_dims cd = {d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->p, d->q, d->stride, d->pad, d->pad_w};
   cuda_gemm_ops o = {c};
   conv_gemm_plan(o, op, cd, a, bb, out, c->gm, c->gm + crs * cols, nb);
@@ -514,7 +510,7 @@ static int own_conv_pick(ctx_t *c, int op, const mp_conv_desc *d, const void *a,
     bool agree = nmse[i] <= tol; /* false for a NaN */
     if (!agree)
       MP_WARN("cuda: own convolution '%s' disagrees with cuDNN's %s for conv n%d c%d %dx%d k%d %dx%d stride %d "
-              "(nmse %.1e): %s", own_names[i], op == OP_FWD ? "forward" : op == OP_BWD_DATA ? "backward data" : "backward filter",
+              "(nmse %.1e): %s", own_names[i], op_names[op],
               d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride, nmse[i],
               c->own_conv == i ? "used anyway (MP_CUDA_CONV_OWN)" : "not used");
     if (c->own_conv == i || (c->own_conv < 0 && agree && ms[i] < ms[use])) use = i;
@@ -522,12 +518,11 @@ static int own_conv_pick(ctx_t *c, int op, const mp_conv_desc *d, const void *a,
     snprintf(others + l, sizeof others - l, "%s%s %.3f ms%s", l ? ", " : "", own_names[i], (double)ms[i],
              agree ? "" : " disagrees");
   }
-  static const char *names[3] = {"forward", "backward-data", "backward-filter"};
   if (use != OWN_NONE)
     snprintf(what, wl, "own %s, %.3f ms (nmse %.0e; cudnn %s algo %d%s %.3f ms)", own_names[use], (double)ms[use],
-             nmse[use], names[op], pk->algo, pk->det == CUDNN_DETERMINISTIC ? "" : " nondeterministic", (double)ms[0]);
+             nmse[use], op_names[op], pk->algo, pk->det == CUDNN_DETERMINISTIC ? "" : " nondeterministic", (double)ms[0]);
   else
-    snprintf(what, wl, "cudnn %s algo %d%s, %.3f ms (own: %s)", names[op], pk->algo,
+    snprintf(what, wl, "cudnn %s algo %d%s, %.3f ms (own: %s)", op_names[op], pk->algo,
              pk->det == CUDNN_DETERMINISTIC ? "" : " (nondeterministic)", (double)ms[0], others);
   return use;
 }
@@ -541,7 +536,6 @@ static int own_conv_pick(ctx_t *c, int op, const mp_conv_desc *d, const void *a,
 static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x, const void *w, const void *y) {
   algo_entry *e = cached(c, op, d);
   if (e) return e;
-  static const char *names[3] = {"forward", "backward-data", "backward-filter"};
   ensure_ws(c, c->ws_cap);
   perf_t p[NPERF];
   int got = find_all(c, op, x, w, y, p);
@@ -562,7 +556,7 @@ static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x
       if (pick >= 0)
         MP_WARN("cuda: no deterministic %s algorithm for conv n%d c%d %dx%d k%d %dx%d stride %d: cuDNN algo %d "
                 "(nondeterministic) is used",
-                names[op], d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride, p[pick].algo);
+                op_names[op], d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride, p[pick].algo);
     }
     /* keep the workspace that the chosen algorithms need, not the search's */
     size_t keep = c->ws_cap;
@@ -577,13 +571,13 @@ static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x
     }
   }
   MP_CHECK(pick >= 0, "cuDNN offers no %s algorithm for conv n%d c%d %dx%d k%d %dx%d stride %d within %zu MiB of workspace",
-           names[op], d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride, cap >> 20);
+           op_names[op], d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride, cap >> 20);
   algo_entry ne;
   memset(&ne, 0, sizeof ne);
   ne.op = op;
   ne.d = *d;
   ne.algo = p[pick].algo, ne.math = p[pick].math, ne.ws = p[pick].mem;
-  snprintf(ne.what, sizeof ne.what, "cudnn %s algo %d%s, %.3f ms%s", names[op], p[pick].algo,
+  snprintf(ne.what, sizeof ne.what, "cudnn %s algo %d%s, %.3f ms%s", op_names[op], p[pick].algo,
            p[pick].det == CUDNN_DETERMINISTIC ? "" : " (nondeterministic)", (double)p[pick].ms,
            p[pick].mem > c->ws_cap ? ", workspace beyond the cap" : "");
   ne.own = own_conv_pick(c, op, d, x, w, (void *)y, &p[pick], ne.what, sizeof ne.what);
@@ -656,13 +650,7 @@ static void transpose(ctx_t *c, const Tin *in, Tout *out, int Z, int R, int S) {
 }
 
 static uint16_t *bf_buf(ctx_t *c, int slot, size_t n) {
-  if (n > c->bfn[slot]) {
-    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
-    if (c->bfb[slot]) MP_CHECK_CUDA(cudaFree(c->bfb[slot]));
-    MP_CHECK_CUDA(cudaMalloc((void **)&c->bfb[slot], n * sizeof(uint16_t)));
-    c->bfn[slot] = n;
-  }
-  return c->bfb[slot];
+  return (uint16_t *)dev_reserve(c, (void **)&c->bfb[slot], &c->bfb_bytes[slot], n * sizeof(uint16_t));
 }
 /* an operand of shape (z, ch, sp) fp32 channels-first -> bf16 channels-last scratch */
 static const void *to_bf(ctx_t *c, int slot, const float *x, int z, int ch, int sp) {
@@ -899,12 +887,7 @@ __global__ void k_bn_dx(const float *x, const float *y, const float *dy, float *
 /* the partials' and coefficients' scratch for C channels of S slices (grown once) */
 static double *bn_scratch(ctx_t *c, int C, int S, double **coef) {
   size_t need = 2 * (size_t)C * S + 4 * (size_t)C;
-  if (need > c->bn_n) {
-    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
-    if (c->bn_tmp) MP_CHECK_CUDA(cudaFree(c->bn_tmp));
-    MP_CHECK_CUDA(cudaMalloc((void **)&c->bn_tmp, need * sizeof(double)));
-    c->bn_n = need;
-  }
+  dev_reserve(c, (void **)&c->bn_tmp, &c->bn_bytes, need * sizeof(double));
   *coef = c->bn_tmp + 2 * (size_t)C * S;
   return c->bn_tmp;
 }
@@ -1325,12 +1308,7 @@ __global__ void k_penalty_scale(const float *g, int n, size_t m, float lambda, c
 }
 static double cu_penalty_grad(mp_backend *b, const float *g, int n, size_t m, float lambda, float *v, double *norms) {
   ctx_t *c = C(b);
-  if (n > c->gp_cap) {
-    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
-    if (c->gp_norms) MP_CHECK_CUDA(cudaFree(c->gp_norms));
-    MP_CHECK_CUDA(cudaMalloc((void **)&c->gp_norms, (size_t)n * sizeof(double)));
-    c->gp_cap = n;
-  }
+  dev_reserve(c, (void **)&c->gp_norms, &c->gp_bytes, (size_t)n * sizeof(double));
   k_sample_norms<<<n, TPB, 0, c->st>>>(g, m, c->gp_norms);
   MP_LAUNCHED();
   k_penalty_scale<<<grid_for((size_t)n * m, TPB), TPB, 0, c->st>>>(g, n, m, lambda, c->gp_norms, v);
@@ -1533,8 +1511,8 @@ static const char *cu_describe(mp_backend *b, const char *op, const mp_conv_desc
 
 static size_t cu_device_peak(mp_backend *b) {
   ctx_t *c = C(b);
-  return c->peak + c->ws_size + c->stage_size + 2 * (c->bfn[0] + c->bfn[1] + c->bfn[2] + c->bfn[3]) +
-         c->bn_n * sizeof(double);
+  return c->peak + c->ws_size + c->stage_size + c->bfb_bytes[0] + c->bfb_bytes[1] + c->bfb_bytes[2] +
+         c->bfb_bytes[3] + c->bn_bytes + c->wg_bytes + c->gm_bytes;
 }
 
 static void cu_destroy(mp_backend *b) {
