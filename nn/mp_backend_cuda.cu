@@ -29,10 +29,11 @@
  * resume stays bit-identical on one GPU, as long as the timings make the same choices: two
  * candidates within noise of each other may be chosen differently by two processes); see
  * choose() for a shape with none within the cap,
- * and MP_CUDA_DETERMINISTIC=0 for the fastest algorithm whatever its determinism.  In fp32
- * and TF32 an own deterministic algorithm (wgrad3, gemm: see "own convolution algorithms")
- * replaces cuDNN's for a shape where it matches cuDNN's result and is faster on the shape's
- * first call (MP_CUDA_CONV_OWN).
+ * and MP_CUDA_DETERMINISTIC=0 for the fastest algorithm whatever its determinism.  Beside that
+ * legacy pick compete, on the shape's first call, cuDNN's graph-API engines (every precision;
+ * see "cuDNN's graph API": MP_CUDA_CONV_GRAPH) and in fp32 and TF32 the own deterministic
+ * algorithms (wgrad3, gemm: see "own convolution algorithms"; MP_CUDA_CONV_OWN); one replaces
+ * the legacy pick where its result matches the legacy one and it is faster (pick_algo).
  *
  * Every CUDA, cuDNN, cuBLAS and NCCL call is checked (MP_CHECK_CUDA/CUDNN/CUBLAS/NCCL:
  * the statement, file:line and rank, then MPI_Abort); every kernel launch is followed by
@@ -65,6 +66,7 @@ extern "C" {
 #include "mp_log.h"
 #include "mp_rng.h"
 }
+#include "mp_cudnn_graph.h"
 
 /* ---- checks ------------------------------------------------------------------------------ */
 #define MP_CHECK_CUDNN(stmt)                                                                           \
@@ -101,8 +103,13 @@ typedef struct {
   int algo;
   cudnnMathType_t math;
   size_t ws;
-  int own; /* OWN_NONE (cuDNN's algo), OWN_WGRAD3 or OWN_GEMM */
-  char what[128];
+  int own;   /* OWN_NONE (cuDNN's legacy algo), OWN_WGRAD3, OWN_GEMM or OWN_GRAPH (a graph-API plan) */
+  int align; /* the operands' common byte alignment (up to 16) the entry was chosen for */
+  bdesc_t plan, vp;             /* OWN_GRAPH: the execution plan and the last variant pack, */
+  bdesc_t gcfg, keep[MPG_KEEP]; /* the plan's engine configuration and the graph's descriptors, */
+  const void *vp_ptr[3];        /* and the operands that variant pack names */
+  void *vp_ws;
+  char what[200];
 } algo_entry;
 
 typedef struct {
@@ -139,6 +146,7 @@ typedef struct {
   float *gm;            /* the gemm path's im2col and swap buffers (conv_gemm) */
   size_t gm_bytes;
   int own_conv;         /* MP_CUDA_CONV_OWN: -1 measured choice (default), 0 off, else OWN_* forced where eligible */
+  int graph;            /* MP_CUDA_CONV_GRAPH: -1 measured choice (default), 0 off, 1 forced where one agrees */
   size_t bn_bytes;
   size_t gp_bytes;
   size_t stage_size;
@@ -258,9 +266,11 @@ static bool same_shape(const mp_conv_desc *a, const mp_conv_desc *b) {
          a->stride == b->stride && a->pad == b->pad && a->pad_w == b->pad_w;
 }
 
-static algo_entry *cached(ctx_t *c, int op, const mp_conv_desc *d) {
+/* the entry for (op, shape, operand alignment); align < 0: any alignment (for describe) */
+static algo_entry *cached(ctx_t *c, int op, const mp_conv_desc *d, int align) {
   for (int i = 0; i < c->ncache; i++)
-    if (c->cache[i].op == op && same_shape(&c->cache[i].d, d)) return &c->cache[i];
+    if (c->cache[i].op == op && same_shape(&c->cache[i].d, d) && (align < 0 || c->cache[i].align == align))
+      return &c->cache[i];
   return NULL;
 }
 
@@ -296,8 +306,8 @@ static void ensure_ws(ctx_t *c, size_t bytes) { dev_reserve(c, &c->ws, &c->ws_si
  * agrees (MP_CUDA_CONV_OWN=off: cuDNN only; =wgrad3 or =gemm: that one wherever eligible,
  * whatever the timing, for the tests). */
 #include "mp_cuda_conv.cuh"
-enum { OWN_NONE, OWN_WGRAD3, OWN_GEMM };
-static const char *const own_names[3] = {"cudnn", "wgrad3", "gemm"};
+enum { OWN_NONE, OWN_WGRAD3, OWN_GEMM, OWN_GRAPH };
+static const char *const own_names[4] = {"cudnn", "wgrad3", "gemm", "graph"};
 static const size_t WG_MAX_PART = (size_t)64 << 20;
 
 /* partials of wgrad3 for this shape, in bytes; 0 when the shape is not eligible */
@@ -454,77 +464,192 @@ static void run_cudnn(ctx_t *c, int op, int algo, size_t ws, const void *A, cons
                                                   (cudnnConvolutionBwdFilterAlgo_t)algo, c->ws, ws, &zero, c->wd, O));
 }
 
-/* The own algorithms eligible for (op, shape) against cuDNN's pick `pk`, on the call's buffers
- * (a, b -> out in run_conv's operand order; out is overwritten, as the caller will again):
- * cuDNN's result goes to a scratch copy, each own result is compared with it (NMSE, summed in
- * double on the device; fp32 1e-10, TF32 1e-5 for cuDNN's and cuBLAS's TF32 rounding) and every
- * candidate is timed alike (one warm-up, then the mean of 3 runs between events).  Returns the fastest own algorithm that
- * agrees and beats cuDNN (OWN_NONE if none), or the one MP_CUDA_CONV_OWN forces where eligible.
- * `what` describes the choice. */
-static int own_conv_pick(ctx_t *c, int op, const mp_conv_desc *d, const void *a, const void *b, void *out,
-                         const perf_t *pk, char *what, size_t wl) {
-  bool ok[3] = {true, op == OP_BWD_FILTER && wgrad3_part_bytes(c, d) > 0, gemm_chunk(c, d) > 0};
-  if (c->own_conv == 0) return OWN_NONE;
-  if (c->own_conv > 0)
-    for (int i = 1; i < 3; i++) ok[i] = ok[i] && i == c->own_conv;
-  if (!ok[OWN_WGRAD3] && !ok[OWN_GEMM]) return OWN_NONE;
+/* ---- cuDNN's graph API: its engines as candidates beside the legacy pick (nn/mp_cudnn_graph.h
+ * builds the one-convolution graphs, filters the heuristics' engine configurations by their
+ * notes and finalizes the plans); up to GRAPH_MAX a (op, shape, alignment). --------------- */
+enum { GRAPH_MAX = 8 };
+static_assert((int)OP_FWD == (int)MPG_FWD && (int)OP_BWD_DATA == (int)MPG_BWD_DATA &&
+                  (int)OP_BWD_FILTER == (int)MPG_BWD_FILTER,
+              "op numbering");
+
+static mpg_mode graph_mode(const ctx_t *c) { return mpg_mode{c->bf16 != 0, c->tf32 != 0, c->deterministic, c->dnn, NULL}; }
+static mpg_conv graph_conv(const mp_conv_desc *d) {
+  return mpg_conv{d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->p, d->q, d->stride, d->pad, d->pad_w};
+}
+
+static void bf_to_f32(ctx_t *c, const void *in, float *out, size_t n); /* with the bf16 staging below */
+
+/* the number of 16-bit words in which a and b differ, into *cnt (zeroed by the caller) */
+__global__ void k_ndiff16(const uint16_t *a, const uint16_t *b, size_t n, unsigned long long *cnt) {
+  unsigned long long k = 0;
+  GS_LOOP(i, n) k += a[i] != b[i];
+  if (k) atomicAdd(cnt, k);
+}
+
+/* A trial's graph-API variant pack, kept across its runs as run_conv keeps an entry's. */
+typedef struct {
+  bdesc_t vp;
+  const void *ptr[3];
+  void *ws;
+} vpack_t;
+
+/* One candidate's trial run on the call's buffers; false when a graph plan fails to run. */
+static bool run_trial(ctx_t *c, int kind, int op, const mp_conv_desc *d, const perf_t *pk, const mpg_cand *g,
+                      vpack_t *vp, const void *a, const void *b, void *out) {
+  if (kind == OWN_NONE) {
+    MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, pk->math));
+    run_cudnn(c, op, pk->algo, pk->mem, a, b, out);
+    return true;
+  }
+  if (kind == OWN_GRAPH)
+    return mpg_exec(c->dnn, g->plan, &vp->vp, vp->ptr, &vp->ws, op, a, b, out, c->ws) == CUDNN_STATUS_SUCCESS;
+  run_own(c, kind, op, d, (const float *)a, (const float *)b, (float *)out);
+  return true;
+}
+
+/* The algorithm for (op, shape) among cuDNN's legacy pick `pk`, the graph-API plans gc[0..ng)
+ * and the eligible own algorithms, on the call's buffers (a, b -> out in run_conv's operand
+ * order; out is overwritten, as the caller will again).  Each candidate runs once to warm up
+ * and 3 times between events (its time: the mean); the legacy pick's result is the reference,
+ * each other result is compared with it (NMSE in double on the device, after a bf16 result is
+ * widened: fp32 1e-10; TF32 1e-5 for TF32 rounding; bf16 1e-4, a bf16 result rounding either
+ * way), and a graph plan also runs a fifth time and must repeat its result bit for bit when
+ * determinism is asked (cuDNN's notes say so; this checks it).  Returns OWN_NONE (legacy),
+ * OWN_GRAPH with the plan's index in *gsel, or an own algorithm: the fastest that agrees, or
+ * what MP_CUDA_CONV_OWN / MP_CUDA_CONV_GRAPH force.  `what` describes the choice. */
+static int pick_algo(ctx_t *c, int op, const mp_conv_desc *d, const void *a, const void *b, void *out,
+                     const perf_t *pk, const mpg_cand *gc, int ng, int *gsel, char *what, size_t wl) {
+  bool own_ok[3] = {false, op == OP_BWD_FILTER && wgrad3_part_bytes(c, d) > 0, gemm_chunk(c, d) > 0};
+  for (int i = 1; i < 3; i++) own_ok[i] = own_ok[i] && c->own_conv != 0 && (c->own_conv < 0 || c->own_conv == i);
+  *gsel = -1;
+  if (!own_ok[OWN_WGRAD3] && !own_ok[OWN_GEMM] && ng == 0) return OWN_NONE;
+  struct {
+    int kind, g;
+    float ms;
+    double nmse;
+    bool ran, det;
+  } t[1 + GRAPH_MAX + 2];
+  int nt = 0;
+  t[nt++] = {OWN_NONE, -1, 0, 0, false, true};
+  for (int i = 0; i < ng && i < GRAPH_MAX; i++) t[nt++] = {OWN_GRAPH, i, 0, 0, false, true};
+  for (int k = 1; k < 3; k++)
+    if (own_ok[k]) t[nt++] = {k, -1, 0, 0, false, true};
   size_t m = op == OP_FWD ? mp_conv_y_count(d) : op == OP_BWD_DATA ? mp_conv_x_count(d) : mp_conv_w_count(d);
-  float *ref = NULL;
+  size_t es = c->bf16 ? sizeof(uint16_t) : sizeof(float);
+  float *ref = NULL, *wide = NULL;
+  void *snap = NULL;
   MP_CHECK_CUDA(cudaMalloc((void **)&ref, m * sizeof(float)));
+  if (c->bf16) MP_CHECK_CUDA(cudaMalloc((void **)&wide, m * sizeof(float)));
+  if (ng && c->deterministic) MP_CHECK_CUDA(cudaMalloc(&snap, m * es));
   cudaEvent_t e0, e1;
   MP_CHECK_CUDA(cudaEventCreate(&e0));
   MP_CHECK_CUDA(cudaEventCreate(&e1));
-  MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, pk->math));
-  float ms[3] = {0, 0, 0};
-  double nmse[3] = {0, 0, 0}, den = 0;
-  for (int which = 0; which < 3; which++) {
-    if (!ok[which]) continue;
-    for (int it = 0; it < 4; it++) {
+  double den = 0;
+  for (int i = 0; i < nt; i++) {
+    const mpg_cand *g = t[i].kind == OWN_GRAPH ? &gc[t[i].g] : NULL;
+    vpack_t vp = {NULL, {NULL, NULL, NULL}, NULL};
+    bool ok = true;
+    for (int it = 0; it < 4 && ok; it++) {
       if (it == 1) MP_CHECK_CUDA(cudaEventRecord(e0, c->st));
-      if (which == OWN_NONE)
-        run_cudnn(c, op, pk->algo, pk->mem, a, b, ref);
-      else
-        run_own(c, which, op, d, (const float *)a, (const float *)b, (float *)out);
+      ok = run_trial(c, t[i].kind, op, d, pk, g, &vp, a, b, out);
+    }
+    if (!ok) {
+      bd_free(vp.vp);
+      continue;
     }
     MP_CHECK_CUDA(cudaEventRecord(e1, c->st));
     MP_CHECK_CUDA(cudaEventSynchronize(e1));
-    MP_CHECK_CUDA(cudaEventElapsedTime(&ms[which], e0, e1));
-    ms[which] /= 3;
-    /* on the device (a result may be GBs): sum ref^2 once, then sum (own - ref)^2 */
-    dot_to(c, which == OWN_NONE ? ref : (const float *)out, which == OWN_NONE ? NULL : ref, m, c->dsc, which != OWN_NONE);
+    MP_CHECK_CUDA(cudaEventElapsedTime(&t[i].ms, e0, e1));
+    t[i].ms /= 3;
+    t[i].ran = true;
+    /* the result as fp32 (own algorithms compute in fp32 only) */
+    const float *v = (const float *)out;
+    if (c->bf16 && (t[i].kind == OWN_NONE || t[i].kind == OWN_GRAPH)) bf_to_f32(c, out, wide, m), v = wide;
+    if (t[i].kind == OWN_NONE) MP_CHECK_CUDA(cudaMemcpyAsync(ref, v, m * sizeof(float), cudaMemcpyDeviceToDevice, c->st));
+    /* on the device (a result may be GBs): sum ref^2 once, then sum (candidate - ref)^2 */
+    dot_to(c, t[i].kind == OWN_NONE ? ref : v, t[i].kind == OWN_NONE ? NULL : ref, m, c->dsc, t[i].kind != OWN_NONE);
     MP_CHECK_CUDA(cudaMemcpyAsync(c->hsc, c->dsc, sizeof(double), cudaMemcpyDeviceToHost, c->st));
     MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
-    if (which == OWN_NONE)
+    if (t[i].kind == OWN_NONE)
       den = c->hsc[0];
     else
-      nmse[which] = den > 0 ? c->hsc[0] / den : c->hsc[0];
+      t[i].nmse = den > 0 ? c->hsc[0] / den : c->hsc[0];
+    if (g && snap) { /* a fifth run must repeat the fourth bit for bit */
+      MP_CHECK_CUDA(cudaMemcpyAsync(snap, out, m * es, cudaMemcpyDeviceToDevice, c->st));
+      t[i].ran = run_trial(c, t[i].kind, op, d, pk, g, &vp, a, b, out);
+      size_t nw = m * es / sizeof(uint16_t);
+      MP_CHECK_CUDA(cudaMemsetAsync(c->dsc, 0, sizeof(double), c->st));
+      k_ndiff16<<<grid_for(nw, TPB), TPB, 0, c->st>>>((const uint16_t *)snap, (const uint16_t *)out, nw,
+                                                       (unsigned long long *)c->dsc);
+      MP_LAUNCHED();
+      unsigned long long nd = 0;
+      MP_CHECK_CUDA(cudaMemcpyAsync(&nd, c->dsc, sizeof nd, cudaMemcpyDeviceToHost, c->st));
+      MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+      if (nd && t[i].ran) {
+        t[i].det = false;
+        MP_WARN("cuda: cuDNN engine %lld (graph API), noted deterministic, gave two results %llu words apart for the %s "
+                "of conv n%d c%d %dx%d k%d %dx%d stride %d: not used",
+                (long long)g->engine, nd, op_names[op], d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride);
+      }
+    }
+    bd_free(vp.vp);
   }
   MP_CHECK_CUDA(cudaEventDestroy(e0));
   MP_CHECK_CUDA(cudaEventDestroy(e1));
   MP_CHECK_CUDA(cudaFree(ref));
-  const double tol = c->tf32 ? 1e-5 : 1e-10;
-  int use = OWN_NONE;
-  char others[96] = "";
-  for (int i = 1; i < 3; i++) {
-    if (!ok[i]) continue;
-    bool agree = nmse[i] <= tol; /* false for a NaN */
-    if (!agree)
-      MP_WARN("cuda: own convolution '%s' disagrees with cuDNN's %s for conv n%d c%d %dx%d k%d %dx%d stride %d "
-              "(nmse %.1e): %s", own_names[i], op_names[op],
-              d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride, nmse[i],
-              c->own_conv == i ? "used anyway (MP_CUDA_CONV_OWN)" : "not used");
-    if (c->own_conv == i || (c->own_conv < 0 && agree && ms[i] < ms[use])) use = i;
-    size_t l = strlen(others);
-    snprintf(others + l, sizeof others - l, "%s%s %.3f ms%s", l ? ", " : "", own_names[i], (double)ms[i],
-             agree ? "" : " disagrees");
+  if (wide) MP_CHECK_CUDA(cudaFree(wide));
+  if (snap) MP_CHECK_CUDA(cudaFree(snap));
+  const double tol = c->bf16 ? 1e-4 : c->tf32 ? 1e-5 : 1e-10;
+  int use = 0, best_graph = -1;
+  for (int i = 1; i < nt; i++) {
+    bool agree = t[i].ran && t[i].det && t[i].nmse <= tol; /* false for a NaN */
+    if (t[i].ran && !(t[i].nmse <= tol)) {
+      char nm[48];
+      if (t[i].kind == OWN_GRAPH)
+        snprintf(nm, sizeof nm, "cuDNN graph-API engine %lld", (long long)gc[t[i].g].engine);
+      else
+        snprintf(nm, sizeof nm, "own convolution %s", own_names[t[i].kind]);
+      MP_WARN("cuda: %s disagrees with cuDNN's legacy %s algo %d for conv n%d c%d %dx%d k%d %dx%d stride %d "
+              "(nmse %.1e): %s", nm, op_names[op], pk->algo, d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride,
+              t[i].nmse, c->own_conv == t[i].kind ? "used anyway (MP_CUDA_CONV_OWN)" : "not used");
+    }
+    if (c->own_conv == t[i].kind && t[i].ran) {
+      use = i; /* forced, for the tests */
+      break;
+    }
+    if (agree && t[i].kind == OWN_GRAPH && (best_graph < 0 || t[i].ms < t[best_graph].ms)) best_graph = i;
+    if (agree && t[i].ms < t[use].ms) use = i;
   }
-  if (use != OWN_NONE)
-    snprintf(what, wl, "own %s, %.3f ms (nmse %.0e; cudnn %s algo %d%s %.3f ms)", own_names[use], (double)ms[use],
-             nmse[use], op_names[op], pk->algo, pk->det == CUDNN_DETERMINISTIC ? "" : " nondeterministic", (double)ms[0]);
-  else
-    snprintf(what, wl, "cudnn %s algo %d%s, %.3f ms (own: %s)", op_names[op], pk->algo,
-             pk->det == CUDNN_DETERMINISTIC ? "" : " (nondeterministic)", (double)ms[0], others);
-  return use;
+  if (c->graph == 1 && best_graph >= 0 && !(c->own_conv > 0 && t[use].kind == c->own_conv)) use = best_graph;
+  /* what: the choice, then every candidate's time */
+  int l = t[use].kind == OWN_NONE
+              ? snprintf(what, wl, "cudnn %s algo %d%s, %.3f ms%s;", op_names[op], pk->algo,
+                         pk->det == CUDNN_DETERMINISTIC ? "" : " (nondeterministic)", (double)t[0].ms,
+                         pk->mem > c->ws_cap ? ", workspace beyond the cap" : "")
+          : t[use].kind == OWN_GRAPH
+              ? snprintf(what, wl, "cudnn graph engine %lld, %.3f ms (nmse %.0e; legacy %s algo %d %.3f ms);",
+                         (long long)gc[t[use].g].engine, (double)t[use].ms, t[use].nmse, op_names[op], pk->algo,
+                         (double)t[0].ms)
+              : snprintf(what, wl, "own %s, %.3f ms (nmse %.0e; cudnn %s algo %d %.3f ms);", own_names[t[use].kind],
+                         (double)t[use].ms, t[use].nmse, op_names[op], pk->algo, (double)t[0].ms);
+  for (int i = 1; i < nt && l > 0 && (size_t)l < wl; i++) {
+    char nm[24], item[48];
+    if (t[i].kind == OWN_GRAPH)
+      snprintf(nm, sizeof nm, "e%lld", (long long)gc[t[i].g].engine);
+    else
+      snprintf(nm, sizeof nm, "%s", own_names[t[i].kind]);
+    if (!t[i].ran)
+      snprintf(item, sizeof item, "%s failed", nm);
+    else if (!t[i].det)
+      snprintf(item, sizeof item, "%s nondeterministic", nm);
+    else if (!(t[i].nmse <= tol))
+      snprintf(item, sizeof item, "%s differs", nm);
+    else
+      snprintf(item, sizeof item, "%s %.3f", nm, (double)t[i].ms);
+    l += snprintf(what + l, wl - (size_t)l, " %s", item);
+  }
+  if (t[use].kind == OWN_GRAPH) *gsel = t[use].g;
+  return t[use].kind;
 }
 
 /* The algorithm for (op, shape), found once and cached.  The fastest deterministic one
@@ -532,9 +657,12 @@ static int own_conv_pick(ctx_t *c, int op, const mp_conv_desc *d, const void *a,
  * kernels for large batches want more), the search is repeated with a workspace of up to
  * half the free device memory (at most 8 GiB); only then is a nondeterministic algorithm
  * taken, with a warning.  MP_CUDA_DETERMINISTIC=0 takes the fastest algorithm whatever its
- * determinism (PyTorch's cudnn.benchmark choice). */
-static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x, const void *w, const void *y) {
-  algo_entry *e = cached(c, op, d);
+ * determinism (PyTorch's cudnn.benchmark choice).  Then cuDNN's graph-API plans (mpg_plans) and
+ * the own algorithms compete with it on the call's buffers (pick_algo).  Entries are per
+ * operand alignment too, which the graph-API plans are built for. */
+static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x, const void *w, const void *y,
+                          int align) {
+  algo_entry *e = cached(c, op, d, align);
   if (e) return e;
   ensure_ws(c, c->ws_cap);
   perf_t p[NPERF];
@@ -580,7 +708,26 @@ static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x
   snprintf(ne.what, sizeof ne.what, "cudnn %s algo %d%s, %.3f ms%s", op_names[op], p[pick].algo,
            p[pick].det == CUDNN_DETERMINISTIC ? "" : " (nondeterministic)", (double)p[pick].ms,
            p[pick].mem > c->ws_cap ? ", workspace beyond the cap" : "");
-  ne.own = own_conv_pick(c, op, d, x, w, (void *)y, &p[pick], ne.what, sizeof ne.what);
+  ne.align = align;
+  mpg_cand gc[GRAPH_MAX];
+  bdesc_t keep[MPG_KEEP];
+  int ng = 0, gsel = -1;
+  if (c->graph != 0) {
+    size_t lim = p[pick].mem > c->ws_cap ? p[pick].mem : c->ws_cap;
+    mpg_mode gm = graph_mode(c);
+    mpg_conv gd = graph_conv(d);
+    ng = mpg_plans(&gm, op, &gd, align, lim < c->ws_size ? lim : c->ws_size, gc, GRAPH_MAX, keep);
+  }
+  ne.own = pick_algo(c, op, d, x, w, (void *)y, &p[pick], gc, ng, &gsel, ne.what, sizeof ne.what);
+  /* the chosen plan keeps its configuration and the graph's descriptors; the rest go */
+  for (int i = 0; i < ng; i++)
+    if (i == gsel) {
+      ne.plan = gc[i].plan, ne.gcfg = gc[i].cfg, ne.ws = gc[i].ws;
+      for (int k = 0; k < MPG_KEEP; k++) ne.keep[k] = keep[k];
+    } else {
+      bd_free(gc[i].plan), bd_free(gc[i].cfg);
+    }
+  if (c->graph != 0 && gsel < 0) bd_free_all(keep, MPG_KEEP);
   /* the gemm path's buffers stay only while a cached shape uses them */
   bool gemm_used = ne.own == OWN_GEMM;
   for (int i = 0; i < c->ncache; i++) gemm_used = gemm_used || c->cache[i].own == OWN_GEMM;
@@ -662,6 +809,20 @@ static const void *to_bf(ctx_t *c, int slot, const float *x, int z, int ch, int 
 static void from_bf(ctx_t *c, const void *b, float *y, int z, int ch, int sp) {
   transpose(c, (const uint16_t *)b, y, z, sp, ch);
 }
+/* n bf16 values widened to fp32, same order (pick_algo's comparisons) */
+static void bf_to_f32(ctx_t *c, const void *in, float *out, size_t n) {
+  if (!n) return;
+  k_convert<uint16_t, float><<<grid_for(n, TPB), TPB, 0, c->st>>>((const uint16_t *)in, out, n);
+  MP_LAUNCHED();
+}
+
+/* the operands' common byte alignment, up to 16 (what a graph-API plan is built for) */
+static int op_align(const void *a, const void *b, const void *o) {
+  uintptr_t u = (uintptr_t)a | (uintptr_t)b | (uintptr_t)o;
+  int al = 16;
+  while (al > 1 && (u & (uintptr_t)(al - 1))) al >>= 1;
+  return al;
+}
 
 /* One convolution op on (a, bb) into out, in the operand order choose() uses: forward
  * (x, w) -> y; backward data (dy, w) -> dx; backward filter (x, dy) -> dw.  In bf16 mode the
@@ -681,13 +842,17 @@ static void run_conv(ctx_t *c, int op, const mp_conv_desc *d, const float *a, co
     B = bbf ? bbf : to_bf(c, 1, bb, sb[0], sb[1], sb[2]);
     O = bf_buf(c, 2, (size_t)so[0] * so[1] * so[2]);
   }
-  algo_entry *e = choose(c, op, d, A, B, O);
-  if (e->own != OWN_NONE) { /* fp32 operands: never chosen in bf16 mode */
+  algo_entry *e = choose(c, op, d, A, B, O, op_align(A, B, O));
+  if (e->own == OWN_WGRAD3 || e->own == OWN_GEMM) { /* fp32 operands: never chosen in bf16 mode */
     run_own(c, e->own, op, d, a, bb, out);
     return;
   }
-  MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, e->math));
-  run_cudnn(c, op, e->algo, e->ws, A, B, O);
+  if (e->own == OWN_GRAPH)
+    MP_CHECK_CUDNN(mpg_exec(c->dnn, e->plan, &e->vp, e->vp_ptr, &e->vp_ws, op, A, B, O, c->ws));
+  else {
+    MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, e->math));
+    run_cudnn(c, op, e->algo, e->ws, A, B, O);
+  }
   if (c->bf16) from_bf(c, O, out, so[0], so[1], so[2]);
 }
 
@@ -1500,7 +1665,7 @@ static const char *cu_describe(mp_backend *b, const char *op, const mp_conv_desc
   ctx_t *c = C(b);
   if (d) {
     int o = !strcmp(op, "conv2d_forward") ? OP_FWD : !strcmp(op, "conv2d_backward_data") ? OP_BWD_DATA : OP_BWD_FILTER;
-    algo_entry *e = cached(c, o, d);
+    algo_entry *e = cached(c, o, d, -1);
     return e ? e->what : "not run for this shape";
   }
   char m1[32], m2[32];
@@ -1522,6 +1687,11 @@ static void cu_destroy(mp_backend *b) {
 #if MP_HAVE_NCCL_LIB
   if (c->has_nccl) MP_CHECK_NCCL(ncclCommDestroy(c->nccl));
 #endif
+  for (int i = 0; i < c->ncache; i++) {
+    algo_entry *e = &c->cache[i];
+    bd_free(e->vp), bd_free(e->plan), bd_free(e->gcfg);
+    bd_free_all(e->keep, MPG_KEEP);
+  }
   MP_CHECK_CUDNN(cudnnDestroyTensorDescriptor(c->xd));
   MP_CHECK_CUDNN(cudnnDestroyTensorDescriptor(c->yd));
   MP_CHECK_CUDNN(cudnnDestroyTensorDescriptor(c->bnd));
@@ -1621,6 +1791,16 @@ extern "C" mp_backend *mp_backend_cuda_create(int precision, char *err, size_t e
     c->own_conv = !strcmp(own, "off") || !strcmp(own, "0") ? 0 : !strcmp(own, "wgrad3") ? OWN_WGRAD3 : !strcmp(own, "gemm") ? OWN_GEMM : -2;
     if (c->own_conv == -2) {
       snprintf(err, errlen, "MP_CUDA_CONV_OWN=%s: expected auto, off, wgrad3 or gemm", own);
+      mp_free(c);
+      return NULL;
+    }
+  }
+  const char *graph = getenv("MP_CUDA_CONV_GRAPH");
+  c->graph = -1;
+  if (graph && *graph && strcmp(graph, "auto")) {
+    c->graph = !strcmp(graph, "off") || !strcmp(graph, "0") ? 0 : !strcmp(graph, "force") ? 1 : -2;
+    if (c->graph == -2) {
+      snprintf(err, errlen, "MP_CUDA_CONV_GRAPH=%s: expected auto, off or force", graph);
       mp_free(c);
       return NULL;
     }

@@ -302,9 +302,10 @@ static void check_convs(const char *name, mp_backend *be, mp_backend *ref, mp_rn
                  "tolerance %.0e)", name, s, bias, c2, c3, c4, tol);
       double e1 = nmse(y1, y2, ny), e2 = nmse(dx1, dx2, nx), e3 = nmse(dw1, dw2, nw), e4 = bias ? nmse(db1, db2, (size_t)d.k) : 0;
       printf("  %-4s conv %dx%d s%d p%d,%d %2dx%-2d c%-2d k%-2d bias %d: nmse fwd %.1e data %.1e weights %.1e bias %.1e  [%s]"
-             "  [weights: %s]\n",
+             "  [data: %s]  [weights: %s]\n",
              name, d.r, d.s, d.stride, d.pad, d.pad_w, d.h, d.w, d.c, d.k, bias, e1, e2, e3, e4,
-             be->iface->describe(be, "conv2d_forward", &d), be->iface->describe(be, "conv2d_backward_weights", &d));
+             be->iface->describe(be, "conv2d_forward", &d), be->iface->describe(be, "conv2d_backward_data", &d),
+             be->iface->describe(be, "conv2d_backward_weights", &d));
       if (!(e1 < tol && e2 < tol && e3 < tol && e4 < tol)) fail_msg("%s differs from ref (shape %zu, bias %d, tolerance %.0e)", name, s, bias, tol);
     }
     T_release_all();
@@ -326,21 +327,24 @@ static bool open_pair(const char *name, mp_backend **be, mp_backend **ref) {
   return true;
 }
 
-/* The cuda backend's own convolution algorithms (wgrad3, gemm) are used only where, on a shape's
- * first call, they agree with cuDNN's result and are faster: a second backend made with
- * MP_CUDA_CONV_OWN=<algorithm> takes that one wherever the shape allows, so that check_convs
- * holds each to ref whatever the timings said.  (No-op for other backends.) */
+/* The cuda backend's own convolution algorithms (wgrad3, gemm) and cuDNN's graph-API engines
+ * are used only where, on a shape's first call, they agree with cuDNN's legacy result and are
+ * faster: a second backend made with MP_CUDA_CONV_OWN=<algorithm>, or MP_CUDA_CONV_GRAPH=force,
+ * takes that one wherever the shape allows (the graph: the fastest engine that agrees), so that
+ * check_convs holds each to ref whatever the timings said.  (No-op for other backends.) */
 static void check_convs_own(const char *name, mp_backend *be, mp_backend *ref, mp_rng *r, double tol) {
   if (strncmp(name, "cuda", 4) != 0) return;
-  static const char *algos[] = {"wgrad3", "gemm"};
-  for (size_t i = 0; i < sizeof algos / sizeof algos[0]; i++) {
+  static const char *forced[][3] = {{"MP_CUDA_CONV_OWN", "wgrad3", "own wgrad3"},
+                                    {"MP_CUDA_CONV_OWN", "gemm", "own gemm"},
+                                    {"MP_CUDA_CONV_GRAPH", "force", "graph engines"}};
+  for (size_t i = 0; i < sizeof forced / sizeof forced[0]; i++) {
     char err[256], label[48];
-    setenv("MP_CUDA_CONV_OWN", algos[i], 1);
+    setenv(forced[i][0], forced[i][1], 1);
     mp_backend *own = mp_backend_create(name, err, sizeof err);
-    unsetenv("MP_CUDA_CONV_OWN");
+    unsetenv(forced[i][0]);
     if (!own) fail_msg("%s", err);
     g_be = own;
-    snprintf(label, sizeof label, "%s, own %s", name, algos[i]);
+    snprintf(label, sizeof label, "%s, %s", name, forced[i][2]);
     check_convs(label, own, ref, r, tol);
     mp_backend_free(own);
     g_be = be;

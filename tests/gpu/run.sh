@@ -11,7 +11,10 @@
 #           configure   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DMP_ENABLE_CUDA=ON
 #                       -DCMAKE_CUDA_ARCHITECTURES=90 [-G Ninja when ninja is there]
 #           build       cmake --build build-gpu -j$(nproc)
-#           test_backend, test_net   build-gpu/tests/{test_backend,test_net} (cuda vs ref)
+#           test_cudnn_graph   the graph-API graphs, heuristics and plans for a described H100
+#                       (no GPU needed; here against the machine's own cuDNN)
+#           test_backend, test_net   build-gpu/tests/{test_backend,test_net} (cuda vs ref; test_backend
+#                       also with MP_CUDA_CONV_OWN=wgrad3|gemm and MP_CUDA_CONV_GRAPH=force)
 #           parity_classifier, parity_gan   nn_parity_tool cuda ... | tests/nn/torch_parity.py,
 #                       torch_gan_parity.py ... cuda (as ctest runs them for ref/cpu), when a
 #                       python has torch, h5py and numpy
@@ -23,8 +26,9 @@
 #                       its tables go into tests.log and the summary
 #           profile     mp_bench_nn under MP_NN_PROFILE=1 (per-layer times and the cuDNN
 #                       algorithms: classifier fp32, tf32 and bf16, a WGAN-GP iteration), the
-#                       classifier with MP_CUDA_DETERMINISTIC=0, with MP_CUDA_CONV_OWN=off (and
-#                       a WGAN-GP iteration with and without) and with a 4 GiB workspace,
+#                       classifier with MP_CUDA_DETERMINISTIC=0, with MP_CUDA_CONV_OWN=off and/or
+#                       MP_CUDA_CONV_GRAPH=off (fp32; bf16 at 128 and 512; a WGAN-GP iteration
+#                       with legacy cuDNN only and as chosen) and with a 4 GiB workspace,
 #                       PyTorch's per-kernel table of the same step (bench/gpu/torch_profile.py,
 #                       fp32 and bf16) and nsys's kernel table where nsys exists, into bench.log
 #           bench       BUILD_DIR=build-gpu TIME_BUDGET_S=<left, at most BENCH_BUDGET_S> bench/gpu/run.sh
@@ -308,7 +312,7 @@ else
   fi
 fi
 if ((!build_steps_ok)); then
-  for s in test_backend test_net parity_classifier parity_gan nccl_1 nccl_2 precision profile bench; do
+  for s in test_cudnn_graph test_backend test_net parity_classifier parity_gan nccl_1 nccl_2 precision profile bench; do
     skip "$s" - "nothing built"
   done
   finish
@@ -317,8 +321,8 @@ fi
 # ---- correctness: cuda against ref -----------------------------------------------------------
 tests=$bdir/tests
 nogpu="no GPU (see gpu.log)"
-for t in test_backend test_net; do
-  if ((!have_gpu)); then
+for t in test_cudnn_graph test_backend test_net; do
+  if ((!have_gpu)) && [[ $t != test_cudnn_graph ]]; then
     skip "$t" tests.log "$nogpu"
   elif [[ ! -x $tests/$t ]]; then
     record "$t" FAIL 0 tests.log "$tests/$t was not built (the tests need cmocka: see gpu.log)"
@@ -415,8 +419,16 @@ else
     MP_CUDA_DETERMINISTIC=0 "$1" cuda classifier 128 10 || rc=1
     echo "the same with cuDNN'"'"'s convolutions only (MP_CUDA_CONV_OWN=off: no wgrad3, no gemm):"
     MP_CUDA_CONV_OWN=off "$1" cuda classifier 128 10 || rc=1
-    echo "a WGAN-GP iteration with cuDNN'"'"'s convolutions only (MP_CUDA_CONV_OWN=off), then as chosen:"
-    MP_CUDA_CONV_OWN=off "$1" cuda gansteps wgan-gp 0 64 64 10 || rc=1
+    echo "the same without cuDNN'"'"'s graph-API engines (MP_CUDA_CONV_GRAPH=off), then with neither:"
+    MP_CUDA_CONV_GRAPH=off "$1" cuda classifier 128 10 || rc=1
+    MP_CUDA_CONV_GRAPH=off MP_CUDA_CONV_OWN=off "$1" cuda classifier 128 10 || rc=1
+    echo "classifier bf16 batch 128 and 512 without the graph-API engines (legacy cuDNN only), then as chosen:"
+    for nb in 128 512; do
+      MP_CUDA_CONV_GRAPH=off "$1" cuda:bf16 classifier $nb 10 || rc=1
+      "$1" cuda:bf16 classifier $nb 10 || rc=1
+    done
+    echo "a WGAN-GP iteration with cuDNN'"'"'s legacy convolutions only (MP_CUDA_CONV_OWN=off MP_CUDA_CONV_GRAPH=off), then as chosen:"
+    MP_CUDA_CONV_OWN=off MP_CUDA_CONV_GRAPH=off "$1" cuda gansteps wgan-gp 0 64 64 10 || rc=1
     "$1" cuda gansteps wgan-gp 0 64 64 10 || rc=1
     echo "the same, deterministic, with a 4 GiB workspace cap (MP_CUDA_WORKSPACE_MB=4096):"
     MP_CUDA_WORKSPACE_MB=4096 "$1" cuda classifier 128 10 || rc=1

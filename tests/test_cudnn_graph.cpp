@@ -1,0 +1,154 @@
+/* test_cudnn_graph — the cuda backend's cuDNN graph-API path (nn/mp_cudnn_graph.h) on the host,
+ * without a GPU: cuDNN (>= 9.8) builds operation graphs, answers its heuristics and finalizes
+ * execution plans for a device described by a device-property descriptor (here an H100 SXM's
+ * properties as the CUDA runtime reports them); only executing a plan needs the device.
+ *
+ * For every precision the backend has (fp32, TF32, bf16 channels-last), every op (forward,
+ * backward data, backward filter) and the project's convolution shapes (the classifier's blocks
+ * at batch 128, the GANs' 4x4 stride-2 layers and the critic's 4x4 valid one at batch 64, and
+ * two of test_backend's odd shapes), it checks that
+ *   - the one-convolution graph finalizes (the tensors' layouts, the convolution's and the
+ *     operation's attributes are what cuDNN accepts);
+ *   - the heuristics (mode A) propose engine configurations and their notes can be read;
+ *   - the note filter (mpg_cfg_fits) keeps no engine it must not take (nothing nondeterministic,
+ *     down-converting, reduced-precision-reducing or runtime-compiled; in fp32 no tensor-core
+ *     engine), and, so that it is seen to act on real notes, that it rejects some engines and
+ *     that bf16 engines carry the tensor-core note;
+ *   - mpg_plans finalizes at least one plan within the backend's default workspace cap (512 MiB)
+ *     for each of the project's shapes, each one the filter keeps, and in bf16 at least one on
+ *     tensor cores (the engines the graph path is for).
+ * What it cannot check without a GPU: running the plans (test_backend does, on a GPU, with
+ * MP_CUDA_CONV_GRAPH=force) and whether an engine noted deterministic is (the backend checks
+ * that on the device: a candidate must repeat its result bit for bit).  cuDNN notes no bf16
+ * engine nondeterministic here, the split-K weight-gradient ones included.
+ * The plans' engines are printed: the next GPU run times them against the legacy pick. */
+#include "mp_cudnn_graph.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int failures = 0;
+#define EXPECT(cond, ...)                 \
+  do {                                    \
+    if (!(cond)) {                        \
+      printf("  FAIL: " __VA_ARGS__);     \
+      printf("\n");                       \
+      failures++;                         \
+    }                                     \
+  } while (0)
+
+struct shape {
+  const char *what;
+  bool real; /* one of the project's networks' shapes */
+  int n, c, h, w, k, r, s, stride, pad, pad_w;
+};
+
+/* an H100 SXM 80GB as cudaGetDeviceProperties / cudaDeviceGetAttribute report it */
+static const char *const H100 =
+    "{\"maxGridSize\": [2147483647, 65535, 65535], \"maxBlockSize\": [1024, 1024, 64], \"regsPerBlock\": 65536, "
+    "\"multiProcessorCount\": 132, \"warpSize\": 32, \"maxSharedMemoryPerBlock\": 49152, "
+    "\"maxSharedMemoryPerBlockOptin\": 232448, \"reservedSharedMemoryPerBlock\": 1024, \"maxRegistersPerSM\": 65536, "
+    "\"maxCtasPerSM\": 32, \"maxThreadsPerBlock\": 1024, \"maxThreadsPerSM\": 2048, \"pciDeviceId\": 9008, "
+    "\"isTccDriver\": 0, \"supportCoopLaunch\": 1, \"totalGlobalMem\": 85520809984, \"smClockRateKHz\": 1980000, "
+    "\"memClockRateKHz\": 2619000, \"l2CacheSize\": 52428800, \"cudaDeviceId\": 0, \"deviceVer\": 900, "
+    "\"driverVer\": 13000, \"deviceName\": \"NVIDIA H100 80GB HBM3\"}";
+
+int main() {
+  static const shape shapes[] = {
+      {"classifier block 1, first conv", true, 128, 1, 128, 128, 16, 3, 3, 1, 1, 1},
+      {"classifier block 1, second conv", true, 128, 16, 128, 128, 16, 3, 3, 1, 1, 1},
+      {"classifier block 2", true, 128, 16, 64, 64, 32, 3, 3, 1, 1, 1},
+      {"classifier block 3", true, 128, 64, 32, 32, 64, 3, 3, 1, 1, 1},
+      {"classifier block 5", true, 128, 128, 8, 8, 128, 3, 3, 1, 1, 1},
+      {"critic 1 -> 64, 4x4 s2", true, 64, 1, 128, 128, 64, 4, 4, 2, 1, 1},
+      {"critic 64 -> 128 / G's 128 -> 64", true, 64, 64, 64, 64, 128, 4, 4, 2, 1, 1},
+      {"critic 512 -> 512 / G's 512 -> 512", true, 64, 512, 8, 8, 512, 4, 4, 2, 1, 1},
+      {"critic output 512 -> 1, 4x4 valid", true, 64, 512, 4, 4, 1, 4, 4, 1, 0, 0},
+      {"odd sizes 5 -> 6, 9x7, s2", false, 1, 5, 9, 7, 6, 3, 3, 2, 1, 1},
+      {"Inception 1x7 pad (0, 3)", false, 2, 6, 9, 11, 5, 1, 7, 1, 0, 3},
+  };
+  bdesc_t dp = bd_new(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR);
+  if (dp) dp = bd_done(dp, bd_set(dp, CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION, CUDNN_TYPE_CHAR, (int64_t)strlen(H100) + 1, H100));
+  if (!dp) {
+    printf("FAIL: cuDNN %zu does not take the device-property descriptor (cuDNN >= 9.8 does)\n", cudnnGetVersion());
+    return 1;
+  }
+  const struct {
+    const char *name;
+    mpg_mode m;
+  } modes[] = {{"fp32", {false, false, true, NULL, dp}}, {"tf32", {false, true, true, NULL, dp}},
+               {"bf16", {true, true, true, NULL, dp}}};
+  static const char *const ops[3] = {"forward", "backward-data", "backward-filter"};
+  const size_t cap = (size_t)512 << 20; /* the backend's default workspace cap */
+  int rejected = 0, tc_seen_bf16 = 0, cases = 0;
+  for (const auto &md : modes) {
+    for (const shape &sh : shapes) {
+      for (int op = MPG_FWD; op <= MPG_BWD_FILTER; op++) {
+        mpg_conv d = {sh.n, sh.c, sh.h, sh.w, sh.k, sh.r, sh.s, 0, 0, sh.stride, sh.pad, sh.pad_w};
+        d.p = (d.h + 2 * d.pad - d.r) / d.stride + 1;
+        d.q = (d.w + 2 * d.pad_w - d.s) / d.stride + 1;
+        cases++;
+        /* the graph and the heuristics' proposals, through the note filter */
+        bdesc_t keep[MPG_KEEP] = {};
+        bdesc_t g = mpg_graph(&md.m, op, &d, 16, keep);
+        EXPECT(g != NULL, "%s %s of %s: the graph does not finalize", md.name, ops[op], sh.what);
+        if (!g) continue;
+        bdesc_t cfg[64], heur = NULL;
+        int n = mpg_heuristics(&md.m, g, CUDNN_HEUR_MODE_A, cfg, 64, &heur);
+        EXPECT(n > 0, "%s %s of %s: the heuristics propose no engine", md.name, ops[op], sh.what);
+        int kept = 0;
+        for (int i = 0; i < n; i++) {
+          int64_t gi = -1;
+          char notes[160];
+          bool fits = mpg_cfg_fits(&md.m, cfg[i], &gi, notes, sizeof notes);
+          EXPECT(gi >= 0, "%s %s of %s: configuration %d: its engine cannot be read", md.name, ops[op], sh.what, i);
+          if (md.m.bf16 && strstr(notes, "tensor-core")) tc_seen_bf16++;
+          if (!fits) {
+            rejected++;
+          } else {
+            kept++;
+            EXPECT(!strstr(notes, "nondeterministic") && !strstr(notes, "down-convert") &&
+                       !strstr(notes, "reduced-precision") && !strstr(notes, "runtime-compiled") &&
+                       (md.m.tf32 || !strstr(notes, "tensor-core")),
+                   "%s %s of %s: engine %lld kept despite its notes (%s)", md.name, ops[op], sh.what, (long long)gi,
+                   notes);
+          }
+          bd_free(cfg[i]);
+        }
+        bd_free(heur);
+        bd_free(g);
+        bd_free_all(keep, MPG_KEEP);
+        /* the backend's candidates: plans within the cap */
+        mpg_cand cand[8];
+        bdesc_t pk[MPG_KEEP];
+        int np = mpg_plans(&md.m, op, &d, 16, cap, cand, 8, pk), ntc = 0;
+        char list[400] = "";
+        size_t l = 0;
+        for (int i = 0; i < np; i++) {
+          int64_t gi = -1;
+          char notes[160];
+          EXPECT(mpg_cfg_fits(&md.m, cand[i].cfg, &gi, notes, sizeof notes) && gi == cand[i].engine && cand[i].ws <= cap,
+                 "%s %s of %s: plan %d is not one the filter keeps within the cap", md.name, ops[op], sh.what, i);
+          ntc += strstr(notes, "tensor-core") != NULL;
+          if (l < sizeof list)
+            l += (size_t)snprintf(list + l, sizeof list - l, " e%lld%s/%zuK", (long long)cand[i].engine,
+                                  strstr(notes, "tensor-core") ? "tc" : "", cand[i].ws >> 10);
+          bd_free(cand[i].plan), bd_free(cand[i].cfg);
+        }
+        bd_free_all(pk, MPG_KEEP);
+        printf("  %s %-15s %-34s n%-3d c%-3d %3dx%-3d k%-3d %dx%d s%d: %2d proposed, %2d kept, %d plans:%s\n", md.name,
+               ops[op], sh.what, d.n, d.c, d.h, d.w, d.k, d.r, d.s, d.stride, n, kept, np, list);
+        if (sh.real) {
+          EXPECT(np > 0, "%s %s of %s: no plan within the cap", md.name, ops[op], sh.what);
+          if (md.m.bf16) EXPECT(ntc > 0, "bf16 %s of %s: no tensor-core plan", ops[op], sh.what);
+        }
+      }
+    }
+  }
+  bd_free(dp);
+  EXPECT(rejected > 0, "the note filter rejected no engine in %d cases: are the notes read?", cases);
+  EXPECT(tc_seen_bf16 > 0, "no bf16 engine carries the tensor-core note: are the notes read?");
+  printf("%d cases, %d engine configurations rejected by their notes, %d bf16 tensor-core configurations seen: %s\n",
+         cases, rejected, tc_seen_bf16, failures ? "FAILED" : "ok");
+  return failures ? 1 : 0;
+}
