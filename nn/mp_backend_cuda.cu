@@ -306,6 +306,7 @@ static void ensure_ws(ctx_t *c, size_t bytes) { dev_reserve(c, &c->ws, &c->ws_si
  * agrees (MP_CUDA_CONV_OWN=off: cuDNN only; =wgrad3 or =gemm: that one wherever eligible,
  * whatever the timing, for the tests). */
 #include "mp_cuda_conv.cuh"
+#include "mp_cuda_layout.cuh"
 enum { OWN_NONE, OWN_WGRAD3, OWN_GEMM, OWN_GRAPH };
 static const char *const own_names[4] = {"cudnn", "wgrad3", "gemm", "graph"};
 static const size_t WG_MAX_PART = (size_t)64 << 20;
@@ -746,12 +747,8 @@ static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x
  * cuDNN's bf16 tensor-core kernels want channels-last: NCHW bf16 operands cost it a layout
  * conversion of its own on every call (bench/gpu: 0.15x PyTorch's channels-last bf16 at batch
  * 512), so the cast also transposes: activations (n, c, h*w) -> (n, h*w, c), filters
- * (k, c, r*s) -> (k, r*s, c), and the result back. ------------------------------------------- */
-__device__ __forceinline__ uint16_t bf16_rn(float v) {
-  uint32_t u = __float_as_uint(v);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
-  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
+ * (k, c, r*s) -> (k, r*s, c), and the result back: 8, 16 or 32 channels by one thread a position
+ * (mp_cuda_layout.cuh: bf16_rn, few_channels), others by 32 x 32 tiles (k_transpose). --------- */
 __device__ __forceinline__ float ld_f(const float *p) { return *p; }
 __device__ __forceinline__ float ld_f(const uint16_t *p) { return __uint_as_float((uint32_t)*p << 16); }
 __device__ __forceinline__ void st_f(float *p, float v) { *p = v; }
@@ -796,18 +793,37 @@ static void transpose(ctx_t *c, const Tin *in, Tout *out, int Z, int R, int S) {
   MP_LAUNCHED();
 }
 
+/* 8, 16 or 32 channels: one thread a position (mp_cuda_layout.cuh) instead of half-idle tiles;
+ * false (nothing launched) for other shapes or a bf16 side not 16-byte aligned.  to: (z, ch, sp)
+ * fp32 -> (z, sp, ch) bf16; else back. */
+static bool few_channels(ctx_t *c, bool to, const void *in, void *out, int z, int ch, int sp) {
+  if ((ch != 8 && ch != 16 && ch != 32) || z < 1 || sp < 1 || ((uintptr_t)(to ? out : in) & 15)) return false;
+  size_t total = (size_t)z * sp;
+  unsigned g = grid_for(total, TPB), S = (unsigned)sp;
+  const float *f = (const float *)in;
+  const uint16_t *h = (const uint16_t *)in;
+  if (to && ch == 8) k_to_nhwc_bf16<8><<<g, TPB, 0, c->st>>>(f, (uint16_t *)out, S, total);
+  if (to && ch == 16) k_to_nhwc_bf16<16><<<g, TPB, 0, c->st>>>(f, (uint16_t *)out, S, total);
+  if (to && ch == 32) k_to_nhwc_bf16<32><<<g, TPB, 0, c->st>>>(f, (uint16_t *)out, S, total);
+  if (!to && ch == 8) k_from_nhwc_bf16<8><<<g, TPB, 0, c->st>>>(h, (float *)out, S, total);
+  if (!to && ch == 16) k_from_nhwc_bf16<16><<<g, TPB, 0, c->st>>>(h, (float *)out, S, total);
+  if (!to && ch == 32) k_from_nhwc_bf16<32><<<g, TPB, 0, c->st>>>(h, (float *)out, S, total);
+  MP_LAUNCHED();
+  return true;
+}
+
 static uint16_t *bf_buf(ctx_t *c, int slot, size_t n) {
   return (uint16_t *)dev_reserve(c, (void **)&c->bfb[slot], &c->bfb_bytes[slot], n * sizeof(uint16_t));
 }
 /* an operand of shape (z, ch, sp) fp32 channels-first -> bf16 channels-last scratch */
 static const void *to_bf(ctx_t *c, int slot, const float *x, int z, int ch, int sp) {
   uint16_t *b = bf_buf(c, slot, (size_t)z * ch * sp);
-  transpose(c, x, b, z, ch, sp);
+  if (!few_channels(c, true, x, b, z, ch, sp)) transpose(c, x, b, z, ch, sp);
   return b;
 }
 /* the bf16 channels-last result (z, sp, ch) -> fp32 channels-first */
 static void from_bf(ctx_t *c, const void *b, float *y, int z, int ch, int sp) {
-  transpose(c, (const uint16_t *)b, y, z, sp, ch);
+  if (!few_channels(c, false, b, y, z, ch, sp)) transpose(c, (const uint16_t *)b, y, z, sp, ch);
 }
 /* n bf16 values widened to fp32, same order (pick_algo's comparisons) */
 static void bf_to_f32(ctx_t *c, const void *in, float *out, size_t n) {

@@ -26,6 +26,7 @@
 typedef cudnnBackendDescriptor_t bdesc_t;
 enum { MPG_FWD, MPG_BWD_DATA, MPG_BWD_FILTER };
 enum { MPG_KEEP = 8 }; /* descriptors a shape's plans depend on: x, w, y, convolution, operation, graph, 2 heuristics */
+enum { MPG_PER_ENGINE = 2 }; /* plans of one engine (different knob settings) mpg_plans returns at most */
 
 /* what the backend computes in: bf16 (channels-last bf16 operands), tf32 (tensor cores allowed
  * for fp32 operands; set with bf16), deterministic engines only; the device: the cuDNN handle,
@@ -222,7 +223,8 @@ static inline int mpg_heuristics(const mpg_mode *m, bdesc_t g, cudnnBackendHeurM
 }
 
 /* Up to `max` finalized execution plans for (op, shape) whose workspace fits `ws_max`, in the
- * heuristics' order (mode A; the fallback list if A gives none), into cand[]; the descriptors
+ * heuristics' order (mode A; the fallback list if A gives none), at most MPG_PER_ENGINE of one
+ * engine, into cand[]; the descriptors
  * they depend on into keep[MPG_KEEP] (NULLs where unused), which the caller frees once no plan
  * of them is left.  Needs the mode's handle or device properties (plans are built for a device). */
 static inline int mpg_plans(const mpg_mode *m, int op, const mpg_conv *d, int64_t align, size_t ws_max, mpg_cand *cand,
@@ -239,8 +241,10 @@ static inline int mpg_plans(const mpg_mode *m, int op, const mpg_conv *d, int64_
     for (int i = 0; i < got; i++) {
       int64_t idx = -1, wsz = 0, one = 0;
       bdesc_t p = NULL;
-      if (n < max && (m->handle || m->devprop) && mpg_cfg_fits(m, cfg[i], &idx, NULL, 0) &&
-          (p = bd_new(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR)) != NULL) {
+      int same = 0; /* the heuristics list an engine with several knob settings: 2 at most, for variety */
+      bool fits = n < max && (m->handle || m->devprop) && mpg_cfg_fits(m, cfg[i], &idx, NULL, 0);
+      for (int j = 0; fits && j < n; j++) same += cand[j].engine == idx;
+      if (fits && same < MPG_PER_ENGINE && (p = bd_new(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR)) != NULL) {
         bool ok = m->handle ? bd_set(p, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &m->handle)
                             : bd_set(p, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &m->devprop);
         p = bd_done(p, ok && bd_set(p, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfg[i]));

@@ -1,5 +1,6 @@
-/* test_cuda_conv_emu — the cuda backend's own convolution algorithms (nn/mp_cuda_conv.cuh)
- * compiled for the host and run on an emulated GPU, against naive convolutions in double.  Where
+/* test_cuda_conv_emu — the cuda backend's own convolution algorithms (nn/mp_cuda_conv.cuh) and
+ * its few-channel bf16 staging kernels (nn/mp_cuda_layout.cuh, see check_layout) compiled for
+ * the host and run on an emulated GPU, against naive convolutions in double.  Where
  * no GPU is present (CI) this is what holds them to the definitions
  *   y[n][k][p][q]   = sum_c,r,s x[n][c][p st + r - ph][q st + s - pw] w[k][c][r][s]
  *   dx, dw          the adjoints of that in x and in w:
@@ -20,6 +21,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <random>
@@ -55,7 +57,24 @@ static T __shfl_down_sync(unsigned, T v, int off) {
 }
 #define __syncthreads() block_bar->arrive_and_wait()
 
+/* the vector type and bit casts the layout kernels use */
+struct uint4 {
+  unsigned x, y, z, w;
+};
+static uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
+static unsigned __float_as_uint(float f) {
+  unsigned u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+static float __uint_as_float(unsigned u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
 #include "mp_cuda_conv.cuh"
+#include "mp_cuda_layout.cuh"
 
 static void launch(u3 grid, u3 block, const std::function<void()> &kernel) {
   blockDim = block, gridDim = grid;
@@ -218,7 +237,88 @@ static int check_gemm() {
   return bad;
 }
 
+/* bf16 rounding to nearest, ties to even, computed apart from the kernels' bit trick: the two
+ * bf16 neighbours of v (truncation and the next one up in magnitude) compared in double */
+static uint16_t ref_bf16(float v) {
+  unsigned u;
+  memcpy(&u, &v, sizeof u);
+  if (std::isnan(v)) return 0x7fc0;
+  const unsigned lo = u & 0xffff0000u, hi = lo + 0x10000u;
+  float flo, fhi;
+  memcpy(&flo, &lo, sizeof flo);
+  memcpy(&fhi, &hi, sizeof fhi);
+  if (std::isinf(v)) return (uint16_t)(u >> 16);
+  const double dlo = std::fabs((double)v - flo), dhi = std::isinf(fhi) ? INFINITY : std::fabs((double)fhi - v);
+  /* at the top of the range the next one up is infinity: IEEE rounds there past half an ulp */
+  const double dhi2 = std::isinf(fhi) ? std::fabs(std::ldexp(1.0, 128) * (flo < 0 ? -1 : 1) - v) : dhi;
+  if (dlo < dhi2) return (uint16_t)(lo >> 16);
+  if (dhi2 < dlo) return (uint16_t)(hi >> 16);
+  return (uint16_t)(((lo >> 16) & 1u) ? hi >> 16 : lo >> 16);
+}
+
+/* The few-channel bf16 staging (mp_cuda_layout.cuh): (Z, C, S) fp32 -> (Z, S, C) bf16 and back,
+ * for C = 8, 16, 32, with S = 1, 9 (a 3x3 filter), 37 and 64; values include exact ties, both
+ * signs of zero, subnormals, the largest finite floats (which round to infinity), infinities
+ * and NaNs (quiet, and with only low payload bits).  Every element is compared: bit for bit
+ * with ref_bf16 one way (any NaN for a NaN), exactly the other. */
+static int check_layout() {
+  std::mt19937 rng(20261127);
+  std::uniform_real_distribution<float> U(-4.0f, 4.0f);
+  static const float special[] = {0.0f, -0.0f, 1.0f + 1.0f / 256, 1.0f + 3.0f / 256, -1.0f - 1.0f / 256, 1e-40f, -3e-39f,
+                                  3.4028235e38f, -3.39e38f, INFINITY, -INFINITY, NAN, 65504.0f, 1.00390625f};
+  int bad = 0;
+  for (int C : {8, 16, 32})
+    for (unsigned S : {1u, 9u, 37u, 64u}) {
+      const unsigned Z = 3;
+      const size_t n = (size_t)Z * C * S, total = (size_t)Z * S;
+      std::vector<float> x(n), back(n, NAN);
+      for (size_t i = 0; i < n; i++) x[i] = i % 7 == 3 ? special[(i / 7) % (sizeof special / sizeof *special)] : U(rng);
+      /* NaNs whose payload is only in the low bits, which plain rounding would carry into an
+       * infinity or (all ones) wrap to zero */
+      for (unsigned bits : {0x7f800001u, 0xffffffffu, 0xff800100u}) {
+        float v;
+        memcpy(&v, &bits, sizeof v);
+        x[(bits % 5) * 3 % n] = v;
+      }
+      std::vector<uint16_t> h(n + 8, 0xdead); /* a guard past the end */
+      uint16_t *hp = h.data();
+      const float *xp = x.data();
+      float *bp = back.data();
+      auto to = [&] {
+        if (C == 8) k_to_nhwc_bf16<8>(xp, hp, S, total);
+        if (C == 16) k_to_nhwc_bf16<16>(xp, hp, S, total);
+        if (C == 32) k_to_nhwc_bf16<32>(xp, hp, S, total);
+      };
+      auto from = [&] {
+        if (C == 8) k_from_nhwc_bf16<8>(hp, bp, S, total);
+        if (C == 16) k_from_nhwc_bf16<16>(hp, bp, S, total);
+        if (C == 32) k_from_nhwc_bf16<32>(hp, bp, S, total);
+      };
+      launch({2, 1, 1}, {32, 1, 1}, to); /* 64 threads: the grid-stride loop goes round for most sizes */
+      launch({3, 1, 1}, {32, 1, 1}, from);
+      size_t wrong_to = 0, wrong_from = 0;
+      for (unsigned z = 0; z < Z; z++)
+        for (int c = 0; c < C; c++)
+          for (unsigned s = 0; s < S; s++) {
+            const size_t src = ((size_t)z * C + c) * S + s, dst = ((size_t)z * S + s) * C + c;
+            const uint16_t want = ref_bf16(x[src]), got = h[dst];
+            const bool nan_ok = std::isnan(x[src]) && (got & 0x7f80) == 0x7f80 && (got & 0x7f);
+            wrong_to += !(got == want || nan_ok);
+            unsigned wb = (unsigned)got << 16;
+            float wf;
+            memcpy(&wf, &wb, sizeof wf);
+            wrong_from += !(memcmp(&back[src], &wf, sizeof wf) == 0);
+          }
+      for (size_t i = n; i < n + 8; i++) wrong_to += h[i] != 0xdead;
+      const bool ok = !wrong_to && !wrong_from;
+      printf("  layout C %2d S %2u Z %u: fp32 -> bf16 channels-last %zu wrong, back %zu wrong  %s\n", C, S, Z, wrong_to,
+             wrong_from, ok ? "ok" : "FAIL");
+      bad += !ok;
+    }
+  return bad;
+}
+
 int main() {
-  const int bad = check_wgrad3() + check_gemm();
+  const int bad = check_wgrad3() + check_gemm() + check_layout();
   return bad ? 1 : 0;
 }

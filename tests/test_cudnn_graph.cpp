@@ -15,8 +15,9 @@
  *     engine), and, so that it is seen to act on real notes, that it rejects some engines and
  *     that bf16 engines carry the tensor-core note;
  *   - mpg_plans finalizes at least one plan within the backend's default workspace cap (512 MiB)
- *     for each of the project's shapes, each one the filter keeps, and in bf16 at least one on
- *     tensor cores (the engines the graph path is for).
+ *     for each of the project's shapes, each one the filter keeps and no engine more than
+ *     MPG_PER_ENGINE times, and in bf16 at least one on tensor cores (the engines the graph path
+ *     is for).
  * What it cannot check without a GPU: running the plans (test_backend does, on a GPU, with
  * MP_CUDA_CONV_GRAPH=force) and whether an engine noted deterministic is (the backend checks
  * that on the device: a candidate must repeat its result bit for bit).  cuDNN notes no bf16
@@ -130,6 +131,10 @@ int main() {
           EXPECT(mpg_cfg_fits(&md.m, cand[i].cfg, &gi, notes, sizeof notes) && gi == cand[i].engine && cand[i].ws <= cap,
                  "%s %s of %s: plan %d is not one the filter keeps within the cap", md.name, ops[op], sh.what, i);
           ntc += strstr(notes, "tensor-core") != NULL;
+          int same = 0;
+          for (int j = 0; j < np; j++) same += cand[j].engine == cand[i].engine;
+          EXPECT(same <= MPG_PER_ENGINE, "%s %s of %s: engine %lld in %d plans", md.name, ops[op], sh.what,
+                 (long long)cand[i].engine, same);
           if (l < sizeof list)
             l += (size_t)snprintf(list + l, sizeof list - l, " e%lld%s/%zuK", (long long)cand[i].engine,
                                   strstr(notes, "tensor-core") ? "tc" : "", cand[i].ws >> 10);
