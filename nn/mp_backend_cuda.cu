@@ -539,9 +539,21 @@ static int pick_algo(ctx_t *c, int op, const mp_conv_desc *d, const void *a, con
   size_t es = c->bf16 ? sizeof(uint16_t) : sizeof(float);
   float *ref = NULL, *wide = NULL;
   void *snap = NULL;
-  MP_CHECK_CUDA(cudaMalloc((void **)&ref, m * sizeof(float)));
-  if (c->bf16) MP_CHECK_CUDA(cudaMalloc((void **)&wide, m * sizeof(float)));
-  if (ng && c->deterministic) MP_CHECK_CUDA(cudaMalloc(&snap, m * es));
+  /* the comparison buffers (up to 10 bytes an output element, for this first call only): where
+   * the device cannot hold them, the legacy pick stays, with a warning */
+  bool got = cudaMalloc((void **)&ref, m * sizeof(float)) == cudaSuccess &&
+             (!c->bf16 || cudaMalloc((void **)&wide, m * sizeof(float)) == cudaSuccess) &&
+             (!ng || !c->deterministic || cudaMalloc(&snap, m * es) == cudaSuccess);
+  if (!got) {
+    (void)cudaGetLastError(); /* the failed allocation's error, not sticky */
+    void *bufs[3] = {ref, wide, snap};
+    for (void *p : bufs)
+      if (p) MP_CHECK_CUDA(cudaFree(p));
+    MP_WARN("cuda: no device memory to compare other algorithms with cuDNN's legacy %s algo %d for conv n%d c%d %dx%d "
+            "k%d %dx%d stride %d: that one is used",
+            op_names[op], pk->algo, d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride);
+    return OWN_NONE;
+  }
   cudaEvent_t e0, e1;
   MP_CHECK_CUDA(cudaEventCreate(&e0));
   MP_CHECK_CUDA(cudaEventCreate(&e1));

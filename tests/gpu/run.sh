@@ -327,7 +327,7 @@ for t in test_cudnn_graph test_backend test_net; do
   elif [[ ! -x $tests/$t ]]; then
     record "$t" FAIL 0 tests.log "$tests/$t was not built (the tests need cmocka: see gpu.log)"
   else
-    step "$t" tests.log 180 env -C "$tests" "./$t"
+    step "$t" tests.log 240 env -C "$tests" "./$t"
   fi
 done
 
