@@ -37,6 +37,12 @@ struct mpg_mode {
   cudnnHandle_t handle;
   bdesc_t devprop;
 };
+/* device-property descriptors came with cuDNN 9.8; before it, a mode has a handle or no device */
+#if CUDNN_VERSION >= 90800
+#define MPG_SET_DEVPROP(d, attr, dp) bd_set(d, attr, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &(dp))
+#else
+#define MPG_SET_DEVPROP(d, attr, dp) ((void)(d), (void)(dp), false)
+#endif
 /* a convolution: input (n, c, h, w), k filters r x s, output p x q, stride, padding (h, w) */
 struct mpg_conv {
   int n, c, h, w, k, r, s, p, q, stride, pad, pad_w;
@@ -192,18 +198,18 @@ static inline bool mpg_cfg_fits(const mpg_mode *m, bdesc_t cfg, int64_t *gi, cha
 }
 
 /* The engine configurations cuDNN's heuristics (mode `hm`) propose for graph g on the mode's
- * device, best first:
- * up to `max` finalized ones into cfg[] (the caller frees them); the heuristics descriptor
- * into *heur (the caller frees it).  Returns their number (0 on any failure). */
+ * device, best first: up to `max` finalized ones into cfg[] (the caller frees them); the
+ * heuristics descriptor into *heur (the caller frees it).  Returns their number (0 on any
+ * failure, and without a device). */
 static inline int mpg_heuristics(const mpg_mode *m, bdesc_t g, cudnnBackendHeurMode_t hm, bdesc_t *cfg, int max,
                                  bdesc_t *heur) {
-  bdesc_t h = bd_new(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
   *heur = NULL;
+  if (!m->handle && !m->devprop) return 0; /* no device to ask about (cuDNN's heuristics may divide by its SM count) */
+  bdesc_t h = bd_new(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
   if (!h) return 0;
   bool ok = bd_set(h, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g) &&
             bd_set(h, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &hm);
-  if (ok && !m->handle && m->devprop)
-    ok = bd_set(h, CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &m->devprop);
+  if (ok && !m->handle && m->devprop) ok = MPG_SET_DEVPROP(h, CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, m->devprop);
   h = bd_done(h, ok);
   *heur = h;
   int64_t cnt = 0, got = 0;
@@ -224,9 +230,9 @@ static inline int mpg_heuristics(const mpg_mode *m, bdesc_t g, cudnnBackendHeurM
 
 /* Up to `max` finalized execution plans for (op, shape) whose workspace fits `ws_max`, in the
  * heuristics' order (mode A; the fallback list if A gives none), at most MPG_PER_ENGINE of one
- * engine, into cand[]; the descriptors
- * they depend on into keep[MPG_KEEP] (NULLs where unused), which the caller frees once no plan
- * of them is left.  Needs the mode's handle or device properties (plans are built for a device). */
+ * engine, into cand[]; the descriptors they depend on into keep[MPG_KEEP] (NULLs where unused),
+ * which the caller frees once no plan of them is left.  Needs the mode's handle or device
+ * properties (plans are built for a device). */
 static inline int mpg_plans(const mpg_mode *m, int op, const mpg_conv *d, int64_t align, size_t ws_max, mpg_cand *cand,
                             int max, bdesc_t *keep) {
   for (int i = 0; i < MPG_KEEP; i++) keep[i] = NULL;
@@ -246,7 +252,7 @@ static inline int mpg_plans(const mpg_mode *m, int op, const mpg_conv *d, int64_
       for (int j = 0; fits && j < n; j++) same += cand[j].engine == idx;
       if (fits && same < MPG_PER_ENGINE && (p = bd_new(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR)) != NULL) {
         bool ok = m->handle ? bd_set(p, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &m->handle)
-                            : bd_set(p, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &m->devprop);
+                            : MPG_SET_DEVPROP(p, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, m->devprop);
         p = bd_done(p, ok && bd_set(p, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfg[i]));
         if (p && cudnnBackendGetAttribute(p, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &one, &wsz) ==
                      CUDNN_STATUS_SUCCESS &&

@@ -25,7 +25,8 @@
 #                       effect of each precision (test MCC, AUCs, probability drift from fp32);
 #                       its tables go into tests.log and the summary
 #           profile     mp_bench_nn under MP_NN_PROFILE=1 (per-layer times and the cuDNN
-#                       algorithms: classifier fp32, tf32 and bf16, a WGAN-GP iteration), the
+#                       algorithms: classifier fp32, tf32 and bf16 (bf16 also at batch 512), a
+#                       WGAN-GP iteration), the
 #                       classifier with MP_CUDA_DETERMINISTIC=0, with MP_CUDA_CONV_OWN=off and/or
 #                       MP_CUDA_CONV_GRAPH=off (fp32; bf16 at 128 and 512; a WGAN-GP iteration
 #                       with legacy cuDNN only and as chosen) and with a 4 GiB workspace,
@@ -412,6 +413,7 @@ else
     MP_NN_PROFILE=1 "$1" cuda classifier 128 10 || rc=1
     MP_NN_PROFILE=1 "$1" cuda:tf32 classifier 128 10 || rc=1
     MP_NN_PROFILE=1 "$1" cuda:bf16 classifier 128 10 || rc=1
+    MP_NN_PROFILE=1 "$1" cuda:bf16 classifier 512 5 || rc=1
     MP_NN_PROFILE=1 "$1" cuda gansteps wgan-gp 0 64 64 10 || rc=1
     echo "classifier fp32 batch 128, deterministic cuDNN algorithms (the default):"
     "$1" cuda classifier 128 10 || rc=1
