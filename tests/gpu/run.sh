@@ -24,15 +24,15 @@
 #                       and bf16 on the same splits of the carried store (GPU_STORE), the accuracy
 #                       effect of each precision (test MCC, AUCs, probability drift from fp32);
 #                       its tables go into tests.log and the summary
-#           profile     mp_bench_nn under MP_NN_PROFILE=1 (per-layer times and the cuDNN
-#                       algorithms: classifier fp32, tf32 and bf16 (bf16 also at batch 512), a
-#                       WGAN-GP iteration), the
+#           bench       BUILD_DIR=build-gpu TIME_BUDGET_S=<left, at most BENCH_BUDGET_S> bench/gpu/run.sh
+#           profile     last, in what time the bench leaves: mp_bench_nn under MP_NN_PROFILE=1
+#                       (per-layer times and the cuDNN algorithms: classifier fp32, tf32 and bf16,
+#                       bf16 also at batch 512, a WGAN-GP iteration), the
 #                       classifier with MP_CUDA_DETERMINISTIC=0, with MP_CUDA_CONV_OWN=off and/or
 #                       MP_CUDA_CONV_GRAPH=off (fp32; bf16 at 128 and 512; a WGAN-GP iteration
 #                       with legacy cuDNN only and as chosen) and with a 4 GiB workspace,
 #                       PyTorch's per-kernel table of the same step (bench/gpu/torch_profile.py,
 #                       fp32 and bf16) and nsys's kernel table where nsys exists, into bench.log
-#           bench       BUILD_DIR=build-gpu TIME_BUDGET_S=<left, at most BENCH_BUDGET_S> bench/gpu/run.sh
 # Output in $OUT (default build-gpu-out): summary.md (a Markdown table: step, PASS/FAIL/SKIP,
 # wall time, log, note) and the logs, grouped so that $OUT never holds more than 8 files
 # (what a device lease brings back): gpu.log, build.log (configure + build), tests.log,
@@ -313,7 +313,7 @@ else
   fi
 fi
 if ((!build_steps_ok)); then
-  for s in test_cudnn_graph test_backend test_net parity_classifier parity_gan nccl_1 nccl_2 precision profile bench; do
+  for s in test_cudnn_graph test_backend test_net parity_classifier parity_gan nccl_1 nccl_2 precision bench profile; do
     skip "$s" - "nothing built"
   done
   finish
@@ -399,6 +399,24 @@ else
   write_summary
 fi
 
+# ---- the benchmark ------------------------------------------------------------------------------
+if ((!have_gpu)); then
+  skip bench bench.log "$nogpu"
+else
+  budget=$(($(left) - 60))
+  ((budget > ${BENCH_BUDGET_S:-240})) && budget=${BENCH_BUDGET_S:-240}
+  read -r -a bench_what <<<"${BENCH_WHAT:-}"
+  if ((budget < 30)); then
+    skip bench bench.log "out of time ($(left) s left)"
+  else
+    if ! step bench bench.log $((budget + 60)) env BUILD_DIR="$bdir" TIME_BUDGET_S="$budget" OUT="$OUT" \
+      bench/gpu/run.sh "${bench_what[@]}" &&
+      [[ ${results[${#results[@]} - 1]} == FAIL && -s $OUT/bench.txt ]]; then
+      nfail=$(grep -c ' (exit [0-9]*): ' "$OUT/bench.txt")
+      renote "$nfail kinds of run failed (bench.txt), first: $(grep -m 1 ' (exit [0-9]*): ' "$OUT/bench.txt" | sed 's/^ *//')"
+    fi
+  fi
+fi
 # ---- where the time goes: MP_NN_PROFILE's per-layer tables (each layer between two syncs) for
 # the classifier in fp32 and bf16 and a WGAN-GP GAN iteration, and what deterministic cuDNN
 # algorithms cost (the default against MP_CUDA_DETERMINISTIC=0) ----------------------------------
@@ -450,22 +468,4 @@ else
     exit $rc' _ "$tool" "$py"
 fi
 
-# ---- the benchmark ------------------------------------------------------------------------------
-if ((!have_gpu)); then
-  skip bench bench.log "$nogpu"
-else
-  budget=$(($(left) - 60))
-  ((budget > ${BENCH_BUDGET_S:-240})) && budget=${BENCH_BUDGET_S:-240}
-  read -r -a bench_what <<<"${BENCH_WHAT:-}"
-  if ((budget < 30)); then
-    skip bench bench.log "out of time ($(left) s left)"
-  else
-    if ! step bench bench.log $((budget + 60)) env BUILD_DIR="$bdir" TIME_BUDGET_S="$budget" OUT="$OUT" \
-      bench/gpu/run.sh "${bench_what[@]}" &&
-      [[ ${results[${#results[@]} - 1]} == FAIL && -s $OUT/bench.txt ]]; then
-      nfail=$(grep -c ' (exit [0-9]*): ' "$OUT/bench.txt")
-      renote "$nfail kinds of run failed (bench.txt), first: $(grep -m 1 ' (exit [0-9]*): ' "$OUT/bench.txt" | sed 's/^ *//')"
-    fi
-  fi
-fi
 finish
