@@ -268,19 +268,23 @@ static inline int mpg_plans(const mpg_mode *m, int op, const mpg_conv *d, int64_
   return n;
 }
 
+/* the tensor ids of an op's operands in run_conv's order (a, b, out): forward (x, w) -> y;
+ * backward data (dy, w) -> dx; backward filter (x, dy) -> dw.  test_cudnn_graph checks them
+ * against the ids the graph's operation holds under each operand's name. */
+static const int64_t mpg_uid[3][3] = {{1, 2, 3}, {3, 2, 1}, {1, 3, 2}};
+
 /* Run a plan on (a, b) -> out in the op's operand order with workspace ws, on the handle's
  * stream.  *vp is the variant pack, kept with the operands it names (vp_ptr[3], *vp_ws) and
  * rebuilt when they change; the caller frees it. */
 static inline cudnnStatus_t mpg_exec(cudnnHandle_t handle, bdesc_t plan, bdesc_t *vp, const void **vp_ptr, void **vp_ws,
                                      int op, const void *a, const void *b, void *out, void *ws) {
-  static const int64_t uid[3][3] = {{1, 2, 3}, {3, 2, 1}, {1, 3, 2}};
   if (op < MPG_FWD || op > MPG_BWD_FILTER) return CUDNN_STATUS_BAD_PARAM;
   if (!*vp || vp_ptr[0] != a || vp_ptr[1] != b || vp_ptr[2] != out || *vp_ws != ws) {
     bd_free(*vp);
     void *ptr[3] = {(void *)a, (void *)b, out};
     *vp = bd_new(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
     if (!*vp) return CUDNN_STATUS_ALLOC_FAILED;
-    *vp = bd_done(*vp, bd_set(*vp, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 3, uid[op]) &&
+    *vp = bd_done(*vp, bd_set(*vp, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 3, mpg_uid[op]) &&
                            bd_set(*vp, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3, ptr) &&
                            bd_set(*vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws));
     if (!*vp) return CUDNN_STATUS_BAD_PARAM;

@@ -9,6 +9,10 @@
  * two of test_backend's odd shapes), it checks that
  *   - the one-convolution graph finalizes (the tensors' layouts, the convolution's and the
  *     operation's attributes are what cuDNN accepts);
+ *   - the operation holds under each operand's name (x, w, y; dy, w, dx; x, dy, dw) a tensor
+ *     of the dimensions and layout run_conv's buffer for it has, and the id mpg_exec's variant
+ *     pack binds that buffer to (mpg_uid) is that tensor's (a wrong id would run a kernel on a
+ *     buffer of another size: mutations of the ids, the operand names or the layouts fail);
  *   - the heuristics (mode A) propose engine configurations and their notes can be read;
  *   - the note filter (mpg_cfg_fits) keeps no engine it must not take (nothing nondeterministic,
  *     down-converting, reduced-precision-reducing or runtime-compiled; in fp32 no tensor-core
@@ -50,6 +54,91 @@ int main() {
   return 77;
 }
 #else
+/* A tensor's dimensions and strides without its size-1 dimensions (cuDNN hands an operation's
+ * tensors back in its own 5-D grouped form, (n, 1, c, h, w) and (1, k, c, r, s), and without
+ * their ids): their number; false from tensor_of when it cannot be read. */
+struct dims {
+  int n;
+  int64_t d[8], s[8];
+};
+static bool tensor_of(bdesc_t t, dims *o) {
+  int64_t nd = 0, ns = 0, d[8], s[8];
+  if (cudnnBackendGetAttribute(t, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 8, &nd, d) != CUDNN_STATUS_SUCCESS ||
+      cudnnBackendGetAttribute(t, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 8, &ns, s) != CUDNN_STATUS_SUCCESS ||
+      nd != ns || nd < 1 || nd > 8)
+    return false;
+  o->n = 0;
+  for (int64_t i = 0; i < nd; i++)
+    if (d[i] != 1) o->d[o->n] = d[i], o->s[o->n++] = s[i];
+  return true;
+}
+static bool same(const dims &a, const dims &b) {
+  if (a.n != b.n) return false;
+  for (int i = 0; i < a.n; i++)
+    if (a.d[i] != b.d[i] || a.s[i] != b.s[i]) return false;
+  return true;
+}
+static void show(const dims &a, char *buf, size_t l) {
+  size_t k = (size_t)snprintf(buf, l, "(");
+  for (int i = 0; i < a.n && k < l; i++)
+    k += (size_t)snprintf(buf + k, l - k, "%s%lld:%lld", i ? " " : "", (long long)a.d[i], (long long)a.s[i]);
+  if (k < l) snprintf(buf + k, l - k, ")");
+}
+
+/* mpg_exec's variant pack names the operands (a, b, out) by the ids mpg_uid[op] gives; a wrong
+ * id would hand a kernel a buffer of another tensor's size.  Each operand the operation that
+ * mpg_graph built (keep[4]) holds under cuDNN's own attribute name must have the dimensions and
+ * strides (size:stride, size-1 dimensions left out) of run_conv's buffer (fp32 NCHW, bf16
+ * channels-last), and the tensor with the id mpg_exec binds that buffer to (keep[0..2], ids
+ * read back) must be that tensor. */
+static void check_operands(const char *mode, const char *opname, const char *what, bool bf16, int op,
+                           const mpg_conv *d, const bdesc_t *keep) {
+  static const cudnnBackendAttributeName_t role[3][3] = {
+      {CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W,
+       CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y},
+      {CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W,
+       CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX},
+      {CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY,
+       CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW}};
+  static const char *const rn[3] = {"first operand", "second operand", "result"};
+  const int64_t X[4] = {d->n, d->c, d->h, d->w}, W[4] = {d->k, d->c, d->r, d->s}, Y[4] = {d->n, d->k, d->p, d->q};
+  const int64_t *shape[3][3] = {{X, W, Y}, {Y, W, X}, {X, Y, W}};
+  for (int i = 0; i < 3; i++) {
+    const int64_t *e = shape[op][i];
+    /* run_conv's buffer: (n, c, h, w) dimensions; NCHW or channels-last strides */
+    const int64_t nchw[4] = {e[1] * e[2] * e[3], e[2] * e[3], e[3], 1}, nhwc[4] = {e[1] * e[2] * e[3], 1, e[3] * e[1], e[1]};
+    dims want = {0, {}, {}}, held = {0, {}, {}}, bound = {0, {}, {}};
+    for (int k = 0; k < 4; k++)
+      if (e[k] != 1) want.d[want.n] = e[k], want.s[want.n++] = (bf16 ? nhwc : nchw)[k];
+    bdesc_t t = bd_new(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
+    int64_t got = 0;
+    bool ok = t && cudnnBackendGetAttribute(keep[4], role[op][i], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &got, &t) ==
+                       CUDNN_STATUS_SUCCESS &&
+              got == 1 && tensor_of(t, &held);
+    bd_free(t);
+    EXPECT(ok, "%s %s of %s: the %s cannot be read back from the operation", mode, opname, what, rn[i]);
+    if (!ok) continue;
+    char a[160], b[160];
+    show(held, a, sizeof a), show(want, b, sizeof b);
+    EXPECT(same(held, want), "%s %s of %s: the operation's %s is %s, run_conv's buffer %s", mode, opname, what, rn[i], a,
+           b);
+    int found = 0;
+    for (int k = 0; k < 3; k++) {
+      int64_t uid = -1;
+      if (cudnnBackendGetAttribute(keep[k], CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &got, &uid) ==
+              CUDNN_STATUS_SUCCESS &&
+          uid == mpg_uid[op][i] && tensor_of(keep[k], &bound))
+        found++;
+    }
+    EXPECT(found == 1, "%s %s of %s: %d graph tensors have the %s's id %lld", mode, opname, what, found, rn[i],
+           (long long)mpg_uid[op][i]);
+    if (found != 1) continue;
+    show(bound, b, sizeof b);
+    EXPECT(same(held, bound), "%s %s of %s: mpg_exec binds the %s (%s) to id %lld, a tensor %s", mode, opname, what,
+           rn[i], a, (long long)mpg_uid[op][i], b);
+  }
+}
+
 /* an H100 SXM 80GB as cudaGetDeviceProperties / cudaDeviceGetAttribute report it */
 static const char *const H100 =
     "{\"maxGridSize\": [2147483647, 65535, 65535], \"maxBlockSize\": [1024, 1024, 64], \"regsPerBlock\": 65536, "
@@ -100,6 +189,7 @@ int main() {
         bdesc_t g = mpg_graph(&md.m, op, &d, 16, keep);
         EXPECT(g != NULL, "%s %s of %s: the graph does not finalize", md.name, ops[op], sh.what);
         if (!g) continue;
+        check_operands(md.name, ops[op], sh.what, md.m.bf16, op, &d, keep);
         bdesc_t cfg[64], heur = NULL;
         int n = mpg_heuristics(&md.m, g, CUDNN_HEUR_MODE_A, cfg, 64, &heur);
         EXPECT(n > 0, "%s %s of %s: the heuristics propose no engine", md.name, ops[op], sh.what);
