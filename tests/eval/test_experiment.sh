@@ -49,13 +49,19 @@ grep -q "2 reused" "$tmp/e2.log" && ok "rerun reuses both jobs" || bad "rerun di
 out=$(check same "$tmp/first.json" "$tmp/e/experiment.json") && ok "rerun: $out" || bad "rerun: $out"
 
 # 4. SIGUSR1 in the middle (every rank, through mpiexec): checkpoints, exit 75; the rerun
-#    finishes and gives exactly the uninterrupted numbers (resume is bit-identical on CPU)
-"$mpiexec" -n 2 --oversubscribe "$mp" experiment --store "$S" --out "$tmp/b" "${cfg[@]}" -q > "$tmp/b.log" 2>&1 &
+#    finishes and gives exactly the uninterrupted numbers (resume is bit-identical on CPU).
+#    Split 5's finished job is copied in from the first run (a job reused beside one that
+#    resumes; training it again would only double the test's time): split 6 is interrupted
+#    after its first epoch's checkpoint.
+mkdir -p "$tmp/b/runs/baseline" && cp -r "$tmp/e/runs/baseline/split-5" "$tmp/b/runs/baseline/" || bad "copy split 5"
+"$mpiexec" -n 2 --oversubscribe "$mp" experiment --store "$S" --out "$tmp/b" "${cfg[@]}" > "$tmp/b.log" 2>&1 &
 pid=$!  # mpiexec itself: it forwards SIGUSR1 to every rank
-for _ in $(seq 600); do compgen -G "$tmp/b/runs/baseline/split-*/checkpoints/step-*" >/dev/null && break; sleep 0.2; done
+for _ in $(seq 600); do compgen -G "$tmp/b/runs/baseline/split-6/checkpoints/step-*" >/dev/null && break; sleep 0.2; done
 kill -USR1 $pid
 wait $pid; rc=$?
 [ $rc -eq 75 ] && ok "SIGUSR1 mid-experiment: exit 75" || bad "SIGUSR1 mid-experiment: exit $rc: $(tail -3 "$tmp/b.log")"
+grep -q "; 1 reused" "$tmp/b.log" && ok "the copied finished job is reused" \
+  || bad "copied job not reused: $(grep experiment: "$tmp/b.log" | head -1)"
 grep -q "interrupted" "$tmp/b/experiment.json" 2>/dev/null && ok "experiment.json says interrupted" \
   || bad "experiment.json after the signal: $(head -c 300 "$tmp/b/experiment.json" 2>&1)"
 run2 experiment --store "$S" --out "$tmp/b" "${cfg[@]}" -q > "$tmp/b2.log" 2>&1 && ok "the rerun after the signal completes" \
