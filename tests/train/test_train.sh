@@ -42,8 +42,10 @@ done
   || bad "resumed run differs from the uninterrupted one"
 out=$(check steps "$tmp/u/train.json" "$tmp/r/train.json") && ok "$out" || bad "$out"
 
-# 4. SIGUSR1 (Slurm's warning): checkpoint, exit 75, resume completes
-"$mp" train --store "$S" --out "$tmp/sig" --split-seed 4 --set train.batch=32 --set train.epochs=2 -q &
+# 4. SIGUSR1 (Slurm's warning): checkpoint, exit 75, resume completes (12 steps: the signal
+#    lands in the first; the rest of 2 epochs would only add time)
+sg=(--store "$S" --out "$tmp/sig" --split-seed 4 --set train.batch=32 --set train.epochs=2 --set train.max_steps=12 -q)
+"$mp" train "${sg[@]}" &
 pid=$!
 # train.json is written once the signal handlers are in place, just before the first step: a
 # short wait after it lands the signal in the first epoch (a fixed 2 s could outlast a short
@@ -56,8 +58,8 @@ rc=$?
 [[ $rc == 75 ]] && ok "SIGUSR1: exit status 75" || bad "SIGUSR1: exit status $rc (expected 75)"
 grep -q '"status":[[:space:]]*"interrupted"' "$tmp/sig/train.json" && ok "train.json says interrupted" || bad "train.json status after SIGUSR1"
 ls -d "$tmp"/sig/checkpoints/step-* >/dev/null 2>&1 && ok "a checkpoint was written on the signal" || bad "no checkpoint after SIGUSR1"
-"$mp" train --store "$S" --out "$tmp/sig" --split-seed 4 --set train.batch=32 --set train.epochs=2 -q --resume \
-  && ok "resume after the signal completes" || bad "resume after the signal"
+"$mp" train "${sg[@]}" --resume && grep -q '"status":[[:space:]]*"stopped at train.max_steps"' "$tmp/sig/train.json" \
+  && ok "resume after the signal runs to train.max_steps" || bad "resume after the signal"
 
 # 5. bad checkpoints are refused naming the file
 ck=$(ls -d "$tmp"/r/checkpoints/step-* | tail -1)
