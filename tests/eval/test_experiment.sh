@@ -3,7 +3,8 @@
 # lesions): 2 splits on 2 rank groups, the aggregation recomputed independently, the
 # report rendered in headless Chromium with no network request, a rerun that reuses
 # every job, a changed configuration refused before any work, and predict's hottest tile
-# on the known lesions of views no model has seen (an unannotated cohort).
+# (with both splits' models) on the known lesions of views no model has seen (an
+# unannotated cohort).
 # Usage: test_experiment.sh MAMMOPATCH MPIEXEC TESTS_DIR EXPERIMENT_TOOL
 set -uo pipefail
 mp=$1 mpiexec=$2 tests=$3 tool=$4
@@ -86,7 +87,8 @@ mapfile -t views < <(tail -n +2 "$tmp/u/truth_lesions.csv" | cut -d, -f1 | sort 
 : > "$tmp/empty.dcm"
 run2 predict --model "$tmp/e/runs/baseline/split-5" --out "$tmp/pr" "${views[@]}" "$tmp/empty.dcm" > "$tmp/pr.log" 2>&1; rc=$?
 [ $rc -eq 1 ] && ok "predict: an unreadable file fails (exit 1), the others are written" || bad "predict exit $rc: $(tail -3 "$tmp/pr.log")"
-out=$(check predict "$tmp/pr" "$tmp/u" "${#views[@]}") && ok "predict: $out" || bad "predict: $out"
+run2 predict --model "$tmp/e/runs/baseline/split-6" --out "$tmp/pr6" "${views[@]}" -q || bad "predict with split 6's model"
+out=$(check predict "$tmp/u" "${#views[@]}" "$tmp/pr" "$tmp/pr6") && ok "predict: $out" || bad "predict: $out"
 "$mp" predict --model "$tmp/e/runs/baseline/split-5" --out "$tmp/pr128" "${views[0]}" --set predict.stride=128 -q \
   || bad "predict stride 128"
 out=$(check tiles128 "$tmp/pr128/view-1/predict.json" "${views[0]}") && ok "stride 128 = preprocessing's tiling: $out" \
