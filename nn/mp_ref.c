@@ -33,77 +33,116 @@ size_t mp_conv_y_count(const mp_conv_desc *d) { return (size_t)d->n * d->k * d->
 /* Element (n, ch, i, j) of an n x C x H x W tensor. */
 #define AT4(C_, H_, W_, n_, ch_, i_, j_) ((((size_t)(n_) * (C_) + (ch_)) * (H_) + (i_)) * (W_) + (j_))
 
+/* The three convolution kernels below compute, for every output element, exactly the sum of
+ * the definition (see the per-element formula above each), adding its terms in the order the
+ * formula names them, in double (a product of two floats is exact in double, so fused or not the
+ * result is the same).  The loops are arranged so that the innermost one runs across independent
+ * accumulators (a row of outputs) instead of along one dependency chain: the same bits as the
+ * per-element loops (tests/test_nn_ref.c holds them to those literally), several times faster,
+ * which the ref-backend tests (PyTorch parity, whole nets) spend most of their time in. */
+
+/* The outputs q of a row that tap s of a stride-`st` window touches: those with
+ * 0 <= q st - pad + s < w, as [*lo, *hi) clipped to [0, nq). */
+static void tap_range(int s, int st, int pad, int w, int nq, int *lo, int *hi) {
+  int a = pad - s, b = w - 1 + pad - s; /* q st in [a, b] */
+  int l = a <= 0 ? 0 : (a + st - 1) / st, h = b < 0 ? -1 : b / st;
+  *lo = l, *hi = (h + 1 < nq ? h + 1 : nq);
+  if (*hi < *lo) *hi = *lo;
+}
+
+/* y[n][k][p][q] = bias[k] + sum over c, r, s (in that order) of
+ *                 x[n][c][p st - pad + r][q st - pad_w + s] w[k][c][r][s]  (taps inside x) */
 void mp_ref_conv2d_forward(const mp_conv_desc *d, const float *x, const float *wt, const float *bias, float *y) {
+  const int st = d->stride;
+  double *acc = mp_malloc((size_t)d->p * d->q * sizeof *acc); /* one output plane */
   for (int n = 0; n < d->n; n++)
-    for (int k = 0; k < d->k; k++)
-      for (int p = 0; p < d->p; p++)
-        for (int q = 0; q < d->q; q++) {
-          double acc = bias ? bias[k] : 0.0;
-          for (int c = 0; c < d->c; c++)
-            for (int r = 0; r < d->r; r++) {
-              int i = p * d->stride - d->pad + r;
-              if (i < 0 || i >= d->h) continue;
-              for (int s = 0; s < d->s; s++) {
-                int j = q * d->stride - d->pad_w + s;
-                if (j < 0 || j >= d->w) continue;
-                acc += (double)x[AT4(d->c, d->h, d->w, n, c, i, j)] * wt[AT4(d->c, d->r, d->s, k, c, r, s)];
-              }
+    for (int k = 0; k < d->k; k++) {
+      for (size_t e = 0; e < (size_t)d->p * d->q; e++) acc[e] = bias ? bias[k] : 0.0;
+      for (int c = 0; c < d->c; c++)
+        for (int r = 0; r < d->r; r++)
+          for (int p = 0; p < d->p; p++) {
+            int i = p * st - d->pad + r;
+            if (i < 0 || i >= d->h) continue;
+            const float *xr = x + AT4(d->c, d->h, d->w, n, c, i, 0);
+            double *ar = acc + (size_t)p * d->q;
+            for (int s = 0; s < d->s; s++) {
+              const double wv = wt[AT4(d->c, d->r, d->s, k, c, r, s)];
+              int lo, hi;
+              tap_range(s, st, d->pad_w, d->w, d->q, &lo, &hi);
+              for (int q = lo; q < hi; q++) ar[q] += (double)xr[q * st - d->pad_w + s] * wv;
             }
-          y[AT4(d->k, d->p, d->q, n, k, p, q)] = (float)acc;
-        }
+          }
+      float *yp = y + AT4(d->k, d->p, d->q, n, k, 0, 0);
+      for (size_t e = 0; e < (size_t)d->p * d->q; e++) yp[e] = (float)acc[e];
+    }
+  mp_free(acc);
 }
 
+/* dx[n][c][i][j] = sum over k, r, s (in that order) of dy[n][k][p][q] w[k][c][r][s] for the
+ *                  outputs (p, q) with p st - pad + r = i, q st - pad_w + s = j
+ * (the gather form of the adjoint: each input element sums the outputs it contributed to) */
 void mp_ref_conv2d_backward_data(const mp_conv_desc *d, const float *dy, const float *wt, float *dx) {
-  /* gather form: each input element sums the outputs it contributed to */
+  const int st = d->stride;
+  double *acc = mp_malloc((size_t)d->h * d->w * sizeof *acc); /* one input plane */
   for (int n = 0; n < d->n; n++)
-    for (int c = 0; c < d->c; c++)
-      for (int i = 0; i < d->h; i++)
-        for (int j = 0; j < d->w; j++) {
-          double acc = 0.0;
-          for (int k = 0; k < d->k; k++)
-            for (int r = 0; r < d->r; r++) {
-              int pn = i + d->pad - r; /* p * stride */
-              if (pn < 0 || pn % d->stride) continue;
-              int p = pn / d->stride;
-              if (p >= d->p) continue;
-              for (int s = 0; s < d->s; s++) {
-                int qn = j + d->pad_w - s;
-                if (qn < 0 || qn % d->stride) continue;
-                int q = qn / d->stride;
-                if (q >= d->q) continue;
-                acc += (double)dy[AT4(d->k, d->p, d->q, n, k, p, q)] * wt[AT4(d->c, d->r, d->s, k, c, r, s)];
-              }
+    for (int c = 0; c < d->c; c++) {
+      for (size_t e = 0; e < (size_t)d->h * d->w; e++) acc[e] = 0.0;
+      for (int k = 0; k < d->k; k++)
+        for (int r = 0; r < d->r; r++)
+          for (int p = 0; p < d->p; p++) {
+            int i = p * st - d->pad + r;
+            if (i < 0 || i >= d->h) continue;
+            const float *gr = dy + AT4(d->k, d->p, d->q, n, k, p, 0);
+            double *ar = acc + (size_t)i * d->w;
+            for (int s = 0; s < d->s; s++) {
+              const double wv = wt[AT4(d->c, d->r, d->s, k, c, r, s)];
+              int lo, hi;
+              tap_range(s, st, d->pad_w, d->w, d->q, &lo, &hi);
+              for (int q = lo; q < hi; q++) ar[q * st - d->pad_w + s] += (double)gr[q] * wv;
             }
-          dx[AT4(d->c, d->h, d->w, n, c, i, j)] = (float)acc;
-        }
+          }
+      float *xp = dx + AT4(d->c, d->h, d->w, n, c, 0, 0);
+      for (size_t e = 0; e < (size_t)d->h * d->w; e++) xp[e] = (float)acc[e];
+    }
+  mp_free(acc);
 }
 
+/* dw[k][c][r][s] = sum over n, p, q (in that order) of x[n][c][p st - pad + r][q st - pad_w + s]
+ *                  dy[n][k][p][q]  (taps inside x);  db[k] = sum over n, p, q of dy[n][k][p][q] */
 void mp_ref_conv2d_backward_weights(const mp_conv_desc *d, const float *x, const float *dy, float *dw, float *db) {
+  const int st = d->stride, rs = d->r * d->s;
+  double *acc = mp_malloc((size_t)rs * sizeof *acc); /* one filter's taps */
   for (int k = 0; k < d->k; k++) {
-    for (int c = 0; c < d->c; c++)
-      for (int r = 0; r < d->r; r++)
-        for (int s = 0; s < d->s; s++) {
-          double acc = 0.0;
-          for (int n = 0; n < d->n; n++)
-            for (int p = 0; p < d->p; p++) {
-              int i = p * d->stride - d->pad + r;
+    for (int c = 0; c < d->c; c++) {
+      for (int e = 0; e < rs; e++) acc[e] = 0.0;
+      for (int n = 0; n < d->n; n++)
+        for (int p = 0; p < d->p; p++) {
+          const float *gr = dy + AT4(d->k, d->p, d->q, n, k, p, 0);
+          for (int q = 0; q < d->q; q++) {
+            const double g = gr[q];
+            for (int r = 0; r < d->r; r++) {
+              int i = p * st - d->pad + r;
               if (i < 0 || i >= d->h) continue;
-              for (int q = 0; q < d->q; q++) {
-                int j = q * d->stride - d->pad_w + s;
-                if (j < 0 || j >= d->w) continue;
-                acc += (double)x[AT4(d->c, d->h, d->w, n, c, i, j)] * dy[AT4(d->k, d->p, d->q, n, k, p, q)];
+              const float *xr = x + AT4(d->c, d->h, d->w, n, c, i, 0);
+              for (int s = 0; s < d->s; s++) {
+                int j = q * st - d->pad_w + s;
+                if (j >= 0 && j < d->w) acc[r * d->s + s] += (double)xr[j] * g;
               }
             }
-          dw[AT4(d->c, d->r, d->s, k, c, r, s)] = (float)acc;
+          }
         }
+      float *wp = dw + AT4(d->c, d->r, d->s, k, c, 0, 0);
+      for (int e = 0; e < rs; e++) wp[e] = (float)acc[e];
+    }
     if (db) {
-      double acc = 0.0;
+      double a = 0.0;
       for (int n = 0; n < d->n; n++)
         for (int p = 0; p < d->p; p++)
-          for (int q = 0; q < d->q; q++) acc += dy[AT4(d->k, d->p, d->q, n, k, p, q)];
-      db[k] = (float)acc;
+          for (int q = 0; q < d->q; q++) a += dy[AT4(d->k, d->p, d->q, n, k, p, q)];
+      db[k] = (float)a;
     }
   }
+  mp_free(acc);
 }
 
 /* ---- batch norm --------------------------------------------------------------------------- */

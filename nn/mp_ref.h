@@ -1,6 +1,9 @@
 /* mp_ref — reference kernels of the nn library: plain C, loops written to be obviously
  * right, accumulation in double.  They are the oracle the fast backends (oneDNN, CUDA)
- * are held to, and the `ref` backend runs them.  Layouts: activations NCHW, convolution
+ * are held to, and the `ref` backend runs them.  The convolutions alone run their loops in
+ * a faster order, with each output element's terms still added in the order its definition
+ * names (given with each below): tests/test_nn_ref.c holds them bit for bit to the
+ * definitions written as one loop nest per element.  Layouts: activations NCHW, convolution
  * weights KCRS (out channels, in channels, kernel rows, kernel cols), all float32.
  *
  * Convolutions, batch norm, activations, max-pool, linear, concat, dropout,
@@ -37,12 +40,17 @@ size_t mp_conv_x_count(const mp_conv_desc *d); /* n*c*h*w */
 size_t mp_conv_w_count(const mp_conv_desc *d); /* k*c*r*s */
 size_t mp_conv_y_count(const mp_conv_desc *d); /* n*k*p*q */
 
-/* y = conv(x, wt) + bias (bias may be NULL). */
+/* y = conv(x, wt) + bias (bias may be NULL): y[n][k][p][q] = bias[k] + the sum over c, r, s
+ * (in that order) of x[n][c][p stride - pad + r][q stride - pad_w + s] wt[k][c][r][s]. */
 void mp_ref_conv2d_forward(const mp_conv_desc *d, const float *x, const float *wt, const float *bias, float *y);
-/* dx = the adjoint of the convolution applied to dy (overwrites dx).  This is also the
- * forward pass of the transposed convolution with the same weights. */
+/* dx = the adjoint of the convolution applied to dy (overwrites dx): dx[n][c][i][j] = the sum
+ * over k, r, s (in that order) of dy[n][k][p][q] wt[k][c][r][s] where p stride - pad + r = i and
+ * q stride - pad_w + s = j.  This is also the forward pass of the transposed convolution with
+ * the same weights. */
 void mp_ref_conv2d_backward_data(const mp_conv_desc *d, const float *dy, const float *wt, float *dx);
-/* dw = sum over the batch of x (*) dy, db = sum of dy (overwrite; db may be NULL). */
+/* dw = sum over the batch of x (*) dy, db = sum of dy (overwrite; db may be NULL):
+ * dw[k][c][r][s] = the sum over n, p, q (in that order) of x[n][c][p stride - pad + r]
+ * [q stride - pad_w + s] dy[n][k][p][q]. */
 void mp_ref_conv2d_backward_weights(const mp_conv_desc *d, const float *x, const float *dy, float *dw, float *db);
 
 /* ---- batch norm over N, H, W per channel (NCHW) ------------------------------------- */

@@ -1,8 +1,11 @@
 /* The reference convolution kernels: shapes of the SPEC's three convolutions, a
  * hand-computed answer, the adjoint identities that tie forward, backward-data and
  * backward-weights together (<conv(x,w), g> = <x, conv^T(g)> = <w, dW(x,g)>, exact for a
- * linear map, checked in double), and finite differences on single elements. */
+ * linear map, checked in double), finite differences on single elements, and the kernels'
+ * outputs bit for bit equal to the definitions written as one loop nest per output element
+ * (the kernels reorder the loops for speed but promise each element's terms in this order). */
 #include <math.h>
+#include <string.h>
 
 #include "mp_alloc.h"
 #include "mp_ref.h"
@@ -125,6 +128,111 @@ static void test_adjoint_and_fd(void **state) {
   check_adjoint_and_fd(2, 3, 8, 8, 5, 4, 4, 2, 1);  /* GAN 4x4 stride 2 pad 1 */
   check_adjoint_and_fd(3, 6, 4, 4, 1, 4, 4, 1, 0);  /* D's final 4x4 valid */
   check_adjoint_and_fd(1, 2, 7, 9, 3, 3, 3, 2, 1);  /* odd sizes, stride 2 */
+}
+
+/* The definitions, one output element at a time, terms added in the order mp_ref.h's
+ * kernels promise (forward: c, r, s; backward-data: k, r, s; backward-weights: n, p, q). */
+#define E4(C_, H_, W_, n_, ch_, i_, j_) ((((size_t)(n_) * (C_) + (ch_)) * (H_) + (i_)) * (W_) + (j_))
+static void def_forward(const mp_conv_desc *d, const float *x, const float *wt, const float *bias, float *y) {
+  for (int n = 0; n < d->n; n++)
+    for (int k = 0; k < d->k; k++)
+      for (int p = 0; p < d->p; p++)
+        for (int q = 0; q < d->q; q++) {
+          double acc = bias ? bias[k] : 0.0;
+          for (int c = 0; c < d->c; c++)
+            for (int r = 0; r < d->r; r++)
+              for (int s = 0; s < d->s; s++) {
+                int i = p * d->stride - d->pad + r, j = q * d->stride - d->pad_w + s;
+                if (i >= 0 && i < d->h && j >= 0 && j < d->w)
+                  acc += (double)x[E4(d->c, d->h, d->w, n, c, i, j)] * wt[E4(d->c, d->r, d->s, k, c, r, s)];
+              }
+          y[E4(d->k, d->p, d->q, n, k, p, q)] = (float)acc;
+        }
+}
+static void def_backward_data(const mp_conv_desc *d, const float *dy, const float *wt, float *dx) {
+  for (int n = 0; n < d->n; n++)
+    for (int c = 0; c < d->c; c++)
+      for (int i = 0; i < d->h; i++)
+        for (int j = 0; j < d->w; j++) {
+          double acc = 0.0;
+          for (int k = 0; k < d->k; k++)
+            for (int r = 0; r < d->r; r++)
+              for (int s = 0; s < d->s; s++) {
+                int pn = i + d->pad - r, qn = j + d->pad_w - s; /* p stride, q stride */
+                if (pn < 0 || qn < 0 || pn % d->stride || qn % d->stride) continue;
+                int p = pn / d->stride, q = qn / d->stride;
+                if (p < d->p && q < d->q)
+                  acc += (double)dy[E4(d->k, d->p, d->q, n, k, p, q)] * wt[E4(d->c, d->r, d->s, k, c, r, s)];
+              }
+          dx[E4(d->c, d->h, d->w, n, c, i, j)] = (float)acc;
+        }
+}
+static void def_backward_weights(const mp_conv_desc *d, const float *x, const float *dy, float *dw, float *db) {
+  for (int k = 0; k < d->k; k++) {
+    for (int c = 0; c < d->c; c++)
+      for (int r = 0; r < d->r; r++)
+        for (int s = 0; s < d->s; s++) {
+          double acc = 0.0;
+          for (int n = 0; n < d->n; n++)
+            for (int p = 0; p < d->p; p++)
+              for (int q = 0; q < d->q; q++) {
+                int i = p * d->stride - d->pad + r, j = q * d->stride - d->pad_w + s;
+                if (i >= 0 && i < d->h && j >= 0 && j < d->w)
+                  acc += (double)x[E4(d->c, d->h, d->w, n, c, i, j)] * dy[E4(d->k, d->p, d->q, n, k, p, q)];
+              }
+          dw[E4(d->c, d->r, d->s, k, c, r, s)] = (float)acc;
+        }
+    double acc = 0.0;
+    for (int n = 0; n < d->n; n++)
+      for (int p = 0; p < d->p; p++)
+        for (int q = 0; q < d->q; q++) acc += dy[E4(d->k, d->p, d->q, n, k, p, q)];
+    db[k] = (float)acc;
+  }
+}
+
+static void check_definition(int n, int c, int h, int w, int k, int r, int s, int stride, int pad, int pad_w) {
+  mp_conv_desc d;
+  assert_int_equal(mp_conv_desc_init_hw(&d, n, c, h, w, k, r, s, stride, pad, pad_w), 0);
+  size_t nx = mp_conv_x_count(&d), nw = mp_conv_w_count(&d), ny = mp_conv_y_count(&d);
+  float *x = mp_malloc(nx * 4), *wt = mp_malloc(nw * 4), *g = mp_malloc(ny * 4), *b = mp_malloc((size_t)k * 4);
+  size_t most = nx > ny ? nx : ny;
+  most = most > nw ? most : nw;
+  float *o1 = mp_malloc(most * 4), *o2 = mp_malloc(most * 4);
+  float *b1 = mp_malloc((size_t)k * 4), *b2 = mp_malloc((size_t)k * 4);
+  mp_rng rng;
+  mp_rng_init(&rng, 91, MP_RNG_TEST, (uint64_t)(n * 131 + c * 31 + h * 7 + w + stride * 1000 + pad_w * 10000));
+  fill(x, nx, &rng), fill(wt, nw, &rng), fill(g, ny, &rng), fill(b, (size_t)k, &rng);
+  /* NaN in the outputs beforehand: an element a kernel leaves unwritten differs */
+  memset(o1, 0xff, ny * 4);
+  mp_ref_conv2d_forward(&d, x, wt, b, o1);
+  def_forward(&d, x, wt, b, o2);
+  assert_memory_equal(o1, o2, ny * 4);
+  mp_ref_conv2d_forward(&d, x, wt, NULL, o1);
+  def_forward(&d, x, wt, NULL, o2);
+  assert_memory_equal(o1, o2, ny * 4);
+  memset(o1, 0xff, nx * 4);
+  mp_ref_conv2d_backward_data(&d, g, wt, o1);
+  def_backward_data(&d, g, wt, o2);
+  assert_memory_equal(o1, o2, nx * 4);
+  memset(o1, 0xff, nw * 4);
+  mp_ref_conv2d_backward_weights(&d, x, g, o1, b1);
+  def_backward_weights(&d, x, g, o2, b2);
+  assert_memory_equal(o1, o2, nw * 4);
+  assert_memory_equal(b1, b2, (size_t)k * 4);
+  mp_free(x), mp_free(wt), mp_free(g), mp_free(b), mp_free(o1), mp_free(o2), mp_free(b1), mp_free(b2);
+}
+
+static void test_definition(void **state) {
+  (void)state;
+  check_definition(2, 3, 8, 8, 4, 3, 3, 1, 1, 1);    /* classifier 3x3 pad 1 */
+  check_definition(2, 3, 8, 8, 5, 4, 4, 2, 1, 1);    /* GAN 4x4 stride 2 pad 1 */
+  check_definition(3, 6, 4, 4, 2, 4, 4, 1, 0, 0);    /* D's final 4x4 valid */
+  check_definition(1, 2, 7, 9, 3, 3, 3, 2, 1, 1);    /* odd sizes, stride 2 */
+  check_definition(2, 3, 7, 9, 4, 1, 7, 1, 0, 3);    /* Inception-v3 1x7 pad (0, 3) */
+  check_definition(1, 3, 9, 6, 2, 7, 1, 1, 3, 0);    /* ... 7x1 pad (3, 0) */
+  check_definition(2, 2, 11, 13, 3, 5, 5, 3, 2, 2);  /* stride 3, 5x5: taps that skip outputs */
+  check_definition(1, 2, 10, 5, 2, 3, 3, 2, 0, 0);   /* stride 2 valid, an odd row left over */
+  check_definition(2, 4, 16, 16, 3, 4, 4, 2, 1, 1);  /* 16x16 -> 8x8, the generator's transposed conv */
 }
 
 /* The transposed convolution of the generator is backward-data of the matching
@@ -541,7 +649,7 @@ static void test_gan_losses(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_shapes),       cmocka_unit_test(test_known_answer), cmocka_unit_test(test_adjoint_and_fd),
+      cmocka_unit_test(test_shapes),       cmocka_unit_test(test_known_answer), cmocka_unit_test(test_adjoint_and_fd), cmocka_unit_test(test_definition),
       cmocka_unit_test(test_transposed_shape), cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_activations),
       cmocka_unit_test(test_maxpool_linear), cmocka_unit_test(test_dropout),     cmocka_unit_test(test_bce_adam),
       cmocka_unit_test(test_gradient_penalty), cmocka_unit_test(test_spectral_norm), cmocka_unit_test(test_gan_losses),
