@@ -46,7 +46,7 @@ typedef struct {
   mp_net *d, *g, *c1, *c2; /* critic, generator, extractor block 1 and rest (domain) */
   mp_inception *inc;       /* the inception extractor (gan.inception_weights) */
   int z, feat_layer, eb;
-  float *xr, *xf, *zbuf, *flat;
+  float *xr, *zbuf, *flat;
 } gan;
 
 /* real patch idx -> x (b images) */
@@ -470,7 +470,6 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     lr_d *= 1e9, lr_g *= 1e9;
   mp_gan_work *w = mp_gan_work_new(t->d, t->g, a->loss, (float)mp_config_real(cfg, "gan.gp_lambda"), t->b, t->seed);
   t->xr = mp_malloc((size_t)t->b * t->px * sizeof(float));
-  t->xf = mp_malloc((size_t)t->b * t->px * sizeof(float));
   t->zbuf = mp_malloc((size_t)t->b * t->z * sizeof(float));
   size_t nd = mp_net_param_count(t->d), ng = mp_net_param_count(t->g);
   uint32_t *perm[2] = {mp_malloc((size_t)t->nreal * sizeof(uint32_t)), mp_malloc((size_t)t->nreal * sizeof(uint32_t))};
@@ -522,7 +521,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   if (load_checkpoint(t, ckdir, snap, &rp, &curve, &R, err, sizeof err) != 0) {
     if (t->rank == 0) MP_ERROR("%s", err);
     cJSON_Delete(snap);
-    mp_free(perm[0]), mp_free(perm[1]), mp_free(real_feat), mp_free(t->xr), mp_free(t->xf), mp_free(t->zbuf);
+    mp_free(perm[0]), mp_free(perm[1]), mp_free(real_feat), mp_free(t->xr), mp_free(t->zbuf);
     mp_free(t->real);
     mp_gan_work_free(w);
     mp_net_free(t->d), mp_net_free(t->g), mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc);
@@ -552,9 +551,8 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
       /* D step: real batch, detached fakes */
       real_batch(t, perm[0], (uint64_t)s * t->B, t->xr);
       latents(t, 2 * step, t->zbuf);
-      mp_backend_download(mp_net_backend(t->g), t->xf, mp_net_forward(t->g, t->zbuf, t->b, true, step),
-                          (size_t)t->b * t->px * sizeof(float));
-      double pen = 0, L = mp_gan_critic_gradients(w, t->xr, t->xf, step, &pen);
+      const float *xf = mp_net_forward(t->g, t->zbuf, t->b, true, step); /* stays in the backend's memory */
+      double pen = 0, L = mp_gan_critic_gradients(w, t->xr, xf, step, &pen);
       dbuf[nd] = (float)L, dbuf[nd + 1] = (float)pen, dbuf[nd + 2] = (float)mp_train_stop_signal();
       grads_mean(t, gd, nd, dbuf, 3);
       mp_net_adam(t->d, (float)lr_d, (float)b1, (float)b2, 1e-8f);
@@ -669,7 +667,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   cJSON_Delete(curve);
   mp_gan_work_free(w);
   mp_free(dbuf), mp_free(gbuf), mp_free(perm[0]), mp_free(perm[1]), mp_free(real_feat), mp_free(best_feat);
-  mp_free(t->xr), mp_free(t->xf), mp_free(t->zbuf), mp_free(t->real);
+  mp_free(t->xr), mp_free(t->zbuf), mp_free(t->real);
   mp_net_free(t->d), mp_net_free(t->g), mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc);
   mp_backend_free(t->be);
   if (t->inc_be) mp_backend_free(t->inc_be);

@@ -159,6 +159,16 @@ static double host_penalty_grad(mp_backend *b, const float *g, int n, size_t m, 
   return P;
 }
 
+static void host_mix_rows(mp_backend *b, const float *a, const float *bb, const float *e, int n, size_t m,
+                          float *out) {
+  mp_backend_sync(b);
+  for (int j = 0; j < n; j++) {
+    const float ej = e[j], *aj = a + (size_t)j * m, *bj = bb + (size_t)j * m;
+    float *oj = out + (size_t)j * m;
+    for (size_t i = 0; i < m; i++) oj[i] = ej * aj[i] + (1.0f - ej) * bj[i];
+  }
+}
+
 static void ref_patches(mp_backend *b, const uint8_t *const *src, const uint32_t *bits, int n, int P, int rot90,
                         float *dst) {
   (void)b;
@@ -196,6 +206,7 @@ void mp_backend_fill_ref_ops(mp_backend_i *f) {
   if (!f->sn_backward) f->sn_backward = ref_sn_bwd;
   if (!f->patches_to_input) f->patches_to_input = ref_patches;
   if (!f->penalty_grad) f->penalty_grad = host_penalty_grad;
+  if (!f->mix_rows) f->mix_rows = host_mix_rows;
 }
 
 static mp_backend_i ref_iface = {

@@ -100,6 +100,10 @@ typedef struct {
    * lambda 2 (||g_j|| - 1) / (n ||g_j||) (0 where the norm is 0).  Returns
    * sum_j (||g_j|| - 1)^2. */
   double (*penalty_grad)(mp_backend *b, const float *g, int n, size_t m, float lambda, float *v, double *norms);
+  /* The WGAN-GP interpolates (SPEC §7): out_j = e_j a_j + (1 - e_j) b_j for the n rows of m
+   * floats, in float (each product rounded, then their sum).  a, b, out in the backend's
+   * memory (out overlaps neither), e (n weights) in host memory. */
+  void (*mix_rows)(mp_backend *b, const float *a, const float *bb, const float *e, int n, size_t m, float *out);
   /* Optional (device backends): C = A B^T, row-major, A m x k (lda), B n x k (ldb), C m x n
    * (ldc), all in the backend's memory (the kNN's score blocks, SPEC §9). */
   void (*gemm_nt)(mp_backend *b, int m, int n, int k, const float *A, int lda, const float *B, int ldb, float *C,

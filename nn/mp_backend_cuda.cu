@@ -1513,6 +1513,34 @@ static double cu_penalty_grad(mp_backend *b, const float *g, int n, size_t m, fl
   return P;
 }
 
+/* ---- the WGAN-GP interpolates: out_j = e_j a_j + (1 - e_j) b_j, the host's arithmetic (each
+ * product rounded, then the sum: explicit roundings, so that no FMA contraction changes a bit).
+ * The weights ride in the launch parameters, MIX_ROWS rows a launch (no host-to-device copy,
+ * no synchronisation); grid y = a row. */
+enum { MIX_ROWS = 256 };
+typedef struct {
+  float e[MIX_ROWS];
+} mix_weights;
+__global__ void k_mix_rows(const float *a, const float *b, const mix_weights w, size_t m, float *out) {
+  const size_t off = (size_t)blockIdx.y * m;
+  const float e = w.e[blockIdx.y], f = 1.0f - e;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < m; i += (size_t)gridDim.x * blockDim.x)
+    out[off + i] = __fadd_rn(__fmul_rn(e, a[off + i]), __fmul_rn(f, b[off + i]));
+}
+static void cu_mix_rows(mp_backend *b, const float *a, const float *bb, const float *e, int n, size_t m, float *out) {
+  ctx_t *c = C(b);
+  if (!m) return;
+  for (int j0 = 0; j0 < n; j0 += MIX_ROWS) {
+    const int rows = n - j0 < MIX_ROWS ? n - j0 : MIX_ROWS;
+    mix_weights w;
+    memcpy(w.e, e + j0, (size_t)rows * sizeof(float));
+    const size_t off = (size_t)j0 * m;
+    dim3 grid(grid_for(m, TPB), (unsigned)rows);
+    k_mix_rows<<<grid, TPB, 0, c->st>>>(a + off, bb + off, w, m, out + off);
+    MP_LAUNCHED();
+  }
+}
+
 /* ---- spectral norm (the ref's power iteration; cuBLAS products, double norms) ----------------- */
 /* a /= max(sqrt(*ss), 1e-12) (F.normalize's eps) */
 __global__ void k_normalize(float *a, int n, const double *ss) {
@@ -1798,6 +1826,7 @@ extern "C" mp_backend *mp_backend_cuda_create(int precision, char *err, size_t e
     cuda_iface.sn_backward = cu_sn_backward;
     cuda_iface.patches_to_input = cu_patches;
     cuda_iface.penalty_grad = cu_penalty_grad;
+    cuda_iface.mix_rows = cu_mix_rows;
     cuda_iface.gemm_nt = cu_gemm_nt;
     cuda_iface.device_peak = cu_device_peak;
     cuda_iface.comm_attach = cu_comm_attach;

@@ -99,7 +99,8 @@ struct mp_gan_work {
   mp_backend *be;    /* the critic's: pair and dpair live in its memory (a device backend
                       * moves the images between the nets without the host) */
   float *pair;       /* 2n images: [real; fake] */
-  float *xhat;       /* n images (host: mixed from the caller's batches) */
+  float *xhat;       /* n images: the penalty's interpolates, mixed from pair by the backend */
+  float *eps;        /* n interpolation weights (host) */
   float *dpair;      /* 2n images: dL/d[real; fake] */
   float *dc;         /* 2n critic output gradients */
 };
@@ -112,7 +113,8 @@ mp_gan_work *mp_gan_work_new(mp_net *d, mp_net *g, mp_gan_loss loss, float gp_la
   w->be = mp_net_backend(d);
   w->pair = w->be->iface->alloc(w->be, 2 * (size_t)n * w->px * sizeof(float));
   w->dpair = w->be->iface->alloc(w->be, 2 * (size_t)n * w->px * sizeof(float));
-  w->xhat = mp_malloc((size_t)n * w->px * sizeof(float));
+  w->xhat = w->be->iface->alloc(w->be, (size_t)n * w->px * sizeof(float));
+  w->eps = mp_malloc((size_t)n * sizeof(float));
   w->dc = mp_malloc(2 * (size_t)n * sizeof(float));
   return w;
 }
@@ -121,7 +123,8 @@ void mp_gan_work_free(mp_gan_work *w) {
   if (!w) return;
   w->be->iface->release(w->be, w->pair);
   w->be->iface->release(w->be, w->dpair);
-  mp_free(w->xhat);
+  w->be->iface->release(w->be, w->xhat);
+  mp_free(w->eps);
   mp_free(w->dc);
   mp_free(w);
 }
@@ -143,11 +146,11 @@ double mp_gan_critic_gradients(mp_gan_work *w, const float *xr, const float *xf,
     for (int j = 0; j < n; j++) {
       mp_rng r;
       mp_rng_init(&r, w->seed, MP_RNG_GP_EPS, step * (uint64_t)n + (uint64_t)j);
-      float e = (float)mp_rng_uniform_f64(&r);
-      const float *a = xr + (size_t)j * w->px, *b = xf + (size_t)j * w->px;
-      float *h = w->xhat + (size_t)j * w->px;
-      for (size_t i = 0; i < w->px; i++) h[i] = e * a[i] + (1.0f - e) * b[i];
+      w->eps[j] = (float)mp_rng_uniform_f64(&r);
     }
+    /* from the pair's copies of xr and xf, where the critic's backend holds them (a device
+     * backend: no transfer, nothing on the host) */
+    w->be->iface->mix_rows(w->be, w->pair, w->pair + img, w->eps, n, w->px, w->xhat);
     mp_net_set_accumulate(w->d, true);
     P = mp_net_gradient_penalty(w->d, w->xhat, n, w->lambda, step, NULL);
     mp_net_set_accumulate(w->d, false);

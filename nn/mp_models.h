@@ -37,7 +37,8 @@ mp_net *mp_model_dcgan_g(mp_backend *be, int z, int f, int max_batch, uint64_t s
  * same function as in two separate calls; with spectral norm this makes one power
  * iteration for the pair where the reference implementation's D(xr), D(xf) make two
  * (u converges either way; the parity test runs PyTorch the same way).
- * xr, xf: n x 1 x 128 x 128; the critic's max batch must be >= 2n. */
+ * xr, xf: n x 1 x 128 x 128, in host memory or in the critic backend's (e.g. the generator's
+ * output, with no copy through the host); the critic's max batch must be >= 2n. */
 typedef struct mp_gan_work mp_gan_work;
 mp_gan_work *mp_gan_work_new(mp_net *d, mp_net *g, mp_gan_loss loss, float gp_lambda, int n, uint64_t seed);
 void mp_gan_work_free(mp_gan_work *w);
@@ -54,7 +55,8 @@ double mp_gan_critic_gradients(mp_gan_work *w, const float *xr, const float *xf,
 double mp_gan_generator_gradients(mp_gan_work *w, const float *xr, const float *z, uint64_t step,
                                   const float **xf_out);
 /* The critic input buffer of the last step ([xr; xf], 2n samples) and, after a
- * wgan-gp critic step, xhat (n samples): for tests. */
+ * wgan-gp critic step, xhat (n samples): for tests; both in the critic backend's memory
+ * (read them after mp_backend_sync). */
 const float *mp_gan_work_pair(const mp_gan_work *w);
 const float *mp_gan_work_xhat(const mp_gan_work *w);
 

@@ -222,6 +222,18 @@ static void check_other_ops(const char *name, mp_backend *be, mp_backend *ref, m
     CHECK_NMSE("scale", c1, c2, MN, 1e-30);
     f->copy(be, c1, a, MN);
     CHECK_NMSE("copy", c1, a, MN, 1e-30);
+    /* the WGAN-GP interpolates: 3 rows of 333 (weights 0, 1 and one between) */
+    {
+      const float e[3] = {0.0f, 1.0f, 0.3125f + 1e-3f};
+      float *m1 = T(MN), *m2 = T(MN);
+      poison(m1, MN), poison(m2, MN);
+      f->mix_rows(be, a, c2, e, 3, MN / 3, m1);
+      g->mix_rows(ref, a, c2, e, 3, MN / 3, m2);
+      CHECK_NMSE("mix_rows", m1, m2, MN - MN % 3, 1e-30);
+      mp_backend_sync(be);
+      if (memcmp(m1, c2, MN / 3 * 4) || memcmp(m1 + MN / 3, a + MN / 3, MN / 3 * 4)) fail_msg("%s: mix_rows weights 0 / 1", name);
+      if (!isnan(m1[MN - 1])) fail_msg("%s: mix_rows wrote past its rows", name);
+    }
     f->zero(be, c1, MN * 4);
     mp_backend_sync(be);
     for (int i = 0; i < MN; i++) assert_true(c1[i] == 0.0f);

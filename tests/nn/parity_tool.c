@@ -78,6 +78,7 @@ static int gan(mp_backend *be, const char *out) {
   put(f, "xr1", xr1, N * PX);
   put(f, "xr2", xr2, N * PX);
   put(f, "xf1", xf1, N * PX);
+  mp_backend_sync(be); /* xhat lives in the backend's memory */
   put(f, "xhat", mp_gan_work_xhat(wd), N * PX);
   float v[3] = {(float)(ld - pen), (float)pen, (float)lg};
   put(f, "d_wgan", v, 1);
