@@ -46,15 +46,18 @@ typedef struct {
   mp_net *d, *g, *c1, *c2; /* critic, generator, extractor block 1 and rest (domain) */
   mp_inception *inc;       /* the inception extractor (gan.inception_weights) */
   int z, feat_layer, eb;
-  float *xr, *zbuf, *flat;
+  float *xr; /* b real images, in the backend's memory */
+  const uint8_t **src; /* b patch pointers of the current real batch */
+  float *zbuf, *flat;
 } gan;
 
-/* real patch idx -> x (b images) */
+/* real patch idx -> x (b images, in the backend's memory): the uint8 patches go through the
+ * backend's patch upload (u / 127.5 - 1, no augmentation; on a GPU a quarter of the float bytes
+ * from pinned memory, converted on the device) */
 static void real_batch(const gan *t, const uint32_t *perm, uint64_t first, float *x) {
-  for (int j = 0; j < t->b; j++) {
-    const uint8_t *p = t->real + (size_t)perm[(first + (uint64_t)t->rank * t->b + (uint64_t)j) % t->nreal] * t->px;
-    for (size_t i = 0; i < t->px; i++) x[(size_t)j * t->px + i] = (float)p[i] / 127.5f - 1.0f;
-  }
+  for (int j = 0; j < t->b; j++)
+    t->src[j] = t->real + (size_t)perm[(first + (uint64_t)t->rank * t->b + (uint64_t)j) % t->nreal] * t->px;
+  t->be->iface->patches_to_input(t->be, t->src, NULL, t->b, t->P, 0, x);
 }
 
 /* latents of this rank's slice of global batch `draw` */
@@ -469,7 +472,8 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   if (hook && *hook && strlen(a->out_dir) >= strlen(hook) && strcmp(a->out_dir + strlen(a->out_dir) - strlen(hook), hook) == 0)
     lr_d *= 1e9, lr_g *= 1e9;
   mp_gan_work *w = mp_gan_work_new(t->d, t->g, a->loss, (float)mp_config_real(cfg, "gan.gp_lambda"), t->b, t->seed);
-  t->xr = mp_malloc((size_t)t->b * t->px * sizeof(float));
+  t->xr = t->be->iface->alloc(t->be, (size_t)t->b * t->px * sizeof(float));
+  t->src = mp_malloc((size_t)t->b * sizeof *t->src);
   t->zbuf = mp_malloc((size_t)t->b * t->z * sizeof(float));
   size_t nd = mp_net_param_count(t->d), ng = mp_net_param_count(t->g);
   uint32_t *perm[2] = {mp_malloc((size_t)t->nreal * sizeof(uint32_t)), mp_malloc((size_t)t->nreal * sizeof(uint32_t))};
@@ -521,7 +525,8 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   if (load_checkpoint(t, ckdir, snap, &rp, &curve, &R, err, sizeof err) != 0) {
     if (t->rank == 0) MP_ERROR("%s", err);
     cJSON_Delete(snap);
-    mp_free(perm[0]), mp_free(perm[1]), mp_free(real_feat), mp_free(t->xr), mp_free(t->zbuf);
+    mp_free(perm[0]), mp_free(perm[1]), mp_free(real_feat), mp_free(t->src), mp_free(t->zbuf);
+    t->be->iface->release(t->be, t->xr);
     mp_free(t->real);
     mp_gan_work_free(w);
     mp_net_free(t->d), mp_net_free(t->g), mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc);
@@ -667,7 +672,8 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   cJSON_Delete(curve);
   mp_gan_work_free(w);
   mp_free(dbuf), mp_free(gbuf), mp_free(perm[0]), mp_free(perm[1]), mp_free(real_feat), mp_free(best_feat);
-  mp_free(t->xr), mp_free(t->zbuf), mp_free(t->real);
+  t->be->iface->release(t->be, t->xr);
+  mp_free(t->src), mp_free(t->zbuf), mp_free(t->real);
   mp_net_free(t->d), mp_net_free(t->g), mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc);
   mp_backend_free(t->be);
   if (t->inc_be) mp_backend_free(t->inc_be);

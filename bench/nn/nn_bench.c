@@ -5,8 +5,9 @@
  *       one classifier step (SPEC §6): forward, BCE, backward, Adam
  *   mp_bench_nn BACKEND gan LOSS SN BATCH [REPS]
  *       one GAN iteration (SPEC §7, f = 64, z = 64): G(z) for detached fakes, the critic
- *       step (with the penalty for wgan-gp) and Adam, the generator step (fresh z and
- *       real batch) and Adam; LOSS wgan-gp|rsgan|rasgan|ralsgan|rahinge, SN 0|1.
+ *       step (with the penalty for wgan-gp) and Adam, the generator step (fresh z) and
+ *       Adam; one real batch, kept in the backend's memory as the peer keeps its batch on
+ *       the device; LOSS wgan-gp|rsgan|rasgan|ralsgan|rahinge, SN 0|1.
  *       patches/s counts the BATCH real patches one iteration consumes.
  *   mp_bench_nn BACKEND gansteps LOSS SN F BATCH [REPS]
  *       the same iteration for f = F filters (z = F, SPEC §7) with its two halves timed
@@ -87,7 +88,10 @@ static int gan(mp_backend *be, const char *loss, bool sn, int F, int Z, int B, i
   enum { PX = 128 * 128 };
   mp_net *d = mp_model_dcgan_d(be, F, sn, 2 * B, 1), *g = mp_model_dcgan_g(be, Z, F, B, 2);
   mp_gan_work *w = mp_gan_work_new(d, g, (mp_gan_loss)kind, 10.0f, B, 3);
-  float *xr = mp_malloc((size_t)B * PX * 4), *z = mp_malloc((size_t)B * Z * 4);
+  /* the real batch in the backend's memory, as the peer keeps its batch on the device (the
+   * trainer uploads uint8 patches, a quarter of these bytes) */
+  float *xr = be->iface->alloc(be, (size_t)B * PX * 4), *z = mp_malloc((size_t)B * Z * 4);
+  mp_backend_sync(be);
   fill(xr, (size_t)B * PX, 1, false);
   float lr_d = sn ? 4e-4f : 2e-4f, lr_g = sn ? 1e-4f : 2e-4f, b1 = sn ? 0.0f : 0.5f, b2 = sn ? 0.9f : 0.999f;
   for (int s = 0; s < reps + 2; s++) {
@@ -106,7 +110,7 @@ static int gan(mp_backend *be, const char *loss, bool sn, int F, int Z, int B, i
     if (sec_g) sec_g[s] = t2 - t1;
   }
   mp_gan_work_free(w);
-  mp_free(xr);
+  be->iface->release(be, xr);
   mp_free(z);
   mp_net_free(d);
   mp_net_free(g);
