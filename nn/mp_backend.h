@@ -105,7 +105,8 @@ typedef struct {
    * memory (out overlaps neither), e (n weights) in host memory. */
   void (*mix_rows)(mp_backend *b, const float *a, const float *bb, const float *e, int n, size_t m, float *out);
   /* Optional (device backends): C = A B^T, row-major, A m x k (lda), B n x k (ldb), C m x n
-   * (ldc), all in the backend's memory (the kNN's score blocks, SPEC §9). */
+   * (ldc), all in the backend's memory (the kNN's score blocks, SPEC §9); full fp32 whatever
+   * the backend's precision mode. */
   void (*gemm_nt)(mp_backend *b, int m, int n, int k, const float *A, int lda, const float *B, int ldb, float *C,
                   int ldc);
   /* n uint8 patches in host memory -> the float input (mp_ref_patches_to_input) */

@@ -435,6 +435,14 @@ static int find_all(ctx_t *c, int op, const void *x, const void *w, const void *
                                                                  NPERF, &got, perf, c->ws, c->ws_size));
     MP_COPY_PERF(out, perf, got);
   }
+  /* fp32: cuDNN's DEFAULT_MATH permits TF32 on Ampere and later, so a result reported with it
+   * runs with FMA math (as PyTorch does when TF32 is off).  tf32 (not bf16): ALLOW_CONVERSION
+   * would permit fp16 down-conversion of the fp32 operands (TF32's mantissa, fp16's range), so
+   * such results are not candidates. */
+  for (int i = 0; i < got; i++) {
+    if (!c->tf32 && out[i].math == CUDNN_DEFAULT_MATH) out[i].math = CUDNN_FMA_MATH;
+    if (c->tf32 && !c->bf16 && out[i].math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) out[i].st = CUDNN_STATUS_NOT_SUPPORTED;
+  }
   return got;
 }
 
@@ -502,8 +510,17 @@ static bool run_trial(ctx_t *c, int kind, int op, const mp_conv_desc *d, const p
     run_cudnn(c, op, pk->algo, pk->mem, a, b, out);
     return true;
   }
-  if (kind == OWN_GRAPH)
-    return mpg_exec(c->dnn, g->plan, &vp->vp, vp->ptr, &vp->ws, op, a, b, out, c->ws) == CUDNN_STATUS_SUCCESS;
+  if (kind == OWN_GRAPH) {
+    cudnnStatus_t st = mpg_exec(c->dnn, g->plan, &vp->vp, vp->ptr, &vp->ws, op, a, b, out, c->ws);
+    if (st == CUDNN_STATUS_SUCCESS) return true;
+    /* a launch error cuDNN may have left behind would be reported by the next launch check as
+     * that launch's own: cleared here; one that persists (the context is lost) ends the run */
+    (void)cudaGetLastError();
+    cudaError_t se = cudaStreamSynchronize(c->st);
+    MP_CHECK(se == cudaSuccess, "cuda: cuDNN graph engine %lld failed (%s) and left the device in error: %s",
+             (long long)g->engine, cudnnGetErrorString(st), cudaGetErrorString(se));
+    return false;
+  }
   run_own(c, kind, op, d, (const float *)a, (const float *)b, (float *)out);
   return true;
 }
@@ -1381,11 +1398,15 @@ static void cu_lin_bwd(mp_backend *b, const float *x, const float *w, const floa
   }
 }
 
-/* C (m x n) = A (m x k) B^T (B n x k), row-major: column-major C^T = B A^T */
+/* C (m x n) = A (m x k) B^T (B n x k), row-major: column-major C^T = B A^T.  Pedantic fp32 in
+ * every precision mode: the handle's TF32 math mode (cuda:tf32, cuda:bf16) would otherwise
+ * round the operands to 10 bits, and the kNN (SPEC §9) picks its candidates from these scores,
+ * so that its neighbours could differ from the CPU's SGEMM-backed search. */
 static void cu_gemm_nt(mp_backend *b, int m, int n, int k, const float *A, int lda, const float *B, int ldb, float *Cm,
                        int ldc) {
   const float one = 1.0f, zero = 0.0f;
-  MP_CHECK_CUBLAS(cublasSgemm(C(b)->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, B, ldb, A, lda, &zero, Cm, ldc));
+  MP_CHECK_CUBLAS(cublasGemmEx(C(b)->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, B, CUDA_R_32F, ldb, A, CUDA_R_32F,
+                               lda, &zero, Cm, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT));
 }
 
 /* ---- dropout: the ref's mask from mp_rng_at(seed, MP_RNG_DROPOUT, index, e0 + e) ------------- */
@@ -1501,6 +1522,7 @@ __global__ void k_penalty_scale(const float *g, int n, size_t m, float lambda, c
 }
 static double cu_penalty_grad(mp_backend *b, const float *g, int n, size_t m, float lambda, float *v, double *norms) {
   ctx_t *c = C(b);
+  if (n <= 0) return 0; /* no sample: no launch (a grid of 0 blocks is an error) */
   dev_reserve(c, (void **)&c->gp_norms, &c->gp_bytes, (size_t)n * sizeof(double));
   k_sample_norms<<<n, TPB, 0, c->st>>>(g, m, c->gp_norms);
   MP_LAUNCHED();
@@ -1635,18 +1657,20 @@ static void cu_patches(mp_backend *b, const uint8_t *const *src, const uint32_t 
   } else {
     MP_CHECK_CUDA(cudaStreamSynchronize(c->st)); /* the previous batch's copy has left the staging buffer */
   }
-  uint8_t *u8 = (uint8_t *)c->stage;
-  uint32_t *hb = (uint32_t *)(u8 + (size_t)n * px);
-  unsigned char *pres = (unsigned char *)(hb + n);
+  /* staging layout: the n augmentation words first (the buffers are 256-byte aligned, so they
+   * stay 4-byte aligned whatever n * P * P is), then the n patches' bytes, then n present flags */
+  uint32_t *hb = (uint32_t *)c->stage;
+  uint8_t *u8 = (uint8_t *)(hb + n);
+  unsigned char *pres = u8 + (size_t)n * px;
   for (int q = 0; q < n; q++) {
     pres[q] = src[q] != NULL;
     if (src[q]) memcpy(u8 + (size_t)q * px, src[q], px);
     hb[q] = bits ? bits[q] : 0;
   }
   MP_CHECK_CUDA(cudaMemcpyAsync(c->dstage, c->stage, need, cudaMemcpyHostToDevice, c->st));
-  uint8_t *du8 = (uint8_t *)c->dstage;
-  uint32_t *db = (uint32_t *)(du8 + (size_t)n * px);
-  k_patches<<<grid_for((size_t)n * px, TPB), TPB, 0, c->st>>>(du8, db, (unsigned char *)(db + n), n, P, rot90, dst);
+  uint32_t *db = (uint32_t *)c->dstage;
+  uint8_t *du8 = (uint8_t *)(db + n);
+  k_patches<<<grid_for((size_t)n * px, TPB), TPB, 0, c->st>>>(du8, db, du8 + (size_t)n * px, n, P, rot90, dst);
   MP_LAUNCHED();
 }
 
@@ -1662,21 +1686,19 @@ static int cu_comm_attach(mp_backend *b, const void *mpi_comm, char *err, size_t
     MP_CHECK_NCCL(ncclCommDestroy(c->nccl));
     c->has_nccl = 0;
   }
-  /* NCCL needs one GPU per rank: refuse (every rank alike) when two ranks share one */
-  char me[64] = {0};
-  MP_CHECK_CUDA(cudaDeviceGetPCIBusId(me, (int)sizeof me - 1, c->dev));
-  char host[MPI_MAX_PROCESSOR_NAME] = {0};
-  int hl = 0;
-  MP_CHECK_MPI(MPI_Get_processor_name(host, &hl));
-  char key[64 + MPI_MAX_PROCESSOR_NAME + 2];
-  memset(key, 0, sizeof key);
-  snprintf(key, sizeof key, "%s/%s", host, me);
+  /* NCCL needs one GPU per rank: refuse (every rank alike) when two ranks share one.  A GPU is
+   * known by its UUID, unique across nodes (host name + PCI bus id would take two nodes that
+   * report the same name, as containers may, for one) */
+  cudaDeviceProp prop;
+  MP_CHECK_CUDA(cudaGetDeviceProperties(&prop, c->dev));
+  char key[sizeof prop.uuid.bytes];
+  memcpy(key, prop.uuid.bytes, sizeof key);
   char *all = (char *)mp_malloc((size_t)K * sizeof key);
-  MP_CHECK_MPI(MPI_Allgather(key, (int)sizeof key, MPI_CHAR, all, (int)sizeof key, MPI_CHAR, comm));
+  MP_CHECK_MPI(MPI_Allgather(key, (int)sizeof key, MPI_BYTE, all, (int)sizeof key, MPI_BYTE, comm));
   int shared = 0;
   for (int i = 0; i < K && !shared; i++)
     for (int j = i + 1; j < K && !shared; j++)
-      if (!strcmp(all + (size_t)i * sizeof key, all + (size_t)j * sizeof key)) shared = 1;
+      if (!memcmp(all + (size_t)i * sizeof key, all + (size_t)j * sizeof key, sizeof key)) shared = 1;
   mp_free(all);
   if (shared) {
     snprintf(err, errlen, "ranks share a GPU (NCCL needs one GPU per rank): gradients are reduced with MPI in host memory");
