@@ -561,8 +561,9 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
       dbuf[nd] = (float)L, dbuf[nd + 1] = (float)pen, dbuf[nd + 2] = (float)mp_train_stop_signal();
       grads_mean(t, gd, nd, dbuf, 3);
       mp_net_adam(t->d, (float)lr_d, (float)b1, (float)b2, 1e-8f);
-      /* G step: fresh latents and a fresh real batch */
-      real_batch(t, perm[1], (uint64_t)s * t->B, t->xr);
+      /* G step: fresh latents and a fresh real batch (not for WGAN-GP, whose G loss has no
+       * real term: mp_gan_generator_gradients leaves xr unread) */
+      if (a->loss != MP_GAN_WGAN_GP) real_batch(t, perm[1], (uint64_t)s * t->B, t->xr);
       latents(t, 2 * step + 1, t->zbuf);
       double G = mp_gan_generator_gradients(w, t->xr, t->zbuf, step, NULL);
       gbuf[ng] = (float)G;
