@@ -71,6 +71,10 @@ cJSON *mp_experiment_aggregate(const mp_config *cfg, int ranks, int groups, cons
  * *count gets how many there were.  mean NaN when none, std NaN when fewer than two. */
 void mp_experiment_mean_std(const double *v, size_t n, double *mean, double *std, size_t *count);
 
+/* t_{0.975, df}: the two-sided 95% quantile of Student's t with df >= 1 degrees of freedom
+ * (NaN for df < 1), within 3e-8 of scipy.stats.t.ppf(0.975, df). */
+double mp_experiment_t975(int df);
+
 /* The variant names the suite knows, and whether this build can train each. */
 int mp_experiment_variant_known(const char *name);
 int mp_experiment_variant_available(const char *name);

@@ -445,9 +445,11 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
     mp_strbuf_printf(&md, "- %s\n", e->valuestring);
   }
   mp_strbuf_printf(&h, "</ul><p class=\"note\">Test-split metrics. Differences are paired by split seed (variant minus "
-                       "baseline) in percentage points, mean ± sample standard deviation over splits; a difference "
-                       "smaller than its standard deviation is within split-to-split variation.</p></section>\n");
-  mp_strbuf_printf(&md, "\nDifferences are paired by split (variant − baseline), percentage points, mean ± sample std.\n\n");
+                       "baseline) in percentage points, mean ± sample standard deviation over splits; a difference is "
+                       "clear of split-to-split variation when the 95%% interval of its mean (mean ± t(0.975, pairs − 1) "
+                       "std / √pairs) excludes 0 (marked * in the tables below).</p></section>\n");
+  mp_strbuf_printf(&md, "\nDifferences are paired by split (variant − baseline), percentage points, mean ± sample std; * marks "
+                        "a difference whose 95%% interval of the mean (Student t, pairs − 1 df) excludes 0.\n\n");
   /* preprocessing */
   mp_strbuf_printf(&h, "<section id=\"preprocess\"><h2>Preprocessing</h2>\n");
   mp_strbuf_printf(&md, "## Preprocessing\n\n");
@@ -590,7 +592,7 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
   /* differences from the baseline */
   mp_strbuf_printf(&h, "<section id=\"differences\"><h2>Differences from the baseline</h2>\n");
   mp_strbuf_printf(&md, "\n## Differences from the baseline (percentage points)\n\n");
-  mp_strbuf_printf(&csv, "variant,level,metric,pairs,mean,std,higher,lower,equal\n");
+  mp_strbuf_printf(&csv, "variant,level,metric,pairs,mean,std,ci95_lo,ci95_hi,higher,lower,equal\n");
   int ndiff = cJSON_GetArraySize(diffs);
   if (!ndiff) {
     mp_strbuf_printf(&h, "<p>No augmented variant was evaluated beside the baseline.</p>\n");
@@ -598,7 +600,7 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
   }
   cJSON_ArrayForEach(e, diffs) {
     mp_strbuf_printf(&h, "<table class=\"differences\" data-variant=\"%s\"><caption>%s − baseline (percentage points; "
-                         "splits higher / lower)</caption><tr><th>level</th>",
+                         "splits higher / lower; * 95%% interval of the mean excludes 0)</caption><tr><th>level</th>",
                      e->string, e->string);
     mp_strbuf_printf(&md, "%s − baseline:\n\n| level |", e->string);
     for (int m = 0; m < NMETRICS; m++) mp_strbuf_printf(&h, "<th>%s</th>", pretty[m]), mp_strbuf_printf(&md, " %s |", pretty[m]);
@@ -612,14 +614,20 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
       for (int m = 0; m < NMETRICS; m++) {
         const cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(e, levels[l]), metrics[m]);
         fmt_pm(a, sizeof a, c, 100, 1);
-        mp_strbuf_printf(&h, "<td>%s (%.0f/%.0f)</td>", a, num(c, "higher"), num(c, "lower"));
-        mp_strbuf_printf(&md, " %s |", a);
+        const char *star = cJSON_IsTrue(cJSON_GetObjectItem(c, "excludes_zero")) ? "*" : "";
+        mp_strbuf_printf(&h, "<td>%s%s (%.0f/%.0f)</td>", a, star, num(c, "higher"), num(c, "lower"));
+        mp_strbuf_printf(&md, " %s%s |", a, star);
         mp_strbuf_printf(&csv, "%s,%s,%s,%.0f", e->string, levels[l], metrics[m], num(c, "pairs"));
-        double mean = num(c, "mean"), sd = num(c, "std");
-        if (isfinite(mean)) mp_strbuf_printf(&csv, ",%.6f", mean);
-        else mp_strbuf_printf(&csv, ",");
-        if (isfinite(sd)) mp_strbuf_printf(&csv, ",%.6f", sd);
-        else mp_strbuf_printf(&csv, ",");
+        const cJSON *ci = cJSON_GetObjectItem(c, "ci95");
+        double cv[4] = {num(c, "mean"), num(c, "std"), NAN, NAN};
+        if (cJSON_GetArraySize(ci) == 2) {
+          const cJSON *c0 = cJSON_GetArrayItem(ci, 0), *c1 = cJSON_GetArrayItem(ci, 1);
+          cv[2] = cJSON_IsNumber(c0) ? c0->valuedouble : NAN, cv[3] = cJSON_IsNumber(c1) ? c1->valuedouble : NAN;
+        }
+        for (int k = 0; k < 4; k++) {
+          if (isfinite(cv[k])) mp_strbuf_printf(&csv, ",%.6f", cv[k]);
+          else mp_strbuf_printf(&csv, ",");
+        }
         mp_strbuf_printf(&csv, ",%.0f,%.0f,%.0f\n", num(c, "higher"), num(c, "lower"), num(c, "equal"));
       }
       mp_strbuf_printf(&h, "</tr>\n");

@@ -168,7 +168,8 @@ def same(a, b):
     print("numbers identical")
 
 
-SHIFTS = {"recall": (0.05, 0.03), "precision": (-0.02, -0.01), "f1": (0.02, 0.04)}  # split 1, split 2
+# split 1, split 2: precision's two shifts are close enough for its 95% interval (t, 1 df) to exclude 0
+SHIFTS = {"recall": (0.05, 0.03), "precision": (-0.02, -0.021), "f1": (0.02, 0.04)}
 
 
 def fabricate(exp, out, v):
@@ -209,6 +210,39 @@ def highlights(out):
             fail(f"highlight lacks '{w}': {h}")
     if not h.startswith("gan vs baseline (2 paired splits): improves the F1"):
         fail(f"highlight order: {h}")
+    # the 95% intervals of the mean paired differences (Student t) against scipy; only
+    # precision's is clear of 0, and the highlight says so, naming it at each level
+    from scipy import stats
+    dif = x["differences_from_baseline"]["gan"]
+    for lv in LEVELS:
+        for m in METRICS:
+            c = dif[lv][m]
+            if m not in SHIFTS:
+                continue
+            d = np.array(SHIFTS[m])
+            half = stats.t.ppf(0.975, 1) * np.std(d, ddof=1) / np.sqrt(2)
+            want_ci = (np.mean(d) - half, np.mean(d) + half)
+            if c["ci95"] is None or max(abs(c["ci95"][k] - want_ci[k]) for k in (0, 1)) > 1e-6:
+                fail(f"{lv} {m}: ci95 {c['ci95']} vs scipy {want_ci}")
+            if c["excludes_zero"] != (m == "precision"):
+                fail(f"{lv} {m}: excludes_zero {c['excludes_zero']} for the interval {c['ci95']}")
+    lo, hi = (100 * (np.mean(SHIFTS["precision"]) + k * stats.t.ppf(0.975, 1) * np.std(SHIFTS["precision"], ddof=1)
+                     / np.sqrt(2)) for k in (-1, 1))
+    clear = (" Only these are clear of split-to-split variation (95% interval of the mean paired difference, "
+             "Student t, 1 df, in percentage points, excluding 0): "
+             + "; ".join(f"the precision for {w} classification ({lo:.1f} to {hi:.1f})"
+                         for w in ("patch-wise", "view-wise", "patient-wise"))
+             + "; the others' intervals contain 0.")
+    if not h.endswith(clear):
+        fail(f"highlight's interval sentence: {h}\nwanted the end: {clear}")
+    rows = list(csv.DictReader(open(os.path.join(out, "report", "differences.csv"))))
+    for row in rows:
+        c = dif[row["level"]][row["metric"]]
+        if c["ci95"] is not None and not close(float(row["ci95_lo"]), c["ci95"][0], 1e-5):
+            fail(f"differences.csv ci95_lo {row}")
+    md = open(os.path.join(out, "report", "report.md")).read()
+    if md.count("* |") < 3:
+        fail("report.md marks fewer than 3 differences (precision at 3 levels) as clear of 0")
     print(h[:160] + "...")
 
 
@@ -289,8 +323,21 @@ def tiles128(path, dcm):
     print(f"{len(got)} tiles, positions identical to the recomputation")
 
 
+def t975(path):
+    """experiment_tool t975's quantiles against scipy.stats.t.ppf(0.975, df)"""
+    from scipy import stats
+    worst = 0.0
+    for line in open(path):
+        df, v = line.split()
+        want = stats.t.ppf(0.975, int(df))
+        worst = max(worst, abs(float(v) - want) / want)
+    if worst > 1e-7:
+        fail(f"t quantile: worst relative error {worst:.1e}")
+    print(f"t(0.975, df) for df 1..400 within {worst:.1e} of scipy")
+
+
 if __name__ == "__main__":
-    cmds = {"aggregate": aggregate, "privacy": privacy, "same": same, "predict": predict, "tiles128": tiles128,
+    cmds = {"t975": t975, "aggregate": aggregate, "privacy": privacy, "same": same, "predict": predict, "tiles128": tiles128,
             "fabricate": fabricate, "highlights": highlights}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         fail(__doc__)

@@ -4,10 +4,12 @@
  * tested before the gan and smote stages exist to produce them.
  *
  * Usage: experiment_tool STORE OUT REPEATS FIRST_SEED VARIANT...
+ *        experiment_tool t975          (t_{0.975, df} for df 1..400, for a scipy check)
  *   jobs OUT/runs/VARIANT/split-SEED must hold eval.json and train.json; writes
  *   OUT/experiment.json and OUT/report/. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "mp_alloc.h"
 #include "mp_experiment.h"
@@ -16,6 +18,10 @@
 #include "mp_report.h"
 
 int main(int argc, char **argv) {
+  if (argc == 2 && !strcmp(argv[1], "t975")) { /* the t quantile behind the differences' intervals */
+    for (int df = 1; df <= 400; df++) printf("%d %.10g\n", df, mp_experiment_t975(df));
+    return 0;
+  }
   if (argc < 6) {
     fprintf(stderr, "usage: experiment_tool STORE OUT REPEATS FIRST_SEED VARIANT...\n");
     return 2;

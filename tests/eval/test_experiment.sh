@@ -40,6 +40,7 @@ out=$(check fabricate "$tmp/e" "$tmp/m" gan) && ok "fabricated: $out" || bad "fa
 "$tool" "$S" "$tmp/m" 2 5 baseline gan > "$tmp/m.log" 2>&1 || bad "aggregation tool: $(tail -2 "$tmp/m.log")"
 out=$(check aggregate "$tmp/m" "$S") && ok "two variants: $out" || bad "two variants: $out"
 out=$(check highlights "$tmp/m") && ok "highlights: $out" || bad "highlights: $out"
+"$tool" t975 > "$tmp/t975.txt" && out=$(check t975 "$tmp/t975.txt") && ok "$out" || bad "t quantile: $out"
 out=$(/usr/bin/python3 "$tests/eval/check_report.py" "$tmp/m/report" --variants baseline,gan --min-charts 8 2>&1); rc=$?
 [ $rc -eq 0 ] && ok "two-variant report renders" || { [ $rc -eq 77 ] || bad "two-variant report: $out"; }
 
