@@ -255,8 +255,8 @@ static void highlight_variant(cJSON *out, const char *v, const double diff_mean[
     mp_strbuf_printf(&b, " With one split these are single differences with no interval: more splits "
                          "(experiment.repeats) are needed to tell an effect from split-to-split variation.");
   else if (clauses && !nclear)
-    mp_strbuf_printf(&b, " None of these is clear of split-to-split variation: each one's 95%% interval of the mean "
-                         "paired difference (Student t, %zu df) contains 0.", pairs - 1);
+    mp_strbuf_printf(&b, " None of these is clear of split-to-split variation: no 95%% interval of a mean paired "
+                         "difference (Student t, %zu df) excludes 0.", pairs - 1);
   else if (clauses)
     mp_strbuf_printf(&b, " %s clear of split-to-split variation (95%% interval of the mean paired difference, Student t, "
                          "%zu df, in percentage points, excluding 0):%s%s.",

@@ -120,8 +120,9 @@ typedef struct {
    * fall back to MPI).  allreduce_sum: in place over the attached communicator. */
   int (*comm_attach)(mp_backend *b, const void *mpi_comm, char *err, size_t errlen);
   void (*allreduce_sum)(mp_backend *b, float *buf, size_t n);
-  /* Optional: the peak of the device memory this backend has held (bytes); NULL for host
-   * backends (their memory is counted by mp_alloc). */
+  /* Optional: the peak of the device memory this backend has held (bytes): the high-water
+   * mark of its own allocations together (buffers, scratch, workspace, staging; not the
+   * libraries' internal ones); NULL for host backends (their memory is counted by mp_alloc). */
   size_t (*device_peak)(mp_backend *b);
 } mp_backend_i;
 

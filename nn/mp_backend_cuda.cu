@@ -136,7 +136,10 @@ typedef struct {
   double *hsc;  /* pinned host copy of dsc[0..1] */
   algo_entry *cache;
   int ncache, capcache;
-  size_t bytes, peak; /* managed memory held / its peak */
+  size_t bytes;       /* managed memory held (the blocks of cu_alloc) */
+  size_t dev_now, dev_peak; /* every device allocation of the backend's own (managed blocks,
+                               scratch, workspace, staging, the first call's comparison
+                               buffers) held now / at most: device_peak */
   blk_t *blk;         /* the allocations, for the bookkeeping */
   void *stage, *dstage; /* patch upload: pinned host and device staging */
   double *gp_norms;     /* the gradient penalty's per-sample norms (device) */
@@ -170,6 +173,12 @@ static unsigned grid_for(size_t n, int threads) {
 enum { TPB = 256 };
 
 /* ---- memory ------------------------------------------------------------------------------- */
+/* the device bytes this backend holds, and their high-water mark (device_peak) */
+static void dev_account(ctx_t *c, size_t add, size_t sub) {
+  c->dev_now = c->dev_now + add - sub;
+  if (c->dev_now > c->dev_peak) c->dev_peak = c->dev_now;
+}
+
 static void *cu_alloc(mp_backend *b, size_t bytes) {
   ctx_t *c = C(b);
   void *p = NULL;
@@ -191,7 +200,7 @@ static void *cu_alloc(mp_backend *b, size_t bytes) {
   MP_CHECK_CUDA(cudaMemPrefetchAsync(p, bytes, c->dev, c->st));
 #endif
   c->bytes += bytes;
-  if (c->bytes > c->peak) c->peak = c->bytes;
+  dev_account(c, bytes, 0);
   if (c->nblk == c->capblk)
     c->blk = (blk_t *)mp_realloc(c->blk, (size_t)(c->capblk = c->capblk ? 2 * c->capblk : 64) * sizeof *c->blk);
   c->blk[c->nblk].p = p;
@@ -205,6 +214,7 @@ static void cu_release(mp_backend *b, void *p) {
   for (int i = 0; i < c->nblk; i++)
     if (c->blk[i].p == p) {
       c->bytes -= c->blk[i].bytes;
+      dev_account(c, 0, c->blk[i].bytes);
       c->blk[i] = c->blk[--c->nblk];
       break;
     }
@@ -279,9 +289,14 @@ static algo_entry *cached(ctx_t *c, int op, const mp_conv_desc *d, int align) {
 static void *dev_reserve(ctx_t *c, void **p, size_t *have, size_t bytes) {
   if (bytes > *have) {
     MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
-    if (*p) MP_CHECK_CUDA(cudaFree(*p));
+    if (*p) {
+      MP_CHECK_CUDA(cudaFree(*p));
+      dev_account(c, 0, *have);
+    }
+    *p = NULL, *have = 0;
     MP_CHECK_CUDA(cudaMalloc(p, bytes));
     *have = bytes;
+    dev_account(c, bytes, 0);
   }
   return *p;
 }
@@ -571,6 +586,8 @@ static int pick_algo(ctx_t *c, int op, const mp_conv_desc *d, const void *a, con
             op_names[op], pk->algo, d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride);
     return OWN_NONE;
   }
+  const size_t cmp_bytes = m * sizeof(float) * (c->bf16 ? 2 : 1) + (snap ? m * es : 0);
+  dev_account(c, cmp_bytes, 0);
   cudaEvent_t e0, e1;
   MP_CHECK_CUDA(cudaEventCreate(&e0));
   MP_CHECK_CUDA(cudaEventCreate(&e1));
@@ -629,6 +646,7 @@ static int pick_algo(ctx_t *c, int op, const mp_conv_desc *d, const void *a, con
   MP_CHECK_CUDA(cudaFree(ref));
   if (wide) MP_CHECK_CUDA(cudaFree(wide));
   if (snap) MP_CHECK_CUDA(cudaFree(snap));
+  dev_account(c, 0, cmp_bytes);
   const double tol = c->bf16 ? 1e-4 : c->tf32 ? 1e-5 : 1e-10;
   int use = 0, best_graph = -1;
   for (int i = 1; i < nt; i++) {
@@ -724,6 +742,7 @@ static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x
     if (keep < c->ws_size) {
       MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
       MP_CHECK_CUDA(cudaFree(c->ws));
+      dev_account(c, 0, c->ws_size);
       c->ws = NULL, c->ws_size = 0;
       ensure_ws(c, keep);
     }
@@ -764,6 +783,7 @@ static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x
   if (!gemm_used && c->gm) {
     MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
     MP_CHECK_CUDA(cudaFree(c->gm));
+    dev_account(c, 0, c->gm_bytes);
     c->gm = NULL, c->gm_bytes = 0;
   }
   if (c->ncache == c->capcache)
@@ -1650,10 +1670,14 @@ static void cu_patches(mp_backend *b, const uint8_t *const *src, const uint32_t 
   if (need > c->stage_size) { /* grown once to the largest batch */
     MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
     if (c->stage) MP_CHECK_CUDA(cudaFreeHost(c->stage));
-    if (c->dstage) MP_CHECK_CUDA(cudaFree(c->dstage));
+    if (c->dstage) {
+      MP_CHECK_CUDA(cudaFree(c->dstage));
+      dev_account(c, 0, c->stage_size);
+    }
     MP_CHECK_CUDA(cudaMallocHost(&c->stage, need));
     MP_CHECK_CUDA(cudaMalloc(&c->dstage, need));
     c->stage_size = need;
+    dev_account(c, need, 0);
   } else {
     MP_CHECK_CUDA(cudaStreamSynchronize(c->st)); /* the previous batch's copy has left the staging buffer */
   }
@@ -1747,16 +1771,13 @@ static const char *cu_describe(mp_backend *b, const char *op, const mp_conv_desc
     return e ? e->what : "not run for this shape";
   }
   char m1[32], m2[32];
-  snprintf(c->desc, sizeof c->desc, "cuda device %d, %s math, managed memory %s (peak %s)", c->dev,
-           c->bf16 ? "bf16 mixed" : c->tf32 ? "tf32" : "fp32", mp_format_bytes(c->bytes, m1, sizeof m1), mp_format_bytes(c->peak, m2, sizeof m2));
+  snprintf(c->desc, sizeof c->desc, "cuda device %d, %s math, device memory %s (peak %s)", c->dev,
+           c->bf16 ? "bf16 mixed" : c->tf32 ? "tf32" : "fp32", mp_format_bytes(c->dev_now, m1, sizeof m1),
+           mp_format_bytes(c->dev_peak, m2, sizeof m2));
   return c->desc;
 }
 
-static size_t cu_device_peak(mp_backend *b) {
-  ctx_t *c = C(b);
-  return c->peak + c->ws_size + c->stage_size + c->bfb_bytes[0] + c->bfb_bytes[1] + c->bfb_bytes[2] +
-         c->bfb_bytes[3] + c->bn_bytes + c->wg_bytes + c->gm_bytes;
-}
+static size_t cu_device_peak(mp_backend *b) { return C(b)->dev_peak; }
 
 static void cu_destroy(mp_backend *b) {
   ctx_t *c = C(b);
@@ -1908,6 +1929,7 @@ extern "C" mp_backend *mp_backend_cuda_create(int precision, char *err, size_t e
   MP_CHECK_CUDNN(cudnnCreateFilterDescriptor(&c->wd));
   MP_CHECK_CUDNN(cudnnCreateConvolutionDescriptor(&c->cd));
   MP_CHECK_CUDA(cudaMalloc((void **)&c->dsc, (2 + PARTIALS) * sizeof(double)));
+  dev_account(c, (2 + PARTIALS) * sizeof(double), 0);
   MP_CHECK_CUDA(cudaMallocHost((void **)&c->hsc, 2 * sizeof(double)));
   mp_backend *b = (mp_backend *)mp_calloc(1, sizeof *b);
   b->iface = &cuda_iface;
