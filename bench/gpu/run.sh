@@ -59,9 +59,12 @@ say() {
 }
 
 # The PyTorch side: the first python whose torch sees the GPU.
-py="" pyinfo=""
+py="" pyinfo="" tried=" "
 for cand in "${PYTHON:-python3}" /usr/bin/python3; do
   command -v "$cand" >/dev/null 2>&1 || continue
+  real=$(realpath "$(command -v "$cand")" 2>/dev/null || command -v "$cand")
+  [[ $tried == *" $real "* ]] && continue # one interpreter under two names: import torch once
+  tried+="$real "
   if pyinfo=$(timeout 120 "$cand" -c 'import torch; assert torch.cuda.is_available(); print("torch %s (CUDA %s, cuDNN %s) at %s" % (torch.__version__, torch.version.cuda, torch.backends.cudnn.version(), torch.__file__.rsplit("/", 2)[0]))' 2>/dev/null); then
     py=$cand
     break
@@ -84,7 +87,9 @@ run_json() {
   ((tmo < 60)) && tmo=60
   ((tmo > 300)) && tmo=300
   e=$(mktemp)
-  o=$(timeout -k 5 "$tmo" "$@" 2>"$e")
+  # --foreground: in the caller's process group, so that a timeout around this whole script
+  # (tests/gpu/run.sh's) ends the run too instead of leaving it on the GPU
+  o=$(timeout --foreground -k 5 "$tmo" "$@" 2>"$e")
   rc=$?
   _res=$(grep '^{' <<<"$o" | tail -n 1)
   if ((rc != 0)) || [[ -z $_res ]]; then

@@ -50,27 +50,10 @@ fi
 launch=()
 ((ranks > 1)) && launch=(mpiexec -n "$ranks" --oversubscribe)
 
-echo "precision check: backend $backend, precisions ${precs[*]}, splits ${seeds[*]}, $config, $ranks rank(s), store $store"
-rc=0
-for s in "${seeds[@]}"; do
-  for p in "${precs[@]}"; do
-    d=$work/$p-split-$s
-    rm -rf "$d"
-    t=$SECONDS
-    if "${launch[@]}" "$mp" train --config "$config" --store "$store" --split-seed "$s" --out "$d" \
-        --set train.backend="$backend" --set train.precision="$p" -q >"$d.log" 2>&1 &&
-      "${launch[@]}" "$mp" eval --config "$config" --store "$store" --train-dir "$d" \
-        --set train.backend="$backend" --set train.precision="$p" -q >>"$d.log" 2>&1; then
-      echo "split $s $p: trained and evaluated in $((SECONDS - t)) s"
-    else
-      echo "split $s $p: FAILED; the end of its log:"
-      tail -n 25 "$d.log" | sed 's/^/   | /'
-      rc=1
-    fi
-  done
-done
-
-"$py" - "$work" "${precs[*]}" "${seeds[*]}" "$backend" <<'EOF' || rc=1
+# the tables of the runs that finished (also when a timeout ends this script early: the TERM
+# trap below prints what there is before leaving)
+analyse() {
+  "$py" - "$work" "${precs[*]}" "${seeds[*]}" "$backend" <<'EOF'
 import csv, json, math, os, sys
 
 work, precs, seeds, backend = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4]
@@ -96,7 +79,8 @@ cols = ["precision", "split", "best epoch", "patch MCC", "patch ROC AUC", "patch
 print()
 print("| " + " | ".join(cols) + " |")
 print("|" + "---|" * len(cols))
-agg = {p: {k: [] for k in ("mcc", "auc", "prauc", "vauc", "pauc", "maxd", "meand", "flip")} for p in precs}
+# per precision, per quantity: {split: value}, so that differences pair the same split
+agg = {p: {k: {} for k in ("mcc", "auc", "prauc", "vauc", "pauc", "maxd", "meand", "flip")} for p in precs}
 missing = 0
 for s in seeds:
     base = runs[(ref, s)]
@@ -111,24 +95,24 @@ for s in seeds:
                num(t["view"]["roc_auc"]), num(t["patient"]["roc_auc"])]
         a = agg[p]
         for k, v in zip(("mcc", "auc", "prauc", "vauc", "pauc"), row[3:8]):
-            a[k].append(v)
+            a[k][s] = v
         if base is not None and set(base["prob"]) == set(r["prob"]):
             thr = base["thr"]
             diffs = [abs(r["prob"][i] - base["prob"][i]) for i in base["prob"]]
             flips = sum((r["prob"][i] >= thr) != (base["prob"][i] >= thr) for i in base["prob"])
             md, mn = max(diffs) if diffs else 0.0, sum(diffs) / len(diffs) if diffs else 0.0
-            a["maxd"].append(md); a["meand"].append(mn); a["flip"].append(flips)
+            a["maxd"][s], a["meand"][s], a["flip"][s] = md, mn, flips
             row += [md, mn, f"{flips} of {len(diffs)}"]
         else:
             row += ["n/a", "n/a", "n/a"]
         print("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |")
 
 def mean(v):
-    v = [x for x in v if not math.isnan(x)]
+    v = [x for x in (v.values() if isinstance(v, dict) else v) if not math.isnan(x)]
     return sum(v) / len(v) if v else float("nan")
 
 def std(v):
-    v = [x for x in v if not math.isnan(x)]
+    v = [x for x in (v.values() if isinstance(v, dict) else v) if not math.isnan(x)]
     if len(v) < 2:
         return float("nan")
     m = sum(v) / len(v)
@@ -144,16 +128,39 @@ print("| " + " | ".join(cols) + " |")
 print("|" + "---|" * len(cols))
 for p in precs:
     a, b = agg[p], agg[ref]
-    dm = [x - y for x, y in zip(a["mcc"], b["mcc"])] if len(a["mcc"]) == len(b["mcc"]) else []
-    da = [x - y for x, y in zip(a["auc"], b["auc"])] if len(a["auc"]) == len(b["auc"]) else []
+    dm = [a["mcc"][s] - b["mcc"][s] for s in seeds if s in a["mcc"] and s in b["mcc"]]
+    da = [a["auc"][s] - b["auc"][s] for s in seeds if s in a["auc"] and s in b["auc"]]
     sd = std(a["mcc"])
     print(f"| {p} | {mean(a['mcc']):.4f} ± {'n/a' if math.isnan(sd) else format(sd, '.4f')} | {mean(dm):+.4f} | {mean(a['auc']):.4f} | "
-          f"{mean(da):+.4f} | {mean(a['vauc']):.4f} | {mean(a['pauc']):.4f} | {max(a['maxd'], default=float('nan')):.4f} | "
+          f"{mean(da):+.4f} | {mean(a['vauc']):.4f} | {mean(a['pauc']):.4f} | {max(a['maxd'].values(), default=float('nan')):.4f} | "
           f"{mean(a['meand']):.5f} | {mean(a['flip']):.1f} |")
 # host backends compute in fp32 whatever train.precision says: their runs must be identical
-drift = backend != "cuda" and any(x > 0 for p in precs for x in agg[p]["maxd"])
+drift = backend != "cuda" and any(x > 0 for p in precs for x in agg[p]["maxd"].values())
 if drift:
     print(f"backend {backend} computes every precision in fp32, yet the runs differ: FAILED")
 sys.exit(1 if missing or drift else 0)
 EOF
+}
+trap 'echo "precision: stopped by a signal after $SECONDS s; the runs finished by then:"; analyse; exit 1' TERM
+echo "precision check: backend $backend, precisions ${precs[*]}, splits ${seeds[*]}, $config, $ranks rank(s), store $store"
+rc=0
+for s in "${seeds[@]}"; do
+  for p in "${precs[@]}"; do
+    d=$work/$p-split-$s
+    rm -rf "$d"
+    t=$SECONDS
+    if "${launch[@]}" "$mp" train --config "$config" --store "$store" --split-seed "$s" --out "$d" \
+        --set train.backend="$backend" --set train.precision="$p" -q >"$d.log" 2>&1 &&
+      "${launch[@]}" "$mp" eval --config "$config" --store "$store" --train-dir "$d" \
+        --set train.backend="$backend" --set train.precision="$p" -q >>"$d.log" 2>&1; then
+      echo "split $s $p: trained and evaluated in $((SECONDS - t)) s"
+    else
+      echo "split $s $p: FAILED; the end of its log:"
+      tail -n 25 "$d.log" | sed 's/^/   | /'
+      rc=1
+    fi
+  done
+done
+
+analyse || rc=1
 exit $rc

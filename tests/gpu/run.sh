@@ -14,13 +14,17 @@
 #           test_cudnn_graph   the graph-API graphs, heuristics and plans for a described H100
 #                       (no GPU needed; here against the machine's own cuDNN)
 #           test_backend, test_net   build-gpu/tests/{test_backend,test_net} (cuda vs ref; test_backend
-#                       also with MP_CUDA_CONV_OWN=wgrad3|gemm and MP_CUDA_CONV_GRAPH=force)
+#                       also with MP_CUDA_CONV_OWN=wgrad3|gemm and MP_CUDA_CONV_GRAPH=force; a
+#                       pass that skipped cuda, e.g. a driver too old for the runtime, is a FAIL)
 #           parity_classifier, parity_gan   nn_parity_tool cuda ... | tests/nn/torch_parity.py,
 #                       torch_gan_parity.py ... cuda (as ctest runs them for ref/cpu), when a
 #                       python has torch, h5py and numpy
 #           nccl_1, nccl_2   mpiexec -n 1 / -n 2 --oversubscribe build-gpu/tests/gpu_nccl_check
-#                       (exit 0 pass, 77 skip, else fail)
-#           precision   tests/gpu/precision.sh: the classifier trained and evaluated in fp32, tf32
+#                       (exit 0 pass, 77 skip, else fail; the build's mpiexec; a pass must name
+#                       n ranks; with one GPU the 2 ranks share it and reduce through MPI, which
+#                       the note says: NCCL itself needs a machine with 2 GPUs)
+#           precision   (in what the bench's BENCH_BUDGET_S leaves, at most 180 s)
+#                       tests/gpu/precision.sh: the classifier trained and evaluated in fp32, tf32
 #                       and bf16 on the same splits of the carried store (GPU_STORE), the accuracy
 #                       effect of each precision (test MCC, AUCs, probability drift from fp32);
 #                       its tables go into tests.log and the summary
@@ -33,8 +37,10 @@
 #                       with legacy cuDNN only and as chosen) and with a 4 GiB workspace,
 #                       PyTorch's per-kernel table of the same step (bench/gpu/torch_profile.py,
 #                       fp32 and bf16) and nsys's kernel table where nsys exists, into bench.log
-# Output in $OUT (default build-gpu-out): summary.md (a Markdown table: step, PASS/FAIL/SKIP,
-# wall time, log, note) and the logs, grouped so that $OUT never holds more than 8 files
+# Output in $OUT (default build-gpu-out): summary.md (a Markdown table: step, PASS/FAIL/SKIP
+# (PARTIAL: the profile stopped by the budget; RUNNING: the step the lease ended in), wall time,
+# log, note: for nccl how the gradients were reduced, for the bench how many rows it measured
+# and whether PyTorch ran; rewritten whole after every change) and the logs, grouped so that $OUT never holds more than 8 files
 # (what a device lease brings back): gpu.log, build.log (configure + build), tests.log,
 # parity.log, nccl.log, bench.log, and bench/gpu's own bench.txt.  Each step's result and
 # the tail of its log are also printed, and summary.md last.
@@ -101,28 +107,40 @@ write_summary() {
     echo
     echo "total $((SECONDS - t0)) s of a ${total} s budget"
     [[ -z $details ]] || printf '\n%s\n' "$details"
-  } >"$summary"
+  } >"$summary.tmp" && mv -f "$summary.tmp" "$summary" # whole, even if the lease ends mid-write
 }
 # record NAME RESULT SECONDS LOG NOTE
 record() {
-  local note=${5//|/\\|}
+  local note=${5//$'\n'/ }
+  note=${note//|/\\|}
   names+=("$1") results+=("$2") secs+=("$3") logs+=("$4") notes+=("${note:0:160}")
   printf '== %-18s %-4s %4ss  %s%s\n' "$1" "$2" "$3" "$4" "${5:+  ($5)}"
   write_summary
 }
 skip() { record "$1" SKIP 0 "$2" "$3"; }
+# unrecord: drops the row recorded last (a RUNNING row, once its step has ended)
+unrecord() {
+  local i=$((${#names[@]} - 1))
+  unset "names[$i]" "results[$i]" "secs[$i]" "logs[$i]" "notes[$i]"
+}
 left() { echo $((total - (SECONDS - t0))); }
 
-boilerplate='^\s*$|^-{5,}$|^ *(Process name|Exit code):|Primary job|non-zero exit code|(mpiexec|mpirun) detected|the job to be terminated'
+boilerplate='^[[:space:]]*$|^-{5,}$|^ *(Process name|Exit code):|Primary job|non-zero exit code|(mpiexec|mpirun) detected|the job to be terminated'
 failure_re='\[ *(ERROR|FAILED) *\] ---|^ *FAIL|error:|differs|mismatch|Assertion'
 # renote NOTE: replaces the note of the step recorded last
 renote() {
-  notes[${#notes[@]} - 1]=${1//|/\\|}
+  local note=${1//$'\n'/ }
+  notes[${#notes[@]} - 1]=${note//|/\\|}
   write_summary
 }
+# Steps whose timeout, when the budget (not their own cap) set it, leaves a partial result that
+# is no failure: the profile is diagnosis, and it runs in whatever time the bench leaves.
+partial_ok=" profile "
 # step NAME LOG CAP CMD...: CMD under `timeout` (CAP seconds, or what is left of the budget),
-# its output appended to $OUT/LOG; PASS on exit 0, SKIP on 77, FAIL otherwise.  Prints the
-# tail of the step's output.  Returns CMD's exit status.
+# its output appended to $OUT/LOG; PASS on exit 0, SKIP on 77, FAIL otherwise (PARTIAL for a
+# step in $partial_ok cut short by the budget).  While it runs, the summary holds a RUNNING row,
+# so that a lease that ends mid-step leaves the step named.  Prints the tail of the step's
+# output.  Returns CMD's exit status.
 step() {
   local name=$1 log=$2 cap=$3
   shift 3
@@ -143,17 +161,29 @@ step() {
   printf '\n===== %s (timeout %s s): %s\n' "$name" "$tmo" "${shown//  / }" >>"$lf"
   echo "-- $name: ${shown//  / } (timeout $tmo s)"
   t=$SECONDS
+  names+=("$name") results+=(RUNNING) secs+=("-") logs+=("$log")
+  notes+=("started at $((SECONDS - t0)) s of the budget, timeout $tmo s: no result came back if this row stays")
+  write_summary
   timeout -k 10 "$tmo" "$@" >>"$lf" 2>&1
   rc=$?
+  unrecord
   # the note: the first line that names a failure, else the last line (mpiexec's banner and
-  # blank lines left out)
-  last=$(tail -n +$((n + 3)) "$lf" | grep -Ev "$boilerplate" | grep -Em 1 "$failure_re" ||
-    tail -n +$((n + 3)) "$lf" | grep -Ev "$boilerplate" | tail -n 1)
-  tail -n +$((n + 3)) "$lf" | tail -n 20 | sed 's/^/   | /'
+  # blank lines left out); through a variable, not a pipe whose early-exiting grep would
+  # fail the pipeline under pipefail and run the fallback too
+  local sect
+  sect=$(tail -n +$((n + 3)) "$lf" | grep -Ev "$boilerplate")
+  last=$(grep -Em 1 "$failure_re" <<<"$sect" || true)
+  [[ -n $last ]] || last=$(tail -n 1 <<<"$sect")
+  tail -n 20 <<<"$sect" | sed 's/^/   | /'
+  local cut=""
+  ((tmo < cap)) && cut=" (cut short by TOTAL_BUDGET_S=$total, its own cap $cap s)"
   case $rc in
   0) res=PASS note="" ;;
   77) res=SKIP note="skipped by the program: $last" ;;
-  124 | 137) res=FAIL note="timed out after $tmo s" ;;
+  124 | 137)
+    res=FAIL note="timed out after $tmo s$cut"
+    [[ -n $cut && $partial_ok == *" $name "* ]] && res=PARTIAL note="stopped by the budget after $tmo s: what it printed by then is in $log"
+    ;;
   *) res=FAIL note="exit $rc: $last" ;;
   esac
   record "$name" "$res" $((SECONDS - t)) "$log" "$note"
@@ -180,9 +210,12 @@ if step gpu gpu.log 60 bash -c 'command -v nvidia-smi >/dev/null || { echo "no n
 fi
 
 # Python with torch (+ h5py, numpy for the parity fixtures)
-py="" pyinfo=""
+py="" pyinfo="" tried=" "
 for cand in "${PYTHON:-python3}" /usr/bin/python3; do
   command -v "$cand" >/dev/null 2>&1 || continue
+  real=$(realpath "$(command -v "$cand")" 2>/dev/null || command -v "$cand")
+  [[ $tried == *" $real "* ]] && continue # one interpreter under two names: import torch once
+  tried+="$real "
   if pyinfo=$(timeout 120 "$cand" -c 'import torch, h5py, numpy; print("torch", torch.__version__, "cuda available:", torch.cuda.is_available())' 2>/dev/null); then
     py=$(command -v "$cand")
     break
@@ -247,6 +280,8 @@ fi
 cmake_bin=$(command -v cmake || true)
 ninja_bin=$(command -v ninja || true)
 mpiexec_bin=$(command -v mpiexec || command -v mpirun || true)
+# the MPI the build found (its mpiexec starts the ranks as one job; another MPI's would start
+# each rank alone): from the CMake cache once configured
 {
   echo
   echo "===== toolchain"
@@ -319,6 +354,9 @@ if ((!build_steps_ok)); then
   finish
 fi
 
+cached_mpiexec=$(sed -n 's/^MPIEXEC_EXECUTABLE:[A-Z]*=//p' "$bdir/CMakeCache.txt" 2>/dev/null | head -n 1)
+[[ -n $cached_mpiexec && -x $cached_mpiexec ]] && mpiexec_bin=$cached_mpiexec
+
 # ---- correctness: cuda against ref -----------------------------------------------------------
 tests=$bdir/tests
 nogpu="no GPU (see gpu.log)"
@@ -328,7 +366,17 @@ for t in test_cudnn_graph test_backend test_net; do
   elif [[ ! -x $tests/$t ]]; then
     record "$t" FAIL 0 tests.log "$tests/$t was not built (the tests need cmocka: see gpu.log)"
   else
+    n0=$(wc -l <"$OUT/tests.log" 2>/dev/null || echo 0)
     step "$t" tests.log 240 env -C "$tests" "./$t"
+    # on a machine with a GPU a pass must have run the cuda backend: the tests skip a backend
+    # whose device they cannot see (or a build without it) and still exit 0
+    if [[ $t != test_cudnn_graph && ${results[${#results[@]} - 1]} == PASS ]]; then
+      why=$(tail -n +$((n0 + 1)) "$OUT/tests.log" | grep -Em 1 'skipped: no device|skipped \(no device\)|no cuda backend in this build' || true)
+      if [[ -n $why ]]; then
+        results[${#results[@]} - 1]=FAIL
+        renote "passed without running cuda on this GPU: ${why#"${why%%[! ]*}"} (see gpu.log: driver, CUDA runtime)"
+      fi
+    fi
   fi
 done
 
@@ -371,10 +419,28 @@ for n in 1 2; do
     fi
   elif [[ -z $mpiexec_bin ]]; then
     record "$name" FAIL 0 nccl.log "no mpiexec on PATH"
-  elif ((n == 1)); then
-    step "$name" nccl.log 90 "$mpiexec_bin" -n 1 "$nccl"
   else
-    step "$name" nccl.log 90 "$mpiexec_bin" -n 2 --oversubscribe "$nccl"
+    n0=$(wc -l <"$OUT/nccl.log" 2>/dev/null || echo 0)
+    if ((n == 1)); then
+      step "$name" nccl.log 90 "$mpiexec_bin" -n 1 "$nccl"
+    else
+      step "$name" nccl.log 90 "$mpiexec_bin" -n 2 --oversubscribe "$nccl"
+    fi
+    # the note says how the gradients were reduced (with one GPU, two ranks share it and NCCL,
+    # one GPU per rank, is not used) and a pass must have run on n ranks as one job
+    how=$(tail -n +$((n0 + 1)) "$OUT/nccl.log" | grep -m 1 'gpu_nccl_check: backend' || true)
+    if [[ ${results[${#results[@]} - 1]} == PASS ]]; then
+      if [[ $how != *" $n rank(s),"* ]]; then
+        results[${#results[@]} - 1]=FAIL
+        renote "not $n ranks in one job (${how:-no backend line}): $mpiexec_bin is not the build's MPI?"
+      elif ((n == 1)); then
+        renote "${how#*rank(s), } (one rank: nothing to reduce)"
+      elif [[ $how == *NCCL* ]]; then
+        renote "${how#*rank(s), }"
+      else
+        renote "${how#*rank(s), }: NCCL not exercised (ranks share this machine's GPU)"
+      fi
+    fi
   fi
 done
 
@@ -389,14 +455,21 @@ elif [[ ! -s $gpu_store ]]; then
 else
   read -r -a pseeds <<<"${PRECISION_SEEDS:-1 2 3}"
   n0=$(wc -l <"$OUT/tests.log" 2>/dev/null || echo 0)
-  step precision tests.log 180 env PYTHON="${py:-python3}" tests/gpu/precision.sh "$bdir/mammopatch" "$gpu_store" "${pseeds[@]}"
-  # its tables (per run, then means per precision) into the summary
-  tables=$(tail -n +$((n0 + 1)) "$OUT/tests.log" | sed -n '/^| precision | split/,$p')
-  [[ -z $tables ]] || details+="### precision: the classifier trained in each precision (tests/gpu/precision.sh)"$'
+  # the bench (the issue's proof) keeps its budget: precision gets what is left beside it
+  pcap=$(($(left) - ${BENCH_BUDGET_S:-240} - 70))
+  ((pcap > 180)) && pcap=180
+  if ((pcap < 45)); then
+    skip precision tests.log "left for the bench (BENCH_BUDGET_S=${BENCH_BUDGET_S:-240} of $(left) s)"
+  else
+    step precision tests.log "$pcap" env PYTHON="${py:-python3}" tests/gpu/precision.sh "$bdir/mammopatch" "$gpu_store" "${pseeds[@]}"
+    # its tables (per run, then means per precision) into the summary
+    tables=$(tail -n +$((n0 + 1)) "$OUT/tests.log" | sed -n '/^| precision | split/,$p')
+    [[ -z $tables ]] || details+="### precision: the classifier trained in each precision (tests/gpu/precision.sh)"$'
 
 '"$tables"$'
 '
-  write_summary
+    write_summary
+  fi
 fi
 
 # ---- the benchmark ------------------------------------------------------------------------------
@@ -409,11 +482,22 @@ else
   if ((budget < 30)); then
     skip bench bench.log "out of time ($(left) s left)"
   else
-    if ! step bench bench.log $((budget + 60)) env BUILD_DIR="$bdir" TIME_BUDGET_S="$budget" OUT="$OUT" \
-      bench/gpu/run.sh "${bench_what[@]}" &&
-      [[ ${results[${#results[@]} - 1]} == FAIL && -s $OUT/bench.txt ]]; then
-      nfail=$(grep -c ' (exit [0-9]*): ' "$OUT/bench.txt")
-      renote "$nfail kinds of run failed (bench.txt), first: $(grep -m 1 ' (exit [0-9]*): ' "$OUT/bench.txt" | sed 's/^ *//')"
+    step bench bench.log $((budget + 60)) env BUILD_DIR="$bdir" TIME_BUDGET_S="$budget" OUT="$OUT" \
+      ${py:+PYTHON="$py"} bench/gpu/run.sh "${bench_what[@]}"
+    brc=$?
+    if [[ -s $OUT/bench.txt ]]; then
+      # what the table holds: rows measured, rows the budget skipped, whether PyTorch ran
+      nrows=$(grep -cE '^(fp32|tf32|bf16) ' "$OUT/bench.txt" || true)
+      nskip=$(sed -n 's/.* skipped \([0-9]*\) rows:.*/\1/p' "$OUT/bench.txt" | head -n 1)
+      peer="PyTorch measured"
+      grep -q '^PyTorch: not measured' "$OUT/bench.txt" && peer="PyTorch NOT measured"
+      what="$nrows rows, ${nskip:-0} skipped by the budget; $peer"
+      nfail=$(grep -c ' (exit [0-9]*): ' "$OUT/bench.txt" || true)
+      if ((brc != 0 && brc != 124 && brc != 137 && nfail > 0)); then
+        renote "$what; $nfail kinds of run failed (bench.txt), first: $(grep -m 1 ' (exit [0-9]*): ' "$OUT/bench.txt" | sed 's/^ *//')"
+      else
+        renote "$what${notes[${#notes[@]} - 1]:+; ${notes[${#notes[@]} - 1]}}"
+      fi
     fi
   fi
 fi
