@@ -23,13 +23,13 @@
 #                       (exit 0 pass, 77 skip, else fail; the build's mpiexec; a pass must name
 #                       n ranks; with one GPU the 2 ranks share it and reduce through MPI, which
 #                       the note says: NCCL itself needs a machine with 2 GPUs)
-#           precision   (in what the bench's BENCH_BUDGET_S leaves, at most 180 s)
+#           bench       BUILD_DIR=build-gpu TIME_BUDGET_S=<left, at most BENCH_BUDGET_S> bench/gpu/run.sh
+#           precision   (after the bench, in what it leaves, at most 180 s)
 #                       tests/gpu/precision.sh: the classifier trained and evaluated in fp32, tf32
 #                       and bf16 on the same splits of the carried store (GPU_STORE), the accuracy
 #                       effect of each precision (test MCC, AUCs, probability drift from fp32);
 #                       its tables go into tests.log and the summary
-#           bench       BUILD_DIR=build-gpu TIME_BUDGET_S=<left, at most BENCH_BUDGET_S> bench/gpu/run.sh
-#           profile     last, in what time the bench leaves: mp_bench_nn under MP_NN_PROFILE=1
+#           profile     last, in what time the bench and precision leave: mp_bench_nn under MP_NN_PROFILE=1
 #                       (per-layer times and the cuDNN algorithms: classifier fp32, tf32 and bf16,
 #                       bf16 also at batch 512, a WGAN-GP iteration), the
 #                       classifier with MP_CUDA_DETERMINISTIC=0, with MP_CUDA_CONV_OWN=off and/or
@@ -134,8 +134,9 @@ renote() {
   write_summary
 }
 # Steps whose timeout, when the budget (not their own cap) set it, leaves a partial result that
-# is no failure: the profile is diagnosis, and it runs in whatever time the bench leaves.
-partial_ok=" profile "
+# is no failure: precision (its TERM trap prints the runs finished) and the profile (diagnosis)
+# run in whatever time the bench leaves.
+partial_ok=" precision profile "
 # step NAME LOG CAP CMD...: CMD under `timeout` (CAP seconds, or what is left of the budget),
 # its output appended to $OUT/LOG; PASS on exit 0, SKIP on 77, FAIL otherwise (PARTIAL for a
 # step in $partial_ok cut short by the budget).  While it runs, the summary holds a RUNNING row,
@@ -444,34 +445,6 @@ for n in 1 2; do
   fi
 done
 
-# ---- the accuracy effect of TF32 and bf16: the classifier trained in each precision ------------
-gpu_store=${GPU_STORE:-.gpu-store/patches.h5}
-if ((!have_gpu)); then
-  skip precision tests.log "$nogpu"
-elif [[ ! -x $bdir/mammopatch ]]; then
-  record precision FAIL 0 tests.log "$bdir/mammopatch was not built"
-elif [[ ! -s $gpu_store ]]; then
-  skip precision tests.log "no $gpu_store: run tests/gpu/make-store.sh on the Debian machine and carry .gpu-store"
-else
-  read -r -a pseeds <<<"${PRECISION_SEEDS:-1 2 3}"
-  n0=$(wc -l <"$OUT/tests.log" 2>/dev/null || echo 0)
-  # the bench (the issue's proof) keeps its budget: precision gets what is left beside it
-  pcap=$(($(left) - ${BENCH_BUDGET_S:-240} - 70))
-  ((pcap > 180)) && pcap=180
-  if ((pcap < 45)); then
-    skip precision tests.log "left for the bench (BENCH_BUDGET_S=${BENCH_BUDGET_S:-240} of $(left) s)"
-  else
-    step precision tests.log "$pcap" env PYTHON="${py:-python3}" tests/gpu/precision.sh "$bdir/mammopatch" "$gpu_store" "${pseeds[@]}"
-    # its tables (per run, then means per precision) into the summary
-    tables=$(tail -n +$((n0 + 1)) "$OUT/tests.log" | sed -n '/^| precision | split/,$p')
-    [[ -z $tables ]] || details+="### precision: the classifier trained in each precision (tests/gpu/precision.sh)"$'
-
-'"$tables"$'
-'
-    write_summary
-  fi
-fi
-
 # ---- the benchmark ------------------------------------------------------------------------------
 if ((!have_gpu)); then
   skip bench bench.log "$nogpu"
@@ -501,6 +474,28 @@ else
     fi
   fi
 fi
+# ---- the accuracy effect of TF32 and bf16: the classifier trained in each precision ------------
+gpu_store=${GPU_STORE:-.gpu-store/patches.h5}
+if ((!have_gpu)); then
+  skip precision tests.log "$nogpu"
+elif [[ ! -x $bdir/mammopatch ]]; then
+  record precision FAIL 0 tests.log "$bdir/mammopatch was not built"
+elif [[ ! -s $gpu_store ]]; then
+  skip precision tests.log "no $gpu_store: run tests/gpu/make-store.sh on the Debian machine and carry .gpu-store"
+else
+  read -r -a pseeds <<<"${PRECISION_SEEDS:-1 2 3}"
+  n0=$(wc -l <"$OUT/tests.log" 2>/dev/null || echo 0)
+  # after the bench (the issue's proof), before the profile (diagnosis): at most 180 s
+  step precision tests.log 180 env PYTHON="${py:-python3}" tests/gpu/precision.sh "$bdir/mammopatch" "$gpu_store" "${pseeds[@]}"
+  # its tables (per run, then means per precision) into the summary
+  tables=$(tail -n +$((n0 + 1)) "$OUT/tests.log" | sed -n '/^| precision | split/,$p')
+  [[ -z $tables ]] || details+="### precision: the classifier trained in each precision (tests/gpu/precision.sh)"$'
+
+'"$tables"$'
+'
+  write_summary
+fi
+
 # ---- where the time goes: MP_NN_PROFILE's per-layer tables (each layer between two syncs) for
 # the classifier in fp32 and bf16 and a WGAN-GP GAN iteration, and what deterministic cuDNN
 # algorithms cost (the default against MP_CUDA_DETERMINISTIC=0) ----------------------------------
