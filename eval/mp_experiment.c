@@ -208,6 +208,9 @@ static void join_words(mp_strbuf *b, const char *const *w, int n) {
   for (int i = 0; i < n; i++) mp_strbuf_printf(b, "%s%s", i == 0 ? "" : i == n - 1 ? " and " : ", ", w[i]);
 }
 
+/* whether the interval [lo, hi] (NaN: none) excludes 0 */
+static bool excludes_zero(double lo, double hi) { return isfinite(lo) && (lo > 0 || hi < 0); }
+
 /* The highlights in the thesis's form (§4 "highlights of evaluation"), each followed by which of
  * its differences are clear of split-to-split variation: those whose 95% interval of the mean
  * paired difference (Student t, pairs - 1 df; lo/hi, NaN without one) excludes 0.  With few
@@ -236,7 +239,7 @@ static void highlight_variant(cJSON *out, const char *v, const double diff_mean[
         else
           snprintf(nums[nl], sizeof nums[nl], "%.1f", fabs(d) * 100);
         nl++, listed++;
-        if (isfinite(lo[l][m]) && (lo[l][m] > 0 || hi[l][m] < 0))
+        if (excludes_zero(lo[l][m], hi[l][m]))
           mp_strbuf_printf(&clear, "%s the %s for %s classification (%.1f to %.1f)", nclear++ ? ";" : "", pretty[m],
                            lvl_word[l], lo[l][m] * 100, hi[l][m] * 100);
       }
@@ -394,7 +397,7 @@ cJSON *mp_experiment_aggregate(const mp_config *cfg, int K, int G, const char *s
         } else {
           cJSON_AddNullToObject(c, "ci95");
         }
-        cJSON_AddBoolToObject(c, "excludes_zero", isfinite(lo[l][m]) && (lo[l][m] > 0 || hi[l][m] < 0));
+        cJSON_AddBoolToObject(c, "excludes_zero", excludes_zero(lo[l][m], hi[l][m]));
         cJSON_AddNumberToObject(c, "higher", higher);
         cJSON_AddNumberToObject(c, "lower", lower);
         cJSON_AddNumberToObject(c, "equal", equal);

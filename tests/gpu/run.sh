@@ -91,7 +91,7 @@ export OMPI_MCA_btl_vader_single_copy_mechanism=none  # no CMA/ptrace needed ins
 [[ -d /usr/local/cuda/bin ]] && PATH=/usr/local/cuda/bin:$PATH
 
 # ---- the summary -----------------------------------------------------------------------------
-names=() results=() secs=() logs=() notes=() details="" header=""
+names=() results=() secs=() logs=() notes=() details="" header="" step_out=""
 write_summary() {
   {
     echo "# GPU checks (tests/gpu/run.sh)"
@@ -126,7 +126,7 @@ unrecord() {
 left() { echo $((total - (SECONDS - t0))); }
 
 boilerplate='^[[:space:]]*$|^-{5,}$|^ *(Process name|Exit code):|Primary job|non-zero exit code|(mpiexec|mpirun) detected|the job to be terminated'
-failure_re='\[ *(ERROR|FAILED) *\] ---|^ *FAIL|error:|differs|mismatch|Assertion'
+failure_re='\[ *(ERROR|FAILED) *\] ---|^ *FAIL|: FAILED|error:|differs|mismatch|Assertion'
 # renote NOTE: replaces the note of the step recorded last
 renote() {
   local note=${1//$'\n'/ }
@@ -141,11 +141,13 @@ partial_ok=" precision profile "
 # its output appended to $OUT/LOG; PASS on exit 0, SKIP on 77, FAIL otherwise (PARTIAL for a
 # step in $partial_ok cut short by the budget).  While it runs, the summary holds a RUNNING row,
 # so that a lease that ends mid-step leaves the step named.  Prints the tail of the step's
-# output.  Returns CMD's exit status.
+# output, and leaves that output in $step_out for the caller's own checks.  Returns CMD's exit
+# status.
 step() {
   local name=$1 log=$2 cap=$3
   shift 3
   local lf=$OUT/$log room tmo rc t n res note last
+  step_out=""
   if [[ -n ${STEPS:-} && " gpu configure build $STEPS " != *" $name "* ]]; then
     skip "$name" "$log" "not in STEPS"
     return 0
@@ -172,7 +174,8 @@ step() {
   # blank lines left out); through a variable, not a pipe whose early-exiting grep would
   # fail the pipeline under pipefail and run the fallback too
   local sect
-  sect=$(tail -n +$((n + 3)) "$lf" | grep -Ev "$boilerplate")
+  step_out=$(tail -n +$((n + 3)) "$lf")
+  sect=$(grep -Ev "$boilerplate" <<<"$step_out")
   last=$(grep -Em 1 "$failure_re" <<<"$sect" || true)
   [[ -n $last ]] || last=$(tail -n 1 <<<"$sect")
   tail -n 20 <<<"$sect" | sed 's/^/   | /'
@@ -367,12 +370,11 @@ for t in test_cudnn_graph test_backend test_net; do
   elif [[ ! -x $tests/$t ]]; then
     record "$t" FAIL 0 tests.log "$tests/$t was not built (the tests need cmocka: see gpu.log)"
   else
-    n0=$(wc -l <"$OUT/tests.log" 2>/dev/null || echo 0)
     step "$t" tests.log 240 env -C "$tests" "./$t"
     # on a machine with a GPU a pass must have run the cuda backend: the tests skip a backend
     # whose device they cannot see (or a build without it) and still exit 0
     if [[ $t != test_cudnn_graph && ${results[${#results[@]} - 1]} == PASS ]]; then
-      why=$(tail -n +$((n0 + 1)) "$OUT/tests.log" | grep -Em 1 'skipped: no device|skipped \(no device\)|no cuda backend in this build' || true)
+      why=$(grep -Em 1 'skipped: no device|skipped \(no device\)|no cuda backend in this build' <<<"$step_out" || true)
       if [[ -n $why ]]; then
         results[${#results[@]} - 1]=FAIL
         renote "passed without running cuda on this GPU: ${why#"${why%%[! ]*}"} (see gpu.log: driver, CUDA runtime)"
@@ -421,7 +423,6 @@ for n in 1 2; do
   elif [[ -z $mpiexec_bin ]]; then
     record "$name" FAIL 0 nccl.log "no mpiexec on PATH"
   else
-    n0=$(wc -l <"$OUT/nccl.log" 2>/dev/null || echo 0)
     if ((n == 1)); then
       step "$name" nccl.log 90 "$mpiexec_bin" -n 1 "$nccl"
     else
@@ -429,7 +430,7 @@ for n in 1 2; do
     fi
     # the note says how the gradients were reduced (with one GPU, two ranks share it and NCCL,
     # one GPU per rank, is not used) and a pass must have run on n ranks as one job
-    how=$(tail -n +$((n0 + 1)) "$OUT/nccl.log" | grep -m 1 'gpu_nccl_check: backend' || true)
+    how=$(grep -m 1 'gpu_nccl_check: backend' <<<"$step_out" || true)
     if [[ ${results[${#results[@]} - 1]} == PASS ]]; then
       if [[ $how != *" $n rank(s),"* ]]; then
         results[${#results[@]} - 1]=FAIL
@@ -484,11 +485,10 @@ elif [[ ! -s $gpu_store ]]; then
   skip precision tests.log "no $gpu_store: run tests/gpu/make-store.sh on the Debian machine and carry .gpu-store"
 else
   read -r -a pseeds <<<"${PRECISION_SEEDS:-1 2 3}"
-  n0=$(wc -l <"$OUT/tests.log" 2>/dev/null || echo 0)
   # after the bench (the issue's proof), before the profile (diagnosis): at most 180 s
   step precision tests.log 180 env PYTHON="${py:-python3}" tests/gpu/precision.sh "$bdir/mammopatch" "$gpu_store" "${pseeds[@]}"
   # its tables (per run, then means per precision) into the summary
-  tables=$(tail -n +$((n0 + 1)) "$OUT/tests.log" | sed -n '/^| precision | split/,$p')
+  tables=$(sed -n '/^| precision | split/,$p' <<<"$step_out")
   [[ -z $tables ]] || details+="### precision: the classifier trained in each precision (tests/gpu/precision.sh)"$'
 
 '"$tables"$'
