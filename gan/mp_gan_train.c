@@ -88,6 +88,8 @@ static void allreduce_mean(const gan *t, float *v, size_t n) {
  * gradients by NCCL on the device where the backend can (the scalars by MPI), else all in
  * one MPI allreduce through buf (n + extra floats). */
 static void grads_mean(const gan *t, float *grads, size_t n, float *buf, int extra) {
+  if (t->K == 1) return; /* nothing to reduce, and no copy through host memory (on a device backend
+                          * that would move every gradient page to the host and back each step) */
   if (t->dp.device) {
     mp_dp_mean(&t->dp, grads, n);
     allreduce_mean(t, buf + n, (size_t)extra);
@@ -472,6 +474,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   if (hook && *hook && strlen(a->out_dir) >= strlen(hook) && strcmp(a->out_dir + strlen(a->out_dir) - strlen(hook), hook) == 0)
     lr_d *= 1e9, lr_g *= 1e9;
   mp_gan_work *w = mp_gan_work_new(t->d, t->g, a->loss, (float)mp_config_real(cfg, "gan.gp_lambda"), t->b, t->seed);
+  mp_gan_work_set_sample_offset(w, (uint64_t)t->rank * t->b, (uint64_t)t->B); /* eps per global sample */
   t->xr = t->be->iface->alloc(t->be, (size_t)t->b * t->px * sizeof(float));
   t->src = mp_malloc((size_t)t->b * sizeof *t->src);
   t->zbuf = mp_malloc((size_t)t->b * t->z * sizeof(float));

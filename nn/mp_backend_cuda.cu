@@ -54,6 +54,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* the project's headers are C11; their _Noreturn is C++'s [[noreturn]] */
 #define _Noreturn [[noreturn]]
@@ -1710,22 +1711,39 @@ static int cu_comm_attach(mp_backend *b, const void *mpi_comm, char *err, size_t
     MP_CHECK_NCCL(ncclCommDestroy(c->nccl));
     c->has_nccl = 0;
   }
-  /* NCCL needs one GPU per rank: refuse (every rank alike) when two ranks share one.  A GPU is
-   * known by its UUID, unique across nodes (host name + PCI bus id would take two nodes that
-   * report the same name, as containers may, for one) */
+  /* NCCL needs one GPU per rank: refuse (every rank alike) when two ranks share one.  Two ranks
+   * share a GPU when their devices have the same UUID (unique across nodes, unlike host names,
+   * which containers on two nodes may repeat), or the same PCI device on the same host: MIG
+   * slices of one GPU have UUIDs of their own but one PCI address, and NCCL refuses them as
+   * duplicate GPUs.  The host is the kernel's boot id (unique per machine and boot, the same in
+   * every container on it), else the host name. */
+  struct gpu_key {
+    unsigned char uuid[sizeof(((cudaDeviceProp *)0)->uuid.bytes)];
+    char host[64];
+    int pci[3];
+  } key;
+  memset(&key, 0, sizeof key);
   cudaDeviceProp prop;
   MP_CHECK_CUDA(cudaGetDeviceProperties(&prop, c->dev));
-  char key[sizeof prop.uuid.bytes];
-  memcpy(key, prop.uuid.bytes, sizeof key);
-  char *all = (char *)mp_malloc((size_t)K * sizeof key);
-  MP_CHECK_MPI(MPI_Allgather(key, (int)sizeof key, MPI_BYTE, all, (int)sizeof key, MPI_BYTE, comm));
+  memcpy(key.uuid, prop.uuid.bytes, sizeof key.uuid);
+  key.pci[0] = prop.pciDomainID, key.pci[1] = prop.pciBusID, key.pci[2] = prop.pciDeviceID;
+  FILE *bf = fopen("/proc/sys/kernel/random/boot_id", "r");
+  if (!bf || !fgets(key.host, sizeof key.host, bf) || !key.host[0]) {
+    memset(key.host, 0, sizeof key.host);
+    if (gethostname(key.host, sizeof key.host - 1) != 0) key.host[0] = 0;
+  }
+  if (bf) fclose(bf);
+  gpu_key *all = (gpu_key *)mp_malloc((size_t)K * sizeof key);
+  MP_CHECK_MPI(MPI_Allgather(&key, (int)sizeof key, MPI_BYTE, all, (int)sizeof key, MPI_BYTE, comm));
   int shared = 0;
   for (int i = 0; i < K && !shared; i++)
     for (int j = i + 1; j < K && !shared; j++)
-      if (!memcmp(all + (size_t)i * sizeof key, all + (size_t)j * sizeof key, sizeof key)) shared = 1;
+      shared = !memcmp(all[i].uuid, all[j].uuid, sizeof key.uuid) ||
+               (!strcmp(all[i].host, all[j].host) && !memcmp(all[i].pci, all[j].pci, sizeof key.pci));
   mp_free(all);
   if (shared) {
-    snprintf(err, errlen, "ranks share a GPU (NCCL needs one GPU per rank): gradients are reduced with MPI in host memory");
+    snprintf(err, errlen, "ranks share a GPU (the same device, or MIG slices of one; NCCL needs one GPU per rank): "
+                          "gradients are reduced with MPI in host memory");
     return -1;
   }
   ncclUniqueId id;

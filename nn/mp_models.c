@@ -95,6 +95,7 @@ struct mp_gan_work {
   float lambda;
   int n;
   uint64_t seed;
+  uint64_t offset, global; /* this rank's samples within the global batch (eps keys) */
   size_t px;         /* floats per image */
   mp_backend *be;    /* the critic's: pair and dpair live in its memory (a device backend
                       * moves the images between the nets without the host) */
@@ -109,6 +110,7 @@ mp_gan_work *mp_gan_work_new(mp_net *d, mp_net *g, mp_gan_loss loss, float gp_la
   MP_CHECK(mp_net_output_size(d) == 1, "the critic must give one value per sample");
   mp_gan_work *w = mp_calloc(1, sizeof *w);
   w->d = d, w->g = g, w->loss = loss, w->lambda = gp_lambda, w->n = n, w->seed = seed;
+  w->offset = 0, w->global = (uint64_t)n;
   w->px = mp_net_output_size(g);
   w->be = mp_net_backend(d);
   w->pair = w->be->iface->alloc(w->be, 2 * (size_t)n * w->px * sizeof(float));
@@ -117,6 +119,12 @@ mp_gan_work *mp_gan_work_new(mp_net *d, mp_net *g, mp_gan_loss loss, float gp_la
   w->eps = mp_malloc((size_t)n * sizeof(float));
   w->dc = mp_malloc(2 * (size_t)n * sizeof(float));
   return w;
+}
+
+void mp_gan_work_set_sample_offset(mp_gan_work *w, uint64_t offset, uint64_t global) {
+  MP_CHECK(offset + (uint64_t)w->n <= global, "GAN samples %llu..%llu beyond a global batch of %llu",
+           (unsigned long long)offset, (unsigned long long)(offset + (uint64_t)w->n), (unsigned long long)global);
+  w->offset = offset, w->global = global;
 }
 
 void mp_gan_work_free(mp_gan_work *w) {
@@ -145,7 +153,7 @@ double mp_gan_critic_gradients(mp_gan_work *w, const float *xr, const float *xf,
   if (w->loss == MP_GAN_WGAN_GP) {
     for (int j = 0; j < n; j++) {
       mp_rng r;
-      mp_rng_init(&r, w->seed, MP_RNG_GP_EPS, step * (uint64_t)n + (uint64_t)j);
+      mp_rng_init(&r, w->seed, MP_RNG_GP_EPS, step * w->global + w->offset + (uint64_t)j);
       w->eps[j] = (float)mp_rng_uniform_f64(&r);
     }
     /* from the pair's copies of xr and xf, where the critic's backend holds them (a device

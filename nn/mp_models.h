@@ -42,10 +42,14 @@ mp_net *mp_model_dcgan_g(mp_backend *be, int z, int f, int max_batch, uint64_t s
 typedef struct mp_gan_work mp_gan_work;
 mp_gan_work *mp_gan_work_new(mp_net *d, mp_net *g, mp_gan_loss loss, float gp_lambda, int n, uint64_t seed);
 void mp_gan_work_free(mp_gan_work *w);
+/* Data parallel: this rank's n samples are samples offset .. offset + n - 1 of a global
+ * batch of `global` (default 0 and n: one process), so that every sample of the global batch
+ * draws its own eps, the same for any number of ranks. */
+void mp_gan_work_set_sample_offset(mp_gan_work *w, uint64_t offset, uint64_t global);
 /* Critic gradients (overwritten) for detached fakes xf: the loss's D form; for wgan-gp
  * plus the penalty at xhat_j = eps_j xr_j + (1 - eps_j) xf_j, eps_j ~ U(0,1) keyed by
- * (seed, MP_RNG_GP_EPS, step * n + j).  Returns the total loss; *penalty (may be NULL)
- * the penalty alone (0 for other losses). */
+ * (seed, MP_RNG_GP_EPS, step * global + offset + j).  Returns the total loss; *penalty (may be
+ * NULL) the penalty alone (0 for other losses). */
 double mp_gan_critic_gradients(mp_gan_work *w, const float *xr, const float *xf, uint64_t step, double *penalty);
 /* Generator gradients (overwritten): xf = G(z) (training mode), the critic on
  * [xr; xf] (a fresh real batch, C(xr) recomputed; WGAN-GP, whose G loss has no real

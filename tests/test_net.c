@@ -379,6 +379,41 @@ static void test_models(void **state) {
   mp_backend_free(be);
 }
 
+/* WGAN-GP's eps is drawn per sample of the global batch: two "ranks" with 2 samples each
+ * (offsets 0 and 2 of 4) mix exactly the interpolates one process mixes for all 4. */
+static void test_gp_eps_global(void **state) {
+  (void)state;
+  char err[128];
+  mp_backend *be = mp_backend_create("ref", err, sizeof err);
+  mp_net *d = mp_model_dcgan_d(be, 2, false, 8, 7), *gn = mp_model_dcgan_g(be, 2, 2, 4, 8);
+  const size_t px = 128 * 128;
+  float *xr = mp_malloc(4 * px * 4), *xf = mp_malloc(4 * px * 4), *full = mp_malloc(4 * px * 4);
+  mp_rng r;
+  mp_rng_init(&r, 5, MP_RNG_TEST, 0);
+  for (size_t i = 0; i < 4 * px; i++) xr[i] = (float)mp_rng_uniform_f64(&r), xf[i] = -(float)mp_rng_uniform_f64(&r);
+  mp_gan_work *w = mp_gan_work_new(d, gn, MP_GAN_WGAN_GP, 10.0f, 4, 13);
+  mp_gan_critic_gradients(w, xr, xf, 3, NULL);
+  memcpy(full, mp_gan_work_xhat(w), 4 * px * 4);
+  mp_gan_work_free(w);
+  int differ = 0;
+  for (int k = 0; k < 2; k++) {
+    w = mp_gan_work_new(d, gn, MP_GAN_WGAN_GP, 10.0f, 2, 13);
+    mp_gan_work_set_sample_offset(w, 2 * (uint64_t)k, 4);
+    mp_gan_critic_gradients(w, xr + 2 * k * px, xf + 2 * k * px, 3, NULL);
+    differ |= memcmp(mp_gan_work_xhat(w), full + 2 * k * px, 2 * px * 4) != 0;
+    mp_gan_work_free(w);
+  }
+  assert_false(differ);
+  /* and a sample's eps is not its rank's neighbour's: the halves are not mixed alike */
+  w = mp_gan_work_new(d, gn, MP_GAN_WGAN_GP, 10.0f, 2, 13);
+  mp_gan_critic_gradients(w, xr + 2 * px, xf + 2 * px, 3, NULL);
+  assert_true(memcmp(mp_gan_work_xhat(w), full + 2 * px, 2 * px * 4) != 0);
+  mp_gan_work_free(w);
+  mp_free(xr), mp_free(xf), mp_free(full);
+  mp_net_free(d), mp_net_free(gn);
+  mp_backend_free(be);
+}
+
 /* Checkpoints: save, keep training, load, continue: bit-identical to never stopping. */
 static void test_checkpoint(void **state) {
   (void)state;
@@ -429,6 +464,7 @@ int main(void) {
       cmocka_unit_test(test_gradient_penalty_net),
       cmocka_unit_test(test_bn_groups),
       cmocka_unit_test(test_models),
+      cmocka_unit_test(test_gp_eps_global),
       cmocka_unit_test(test_checkpoint),
   };
   return cmocka_run_group_tests_name("net", tests, NULL, NULL);

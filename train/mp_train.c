@@ -272,7 +272,9 @@ static double train_step(trainer *t, int s, uint64_t g, bool *stop) {
   float sc[2] = {(float)loss, (float)g_stop_signal}; /* a signal on any rank stops all */
   const float inv = 1.0f / (float)t->K;
   const size_t np = t->np1 + t->np2;
-  if (t->dp.device) { /* NCCL on the device buffers; the two scalars through MPI */
+  if (t->dp.device || t->K == 1) { /* NCCL on the device buffers (one rank: nothing to reduce, and no copy
+                                     * through host memory: on a device backend that would move every
+                                     * gradient page to the host and back each step); the scalars by MPI */
     if (!t->smote) mp_dp_mean(&t->dp, mp_net_grads(t->b1), t->np1);
     mp_dp_mean(&t->dp, mp_net_grads(t->rest), t->np2);
     if (t->K > 1) MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, sc, 2, MPI_FLOAT, MPI_SUM, t->comm));
@@ -282,7 +284,7 @@ static double train_step(trainer *t, int s, uint64_t g, bool *stop) {
     memcpy(t->flat, mp_net_grads(t->b1), t->np1 * sizeof(float));
     memcpy(t->flat + t->np1, mp_net_grads(t->rest), t->np2 * sizeof(float));
     t->flat[np] = sc[0], t->flat[np + 1] = sc[1];
-    if (t->K > 1) MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, t->flat, (int)(np + 2), MPI_FLOAT, MPI_SUM, t->comm));
+    MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, t->flat, (int)(np + 2), MPI_FLOAT, MPI_SUM, t->comm));
     for (size_t i = 0; i < np; i++) t->flat[i] *= inv;
     memcpy(mp_net_grads(t->b1), t->flat, t->np1 * sizeof(float));
     memcpy(mp_net_grads(t->rest), t->flat + t->np1, t->np2 * sizeof(float));
@@ -465,10 +467,15 @@ static int load_dir(trainer *t, const char *dir, progress_state *ps, char *err, 
       cJSON_Delete(st);
     }
   }
-  int have = text != NULL;
-  MP_CHECK_MPI(MPI_Bcast(&have, 1, MPI_INT, 0, t->comm));
-  if (rc || !have) {
-    if (!rc) snprintf(err, errlen, "checkpoint '%s' has no readable state.json", dir);
+  /* collective: every rank loaded its weights (a rank that could not, e.g. a stale view of a
+   * shared file system, stops all of them, rather than hanging them or training replicas
+   * that differ) and rank 0 read the state */
+  int ok[2] = {rc == 0, text != NULL};
+  MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &ok[0], 1, MPI_INT, MPI_MIN, t->comm));
+  MP_CHECK_MPI(MPI_Bcast(&ok[1], 1, MPI_INT, 0, t->comm));
+  if (!ok[0] || !ok[1]) {
+    if (!rc && !ok[0]) snprintf(err, errlen, "checkpoint '%s' could not be loaded on another rank", dir);
+    else if (!rc) snprintf(err, errlen, "checkpoint '%s' has no readable state.json", dir);
     mp_free(text);
     return -1;
   }
@@ -774,8 +781,11 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
     return MP_EXIT_USAGE;
   }
   t->be = mp_backend_create_cfg(cfg, err, sizeof err);
-  if (!t->be) {
-    MP_ERROR("%s", err);
+  int be_ok = t->be != NULL; /* collective: a rank without its backend (e.g. no GPU on its node) stops every rank */
+  MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &be_ok, 1, MPI_INT, MPI_MIN, comm));
+  if (!be_ok) {
+    MP_ERROR("%s", t->be ? "the backend could not be created on another rank" : err);
+    trainer_free(t);
     return MP_EXIT_USAGE;
   }
   mp_dp_init(&t->dp, t->be, comm);

@@ -1,6 +1,10 @@
 /* gpu_nccl_check [BACKEND] — the data-parallel gradient check of a backend (default cuda),
  * run under mpiexec with any number of ranks:
  *
+ *   0. NCCL itself on communicators of one rank each (what a sweep's one-rank groups would
+ *      have; on one GPU the only way to run ncclCommInitRank, ncclAllReduce and, when step 1
+ *      attaches again, ncclCommDestroy): a device kernel, the allreduce, the result read
+ *      back (skipped, with the reason, by a backend without comm_attach);
  *   1. mp_dp_mean of a rank-dependent buffer equals the known mean (the reduction itself:
  *      NCCL on the device when every rank has its own GPU, MPI in host memory otherwise);
  *   2. a data-parallel training step of a small classifier (conv, batch norm with
@@ -74,6 +78,40 @@ int main(int argc, char **argv) {
     fprintf(stderr, "gpu_nccl_check: %s\n", err);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
+  /* 0. NCCL on one-rank communicators */
+  enum { N = 100003 };
+  if (be->iface->comm_attach) {
+    MPI_Comm solo;
+    MPI_Comm_split(MPI_COMM_WORLD, rank, 0, &solo);
+    char why[256] = "";
+    int att = be->iface->comm_attach(be, &solo, why, sizeof why);
+    int bad = 0;
+    if (att == 0) {
+      float *v = be->iface->alloc(be, N * sizeof(float));
+      mp_backend_sync(be);
+      for (int i = 0; i < N; i++) v[i] = (float)(i % 89);
+      be->iface->scale(be, 2.0f, v, N); /* a kernel on the compute stream, then the allreduce */
+      be->iface->allreduce_sum(be, v, N);
+      mp_backend_sync(be);
+      for (int i = 0; i < N; i++) bad |= v[i] != 2.0f * (float)(i % 89);
+      be->iface->release(be, v);
+    }
+    MPI_Comm_free(&solo);
+    int all_att = att == 0;
+    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, &all_att, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    fail |= bad;
+    if (rank == 0) {
+      if (all_att)
+        printf("  NCCL on one-rank communicators (one per rank): init, allreduce of %d floats after a kernel: %s\n", N,
+               bad ? "FAIL" : "ok");
+      else
+        printf("  NCCL on one-rank communicators: not attached (%s)\n", why[0] ? why : "on another rank");
+    }
+  } else if (rank == 0) {
+    printf("  NCCL on one-rank communicators: backend %s has no device communicator\n", name);
+  }
+
   mp_dp dp;
   mp_dp_init(&dp, be, MPI_COMM_WORLD);
   if (rank == 0)
@@ -81,7 +119,6 @@ int main(int argc, char **argv) {
            dp.device ? "on the device (NCCL)" : "by MPI in host memory");
 
   /* 1. the reduction */
-  enum { N = 100003 };
   float *buf = be->iface->alloc(be, N * sizeof(float));
   mp_backend_sync(be);
   for (int i = 0; i < N; i++) buf[i] = (float)(rank + 1) * (float)(i % 97);

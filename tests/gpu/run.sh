@@ -430,17 +430,26 @@ for n in 1 2; do
     fi
     # the note says how the gradients were reduced (with one GPU, two ranks share it and NCCL,
     # one GPU per rank, is not used) and a pass must have run on n ranks as one job
+    # (and whether NCCL itself ran on the one-rank communicators of step 0)
     how=$(grep -m 1 'gpu_nccl_check: backend' <<<"$step_out" || true)
+    solo=$(grep -m 1 'NCCL on one-rank communicators' <<<"$step_out" || true)
+    if [[ $solo == *": ok" ]]; then
+      solo="NCCL ran on one-rank communicators"
+    elif [[ -n $solo ]]; then
+      solo="NCCL did not run: ${solo#*communicators: }"
+    else
+      solo="no one-rank NCCL line"
+    fi
     if [[ ${results[${#results[@]} - 1]} == PASS ]]; then
       if [[ $how != *" $n rank(s),"* ]]; then
         results[${#results[@]} - 1]=FAIL
         renote "not $n ranks in one job (${how:-no backend line}): $mpiexec_bin is not the build's MPI?"
       elif ((n == 1)); then
-        renote "${how#*rank(s), } (one rank: nothing to reduce)"
+        renote "${how#*rank(s), } (one rank: nothing to reduce); $solo"
       elif [[ $how == *NCCL* ]]; then
-        renote "${how#*rank(s), }"
+        renote "${how#*rank(s), }; $solo"
       else
-        renote "${how#*rank(s), }: NCCL not exercised (ranks share this machine's GPU)"
+        renote "${how#*rank(s), }: the 2-rank NCCL reduction not exercised (ranks share this machine's GPU); $solo"
       fi
     fi
   fi
