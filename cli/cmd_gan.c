@@ -82,9 +82,8 @@ int mp_cmd_gan(int argc, char **argv) {
     default: return mp_cli_usage(&o, NULL);
     }
   }
-  char *end = NULL;
-  if (seed) a.split_seed = strtoull(seed, &end, 10);
-  if (!a.store_path || !a.out_dir || !seed || !*seed || *end || !loss || optind < argc) {
+  bool seed_ok = mp_cli_seed(seed, &a.split_seed);
+  if (!a.store_path || !a.out_dir || !seed_ok || !loss || optind < argc) {
     return mp_cli_usage(&o,
                         "mammopatch gan train: --store, --split-seed, --loss and --out are required (see --help)\n");
   }
@@ -122,9 +121,8 @@ static int gan_sweep(int argc, char **argv) {
     default: return mp_cli_usage(&o, NULL);
     }
   }
-  char *end = NULL;
-  if (seed) a.split_seed = strtoull(seed, &end, 10);
-  if (!a.store_path || !a.out_dir || !seed || !*seed || *end || optind < argc) {
+  bool seed_ok = mp_cli_seed(seed, &a.split_seed);
+  if (!a.store_path || !a.out_dir || !seed_ok || optind < argc) {
     return mp_cli_usage(&o,
                         "mammopatch gan sweep: --store, --split-seed and --out are required (see --help)\n");
   }
@@ -143,6 +141,7 @@ static int gan_sample(int argc, char **argv) {
   if (rc) return rc;
   mp_gan_sample_args a = {.seed = 1};
   const char *n = NULL;
+  bool seed_ok = true;
   static const struct option opts[] = {{"generator", required_argument, 0, 'g'}, {"n", required_argument, 0, 'n'},
                                        {"out", required_argument, 0, 'o'},       {"seed", required_argument, 0, 'S'},
                                        {"montage-store", required_argument, 0, 'm'}, {"help", no_argument, 0, 'h'},
@@ -154,7 +153,7 @@ static int gan_sample(int argc, char **argv) {
     case 'g': a.generator_dir = optarg; break;
     case 'n': n = optarg; break;
     case 'o': a.out_path = optarg; break;
-    case 'S': a.seed = strtoull(optarg, NULL, 10); break;
+    case 'S': seed_ok = mp_cli_seed(optarg, &a.seed); break;
     case 'm': a.montage_store = optarg; break;
     case 'h': return mp_cli_help(&o, gan_help);
     default: return mp_cli_usage(&o, NULL);
@@ -162,8 +161,9 @@ static int gan_sample(int argc, char **argv) {
   }
   char *end = NULL;
   if (n) a.n = strtoull(n, &end, 10);
-  if (!a.generator_dir || !a.out_path || !n || !*n || *end || a.n == 0 || optind < argc) {
-    return mp_cli_usage(&o, "mammopatch gan sample: --generator, --n (> 0) and --out are required (see --help)\n");
+  if (!a.generator_dir || !a.out_path || !n || !*n || *end || a.n == 0 || !seed_ok || optind < argc) {
+    return mp_cli_usage(&o, "mammopatch gan sample: --generator, --n (> 0) and --out are required, --seed a "
+                            "non-negative integer up to 2^53 (see --help)\n");
   }
   mp_session s;
   rc = mp_session_start(&s, &argc, &argv, &o);

@@ -54,9 +54,8 @@ int mp_cmd_smote(int argc, char **argv) {
     default: return mp_cli_usage(&o, NULL);
     }
   }
-  char *end = NULL;
-  if (seed) a.split_seed = strtoull(seed, &end, 10);
-  if (!a.store_path || !a.baseline_dir || !a.out_path || !dist || !seed || !*seed || *end || optind < argc ||
+  bool seed_ok = mp_cli_seed(seed, &a.split_seed);
+  if (!a.store_path || !a.baseline_dir || !a.out_path || !dist || !seed_ok || optind < argc ||
       mp_dist_parse(dist, &a.dist) != 0) {
     return mp_cli_usage(&o,
                         "mammopatch smote features: --store, --split-seed, --baseline, --dist cosine|l1|l2 and --out "

@@ -60,9 +60,8 @@ int mp_cmd_train(int argc, char **argv) {
     default: return mp_cli_usage(&o, NULL);
     }
   }
-  char *end = NULL;
-  if (seed) a.split_seed = strtoull(seed, &end, 10);
-  if (!a.store_path || !a.out_dir || !seed || !*seed || *end || optind < argc) {
+  bool seed_ok = mp_cli_seed(seed, &a.split_seed);
+  if (!a.store_path || !a.out_dir || !seed_ok || optind < argc) {
     return mp_cli_usage(&o,
                         "mammopatch train: --store, --split-seed (a non-negative integer) and --out are required "
                         "(see --help)\n");

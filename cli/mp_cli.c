@@ -111,6 +111,18 @@ int mp_cli_usage(mp_common_opts *o, const char *fmt, ...) {
   return MP_EXIT_USAGE;
 }
 
+bool mp_cli_seed(const char *text, uint64_t *out) {
+  if (!text || !*text) return false;
+  uint64_t v = 0;
+  for (const char *c = text; *c; c++) {
+    if (*c < '0' || *c > '9') return false;
+    if (v > (MP_SEED_MAX - (uint64_t)(*c - '0')) / 10) return false; /* beyond 2^53 */
+    v = v * 10 + (uint64_t)(*c - '0');
+  }
+  *out = v;
+  return true;
+}
+
 int mp_launcher_rank(void) {
   static const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {

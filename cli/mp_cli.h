@@ -13,6 +13,7 @@
 #define MP_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "mp_check.h" /* MP_PRINTF, MP_EXIT_* */
 #include "mp_config.h"
@@ -82,6 +83,10 @@ int mp_cli_synth(mp_session *s, const char *out, bool preview);
  * MP_EXIT_USAGE. */
 int mp_cli_help(mp_common_opts *o, void (*help)(void));
 int mp_cli_usage(mp_common_opts *o, const char *fmt, ...) MP_PRINTF(2, 3);
+
+/* A seed from the command line (--split-seed): decimal digits only, at most MP_SEED_MAX
+ * (2^53: exact as the JSON number outputs record).  true and *out set, else false. */
+bool mp_cli_seed(const char *text, uint64_t *out);
 
 /* The common-options paragraph for each subcommand's --help. */
 extern const char mp_common_help[];

@@ -27,6 +27,9 @@ cJSON *mp_json_provenance(const mp_config *cfg, int ranks);
 /* The first member of the flat object `cur` whose value is absent from or different in
  * `old` (a recorded configuration snapshot against the current one), NULL when none; its
  * old and new values, as JSON text ("(absent)" when missing), printed into was / now.
+ * A configuration key (a "section.name" of mp_params) absent from `old` but at its default
+ * in `cur` is no difference: a key added after the record was made keeps, at its default,
+ * the behaviour the record was made with.
  * The pipeline's stage records and the GAN checkpoints name a changed key with it. */
 const char *mp_json_first_diff(const cJSON *old, const cJSON *cur, char *was, size_t wl, char *now, size_t nl);
 

@@ -1,10 +1,13 @@
 /* mp_params — the experiment configuration schema (see mp_params.h). */
 #include "mp_params.h"
 
+#include <stdio.h>
+#include <string.h>
+
 const mp_cfg_key mp_params_schema[] = {
     /* [run] */
-    {"run.seed", MP_CFG_INT, "20190601", 0, 9.2e18, NULL,
-     "master seed of the counter-based RNG; every random draw derives from (seed, purpose, index)"},
+    {"run.seed", MP_CFG_INT, "20190601", 0, (double)MP_SEED_MAX, NULL,
+     "master seed of the counter-based RNG; every random draw derives from (seed, purpose, index); at most 2^53"},
     /* [log] */
     {"log.level", MP_CFG_CHOICE, "info", 0, 0, "error|warn|info|debug", "how much rank 0 prints"},
     {"log.all_ranks", MP_CFG_BOOL, "false", 0, 0, NULL, "every rank prints, not only rank 0 (same as --verbose)"},
@@ -95,6 +98,8 @@ const mp_cfg_key mp_params_schema[] = {
     {"gan.batch", MP_CFG_INT, "64", 2, 65536, NULL, "GAN global batch (SPEC §7: 64); a multiple of the ranks"},
     {"gan.latent", MP_CFG_INT, "0", 0, 4096, NULL, "latent size z; 0 = the filters f (SPEC §7)"},
     {"gan.gp_lambda", MP_CFG_REAL, "10", 0, 1e6, NULL, "wgan-gp penalty weight lambda (SPEC §7: 10)"},
+    {"gan.n_critic", MP_CFG_INT, "1", 1, 100, NULL,
+     "critic steps per generator step (SPEC §7: 1); an epoch is floor(real lesion patches / batch) critic steps"},
     {"gan.lr_d", MP_CFG_REAL, "0", 0, 1e6, NULL, "critic learning rate; 0 = SPEC (2e-4, TTUR 4e-4)"},
     {"gan.lr_g", MP_CFG_REAL, "0", 0, 1e6, NULL, "generator learning rate; 0 = SPEC (2e-4, TTUR 1e-4)"},
     {"gan.fid_every", MP_CFG_INT, "10", 1, 1000000, NULL, "epochs between FID evaluations (and at the end)"},
@@ -109,7 +114,8 @@ const mp_cfg_key mp_params_schema[] = {
     {"gan.groups", MP_CFG_INT, "0", 0, 65536, NULL, "rank groups of the sweep; 0: the most equal groups up to the number of runs"},
     /* [experiment] (SPEC §10, §11) */
     {"experiment.repeats", MP_CFG_INT, "5", 1, 1000, NULL, "patient-level splits R (seeds split_seed .. split_seed + R - 1)"},
-    {"experiment.split_seed", MP_CFG_INT, "1", 0, 9.2e18, NULL, "seed of the first split"},
+    {"experiment.split_seed", MP_CFG_INT, "1", 0, (double)(MP_SEED_MAX - 1000), NULL,
+     "seed of the first split; at most 2^53 - 1000 (seeds are recorded as JSON numbers)"},
     {"experiment.variants", MP_CFG_STRING, "baseline", 0, 0, NULL,
      "classifier variants, comma-separated: baseline, gan, smote-cosine, smote-l1, smote-l2 (those built)"},
     {"experiment.gan_sweep", MP_CFG_STRING, "", 0, 0, NULL,
@@ -132,3 +138,17 @@ const mp_cfg_key mp_params_schema[] = {
 const size_t mp_params_count = sizeof mp_params_schema / sizeof mp_params_schema[0];
 
 mp_config *mp_params_new(void) { return mp_config_new(mp_params_schema, mp_params_count); }
+
+bool mp_params_is_default(const char *key, const cJSON *v) {
+  const char *dot = key ? strchr(key, '.') : NULL;
+  if (!dot || !v) return false;
+  mp_config *d = mp_params_new();
+  cJSON *j = mp_config_to_json(d);
+  char section[128];
+  snprintf(section, sizeof section, "%.*s", (int)(dot - key), key);
+  const cJSON *x = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, section), dot + 1);
+  bool same = x && cJSON_Compare(x, v, 1);
+  cJSON_Delete(j);
+  mp_config_free(d);
+  return same;
+}

@@ -13,6 +13,7 @@
 #include "mp_file.h"
 #include "mp_json.h"
 #include "mp_log.h"
+#include "mp_params.h"
 #include "mp_mpi.h"
 #include "mp_report.h"
 #include "mp_store.h"
@@ -131,21 +132,36 @@ static int parse_variants(const char *list, char v[][32], int *nv, char *err, si
   return 0;
 }
 
-/* The first key (as "section.key") where two config JSON objects differ; 0 when equal. */
-static int first_diff(const cJSON *a, const cJSON *b, const char *section, char *key, size_t keylen) {
-  const cJSON *x;
-  cJSON_ArrayForEach(x, a) {
-    const cJSON *y = cJSON_GetObjectItem(b, x->string);
-    if (!y || !cJSON_Compare(x, y, 1)) {
+/* The first key of `section` (as "section.key"), other than those starting with one of the
+ * `skip` prefixes, where two config JSON objects differ (a key absent from `was`, made before
+ * the key existed, and at its default in `now` is no difference); 0 when equal. */
+static int section_diff(const cJSON *was, const cJSON *now, const char *section, const char *const *skip, int nskip,
+                        char *key, size_t keylen) {
+  const cJSON *a = cJSON_GetObjectItem(was, section), *b = cJSON_GetObjectItem(now, section), *x;
+  for (int pass = 0; pass < 2; pass++)
+    cJSON_ArrayForEach(x, (pass ? b : a)) {
+      bool skipped = false;
+      for (int i = 0; i < nskip && !skipped; i++) skipped = strncmp(x->string, skip[i], strlen(skip[i])) == 0;
+      const cJSON *y = cJSON_GetObjectItem(pass ? a : b, x->string);
       snprintf(key, keylen, "%s.%s", section, x->string);
-      return 1;
+      /* a key newer than the record (absent from was) at its default: no difference */
+      if (!skipped && (!y || !cJSON_Compare(x, y, 1)) && !(pass && !y && mp_params_is_default(key, x))) return 1;
     }
-  }
-  cJSON_ArrayForEach(x, b) if (!cJSON_GetObjectItem(a, x->string)) {
-    snprintf(key, keylen, "%s.%s", section, x->string);
-    return 1;
-  }
   return 0;
+}
+
+/* The configuration a job's outputs depend on beyond run.* / train.*: a smote job's
+ * neighbours (experiment.smote_k); a gan job's sweep and every gan.* key that shapes the
+ * generator it trains or samples (not the sweep grid, the rank groups or the checkpoint
+ * interval).  The first differing key, as section_diff. */
+static int variant_diff(const char *variant, const cJSON *was, const cJSON *now, char *key, size_t keylen) {
+  static const char *const gan_skip[] = {"sweep_", "groups", "checkpoint_every"};
+  const char *ek = strncmp(variant, "smote-", 6) == 0 ? "smote_k" : strcmp(variant, "gan") == 0 ? "gan_sweep" : NULL;
+  if (!ek) return 0;
+  const cJSON *x = cJSON_GetObjectItem(cJSON_GetObjectItem(was, "experiment"), ek),
+              *y = cJSON_GetObjectItem(cJSON_GetObjectItem(now, "experiment"), ek);
+  if (!x || !y || !cJSON_Compare(x, y, 1)) return snprintf(key, keylen, "experiment.%s", ek), 1;
+  return strcmp(variant, "gan") == 0 && section_diff(was, now, "gan", gan_skip, 3, key, keylen);
 }
 
 /* Can job j's directory be reused (1), must it run (0: nothing there, or unfinished and
@@ -164,22 +180,30 @@ static int job_reusable(const job *j, const mp_config *cfg, const char *store_pa
   char key[128];
   int rc = 0;
   for (int s = 0; s < 2 && rc == 0; s++)
-    if (first_diff(cJSON_GetObjectItem(was, sections[s]), cJSON_GetObjectItem(now, sections[s]), sections[s], key,
-                   sizeof key)) {
+    if (section_diff(was, now, sections[s], NULL, 0, key, sizeof key)) {
       snprintf(err, errlen,
                "'%s' was trained with a different %s than this run's: use another --out, or remove that directory",
                j->dir, key);
       rc = -1;
     }
+  if (rc == 0 && variant_diff(j->variant, was, now, key, sizeof key)) {
+    snprintf(err, errlen,
+             "'%s' was made with a different %s than this run's: use another --out, or remove that directory", j->dir,
+             key);
+    rc = -1;
+  }
   const cJSON *status = cJSON_GetObjectItem(tj, "status");
-  int completed = cJSON_IsString(status) && strcmp(status->valuestring, "completed") == 0;
+  /* finished: "completed", "completed (early stop)" or "stopped at train.max_steps" (with this
+   * configuration, a resume would train no further) */
+  int completed = cJSON_IsString(status) && (strncmp(status->valuestring, "completed", 9) == 0 ||
+                                             strcmp(status->valuestring, "stopped at train.max_steps") == 0);
   if (rc == 0 && completed) {
     snprintf(path, sizeof path, "%s/eval.json", j->dir);
     cJSON *ej = stat(path, &sb) == 0 ? mp_json_read_file(path, e2, sizeof e2) : NULL;
     if (ej) {
       const cJSON *ewas = cJSON_GetObjectItem(cJSON_GetObjectItem(ej, "provenance"), "config");
       const cJSON *np = cJSON_GetObjectItem(cJSON_GetObjectItem(ej, "store"), "patches");
-      if (first_diff(cJSON_GetObjectItem(ewas, "eval"), cJSON_GetObjectItem(now, "eval"), "eval", key, sizeof key))
+      if (section_diff(ewas, now, "eval", NULL, 0, key, sizeof key))
         rc = 0; /* evaluated differently: evaluate again (cheap), keep the training */
       else if (!cJSON_IsNumber(np) || (uint64_t)np->valuedouble != store_patches) {
         snprintf(err, errlen, "'%s' was evaluated on another store than '%s': use another --out", j->dir, store_path);
@@ -485,22 +509,21 @@ static int gan_job(MPI_Comm gc, const mp_config *cfg, const char *store, const c
   char *gen = rank == 0 ? mp_strdup(info[4] ? best_run : gdir) : NULL; /* others: a copy arrives */
   mp_bcast_string(gc, 0, &gen);
   int rc = MP_EXIT_OK;
-  if (!info[4]) { /* train the chosen configuration on this split (reused when done) */
-    char path[4500], e2[256];
-    struct stat sb;
-    snprintf(path, sizeof path, "%s/gan.json", gdir);
-    int done = 0;
-    if (rank == 0 && stat(path, &sb) == 0) {
-      cJSON *d = mp_json_read_file(path, e2, sizeof e2);
-      const cJSON *st = cJSON_GetObjectItem(d, "status");
-      done = cJSON_IsString(st) && strcmp(st->valuestring, "completed") == 0;
-      cJSON_Delete(d);
+  if (!info[4]) { /* train the chosen configuration on this split (reused when this configuration finished it) */
+    mp_gan_train_args ga = {store, gdir, base, j->seed, (mp_gan_loss)info[1], (int)info[2], info[3] != 0};
+    char st[16] = "";
+    int done = rank == 0 ? mp_gan_run_finished(gdir, cfg, &ga, st, sizeof st, err, sizeof err) : 0;
+    if (done > 0 && strcmp(st, "completed") != 0) { /* diverged: no generator to sample */
+      snprintf(err, sizeof err, "%.600s diverged", gdir);
+      done = -1;
     }
     MP_CHECK_MPI(MPI_Bcast(&done, 1, MPI_INT, 0, gc));
-    if (!done) {
-      mp_gan_train_args ga = {store, gdir, base, j->seed, (mp_gan_loss)info[1], (int)info[2], info[3] != 0};
-      rc = mp_gan_train_run(gc, cfg, &ga, NULL);
+    if (done < 0) {
+      if (rank == 0) MP_ERROR("gan variant, split %llu: %s", (unsigned long long)j->seed, err);
+      mp_free(gen);
+      return MP_EXIT_FAILURE;
     }
+    if (!done) rc = mp_gan_train_run(gc, cfg, &ga, NULL);
   }
   if (rc == MP_EXIT_OK) {
     mp_gan_sample_args sa = {gen, (uint64_t)(2 * lesions), j->seed, syn, store}; /* + the montage */

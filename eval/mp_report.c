@@ -301,17 +301,26 @@ static void gan_section(mp_strbuf *h, mp_strbuf *md, const char *sweep, const ch
                                                                          : "?";
   bool has_is = false;
   cJSON_ArrayForEach(r, cJSON_GetObjectItem(sw, "runs")) has_is |= isfinite(num(r, "best_is"));
+  /* SPEC §8: N beside every FID, flagged below the feature dimension, and the floor's own N */
+  const bool deficient = cJSON_IsTrue(cJSON_GetObjectItem(fi, "rank_deficient"));
+  const char *flag = deficient ? " (N below the feature dimension: singular covariances, FID biased upward)" : "";
+  const cJSON *fn = cJSON_GetObjectItem(fi, "real_vs_real_floor_n");
+  char fl[64] = "";
+  if (cJSON_GetArraySize(fn) == 2)
+    snprintf(fl, sizeof fl, " (two halves, N %.0f / %.0f)", cJSON_GetArrayItem(fn, 0)->valuedouble,
+             cJSON_GetArrayItem(fn, 1)->valuedouble);
   mp_strbuf_printf(h, "<table id=\"gan-sweep\"><caption>Sweep (Table 4.4 form): best FID per run, extractor %s "
-                      "(%.0f-d), N real %.0f / generated %.0f, real-vs-real floor %.2f, split %.0f. %s</caption><tr>"
+                      "(%.0f-d), N real %.0f / generated %.0f%s, real-vs-real floor %.2f%s, split %.0f. %s</caption><tr>"
                       "<th>loss</th><th>filters</th><th>SN/TTUR</th><th>status</th><th>best FID</th><th>IS</th>"
                       "<th>epoch</th></tr>\n",
-                   ex, num(fi, "dimension"), num(fi, "n_real"), num(fi, "n_generated"), num(fi, "real_vs_real_floor"),
-                   num(sw, "split_seed"),
+                   ex, num(fi, "dimension"), num(fi, "n_real"), num(fi, "n_generated"), flag,
+                   num(fi, "real_vs_real_floor"), fl, num(sw, "split_seed"),
                    has_is ? "IS: Inception Score (± std over 10 splits) of the best-FID epoch's generated set."
                           : "IS: not computed (needs the inception extractor, gan.inception_weights).");
-  mp_strbuf_printf(md, "Sweep: extractor `%s`, N real %.0f, floor %.2f.\n\n| loss | filters | SN/TTUR | status | best "
-                       "FID | IS |\n|---|---:|---|---|---:|---:|\n",
-                   ex, num(fi, "n_real"), num(fi, "real_vs_real_floor"));
+  mp_strbuf_printf(md, "Sweep: extractor `%s` (%.0f-d), N real %.0f / generated %.0f%s, real-vs-real floor %.2f%s.\n\n"
+                       "| loss | filters | SN/TTUR | status | best FID | IS |\n|---|---:|---|---|---:|---:|\n",
+                   ex, num(fi, "dimension"), num(fi, "n_real"), num(fi, "n_generated"), flag,
+                   num(fi, "real_vs_real_floor"), fl);
   cJSON_ArrayForEach(r, cJSON_GetObjectItem(sw, "runs")) {
     char f[32], is[64] = "—";
     fmt(f, sizeof f, num(r, "best_fid"), 1);
@@ -389,6 +398,7 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
   const cJSON *va = cJSON_GetObjectItem(x, "variants"), *results = cJSON_GetObjectItem(x, "results"), *e;
   const cJSON *summary = cJSON_GetObjectItem(x, "summary"), *diffs = cJSON_GetObjectItem(x, "differences_from_baseline");
   int nv = cJSON_GetArraySize(va) < 8 ? cJSON_GetArraySize(va) : 8;
+  int *undef_n = NULL; /* [variant][level][metric]: splits with the metric undefined */
   const char *vnames[8];
   for (int v = 0; v < nv; v++) vnames[v] = cJSON_GetArrayItem(va, v)->valuestring;
   int nres = cJSON_GetArraySize(results), nr = 0;
@@ -504,8 +514,14 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
   /* metric tables: per variant and level, mean ± std and every split */
   mp_strbuf_printf(&h, "<section id=\"metrics\"><h2>Test metrics</h2>\n<p class=\"note\">Threshold and how it was "
                        "chosen are recorded per split in results.csv; undefined values (a zero denominator) are "
-                       "reported as 0 (AUCs: —) and counted in the last column.</p>\n");
-  mp_strbuf_printf(&md, "\n## Test metrics (mean ± std over splits)\n\n");
+                       "reported as 0 (AUCs: —) and counted in the last column. PR AUC is the average precision "
+                       "(the step-wise area, as scikit-learn's average_precision_score), not the trapezoidal area "
+                       "under the precision-recall curve.</p>\n");
+  mp_strbuf_printf(&md, "\n## Test metrics (mean ± std over splits)\n\nPR AUC: average precision (step-wise, as "
+                        "scikit-learn's average_precision_score). A metric undefined on a split (a zero denominator) is "
+                        "reported as 0 and counts so in the mean; an AUC undefined (one class only) is left out of "
+                        "it; such splits are listed under each table.\n");
+  undef_n = mp_calloc((size_t)nv * NLEVELS * NMETRICS, sizeof *undef_n);
   for (int l = 0; l < NLEVELS; l++) {
     mp_strbuf_printf(&md, "\n### %s level\n\n| variant |", levels[l]);
     for (int m = 0; m < NMETRICS; m++) mp_strbuf_printf(&md, " %s |", pretty[m]);
@@ -539,10 +555,23 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
               cJSON_IsString(u) && strncmp(u->valuestring, key, strlen(key)) == 0;
         }
         mp_strbuf_printf(&h, "<td>%d</td></tr>\n", undef);
+        undef_n[((size_t)v * NLEVELS + l) * NMETRICS + m] = undef;
       }
       mp_strbuf_printf(&h, "</table>\n");
       mp_strbuf_printf(&md, "\n");
     }
+    const char *sep = "\nUndefined: ";
+    for (int v = 0; v < nv; v++) {
+      int of = 0;
+      for (int i = 0; i < nr; i++) of += runs[i].vi == v;
+      for (int m = 0; m < NMETRICS; m++)
+        if (undef_n[((size_t)v * NLEVELS + l) * NMETRICS + m]) {
+          mp_strbuf_printf(&md, "%s%s %s on %d of %d splits", sep, vnames[v], pretty[m],
+                           undef_n[((size_t)v * NLEVELS + l) * NMETRICS + m], of);
+          sep = "; ";
+        }
+    }
+    if (sep[0] == ';') mp_strbuf_printf(&md, ".\n");
   }
   /* per-split raw numbers */
   mp_strbuf_free(&csv);
@@ -571,7 +600,7 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
     }
   if (write_text(rdir, "results.csv", mp_strbuf_str(&csv), err, errlen)) goto fail;
   mp_strbuf_free(&csv);
-  mp_strbuf_printf(&csv, "variant,level,metric,n,mean,std,min,max\n");
+  mp_strbuf_printf(&csv, "variant,level,metric,n,mean,std,min,max,undefined\n");
   for (int v = 0; v < nv; v++)
     for (int l = 0; l < NLEVELS; l++)
       for (int m = 0; m < NMETRICS; m++) {
@@ -584,8 +613,9 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
           if (isfinite(q)) mp_strbuf_printf(&csv, ",%.6f", q);
           else mp_strbuf_printf(&csv, ",");
         }
-        mp_strbuf_printf(&csv, "\n");
+        mp_strbuf_printf(&csv, ",%d\n", undef_n[((size_t)v * NLEVELS + l) * NMETRICS + m]);
       }
+  mp_free(undef_n), undef_n = NULL;
   if (write_text(rdir, "summary.csv", mp_strbuf_str(&csv), err, errlen)) goto fail;
   mp_strbuf_free(&csv);
   mp_strbuf_printf(&h, "</section>\n");
@@ -752,6 +782,6 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
 fail:
   mp_strbuf_free(&h), mp_strbuf_free(&md), mp_strbuf_free(&csv);
   for (int i = 0; i < nr; i++) cJSON_Delete(runs[i].eval), cJSON_Delete(runs[i].train);
-  mp_free(runs), mp_free(montage);
+  mp_free(runs), mp_free(montage), mp_free(undef_n);
   return -1;
 }

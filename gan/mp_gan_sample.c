@@ -55,7 +55,10 @@ int mp_gan_sample_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_sample_a
     f = (int)cJSON_GetObjectItem(gj, "filters")->valuedouble;
     z = (int)cJSON_GetObjectItem(gj, "latent")->valuedouble;
   }
-  const int B = (int)mp_config_int(cfg, "gan.batch");
+  /* samples per forward: the batch-norm batch of the run's training and FID (gan.json
+   * bn_batch; gan.batch for runs that predate it) */
+  const cJSON *bnb = cJSON_GetObjectItem(gj, "bn_batch");
+  const int B = cJSON_IsNumber(bnb) && bnb->valueint > 0 ? bnb->valueint : (int)mp_config_int(cfg, "gan.batch");
   mp_backend *be = rc ? NULL : mp_backend_create_cfg(cfg, err, sizeof err);
   mp_net *g = NULL;
   if (!rc && !be) rc = -1;

@@ -4,9 +4,11 @@
  *
  * The generator is a `gan train` run directory (its gan.json gives f and z, its
  * best/generator.h5 the weights) or a `gan sweep` directory (its best run).  Samples are
- * drawn in global batches of gan.batch — batch q's latents keyed by (seed, MP_RNG_GAN_Z,
- * q * B + j), batch q generated whole on rank q mod K in training mode (batch statistics,
- * as during training) — so the store's content does not depend on the number of ranks.
+ * drawn in batches of B, the samples per generator forward of the run's training and FID
+ * (gan.json bn_batch: gan.batch / the run's ranks; gan.batch for runs that predate it) —
+ * batch q's latents keyed by (seed, MP_RNG_GAN_Z, q * B + j), batch q generated whole on
+ * rank q mod K in training mode (batch statistics over B samples, as when the FID chose
+ * this generator) — so the store's content does not depend on the number of ranks.
  * Pixels are quantised to uint8 like stored patches ((x + 1) * 127.5, rounded, clamped).
  *
  * The store: every patch label 1, origin (-1, -1), ellipse NaN, all in one view record

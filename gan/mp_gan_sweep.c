@@ -183,8 +183,14 @@ static int write_outputs(const mp_config *cfg, int K, int G, const mp_gan_sweep_
   cJSON_AddNumberToObject(fi, "dimension", jnum(fidinfo, "dimension"));
   cJSON_AddNumberToObject(fi, "n_real", jnum(fidinfo, "n_real"));
   cJSON_AddNumberToObject(fi, "n_generated", jnum(fidinfo, "n_generated"));
+  cJSON_AddBoolToObject(fi, "rank_deficient", cJSON_IsTrue(cJSON_GetObjectItem(fidinfo, "rank_deficient")));
   double floor = jnum(fidinfo, "real_vs_real_floor");
-  if (isfinite(floor)) cJSON_AddNumberToObject(fi, "real_vs_real_floor", floor);
+  const long long nr = (long long)jnum(fidinfo, "n_real");
+  const double halves[2] = {(double)(nr / 2), (double)(nr - nr / 2)}; /* the floor's two N */
+  if (isfinite(floor)) {
+    cJSON_AddNumberToObject(fi, "real_vs_real_floor", floor);
+    cJSON_AddItemToObject(fi, "real_vs_real_floor_n", cJSON_CreateDoubleArray(halves, 2));
+  }
   if (any_is)
     cJSON_AddStringToObject(d, "inception_score", "Inception Score of the best-FID epoch's generated set, 10 splits");
   else
@@ -207,11 +213,13 @@ static int write_outputs(const mp_config *cfg, int K, int G, const mp_gan_sweep_
   /* Table 4.4 form: a row per loss, a column per (filters, SN/TTUR) */
   mp_strbuf md = {0}, csv = {0};
   mp_strbuf_printf(&md, "# GAN sweep (Table 4.4 form)\n\nFID of the best epoch (extractor `%s`, %.0f-d; N real %.0f, N "
-                        "generated %.0f%s); real-vs-real floor %.2f. %s\n\n"
+                        "generated %.0f%s); real-vs-real floor %.2f (two halves of the real set, N %.0f / %.0f). "
+                        "%s\n\n"
                         "| loss |",
                    fidinfo ? cJSON_GetObjectItem(fidinfo, "extractor")->valuestring : "none", jnum(fidinfo, "dimension"),
                    jnum(fidinfo, "n_real"), jnum(fidinfo, "n_generated"),
                    cJSON_IsTrue(cJSON_GetObjectItem(fidinfo, "rank_deficient")) ? "; N < dimension: biased" : "", floor,
+                   halves[0], halves[1],
                    any_is ? "Cells: FID / IS (Inception Score of the same epoch's generated set, 10 splits)."
                           : "IS: not computed (needs the inception extractor, gan.inception_weights).");
   mp_strbuf_printf(&csv, "run,loss,filters,sn_ttur,status,best_fid,best_epoch,best_is,best_is_std\n");
@@ -302,22 +310,21 @@ int mp_gan_sweep_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_sweep_arg
   int *plan = mp_calloc((size_t)n, sizeof *plan), *status = mp_calloc((size_t)n, sizeof *status);
   if (rank == 0) {
     if (mp_mkdir_p(a->out_dir, err, sizeof err) != 0) rc = -1;
+    /* a finished run is reused only when this split and configuration made it */
     for (int i = 0; i < n && !rc; i++) {
-      char path[4400], e2[256];
-      struct stat sb;
-      snprintf(path, sizeof path, "%s/runs/%s/gan.json", a->out_dir, c[i].name);
-      cJSON *d = stat(path, &sb) == 0 ? mp_json_read_file(path, e2, sizeof e2) : NULL;
-      const cJSON *st = cJSON_GetObjectItem(d, "status");
-      if (cJSON_IsString(st) && strcmp(st->valuestring, "completed") == 0) plan[i] = RUN_REUSED;
-      if (cJSON_IsString(st) && strcmp(st->valuestring, "diverged") == 0) plan[i] = RUN_DIVERGED;
-      cJSON_Delete(d);
+      char dir[4300], st[16] = "";
+      snprintf(dir, sizeof dir, "%s/runs/%s", a->out_dir, c[i].name);
+      mp_gan_train_args ta = {a->store_path, dir, a->extractor_dir, a->split_seed, c[i].loss, c[i].f, c[i].sn};
+      int f = mp_gan_run_finished(dir, cfg, &ta, st, sizeof st, err, sizeof err);
+      if (f < 0) rc = -2; /* made by another configuration: refused (usage) */
+      if (f > 0) plan[i] = strcmp(st, "completed") == 0 ? RUN_REUSED : RUN_DIVERGED;
     }
   }
   MP_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, comm));
   if (rc) {
     if (rank == 0) MP_ERROR("%s", err);
     mp_free(c), mp_free(plan), mp_free(status);
-    return MP_EXIT_FAILURE;
+    return rc == -2 ? MP_EXIT_USAGE : MP_EXIT_FAILURE;
   }
   MP_CHECK_MPI(MPI_Bcast(plan, n, MPI_INT, 0, comm));
   int reused = 0;

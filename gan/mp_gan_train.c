@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "mp_alloc.h"
 #include "mp_check.h"
@@ -184,11 +185,14 @@ static int load_real(gan *t, const char *path, uint64_t split_seed, char *err, s
   return rc;
 }
 
+static cJSON *run_snapshot(const mp_config *cfg, const mp_gan_train_args *a);
+
 static void write_json(gan *t, const mp_config *cfg, const mp_gan_train_args *a, const char *status, cJSON *curve,
                        const mp_gan_result *r, const char *extractor, double lr_d, double lr_g, double b1, double b2) {
   if (t->rank != 0) return;
   cJSON *d = cJSON_CreateObject();
   cJSON_AddItemToObject(d, "provenance", mp_json_provenance(cfg, t->K));
+  cJSON_AddItemToObject(d, "config", run_snapshot(cfg, a)); /* what a finished run is reused for */
   cJSON_AddStringToObject(d, "status", status);
   cJSON_AddStringToObject(d, "loss", mp_gan_loss_name(a->loss));
   cJSON_AddNumberToObject(d, "filters", a->filters);
@@ -202,6 +206,11 @@ static void write_json(gan *t, const mp_config *cfg, const mp_gan_train_args *a,
   cJSON_AddNumberToObject(o, "beta2", b2);
   cJSON_AddNumberToObject(d, "batch", t->B);
   cJSON_AddNumberToObject(d, "ranks", t->K);
+  /* samples per generator forward in training and for the FID (its batch-norm statistics,
+   * training mode): gan sample forwards as many at a time, so the synthetic patches come
+   * from the generator the FID measured */
+  cJSON_AddNumberToObject(d, "bn_batch", t->b);
+  cJSON_AddNumberToObject(d, "n_critic", (double)mp_config_int(cfg, "gan.n_critic"));
   cJSON_AddNumberToObject(d, "real_lesion_patches", t->nreal);
   cJSON *f = cJSON_AddObjectToObject(d, "fid");
   cJSON_AddStringToObject(f, "extractor", extractor);
@@ -211,6 +220,8 @@ static void write_json(gan *t, const mp_config *cfg, const mp_gan_train_args *a,
   cJSON_AddBoolToObject(f, "rank_deficient", r->dim > 0 && (r->n_real < r->dim + 1 || r->n_gen < r->dim + 1));
   if (isfinite(r->floor_fid)) cJSON_AddNumberToObject(f, "real_vs_real_floor", r->floor_fid);
   else cJSON_AddNullToObject(f, "real_vs_real_floor");
+  const double halves[2] = {(double)(r->n_real / 2), (double)(r->n_real - r->n_real / 2)}; /* the floor's two N */
+  cJSON_AddItemToObject(f, "real_vs_real_floor_n", cJSON_CreateDoubleArray(halves, 2));
   if (isfinite(r->best_fid)) cJSON_AddNumberToObject(f, "best", r->best_fid);
   else cJSON_AddNullToObject(f, "best");
   cJSON_AddNumberToObject(f, "best_epoch", r->best_epoch);
@@ -315,6 +326,62 @@ static cJSON *run_snapshot(const mp_config *cfg, const mp_gan_train_args *a) {
   cJSON_AddNumberToObject(snap, "split_seed", (double)a->split_seed);
   cJSON_Delete(all);
   return snap;
+}
+
+/* The run_snapshot of a gan.json written before gan.json recorded it: rebuilt from its
+ * provenance (the whole configuration) and the run's own fields; NULL when those are missing. */
+static cJSON *snapshot_from_provenance(const cJSON *d) {
+  const cJSON *all = cJSON_GetObjectItem(cJSON_GetObjectItem(d, "provenance"), "config");
+  const cJSON *g = cJSON_GetObjectItem(all, "gan"), *seed = cJSON_GetObjectItem(cJSON_GetObjectItem(all, "run"), "seed");
+  static const char *const own[] = {"loss", "filters", "sn_ttur", "split_seed"};
+  if (!g || !seed) return NULL;
+  cJSON *snap = cJSON_CreateObject();
+  for (const cJSON *k = g->child; k; k = k->next)
+    if (strcmp(k->string, "groups") != 0 && strncmp(k->string, "sweep_", 6) != 0) {
+      char key[128];
+      snprintf(key, sizeof key, "gan.%s", k->string);
+      cJSON_AddItemToObject(snap, key, cJSON_Duplicate(k, 1));
+    }
+  cJSON_AddItemToObject(snap, "run.seed", cJSON_Duplicate(seed, 1));
+  for (int i = 0; i < 4; i++) {
+    const cJSON *v = cJSON_GetObjectItem(d, own[i]);
+    if (!v) return cJSON_Delete(snap), NULL;
+    cJSON_AddItemToObject(snap, own[i], cJSON_Duplicate(v, 1));
+  }
+  return snap;
+}
+
+int mp_gan_run_finished(const char *dir, const mp_config *cfg, const mp_gan_train_args *a, char *status, size_t sl,
+                        char *err, size_t errlen) {
+  char path[4400], e2[256];
+  snprintf(path, sizeof path, "%s/gan.json", dir);
+  struct stat sb;
+  cJSON *d = stat(path, &sb) == 0 ? mp_json_read_file(path, e2, sizeof e2) : NULL;
+  const cJSON *st = cJSON_GetObjectItem(d, "status");
+  int rc = 0;
+  if (cJSON_IsString(st) && (strcmp(st->valuestring, "completed") == 0 || strcmp(st->valuestring, "diverged") == 0)) {
+    snprintf(status, sl, "%s", st->valuestring);
+    cJSON *snap = run_snapshot(cfg, a);
+    /* neither the backend (a finished run's result stands whatever computed it) nor the
+     * checkpoint interval changes what a finished run is */
+    cJSON_DeleteItemFromObject(snap, "train.backend");
+    cJSON_DeleteItemFromObject(snap, "gan.checkpoint_every");
+    cJSON *old = cJSON_GetObjectItem(d, "config") ? NULL : snapshot_from_provenance(d);
+    const cJSON *was = old ? old : cJSON_GetObjectItem(d, "config");
+    char wv[128], nv[128];
+    const char *k = was ? mp_json_first_diff(was, snap, wv, sizeof wv, nv, sizeof nv) : NULL;
+    if (!was)
+      snprintf(err, errlen, "%.600s (%s) records no configuration: remove it or use another output directory", dir,
+               st->valuestring), rc = -1;
+    else if (k)
+      snprintf(err, errlen, "%.600s (%s) was made with %s = %s, now %s: remove it or use another output directory", dir,
+               st->valuestring, k, wv, nv), rc = -1;
+    else
+      rc = 1;
+    cJSON_Delete(snap), cJSON_Delete(old);
+  }
+  cJSON_Delete(d);
+  return rc;
 }
 
 /* state.json removed first, both networks with their Adam state (rank 0), then the new
@@ -424,6 +491,13 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
              (unsigned long long)a->split_seed, t->nreal);
     rc = -1;
   }
+  const int n_critic = (int)mp_config_int(cfg, "gan.n_critic");
+  const int S = t->nreal / t->B > 0 ? t->nreal / t->B : 1, GS = S / n_critic; /* critic / generator steps an epoch */
+  if (rc == 0 && GS < 1) {
+    snprintf(err, sizeof err, "gan.n_critic = %d critic steps per generator step, but an epoch has %d (%d lesion patches "
+             "in batches of %d): no generator step", n_critic, S, t->nreal, t->B);
+    rc = -1;
+  }
   t->be = rc ? NULL : mp_backend_create_cfg(cfg, err, sizeof err);
   if (!rc && !t->be) rc = -1;
   if (!rc && t->rank == 0 && mp_mkdir_p(a->out_dir, err, sizeof err) != 0) rc = -1;
@@ -509,14 +583,13 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     MP_CHECK_MPI(MPI_Bcast(&R.floor_fid, 1, MPI_DOUBLE, 0, comm));
   }
   const int epochs = (int)mp_config_int(cfg, "gan.epochs"), fid_every = (int)mp_config_int(cfg, "gan.fid_every");
-  const int S = t->nreal / t->B > 0 ? t->nreal / t->B : 1;
-  MP_INFO("gan %s f=%d z=%d SN/TTUR %s, split %llu: %d real lesion patches, batch %d = %d ranks x %d, %d steps per "
-          "epoch, %d epochs; Adam D %.0e G %.0e betas (%.1f, %.3f); FID extractor %s (%d-d), N real %d, N generated "
-          "%d%s; real-vs-real floor %.2f",
+  MP_INFO("gan %s f=%d z=%d SN/TTUR %s, split %llu: %d real lesion patches, batch %d = %d ranks x %d, %d critic and "
+          "%d generator steps per epoch, %d epochs; Adam D %.0e G %.0e betas (%.1f, %.3f); FID extractor %s (%d-d), N real %d, N generated "
+          "%d%s; real-vs-real floor %.2f (two halves, N %d / %d)",
           mp_gan_loss_name(a->loss), a->filters, t->z, sn ? "on" : "off", (unsigned long long)a->split_seed, t->nreal,
-          t->B, t->K, t->b, S, epochs, lr_d, lr_g, b1, b2, extractor, dim, R.n_real, R.n_gen,
+          t->B, t->K, t->b, S, GS, epochs, lr_d, lr_g, b1, b2, extractor, dim, R.n_real, R.n_gen,
           dim && (R.n_real < dim + 1 || R.n_gen < dim + 1) ? " (N < dimension: singular covariances, FID biased)" : "",
-          R.floor_fid);
+          R.floor_fid, R.n_real / 2, R.n_real - R.n_real / 2);
   mp_train_catch_stop_signals();
   cJSON *curve = NULL;
   const char *status = "completed";
@@ -556,7 +629,8 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     bool bad = false, stop = false;
     int s = first ? rp.s : 0;
     for (; s < S; s++, step++) {
-      /* D step: real batch, detached fakes */
+      /* D step: real batch, detached fakes (an epoch is S of them; a G step follows every
+       * n_critic-th: with gan.n_critic = 1 each) */
       real_batch(t, perm[0], (uint64_t)s * t->B, t->xr);
       latents(t, 2 * step, t->zbuf);
       const float *xf = mp_net_forward(t->g, t->zbuf, t->b, true, step); /* stays in the backend's memory */
@@ -564,14 +638,17 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
       dbuf[nd] = (float)L, dbuf[nd + 1] = (float)pen, dbuf[nd + 2] = (float)mp_train_stop_signal();
       grads_mean(t, gd, nd, dbuf, 3);
       mp_net_adam(t->d, (float)lr_d, (float)b1, (float)b2, 1e-8f);
-      /* G step: fresh latents and a fresh real batch (not for WGAN-GP, whose G loss has no
-       * real term: mp_gan_generator_gradients leaves xr unread) */
-      if (a->loss != MP_GAN_WGAN_GP) real_batch(t, perm[1], (uint64_t)s * t->B, t->xr);
-      latents(t, 2 * step + 1, t->zbuf);
-      double G = mp_gan_generator_gradients(w, t->xr, t->zbuf, step, NULL);
-      gbuf[ng] = (float)G;
-      grads_mean(t, gg, ng, gbuf, 1);
-      mp_net_adam(t->g, (float)lr_g, (float)b1, (float)b2, 1e-8f);
+      gbuf[ng] = 0;
+      if ((s + 1) % n_critic == 0) {
+        /* G step: fresh latents and a fresh real batch (not for WGAN-GP, whose G loss has no
+         * real term: mp_gan_generator_gradients leaves xr unread) */
+        if (a->loss != MP_GAN_WGAN_GP) real_batch(t, perm[1], (uint64_t)s * t->B, t->xr);
+        latents(t, 2 * step + 1, t->zbuf);
+        double G = mp_gan_generator_gradients(w, t->xr, t->zbuf, step, NULL);
+        gbuf[ng] = (float)G;
+        grads_mean(t, gg, ng, gbuf, 1);
+        mp_net_adam(t->g, (float)lr_g, (float)b1, (float)b2, 1e-8f);
+      }
       dl += dbuf[nd], pl += dbuf[nd + 1], gl += gbuf[ng];
       if (!isfinite(dbuf[nd]) || !isfinite(gbuf[ng])) {
         bad = true;
@@ -587,7 +664,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     cJSON_AddNumberToObject(e, "epoch", ep + 1);
     if (isfinite(dl) && isfinite(gl)) {
       cJSON_AddNumberToObject(e, "d_loss", dl / S);
-      cJSON_AddNumberToObject(e, "g_loss", gl / S);
+      cJSON_AddNumberToObject(e, "g_loss", gl / GS);
       if (a->loss == MP_GAN_WGAN_GP) cJSON_AddNumberToObject(e, "penalty", pl / S);
     }
     if (bad) {
@@ -631,12 +708,12 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     cJSON_AddItemToArray(curve, e);
     if (isfinite(fid) && isfinite(is[0]))
       MP_INFO("epoch %d/%d: D %.4f G %.4f | FID %.2f IS %.3f ± %.3f (%s, N %d/%d) | %.1f s", ep + 1, epochs, dl / S,
-              gl / S, fid, is[0], is[1], extractor, R.n_real, R.n_gen, mp_now() - t0);
+              gl / GS, fid, is[0], is[1], extractor, R.n_real, R.n_gen, mp_now() - t0);
     else if (isfinite(fid))
-      MP_INFO("epoch %d/%d: D %.4f G %.4f | FID %.2f (%s, N %d/%d) | %.1f s", ep + 1, epochs, dl / S, gl / S, fid,
+      MP_INFO("epoch %d/%d: D %.4f G %.4f | FID %.2f (%s, N %d/%d) | %.1f s", ep + 1, epochs, dl / S, gl / GS, fid,
               extractor, R.n_real, R.n_gen, mp_now() - t0);
     else
-      MP_INFO("epoch %d/%d: D %.4f G %.4f | %.1f s", ep + 1, epochs, dl / S, gl / S, mp_now() - t0);
+      MP_INFO("epoch %d/%d: D %.4f G %.4f | %.1f s", ep + 1, epochs, dl / S, gl / GS, mp_now() - t0);
     write_json(t, cfg, a, "running", curve, &R, extractor, lr_d, lr_g, b1, b2);
     if (ck_every && (ep + 1) % ck_every == 0 && !last) {
       resume_point next = {true, ep + 1, 0, step, 0, 0, 0};
@@ -662,6 +739,23 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     }
   }
   snprintf(R.status, sizeof R.status, "%s", status);
+  /* a run resumed after its best epoch no longer holds that epoch's generated features: the
+   * best generator makes them again (the same latents and batches, so the same samples) */
+  int regen = t->rank == 0 && !best_feat && dim && R.best_epoch > 0 && strcmp(status, "completed") == 0;
+  MP_CHECK_MPI(MPI_Bcast(&regen, 1, MPI_INT, 0, comm));
+  if (regen) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/best/generator.h5", a->out_dir);
+    int lrc = mp_net_load(t->g, path, NULL, err, sizeof err); /* final/ is saved: G may be overwritten */
+    MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &lrc, 1, MPI_INT, MPI_MIN, comm));
+    double is2[2];
+    double f2 = lrc ? NAN
+                    : generated_fid(t, n_gen, real_feat, dim, 1ull << 40 | (uint64_t)(R.best_epoch - 1) << 20, is2,
+                                    &best_feat, err, sizeof err);
+    if (t->rank == 0 && !(fabs(f2 - R.best_fid) <= 1e-9 * fabs(R.best_fid)))
+      MP_WARN("the best generator regenerated for the t-SNE map gives FID %.4f, not its epoch's %.4f%s", f2, R.best_fid,
+              lrc ? ": it could not be loaded" : "");
+  }
   /* the t-SNE map of real vs the best epoch's generated features (rank 0) */
   if (t->rank == 0 && best_feat && strcmp(status, "completed") == 0 && write_tsne(t, a, cfg, real_feat, best_feat, R.n_gen, dim, extractor, &R) != 0)
     MP_WARN("t-SNE map not written: %s", R.tsne_note);

@@ -5,13 +5,15 @@
  *   step      D: a real batch and detached fakes G(z) through the critic in one forward
  *             ([real; fake]), the loss's D form (wgan-gp: + the gradient penalty,
  *             lambda = gan.gp_lambda); G: a fresh z and a fresh real batch, C(xr)
- *             recomputed, the loss's G form through the critic's input.  Data parallel:
+ *             recomputed, the loss's G form through the critic's input; one G step after
+ *             every gan.n_critic D steps (SPEC §7: 1), an epoch being floor(real / batch)
+ *             D steps.  Data parallel:
  *             the global batch gan.batch is cut into K slices, one per rank; one
  *             MPI_Allreduce of the flat gradients (and the losses) per network and step.
  *             Every batch index and latent is keyed by the global step and position, so
- *             the data seen does not depend on K; the relativistic batch means, the
- *             penalty's epsilons and G's batch-norm statistics are per rank (as the
- *             classifier's batch norm, SPEC §6).
+ *             the data seen does not depend on K (nor do the penalty's epsilons, one per
+ *             sample of the global batch); the relativistic batch means and G's
+ *             batch-norm statistics are per rank (as the classifier's batch norm, SPEC §6).
  *   optimiser SN/TTUR on: spectral norm on every critic conv, Adam D 4e-4 / G 1e-4,
  *             betas (0, 0.9); off: 2e-4 / 2e-4, (0.5, 0.999) [T4.1, T4.2]
  *             (gan.lr_d / gan.lr_g override the rates; tests force a divergence so)
@@ -36,7 +38,8 @@
  *             was made with the same gan.* / run.seed keys (refused, key named, else)
  * Outputs: DIR/gan.json (provenance, configuration, per-epoch losses and FIDs, best epoch
  * and FID with N and the extractor named, status), DIR/tsne.csv (the t-SNE map of up to
- * 1000 real and 1000 generated feature vectors of the best epoch, eval/mp_tsne), DIR/best/generator.h5 (lowest FID; the
+ * 1000 real and 1000 generated feature vectors of the best epoch, eval/mp_tsne; after a
+ * resume past the best epoch its features are made again from best/), DIR/best/generator.h5 (lowest FID; the
  * last generator when no FID is computed), DIR/final/{generator,critic}.h5.
  */
 #ifndef MP_GAN_TRAIN_H
@@ -82,6 +85,15 @@ static inline uint8_t mp_gan_to_u8(float v) {
   float u = (v + 1.0f) * 127.5f;
   return (uint8_t)(u <= 0 ? 0 : u >= 255 ? 255 : lrintf(u));
 }
+
+/* Whether DIR holds a finished run (gan.json says "completed" or "diverged", copied into
+ * status) of this configuration: 1; 0 when there is none (nothing there, or a run still to
+ * finish, whose checkpoint train checks on resume); -1 when the finished run was made with
+ * another configuration (err names the key and both values): split, loss, filters, SN/TTUR,
+ * run.seed and every gan.* key but the sweep grid, the rank groups and the checkpoint
+ * interval.  Not collective (one rank calls it). */
+int mp_gan_run_finished(const char *dir, const mp_config *cfg, const mp_gan_train_args *a, char *status, size_t sl,
+                        char *err, size_t errlen);
 
 const char *mp_gan_loss_name(mp_gan_loss l); /* "wgan-gp", "rsgan", "rasgan", "ralsgan", "rahinge" */
 /* 0 and *l set, or -1 for an unknown name */

@@ -54,6 +54,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <unistd.h>
 
 /* the project's headers are C11; their _Noreturn is C++'s [[noreturn]] */
@@ -223,15 +224,45 @@ static void cu_release(mp_backend *b, void *p) {
   MP_CHECK_CUDA(cudaFree(p));
 }
 
-static void cu_sync(mp_backend *b) { MP_CHECK_CUDA(cudaStreamSynchronize(C(b)->st)); }
+/* Wait for stream s.  With an NCCL communicator attached, the wait also watches NCCL's
+ * asynchronous error: a peer that fails (a dead process, a broken link) leaves the allreduce
+ * kernel, and every stream waiting on it, spinning forever; cudaStreamSynchronize would hang
+ * the job until its wall time.  Here the communicator is aborted and the run ends with NCCL's
+ * message (the exit code of NCCL failures).  Without NCCL: a plain synchronize. */
+static void wait_stream(ctx_t *c, cudaStream_t s) {
+#if MP_HAVE_NCCL_LIB
+  if (c->has_nccl) {
+    for (;;) {
+      cudaError_t e = cudaStreamQuery(s);
+      if (e == cudaSuccess) return;
+      if (e != cudaErrorNotReady) MP_CHECK_CUDA(e);
+      ncclResult_t ae = ncclSuccess;
+      MP_CHECK_NCCL(ncclCommGetAsyncError(c->nccl, &ae));
+      if (ae != ncclSuccess && ae != ncclInProgress) {
+        char why[512];
+        const char *w = ncclGetLastError(c->nccl);
+        snprintf(why, sizeof why, "%s", w && *w ? w : "no detail"); /* before the abort frees it */
+        (void)ncclCommAbort(c->nccl);
+        c->has_nccl = 0;
+        mp_fatal_at(MP_EXIT_NCCL, __FILE__, __LINE__, "NCCL failed during the gradient allreduce: %s (%s)",
+                    ncclGetErrorString(ae), why);
+      }
+      sched_yield();
+    }
+  }
+#endif
+  MP_CHECK_CUDA(cudaStreamSynchronize(s));
+}
+
+static void cu_sync(mp_backend *b) { wait_stream(C(b), C(b)->st); }
 
 static void cu_upload(mp_backend *b, void *dst, const void *host, size_t bytes) {
   MP_CHECK_CUDA(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyDefault, C(b)->st));
-  MP_CHECK_CUDA(cudaStreamSynchronize(C(b)->st)); /* the host buffer may be reused at once */
+  wait_stream(C(b), C(b)->st); /* the host buffer may be reused at once */
 }
 static void cu_download(mp_backend *b, void *host, const void *src, size_t bytes) {
   MP_CHECK_CUDA(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDefault, C(b)->st));
-  MP_CHECK_CUDA(cudaStreamSynchronize(C(b)->st));
+  wait_stream(C(b), C(b)->st);
 }
 static void cu_copy(mp_backend *b, float *dst, const float *src, size_t n) {
   if (n) MP_CHECK_CUDA(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDefault, C(b)->st));
@@ -1799,8 +1830,8 @@ static size_t cu_device_peak(mp_backend *b) { return C(b)->dev_peak; }
 
 static void cu_destroy(mp_backend *b) {
   ctx_t *c = C(b);
-  MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
-  MP_CHECK_CUDA(cudaStreamSynchronize(c->comm_st));
+  wait_stream(c, c->st);
+  wait_stream(c, c->comm_st);
 #if MP_HAVE_NCCL_LIB
   if (c->has_nccl) MP_CHECK_NCCL(ncclCommDestroy(c->nccl));
 #endif

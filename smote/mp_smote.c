@@ -127,7 +127,7 @@ int mp_smote_features_run(MPI_Comm comm, const mp_config *cfg, const mp_smote_ar
   /* synthesis and the file, rank 0 */
   int status = MP_EXIT_OK;
   if (rank == 0) {
-    const uint64_t ns = n * (uint64_t)k, seed = (uint64_t)mp_config_int(cfg, "run.seed");
+    const uint64_t ns = n * (uint64_t)k, seed = (uint64_t)mp_config_int(cfg, "run.seed") * 0x9E3779B97F4A7C15ull ^ a->split_seed;
     float *syn = mp_malloc(ns * D * sizeof *syn), *pp = mp_malloc(ns * sizeof *pp);
     uint32_t *base = mp_malloc(ns * sizeof *base), *nb = mp_malloc(ns * sizeof *nb);
     for (uint64_t i = 0; i < n; i++)

@@ -8,8 +8,9 @@
  *   kNN         exact k nearest other lesion patches under cosine, l1 or l2 (mp_knn: rows
  *               over the ranks, ties by index)
  *   synthesis   for base i and its j-th neighbour nb: f = f_i + p (f_nb - f_i), p ~ U(0,1)
- *               from the counter-based RNG keyed by (run.seed, MP_RNG_SMOTE, i * k + j):
- *               k x n_m vectors, the same for any number of ranks
+ *               from the counter-based RNG keyed by (run.seed and the split seed, MP_RNG_SMOTE,
+ *               i * k + j): every split draws its own, as train does; k x n_m vectors,
+ *               the same for any number of ranks
  *   output      OUT (HDF5, rank 0): /synthetic/features float32 [k n_m, 16, 64, 64],
  *               /synthetic/base, /synthetic/neighbour (uint32 rows of /real/index),
  *               /synthetic/p float32, /synthetic/distance float64, /real/index uint64 (the

@@ -64,11 +64,55 @@ static void test_provenance(void **state) {
   cJSON_Delete(p);
 }
 
+/* A recorded configuration snapshot against the current one: the first changed key with
+ * both values; a key the record lacks counts only when it is off its default. */
+static void test_first_diff(void **state) {
+  (void)state;
+  cJSON *old = cJSON_CreateObject(), *cur = cJSON_CreateObject();
+  cJSON_AddNumberToObject(old, "gan.epochs", 300);
+  cJSON_AddNumberToObject(cur, "gan.epochs", 300);
+  char was[64], now[64];
+  assert_null(mp_json_first_diff(old, cur, was, sizeof was, now, sizeof now));
+  cJSON_AddNumberToObject(cur, "gan.n_critic", 1); /* newer than the record, at its default */
+  assert_null(mp_json_first_diff(old, cur, was, sizeof was, now, sizeof now));
+  cJSON_ReplaceItemInObject(cur, "gan.n_critic", cJSON_CreateNumber(5));
+  const char *k = mp_json_first_diff(old, cur, was, sizeof was, now, sizeof now);
+  assert_non_null(k);
+  assert_string_equal(k, "gan.n_critic");
+  assert_string_equal(was, "(absent)");
+  assert_string_equal(now, "5");
+  cJSON_ReplaceItemInObject(cur, "gan.n_critic", cJSON_CreateNumber(1));
+  cJSON_ReplaceItemInObject(cur, "gan.epochs", cJSON_CreateNumber(30));
+  k = mp_json_first_diff(old, cur, was, sizeof was, now, sizeof now);
+  assert_non_null(k);
+  assert_string_equal(k, "gan.epochs");
+  assert_string_equal(was, "300");
+  /* not a configuration key (a run's own field): absent is a difference */
+  cJSON_ReplaceItemInObject(cur, "gan.epochs", cJSON_CreateNumber(300));
+  cJSON_AddNumberToObject(cur, "split_seed", 1);
+  k = mp_json_first_diff(old, cur, was, sizeof was, now, sizeof now);
+  assert_non_null(k);
+  assert_string_equal(k, "split_seed");
+  cJSON_Delete(old), cJSON_Delete(cur);
+  /* the defaults of every value type */
+  cJSON *v = cJSON_Parse("{\"i\": 128, \"r\": 1e-5, \"b\": false, \"s\": \"cpu\", \"x\": 64}");
+  assert_true(mp_params_is_default("train.batch", cJSON_GetObjectItem(v, "i")));
+  assert_true(mp_params_is_default("train.lr", cJSON_GetObjectItem(v, "r")));
+  assert_true(mp_params_is_default("train.rot90", cJSON_GetObjectItem(v, "b")));
+  assert_true(mp_params_is_default("train.backend", cJSON_GetObjectItem(v, "s")));
+  assert_false(mp_params_is_default("gan.batch", cJSON_GetObjectItem(v, "i")));    /* 64 is */
+  assert_false(mp_params_is_default("train.batch", cJSON_GetObjectItem(v, "s"))); /* another type */
+  assert_false(mp_params_is_default("no.such", cJSON_GetObjectItem(v, "x")));
+  assert_false(mp_params_is_default("nodot", cJSON_GetObjectItem(v, "x")));
+  cJSON_Delete(v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_write_read),
       cmocka_unit_test(test_errors),
       cmocka_unit_test(test_provenance),
+      cmocka_unit_test(test_first_diff),
   };
   return cmocka_run_group_tests_name("json", tests, NULL, NULL);
 }

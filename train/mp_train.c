@@ -888,6 +888,13 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
   const int patience = (int)mp_config_int(cfg, "train.patience");
   const char *end_status = "completed";
   bool stop = false;
+  /* a run resumed after it had already ended (early stop, or train.max_steps at an epoch's end)
+   * trains no further: its best model and test result stay what they were */
+  if (ps.epoch < epochs) {
+    if (ps.step_in_epoch == 0 && patience > 0 && ps.patience_used >= patience)
+      end_status = "completed (early stop)", stop = true;
+    if (max_steps && ps.global_step >= max_steps) end_status = "stopped at train.max_steps", stop = true;
+  }
   write_train_json(t, &ps, "running", NULL);
   while (!stop && ps.epoch < epochs) {
     double t0 = mp_now(), loss_sum = 0;

@@ -35,12 +35,28 @@ fids = [e["fid"] for e in d["curve"]]
 assert len(fids) == 3 and all(math.isfinite(x) and x >= 0 for x in fids), fids
 assert f["best"] == min(fids) and fids[f["best_epoch"] - 1] == f["best"], (f, fids)
 assert f["real_vs_real_floor"] is not None and f["real_vs_real_floor"] >= 0, f
+assert sum(f["real_vs_real_floor_n"]) == f["n_real"] and min(f["real_vs_real_floor_n"]) == f["n_real"] // 2, f
+# the sampler's batch-norm batch: the per-rank batch of training and the FID (8 on 2 ranks)
+assert d["bn_batch"] == 4 and d["batch"] == 8 and d["ranks"] == 2, d
+assert d["config"]["split_seed"] == 1 and d["config"]["gan.epochs"] == 3 and d["config"]["loss"] == "rahinge", d["config"]
 for p in ("best/generator.h5", "final/generator.h5", "final/critic.h5"):
     assert os.path.getsize(os.path.join(sys.argv[1], p)) > 0, p
 print(f"FIDs {', '.join(f'{x:.1f}' for x in fids)} (domain, N {f['n_real']}/{f['n_generated']}, "
       f"floor {f['real_vs_real_floor']:.1f}); best epoch {f['best_epoch']} kept")
 PY
 ) && ok "gan.json: $out" || bad "gan.json: $out"
+# gan.n_critic: two critic steps per generator step; more than an epoch's critic steps is refused
+run2 gan train --store "$S" --split-seed 1 --loss wgan-gp --filters 8 --out "$tmp/nc" --set gan.batch=8 \
+  --set gan.epochs=1 --set gan.n_critic=2 -q > "$tmp/nc.log" 2>&1 \
+  && out=$(/usr/bin/python3 -c 'import json, math, sys
+d = json.load(open(sys.argv[1])); e = d["curve"][0]
+assert d["status"] == "completed" and d["n_critic"] == 2 and math.isfinite(e["g_loss"]) and math.isfinite(e["d_loss"]), d
+print("D loss %.3f, G loss %.3f" % (e["d_loss"], e["g_loss"]))' "$tmp/nc/gan.json") \
+  && ok "gan.n_critic = 2: $out" || bad "gan.n_critic = 2: $(tail -2 "$tmp/nc.log") ${out:-}"
+out=$(run2 gan train --store "$S" --split-seed 1 --loss wgan-gp --filters 8 --out "$tmp/nc2" --set gan.batch=8 \
+  --set gan.epochs=1 --set gan.n_critic=100 2>&1) && bad "gan.n_critic beyond an epoch accepted" \
+  || { grep -q "no generator step" <<<"$out" && ok "gan.n_critic beyond an epoch's critic steps: refused" \
+  || bad "gan.n_critic = 100: $(grep -m1 ERROR <<<"$out")"; }
 
 # resume: SIGUSR1 mid-run writes a checkpoint and exits 75; the rerun continues from it and
 # ends bit-identical to an uninterrupted run (generator, critic with Adam state, curve)
@@ -69,6 +85,11 @@ c=[[{k:v for k,v in e.items() if k!="seconds"} for e in json.load(open(f))["curv
 sys.exit(c[0]!=c[1])' "$tmp/ra/gan.json" "$tmp/rb/gan.json" \
   && ok "interrupted + resumed = uninterrupted (networks and Adam state bit-identical, same curve)" \
   || bad "resumed run differs from the uninterrupted one"
+# the t-SNE map of the best epoch, also when that epoch came before the interruption (its
+# features are made again from best/): the same map as the uninterrupted run's
+best=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["fid"]["best_epoch"])' "$tmp/ra/gan.json")
+cmp -s "$tmp/ra/tsne.csv" "$tmp/rb/tsne.csv" && ok "t-SNE map of the resumed run = the uninterrupted run's (best epoch $best)" \
+  || bad "t-SNE map after the resume: $(ls "$tmp/rb/tsne.csv" 2>&1) (best epoch $best)"
 # (the copy of the interrupted run: resuming it with another gan.epochs)
 [ -s "$tmp/rc/checkpoint/state.json" ] || bad "no checkpoint in the copy of the interrupted run"
 run2 gan train "${gr[@]}" --out "$tmp/rc" --set gan.epochs=61 > "$tmp/rc.log" 2>&1; rc=$?
@@ -131,6 +152,7 @@ b = min(done, key=lambda r: r["best_fid"])
 assert d["best"]["run"] == b["run"] and os.path.isfile(os.path.join(sys.argv[1], d["best"]["generator"])), d["best"]
 md = open(os.path.join(sys.argv[1], "sweep.md")).read()
 assert "| rsgan | diverged |" in md and "| rahinge |" in md and "domain" in md, md
+assert d["fid"]["rank_deficient"] is True and "N < dimension" in md and "two halves of the real set, N " in md, d["fid"]
 assert os.path.getsize(os.path.join(sys.argv[1], "charts", "fid.svg")) > 0
 print(f"3 completed + 1 diverged; best {b['run']} FID {b['best_fid']:.1f}; Table 4.4 form written")
 PY
@@ -138,6 +160,12 @@ PY
 run2 gan sweep --store "$S" --split-seed 1 --extractor "$tmp/cls" --out "$tmp/sw" "${gs[@]}" \
   --set gan.sweep_losses=rsgan,rahinge --set gan.sweep_filters=8 > "$tmp/sw2.log" 2>&1 && grep -q "4 reused" "$tmp/sw2.log" \
   && ok "sweep rerun reuses the 4 runs" || bad "sweep rerun: $(grep 'gan sweep:' "$tmp/sw2.log" | head -2)"
+# ... but not for another split: its runs were trained on split 1's lesions
+out=$(run2 gan sweep --store "$S" --split-seed 2 --extractor "$tmp/cls" --out "$tmp/sw" "${gs[@]}" \
+  --set gan.sweep_losses=rsgan,rahinge --set gan.sweep_filters=8 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "was made with split_seed = 1, now 2" <<<"$out" \
+  && ok "sweep rerun for another split: refused (exit 2), naming split_seed" \
+  || bad "sweep rerun for another split: exit $rc: $(grep -m1 ERROR <<<"$out")"
 
 # gan sample: from the sweep's best run; the same store on 1 and 2 ranks; label 1, one
 # synthetic view; the real-vs-synthetic montage

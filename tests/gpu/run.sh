@@ -22,7 +22,8 @@
 #           nccl_1, nccl_2   mpiexec -n 1 / -n 2 --oversubscribe build-gpu/tests/gpu_nccl_check
 #                       (exit 0 pass, 77 skip, else fail; the build's mpiexec; a pass must name
 #                       n ranks; with one GPU the 2 ranks share it and reduce through MPI, which
-#                       the note says: NCCL itself needs a machine with 2 GPUs)
+#                       the note says: the 2-rank NCCL reduction needs a machine with 2 GPUs; NCCL
+#                       itself runs on one-rank communicators, one per rank, and the note says so)
 #           bench       BUILD_DIR=build-gpu TIME_BUDGET_S=<left, at most BENCH_BUDGET_S> bench/gpu/run.sh
 #           precision   (after the bench, in what it leaves, at most 180 s)
 #                       tests/gpu/precision.sh: the classifier trained and evaluated in fp32, tf32

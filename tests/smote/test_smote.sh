@@ -112,5 +112,14 @@ assert "smote-l2" in d["differences_from_baseline"] and os.path.isfile(os.path.j
 print(f"smote-l2: {t['train_synthetic_vectors']} vectors (2 x {b['train_lesion_patches']}); aggregated and reported")
 PY
 ) && ok "smote variant: $out" || bad "smote variant: $out"
+# a rerun reuses both jobs; with other neighbours (experiment.smote_k) it is refused, naming the key
+out=$(run2 experiment --store "$S" --out "$tmp/x" --set experiment.variants=baseline,smote-l2 --set experiment.repeats=1 \
+  --set experiment.split_seed=3 --set train.batch=32 --set train.epochs=1 --set train.checkpoint_every=0 2>&1) \
+  && grep -q "; 2 reused" <<<"$out" && ok "rerun: both jobs reused" || bad "rerun: $(grep -m1 'experiment:' <<<"$out")"
+out=$(run2 experiment --store "$S" --out "$tmp/x" --set experiment.variants=baseline,smote-l2 --set experiment.repeats=1 \
+  --set experiment.split_seed=3 --set train.batch=32 --set train.epochs=1 --set train.checkpoint_every=0 \
+  --set experiment.smote_k=1 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "different experiment.smote_k" <<<"$out" && ok "rerun with another smote_k: refused (exit 2)" \
+  || bad "rerun with another smote_k: exit $rc: $(grep -m1 ERROR <<<"$out")"
 
 finish

@@ -60,6 +60,11 @@ grep -q '"status":[[:space:]]*"interrupted"' "$tmp/sig/train.json" && ok "train.
 ls -d "$tmp"/sig/checkpoints/step-* >/dev/null 2>&1 && ok "a checkpoint was written on the signal" || bad "no checkpoint after SIGUSR1"
 "$mp" train "${sg[@]}" --resume && grep -q '"status":[[:space:]]*"stopped at train.max_steps"' "$tmp/sig/train.json" \
   && ok "resume after the signal runs to train.max_steps" || bad "resume after the signal"
+# a finished run resumed once more trains no further (an experiment's rerun resumes its jobs)
+steps() { /usr/bin/python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(len(d["step_loss"]), d["status"])' "$1"; }
+s0=$(steps "$tmp/sig/train.json")
+"$mp" train "${sg[@]}" --resume && s1=$(steps "$tmp/sig/train.json") && [[ $s1 == "$s0" ]] \
+  && ok "a finished run resumed again: no further step ($s1)" || bad "a finished run resumed again: $s0 -> ${s1:-failed}"
 
 # 5. bad checkpoints are refused naming the file
 ck=$(ls -d "$tmp"/r/checkpoints/step-* | tail -1)
