@@ -33,8 +33,12 @@ double mp_eval_best_mcc_threshold(const float *scores, const uint8_t *truth, siz
   return thr;
 }
 
-/* Probabilities of the part's patches idx[0..n) (store order), gathered at rank 0
- * (NULL elsewhere).  Each rank scores its block. */
+/* logit <-> probability (thresholds are given and reported as probabilities) */
+static double to_logit(double p) { return p <= 0 ? -INFINITY : p >= 1 ? INFINITY : log(p / (1 - p)); }
+static double to_prob(double z) { return 1.0 / (1.0 + exp(-z)); }
+
+/* Logits of the part's patches idx[0..n) (store order), gathered at rank 0 (NULL
+ * elsewhere).  Each rank scores its block. */
 static float *score_part(MPI_Comm comm, mp_store *st, mp_net *b1, mp_net *rest, int eb, const uint64_t *idx,
                          uint64_t n) {
   int rank, K;
@@ -51,7 +55,7 @@ static float *score_part(MPI_Comm comm, mp_store *st, mp_net *b1, mp_net *rest, 
     int k = (int)(m - i < (uint64_t)eb ? m - i : (uint64_t)eb);
     for (size_t e = 0; e < (size_t)k * px; e++) x[e] = (float)pix[i * px + e] / 127.5f - 1.0f;
     const float *y = mp_net_forward(rest, mp_net_forward(b1, x, k, false, 0), k, false, 0);
-    for (int j = 0; j < k; j++) mine[i + j] = (float)(1.0 / (1.0 + exp(-(double)y[j])));
+    for (int j = 0; j < k; j++) mine[i + j] = y[j];
   }
   int *counts = mp_malloc((size_t)K * sizeof *counts), *displs = mp_malloc((size_t)K * sizeof *displs);
   for (int q = 0; q < K; q++) {
@@ -64,7 +68,7 @@ static float *score_part(MPI_Comm comm, mp_store *st, mp_net *b1, mp_net *rest, 
   return all;
 }
 
-/* ROC and PR curves at the distinct scores, at most ~max_points points each. */
+/* ROC and PR curves at the distinct scores (logits), at most ~max_points points each. */
 static void add_curves(cJSON *o, const float *s, const uint8_t *t, size_t n, size_t max_points) {
   mp_sweep_point *pt;
   double P;
@@ -82,7 +86,8 @@ static void add_curves(cJSON *o, const float *s, const uint8_t *t, size_t n, siz
   for (size_t i = 0; i < k; i++) {
     if (i % every == 0 || i + 1 == k) { /* [fpr, tpr, threshold] and [recall, precision, threshold] */
       double tp = pt[i].tp, fp = pt[i].fp;
-      double v1[3] = {fp / N, tp / P, pt[i].score}, v2[3] = {tp / P, tp / (tp + fp), pt[i].score};
+      const double th = to_prob(pt[i].score); /* scores are logits; thresholds as probabilities */
+      double v1[3] = {fp / N, tp / P, th}, v2[3] = {tp / P, tp / (tp + fp), th};
       cJSON_AddItemToArray(roc, cJSON_CreateDoubleArray(v1, 3));
       cJSON_AddItemToArray(pr, cJSON_CreateDoubleArray(v2, 3));
     }
@@ -90,9 +95,10 @@ static void add_curves(cJSON *o, const float *s, const uint8_t *t, size_t n, siz
   mp_free(pt);
 }
 
-static cJSON *level_json(const float *s, const uint8_t *t, size_t n, double thr) {
+/* s: logits; thr_z: the threshold as a logit */
+static cJSON *level_json(const float *s, const uint8_t *t, size_t n, double thr_z) {
   mp_binary_metrics m;
-  mp_metrics_compute(s, t, n, thr, &m);
+  mp_metrics_compute(s, t, n, thr_z, &m);
   cJSON *o = cJSON_CreateObject();
   cJSON_AddNumberToObject(o, "n", m.n);
   cJSON_AddNumberToObject(o, "positives", m.positives);
@@ -219,14 +225,15 @@ int mp_eval_run(MPI_Comm comm, const mp_config *cfg, const mp_eval_args *a) {
       if (q == MP_PART_VAL) idx[0][cnt[0]++] = i;
       if (q == MP_PART_TEST) idx[1][cnt[1]++] = i;
     }
-    double thr = mp_config_real(cfg, "eval.threshold"), val_mcc = 0;
+    double thr = mp_config_real(cfg, "eval.threshold"), thr_z = to_logit(thr), val_mcc = 0;
     bool from_val = strcmp(mp_config_str(cfg, "eval.threshold_from"), "validation") == 0;
     if (from_val) {
       float *vs = score_part(comm, st, b1, rest, eb, idx[0], cnt[0]);
-      if (rank == 0) {
+      if (rank == 0 && cnt[0] > 0) {
         uint8_t *vt = mp_malloc(cnt[0] + 1);
         for (uint64_t i = 0; i < cnt[0]; i++) vt[i] = labels[idx[0][i]];
-        thr = mp_eval_best_mcc_threshold(vs, vt, cnt[0], &val_mcc);
+        thr_z = mp_eval_best_mcc_threshold(vs, vt, cnt[0], &val_mcc); /* a validation logit */
+        thr = to_prob(thr_z);
         mp_free(vt);
       }
       mp_free(vs);
@@ -265,9 +272,9 @@ int mp_eval_run(MPI_Comm comm, const mp_config *cfg, const mp_eval_args *a) {
                                                      : "fixed (eval.threshold) on the sigmoid");
       if (from_val) cJSON_AddNumberToObject(th, "validation_mcc", val_mcc);
       cJSON *lv = cJSON_AddObjectToObject(d, "test");
-      cJSON_AddItemToObject(lv, "patch", level_json(ts, tt, m, thr));
-      cJSON_AddItemToObject(lv, "view", level_json(vsc, vtc, nv, thr));
-      cJSON_AddItemToObject(lv, "patient", level_json(psc, ptc, np, thr));
+      cJSON_AddItemToObject(lv, "patch", level_json(ts, tt, m, thr_z));
+      cJSON_AddItemToObject(lv, "view", level_json(vsc, vtc, nv, thr_z));
+      cJSON_AddItemToObject(lv, "patient", level_json(psc, ptc, np, thr_z));
       char path[4300];
       if (mp_mkdir_p(out, err, sizeof err) != 0) {
         MP_ERROR("%s", err);
@@ -278,10 +285,10 @@ int mp_eval_run(MPI_Comm comm, const mp_config *cfg, const mp_eval_args *a) {
         snprintf(path, sizeof path, "%s/eval_patches.csv", out);
         FILE *f = fopen(path, "w");
         if (f) {
-          fprintf(f, "store_index,view,patient,label,probability\n");
+          fprintf(f, "store_index,view,patient,label,probability,logit\n");
           for (uint64_t i = 0; i < m; i++)
-            fprintf(f, "%llu,%u,%s,%u,%.6f\n", (unsigned long long)idx[1][i], tv[i], tb.pseudonym[tb.view_patient[tv[i]]],
-                    tt[i], ts[i]);
+            fprintf(f, "%llu,%u,%s,%u,%.17g,%.9g\n", (unsigned long long)idx[1][i], tv[i],
+                    tb.pseudonym[tb.view_patient[tv[i]]], tt[i], to_prob(ts[i]), (double)ts[i]);
           if (fclose(f) != 0) status = MP_EXIT_FAILURE;
         } else {
           MP_ERROR("cannot write '%s'", path);
