@@ -888,8 +888,8 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
   const int patience = (int)mp_config_int(cfg, "train.patience");
   const char *end_status = "completed";
   bool stop = false;
-  /* a run resumed after it had already ended (early stop, or train.max_steps at an epoch's end)
-   * trains no further: its best model and test result stay what they were */
+  /* a run resumed after it had already ended (early stop at an epoch's end, or train.max_steps
+   * reached) trains no further: its best model and test result stay what they were */
   if (ps.epoch < epochs) {
     if (ps.step_in_epoch == 0 && patience > 0 && ps.patience_used >= patience)
       end_status = "completed (early stop)", stop = true;
