@@ -161,6 +161,10 @@ static double generated_fid(gan *t, int n, const float *real_feat, int dim, uint
   return fid;
 }
 
+/* The latent draws of epoch ep's FID samples (apart from the training steps' 2 * step and
+ * 2 * step + 1): the same for a resumed run, which regenerates the best epoch's set so. */
+static uint64_t fid_draws(int ep) { return 1ull << 40 | (uint64_t)ep << 20; }
+
 static bool all_finite(const float *v, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (!isfinite(v[i])) return false;
@@ -308,17 +312,26 @@ typedef struct {
   double dl, gl, pl; /* the epoch's losses summed so far */
 } resume_point;
 
-/* What a checkpoint must have been made with: every gan.* key but the rank groups, the
- * seed, the backend and this run's loss / filters / SN-TTUR / split. */
-static cJSON *run_snapshot(const mp_config *cfg, const mp_gan_train_args *a) {
-  cJSON *all = mp_config_to_json(cfg), *snap = cJSON_CreateObject();
-  for (cJSON *k = cJSON_GetObjectItem(all, "gan") ? cJSON_GetObjectItem(all, "gan")->child : NULL; k; k = k->next)
+/* The configuration part of a snapshot, from a configuration as JSON (mp_config_to_json's
+ * form, or a provenance's "config"): every gan.* key but the rank groups and the sweep grid,
+ * and run.seed. */
+static cJSON *config_snapshot(const cJSON *all) {
+  cJSON *snap = cJSON_CreateObject();
+  const cJSON *g = cJSON_GetObjectItem(all, "gan");
+  for (const cJSON *k = g ? g->child : NULL; k; k = k->next)
     if (strcmp(k->string, "groups") != 0 && strncmp(k->string, "sweep_", 6) != 0) {
       char key[128];
       snprintf(key, sizeof key, "gan.%s", k->string);
       cJSON_AddItemToObject(snap, key, cJSON_Duplicate(k, 1));
     }
   cJSON_AddItemToObject(snap, "run.seed", cJSON_Duplicate(cJSON_GetObjectItem(cJSON_GetObjectItem(all, "run"), "seed"), 1));
+  return snap;
+}
+
+/* What a checkpoint must have been made with: every gan.* key but the rank groups, the
+ * seed, the backend and this run's loss / filters / SN-TTUR / split. */
+static cJSON *run_snapshot(const mp_config *cfg, const mp_gan_train_args *a) {
+  cJSON *all = mp_config_to_json(cfg), *snap = config_snapshot(all);
   cJSON_AddStringToObject(snap, "train.backend", mp_config_str(cfg, "train.backend"));
   cJSON_AddStringToObject(snap, "loss", mp_gan_loss_name(a->loss));
   cJSON_AddNumberToObject(snap, "filters", a->filters);
@@ -332,17 +345,9 @@ static cJSON *run_snapshot(const mp_config *cfg, const mp_gan_train_args *a) {
  * provenance (the whole configuration) and the run's own fields; NULL when those are missing. */
 static cJSON *snapshot_from_provenance(const cJSON *d) {
   const cJSON *all = cJSON_GetObjectItem(cJSON_GetObjectItem(d, "provenance"), "config");
-  const cJSON *g = cJSON_GetObjectItem(all, "gan"), *seed = cJSON_GetObjectItem(cJSON_GetObjectItem(all, "run"), "seed");
   static const char *const own[] = {"loss", "filters", "sn_ttur", "split_seed"};
-  if (!g || !seed) return NULL;
-  cJSON *snap = cJSON_CreateObject();
-  for (const cJSON *k = g->child; k; k = k->next)
-    if (strcmp(k->string, "groups") != 0 && strncmp(k->string, "sweep_", 6) != 0) {
-      char key[128];
-      snprintf(key, sizeof key, "gan.%s", k->string);
-      cJSON_AddItemToObject(snap, key, cJSON_Duplicate(k, 1));
-    }
-  cJSON_AddItemToObject(snap, "run.seed", cJSON_Duplicate(seed, 1));
+  if (!cJSON_GetObjectItem(all, "gan") || !cJSON_GetObjectItem(cJSON_GetObjectItem(all, "run"), "seed")) return NULL;
+  cJSON *snap = config_snapshot(all);
   for (int i = 0; i < 4; i++) {
     const cJSON *v = cJSON_GetObjectItem(d, own[i]);
     if (!v) return cJSON_Delete(snap), NULL;
@@ -692,7 +697,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     bool last = ep + 1 == epochs;
     if (dim && ((ep + 1) % fid_every == 0 || last)) {
       float *gen_feat = NULL;
-      fid = generated_fid(t, n_gen, real_feat, dim, 1ull << 40 | (uint64_t)ep << 20, is, &gen_feat, err, sizeof err);
+      fid = generated_fid(t, n_gen, real_feat, dim, fid_draws(ep), is, &gen_feat, err, sizeof err);
       if (isfinite(fid)) cJSON_AddNumberToObject(e, "fid", fid);
       if (isfinite(is[0])) cJSON_AddNumberToObject(e, "is", is[0]), cJSON_AddNumberToObject(e, "is_std", is[1]);
       if (isfinite(fid) && !(fid >= R.best_fid)) {
@@ -750,7 +755,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &lrc, 1, MPI_INT, MPI_MIN, comm));
     double is2[2];
     double f2 = lrc ? NAN
-                    : generated_fid(t, n_gen, real_feat, dim, 1ull << 40 | (uint64_t)(R.best_epoch - 1) << 20, is2,
+                    : generated_fid(t, n_gen, real_feat, dim, fid_draws(R.best_epoch - 1), is2,
                                     &best_feat, err, sizeof err);
     if (t->rank == 0 && !(fabs(f2 - R.best_fid) <= 1e-9 * fabs(R.best_fid)))
       MP_WARN("the best generator regenerated for the t-SNE map gives FID %.4f, not its epoch's %.4f%s", f2, R.best_fid,
