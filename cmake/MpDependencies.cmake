@@ -150,3 +150,23 @@ set(MP_HAVE_CUDA_BACKEND OFF)
 if(MP_HAVE_CUDA AND MP_HAVE_CUDNN AND MP_HAVE_CUBLAS)
   set(MP_HAVE_CUDA_BACKEND ON)
 endif()
+# MP_ENABLE_CUDA=ON asks for the cuda backend itself, not only the toolkit: stop here, naming
+# what is missing, rather than build a whole tree without it (AUTO just leaves it out).
+if(MP_ENABLE_CUDA STREQUAL "ON" AND NOT MP_HAVE_CUDA_BACKEND)
+  set(_miss "")
+  if(NOT MP_HAVE_CUDNN)
+    set(_where ${CUDAToolkit_INCLUDE_DIRS} ${_cuda_root} ${CUDAToolkit_LIBRARY_DIR})
+    list(REMOVE_DUPLICATES _where)
+    string(REPLACE ";" ", " _where "${_where}")
+    string(APPEND _miss "cuDNN (cudnn.h and libcudnn, searched in ${_where} and the default paths: "
+                        "install it or set CMAKE_PREFIX_PATH to its prefix)")
+  endif()
+  if(NOT MP_HAVE_CUBLAS)
+    if(_miss)
+      string(APPEND _miss " and ")
+    endif()
+    string(APPEND _miss "cuBLAS (no CUDA::cublas in the CUDA toolkit ${CUDAToolkit_VERSION} at ${CUDAToolkit_LIBRARY_DIR})")
+  endif()
+  message(FATAL_ERROR "MP_ENABLE_CUDA=ON but the cuda nn backend cannot be built: ${_miss} not found.\n"
+                      "Use -DMP_ENABLE_CUDA=AUTO to build without the cuda backend.")
+endif()

@@ -181,6 +181,37 @@ static void dev_account(ctx_t *c, size_t add, size_t sub) {
   if (c->dev_now > c->dev_peak) c->dev_peak = c->dev_now;
 }
 
+/* Wait for stream s.  With an NCCL communicator attached, the wait also watches NCCL's
+ * asynchronous error: a peer that fails (a dead process, a broken link) leaves the allreduce
+ * kernel, and every stream waiting on it, spinning forever; cudaStreamSynchronize would hang
+ * the job until its wall time.  Here the communicator is aborted and the run ends with NCCL's
+ * message (the exit code of NCCL failures).  Without NCCL: a plain synchronize.  Every host wait
+ * on a stream goes through here (a wait on a stream that waits for the allreduce would hang too). */
+static void wait_stream(ctx_t *c, cudaStream_t s) {
+#if MP_HAVE_NCCL_LIB
+  if (c->has_nccl) {
+    for (;;) {
+      cudaError_t e = cudaStreamQuery(s);
+      if (e == cudaSuccess) return;
+      if (e != cudaErrorNotReady) MP_CHECK_CUDA(e);
+      ncclResult_t ae = ncclSuccess;
+      MP_CHECK_NCCL(ncclCommGetAsyncError(c->nccl, &ae));
+      if (ae != ncclSuccess && ae != ncclInProgress) {
+        char why[512];
+        const char *w = ncclGetLastError(c->nccl);
+        snprintf(why, sizeof why, "%s", w && *w ? w : "no detail"); /* before the abort frees it */
+        (void)ncclCommAbort(c->nccl);
+        c->has_nccl = 0;
+        mp_fatal_at(MP_EXIT_NCCL, __FILE__, __LINE__, "NCCL failed during the gradient allreduce: %s (%s)",
+                    ncclGetErrorString(ae), why);
+      }
+      sched_yield();
+    }
+  }
+#endif
+  MP_CHECK_CUDA(cudaStreamSynchronize(s));
+}
+
 static void *cu_alloc(mp_backend *b, size_t bytes) {
   ctx_t *c = C(b);
   void *p = NULL;
@@ -220,38 +251,8 @@ static void cu_release(mp_backend *b, void *p) {
       c->blk[i] = c->blk[--c->nblk];
       break;
     }
-  MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+  wait_stream(c, c->st);
   MP_CHECK_CUDA(cudaFree(p));
-}
-
-/* Wait for stream s.  With an NCCL communicator attached, the wait also watches NCCL's
- * asynchronous error: a peer that fails (a dead process, a broken link) leaves the allreduce
- * kernel, and every stream waiting on it, spinning forever; cudaStreamSynchronize would hang
- * the job until its wall time.  Here the communicator is aborted and the run ends with NCCL's
- * message (the exit code of NCCL failures).  Without NCCL: a plain synchronize. */
-static void wait_stream(ctx_t *c, cudaStream_t s) {
-#if MP_HAVE_NCCL_LIB
-  if (c->has_nccl) {
-    for (;;) {
-      cudaError_t e = cudaStreamQuery(s);
-      if (e == cudaSuccess) return;
-      if (e != cudaErrorNotReady) MP_CHECK_CUDA(e);
-      ncclResult_t ae = ncclSuccess;
-      MP_CHECK_NCCL(ncclCommGetAsyncError(c->nccl, &ae));
-      if (ae != ncclSuccess && ae != ncclInProgress) {
-        char why[512];
-        const char *w = ncclGetLastError(c->nccl);
-        snprintf(why, sizeof why, "%s", w && *w ? w : "no detail"); /* before the abort frees it */
-        (void)ncclCommAbort(c->nccl);
-        c->has_nccl = 0;
-        mp_fatal_at(MP_EXIT_NCCL, __FILE__, __LINE__, "NCCL failed during the gradient allreduce: %s (%s)",
-                    ncclGetErrorString(ae), why);
-      }
-      sched_yield();
-    }
-  }
-#endif
-  MP_CHECK_CUDA(cudaStreamSynchronize(s));
 }
 
 static void cu_sync(mp_backend *b) { wait_stream(C(b), C(b)->st); }
@@ -320,7 +321,7 @@ static algo_entry *cached(ctx_t *c, int op, const mp_conv_desc *d, int align) {
  * still be read), never shrunk; *have its size in bytes.  The backend's growable scratch. */
 static void *dev_reserve(ctx_t *c, void **p, size_t *have, size_t bytes) {
   if (bytes > *have) {
-    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+    wait_stream(c, c->st);
     if (*p) {
       MP_CHECK_CUDA(cudaFree(*p));
       dev_account(c, 0, *have);
@@ -637,7 +638,7 @@ static int pick_algo(ctx_t *c, int op, const mp_conv_desc *d, const void *a, con
       continue;
     }
     MP_CHECK_CUDA(cudaEventRecord(e1, c->st));
-    MP_CHECK_CUDA(cudaEventSynchronize(e1));
+    wait_stream(c, c->st); /* e1 is the stream's last work: its wait, watching NCCL */
     MP_CHECK_CUDA(cudaEventElapsedTime(&t[i].ms, e0, e1));
     t[i].ms /= 3;
     t[i].ran = true;
@@ -648,7 +649,7 @@ static int pick_algo(ctx_t *c, int op, const mp_conv_desc *d, const void *a, con
     /* on the device (a result may be GBs): sum ref^2 once, then sum (candidate - ref)^2 */
     dot_to(c, t[i].kind == OWN_NONE ? ref : v, t[i].kind == OWN_NONE ? NULL : ref, m, c->dsc, t[i].kind != OWN_NONE);
     MP_CHECK_CUDA(cudaMemcpyAsync(c->hsc, c->dsc, sizeof(double), cudaMemcpyDeviceToHost, c->st));
-    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+    wait_stream(c, c->st);
     if (t[i].kind == OWN_NONE)
       den = c->hsc[0];
     else
@@ -663,7 +664,7 @@ static int pick_algo(ctx_t *c, int op, const mp_conv_desc *d, const void *a, con
       MP_LAUNCHED();
       unsigned long long nd = 0;
       MP_CHECK_CUDA(cudaMemcpyAsync(&nd, c->dsc, sizeof nd, cudaMemcpyDeviceToHost, c->st));
-      MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+      wait_stream(c, c->st);
       if (nd && t[i].ran) {
         t[i].det = false;
         MP_WARN("cuda: cuDNN engine %lld (graph API), noted deterministic, gave two results %llu words apart for the %s "
@@ -772,7 +773,7 @@ static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x
     for (int i = 0; i < c->ncache; i++)
       if (c->cache[i].ws > keep) keep = c->cache[i].ws;
     if (keep < c->ws_size) {
-      MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+      wait_stream(c, c->st);
       MP_CHECK_CUDA(cudaFree(c->ws));
       dev_account(c, 0, c->ws_size);
       c->ws = NULL, c->ws_size = 0;
@@ -813,7 +814,7 @@ static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x
   bool gemm_used = ne.own == OWN_GEMM;
   for (int i = 0; i < c->ncache; i++) gemm_used = gemm_used || c->cache[i].own == OWN_GEMM;
   if (!gemm_used && c->gm) {
-    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+    wait_stream(c, c->st);
     MP_CHECK_CUDA(cudaFree(c->gm));
     dev_account(c, 0, c->gm_bytes);
     c->gm = NULL, c->gm_bytes = 0;
@@ -1581,7 +1582,7 @@ static double cu_penalty_grad(mp_backend *b, const float *g, int n, size_t m, fl
   k_penalty_scale<<<grid_for((size_t)n * m, TPB), TPB, 0, c->st>>>(g, n, m, lambda, c->gp_norms, v);
   MP_LAUNCHED();
   MP_CHECK_CUDA(cudaMemcpyAsync(norms, c->gp_norms, (size_t)n * sizeof(double), cudaMemcpyDeviceToHost, c->st));
-  MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+  wait_stream(c, c->st);
   double P = 0;
   for (int j = 0; j < n; j++) P += (norms[j] - 1) * (norms[j] - 1);
   return P;
@@ -1658,7 +1659,7 @@ static double cu_sn_forward(mp_backend *b, const float *w, int rows, int cols, f
   k_div_sigma<<<grid_for(nw, TPB), TPB, 0, c->st>>>(w, w_sn, nw, c->dsc + 1);
   MP_LAUNCHED();
   MP_CHECK_CUDA(cudaMemcpyAsync(c->hsc, c->dsc, 2 * sizeof(double), cudaMemcpyDeviceToHost, c->st));
-  MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+  wait_stream(c, c->st);
   return c->hsc[1];
 }
 
@@ -1700,7 +1701,7 @@ static void cu_patches(mp_backend *b, const uint8_t *const *src, const uint32_t 
   if (n <= 0) return;
   size_t px = (size_t)P * P, need = (size_t)n * (px + sizeof(uint32_t) + 1);
   if (need > c->stage_size) { /* grown once to the largest batch */
-    MP_CHECK_CUDA(cudaStreamSynchronize(c->st));
+    wait_stream(c, c->st);
     if (c->stage) MP_CHECK_CUDA(cudaFreeHost(c->stage));
     if (c->dstage) {
       MP_CHECK_CUDA(cudaFree(c->dstage));
@@ -1711,7 +1712,7 @@ static void cu_patches(mp_backend *b, const uint8_t *const *src, const uint32_t 
     c->stage_size = need;
     dev_account(c, need, 0);
   } else {
-    MP_CHECK_CUDA(cudaStreamSynchronize(c->st)); /* the previous batch's copy has left the staging buffer */
+    wait_stream(c, c->st); /* the previous batch's copy has left the staging buffer */
   }
   /* staging layout: the n augmentation words first (the buffers are 256-byte aligned, so they
    * stay 4-byte aligned whatever n * P * P is), then the n patches' bytes, then n present flags */
@@ -1835,6 +1836,7 @@ static void cu_destroy(mp_backend *b) {
 #if MP_HAVE_NCCL_LIB
   if (c->has_nccl) MP_CHECK_NCCL(ncclCommDestroy(c->nccl));
 #endif
+  c->has_nccl = 0; /* destroyed: no later wait may poll it */
   for (int i = 0; i < c->ncache; i++) {
     algo_entry *e = &c->cache[i];
     bd_free(e->vp), bd_free(e->plan), bd_free(e->gcfg);

@@ -18,12 +18,16 @@
 #   BUILD_DIR (default build: its bench/mp_bench_nn, built with -DMP_ENABLE_CUDA=ON)
 #   ROUNDS (2), REPS (timed steps per run after two warm-up steps, 20, as SPEC §12),
 #   BATCHES ("128 512"), GAN_BATCH (64), PRECISIONS ("fp32 tf32 bf16"),
-#   TIME_BUDGET_S (240: once spent, the remaining rows are skipped with a message),
+#   TIME_BUDGET_S (240): a row starts only while ROW_MIN_S (45) of it are left, else it is
+#   skipped with a message; each run's timeout is what is left of it (at least 30 s, at most
+#   300 s), so the script ends within about 30 s of the budget; a run that the budget stops
+#   with under 120 s given leaves a `cut` cell and is no failure (one given more is a FAIL),
 #   PYTHON (the PyTorch side: ${PYTHON:-python3}, then /usr/bin/python3; the first whose
 #   torch sees a CUDA device; with none, only mammopatch's side is measured),
 #   OUT (when set, the table is also written to $OUT/bench.txt).
-# Exit status: 0 when every run that was started gave its numbers, 1 when some run failed,
-# 2 when there is no GPU or no mp_bench_nn.
+# Exit status: 0 when every run that was started gave its numbers (or was cut by the budget),
+# 1 when some run failed, 2 when there is no GPU or no mp_bench_nn.  Stopped by a signal (a
+# caller's timeout) it says which rows were not measured before it leaves.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 build=${BUILD_DIR:-build}
@@ -31,6 +35,9 @@ tool=$build/bench/mp_bench_nn
 rounds=${ROUNDS:-2}
 reps=${REPS:-20}
 budget=${TIME_BUDGET_S:-240}
+row_min=${ROW_MIN_S:-45}
+run_min=30
+hang_s=120
 what=${*:-classifier gansteps}
 t_start=$SECONDS
 
@@ -58,14 +65,18 @@ say() {
   [[ -z $txt ]] || printf '%s\n' "$*" >>"$txt"
 }
 
-# The PyTorch side: the first python whose torch sees the GPU.
+# The PyTorch side: the first python whose torch sees the GPU (each probe within the budget:
+# at most 120 s, at least 30)
 py="" pyinfo="" tried=" "
 for cand in "${PYTHON:-python3}" /usr/bin/python3; do
   command -v "$cand" >/dev/null 2>&1 || continue
   real=$(realpath "$(command -v "$cand")" 2>/dev/null || command -v "$cand")
   [[ $tried == *" $real "* ]] && continue # one interpreter under two names: import torch once
   tried+="$real "
-  if pyinfo=$(timeout 120 "$cand" -c 'import torch; assert torch.cuda.is_available(); print("torch %s (CUDA %s, cuDNN %s) at %s" % (torch.__version__, torch.version.cuda, torch.backends.cudnn.version(), torch.__file__.rsplit("/", 2)[0]))' 2>/dev/null); then
+  ptmo=$((budget - (SECONDS - t_start)))
+  ((ptmo > 120)) && ptmo=120
+  ((ptmo < 30)) && ptmo=30
+  if pyinfo=$(timeout "$ptmo" "$cand" -c 'import torch; assert torch.cuda.is_available(); print("torch %s (CUDA %s, cuDNN %s) at %s" % (torch.__version__, torch.version.cuda, torch.backends.cudnn.version(), torch.__file__.rsplit("/", 2)[0]))' 2>/dev/null </dev/null); then
     py=$cand
     break
   fi
@@ -75,32 +86,44 @@ field() { sed -n "s/.*\"$1\": \([-0-9.eE+]*\).*/\1/p" <<<"$2" | head -n 1; }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 left() { echo $((budget - (SECONDS - t_start))); }
 
-failed=0 errs=""
-# run_json VAR CMD...: runs CMD under a timeout; its last JSON line into VAR (empty on failure,
-# with the first error line kept for the notes under the table)
+failed=0 errs="" cuts=""
+# run_json VAR CMD...: runs CMD under a timeout (what is left of the budget, at least $run_min s,
+# at most 300 s); its last JSON line into VAR (empty on failure, with the first error line kept
+# for the notes under the table).  run_cut=1 when the budget's timeout stopped it with under
+# $hang_s s given (no failure; a run that had longer and did not end is one).
+run_cut=0
 run_json() {
   local -n _res=$1
   shift
-  local tmo e o rc
+  local tmo e o rc by_budget=0
   tmo=$(left)
-  ((tmo += 60))
-  ((tmo < 60)) && tmo=60
+  ((tmo < hang_s)) && by_budget=1
+  ((tmo < run_min)) && tmo=$run_min
   ((tmo > 300)) && tmo=300
   e=$(mktemp)
+  o=$(mktemp)
+  run_cut=0
   # --foreground: in the caller's process group, so that a timeout around this whole script
-  # (tests/gpu/run.sh's) ends the run too instead of leaving it on the GPU
-  o=$(timeout --foreground -k 5 "$tmo" "$@" 2>"$e")
+  # (tests/gpu/run.sh's) ends the run too instead of leaving it on the GPU; stdin from
+  # /dev/null (a run in a background process group must not stop on reading a terminal);
+  # stdout into a file, not a pipe, which a child of the run that outlived it would hold open
+  timeout --foreground -k 5 "$tmo" "$@" </dev/null >"$o" 2>"$e"
   rc=$?
-  _res=$(grep '^{' <<<"$o" | tail -n 1)
+  _res=$(grep '^{' "$o" | tail -n 1)
   if ((rc != 0)) || [[ -z $_res ]]; then
     _res=""
-    failed=1
     local why
     why=$(grep -v '^\s*$' "$e" | tail -n 1)
-    ((rc == 124 || rc == 137)) && why="timed out after ${tmo} s"
-    errs+="  ${*#"$build/bench/"} (exit $rc): ${why:-no output}"$'\n'
+    if ((by_budget && (rc == 124 || rc == 137))); then
+      run_cut=1
+      cuts+="  ${*#"$build/bench/"}: stopped after ${tmo} s, at the end of TIME_BUDGET_S=$budget"$'\n'
+    else
+      failed=1
+      ((rc == 124 || rc == 137)) && why="timed out after ${tmo} s"
+      errs+="  ${*#"$build/bench/"} (exit $rc): ${why:-no output}"$'\n'
+    fi
   fi
-  rm -f "$e"
+  rm -f "$e" "$o"
 }
 
 # one_decimal "V V ...": the values to one decimal (" -" for none)
@@ -158,11 +181,25 @@ else
 fi
 fmt_head
 
-skipped=() out=""
+skipped=() out="" row_i=0
+# stopped by a signal (tests/gpu/run.sh's timeout): the rows not measured, then leave (bash runs
+# this once the run in progress, which got the signal too, has ended)
+# shellcheck disable=SC2317 # reached through the trap
+stopped() {
+  local rest=("${rows[@]:row_i}")
+  rm -f "${e:-}" "${o:-}" # run_json's files, when the signal came during a run
+  say "stopped by a signal after $((SECONDS - t_start)) s (TIME_BUDGET_S=$budget): the rows above were measured;" \
+    "${#rest[@]} not (or not all rounds): $(printf '%s; ' "${rest[@]//|/ }" | sed 's/; $//')"
+  exit 1
+}
+trap stopped TERM INT
 for row in "${rows[@]}"; do
   IFS='|' read -r prec kind rest <<<"$row"
-  if (($(left) <= 0)); then
+  # a row starts only when it has time to finish: each run may take what is left (at least
+  # $run_min s), so a row started near the end would overrun the budget
+  if (($(left) < row_min)); then
     skipped+=("$prec $kind $rest")
+    row_i=$((row_i + 1))
     continue
   fi
   backend=""
@@ -185,20 +222,25 @@ for row in "${rows[@]}"; do
     mine=("$tool" "$backend" gansteps "$loss" "$sn" "$f" "$b" "$reps")
     peer=("$py" bench/nn/peer.py gansteps "$loss" "$sn" "$f" "$b" 1 "$reps" --device cuda --precision "$prec")
   fi
-  a="" p="" md="" mg="" pd="" pg="" mm="" pm=""
+  a="" p="" md="" mg="" pd="" pg="" mm="" pm="" mine_cut=0 peer_cut=0
   for ((i = 0; i < rounds; i++)); do
-    ((i > 0 && $(left) <= 0)) && break  # a started row keeps what it has
+    ((i > 0 && $(left) < run_min)) && break  # a started row keeps what it has
     if [[ -z $mine_note ]]; then
       run_json out "${mine[@]}"
+      ((run_cut)) && mine_cut=1
       a+=" $(field patches_per_second "$out")" md+=" $(field d_ms "$out")" mg+=" $(field g_ms "$out")"
       mm+=" $(field gpu_mb "$out")"
     fi
     if [[ -z $peer_note ]]; then
       run_json out "${peer[@]}"
+      ((run_cut)) && peer_cut=1
       p+=" $(field patches_per_second "$out")" pd+=" $(field d_ms "$out")" pg+=" $(field g_ms "$out")"
       pm+=" $(field gpu_mb "$out")"
     fi
   done
+  # a side whose every run the budget stopped: `cut`, not FAIL
+  ((mine_cut)) && [[ -z ${a// /}${md// /} ]] && mine_note="cut"
+  ((peer_cut)) && [[ -z ${p// /}${pd// /} ]] && peer_note="cut"
   if [[ $kind == classifier ]]; then
     line "$prec" classifier "$b" patches/s "$a" "$p" "$mm" "$pm" rate "$mine_note" "$peer_note"
   else
@@ -207,11 +249,17 @@ for row in "${rows[@]}"; do
     line "$prec" "$name D" "$b" "ms" "$md" "$pd" "$mm" "$pm" time "$mine_note" "$peer_note"
     line "$prec" "$name G" "$b" "ms" "$mg" "$pg" "$mm" "$pm" time "$mine_note" "$peer_note"
   fi
+  row_i=$((row_i + 1))
 done
+trap - TERM INT
 
 if ((${#skipped[@]})); then
-  say "TIME_BUDGET_S=$budget spent after $((SECONDS - t_start)) s: skipped ${#skipped[@]} rows:" \
+  say "TIME_BUDGET_S=$budget (under ROW_MIN_S=$row_min s of it left) after $((SECONDS - t_start)) s: skipped ${#skipped[@]} rows:" \
     "$(printf '%s; ' "${skipped[@]}" | sed 's/; $//')"
+fi
+if [[ -n $cuts ]]; then
+  say "runs stopped by the budget (cut cells; the rounds list leaves them out):"
+  say "${cuts%$'\n'}"
 fi
 if [[ -n $errs ]]; then
   say "runs that failed (FAIL cells; the rounds list leaves them out):"

@@ -19,7 +19,7 @@
 #   PRECISIONS   default "fp32 tf32 bf16" (the first is the reference of the differences)
 #   CONFIG       the experiment configuration (default jobs/demo.ini: the demo's classifier,
 #                batch 32, 4 epochs, lr 1e-4, lesion patches half of every batch)
-#   RANKS        ranks per run (default 1; mpiexec when > 1)
+#   RANKS        ranks per run (default 1; mpiexec when > 1; every run's stdin is /dev/null)
 #   WORK         scratch folder (default: a fresh temporary one, removed at the end)
 #   PYTHON       a python3 for the JSON and CSV arithmetic (default python3)
 # Exit status: 0 when every run finished, 1 otherwise.  The accuracy differences are reported,
@@ -150,9 +150,9 @@ for s in "${seeds[@]}"; do
     rm -rf "$d"
     t=$SECONDS
     if "${launch[@]}" "$mp" train --config "$config" --store "$store" --split-seed "$s" --out "$d" \
-        --set train.backend="$backend" --set train.precision="$p" -q >"$d.log" 2>&1 &&
+        --set train.backend="$backend" --set train.precision="$p" -q </dev/null >"$d.log" 2>&1 &&
       "${launch[@]}" "$mp" eval --config "$config" --store "$store" --train-dir "$d" \
-        --set train.backend="$backend" --set train.precision="$p" -q >>"$d.log" 2>&1; then
+        --set train.backend="$backend" --set train.precision="$p" -q </dev/null >>"$d.log" 2>&1; then
       echo "split $s $p: trained and evaluated in $((SECONDS - t)) s"
     else
       echo "split $s $p: FAILED; the end of its log:"

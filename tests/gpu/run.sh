@@ -10,7 +10,9 @@
 #                       python/torch, required libraries) is listed in the same log
 #           configure   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DMP_ENABLE_CUDA=ON
 #                       -DCMAKE_CUDA_ARCHITECTURES=90 [-G Ninja when ninja is there]
-#           build       cmake --build build-gpu -j$(nproc)
+#           build       cmake --build build-gpu -j$(nproc) --target <the targets the steps run:
+#                       mp_backend_cuda test_cudnn_graph test_backend test_net gpu_nccl_check
+#                       nn_parity_tool mp_bench_nn mammopatch; BUILD_TARGETS overrides>
 #           test_cudnn_graph   the graph-API graphs, heuristics and plans for a described H100
 #                       (no GPU needed; here against the machine's own cuDNN)
 #           test_backend, test_net   build-gpu/tests/{test_backend,test_net} (cuda vs ref; test_backend
@@ -20,6 +22,8 @@
 #                       torch_gan_parity.py ... cuda (as ctest runs them for ref/cpu), when a
 #                       python has torch, h5py and numpy
 #           nccl_1, nccl_2   mpiexec -n 1 / -n 2 --oversubscribe build-gpu/tests/gpu_nccl_check
+#                       under NCCL_DEBUG=WARN (unless set); nccl_2 is a SKIP where one GPU is in
+#                       the Exclusive_Process compute mode (its 2 ranks cannot share it)
 #                       (exit 0 pass, 77 skip, else fail; the build's mpiexec; a pass must name
 #                       n ranks; with one GPU the 2 ranks share it and reduce through MPI, which
 #                       the note says: the 2-rank NCCL reduction needs a machine with 2 GPUs; NCCL
@@ -39,7 +43,9 @@
 #                       PyTorch's per-kernel table of the same step (bench/gpu/torch_profile.py,
 #                       fp32 and bf16) and nsys's kernel table where nsys exists, into bench.log
 # Output in $OUT (default build-gpu-out): summary.md (a Markdown table: step, PASS/FAIL/SKIP
-# (PARTIAL: the profile stopped by the budget; RUNNING: the step the lease ended in), wall time,
+# (PARTIAL: a step after the build that TOTAL_BUDGET_S cut short: its timeout was the budget's,
+# not its own cap, and it ran out; a step that ran out of its own cap, or crashed, is a FAIL;
+# RUNNING: the step the lease ended in), wall time,
 # log, note: for nccl how the gradients were reduced, for the bench how many rows it measured
 # and whether PyTorch ran; rewritten whole after every change) and the logs, grouped so that $OUT never holds more than 8 files
 # (what a device lease brings back): gpu.log, build.log (configure + build), tests.log,
@@ -51,7 +57,9 @@
 #   BUILD_DIR           default build-gpu (kept between calls on a warm machine: the next
 #                       build is incremental; removed first when it was configured elsewhere
 #                       or with another generator)
-#   BUILD_TARGETS       build only these targets (default: all)
+#   BUILD_TARGETS       build only these targets (default: the ones the steps run, listed under
+#                       `build` above; those this configuration lacks, e.g. the tests without
+#                       cmocka, are left out and named in build.log); "all" builds everything
 #   CUDA_ARCHS          CMAKE_CUDA_ARCHITECTURES (default 90: H100/H200)
 #   STEPS               run only these steps (space-separated names from the list above;
 #                       gpu, configure and build always run): the others are recorded as SKIP
@@ -62,8 +70,8 @@
 #   BENCH_WHAT          what the bench step measures: bench/gpu/run.sh's arguments
 #                       (classifier, gansteps; default both)
 #   TOTAL_BUDGET_S      wall-clock budget of the whole script (default 450); every step runs
-#                       under `timeout` within what is left, and steps that no longer fit are
-#                       skipped
+#                       under `timeout` within what is left (stdin from /dev/null), and steps
+#                       that no longer fit are skipped
 #   PYTHON              the python for the parity fixtures and the benchmark's PyTorch side
 #                       (default: python3, then /usr/bin/python3)
 #   GPU_STORE           the patch store of the precision step (default .gpu-store/patches.h5, made
@@ -127,7 +135,7 @@ unrecord() {
 left() { echo $((total - (SECONDS - t0))); }
 
 boilerplate='^[[:space:]]*$|^-{5,}$|^ *(Process name|Exit code):|Primary job|non-zero exit code|(mpiexec|mpirun) detected|the job to be terminated'
-failure_re='\[ *(ERROR|FAILED) *\] ---|^ *FAIL|: FAILED|error:|differs|mismatch|Assertion'
+failure_re='\[ *(ERROR|FAILED) *\] ---|^ *FAIL|: FAILED|error:|differs|mismatch|Assertion|NCCL WARN'
 # renote NOTE: replaces the note of the step recorded last
 renote() {
   local note=${1//$'\n'/ }
@@ -135,15 +143,17 @@ renote() {
   write_summary
 }
 # Steps whose timeout, when the budget (not their own cap) set it, leaves a partial result that
-# is no failure: precision (its TERM trap prints the runs finished) and the profile (diagnosis)
-# run in whatever time the bench leaves.
-partial_ok=" precision profile "
-# step NAME LOG CAP CMD...: CMD under `timeout` (CAP seconds, or what is left of the budget),
-# its output appended to $OUT/LOG; PASS on exit 0, SKIP on 77, FAIL otherwise (PARTIAL for a
-# step in $partial_ok cut short by the budget).  While it runs, the summary holds a RUNNING row,
-# so that a lease that ends mid-step leaves the step named.  Prints the tail of the step's
-# output, and leaves that output in $step_out for the caller's own checks.  Returns CMD's exit
-# status.
+# is no failure but PARTIAL: every step after the build (the tests: what ran is in the log; the
+# bench: the rows measured by then; precision: its TERM trap prints the runs finished; the
+# profile: diagnosis).  Not gpu, configure or build: without them nothing runs, so a cut there
+# stays a FAIL.
+partial_ok=" test_cudnn_graph test_backend test_net parity_classifier parity_gan nccl_1 nccl_2 bench precision profile "
+# step NAME LOG CAP CMD...: CMD under `timeout` (CAP seconds, or what is left of the budget;
+# stdin from /dev/null), its output appended to $OUT/LOG; PASS on exit 0, SKIP on 77, FAIL
+# otherwise (PARTIAL for a step in $partial_ok cut short by the budget).  While it runs, the
+# summary holds a RUNNING row, so that a lease that ends mid-step leaves the step named.  Prints
+# the tail of the step's output, and leaves that output in $step_out for the caller's own
+# checks.  Returns CMD's exit status.
 step() {
   local name=$1 log=$2 cap=$3
   shift 3
@@ -168,7 +178,10 @@ step() {
   names+=("$name") results+=(RUNNING) secs+=("-") logs+=("$log")
   notes+=("started at $((SECONDS - t0)) s of the budget, timeout $tmo s: no result came back if this row stays")
   write_summary
-  timeout -k 10 "$tmo" "$@" >>"$lf" 2>&1
+  # stdin from /dev/null: `timeout` runs CMD in a process group of its own, in the background
+  # of a terminal if there is one, where a read of it (Open MPI's mpiexec forwards stdin to
+  # rank 0) would stop the step on SIGTTIN until its timeout
+  timeout -k 10 "$tmo" "$@" </dev/null >>"$lf" 2>&1
   rc=$?
   unrecord
   # the note: the first line that names a failure, else the last line (mpiexec's banner and
@@ -180,18 +193,23 @@ step() {
   last=$(grep -Em 1 "$failure_re" <<<"$sect" || true)
   [[ -n $last ]] || last=$(tail -n 1 <<<"$sect")
   tail -n 20 <<<"$sect" | sed 's/^/   | /'
-  local cut=""
-  ((tmo < cap)) && cut=" (cut short by TOTAL_BUDGET_S=$total, its own cap $cap s)"
+  local took=$((SECONDS - t))
   case $rc in
   0) res=PASS note="" ;;
   77) res=SKIP note="skipped by the program: $last" ;;
   124 | 137)
-    res=FAIL note="timed out after $tmo s$cut"
-    [[ -n $cut && $partial_ok == *" $name "* ]] && res=PARTIAL note="stopped by the budget after $tmo s: what it printed by then is in $log"
+    if ((tmo < cap)); then
+      # the budget's timeout, not the step's own: the step did not fail, it ran out of time
+      note="cut by TOTAL_BUDGET_S=$total after $took s (its own cap $cap s): what it printed by then is in $log"
+      res=FAIL
+      [[ $partial_ok == *" $name "* ]] && res=PARTIAL
+    else
+      res=FAIL note="timed out after $took s (its own cap $cap s): $last"
+    fi
     ;;
   *) res=FAIL note="exit $rc: $last" ;;
   esac
-  record "$name" "$res" $((SECONDS - t)) "$log" "$note"
+  record "$name" "$res" "$took" "$log" "$note"
   return "$rc"
 }
 
@@ -206,12 +224,18 @@ finish() {
 
 # ---- the machine -----------------------------------------------------------------------------
 have_gpu=0
-gpu_name=""
+gpu_name="" gpu_count=0 compute_mode=""
 if step gpu gpu.log 60 bash -c 'command -v nvidia-smi >/dev/null || { echo "no nvidia-smi on PATH: no NVIDIA driver"; exit 1; }
     nvidia-smi -L | grep GPU || { echo "nvidia-smi -L lists no GPU"; exit 1; }
     nvidia-smi'; then
   have_gpu=1
-  gpu_name=$(timeout 30 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -n 1)
+  gpu_name=$(timeout 30 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null </dev/null | head -n 1)
+  # the compute mode of each GPU (Default, Exclusive_Process, Prohibited): nccl_2's two ranks
+  # share one GPU, which Exclusive_Process refuses to the second
+  modes=$(timeout 30 nvidia-smi --query-gpu=compute_mode --format=csv,noheader 2>/dev/null </dev/null)
+  gpu_count=$(grep -c . <<<"$modes")
+  compute_mode=$(head -n 1 <<<"$modes" | tr -d '[:space:]')
+  echo "compute mode: ${modes//$'\n'/, } ($gpu_count GPU(s))" >>"$OUT/gpu.log"
 fi
 
 # Python with torch (+ h5py, numpy for the parity fixtures)
@@ -340,9 +364,32 @@ else
       -DMP_ENABLE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}"; then
     build_steps_ok=0
   else
-    targets=()
-    [[ -n ${BUILD_TARGETS:-} ]] && read -r -a targets <<<"--target $BUILD_TARGETS"
+    # only what the steps run (the cuda module, which mp_nn depends on anyway, named so that its
+    # compile comes first): test_cudnn_graph, test_backend, test_net (the tests), nn_parity_tool
+    # (parity), gpu_nccl_check (nccl), mp_bench_nn (bench, profile), mammopatch (precision).
+    # Those this configuration does not define (the tests without cmocka) are left out here, and
+    # their steps say so, instead of failing the whole build on an unknown target.
+    want=${BUILD_TARGETS-mp_backend_cuda test_cudnn_graph test_backend test_net gpu_nccl_check nn_parity_tool mp_bench_nn mammopatch}
+    targets=() missing=""
+    if [[ -n ${want// /} && $want != all ]]; then
+      for tg in $want; do
+        if { [[ $want_gen == Ninja ]] && grep -q "^build $tg:" "$bdir/build.ninja" 2>/dev/null; } ||
+          { [[ $want_gen != Ninja ]] && grep -q "^$tg:" "$bdir/Makefile" 2>/dev/null; }; then
+          targets+=("$tg")
+        else
+          missing+=" $tg"
+        fi
+      done
+      [[ -z $missing ]] || echo "not targets of this configuration, left out of the build:$missing" | tee -a "$OUT/build.log"
+      ntg=${#targets[@]}
+      if ((ntg == 0)); then
+        echo "none of BUILD_TARGETS ($want) is a target here: building all" | tee -a "$OUT/build.log"
+      else
+        targets=(--target "${targets[@]}")
+      fi
+    fi
     step build build.log 330 "$cmake_bin" --build "$bdir" -j"$(nproc)" "${targets[@]}" || build_steps_ok=0
+    [[ -z $missing || $build_steps_ok == 0 ]] || renote "built $ntg targets; not targets of this configuration:$missing"
   fi
   if ((!build_steps_ok)); then
     details+="### the end of build.log"$'\n\n```\n'"$(grep -v '^\s*$' "$OUT/build.log" | tail -n 40)"$'\n```\n'
@@ -411,6 +458,26 @@ done
 # ---- NCCL: gradients all-reduced over ranks ---------------------------------------------------
 nccl=$tests/gpu_nccl_check
 [[ -x $nccl ]] || nccl=$(find "$bdir" -name gpu_nccl_check -type f -perm -u+x 2>/dev/null | head -n 1)
+[[ -z $nccl ]] || nccl=$(realpath "$nccl") # absolute: the ranks' command lines name it (see below)
+# kill_ranks PROG: the ranks of PROG left running after their mpiexec was timed out (Open MPI
+# starts them in sessions of their own, out of `timeout`'s reach): killed by process id, so that
+# no stray rank holds the GPU through the bench and the profile
+kill_ranks() {
+  local d pid arg hit=()
+  for d in /proc/[0-9]*; do
+    pid=${d#/proc/}
+    ((pid == $$)) && continue
+    while IFS= read -r -d '' arg; do
+      if [[ $arg == "$1" ]]; then
+        hit+=("$pid")
+        break
+      fi
+    done 2>/dev/null <"$d/cmdline"
+  done
+  ((${#hit[@]})) || return 0
+  kill -KILL "${hit[@]}" 2>/dev/null
+  echo "killed ${#hit[@]} rank(s) of $1 left running after the timeout: ${hit[*]}" | tee -a "$OUT/nccl.log"
+}
 for n in 1 2; do
   name=nccl_$n
   if ((!have_gpu)); then
@@ -423,12 +490,16 @@ for n in 1 2; do
     fi
   elif [[ -z $mpiexec_bin ]]; then
     record "$name" FAIL 0 nccl.log "no mpiexec on PATH"
+  elif ((n == 2 && gpu_count < 2)) && [[ $compute_mode == Exclusive_Process ]]; then
+    skip "$name" nccl.log "the GPU's compute mode is Exclusive_Process: 2 ranks cannot share this machine's one GPU"
   else
+    # NCCL's own warnings (why an init or a collective failed) into nccl.log, at no cost
     if ((n == 1)); then
-      step "$name" nccl.log 90 "$mpiexec_bin" -n 1 "$nccl"
+      step "$name" nccl.log 90 env NCCL_DEBUG="${NCCL_DEBUG:-WARN}" "$mpiexec_bin" -n 1 "$nccl"
     else
-      step "$name" nccl.log 90 "$mpiexec_bin" -n 2 --oversubscribe "$nccl"
+      step "$name" nccl.log 90 env NCCL_DEBUG="${NCCL_DEBUG:-WARN}" "$mpiexec_bin" -n 2 --oversubscribe "$nccl"
     fi
+    case $? in 124 | 137) kill_ranks "$nccl" ;; esac
     # the note says how the gradients were reduced (with one GPU, two ranks share it and NCCL,
     # one GPU per rank, is not used) and a pass must have run on n ranks as one job
     # (and whether NCCL itself ran on the one-rank communicators of step 0)
@@ -466,19 +537,31 @@ else
   if ((budget < 30)); then
     skip bench bench.log "out of time ($(left) s left)"
   else
+    # bench/gpu/run.sh starts a row only with 45 s of its budget left and ends within about
+    # 30 s of it; the 60 s more here are its margin.  Stopped by this timeout (the total budget
+    # cut it) it is PARTIAL, its rows so far kept in bench.txt and counted below.
     step bench bench.log $((budget + 60)) env BUILD_DIR="$bdir" TIME_BUDGET_S="$budget" OUT="$OUT" \
       ${py:+PYTHON="$py"} bench/gpu/run.sh "${bench_what[@]}"
     brc=$?
     if [[ -s $OUT/bench.txt ]]; then
       # what the table holds: rows measured, rows the budget skipped, whether PyTorch ran
+      # (gansteps rows are two lines, D and G)
       nrows=$(grep -cE '^(fp32|tf32|bf16) ' "$OUT/bench.txt" || true)
       nskip=$(sed -n 's/.* skipped \([0-9]*\) rows:.*/\1/p' "$OUT/bench.txt" | head -n 1)
+      ncut=$(grep -c ': stopped after [0-9]* s, at the end of TIME_BUDGET_S' "$OUT/bench.txt" || true)
       peer="PyTorch measured"
       grep -q '^PyTorch: not measured' "$OUT/bench.txt" && peer="PyTorch NOT measured"
-      what="$nrows rows, ${nskip:-0} skipped by the budget; $peer"
+      what="$nrows rows, ${nskip:-0} skipped by the budget"
+      ((ncut > 0)) && what+=", $ncut runs cut by it"
+      unmeasured=$(sed -n 's/^stopped by a signal after .*: the rows above were measured; \([0-9]*\) not.*/\1/p' "$OUT/bench.txt" | head -n 1)
+      [[ -n $unmeasured ]] && what+=", $unmeasured not measured when it was stopped"
+      what+="; $peer"
       nfail=$(grep -c ' (exit [0-9]*): ' "$OUT/bench.txt" || true)
+      if ((nfail > 0)); then
+        what+="; $nfail kinds of run failed (bench.txt), first: $(grep -m 1 ' (exit [0-9]*): ' "$OUT/bench.txt" | sed 's/^ *//')"
+      fi
       if ((brc != 0 && brc != 124 && brc != 137 && nfail > 0)); then
-        renote "$what; $nfail kinds of run failed (bench.txt), first: $(grep -m 1 ' (exit [0-9]*): ' "$OUT/bench.txt" | sed 's/^ *//')"
+        renote "$what"
       else
         renote "$what${notes[${#notes[@]} - 1]:+; ${notes[${#notes[@]} - 1]}}"
       fi
