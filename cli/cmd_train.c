@@ -1,6 +1,7 @@
 /* `mammopatch train` — data-parallel classifier training (see train/mp_train.h). */
 #include <getopt.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,7 +72,14 @@ int mp_cmd_train(int argc, char **argv) {
   mp_common_opts_free(&o);
   if (rc) return rc;
   int status = mp_train_run(s.comm, s.cfg, &a);
-  if (status == MP_EXIT_OK) MP_INFO("training done: %s/train.json, best model in %s/best/", a.out_dir, a.out_dir);
+  if (status == MP_EXIT_OK) {
+    char best[4200];
+    snprintf(best, sizeof best, "%s/best/COMPLETE", a.out_dir);
+    if (access(best, F_OK) == 0)
+      MP_INFO("training done: %s/train.json, best model in %s/best/", a.out_dir, a.out_dir);
+    else /* train.max_steps before the first epoch's end: no validation yet, so no best model */
+      MP_INFO("training done: %s/train.json; no best model (no epoch finished)", a.out_dir);
+  }
   mp_session_end(&s);
   return status;
 }

@@ -72,8 +72,9 @@ const mp_cfg_key mp_params_schema[] = {
     {"train.epochs", MP_CFG_INT, "30", 1, 100000, NULL, "training epochs (an epoch: floor(training patches / batch) steps)"},
     {"train.batch", MP_CFG_INT, "128", 2, 65536, NULL, "global batch (SPEC §6: 128); a multiple of the number of ranks"},
     {"train.lr", MP_CFG_REAL, "1e-5", 0, 1, NULL, "Adam learning rate (SPEC §6)"},
-    {"train.beta1", MP_CFG_REAL, "0.5", 0, 1, NULL, "Adam beta1 (SPEC §6)"},
-    {"train.beta2", MP_CFG_REAL, "0.999", 0, 1, NULL, "Adam beta2 (SPEC §6)"},
+    /* below 1: Adam's bias corrections divide by 1 - beta^t */
+    {"train.beta1", MP_CFG_REAL, "0.5", 0, 0.999999, NULL, "Adam beta1 (SPEC §6)"},
+    {"train.beta2", MP_CFG_REAL, "0.999", 0, 0.999999, NULL, "Adam beta2 (SPEC §6)"},
     {"train.dropout", MP_CFG_REAL, "0.5", 0, 0.99, NULL, "dropout of the two hidden FC layers (SPEC §6)"},
     {"train.lesion_fraction", MP_CFG_REAL, "0", 0, 0.99, NULL,
      "share of lesion patches in every batch; 0 = the natural ratio (a permutation per epoch), as the thesis's baseline"},

@@ -108,6 +108,10 @@ typedef struct {
   double best_mcc;
   long best_epoch;
   int patience_used;
+  /* the current epoch's training loss so far: the sum of its steps' global mean losses and
+   * their count, checkpointed, so that an epoch resumed mid-way reports the loss of all its steps */
+  double epoch_loss_sum;
+  uint64_t epoch_loss_steps;
   cJSON *curve; /* array of epoch records */
   cJSON *steps; /* the global mean loss of the first MAX_STEP_LOG steps */
 } progress_state;
@@ -352,6 +356,8 @@ static cJSON *state_json(const trainer *t, const progress_state *ps) {
   cJSON_AddNumberToObject(s, "best_mcc", ps->best_mcc);
   cJSON_AddNumberToObject(s, "best_epoch", (double)ps->best_epoch);
   cJSON_AddNumberToObject(s, "patience_used", ps->patience_used);
+  cJSON_AddNumberToObject(s, "epoch_loss_sum", ps->epoch_loss_sum); /* printed to round-trip exactly */
+  cJSON_AddNumberToObject(s, "epoch_loss_steps", (double)ps->epoch_loss_steps);
   cJSON_AddItemToObject(s, "curve", cJSON_Duplicate(ps->curve, 1));
   cJSON_AddItemToObject(s, "step_loss", cJSON_Duplicate(ps->steps, 1));
   return s;
@@ -504,6 +510,10 @@ static int load_dir(trainer *t, const char *dir, progress_state *ps, char *err, 
   ps->best_mcc = cJSON_GetObjectItem(st, "best_mcc")->valuedouble;
   ps->best_epoch = (long)cJSON_GetObjectItem(st, "best_epoch")->valuedouble;
   ps->patience_used = cJSON_GetObjectItem(st, "patience_used")->valueint;
+  /* checkpoints written before these two keys: the epoch's loss covers the steps after the resume */
+  const cJSON *els = cJSON_GetObjectItem(st, "epoch_loss_sum"), *eln = cJSON_GetObjectItem(st, "epoch_loss_steps");
+  ps->epoch_loss_sum = cJSON_IsNumber(els) && cJSON_IsNumber(eln) ? els->valuedouble : 0;
+  ps->epoch_loss_steps = cJSON_IsNumber(els) && cJSON_IsNumber(eln) ? (uint64_t)eln->valuedouble : 0;
   cJSON_Delete(ps->curve);
   ps->curve = cJSON_Duplicate(cJSON_GetObjectItem(st, "curve"), 1);
   cJSON_Delete(ps->steps);
@@ -859,7 +869,7 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
           (unsigned long long)t->nval_all, (unsigned long long)t->ntest_all, t->B, t->K, t->b, t->S,
           mp_config_str(cfg, "train.backend"));
   /* resume */
-  progress_state ps = {0, 0, 0, -2.0, -1, 0, cJSON_CreateArray(), cJSON_CreateArray()};
+  progress_state ps = {0, 0, 0, -2.0, -1, 0, 0, 0, cJSON_CreateArray(), cJSON_CreateArray()};
   if (a->resume) {
     char dir[4400] = "";
     if (t->rank == 0) newest_checkpoint(a->out_dir, dir, sizeof dir);
@@ -897,7 +907,7 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
   }
   write_train_json(t, &ps, "running", NULL);
   while (!stop && ps.epoch < epochs) {
-    double t0 = mp_now(), loss_sum = 0;
+    double t0 = mp_now();
     epoch_exchange(t, ps.epoch);
     char label[64];
     snprintf(label, sizeof label, "epoch %llu/%llu", (unsigned long long)ps.epoch + 1, (unsigned long long)epochs);
@@ -906,7 +916,15 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
     for (; ps.step_in_epoch < (uint64_t)t->S; ) {
       bool signalled = false;
       double l = train_step(t, (int)ps.step_in_epoch, ps.global_step, &signalled);
-      loss_sum += l;
+      if (!isfinite(l)) { /* the global mean: every rank sees it and stops here; no checkpoint of NaN weights */
+        MP_ERROR("training diverged at step %llu (loss %g): no checkpoint written; the best model so far is kept",
+                 (unsigned long long)ps.global_step + 1, l);
+        end_status = "diverged";
+        status = MP_EXIT_FAILURE;
+        stop = true;
+        break;
+      }
+      ps.epoch_loss_sum += l, ps.epoch_loss_steps++;
       if (ps.global_step < MAX_STEP_LOG) cJSON_AddItemToArray(ps.steps, cJSON_CreateNumber(l));
       ps.step_in_epoch++, ps.global_step++, steps_run++;
       if (bar) mp_progress_update(bar, ps.step_in_epoch);
@@ -943,18 +961,19 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
     sync_bn(t);
     mp_confusion vc = evaluate(t, t->val_px, t->val_label, t->nval);
     double mcc = metric_mcc(&vc), secs = mp_now() - t0, nval = vc.tp + vc.fp + vc.tn + vc.fn;
+    double train_loss = ps.epoch_loss_steps ? ps.epoch_loss_sum / (double)ps.epoch_loss_steps : 0;
     cJSON *rec = cJSON_CreateObject();
     cJSON_AddNumberToObject(rec, "epoch", (double)ps.epoch + 1);
-    cJSON_AddNumberToObject(rec, "train_loss", steps_run ? loss_sum / (double)steps_run : 0);
+    cJSON_AddNumberToObject(rec, "train_loss", train_loss);
     cJSON_AddItemToObject(rec, "validation", metrics_json(&vc));
     cJSON_AddNumberToObject(rec, "seconds", secs);
     cJSON_AddNumberToObject(rec, "train_seconds", train_secs);
     cJSON_AddNumberToObject(rec, "patches_per_second", steps_run * (double)t->B / secs);
     cJSON_AddItemToArray(ps.curve, rec);
     MP_INFO("epoch %llu: train loss %.4f | validation loss %.4f MCC %.3f F1 %.3f | %.1f s (%.1f patches/s)",
-            (unsigned long long)ps.epoch + 1, steps_run ? loss_sum / (double)steps_run : 0,
+            (unsigned long long)ps.epoch + 1, train_loss,
             nval > 0 ? vc.loss_sum / nval : 0, mcc, metric_f1(&vc), secs, steps_run * (double)t->B / secs);
-    ps.epoch++, ps.step_in_epoch = 0;
+    ps.epoch++, ps.step_in_epoch = 0, ps.epoch_loss_sum = 0, ps.epoch_loss_steps = 0;
     if (mcc > ps.best_mcc) {
       ps.best_mcc = mcc, ps.best_epoch = (long)ps.epoch, ps.patience_used = 0;
       char dir[4300];
@@ -980,7 +999,7 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
     /* the test split, once, with the best-validation model */
     char dir[4300];
     snprintf(dir, sizeof dir, "%s/best", a->out_dir);
-    progress_state tmp = {0, 0, 0, 0, 0, 0, cJSON_CreateArray(), cJSON_CreateArray()};
+    progress_state tmp = {0, 0, 0, 0, 0, 0, 0, 0, cJSON_CreateArray(), cJSON_CreateArray()};
     if (load_dir(t, dir, &tmp, err, sizeof err) != 0) {
       MP_ERROR("cannot reload the best model: %s", err);
       status = MP_EXIT_FAILURE;
@@ -995,7 +1014,7 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
     cJSON_Delete(tmp.curve);
     cJSON_Delete(tmp.steps);
   }
-  write_train_json(t, &ps, status ? "failed" : end_status, test);
+  write_train_json(t, &ps, status ? (strcmp(end_status, "diverged") == 0 ? "diverged" : "failed") : end_status, test);
   if (test && t->rank != 0) cJSON_Delete(test);
   cJSON_Delete(ps.curve);
   cJSON_Delete(ps.steps);

@@ -79,6 +79,20 @@ def main():
         if a != b:
             fail(f"step-loss curves differ: {a} vs {b}")
         print(f"step-loss curves identical over {len(a)} steps")
+    elif mode == "epoch-loss":
+        # every epoch's training loss is the mean of all its steps' losses, those before a
+        # checkpoint and resume included (the same sum in the same order: exact)
+        d = json.load(open(sys.argv[2]))
+        S, steps, curve = d["steps_per_epoch"], d["step_loss"], d["curve"]
+        if not curve:
+            fail("no finished epoch in train.json")
+        for e in curve:
+            i = int(e["epoch"]) - 1
+            part = steps[i * S:(i + 1) * S]
+            want = sum(part) / len(part)
+            if len(part) != S or abs(e["train_loss"] - want) > 1e-12 * abs(want):
+                fail(f"epoch {i + 1}: train_loss {e['train_loss']!r} != mean of its {len(part)} step losses {want!r}")
+        print(f"the training loss of {len(curve)} epoch(s) is the mean of all {S} of its steps' losses")
     elif mode == "learns":
         d = json.load(open(sys.argv[2]))
         t = d.get("test")

@@ -79,9 +79,24 @@ out=$("$mp" train --store "$S" --out "$tmp/u" --split-seed 4 --set train.batch=6
 
 # 6. it learns: balanced batches (lesion_fraction 0.5), lr 1e-4 (10x the SPEC's 1e-5, which
 #    needs far more epochs than a test affords), 4 epochs; the test split's patch MCC must
-#    reach 0.4: chance is 0 with a standard error of ~0.1 for the ~15 test lesions here
-run2 train --store "$S" --out "$tmp/learn" --split-seed 1 --set train.batch=32 --set train.epochs=4 \
-  --set train.lesion_fraction=0.5 --set train.lr=1e-4 -q || bad "learning run"
+#    reach 0.4: chance is 0 with a standard error of ~0.1 for the ~15 test lesions here.
+#    SIGUSR1 early in epoch 1 (through mpiexec, to both ranks) and a resume: epoch 1's training
+#    loss must still be the mean of all its steps, those before the signal included
+lr=(train --store "$S" --out "$tmp/learn" --split-seed 1 --set train.batch=32 --set train.epochs=4
+    --set train.lesion_fraction=0.5 --set train.lr=1e-4 -q)
+"$mpiexec" -n 2 --oversubscribe "$mp" "${lr[@]}" &
+pid=$!  # mpiexec itself: it forwards SIGUSR1 to both ranks
+for _ in $(seq 200); do [[ -f $tmp/learn/train.json ]] && break; sleep 0.05; done
+sleep 0.3
+kill -USR1 $pid
+wait $pid
+rc=$?
+run2 "${lr[@]}" --resume || bad "learning run"
+if [[ $rc == 75 ]]; then
+  out=$(check epoch-loss "$tmp/learn/train.json") && ok "resumed in epoch 1: $out" || bad "resumed in epoch 1: $out"
+else
+  bad "SIGUSR1 to the 2-rank learning run: exit status $rc (expected 75)"
+fi
 out=$(check learns "$tmp/learn/train.json" 0.4) && ok "$out" || bad "$out"
 
 # 7. eval on the learned model: 2 ranks, patch metrics = train's test metrics, roll-ups and
