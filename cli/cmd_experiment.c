@@ -60,8 +60,13 @@ static void report_help(void) {
   printf("Usage: mammopatch report --experiment DIR --store patches.h5 [--config F]\n\n"
          "Write DIR/report/ again (index.html, report.md, CSV, JSON, charts/, montage.png) from\n"
          "DIR/experiment.json, the jobs' results and the store, e.g. after a change of the report's\n"
-         "code.  The configuration section shows the configuration given here (--config / --set), so\n"
-         "give the experiment's.\n\n%s",
+         "code.  The configuration section shows the configuration the experiment recorded in\n"
+         "experiment.json and the version that made it, whatever is given here; no key given here\n"
+         "changes a number.  experiment.gan_sweep given here (--config / --set) says where the\n"
+         "experiment's GAN sweep is now, when it has moved: the report reads it from there and says\n"
+         "so.  An experiment.json written before the no_variance flag has its differences and\n"
+         "highlights made again from its per-split numbers (the report's copy; DIR/experiment.json\n"
+         "is left as it is).\n\n%s",
          mp_common_help);
 }
 
@@ -96,6 +101,13 @@ int mp_cmd_report(int argc, char **argv) {
     char path[4200], err[1024] = "";
     snprintf(path, sizeof path, "%s/experiment.json", dir);
     cJSON *x = mp_json_read_file(path, err, sizeof err);
+    int up = x ? mp_experiment_upgrade(x, err, sizeof err) : 0;
+    if (up > 0)
+      MP_WARN("report: %s predates the no_variance flag: its differences and highlights made again from its "
+              "per-split numbers (in the report; %s itself is unchanged)", path, path);
+    else if (up < 0)
+      MP_WARN("report: %s: %s (its differences and highlights shown as recorded)", path, err);
+    if (x) err[0] = 0;
     if (!x || mp_report_write(dir, store, s.cfg, x, err, sizeof err) != 0) {
       MP_ERROR("%s", err);
       status = MP_EXIT_FAILURE;

@@ -331,6 +331,28 @@ cJSON *mp_config_to_json(const mp_config *cfg) {
   return root;
 }
 
+int mp_config_comment(char *dst, size_t cap, const char *text) {
+  /* inih reads lines of at most 200 bytes: the rest of a longer comment would come back as a
+   * line of its own, a key.  Words go on "; " lines of at most 98 bytes. */
+  size_t n = 0;
+  const char *p = text;
+  while (*p && n + 1 < cap) {
+    size_t take = strlen(p);
+    if (take > 96) {
+      take = 96;
+      while (take > 0 && p[take] != ' ') take--;
+      if (take == 0) take = 96; /* one word longer than a line: cut it */
+    }
+    int w = snprintf(dst + n, cap - n, "; %.*s\n", (int)take, p);
+    if (w < 0 || (size_t)w >= cap - n) break;
+    n += (size_t)w;
+    p += take;
+    while (*p == ' ') p++;
+  }
+  if (n < cap) dst[n] = '\0';
+  return (int)n;
+}
+
 char *mp_config_to_ini(const mp_config *cfg) {
   size_t cap = 1024, len = 0;
   char *out = mp_malloc(cap);
@@ -350,7 +372,7 @@ char *mp_config_to_ini(const mp_config *cfg) {
       n += snprintf(chunk + n, sizeof chunk - (size_t)n, "%s[%s]\n", len ? "\n" : "", section);
       snprintf(prev, sizeof prev, "%s", section);
     }
-    if (k->help) n += snprintf(chunk + n, sizeof chunk - (size_t)n, "; %s\n", k->help);
+    if (k->help) n += mp_config_comment(chunk + n, sizeof chunk - (size_t)n, k->help);
     n += snprintf(chunk + n, sizeof chunk - (size_t)n, "%s = %s\n", dot + 1, cfg->v[i].text);
     if (n < 0) continue;
     if ((size_t)n >= sizeof chunk) n = (int)sizeof chunk - 1;

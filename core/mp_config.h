@@ -65,6 +65,11 @@ size_t mp_config_unknown_count(const mp_config *cfg);
 /* The first unknown key seen ("section.name"), NULL when none. */
 const char *mp_config_unknown_first(const mp_config *cfg);
 
+/* text as INI comment lines ("; " + at most 96 bytes each, broken between words) into dst
+ * (cap bytes, NUL-terminated); returns the length written.  inih reads lines of at most 200
+ * bytes, so a longer comment line would read back as a key. */
+int mp_config_comment(char *dst, size_t cap, const char *text);
+
 /* {"section": {"name": value, ...}, ...} with typed JSON values. */
 cJSON *mp_config_to_json(const mp_config *cfg);
 /* The effective configuration as INI text, each key preceded by its help line;

@@ -235,24 +235,42 @@ static void join_words(mp_strbuf *b, const char *const *w, int n) {
 /* whether the interval [lo, hi] (NaN: none) excludes 0 */
 static bool excludes_zero(double lo, double hi) { return isfinite(lo) && (lo > 0 || hi < 0); }
 
+/* Paired differences within this of each other are "identical on every split": the same
+ * difference on each split up to the rounding of the subtractions (~1e-16 for metrics in
+ * [-1, 1]; two splits' differences that truly differ, ratios of counts below 10^6, differ
+ * by more).  Their sample std is 0, or rounding noise, and a Student-t interval of (next
+ * to) no width would "exclude 0" on no evidence: there is no variance estimate, and no
+ * interval is made. */
+#define NO_VARIANCE_TOL 1e-12
+
+/* experiment.json's note on its differences_from_baseline */
+static const char differences_note[] =
+    "paired by split seed: variant minus baseline; ci95: the 95% interval of the mean difference, mean ± t(0.975, "
+    "pairs - 1) std / sqrt(pairs), null with fewer than 2 pairs or with no_variance; excludes_zero: that interval "
+    "excludes 0 (false without one); no_variance: the difference is identical on all pairs (within 1e-12; std 0), so "
+    "there is no variance estimate and no interval";
+
 /* The highlights in the thesis's form (§4 "highlights of evaluation"), each followed by which of
  * its differences are clear of split-to-split variation: those whose 95% interval of the mean
  * paired difference (Student t, pairs - 1 df; lo/hi, NaN without one) excludes 0.  With few
  * splits a difference of a few points is usually not, and the sentence says so rather than
- * let "improves" stand alone. */
+ * let "improves" stand alone.  A difference identical on every split (nov: no variance
+ * estimate, no interval) is named as such, never as clear. */
 static void highlight_variant(cJSON *out, const char *v, const double diff_mean[NLEVELS][NMETRICS],
                               const double diff_std[NLEVELS][NMETRICS], const double lo[NLEVELS][NMETRICS],
-                              const double hi[NLEVELS][NMETRICS], size_t pairs) {
+                              const double hi[NLEVELS][NMETRICS], const bool nov[NLEVELS][NMETRICS], size_t pairs) {
   static const int order[4] = {3, 2, 1, 4}; /* f1, recall, precision, mcc */
   static const char *const pretty[NMETRICS] = {"accuracy", "precision", "recall", "F1", "MCC", "ROC AUC", "PR AUC"};
   static const char *const lvl_word[NLEVELS] = {"patch-wise", "view-wise", "patient-wise"};
-  mp_strbuf b = {0}, clear = {0};
+  mp_strbuf b = {0}, clear = {0}, sames = {0};
+  char same[8][128]; /* per (sign, metric of order[]) with identical differences: "the recall for view-wise
+                        and patient-wise classification" (nnov of them in all) */
   mp_strbuf_printf(&b, "%s vs baseline (%zu paired split%s):", v, pairs, pairs == 1 ? "" : "s");
-  int clauses = 0, listed = 0, nclear = 0;
+  int clauses = 0, listed = 0, nclear = 0, nsame = 0, nnov = 0;
   for (int sign = 1; sign >= -1; sign -= 2)
     for (int k = 0; k < 4; k++) {
-      int m = order[k], nl = 0;
-      const char *w[NLEVELS];
+      int m = order[k], nl = 0, ns = 0;
+      const char *w[NLEVELS], *ws[NLEVELS];
       char nums[NLEVELS][48];
       for (int l = 0; l < NLEVELS; l++) {
         double d = diff_mean[l][m];
@@ -263,11 +281,20 @@ static void highlight_variant(cJSON *out, const char *v, const double diff_mean[
         else
           snprintf(nums[nl], sizeof nums[nl], "%.1f", fabs(d) * 100);
         nl++, listed++;
-        if (excludes_zero(lo[l][m], hi[l][m]))
+        if (pairs >= 2 && nov[l][m]) /* the same on every split: no variance estimate, no interval */
+          ws[ns++] = lvl_word[l], nnov++;
+        else if (excludes_zero(lo[l][m], hi[l][m]))
           mp_strbuf_printf(&clear, "%s the %s for %s classification (%.1f to %.1f)", nclear++ ? ";" : "", pretty[m],
                            lvl_word[l], lo[l][m] * 100, hi[l][m] * 100);
       }
       if (!nl) continue;
+      if (ns) {
+        mp_strbuf t = {0};
+        mp_strbuf_printf(&t, "the %s for ", pretty[m]);
+        join_words(&t, ws, ns);
+        snprintf(same[nsame++], sizeof same[0], "%s classification", mp_strbuf_str(&t));
+        mp_strbuf_free(&t);
+      }
       mp_strbuf_printf(&b, "%s %s the %s for ", clauses ? ";" : "", sign > 0 ? "improves" : "lowers", pretty[m]);
       join_words(&b, w, nl);
       mp_strbuf_printf(&b, " classification by ");
@@ -278,22 +305,120 @@ static void highlight_variant(cJSON *out, const char *v, const double diff_mean[
     }
   if (!clauses) mp_strbuf_printf(&b, " no difference in F1, recall, precision or MCC at any level");
   mp_strbuf_printf(&b, ".");
+  const int nint = listed - nnov; /* the listed differences with an interval */
   if (clauses && pairs < 2)
     mp_strbuf_printf(&b, " With one split these are single differences with no interval: more splits "
                          "(experiment.repeats) are needed to tell an effect from split-to-split variation.");
-  else if (clauses && !nclear)
-    mp_strbuf_printf(&b, " None of these is clear of split-to-split variation: no 95%% interval of a mean paired "
-                         "difference (Student t, %zu df) excludes 0.", pairs - 1);
-  else if (clauses)
+  if (clauses && pairs >= 2 && nsame) {
+    const char *sw[8];
+    for (int i = 0; i < nsame; i++) sw[i] = same[i];
+    join_words(&sames, sw, nsame);
+    mp_strbuf_printf(&b, " %s in %s %s identical on all %zu splits; no variance estimate, so no interval and no "
+                         "claim that %s clear of split-to-split variation.",
+                     nnov == 1 ? "The difference" : "The differences", mp_strbuf_str(&sames),
+                     nnov == 1 ? "is" : "are each", pairs, nnov == 1 ? "it is" : "they are");
+  }
+  if (clauses && pairs >= 2 && nint > 0 && !nclear)
+    mp_strbuf_printf(&b, " None of %s is clear of split-to-split variation: no 95%% interval of a mean paired "
+                         "difference (Student t, %zu df) excludes 0.", nsame ? "the others" : "these", pairs - 1);
+  else if (clauses && pairs >= 2 && nint > 0)
     mp_strbuf_printf(&b, " %s clear of split-to-split variation (95%% interval of the mean paired difference, Student t, "
                          "%zu df, in percentage points, excluding 0):%s%s.",
-                     nclear == listed ? (listed == 1 ? "It is" : "Each of these is")
-                                      : (nclear == 1 ? "Only one is" : "Only these are"),
+                     nclear == nint ? (nint == 1 ? (nsame ? "The other is" : "It is")
+                                                 : (nsame ? "Each of the others is" : "Each of these is"))
+                                    : (nclear == 1 ? "Only one is" : "Only these are"),
                      pairs - 1, mp_strbuf_str(&clear),
-                     nclear == listed ? "" : "; the others' intervals contain 0");
+                     nclear == nint ? "" : "; the others' intervals contain 0");
   cJSON_AddItemToArray(out, cJSON_CreateString(mp_strbuf_str(&b)));
+  mp_strbuf_free(&sames);
   mp_strbuf_free(&clear);
   mp_strbuf_free(&b);
+}
+
+/* The paired differences from the baseline (when a "baseline" variant is listed) and the
+ * highlights of the per-split numbers vals[v][r][l][m] (NaN: none), into d as
+ * "differences_from_baseline" and "highlights". */
+static void add_differences(cJSON *d, const double *vals, char variants[][32], int nv, int R) {
+#define VAL(v, r, l, m) vals[((((size_t)(v) * R + (r)) * NLEVELS + (l)) * NMETRICS) + (m)]
+  double *col = mp_malloc(((size_t)R + 1) * sizeof *col);
+  int base = -1;
+  for (int v = 0; v < nv; v++)
+    if (strcmp(variants[v], "baseline") == 0) base = v;
+  cJSON *dif = cJSON_AddObjectToObject(d, "differences_from_baseline");
+  cJSON *hl = cJSON_AddArrayToObject(d, "highlights");
+  for (int v = 0; v < nv && base >= 0; v++) {
+    if (v == base) continue;
+    cJSON *dv = cJSON_AddObjectToObject(dif, variants[v]);
+    double dm[NLEVELS][NMETRICS], ds[NLEVELS][NMETRICS], lo[NLEVELS][NMETRICS], hi[NLEVELS][NMETRICS];
+    bool nov[NLEVELS][NMETRICS];
+    size_t pairs = 0;
+    for (int l = 0; l < NLEVELS; l++) {
+      cJSON *dl = cJSON_AddObjectToObject(dv, levels[l]);
+      for (int m = 0; m < NMETRICS; m++) {
+        int higher = 0, lower = 0, equal = 0;
+        double dmin = INFINITY, dmax = -INFINITY;
+        for (int r = 0; r < R; r++) {
+          col[r] = VAL(v, r, l, m) - VAL(base, r, l, m); /* NaN unless both exist */
+          if (isfinite(col[r]))
+            higher += col[r] > 0, lower += col[r] < 0, equal += col[r] == 0, dmin = fmin(dmin, col[r]),
+                dmax = fmax(dmax, col[r]);
+        }
+        size_t n;
+        mp_experiment_mean_std(col, (size_t)R, &dm[l][m], &ds[l][m], &n);
+        if (n > pairs) pairs = n;
+        /* the same difference on every pair: its std is 0 (or rounding noise) and a t interval
+         * of no width would claim a difference "clear of variation" on no evidence */
+        nov[l][m] = n >= 2 && dmax - dmin <= NO_VARIANCE_TOL;
+        if (nov[l][m]) ds[l][m] = 0;
+        cJSON *c = cJSON_AddObjectToObject(dl, metrics[m]);
+        cJSON_AddNumberToObject(c, "pairs", (double)n);
+        cJSON_AddItemToObject(c, "mean", num_or_null(dm[l][m]));
+        cJSON_AddItemToObject(c, "std", num_or_null(ds[l][m]));
+        /* the 95% interval of the mean paired difference: mean ± t_{0.975, n-1} std / sqrt(n) */
+        lo[l][m] = hi[l][m] = NAN;
+        if (n >= 2 && isfinite(ds[l][m]) && !nov[l][m]) {
+          double half = mp_experiment_t975((int)n - 1) * ds[l][m] / sqrt((double)n);
+          lo[l][m] = dm[l][m] - half, hi[l][m] = dm[l][m] + half;
+          cJSON *ci = cJSON_AddArrayToObject(c, "ci95");
+          cJSON_AddItemToArray(ci, cJSON_CreateNumber(lo[l][m]));
+          cJSON_AddItemToArray(ci, cJSON_CreateNumber(hi[l][m]));
+        } else {
+          cJSON_AddNullToObject(c, "ci95");
+        }
+        cJSON_AddBoolToObject(c, "excludes_zero", excludes_zero(lo[l][m], hi[l][m]));
+        cJSON_AddBoolToObject(c, "no_variance", nov[l][m]);
+        cJSON_AddNumberToObject(c, "higher", higher);
+        cJSON_AddNumberToObject(c, "lower", lower);
+        cJSON_AddNumberToObject(c, "equal", equal);
+      }
+    }
+    if (pairs)
+      highlight_variant(hl, variants[v], (const double(*)[NMETRICS])dm, (const double(*)[NMETRICS])ds,
+                        (const double(*)[NMETRICS])lo, (const double(*)[NMETRICS])hi, (const bool(*)[NMETRICS])nov,
+                        pairs);
+  }
+  if (cJSON_GetArraySize(hl) == 0) {
+    /* no augmented variant yet: say what the baseline reached, and that */
+    mp_strbuf b = {0};
+    int v = base >= 0 ? base : 0;
+    mp_strbuf_printf(&b, "%s over %d split%s (mean ± std):", variants[v], R, R == 1 ? "" : "s");
+    for (int l = 0; l < NLEVELS; l++) {
+      double mean[2], sd[2];
+      size_t n;
+      for (int k = 0; k < 2; k++) {
+        int m = k == 0 ? 3 : 4;
+        for (int r = 0; r < R; r++) col[r] = VAL(v, r, l, m);
+        mp_experiment_mean_std(col, (size_t)R, &mean[k], &sd[k], &n);
+      }
+      mp_strbuf_printf(&b, "%s %s F1 %.3f ± %.3f, MCC %.3f ± %.3f", l ? ";" : "", levels[l], mean[0], sd[0], mean[1],
+                       sd[1]);
+    }
+    mp_strbuf_printf(&b, ". No augmented variant was evaluated, so there is no difference to report.");
+    cJSON_AddItemToArray(hl, cJSON_CreateString(mp_strbuf_str(&b)));
+    mp_strbuf_free(&b);
+  }
+#undef VAL
+  mp_free(col);
 }
 
 cJSON *mp_experiment_aggregate(const mp_config *cfg, int K, int G, const char *store_path, const mp_experiment_job *jobs,
@@ -311,9 +436,7 @@ cJSON *mp_experiment_aggregate(const mp_config *cfg, int K, int G, const char *s
   cJSON *va = cJSON_AddArrayToObject(d, "variants");
   for (int v = 0; v < nv; v++) cJSON_AddItemToArray(va, cJSON_CreateString(variants[v]));
   cJSON_AddStringToObject(d, "std", "sample standard deviation over splits (n - 1); null with fewer than 2 splits");
-  cJSON_AddStringToObject(d, "differences", "paired by split seed: variant minus baseline; ci95: the 95% interval of "
-                                           "the mean difference, mean ± t(0.975, pairs - 1) std / sqrt(pairs), null "
-                                           "with fewer than 2 pairs; excludes_zero: that interval excludes 0");
+  cJSON_AddStringToObject(d, "differences", differences_note);
   /* per-split raw numbers; vals[v][r][l][m] */
   size_t nval = (size_t)nv * R * NLEVELS * NMETRICS;
   double *vals = mp_malloc(nval * sizeof *vals);
@@ -385,76 +508,57 @@ cJSON *mp_experiment_aggregate(const mp_config *cfg, int K, int G, const char *s
     }
   }
   /* paired differences from the baseline, and the highlights */
-  int base = -1;
-  for (int v = 0; v < nv; v++)
-    if (strcmp(variants[v], "baseline") == 0) base = v;
-  cJSON *dif = cJSON_AddObjectToObject(d, "differences_from_baseline");
-  cJSON *hl = cJSON_AddArrayToObject(d, "highlights");
-  for (int v = 0; v < nv && base >= 0; v++) {
-    if (v == base) continue;
-    cJSON *dv = cJSON_AddObjectToObject(dif, variants[v]);
-    double dm[NLEVELS][NMETRICS], ds[NLEVELS][NMETRICS], lo[NLEVELS][NMETRICS], hi[NLEVELS][NMETRICS];
-    size_t pairs = 0;
-    for (int l = 0; l < NLEVELS; l++) {
-      cJSON *dl = cJSON_AddObjectToObject(dv, levels[l]);
-      for (int m = 0; m < NMETRICS; m++) {
-        int higher = 0, lower = 0, equal = 0;
-        for (int r = 0; r < R; r++) {
-          col[r] = VAL(v, r, l, m) - VAL(base, r, l, m); /* NaN unless both exist */
-          if (isfinite(col[r])) higher += col[r] > 0, lower += col[r] < 0, equal += col[r] == 0;
-        }
-        size_t n;
-        mp_experiment_mean_std(col, (size_t)R, &dm[l][m], &ds[l][m], &n);
-        if (n > pairs) pairs = n;
-        cJSON *c = cJSON_AddObjectToObject(dl, metrics[m]);
-        cJSON_AddNumberToObject(c, "pairs", (double)n);
-        cJSON_AddItemToObject(c, "mean", num_or_null(dm[l][m]));
-        cJSON_AddItemToObject(c, "std", num_or_null(ds[l][m]));
-        /* the 95% interval of the mean paired difference: mean ± t_{0.975, n-1} std / sqrt(n) */
-        lo[l][m] = hi[l][m] = NAN;
-        if (n >= 2 && isfinite(ds[l][m])) {
-          double half = mp_experiment_t975((int)n - 1) * ds[l][m] / sqrt((double)n);
-          lo[l][m] = dm[l][m] - half, hi[l][m] = dm[l][m] + half;
-          cJSON *ci = cJSON_AddArrayToObject(c, "ci95");
-          cJSON_AddItemToArray(ci, cJSON_CreateNumber(lo[l][m]));
-          cJSON_AddItemToArray(ci, cJSON_CreateNumber(hi[l][m]));
-        } else {
-          cJSON_AddNullToObject(c, "ci95");
-        }
-        cJSON_AddBoolToObject(c, "excludes_zero", excludes_zero(lo[l][m], hi[l][m]));
-        cJSON_AddNumberToObject(c, "higher", higher);
-        cJSON_AddNumberToObject(c, "lower", lower);
-        cJSON_AddNumberToObject(c, "equal", equal);
-      }
-    }
-    if (pairs)
-      highlight_variant(hl, variants[v], (const double(*)[NMETRICS])dm, (const double(*)[NMETRICS])ds,
-                        (const double(*)[NMETRICS])lo, (const double(*)[NMETRICS])hi, pairs);
-  }
-  if (cJSON_GetArraySize(hl) == 0) {
-    /* no augmented variant yet: say what the baseline reached, and that */
-    mp_strbuf b = {0};
-    int v = base >= 0 ? base : 0;
-    mp_strbuf_printf(&b, "%s over %d split%s (mean ± std):", variants[v], R, R == 1 ? "" : "s");
-    for (int l = 0; l < NLEVELS; l++) {
-      double mean[2], sd[2];
-      size_t n;
-      for (int k = 0; k < 2; k++) {
-        int m = k == 0 ? 3 : 4;
-        for (int r = 0; r < R; r++) col[r] = VAL(v, r, l, m);
-        mp_experiment_mean_std(col, (size_t)R, &mean[k], &sd[k], &n);
-      }
-      mp_strbuf_printf(&b, "%s %s F1 %.3f ± %.3f, MCC %.3f ± %.3f", l ? ";" : "", levels[l], mean[0], sd[0], mean[1],
-                       sd[1]);
-    }
-    mp_strbuf_printf(&b, ". No augmented variant was evaluated, so there is no difference to report.");
-    cJSON_AddItemToArray(hl, cJSON_CreateString(mp_strbuf_str(&b)));
-    mp_strbuf_free(&b);
-  }
+  add_differences(d, vals, variants, nv, R);
 #undef VAL
   mp_free(col);
   mp_free(vals);
   return d;
+}
+
+int mp_experiment_upgrade(cJSON *x, char *err, size_t errlen) {
+  const cJSON *dif = cJSON_GetObjectItem(x, "differences_from_baseline"), *dv, *dl, *c;
+  bool old = false;
+  cJSON_ArrayForEach(dv, dif) cJSON_ArrayForEach(dl, dv) cJSON_ArrayForEach(c, dl) old |=
+      !cJSON_GetObjectItem(c, "no_variance");
+  if (!old) return 0;
+  const cJSON *va = cJSON_GetObjectItem(x, "variants"), *res = cJSON_GetObjectItem(x, "results"), *e;
+  const int nv = cJSON_GetArraySize(va), R = (int)num_or_nan(x, "repeats");
+  const double seed0 = num_or_nan(x, "first_split_seed");
+  if (nv < 1 || nv > 8 || !(R >= 1 && R <= 1000) || !isfinite(seed0) || !cJSON_IsArray(res))
+    return snprintf(err, errlen, "experiment.json lacks its variants, repeats, first split seed or results"), -1;
+  char variants[8][32];
+  for (int v = 0; v < nv; v++) {
+    const cJSON *n = cJSON_GetArrayItem(va, v);
+    if (!cJSON_IsString(n)) return snprintf(err, errlen, "experiment.json: variants[%d] is not a name", v), -1;
+    snprintf(variants[v], sizeof variants[v], "%s", n->valuestring);
+  }
+  size_t nval = (size_t)nv * R * NLEVELS * NMETRICS;
+  double *vals = mp_malloc(nval * sizeof *vals);
+  for (size_t i = 0; i < nval; i++) vals[i] = NAN;
+  cJSON_ArrayForEach(e, res) { /* the per-split numbers, exactly as the record holds them */
+    const cJSON *test = cJSON_GetObjectItem(e, "test"), *vn = cJSON_GetObjectItem(e, "variant");
+    const double r = num_or_nan(e, "split_seed") - seed0;
+    int v = -1;
+    for (int k = 0; k < nv && cJSON_IsString(vn); k++)
+      if (strcmp(variants[k], vn->valuestring) == 0) v = k;
+    if (!test || v < 0 || !(r >= 0 && r < R)) continue;
+    for (int l = 0; l < NLEVELS; l++)
+      for (int m = 0; m < NMETRICS; m++)
+        vals[((((size_t)v * R + (size_t)r) * NLEVELS + l) * NMETRICS) + m] =
+            num_or_nan(cJSON_GetObjectItem(test, levels[l]), metrics[m]);
+  }
+  cJSON *fresh = cJSON_CreateObject();
+  add_differences(fresh, vals, variants, nv, R);
+  mp_free(vals);
+  static const char *const keys[] = {"differences_from_baseline", "highlights"};
+  for (int k = 0; k < 2; k++) {
+    cJSON *item = cJSON_DetachItemFromObject(fresh, keys[k]);
+    if (cJSON_GetObjectItem(x, keys[k])) cJSON_ReplaceItemInObject(x, keys[k], item);
+    else cJSON_AddItemToObject(x, keys[k], item);
+  }
+  cJSON_Delete(fresh);
+  if (cJSON_GetObjectItem(x, "differences")) cJSON_ReplaceItemInObject(x, "differences", cJSON_CreateString(differences_note));
+  return 1;
 }
 
 #ifdef MP_WITH_GAN

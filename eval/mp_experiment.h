@@ -20,8 +20,10 @@
  * ranks share, as every output directory of the suite) and writes OUT/experiment.json:
  * per-split raw numbers, mean ± sample standard deviation over the splits for every
  * variant, level and metric, each augmented variant's paired difference from the
- * baseline (mean ± std over splits, and on how many splits it was higher / lower), and
- * the highlights sentences; then the report into OUT/report/.
+ * baseline (mean ± std over splits, the 95% Student-t interval of the mean and whether
+ * it excludes 0, and on how many splits it was higher / lower; a difference identical on
+ * every split is flagged no_variance, with no interval and never "excludes 0"), and the
+ * highlights sentences; then the report into OUT/report/.
  */
 #ifndef MP_EXPERIMENT_H
 #define MP_EXPERIMENT_H
@@ -66,6 +68,13 @@ enum { MP_JOB_NOT_RUN = 0, MP_JOB_DONE, MP_JOB_REUSED, MP_JOB_FAILED, MP_JOB_INT
 cJSON *mp_experiment_aggregate(const mp_config *cfg, int ranks, int groups, const char *store_path,
                                const mp_experiment_job *jobs, const int *status, const double *seconds, int njobs,
                                int nvariants, int repeats, uint64_t first_seed);
+
+/* A record (the document of an experiment.json) written before its differences carried the
+ * no_variance flag: its differences_from_baseline and highlights made again from its own
+ * per-split numbers (results[].test), as mp_experiment_aggregate makes them now (`mammopatch
+ * report` on an older experiment).  1 when it did, 0 when the record needs nothing, -1 with
+ * the reason in err when the record lacks what that takes. */
+int mp_experiment_upgrade(cJSON *x, char *err, size_t errlen);
 
 /* Mean and sample standard deviation (n - 1) of the finite values among v[0..n);
  * *count gets how many there were.  mean NaN when none, std NaN when fewer than two. */

@@ -78,14 +78,19 @@ typedef struct {
 typedef struct {
   const char *label, *attr;
 } crit;
+/* preprocess's outcomes (mp_preprocess.c reason_key / reason_label, in its table's order);
+ * attributes a store made before an outcome existed lack count 0 */
 static const crit criteria[] = {
+    {"not a regular file (dangling link, FIFO, socket, device)", "files_failed_not_a_file"},
     {"not readable as DICOM", "files_failed_not_dicom"},
+    {"the same file as an earlier path (a link)", "files_discarded_duplicate"},
     {"ViewPosition not CC or MLO", "files_discarded_view"},
     {"PatientSex not F", "files_discarded_sex"},
     {"BreastImplantPresent YES", "files_discarded_implant"},
     {"PresentationLUTShape INVERSE", "files_discarded_presentation_lut"},
     {"ImageType dropped", "files_discarded_image_type"},
     {"no label", "files_discarded_no_label"},
+    {"conflicting labels", "files_discarded_label_conflict"},
     {"BI-RADS not in {0, 1, 2}", "files_discarded_birads"},
     {"pixel data unreadable", "files_discarded_decode_error"},
 };
@@ -282,14 +287,105 @@ static int embed_png(mp_strbuf *h, const char *path, const char *cls, const char
   return 0;
 }
 
+/* ---- the configuration the experiment recorded -------------------------------------------------- */
+/* A recorded configuration value (as mp_config_to_json writes it) as INI text. */
+static void ini_value(char *b, size_t n, const cJSON *v) {
+  if (cJSON_IsBool(v)) snprintf(b, n, "%s", cJSON_IsTrue(v) ? "true" : "false");
+  else if (cJSON_IsNumber(v)) {
+    double d = v->valuedouble;
+    if (d == floor(d) && fabs(d) < 9007199254740992.0) snprintf(b, n, "%.0f", d);
+    else {
+      snprintf(b, n, "%.15g", d);
+      if (strtod(b, NULL) != d) snprintf(b, n, "%.17g", d);
+    }
+  } else if (cJSON_IsString(v)) snprintf(b, n, "%s", v->valuestring);
+  else {
+    char *t = cJSON_PrintUnformatted(v);
+    snprintf(b, n, "%s", t ? t : "");
+    free(t);
+  }
+}
+
+/* The configuration recorded in experiment.json (provenance.config: {"section": {"name":
+ * value}}) as INI text, in the order of this build's schema with its help lines (taken
+ * from cfg, whose values are not used).  A schema key the record lacks (newer than the
+ * experiment) is shown at its default and marked so (its default keeps the behaviour the
+ * experiment had, mp_params_is_default); a recorded key this build does not know is kept,
+ * marked, after the rest.  Caller frees with mp_free. */
+static char *recorded_ini(const cJSON *rec, const mp_config *cfg) {
+  size_t n = 0;
+  const mp_cfg_key *schema = mp_config_schema(cfg, &n);
+  mp_strbuf o = {0};
+  char prev[128] = "", val[1024];
+  for (size_t i = 0; i < n; i++) {
+    const char *key = schema[i].key, *dot = strchr(key, '.');
+    char section[128];
+    snprintf(section, sizeof section, "%.*s", (int)(dot - key), key);
+    if (strcmp(section, prev) != 0) {
+      mp_strbuf_printf(&o, "%s[%s]\n", o.len ? "\n" : "", section);
+      snprintf(prev, sizeof prev, "%s", section);
+    }
+    if (schema[i].help) {
+      char c[2048];
+      mp_config_comment(c, sizeof c, schema[i].help);
+      mp_strbuf_printf(&o, "%s", c);
+    }
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, section), dot + 1);
+    if (v) {
+      ini_value(val, sizeof val, v);
+      mp_strbuf_printf(&o, "%s = %s\n", dot + 1, val);
+    } else
+      mp_strbuf_printf(&o, "; (not in the record: a key newer than the experiment; its default keeps what it ran with)\n"
+                           "%s = %s\n", dot + 1, schema[i].def);
+  }
+  /* recorded keys this build's schema does not know */
+  const cJSON *sec, *v;
+  int unknown = 0;
+  cJSON_ArrayForEach(sec, rec) cJSON_ArrayForEach(v, sec) {
+    char key[256];
+    snprintf(key, sizeof key, "%s.%s", sec->string, v->string);
+    bool known = false;
+    for (size_t i = 0; i < n && !known; i++) known = strcmp(schema[i].key, key) == 0;
+    if (known) continue;
+    if (!unknown++) mp_strbuf_printf(&o, "\n; recorded keys this version of mammopatch does not know:\n");
+    ini_value(val, sizeof val, v);
+    mp_strbuf_printf(&o, "[%s]\n%s = %s\n", sec->string, v->string, val);
+  }
+  char *out = mp_strdup(mp_strbuf_str(&o));
+  mp_strbuf_free(&o);
+  return out;
+}
+
+/* Whether two paths name the same file (the same text, or the same real path). */
+static bool same_path(const char *a, const char *b) {
+  if (strcmp(a, b) == 0) return true;
+  char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+  bool same = ra && rb && strcmp(ra, rb) == 0;
+  free(ra), free(rb);
+  return same;
+}
+
 /* The GAN section: the sweep's table (Table 4.4 form), its FID-per-epoch chart (Figure
- * 4.2 form) and real vs synthetic lesion patches (Figure 4.1 form) of the first gan job. */
-static void gan_section(mp_strbuf *h, mp_strbuf *md, const char *sweep, const char *dir, const run *runs, int nr) {
+ * 4.2 form) and real vs synthetic lesion patches (Figure 4.1 form) of the first gan job.
+ * sweep: where its files are read from; recorded: the experiment's experiment.gan_sweep,
+ * named beside it when it is another directory (a sweep moved since, given to `report`). */
+static void gan_section(mp_strbuf *h, mp_strbuf *md, const char *sweep, const char *recorded, const char *dir,
+                        const run *runs, int nr) {
   char path[4400], e2[512];
   snprintf(path, sizeof path, "%s/sweep.json", sweep);
   cJSON *sw = mp_json_read_file(path, e2, sizeof e2);
   mp_strbuf_printf(h, "<section id=\"gan\"><h2>GAN augmentation</h2>\n");
   mp_strbuf_printf(md, "\n## GAN augmentation\n\n");
+  if (!same_path(sweep, recorded)) {
+    mp_strbuf_printf(h, "<p class=\"note\" id=\"gan-source\">The sweep's results are read from ");
+    mp_svg_escape(h, sweep);
+    mp_strbuf_printf(h, " (experiment.gan_sweep given to <code>mammopatch report</code>); the experiment ran with "
+                        "experiment.gan_sweep = ");
+    mp_svg_escape(h, recorded);
+    mp_strbuf_printf(h, ".</p>\n");
+    mp_strbuf_printf(md, "The sweep's results are read from `%s` (experiment.gan_sweep given to `mammopatch report`); "
+                         "the experiment ran with experiment.gan_sweep = `%s`.\n\n", sweep, recorded);
+  }
   if (!sw) {
     mp_strbuf_printf(h, "<p>The sweep in ");
     mp_svg_escape(h, sweep);
@@ -425,10 +521,26 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
   err[0] = 0;
   mp_strbuf h = {0}, md = {0}, csv = {0};
   char a[64], b[64];
+  /* what made the experiment: its version and configuration, as experiment.json records
+   * them (cfg is the configuration of whoever renders the report: `mammopatch report` may
+   * be given another, or none; it only locates a moved GAN sweep) */
   const cJSON *prov = cJSON_GetObjectItem(x, "provenance");
-  const char *version = cJSON_GetObjectItem(prov, "version")->valuestring,
-             *git = cJSON_GetObjectItem(prov, "git")->valuestring,
-             *created = cJSON_GetObjectItem(prov, "created_utc")->valuestring;
+  const cJSON *pv = cJSON_GetObjectItem(prov, "version"), *pg = cJSON_GetObjectItem(prov, "git"),
+              *pc = cJSON_GetObjectItem(prov, "created_utc");
+  const char *version = cJSON_IsString(pv) ? pv->valuestring : "(unrecorded)",
+             *git = cJSON_IsString(pg) ? pg->valuestring : "(unrecorded)",
+             *created = cJSON_IsString(pc) ? pc->valuestring : "(unrecorded)";
+  const cJSON *rec_cfg = cJSON_GetObjectItem(prov, "config");
+  if (!cJSON_IsObject(rec_cfg)) rec_cfg = NULL;
+  /* the GAN sweep: shown when the experiment ran with one; read from the directory given
+   * to the report when one is (it may have moved), else from the recorded one */
+  const cJSON *rs = cJSON_GetObjectItem(cJSON_GetObjectItem(rec_cfg, "experiment"), "gan_sweep");
+  const char *rec_sweep = rec_cfg ? (cJSON_IsString(rs) ? rs->valuestring : "") : NULL;
+  const char *cmd_sweep = mp_config_str(cfg, "experiment.gan_sweep");
+  const char *sweep_from = cmd_sweep[0] || !rec_sweep ? cmd_sweep : rec_sweep;
+  const bool sweep_ignored = rec_sweep && !rec_sweep[0] && cmd_sweep[0]; /* the experiment had none */
+  if (sweep_ignored)
+    MP_WARN("report: experiment.gan_sweep = '%s' is not shown: the experiment ran without a GAN sweep", cmd_sweep);
   int R = (int)num(x, "repeats");
   /* header */
   mp_strbuf_printf(&h, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -457,9 +569,12 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
   mp_strbuf_printf(&h, "</ul><p class=\"note\">Test-split metrics. Differences are paired by split seed (variant minus "
                        "baseline) in percentage points, mean ± sample standard deviation over splits; a difference is "
                        "clear of split-to-split variation when the 95%% interval of its mean (mean ± t(0.975, pairs − 1) "
-                       "std / √pairs) excludes 0 (marked * in the tables below).</p></section>\n");
+                       "std / √pairs) excludes 0 (marked * in the tables below). A difference identical on every split "
+                       "(marked † in the tables) has no variance estimate and so no interval: it is never marked "
+                       "clear.</p></section>\n");
   mp_strbuf_printf(&md, "\nDifferences are paired by split (variant − baseline), percentage points, mean ± sample std; * marks "
-                        "a difference whose 95%% interval of the mean (Student t, pairs − 1 df) excludes 0.\n\n");
+                        "a difference whose 95%% interval of the mean (Student t, pairs − 1 df) excludes 0; † marks one "
+                        "identical on all splits (no variance estimate, no interval, never *).\n\n");
   /* preprocessing */
   mp_strbuf_printf(&h, "<section id=\"preprocess\"><h2>Preprocessing</h2>\n");
   mp_strbuf_printf(&md, "## Preprocessing\n\n");
@@ -622,16 +737,31 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
   /* differences from the baseline */
   mp_strbuf_printf(&h, "<section id=\"differences\"><h2>Differences from the baseline</h2>\n");
   mp_strbuf_printf(&md, "\n## Differences from the baseline (percentage points)\n\n");
-  mp_strbuf_printf(&csv, "variant,level,metric,pairs,mean,std,ci95_lo,ci95_hi,higher,lower,equal\n");
+  mp_strbuf_printf(&csv, "variant,level,metric,pairs,mean,std,ci95_lo,ci95_hi,higher,lower,equal,no_variance\n");
   int ndiff = cJSON_GetArraySize(diffs);
   if (!ndiff) {
     mp_strbuf_printf(&h, "<p>No augmented variant was evaluated beside the baseline.</p>\n");
     mp_strbuf_printf(&md, "No augmented variant was evaluated beside the baseline.\n");
   }
   cJSON_ArrayForEach(e, diffs) {
+    int nsame = 0, same_pairs = -1; /* cells identical on every split, and over how many (-1: varies) */
+    for (int l = 0; l < NLEVELS; l++)
+      for (int m = 0; m < NMETRICS; m++) {
+        const cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(e, levels[l]), metrics[m]);
+        if (!cJSON_IsTrue(cJSON_GetObjectItem(c, "no_variance"))) continue;
+        int np = (int)num(c, "pairs");
+        same_pairs = nsame++ == 0 || same_pairs == np ? np : -1;
+      }
+    char same_note[160] = "";
+    if (nsame && same_pairs >= 0)
+      snprintf(same_note, sizeof same_note, "† identical on all %d splits; no variance estimate (no interval)",
+               same_pairs);
+    else if (nsame)
+      snprintf(same_note, sizeof same_note, "† identical on all of its splits (pairs in differences.csv); no "
+                                            "variance estimate (no interval)");
     mp_strbuf_printf(&h, "<table class=\"differences\" data-variant=\"%s\"><caption>%s − baseline (percentage points; "
-                         "splits higher / lower; * 95%% interval of the mean excludes 0)</caption><tr><th>level</th>",
-                     e->string, e->string);
+                         "splits higher / lower; * 95%% interval of the mean excludes 0%s%s)</caption><tr><th>level</th>",
+                     e->string, e->string, nsame ? "; " : "", same_note);
     mp_strbuf_printf(&md, "%s − baseline:\n\n| level |", e->string);
     for (int m = 0; m < NMETRICS; m++) mp_strbuf_printf(&h, "<th>%s</th>", pretty[m]), mp_strbuf_printf(&md, " %s |", pretty[m]);
     mp_strbuf_printf(&h, "</tr>\n");
@@ -644,8 +774,13 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
       for (int m = 0; m < NMETRICS; m++) {
         const cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(e, levels[l]), metrics[m]);
         fmt_pm(a, sizeof a, c, 100, 1);
-        const char *star = cJSON_IsTrue(cJSON_GetObjectItem(c, "excludes_zero")) ? "*" : "";
-        mp_strbuf_printf(&h, "<td>%s%s (%.0f/%.0f)</td>", a, star, num(c, "higher"), num(c, "lower"));
+        const bool same = cJSON_IsTrue(cJSON_GetObjectItem(c, "no_variance"));
+        const char *star = same ? "†" : cJSON_IsTrue(cJSON_GetObjectItem(c, "excludes_zero")) ? "*" : "";
+        if (same)
+          mp_strbuf_printf(&h, "<td title=\"identical on all %.0f splits; no variance estimate\">%s%s (%.0f/%.0f)</td>",
+                           num(c, "pairs"), a, star, num(c, "higher"), num(c, "lower"));
+        else
+          mp_strbuf_printf(&h, "<td>%s%s (%.0f/%.0f)</td>", a, star, num(c, "higher"), num(c, "lower"));
         mp_strbuf_printf(&md, " %s%s |", a, star);
         mp_strbuf_printf(&csv, "%s,%s,%s,%.0f", e->string, levels[l], metrics[m], num(c, "pairs"));
         const cJSON *ci = cJSON_GetObjectItem(c, "ci95");
@@ -658,12 +793,13 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
           if (isfinite(cv[k])) mp_strbuf_printf(&csv, ",%.6f", cv[k]);
           else mp_strbuf_printf(&csv, ",");
         }
-        mp_strbuf_printf(&csv, ",%.0f,%.0f,%.0f\n", num(c, "higher"), num(c, "lower"), num(c, "equal"));
+        mp_strbuf_printf(&csv, ",%.0f,%.0f,%.0f,%d\n", num(c, "higher"), num(c, "lower"), num(c, "equal"), same);
       }
       mp_strbuf_printf(&h, "</tr>\n");
       mp_strbuf_printf(&md, "\n");
     }
     mp_strbuf_printf(&h, "</table>\n");
+    if (nsame) mp_strbuf_printf(&md, "\n%s.\n", same_note);
     mp_strbuf_printf(&md, "\n");
   }
   if (write_text(rdir, "differences.csv", mp_strbuf_str(&csv), err, errlen)) goto fail;
@@ -735,7 +871,8 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
     mp_strbuf_printf(&h, "<p>No patches to show.</p>\n");
   }
   mp_strbuf_printf(&h, "</section>\n");
-  if (mp_config_str(cfg, "experiment.gan_sweep")[0]) gan_section(&h, &md, mp_config_str(cfg, "experiment.gan_sweep"), dir, runs, nr);
+  if ((rec_sweep ? rec_sweep : cmd_sweep)[0])
+    gan_section(&h, &md, sweep_from, rec_sweep ? rec_sweep : cmd_sweep, dir, runs, nr);
   /* jobs */
   mp_strbuf_printf(&h, "<section id=\"jobs\"><h2>Jobs</h2><table id=\"jobs-table\"><tr><th>variant</th><th>split "
                        "seed</th><th>status</th><th>rank group</th><th>seconds</th><th>best epoch</th><th>training "
@@ -757,15 +894,69 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
                      num(e, "split_seed"), cJSON_GetObjectItem(e, "status")->valuestring, num(e, "seconds"), a);
   }
   mp_strbuf_printf(&h, "</table></section>\n");
-  /* configuration and version */
-  char *ini = mp_config_to_ini(cfg);
-  mp_strbuf_printf(&h, "<section id=\"config\"><h2>Configuration</h2><p class=\"note\">The effective configuration "
-                       "of this experiment (every key; see <code>mammopatch config --keys</code>). Version: mammopatch "
-                       "%s, git %s.</p><pre>",
+  /* configuration and version: what the experiment ran with, as it recorded it */
+  char *ini = rec_cfg ? recorded_ini(rec_cfg, cfg) : mp_config_to_ini(cfg);
+  mp_strbuf_printf(&h, "<section id=\"config\"><h2>Configuration</h2><p class=\"note\">");
+  if (rec_cfg)
+    mp_strbuf_printf(&h, "The configuration this experiment ran with, as experiment.json records it (every key; see "
+                         "<code>mammopatch config --keys</code>). Made by mammopatch %s, git %s.",
+                     version, git);
+  else
+    mp_strbuf_printf(&h, "experiment.json records no configuration: shown is the configuration given to the report "
+                         "(every key), which need not be the experiment's. Experiment made by mammopatch %s, git %s.",
+                     version, git);
+  mp_strbuf_printf(&h, "</p>\n");
+  mp_strbuf_printf(&md, "\n## Configuration\n\n%s mammopatch %s, git %s.\n",
+                   rec_cfg ? "The configuration this experiment ran with, as experiment.json records it; made by"
+                           : "experiment.json records no configuration: shown is the configuration given to the "
+                             "report, which need not be the experiment's. Experiment made by",
                    version, git);
+  /* the report's own: its renderer, and the files it read (no key of the report's own
+   * configuration changes a number or how it is shown; experiment.gan_sweep locates the
+   * sweep's files) */
+  if (strcmp(mp_version(), version) != 0 || strcmp(mp_version_git(), git) != 0) {
+    mp_strbuf_printf(&h, "<p class=\"note\" id=\"renderer\">This report was rendered by mammopatch %s, git %s.</p>\n",
+                     mp_version(), mp_version_git());
+    mp_strbuf_printf(&md, "\nThis report was rendered by mammopatch %s, git %s.\n", mp_version(), mp_version_git());
+  }
+  const cJSON *rst = cJSON_GetObjectItem(x, "store");
+  const bool store_moved = cJSON_IsString(rst) && !same_path(store_path, rst->valuestring);
+  const bool sweep_moved = rec_sweep && rec_sweep[0] && !same_path(sweep_from, rec_sweep);
+  if (store_moved || sweep_moved || sweep_ignored) {
+    mp_strbuf_printf(&h, "<p class=\"note\" id=\"report-settings\">Read by this report, not as recorded:");
+    mp_strbuf_printf(&md, "\nRead by this report, not as recorded:");
+    if (store_moved) {
+      mp_strbuf_printf(&h, " the store ");
+      mp_svg_escape(&h, store_path);
+      mp_strbuf_printf(&h, " (the experiment used ");
+      mp_svg_escape(&h, rst->valuestring);
+      mp_strbuf_printf(&h, ")%s", sweep_moved || sweep_ignored ? ";" : ".");
+      mp_strbuf_printf(&md, " the store `%s` (the experiment used `%s`)%s", store_path, rst->valuestring,
+                       sweep_moved || sweep_ignored ? ";" : ".");
+    }
+    if (sweep_moved) {
+      mp_strbuf_printf(&h, " the GAN sweep's results from ");
+      mp_svg_escape(&h, sweep_from);
+      mp_strbuf_printf(&h, " (experiment.gan_sweep given to the report; the experiment's is ");
+      mp_svg_escape(&h, rec_sweep);
+      mp_strbuf_printf(&h, ").");
+      mp_strbuf_printf(&md, " the GAN sweep's results from `%s` (experiment.gan_sweep given to the report; the "
+                            "experiment's is `%s`).", sweep_from, rec_sweep);
+    }
+    if (sweep_ignored) {
+      mp_strbuf_printf(&h, " experiment.gan_sweep = ");
+      mp_svg_escape(&h, cmd_sweep);
+      mp_strbuf_printf(&h, " was given to the report, but the experiment ran without a GAN sweep: not shown.");
+      mp_strbuf_printf(&md, " experiment.gan_sweep = `%s` was given to the report, but the experiment ran without a "
+                            "GAN sweep: not shown.", cmd_sweep);
+    }
+    mp_strbuf_printf(&h, "</p>\n");
+    mp_strbuf_printf(&md, "\n");
+  }
+  mp_strbuf_printf(&h, "<pre>");
   mp_svg_escape(&h, ini);
   mp_strbuf_printf(&h, "</pre></section>\n</body></html>\n");
-  mp_strbuf_printf(&md, "\n## Configuration\n\nmammopatch %s, git %s.\n\n```ini\n%s```\n", version, git, ini);
+  mp_strbuf_printf(&md, "\n```ini\n%s```\n", ini);
   mp_free(ini);
   if (write_text(rdir, "index.html", mp_strbuf_str(&h), err, errlen) ||
       write_text(rdir, "report.md", mp_strbuf_str(&md), err, errlen))

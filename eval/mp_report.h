@@ -17,7 +17,13 @@
  * per variant and level (patch, view, patient) the metric table (mean ± std and every
  * split); differences from the baseline; bar charts of F1 and MCC; ROC and PR curves;
  * training curves; a montage of real lesion and normal patches (synthetic ones join it
- * with the gan stage); the jobs; the configuration (INI) and version that produced it.
+ * with the gan stage); the jobs; the configuration (INI) and version that produced it —
+ * both as experiment.json records them (provenance), never the configuration of whoever
+ * renders the report, whose own version is named apart when it differs.
+ *
+ * A paired difference identical on every split (no_variance in experiment.json) has no
+ * variance estimate and no interval: marked †, "identical on all N splits; no variance
+ * estimate", never * (differences.csv: no_variance 1, no ci95).
  *
  * DOM contract the browser test holds the page to: <section id="preprocess"> with
  * <table id="preprocess-table">; <section id="metrics"> with <table class="metrics"
@@ -37,6 +43,11 @@
 #include "mp_strbuf.h"
 
 /* experiment: the document of DIR/experiment.json (mp_experiment).  One process.
+ * cfg: the renderer's configuration.  No key of it changes a number or how it is shown;
+ * only experiment.gan_sweep is read, to locate the sweep's files when the experiment
+ * recorded one (a sweep moved since: the report then says where it read them from; an
+ * experiment without a sweep shows none).  With an experiment.json that records no
+ * configuration, cfg's is shown instead, and said to be so.
  * Returns 0, or -1 with the reason in err. */
 int mp_report_write(const char *dir, const char *store_path, const mp_config *cfg, const cJSON *experiment, char *err,
                     size_t errlen);
