@@ -17,6 +17,7 @@
 #include "mp_log.h"
 #include "mp_models.h"
 #include "mp_png.h"
+#include "mp_preprocess.h"
 #include "mp_window.h"
 
 enum { TILE = 128 }; /* the classifier's input (SPEC §6) = preprocessing's BLCK_SIZE */
@@ -124,7 +125,8 @@ static int write_heatmap(const char *path, const uint8_t *img, int W, int H, con
 
 /* One image: its predict.json document, or NULL with the reason in err. */
 static cJSON *predict_one(const mp_config *cfg, mp_net *b1, mp_net *rest, int eb, const char *path, const char *dir,
-                          char *err, size_t errlen) {
+                          bool *discarded, char *err, size_t errlen) {
+  *discarded = false;
   mp_dicom_info in;
   mp_dicom_file *f = mp_dicom_open(path, &in, err, errlen);
   if (!f) return NULL;
@@ -137,6 +139,15 @@ static cJSON *predict_one(const mp_config *cfg, mp_net *b1, mp_net *rest, int eb
   }
   if (in.samples_per_pixel != 1) {
     snprintf(err, errlen, "decode_error: %d samples per pixel (a mammogram is greyscale)", in.samples_per_pixel);
+    mp_dicom_close(f);
+    return NULL;
+  }
+  /* what preprocessing would discard for the image itself, the model never saw: no score */
+  char why[300];
+  const char *out = mp_preprocess_screen(&in, cfg, why, sizeof why);
+  if (out) {
+    snprintf(err, errlen, "not scored: preprocessing discards it (%s%s%s)", out, why[0] ? ": " : "", why);
+    *discarded = true;
     mp_dicom_close(f);
     return NULL;
   }
@@ -179,7 +190,8 @@ static cJSON *predict_one(const mp_config *cfg, mp_net *b1, mp_net *rest, int eb
   cJSON_AddNumberToObject(d, "patch_size", TILE);
   cJSON_AddNumberToObject(d, "stride", stride);
   cJSON_AddNumberToObject(d, "threshold", thr);
-  cJSON_AddStringToObject(d, "decision", positive ? "lesion" : "normal");
+  /* no tile of tissue (all background or markers): nothing was scored, so no decision */
+  cJSON_AddStringToObject(d, "decision", T.n == 0 ? "undetermined" : positive ? "lesion" : "normal");
   cJSON_AddStringToObject(d, "decision_rule", "lesion when any tile's probability >= threshold (SPEC §10 view roll-up)");
   cJSON_AddNumberToObject(d, "tiles_scored", T.n);
   cJSON_AddNumberToObject(d, "tiles_positive", positive);
@@ -247,15 +259,18 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
     char dir[4300];
     snprintf(dir, sizeof dir, "%s/view-%d", a->out_dir, i + 1);
     cJSON *d = NULL;
-    if (mp_mkdir_p(dir, err, sizeof err) == 0) d = predict_one(cfg, b1, rest, eb, a->inputs[i], dir, err, sizeof err);
-    if (!d) {
+    bool discarded = false;
+    if (mp_mkdir_p(dir, err, sizeof err) == 0)
+      d = predict_one(cfg, b1, rest, eb, a->inputs[i], dir, &discarded, err, sizeof err);
+    if (!d) { /* failed, or out of the model's scope: either way not scored, and the exit status says so */
       d = cJSON_CreateObject();
       const char *base = strrchr(a->inputs[i], '/');
       cJSON_AddStringToObject(d, "input", base ? base + 1 : a->inputs[i]);
-      cJSON_AddStringToObject(d, "status", "failed");
+      cJSON_AddStringToObject(d, "status", discarded ? "discarded" : "failed");
       cJSON_AddStringToObject(d, "error", err);
       failed++;
-      fprintf(stderr, "[mammopatch rank %d] predict: image %d failed: %s\n", rank, i + 1, err);
+      fprintf(stderr, "[mammopatch rank %d] predict: image %d (%s) %s: %s\n", rank, i + 1, base ? base + 1 : a->inputs[i],
+              discarded ? "discarded" : "failed", err);
     } else
       cJSON_AddStringToObject(d, "status", "ok");
     cJSON_AddItemToObject(d, "provenance", mp_json_provenance(cfg, K));
@@ -289,12 +304,15 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
       if (!d) cJSON_AddStringToObject(o, "status", "missing");
       if (d && cJSON_GetObjectItem(d, "decision")) {
         const cJSON *h = cJSON_GetObjectItem(d, "hottest");
-        MP_INFO("image %d (%s): %s; %d tiles, hottest p = %.3f at (%d, %d)", i + 1,
-                cJSON_GetObjectItem(d, "input")->valuestring, cJSON_GetObjectItem(d, "decision")->valuestring,
-                (int)cJSON_GetObjectItem(d, "tiles_scored")->valuedouble,
-                cJSON_IsObject(h) ? cJSON_GetObjectItem(h, "probability")->valuedouble : 0.0,
-                cJSON_IsObject(h) ? (int)cJSON_GetObjectItem(h, "row")->valuedouble : -1,
-                cJSON_IsObject(h) ? (int)cJSON_GetObjectItem(h, "col")->valuedouble : -1);
+        if (cJSON_IsObject(h))
+          MP_INFO("image %d (%s): %s; %d tiles, hottest p = %.3f at (%d, %d)", i + 1,
+                  cJSON_GetObjectItem(d, "input")->valuestring, cJSON_GetObjectItem(d, "decision")->valuestring,
+                  (int)cJSON_GetObjectItem(d, "tiles_scored")->valuedouble,
+                  cJSON_GetObjectItem(h, "probability")->valuedouble, (int)cJSON_GetObjectItem(h, "row")->valuedouble,
+                  (int)cJSON_GetObjectItem(h, "col")->valuedouble);
+        else
+          MP_WARN("image %d (%s): undetermined: no tile of tissue to score", i + 1,
+                  cJSON_GetObjectItem(d, "input")->valuestring);
       }
       cJSON_AddItemToArray(arr, o);
       cJSON_Delete(d);
@@ -302,7 +320,8 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
     snprintf(path, sizeof path, "%s/predict.json", a->out_dir);
     if (mp_json_write_file(path, s, err, sizeof err) != 0) MP_ERROR("%s", err), failed++;
     cJSON_Delete(s);
-    MP_INFO("predict: %d image%s, %d failed; %s", a->ninputs, a->ninputs == 1 ? "" : "s", failed, path);
+    MP_INFO("predict: %d image%s, %d not scored (failed or discarded); %s", a->ninputs, a->ninputs == 1 ? "" : "s",
+            failed, path);
   }
   MP_CHECK_MPI(MPI_Bcast(&failed, 1, MPI_INT, 0, comm));
   mp_net_free(b1), mp_net_free(rest);

@@ -16,6 +16,8 @@
 #include <sstream>
 #include <string>
 
+#include <zlib.h>
+
 #include <gdcmAttribute.h>
 #include <gdcmDataElement.h>
 #include <gdcmDataSet.h>
@@ -214,43 +216,284 @@ class StderrCapture {
   int saved_ = -1;
 };
 
-// GDCM 3.0.21 aborts the process (an assert) on a file-meta element whose length runs
-// past the end of the file.  A bad file must never stop a batch, so before GDCM sees a
-// Part 10 file we walk its group-0002 elements (explicit VR little endian by definition)
-// and refuse the file when a declared length cannot fit.  Nothing is decoded here: this
-// only checks lengths against the file size.  Returns "" when fine, else the reason.
-std::string check_file_meta(const char *path, long long fsize) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<unsigned char> b(static_cast<size_t>(fsize < 65536 ? fsize : 65536));
-  in.read(reinterpret_cast<char *>(b.data()), static_cast<std::streamsize>(b.size()));
-  size_t n = static_cast<size_t>(in.gcount());
-  if (n < 132 || std::memcmp(b.data() + 128, "DICM", 4) != 0) return "";  // no Part 10 meta: GDCM's own heuristics
-  static const char *long_vrs[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
-  long long pos = 132;
-  for (int guard = 0; guard < 4096; guard++) {
-    if (pos + 8 > static_cast<long long>(n)) return pos + 8 > fsize ? "file meta information cut short" : "";
-    const unsigned char *e = b.data() + pos;
-    unsigned group = e[0] | (e[1] << 8), elem = e[2] | (e[3] << 8);
-    if (group != 0x0002) return "";
-    if (e[4] < 'A' || e[4] > 'Z' || e[5] < 'A' || e[5] > 'Z') return "file meta element with an invalid VR";
-    bool lng = false;
-    for (const char *v : long_vrs) lng |= e[4] == v[0] && e[5] == v[1];
-    long long len, hdr = lng ? 12 : 8;
-    if (lng) {
-      if (pos + 12 > static_cast<long long>(n)) return "file meta information cut short";
-      len = static_cast<long long>(e[8] | (e[9] << 8) | (e[10] << 16)) | (static_cast<long long>(e[11]) << 24);
-    } else {
-      len = e[6] | (e[7] << 8);
+// GDCM 3.0.21 (Debian's build keeps its asserts) aborts the process on a file whose
+// element lengths do not fit the file: a file cut short inside its header, a length field
+// overwritten, a sequence item that is not one.  A bad file must never stop a batch, so
+// before GDCM sees a Part 10 file we walk its structure ourselves and refuse it when an
+// element cannot be where its header says.  Nothing is decoded here: element headers are
+// read (a few bytes each, from a 64 KiB window) and values skipped by their lengths,
+// nested sequences and encapsulated pixel data included.  The group-0002 file meta
+// information is explicit VR little endian by definition; the data set follows its
+// transfer syntax (explicit or implicit VR, little or big endian); a deflated data set is
+// inflated (zlib) and walked in memory.
+
+class ByteWindow {  // positioned reads of a file through one 64 KiB window, or of bytes in memory
+ public:
+  ByteWindow(const char *path, long long size) : in_(path, std::ios::binary), size_(size) {}
+  explicit ByteWindow(const std::vector<unsigned char> &mem)
+      : size_(static_cast<long long>(mem.size())), mem_(mem.data()) {}
+  long long size() const { return size_; }
+  // n (<= 16) bytes at pos, or nullptr when they are not in the file
+  const unsigned char *at(long long pos, int n) {
+    if (pos < 0 || pos + n > size_) return nullptr;
+    if (mem_) return mem_ + pos;
+    if (pos < base_ || pos + n > base_ + have_) {
+      base_ = pos;
+      in_.clear();
+      in_.seekg(pos);
+      in_.read(reinterpret_cast<char *>(buf_), sizeof buf_);
+      have_ = static_cast<long long>(in_.gcount());
+      if (pos + n > base_ + have_) return nullptr;
     }
-    if (len == 0xFFFFFFFFLL || pos + hdr + len > fsize) {
+    return buf_ + (pos - base_);
+  }
+
+ private:
+  std::ifstream in_;
+  long long size_, base_ = 0, have_ = 0;
+  const unsigned char *mem_ = nullptr;
+  unsigned char buf_[65536];
+
+ public:
+  bool pixel_data_seen = false;  // a top-level (7FE0,0010) was walked
+};
+
+// A deflated data set (raw deflate after the file meta information), inflated whole, at
+// most 1 GiB.  "" when the stream is complete, else why not.
+std::string inflate_rest(const char *path, long long from, std::vector<unsigned char> *out) {
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(from);
+  z_stream z{};
+  if (inflateInit2(&z, -15) != Z_OK) return "zlib cannot start";
+  std::vector<unsigned char> chunk(1 << 16);
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    in.read(reinterpret_cast<char *>(chunk.data()), static_cast<std::streamsize>(chunk.size()));
+    z.next_in = chunk.data();
+    z.avail_in = static_cast<uInt>(in.gcount());
+    if (z.avail_in == 0) break;  // the file ended before the stream did
+    while (z.avail_in > 0 && rc != Z_STREAM_END) {
+      size_t have = out->size();
+      if (have > (size_t(1) << 30)) {
+        inflateEnd(&z);
+        return "deflated data set larger than 1 GiB";
+      }
+      out->resize(have + (1 << 18));
+      z.next_out = out->data() + have;
+      z.avail_out = 1 << 18;
+      rc = inflate(&z, Z_NO_FLUSH);
+      out->resize(have + (1 << 18) - z.avail_out);
+      if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
+        inflateEnd(&z);
+        return std::string("deflated data set corrupt (zlib: ") + (z.msg ? z.msg : "error") + ")";
+      }
+    }
+  }
+  inflateEnd(&z);
+  return rc == Z_STREAM_END ? "" : "deflated data set cut short";
+}
+
+struct WalkSyntax {
+  bool explicit_vr, big_endian;
+};
+
+const unsigned kUndefined = 0xFFFFFFFFu;
+
+unsigned rd16(const unsigned char *p, bool be) { return be ? (p[0] << 8) | p[1] : p[0] | (p[1] << 8); }
+unsigned rd32(const unsigned char *p, bool be) {
+  return be ? (unsigned(p[0]) << 24) | (p[1] << 16) | (p[2] << 8) | p[3]
+            : p[0] | (p[1] << 8) | (p[2] << 16) | (unsigned(p[3]) << 24);
+}
+
+bool known_vr(const unsigned char *vr) {  // PS3.5 6.2 (GDCM asserts on any other)
+  static const char *v[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD", "OF", "OL",
+                            "OV", "OW", "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UN", "UR", "US",
+                            "UT", "UV"};
+  for (const char *x : v)
+    if (vr[0] == x[0] && vr[1] == x[1]) return true;
+  return false;
+}
+
+bool long_form_vr(const unsigned char *vr) {  // VRs with 2 reserved bytes and a 32-bit length
+  static const char *v[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
+  for (const char *x : v)
+    if (vr[0] == x[0] && vr[1] == x[1]) return true;
+  return false;
+}
+
+std::string tag_name(unsigned g, unsigned e) {
+  char t[16];
+  std::snprintf(t, sizeof t, "(%04x,%04x)", g, e);
+  return t;
+}
+
+// One element header at pos: tag, VR (explicit VR only; "" for items and delimiters),
+// value length and header size.  Empty string when fine, else why not.
+struct ElementHeader {
+  unsigned group, elem, length;
+  unsigned char vr[2];
+  int size;
+};
+
+std::string read_header(ByteWindow &w, long long pos, WalkSyntax ts, ElementHeader *h) {
+  const unsigned char *e = w.at(pos, 8);
+  if (!e) return "the file ends inside an element header at byte " + std::to_string(pos);
+  bool be = ts.big_endian && rd16(e, false) != 0x0002;  // group 2 stays little endian
+  h->group = rd16(e, be), h->elem = rd16(e + 2, be);
+  h->vr[0] = h->vr[1] = 0;
+  if (h->group == 0xFFFE || !(ts.explicit_vr || h->group == 0x0002)) {  // items, delimiters, implicit VR
+    h->length = rd32(e + 4, be), h->size = 8;
+    return "";
+  }
+  h->vr[0] = e[4], h->vr[1] = e[5];
+  if (!known_vr(e + 4)) return "element " + tag_name(h->group, h->elem) + " has an invalid VR";
+  if (long_form_vr(e + 4)) {
+    const unsigned char *l = w.at(pos + 8, 4);
+    if (!l) return "the file ends inside element " + tag_name(h->group, h->elem) + "'s header";
+    h->length = rd32(l, be), h->size = 12;
+  } else {
+    h->length = rd16(e + 6, be), h->size = 8;
+  }
+  return "";
+}
+
+// Walks a data set from pos: up to `end` (a defined length), or to the item delimiter
+// when item_delimited (which it consumes).  *pos ends after what was walked.
+std::string walk_dataset(ByteWindow &w, long long *pos, long long end, bool item_delimited, WalkSyntax ts, int depth);
+
+// A sequence's items from pos (its value), up to end or its sequence delimiter.
+std::string walk_items(ByteWindow &w, long long *pos, long long end, bool delimited, WalkSyntax ts, int depth,
+                       bool fragments) {
+  for (int n = 0;; n++) {
+    if (!delimited && *pos >= end) return "";
+    if (n > 1000000) return "a sequence with more than a million items";
+    ElementHeader h;
+    std::string bad = read_header(w, *pos, WalkSyntax{false, ts.big_endian}, &h);
+    if (!bad.empty()) return bad;
+    if (h.group == 0xFFFE && h.elem == 0xE0DD) {  // sequence delimiter
+      if (!delimited) return "a sequence delimiter inside a sequence of defined length";
+      *pos += 8;
+      return "";
+    }
+    if (h.group != 0xFFFE || h.elem != 0xE000)
+      return "a sequence holds " + tag_name(h.group, h.elem) + " where an item belongs";
+    *pos += 8;
+    if (h.length == kUndefined) {
+      if (fragments) return "an encapsulated pixel data fragment of undefined length";
+      std::string b = walk_dataset(w, pos, end, true, ts, depth + 1);
+      if (!b.empty()) return b;
+    } else {
+      long long item_end = *pos + static_cast<long long>(h.length);
+      if (item_end > (delimited ? w.size() : end)) {
+        if (fragments && n == 0)  // GDCM asserts on this one; a later fragment cut short it reports
+          return "the basic offset table of the pixel data declares " + std::to_string(h.length) +
+                 " bytes, more than the file holds";
+        return "a sequence item declares " + std::to_string(h.length) + " bytes beyond its end";
+      }
+      if (!fragments) {
+        std::string b = walk_dataset(w, pos, item_end, false, ts, depth + 1);
+        if (!b.empty()) return b;
+      }
+      *pos = item_end;
+    }
+  }
+}
+
+std::string walk_dataset(ByteWindow &w, long long *pos, long long end, bool item_delimited, WalkSyntax ts, int depth) {
+  if (depth > 32) return "sequences nested more than 32 deep";
+  for (int n = 0;; n++) {
+    if (!item_delimited && *pos >= end) return *pos == end ? "" : "an item's elements run past its length";
+    if (item_delimited && *pos >= w.size()) return "the file ends inside a sequence item";
+    if (n > 10000000) return "a data set with more than ten million elements";
+    ElementHeader h;
+    std::string bad = read_header(w, *pos, ts, &h);
+    if (!bad.empty()) return bad;
+    if (h.group == 0xFFFE && h.elem == 0xE00D) {  // item delimiter
+      if (!item_delimited) return "an item delimiter outside an item of undefined length";
+      *pos += 8;
+      return "";
+    }
+    if (h.group == 0xFFFE) return "a sequence item outside a sequence";
+    if (depth == 0 && h.group == 0x7FE0 && h.elem == 0x0010) w.pixel_data_seen = true;
+    *pos += h.size;
+    const bool sq = ts.explicit_vr ? (h.vr[0] == 'S' && h.vr[1] == 'Q') : false;
+    if (h.length == kUndefined) {
+      // undefined length: a sequence (SQ; UN and implicit VR too, which are implicit VR
+      // little endian inside), or encapsulated pixel data (fragments)
+      const bool pixels = h.group == 0x7FE0 && h.elem == 0x0010;
+      const bool un = h.vr[0] == 'U' && h.vr[1] == 'N';
+      if (!pixels && ts.explicit_vr && !sq && !un)
+        return "element " + tag_name(h.group, h.elem) + " has an undefined length";
+      WalkSyntax inner = un ? WalkSyntax{false, false} : ts;
+      std::string b = walk_items(w, pos, w.size(), true, inner, depth, pixels);
+      // encapsulated pixel data that the end of the file cuts short: the pixel checks' case
+      if (!b.empty() && pixels && depth == 0 && (b.rfind("the file ends", 0) == 0 || b.find("beyond its end") != b.npos))
+        return "";
+      if (!b.empty()) return b.find("(") == std::string::npos ? b + ", in element " + tag_name(h.group, h.elem) : b;
+      continue;
+    }
+    const long long value_end = *pos + static_cast<long long>(h.length);
+    // pixel data that runs past the end of the file: GDCM reads the attributes before it
+    // safely, and the pixel checks report it ("pixel data truncated")
+    if (depth == 0 && h.group == 0x7FE0 && h.elem == 0x0010 && value_end > end) return "";
+    if (value_end > (item_delimited ? w.size() : end))
+      return "element " + tag_name(h.group, h.elem) + " declares " + std::to_string(h.length) + " bytes but " +
+             std::to_string((item_delimited ? w.size() : end) - *pos) + " remain";
+    if (sq) {
+      std::string b = walk_items(w, pos, value_end, false, ts, depth, false);
+      if (!b.empty()) return b;
+    }
+    *pos = value_end;
+  }
+}
+
+// Returns "" when the file's structure fits it (or it is not a Part 10 file: GDCM's own
+// heuristics then), else the reason.  *pixels: false when a Part 10 file was walked and
+// holds no pixel data element.
+std::string check_structure(const char *path, long long fsize, bool *pixels) {
+  ByteWindow w(path, fsize);
+  *pixels = true;
+  const unsigned char *pre = w.at(128, 4);
+  if (!pre || std::memcmp(pre, "DICM", 4) != 0) return "";
+  // the file meta information, noting the transfer syntax
+  long long pos = 132;
+  std::string syntax;
+  for (;;) {
+    const unsigned char *e = w.at(pos, 8);
+    if (!e) return pos + 8 > fsize ? "file meta information cut short" : "";
+    if (rd16(e, false) != 0x0002) break;
+    ElementHeader h;
+    std::string bad = read_header(w, pos, WalkSyntax{true, false}, &h);
+    if (!bad.empty()) return "file meta: " + bad;
+    if (h.length == kUndefined || pos + h.size + static_cast<long long>(h.length) > fsize) {
       char msg[160];
-      std::snprintf(msg, sizeof msg, "file meta element (0002,%04x) declares %lld bytes but the file has %lld", elem, len,
-                    fsize);
+      std::snprintf(msg, sizeof msg, "file meta element (0002,%04x) declares %u bytes but the file has %lld", h.elem,
+                    h.length, fsize);
       return msg;
     }
-    pos += hdr + len;
+    if (h.elem == 0x0010 && h.length < 128) {
+      for (unsigned i = 0; i < h.length; i++) {
+        const unsigned char *c = w.at(pos + h.size + i, 1);
+        if (c && *c && *c != ' ') syntax.push_back(static_cast<char>(*c));
+      }
+    }
+    pos += h.size + static_cast<long long>(h.length);
+    if (pos - 132 > (1 << 20)) return "file meta information too long";
   }
-  return "file meta information too long";
+  if (syntax == "1.2.840.10008.1.2.1.99") {  // deflated: the data set inflated, then walked (explicit VR LE)
+    std::vector<unsigned char> ds;
+    std::string bad = inflate_rest(path, pos, &ds);
+    if (!bad.empty()) return bad;
+    ByteWindow m(ds);
+    long long p = 0;
+    bad = walk_dataset(m, &p, m.size(), false, WalkSyntax{true, false}, 0);
+    *pixels = m.pixel_data_seen;
+    return bad.empty() ? "" : "deflated data set: " + bad;
+  }
+  WalkSyntax ts{syntax != "1.2.840.10008.1.2", syntax == "1.2.840.10008.1.2.2"};
+  std::string bad = walk_dataset(w, &pos, fsize, false, ts, 0);
+  *pixels = w.pixel_data_seen;
+  return bad.empty() ? "" : "data set: " + bad;
 }
 
 std::string value_of(const gdcm::DataSet &ds, uint16_t g, uint16_t e) {
@@ -347,6 +590,23 @@ void fill_info(const gdcm::File &file, mp_dicom_info *info, std::vector<uint16_t
   }
 }
 
+// A mammogram is a grayscale image: pixels of any other photometric interpretation
+// (PALETTE COLOR indices, RGB, YBR) or with more than one sample are not intensities, so they
+// are not readable as one (and GDCM's image reader asserts on some sample counts).
+// A file without the attribute is taken as MONOCHROME2, as the windowing does.
+void grayscale_only(mp_dicom_info *in) {
+  const char *p = in->photometric;
+  if (!in->pixels_readable) return;
+  if (in->samples_per_pixel != 1) {
+    in->pixels_readable = false;
+    std::snprintf(in->pixel_error, sizeof in->pixel_error, "not a grayscale image (samples per pixel %d)",
+                  in->samples_per_pixel);
+  } else if (*p && std::strcmp(p, "MONOCHROME1") && std::strcmp(p, "MONOCHROME2")) {
+    in->pixels_readable = false;
+    std::snprintf(in->pixel_error, sizeof in->pixel_error, "not a grayscale image (photometric interpretation %s)", p);
+  }
+}
+
 }  // namespace
 
 struct mp_dicom_file {
@@ -378,6 +638,7 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
   mp_dicom_file *f = nullptr;
   try {
     long long fsize = 0; /* measured once, used by every length check below */
+    bool has_pixels = true;
     {
       std::ifstream probe(path, std::ios::binary | std::ios::ate);
       if (!probe) {
@@ -389,7 +650,7 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
         set_err(err, errlen, "empty file");
         return nullptr;
       }
-      std::string bad = check_file_meta(path, fsize);
+      std::string bad = check_structure(path, fsize, &has_pixels);
       if (!bad.empty()) {
         set_err(err, errlen, "not readable as DICOM: " + bad);
         return nullptr;
@@ -425,7 +686,7 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
             if (lf.read(reinterpret_cast<char *>(l4), 4))
               declared = static_cast<long long>(l4[0] | (l4[1] << 8) | (l4[2] << 16)) | (static_cast<long long>(l4[3]) << 24);
           }
-          if (f->offset >= fsize) {
+          if (f->offset < 0 || f->offset >= fsize) { /* GDCM's stream ended before any pixel data */
             f->info.pixels_readable = false;
             copy_to(f->info.pixel_error, sizeof f->info.pixel_error, "no pixel data");
           } else if (declared < 0 || declared > fsize - f->offset) {
@@ -439,9 +700,25 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
                     "pixel data truncated: " + std::to_string(fsize - f->offset) + " of " + std::to_string(frame) +
                         " bytes");
           }
+          grayscale_only(&f->info);
           *info = f->info;
           return f;
         }
+        // no pixel data, or pixels that are not grayscale: nothing to decode, so GDCM's image
+        // reader (which asserts on some such files: a palette without its LUT data) is not run
+        fill_info(hdr.GetFile(), &f->info, &f->voi);
+        f->info.pixels_readable = true;
+        grayscale_only(&f->info);
+        if (!has_pixels || !f->info.pixels_readable) {
+          if (!has_pixels) {
+            f->info.pixels_readable = false;
+            copy_to(f->info.pixel_error, sizeof f->info.pixel_error, "no pixel data");
+          }
+          *info = f->info;
+          return f;
+        }
+        f->info = mp_dicom_info{};
+        f->voi.clear();
       }
     }
     f->reader.SetFileName(path);
@@ -483,6 +760,7 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
       copy_to(f->info.pixel_error, sizeof f->info.pixel_error,
               why.empty() ? std::string("GDCM could not read the pixel data") : why);
     }
+    grayscale_only(&f->info);
     *info = f->info;
     return f;
   } catch (const std::bad_alloc &) {

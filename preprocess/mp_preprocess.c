@@ -9,12 +9,15 @@
 #include <sys/mman.h>
 #endif
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <signal.h>
 
 #include "mp_alloc.h"
 #include "mp_check.h"
@@ -32,75 +35,270 @@
 
 /* ---- outcomes --------------------------------------------------------------------------- */
 
+/* In the order of the preprocessing report's table: failures, then discards in the order the
+ * filters apply (SPEC §2). */
 enum {
   R_ACCEPTED,
+  R_NOT_FILE,
+  R_NOT_DICOM,
+  R_DUPLICATE,
   R_VIEW,
   R_SEX,
   R_IMPLANT,
   R_LUT,
   R_IMAGE_TYPE,
   R_NO_LABEL,
+  R_LABEL_CONFLICT,
   R_BIRADS,
   R_DECODE,
-  R_NOT_DICOM,
-  NREASON
+  NREASON,
+  R_FAILED_FIRST = R_NOT_FILE,
+  R_FAILED_LAST = R_NOT_DICOM,
+  R_DISCARDED_FIRST = R_DUPLICATE,
+  R_DISCARDED_LAST = R_DECODE
 };
-static const char *reason_key[NREASON] = {"accepted",          "discarded:view",      "discarded:sex",
-                                          "discarded:implant", "discarded:presentation_lut",
-                                          "discarded:image_type", "discarded:no_label", "discarded:birads",
-                                          "discarded:decode_error", "failed:not_dicom"};
-static const char *reason_label[NREASON] = {
-    "accepted", "ViewPosition not CC or MLO", "PatientSex not F", "BreastImplantPresent YES",
-    "PresentationLUTShape INVERSE", "ImageType dropped", "no label", "BI-RADS not in {0, 1, 2}",
-    "pixel data unreadable", "not readable as DICOM"};
+static const char *reason_key[NREASON] = {
+    "accepted",          "failed:not_a_file",    "failed:not_dicom",     "discarded:duplicate",
+    "discarded:view",    "discarded:sex",        "discarded:implant",    "discarded:presentation_lut",
+    "discarded:image_type", "discarded:no_label", "discarded:label_conflict", "discarded:birads",
+    "discarded:decode_error"};
+static const char *reason_label[NREASON] = {"accepted",
+                                            "not a regular file (dangling link, FIFO, socket, device)",
+                                            "not readable as DICOM",
+                                            "the same file as an earlier path (a link)",
+                                            "ViewPosition not CC or MLO",
+                                            "PatientSex not F",
+                                            "BreastImplantPresent YES",
+                                            "PresentationLUTShape INVERSE",
+                                            "ImageType dropped",
+                                            "no label",
+                                            "conflicting labels",
+                                            "BI-RADS not in {0, 1, 2}",
+                                            "pixel data unreadable"};
 
 /* ---- input files ------------------------------------------------------------------------- */
 
-typedef struct {
-  char **paths;
-  size_t n, cap;
-} path_list;
+/* Every directory entry below the input that is not a directory becomes one input file with an
+ * outcome: regular files are read; a dangling link, a FIFO, a socket or a device is failed
+ * (not_a_file) without being opened (a FIFO would block); a second path to a file already
+ * listed (a hard link, or a symlink to it) is discarded as a duplicate, so that no image's
+ * patches enter the store twice.  Directories are walked once each, whatever links lead to
+ * them (a link back up the tree is not followed round), in name order, so the listing is
+ * the same on every file system. */
+enum { F_REGULAR = 'f', F_NOT_FILE = 'n', F_DUPLICATE = 'd' };
 
-static void list_push(path_list *l, const char *p) {
-  if (l->n == l->cap) l->paths = mp_realloc(l->paths, (l->cap = l->cap ? 2 * l->cap : 1024) * sizeof *l->paths);
-  l->paths[l->n++] = mp_strdup(p);
+typedef struct {
+  char *path;
+  char kind;       /* F_* */
+  uint64_t dup_of; /* F_DUPLICATE: index (in the sorted list) of the path kept */
+  uint64_t dev, ino;
+} input_file;
+
+typedef struct {
+  input_file *f;
+  size_t n, cap;
+} file_list;
+
+typedef struct {
+  uint64_t *dev_ino; /* pairs: the directories walked */
+  size_t n, cap;
+} dir_set;
+
+static void list_push(file_list *l, const char *p, char kind, uint64_t dev, uint64_t ino) {
+  if (l->n == l->cap) l->f = mp_realloc(l->f, (l->cap = l->cap ? 2 * l->cap : 1024) * sizeof *l->f);
+  l->f[l->n++] = (input_file){mp_strdup(p), kind, 0, dev, ino};
 }
 
-static int walk(const char *dir, path_list *l, char *err, size_t errlen) {
-  DIR *d = opendir(dir);
-  if (!d) {
+static void list_free(file_list *l) {
+  for (size_t i = 0; i < l->n; i++) mp_free(l->f[i].path);
+  mp_free(l->f);
+  *l = (file_list){0};
+}
+
+/* true when (dev, ino) was walked already; else records it */
+static bool dir_seen(dir_set *d, uint64_t dev, uint64_t ino) {
+  for (size_t i = 0; i < d->n; i++)
+    if (d->dev_ino[2 * i] == dev && d->dev_ino[2 * i + 1] == ino) return true;
+  if (d->n == d->cap) d->dev_ino = mp_realloc(d->dev_ino, (d->cap = d->cap ? 2 * d->cap : 64) * 2 * sizeof *d->dev_ino);
+  d->dev_ino[2 * d->n] = dev, d->dev_ino[2 * d->n + 1] = ino, d->n++;
+  return false;
+}
+
+static int cmp_name(const struct dirent **a, const struct dirent **b) { return strcmp((*a)->d_name, (*b)->d_name); }
+
+static int walk(const char *dir, file_list *l, dir_set *seen, size_t *links_skipped, char *err, size_t errlen) {
+  struct dirent **e = NULL;
+  int n = scandir(dir, &e, NULL, cmp_name);
+  if (n < 0) {
     snprintf(err, errlen, "cannot read directory '%s': %s", dir, strerror(errno));
     return -1;
   }
-  struct dirent *e;
   int rc = 0;
-  while ((e = readdir(d)) && rc == 0) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    struct stat sb;
-    if (stat(path, &sb) != 0) continue; /* dangling link */
-    if (S_ISDIR(sb.st_mode))
-      rc = walk(path, l, err, errlen);
-    else if (S_ISREG(sb.st_mode))
-      list_push(l, path);
+  for (int i = 0; i < n; i++) {
+    const char *name = e[i]->d_name;
+    if (rc == 0 && strcmp(name, ".") && strcmp(name, "..")) {
+      char path[4096];
+      if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path) {
+        snprintf(err, errlen, "path longer than %zu bytes under '%s'", sizeof path - 1, dir);
+        rc = -1;
+      } else {
+        struct stat sb;
+        if (stat(path, &sb) != 0)
+          list_push(l, path, F_NOT_FILE, 0, 0); /* dangling link, or unreadable */
+        else if (S_ISDIR(sb.st_mode)) {
+          if (dir_seen(seen, (uint64_t)sb.st_dev, (uint64_t)sb.st_ino))
+            ++*links_skipped;
+          else
+            rc = walk(path, l, seen, links_skipped, err, errlen);
+        } else
+          list_push(l, path, S_ISREG(sb.st_mode) ? F_REGULAR : F_NOT_FILE, (uint64_t)sb.st_dev, (uint64_t)sb.st_ino);
+      }
+    }
+    free(e[i]); /* scandir's own allocations */
   }
-  closedir(d);
+  free(e);
   return rc;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_path(const void *a, const void *b) {
+  return strcmp(((const input_file *)a)->path, ((const input_file *)b)->path);
+}
+
+static int cmp_inode(const void *a, const void *b) { /* on indices into the sorted list */
+  const input_file *x = *(input_file *const *)a, *y = *(input_file *const *)b;
+  if (x->dev != y->dev) return x->dev < y->dev ? -1 : 1;
+  if (x->ino != y->ino) return x->ino < y->ino ? -1 : 1;
+  return x < y ? -1 : x > y; /* the earlier path first */
+}
+
+/* Lists the input (rank 0): sorted by path, later paths to an already listed regular file
+ * marked duplicates of the first. */
+static int list_input(const char *dir, file_list *l, char *err, size_t errlen) {
+  dir_set seen = {0};
+  size_t links_skipped = 0;
+  struct stat sb;
+  if (stat(dir, &sb) == 0) dir_seen(&seen, (uint64_t)sb.st_dev, (uint64_t)sb.st_ino);
+  int rc = walk(dir, l, &seen, &links_skipped, err, errlen);
+  mp_free(seen.dev_ino);
+  if (rc) return rc;
+  if (links_skipped)
+    MP_WARN("preprocess: %zu director%s reached again through a link (walked once)", links_skipped,
+            links_skipped == 1 ? "y" : "ies");
+  qsort(l->f, l->n, sizeof *l->f, cmp_path);
+  input_file **by = mp_malloc((l->n ? l->n : 1) * sizeof *by);
+  size_t nr = 0;
+  for (size_t i = 0; i < l->n; i++)
+    if (l->f[i].kind == F_REGULAR) by[nr++] = &l->f[i];
+  qsort(by, nr, sizeof *by, cmp_inode);
+  for (size_t i = 1; i < nr; i++) {
+    if (by[i]->dev != by[i - 1]->dev || by[i]->ino != by[i - 1]->ino) continue;
+    input_file *first = by[i - 1]->kind == F_DUPLICATE ? &l->f[by[i - 1]->dup_of] : by[i - 1];
+    by[i]->kind = F_DUPLICATE;
+    by[i]->dup_of = (uint64_t)(first - l->f);
+  }
+  mp_free(by);
+  return 0;
+}
+
+/* The listing from rank 0 to every rank: a count, then (kind, index of the kept path,
+ * path + NUL) per file, so that any byte a file name may hold (a newline) travels. */
+static void bcast_list(MPI_Comm comm, file_list *l) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  uint64_t hdr[2] = {l->n, 0};
+  mp_strbuf b = {0};
+  if (rank == 0) {
+    for (size_t i = 0; i < l->n; i++) {
+      mp_strbuf_printf(&b, "%c%llu:", l->f[i].kind, (unsigned long long)l->f[i].dup_of);
+      mp_strbuf_append(&b, l->f[i].path, strlen(l->f[i].path) + 1);
+    }
+    hdr[1] = b.len;
+  }
+  MP_CHECK_MPI(MPI_Bcast(hdr, 2, MPI_UINT64_T, 0, comm));
+  char *buf = rank == 0 ? b.s : mp_malloc(hdr[1] + 1);
+  for (uint64_t off = 0; off < hdr[1];) { /* in pieces below 2^31 bytes */
+    int len = (int)(hdr[1] - off < (1u << 30) ? hdr[1] - off : (1u << 30));
+    MP_CHECK_MPI(MPI_Bcast(buf + off, len, MPI_CHAR, 0, comm));
+    off += (uint64_t)len;
+  }
+  if (rank != 0) {
+    const char *p = buf;
+    for (uint64_t i = 0; i < hdr[0]; i++) {
+      char kind = *p++;
+      char *colon;
+      uint64_t dup = strtoull(p, &colon, 10);
+      p = colon + 1;
+      list_push(l, p, kind, 0, 0);
+      l->f[l->n - 1].dup_of = dup;
+      p += strlen(p) + 1;
+    }
+    MP_CHECK(l->n == hdr[0] && (size_t)(p - buf) == hdr[1], "file listing: %zu of %llu files parsed", l->n,
+             (unsigned long long)hdr[0]);
+    mp_free(buf);
+  }
+  mp_strbuf_free(&b);
+}
+
+/* One CSV field, quoted (RFC 4180) when it holds a comma, a quote or a line break: file
+ * names may. */
+static void csv_field(mp_strbuf *b, const char *v) {
+  if (!strpbrk(v, ",\"\r\n")) {
+    mp_strbuf_append(b, v, strlen(v));
+    return;
+  }
+  mp_strbuf_append(b, "\"", 1);
+  for (const char *q = v; *q; q++) {
+    if (*q == '"') mp_strbuf_append(b, "\"", 1);
+    mp_strbuf_append(b, q, 1);
+  }
+  mp_strbuf_append(b, "\"", 1);
+}
+
+/* The file a rank is reading, named if the process dies in it: GDCM asserts (aborts) on some
+ * malformed files that the structure check does not foresee, and a batch that dies must at
+ * least say which file to take out.  The handler only writes (async-signal-safe) and
+ * re-raises the signal with its default action, so the job still ends as it would have. */
+static const char *volatile g_reading;
+static int g_rank;
+
+static void died_reading(int sig) {
+  const char *p = g_reading;
+  if (p) {
+    char r[16];
+    int n = 0, v = g_rank;
+    char d[12];
+    do d[n++] = (char)('0' + v % 10), v /= 10; while (v && n < 11);
+    int k = 0;
+    while (n) r[k++] = d[--n];
+    r[k] = '\0';
+    static const char a[] = "[mammopatch rank ", b[] = "] preprocess: the process died (signal) while reading '",
+                      c[] = "': a file the DICOM library cannot survive; move it out of the input and rerun\n";
+    (void)!write(2, a, sizeof a - 1);
+    (void)!write(2, r, strlen(r));
+    (void)!write(2, b, sizeof b - 1);
+    (void)!write(2, p, strlen(p));
+    (void)!write(2, c, sizeof c - 1);
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
 
 /* ---- labels.csv ------------------------------------------------------------------------- */
 
+/* A label's BI-RADS: the score when the field is an integer, else one of these (below any
+ * score a file could hold, so that "-1" in the file is a score outside {0, 1, 2}, not "none") */
+enum { LB_NONE = INT_MIN, LB_CONFLICT, LB_TEXT };
+
 typedef struct {
-  char *key; /* "patient_id\x1fstudy_uid" or "patient_id" */
-  int birads;
+  char *key;    /* "patient_id\x1fstudy_uid"; the study part empty when the row gives none */
+  int birads;   /* or LB_CONFLICT: rows with this key disagree; LB_TEXT: not an integer */
+  char raw[24]; /* the field as written (shortened), for the report */
 } label_entry;
 
 typedef struct {
-  label_entry *exam, *patient; /* sorted by key */
-  size_t nexam, npatient;
+  label_entry *exam; /* sorted by key, one entry per key */
+  size_t nexam;
+  size_t empty_id_rows; /* rows without a patient_id: skipped */
   bool has_study;
 } labels_t;
 
@@ -166,53 +364,64 @@ static int parse_labels(char *text, labels_t *L, char *err, size_t errlen) {
       return -1;
     }
     char *end;
+    errno = 0;
     long b = strtol(f[cb], &end, 10);
-    int birads = (*f[cb] && !*end) ? (int)b : 99; /* "4A", "" etc.: not a 0/1/2 score */
+    bool integer = *f[cb] && !*end && errno == 0 && b > INT_MIN + 2 && b < INT_MAX;
+    if (!*f[cp]) { /* no image is matched to it (an image without a PatientID has no label) */
+      L->empty_id_rows++;
+      continue;
+    }
     char key[512];
     snprintf(key, sizeof key, "%s\x1f%s", f[cp], cs >= 0 ? f[cs] : "");
     if (L->nexam == cap) L->exam = mp_realloc(L->exam, (cap *= 2) * sizeof *L->exam);
-    L->exam[L->nexam].key = mp_strdup(key);
-    L->exam[L->nexam++].birads = birads;
+    label_entry *e = &L->exam[L->nexam++];
+    e->key = mp_strdup(key);
+    e->birads = integer ? (int)b : LB_TEXT;
+    snprintf(e->raw, sizeof e->raw, "%s", f[cb]);
   }
   qsort(L->exam, L->nexam, sizeof *L->exam, cmp_label);
-  /* patient level: the score when all of a patient's rows agree, else ambiguous (-2) */
-  L->patient = mp_malloc((L->nexam ? L->nexam : 1) * sizeof *L->patient);
+  /* one entry per key: rows that repeat a key must agree (a patient listed twice without
+   * study UIDs, or one exam twice), else the key's label is a conflict */
+  size_t n = 0;
   for (size_t i = 0; i < L->nexam; i++) {
-    char pid[512];
-    snprintf(pid, sizeof pid, "%s", L->exam[i].key);
-    *strchr(pid, '\x1f') = '\0';
-    if (L->npatient && !strcmp(L->patient[L->npatient - 1].key, pid)) {
-      if (L->patient[L->npatient - 1].birads != L->exam[i].birads) L->patient[L->npatient - 1].birads = -2;
+    if (n && !strcmp(L->exam[n - 1].key, L->exam[i].key)) {
+      if (L->exam[n - 1].birads != L->exam[i].birads || strcmp(L->exam[n - 1].raw, L->exam[i].raw))
+        L->exam[n - 1].birads = LB_CONFLICT;
+      mp_free(L->exam[i].key);
     } else {
-      L->patient[L->npatient].key = mp_strdup(pid);
-      L->patient[L->npatient++].birads = L->exam[i].birads;
+      L->exam[n++] = L->exam[i];
     }
   }
+  L->nexam = n;
   return 0;
 }
 
 static void free_labels(labels_t *L) {
   for (size_t i = 0; i < L->nexam; i++) mp_free(L->exam[i].key);
-  for (size_t i = 0; i < L->npatient; i++) mp_free(L->patient[i].key);
   mp_free(L->exam);
-  mp_free(L->patient);
 }
 
-/* BI-RADS of (patient, study): the exam row when the labels have study UIDs and one
- * matches, else the patient's unambiguous score; -1 when there is none. */
-static int lookup_birads(const labels_t *L, const char *pid, const char *study) {
+/* The label of (patient, study): the row of that exam when the labels have study UIDs and
+ * one names it, else the patient's row without a study UID; NULL when neither exists.
+ * *other_exams: the patient has rows for other exams only. */
+static const label_entry *lookup_label(const labels_t *L, const char *pid, const char *study, bool *other_exams) {
   char key[512];
-  label_entry k = {key, 0}, *e;
-  if (L->has_study) {
+  label_entry k = {key, 0, ""}, *e;
+  *other_exams = false;
+  if (L->has_study && *study) {
     snprintf(key, sizeof key, "%s\x1f%s", pid, study);
-    if ((e = bsearch(&k, L->exam, L->nexam, sizeof *L->exam, cmp_label))) return e->birads;
-  } else {
-    snprintf(key, sizeof key, "%s\x1f", pid);
-    if ((e = bsearch(&k, L->exam, L->nexam, sizeof *L->exam, cmp_label))) return e->birads;
+    if ((e = bsearch(&k, L->exam, L->nexam, sizeof *L->exam, cmp_label))) return e;
   }
-  snprintf(key, sizeof key, "%s", pid);
-  e = bsearch(&k, L->patient, L->npatient, sizeof *L->patient, cmp_label);
-  return e && e->birads != -2 ? e->birads : -1;
+  snprintf(key, sizeof key, "%s\x1f", pid);
+  if ((e = bsearch(&k, L->exam, L->nexam, sizeof *L->exam, cmp_label))) return e;
+  size_t lo = 0, hi = L->nexam, kl = strlen(key); /* the first key after "pid\x1f": its exams */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (strcmp(L->exam[mid].key, key) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  *other_exams = lo < L->nexam && !strncmp(L->exam[lo].key, key, kl);
+  return NULL;
 }
 
 /* ---- image type list ------------------------------------------------------------------ */
@@ -345,7 +554,9 @@ typedef struct {
   lut_key lut_for;
 } stage;
 
-static int classify(stage *S, const mp_dicom_info *in, int *birads, char *detail, size_t dl) {
+/* The SPEC §2 filters on the image's own attributes, in their order (the labels come after):
+ * R_ACCEPTED when none applies. */
+static int screen(const mp_dicom_info *in, const char *drop_types, char *detail, size_t dl) {
   if (strcmp(in->view_position, "CC") && strcmp(in->view_position, "MLO")) {
     snprintf(detail, dl, "ViewPosition '%s'", in->view_position);
     return R_VIEW;
@@ -356,16 +567,41 @@ static int classify(stage *S, const mp_dicom_info *in, int *birads, char *detail
   }
   if (!strcasecmp(in->implant, "YES")) return R_IMPLANT;
   if (!strcasecmp(in->lut_shape, "INVERSE")) return R_LUT;
-  if (image_type_dropped(in->image_type, S->drop_types)) {
+  if (image_type_dropped(in->image_type, drop_types)) {
     snprintf(detail, dl, "ImageType '%s'", in->image_type);
     return R_IMAGE_TYPE;
   }
-  *birads = lookup_birads(&S->labels, in->patient_id, in->study_uid);
-  if (*birads == -1) return R_NO_LABEL;
-  if (*birads < 0 || *birads > 2) {
-    snprintf(detail, dl, "BI-RADS %d", *birads);
+  return R_ACCEPTED;
+}
+
+const char *mp_preprocess_screen(const mp_dicom_info *in, const mp_config *cfg, char *detail, size_t dl) {
+  detail[0] = '\0';
+  int r = screen(in, mp_config_str(cfg, "preprocess.drop_image_types"), detail, dl);
+  return r == R_ACCEPTED ? NULL : reason_key[r];
+}
+
+static int classify(stage *S, const mp_dicom_info *in, int *birads, char *detail, size_t dl) {
+  int r = screen(in, S->drop_types, detail, dl);
+  if (r != R_ACCEPTED) return r;
+  if (!in->patient_id[0]) {
+    snprintf(detail, dl, "no PatientID");
+    return R_NO_LABEL;
+  }
+  bool others;
+  const label_entry *e = lookup_label(&S->labels, in->patient_id, in->study_uid, &others);
+  if (!e) {
+    if (others) snprintf(detail, dl, "this exam is not in the labels (the patient's other exams are)");
+    return R_NO_LABEL;
+  }
+  if (e->birads == LB_CONFLICT) {
+    snprintf(detail, dl, "labels.csv rows for this %s give different BI-RADS", S->labels.has_study ? "exam" : "patient");
+    return R_LABEL_CONFLICT;
+  }
+  if (e->birads < 0 || e->birads > 2) {
+    snprintf(detail, dl, "BI-RADS '%s'", e->raw);
     return R_BIRADS;
   }
+  *birads = e->birads;
   return R_ACCEPTED;
 }
 
@@ -550,23 +786,18 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
   char err[1024] = "";
 
   /* rank 0 lists the files, reads the labels and the site key; everyone gets them */
-  char *listing = NULL, *labels_text = NULL, *keybuf = NULL;
-  path_list files = {0};
+  char *labels_text = NULL, *keybuf = NULL;
+  file_list files = {0};
   int ok = 1;
   if (rank == 0) {
     mp_site_key k;
-    if (walk(a->input_dir, &files, err, sizeof err) != 0) {
+    if (list_input(a->input_dir, &files, err, sizeof err) != 0) {
       ok = 0;
     } else if (!(labels_text = mp_read_file(a->labels_csv, NULL, err, sizeof err))) {
       ok = 0;
     } else if (mp_site_key_load(&k, mp_config_str(cfg, "privacy.site_key_file"), err, sizeof err) != 0) {
       ok = 0;
     } else {
-      qsort(files.paths, files.n, sizeof *files.paths, cmp_str);
-      mp_strbuf b = {0};
-      for (size_t i = 0; i < files.n; i++) mp_strbuf_printf(&b, "%s\n", files.paths[i]);
-      listing = mp_strdup(mp_strbuf_str(&b));
-      mp_strbuf_free(&b);
       keybuf = mp_malloc(2 * k.len + 1); /* hex, so it travels as a string */
       for (size_t i = 0; i < k.len; i++) snprintf(keybuf + 2 * i, 3, "%02x", k.key[i]);
       mp_site_key_clear(&k);
@@ -576,17 +807,12 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
   MP_CHECK_MPI(MPI_Bcast(&ok, 1, MPI_INT, 0, comm));
   if (!ok) {
     mp_free(labels_text);
-    for (size_t i = 0; i < files.n; i++) mp_free(files.paths[i]);
-    mp_free(files.paths);
+    list_free(&files);
     return -1;
   }
-  mp_bcast_string(comm, 0, &listing);
+  bcast_list(comm, &files);
   mp_bcast_string(comm, 0, &labels_text);
   mp_bcast_string(comm, 0, &keybuf);
-  if (rank != 0) {
-    char *save = NULL;
-    for (char *p = strtok_r(listing, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) list_push(&files, p);
-  }
   {
     uint8_t kb[MP_SITE_KEY_MAX];
     size_t kl = strlen(keybuf) / 2;
@@ -600,13 +826,14 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
     memset(kb, 0, sizeof kb);
   }
   mp_free(keybuf);
-  mp_free(listing);
   int lrc = parse_labels(labels_text, &S.labels, err, sizeof err);
   mp_free(labels_text);
+  if (lrc == 0 && rank == 0 && S.labels.empty_id_rows)
+    MP_WARN("preprocess: %s: %zu row%s without a patient_id skipped", a->labels_csv, S.labels.empty_id_rows,
+            S.labels.empty_id_rows == 1 ? "" : "s");
   if (lrc != 0) {
     if (rank == 0) MP_ERROR("preprocess: %s: %s", a->labels_csv, err);
-    for (size_t i = 0; i < files.n; i++) mp_free(files.paths[i]);
-    mp_free(files.paths);
+    list_free(&files);
     return -1;
   }
 
@@ -635,6 +862,11 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
   size_t per_round = fpr > 0 ? (size_t)fpr : (size_t)(8 * size);
   MP_INFO("preprocess: %zu files under %s, %d rank%s, %zu files per round; labels for %zu exams", files.n,
           a->input_dir, size, size == 1 ? "" : "s", per_round, S.labels.nexam);
+  g_rank = rank;
+  struct sigaction sa_dying = {0}, old_abrt, old_segv; /* the old ones (Open MPI's) restored after */
+  sa_dying.sa_handler = died_reading;
+  sigaction(SIGABRT, &sa_dying, &old_abrt);
+  sigaction(SIGSEGV, &sa_dying, &old_segv);
   mp_progress *prog = mp_progress_start("preprocess", files.n);
   round_buf rb = {.B = S.ex.blck};
   for (size_t r0 = 0; r0 < files.n; r0 += per_round) {
@@ -644,15 +876,36 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
     rb.np = 0;
     mp_strbuf rows = {0};
     for (uint64_t i = mine.begin; i < mine.end; i++) {
-      const char *p = files.paths[r0 + i];
-      char detail[600];
-      int np;
-      int r = process_file(&S, p, &rb, detail, sizeof detail, &np);
+      const input_file *f = &files.f[r0 + i];
+      const char *p = f->path;
+      char detail[4700];
+      int np = 0, r;
+      if (f->kind == F_DUPLICATE) {
+        const char *q = files.f[f->dup_of].path;
+        snprintf(detail, sizeof detail, "the same file as %s",
+                 strncmp(q, a->input_dir, inlen) == 0 && q[inlen] == '/' ? q + inlen + 1 : q);
+        r = R_DUPLICATE;
+      } else if (f->kind == F_NOT_FILE) {
+        struct stat sb;
+        if (stat(p, &sb) != 0)
+          snprintf(detail, sizeof detail, "%s", errno == ENOENT ? "dangling link" : strerror(errno));
+        else
+          snprintf(detail, sizeof detail, "%s", S_ISFIFO(sb.st_mode)    ? "a FIFO"
+                                                : S_ISSOCK(sb.st_mode) ? "a socket"
+                                                : S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode) ? "a device"
+                                                                                               : "not a regular file");
+        r = R_NOT_FILE;
+      } else {
+        g_reading = p;
+        r = process_file(&S, p, &rb, detail, sizeof detail, &np);
+        g_reading = NULL;
+      }
       S.reasons[r]++;
       const char *rel = strncmp(p, a->input_dir, inlen) == 0 && p[inlen] == '/' ? p + inlen + 1 : p;
       for (char *q = detail; *q; q++)
-        if (*q == ',' || *q == '\n' || *q == '"') *q = ';';
-      mp_strbuf_printf(&rows, "%s,%s,%d,%s\n", rel, reason_key[r], np, detail);
+        if (*q == ',' || *q == '\n' || *q == '\r' || *q == '"') *q = ';';
+      csv_field(&rows, rel);
+      mp_strbuf_printf(&rows, ",%s,%d,%s\n", reason_key[r], np, detail);
     }
     double t = mp_now();
     MP_CHECK_MPI(MPI_Barrier(comm)); /* separates waiting for the round's slowest rank from writing */
@@ -672,6 +925,8 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
     mp_progress_update(prog, r0 + rn);
   }
   mp_progress_finish(prog);
+  sigaction(SIGABRT, &old_abrt, NULL);
+  sigaction(SIGSEGV, &old_segv, NULL);
   mp_imgops_scratch_free();
   if (audit) fclose(audit);
   mp_free(rb.views);
@@ -734,11 +989,12 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
     cJSON_AddStringToObject(doc, "site_key_fingerprint", S.key.fingerprint);
     cJSON *fi = cJSON_AddObjectToObject(doc, "files");
     cJSON_AddNumberToObject(fi, "found", (double)files.n);
-    uint64_t acc = reasons[R_ACCEPTED], disc = 0;
-    for (int r = R_VIEW; r <= R_DECODE; r++) disc += reasons[r];
+    uint64_t acc = reasons[R_ACCEPTED], disc = 0, fail = 0;
+    for (int r = R_DISCARDED_FIRST; r <= R_DISCARDED_LAST; r++) disc += reasons[r];
+    for (int r = R_FAILED_FIRST; r <= R_FAILED_LAST; r++) fail += reasons[r];
     cJSON_AddNumberToObject(fi, "accepted", (double)acc);
     cJSON_AddNumberToObject(fi, "discarded", (double)disc);
-    cJSON_AddNumberToObject(fi, "failed", (double)reasons[R_NOT_DICOM]);
+    cJSON_AddNumberToObject(fi, "failed", (double)fail);
     cJSON *by = cJSON_AddObjectToObject(fi, "by_outcome");
     for (int r = 0; r < NREASON; r++) cJSON_AddNumberToObject(by, reason_key[r], (double)reasons[r]);
     cJSON *wi = cJSON_AddObjectToObject(doc, "windowing");
@@ -789,10 +1045,7 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
     mp_strbuf_printf(&md, "## Images discarded per criterion (Table 3.2 form)\n\n| criterion | discarded | remaining |\n|---|---:|---:|\n");
     uint64_t remaining = files.n;
     mp_strbuf_printf(&md, "| files found | | %llu |\n", (unsigned long long)remaining);
-    remaining -= reasons[R_NOT_DICOM];
-    mp_strbuf_printf(&md, "| %s | %llu | %llu |\n", reason_label[R_NOT_DICOM], (unsigned long long)reasons[R_NOT_DICOM],
-                     (unsigned long long)remaining);
-    for (int r = R_VIEW; r <= R_DECODE; r++) {
+    for (int r = R_ACCEPTED + 1; r < NREASON; r++) {
       remaining -= reasons[r];
       mp_strbuf_printf(&md, "| %s | %llu | %llu |\n", reason_label[r], (unsigned long long)reasons[r],
                        (unsigned long long)remaining);
@@ -825,7 +1078,6 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
   MP_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, comm));
   free_labels(&S.labels);
   mp_site_key_clear(&S.key);
-  for (size_t i = 0; i < files.n; i++) mp_free(files.paths[i]);
-  mp_free(files.paths);
+  list_free(&files);
   return rc;
 }

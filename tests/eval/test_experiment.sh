@@ -33,6 +33,17 @@ if [ $rc -eq 0 ]; then ok "report renders: $(echo "$out" | grep -E '^static|net 
 elif [ $rc -eq 77 ]; then echo "skip report rendering: $out"
 else bad "report: $out"; fi
 
+# 2a. `report` again (on a copy) given a configuration of its own: the configuration section is still
+#     the one the experiment ran with (train.epochs 4, train.lr 1e-4 above), not 999 / 0.5
+mkdir -p "$tmp/rr" && cp "$tmp/e/experiment.json" "$tmp/rr/" \
+  && (cd "$tmp/e" && tar cf - --exclude=checkpoints --exclude=best runs) | (cd "$tmp/rr" && tar xf -) || bad "copy for report"
+"$mp" report --experiment "$tmp/rr" --store "$S" --set train.epochs=999 --set train.lr=0.5 > "$tmp/rr.log" 2>&1 \
+  || bad "report: $(tail -2 "$tmp/rr.log")"
+train=$(sed -n '/^```ini$/,/^```$/p' "$tmp/rr/report/report.md" | sed -n '/^\[train\]$/,/^\[/p')
+grep -qx "epochs = 4" <<< "$train" && grep -qx "lr = 0.0001" <<< "$train" && ! grep -qx "epochs = 999" <<< "$train" \
+  && ok "report's configuration = the experiment's recorded one, not the report command's" \
+  || bad "report's configuration section: $(grep -E '^(epochs|lr) =' <<< "$train" | tr '\n' ' ')"
+
 # 2b. two variants: a "gan" fabricated from the real jobs (known per-split shifts of the
 #     metrics) through rank 0's aggregation and the report: paired differences, highlights,
 #     a two-variant report in Chromium
@@ -94,5 +105,24 @@ out=$(check predict "$tmp/u" "${#views[@]}" "$tmp/pr" "$tmp/pr6") && ok "predict
   || bad "predict stride 128"
 out=$(check tiles128 "$tmp/pr128/view-1/predict.json" "${views[0]}") && ok "stride 128 = preprocessing's tiling: $out" \
   || bad "stride 128 tiles: $out"
+# an image preprocessing would discard (ViewPosition ML) is not scored, and a view with no tissue
+# tile (all black) is undetermined, not normal
+/usr/bin/python3 - "$tmp/u" "$tmp/ml.dcm" "$tmp/black.dcm" <<'PY'
+import csv, os, sys, pydicom
+t = next(r for r in csv.DictReader(open(os.path.join(sys.argv[1], "truth.csv")))
+         if r["outcome"] == "accepted" and r["transfer_syntax"] == "explicit_le")
+ds = pydicom.dcmread(os.path.join(sys.argv[1], t["file"]))
+ds.ViewPosition = "ML"
+ds.save_as(sys.argv[2])
+ds.ViewPosition = "CC"
+ds.PixelData = bytes(len(ds.PixelData))
+ds.save_as(sys.argv[3])
+PY
+"$mp" predict --model "$tmp/e/runs/baseline/split-5" --out "$tmp/prml" "$tmp/ml.dcm" "$tmp/black.dcm" -q 2>"$tmp/prml.err"; rc=$?
+/usr/bin/python3 -c 'import json, sys; a, b = (json.load(open(f"{sys.argv[1]}/view-{i}/predict.json")) for i in (1, 2))
+sys.exit(not (a["status"] == "discarded" and "discarded:view" in a["error"] and "decision" not in a
+              and b["status"] == "ok" and b["decision"] == "undetermined" and b["tiles_scored"] == 0))' "$tmp/prml" \
+  && [ $rc -eq 1 ] && ok "predict: a view preprocessing discards is not scored (exit 1); an all-background view is undetermined" \
+  || bad "predict on a discarded and a blank view: exit $rc: $(cat "$tmp/prml/view-1/predict.json" "$tmp/prml/view-2/predict.json" 2>&1 | grep -E 'status|decision|error' | tr -s ' \n' ' ')"
 
 finish

@@ -114,4 +114,104 @@ if [[ $nreal -gt 0 ]]; then
   done
 fi
 
+# 4. the input tree and the labels: every directory entry ends with one outcome, whatever its
+#    name or kind, on 1 and 2 ranks alike; element lengths that do not fit the file (GDCM
+#    3.0.21 aborts the process on them) end as failed:not_dicom, not as the end of the batch
+t=$tmp/tree
+mkdir -p "$t/sub"
+/usr/bin/python3 - "$t" "$tmp/c" "$shared" <<'PY'
+import csv, os, sys, pydicom
+out, cohort, shared = sys.argv[1], sys.argv[2], sys.argv[3]
+ok = [r for r in csv.DictReader(open(os.path.join(cohort, "truth.csv")))
+      if r["outcome"] == "accepted" and r["transfer_syntax"] == "explicit_le"]
+src = [open(os.path.join(cohort, r["file"]), "rb").read() for r in ok[:3]]
+open(os.path.join(out, "a,comma.dcm"), "wb").write(src[0])
+open(os.path.join(out, "b\nnewline.dcm"), "wb").write(src[1])
+open(os.path.join(out, 'c"quote.dcm'), "wb").write(src[2])
+# cut before the pixel data (in element headers and values, four points spread over the
+# data set): GDCM aborted on these; and cut inside the pixel data: the pixel checks' case
+# (explicit VR little endian: the patient's name value, ViewPosition's header, Rows' value and
+# the pixel data element's header)
+px = src[0].find(b"\xe0\x7f\x10\x00OW")
+at = [src[0].find(t) for t in (b"\x10\x00\x10\x00PN", b"\x18\x00\x01\x51CS", b"\x28\x00\x10\x00US")]
+assert min(at) > 132 and px > 0
+for k, n in enumerate([at[0] + 9, at[1] + 5, at[2] + 9, px + 6, px + 1000]):
+    open(os.path.join(out, f"cut{k}.dcm"), "wb").write(src[0][:n])
+if shared and os.path.isdir(shared):
+    ct = open(os.path.join(shared, "pydicom", "CT_small.dcm"), "rb").read()
+    cpx = ct.find(b"\xe0\x7f\x10\x00")
+    for k, n in enumerate((700, 1500, cpx - 5)):
+        open(os.path.join(out, f"ct_cut{k}.dcm"), "wb").write(ct[:n])
+    # PALETTE COLOR indices dressed as a labelled CC view of a woman: not grayscale
+    ds = pydicom.dcmread(os.path.join(shared, "pydicom", "OBXXXX1A_rle.dcm"))
+    ds.ViewPosition, ds.PatientSex, ds.ImageLaterality = "CC", "F", "L"
+    ds.PatientID, ds.StudyInstanceUID = ok[0]["patient_id"], ok[0]["study_uid"]
+    ds.save_as(os.path.join(out, "palette.dcm"))
+PY
+ln "$t/a,comma.dcm" "$t/z_hardlink.dcm"           # a second path to one file: a duplicate
+ln -s "../c\"quote.dcm" "$t/sub/z_symlink.dcm"     # and through a symbolic link
+ln -s .. "$t/sub/up"                              # a loop: walked once
+ln -s /nonexistent/x.dcm "$t/dangling.dcm"
+mkfifo "$t/pipe.dcm"
+"$mp" preprocess --input "$t" --labels "$tmp/c/labels.csv" --out "$tmp/t1.h5" --report "$tmp/rt1" >"$tmp/logt1" 2>&1 \
+  && ok "preprocess on the tree (1 rank)" || { bad "preprocess on the tree (1 rank): exit $?"; tail -3 "$tmp/logt1"; }
+timeout 120 "$mpiexec" -n 2 --oversubscribe "$mp" preprocess --input "$t" --labels "$tmp/c/labels.csv" --out "$tmp/t2.h5" \
+  --report "$tmp/rt2" >"$tmp/logt2" 2>&1 && ok "preprocess on the tree (2 ranks)" \
+  || { bad "preprocess on the tree (2 ranks): exit $?"; tail -3 "$tmp/logt2"; }
+cmp -s "$tmp/rt1/preprocess_files.csv" "$tmp/rt2/preprocess_files.csv" && h5diff "$tmp/t1.h5" "$tmp/t2.h5" >/dev/null 2>&1 \
+  && ok "the tree: same outcomes and store on 1 and 2 ranks" || bad "the tree: 1 and 2 ranks differ"
+out=$(/usr/bin/python3 - "$tmp/rt1" "$t" <<'PY'
+import csv, json, os, sys
+rep, tree = sys.argv[1], sys.argv[2]
+rows = list(csv.DictReader(open(os.path.join(rep, "preprocess_files.csv"), newline="")))
+got = {r["file"]: r["outcome"] for r in rows}
+want = {"a,comma.dcm": "accepted", "b\nnewline.dcm": "accepted", 'c"quote.dcm': "accepted",
+        "z_hardlink.dcm": "discarded:duplicate", "sub/z_symlink.dcm": "discarded:duplicate",
+        "dangling.dcm": "failed:not_a_file", "pipe.dcm": "failed:not_a_file"}
+for k in range(4):
+    want[f"cut{k}.dcm"] = "failed:not_dicom"
+want["cut4.dcm"] = "discarded:decode_error"
+if os.path.exists(os.path.join(tree, "palette.dcm")):
+    want["palette.dcm"] = "discarded:decode_error"
+    for k in range(3):
+        want[f"ct_cut{k}.dcm"] = "failed:not_dicom"
+bad = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
+extra = sorted(set(got) - set(want))
+j = json.load(open(os.path.join(rep, "preprocess.json")))["files"]
+if bad or extra or len(rows) != len(got) or j["found"] != len(want) or \
+        j["accepted"] + j["discarded"] + j["failed"] != j["found"]:
+    print(f"FAIL wrong: {bad}; unexpected: {extra}; rows {len(rows)}; counts {j}")
+    sys.exit(1)
+pal = next(r["detail"] for r in rows if r["file"] == "palette.dcm") if "palette.dcm" in got else "-"
+print(f"{len(rows)} entries, each its outcome ({j['accepted']} accepted, {j['discarded']} discarded, "
+      f"{j['failed']} failed); palette: {pal}")
+PY
+) && ok "the tree: $out" || bad "the tree: $out"
+grep -q "walked once" "$tmp/logt1" && ok "the directory loop is reported" || bad "no word of the directory loop"
+# labels: a patient listed twice with different scores (no study_uid column), scores -1 and 4A
+ok3=$(/usr/bin/python3 -c 'import csv,sys; r=[x for x in csv.DictReader(open(sys.argv[1])) if x["outcome"]=="accepted"]
+seen=[]
+for x in r:
+    if x["patient_id"] not in [s["patient_id"] for s in seen]: seen.append(x)
+print(" ".join(s["file"]+"|"+s["patient_id"] for s in seen[:3]))' "$tmp/c/truth.csv")
+l=$tmp/lab; mkdir -p "$l/in"
+printf 'patient_id,birads\n' >"$l/labels.csv"
+i=0
+for fp in $ok3; do
+  cp "$tmp/c/${fp%%|*}" "$l/in/f$i.dcm"
+  case $i in
+    0) printf '%s,1\n%s,2\n' "${fp#*|}" "${fp#*|}" >>"$l/labels.csv" ;;
+    1) printf '%s,-1\n' "${fp#*|}" >>"$l/labels.csv" ;;
+    2) printf '%s,4A\n,1\n' "${fp#*|}" >>"$l/labels.csv" ;;
+  esac
+  i=$((i + 1))
+done
+"$mp" preprocess --input "$l/in" --labels "$l/labels.csv" --out "$l/p.h5" --report "$l/r" >"$l/log" 2>&1 \
+  || bad "preprocess with conflicting labels: exit $?"
+want=$'f0.dcm,discarded:label_conflict\nf1.dcm,discarded:birads\nf2.dcm,discarded:birads'
+got=$(tail -n +2 "$l/r/preprocess_files.csv" | cut -d, -f1,2)
+[[ $got == "$want" ]] && grep -q "BI-RADS '4A'" "$l/r/preprocess_files.csv" && grep -q "without a patient_id skipped" "$l/log" \
+  && ok "labels: conflicting rows, -1, 4A and a row without a patient_id each have their outcome" \
+  || bad "labels: got $(tr '\n' ' ' <<<"$got"); $(grep -c 'without a patient_id' "$l/log") warnings"
+
 finish
