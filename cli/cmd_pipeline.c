@@ -75,6 +75,7 @@ enum { P_NA, P_NOT_ASKED, P_DONE, P_RUN };
 
 typedef struct {
   mp_session *s;
+  bool check; /* --check: plan and refusals only (no backend created, nothing written) */
   const char *out;
   char cohort[4096], store[4096], prep[4096], exp[4096], gan[4096], record[4096]; /* pipeline.out < 4000 */
   char input[4400], labels[4400], extractor[4400];
@@ -82,7 +83,7 @@ typedef struct {
 } pipeline;
 
 static void pipeline_help(void) {
-  printf("Usage: [mpiexec -n K] mammopatch pipeline --config exp.ini [--stage LIST] [--set KEY=VALUE ...]\n\n"
+  printf("Usage: [mpiexec -n K] mammopatch pipeline --config exp.ini [--stage LIST] [--check] [--set KEY=VALUE ...]\n\n"
          "Every stage in order on the current allocation, ending in the report:\n"
          "  synth       (pipeline.cohort = synth) a synthetic cohort from [synth]       OUT/cohort/\n"
          "  preprocess  filters + lesion/normal patches into the patch store            OUT/patches.h5, OUT/preprocess/\n"
@@ -92,7 +93,10 @@ static void pipeline_help(void) {
          "  report      the report                                                      OUT/experiment/report/index.html\n"
          "OUT is pipeline.out; the archive is pipeline.input + pipeline.labels (pipeline.cohort = dicom).\n\n"
          "  --stage LIST  only these stages (comma-separated, e.g. synth,preprocess); the stages before\n"
-         "                them must be complete.  Default: all.\n\n"
+         "                them must be complete.  Default: all.\n"
+         "  --check       make the plan and its refusals (below), print the plan, run nothing, write\n"
+         "                nothing; the training backend is not created (the login node of a GPU\n"
+         "                cluster has no GPU).  jobs/submit.sh runs it before submitting.\n\n"
          "A rerun skips the stages recorded complete in OUT/pipeline.json with unchanged configuration and\n"
          "continues an interrupted one from its checkpoints.  Refused before any work (status %d): an\n"
          "unknown key, a missing input, an impossible value, a changed configuration for finished synth,\n"
@@ -318,7 +322,7 @@ static int make_plan(pipeline *p, const bool asked[NST], bool own_sweep, int pla
   }
   /* the training stages' backend must exist here (cuda on a node without a GPU, or in a
    * build without it, is refused now, not after the preprocessing) */
-  if (plan[ST_BASELINE] == P_RUN || plan[ST_GAN] == P_RUN || plan[ST_EXPERIMENT] == P_RUN) {
+  if (!p->check && (plan[ST_BASELINE] == P_RUN || plan[ST_GAN] == P_RUN || plan[ST_EXPERIMENT] == P_RUN)) {
     char e2[512];
     mp_backend *be = mp_backend_create_cfg(cfg, e2, sizeof e2);
     if (!be) return refuse(err, errlen, "train.backend = '%s': %s", mp_config_str(cfg, "train.backend"), e2);
@@ -410,13 +414,16 @@ int mp_cmd_pipeline(int argc, char **argv) {
   if (rc) return rc;
   bool asked[NST] = {0};
   const char *stages = NULL;
+  bool check = false;
   static const struct option opts[] = {
-      {"stage", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+      {"stage", required_argument, 0, 's'}, {"check", no_argument, 0, 'c'}, {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
     case 's': stages = optarg; break;
+    case 'c': check = true; break;
     case 'h': return mp_cli_help(&o, pipeline_help);
     default: return mp_cli_usage(&o, NULL);
     }
@@ -436,7 +443,7 @@ int mp_cmd_pipeline(int argc, char **argv) {
   if (rc) return rc;
   mp_train_catch_stop_signals(); /* a stop signal ends the pipeline at the next checkpoint */
 
-  pipeline p = {.s = &s, .out = mp_config_str(s.cfg, "pipeline.out")};
+  pipeline p = {.s = &s, .check = check, .out = mp_config_str(s.cfg, "pipeline.out")};
   char err[2048] = "";
   int plan[NST] = {0};
   /* the pipeline owns the GAN sweep unless experiment.gan_sweep names a finished one */
@@ -465,7 +472,7 @@ int mp_cmd_pipeline(int argc, char **argv) {
       MP_CHECK(mp_config_set(s.cfg, "experiment.gan_sweep", p.gan, MP_CFG_FROM_CLI, err, sizeof err) == 0, "%s", err);
     if (s.rank == 0) {
       rc = make_plan(&p, asked, own_sweep, plan, err, sizeof err);
-      if (rc == 0 && mp_mkdir_p(p.out, err, sizeof err)) rc = -1;
+      if (rc == 0 && !check && mp_mkdir_p(p.out, err, sizeof err)) rc = -1;
     }
   }
   MP_CHECK_MPI(MPI_Bcast(&rc, 1, MPI_INT, 0, s.comm));
@@ -486,6 +493,14 @@ int mp_cmd_pipeline(int argc, char **argv) {
     bool any = false;
     for (int st = 0; st < NST; st++) any |= plan[st] == P_RUN || plan[st] == P_DONE;
     if (!any) MP_INFO("pipeline: none of the stages asked for applies to this configuration: nothing to do");
+  }
+  if (check) { /* jobs/submit.sh: refused here, not hours later in the queue */
+    if (s.rank == 0)
+      MP_INFO("pipeline --check: accepted (the training backend '%s' is created only where the stages run)",
+              mp_config_str(s.cfg, "train.backend"));
+    cJSON_Delete(p.rec);
+    mp_session_end(&s);
+    return MP_EXIT_OK;
   }
 
   int status = MP_EXIT_OK;
@@ -509,7 +524,9 @@ int mp_cmd_pipeline(int argc, char **argv) {
       record_stage(&p, st, "done", mp_now() - t0);
       MP_INFO("== pipeline: %s done in %.1f s", stage_name[st], mp_now() - t0);
       experiment_ran |= st == ST_EXPERIMENT;
-      if (anysig && st + 1 < NST) {
+      bool more = false; /* a later stage this run was asked for, and that still has work */
+      for (int k = st + 1; k < NST; k++) more |= plan[k] == P_RUN;
+      if (anysig && more) {
         MP_WARN("pipeline: stopped by signal %d after stage %s; run it again to continue", anysig, stage_name[st]);
         status = MP_EXIT_INTERRUPTED;
       }

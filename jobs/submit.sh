@@ -35,6 +35,8 @@
 #   --sbatch-arg ARG      one more sbatch argument for every job (repeatable),
 #                         e.g. --sbatch-arg=--qos=long
 #   --dry-run             check the configuration and print the sbatch commands; submit nothing
+#   --no-check            skip `mammopatch pipeline --check` (run here, on this node: its inputs,
+#                         site key and finished stages; the training backend is not created)
 #   -h, --help            this text
 #
 # The jobs run in the current directory (--chdir), so a relative pipeline.out or input path
@@ -51,7 +53,7 @@ die() { echo "submit: $*" >&2; exit 2; }
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 config="" bin=${MP_BIN:-} mpiexec="" cpu_ranks="" gpu_ranks="" gpus=1 cpt="" partition="" gpu_partition=""
-account="" log_dir="" dry=0
+account="" log_dir="" dry=0 check=1
 sets=() extra=()
 declare -A tlim=()
 need() { if (($# < 2)) || [[ -z $2 ]]; then die "$1 needs a value"; fi; }
@@ -74,6 +76,7 @@ while (($#)); do
     --log-dir) need "$@"; log_dir=$2; shift 2 ;;
     --sbatch-arg) need "$@"; extra+=("$2"); shift 2 ;;
     --dry-run) dry=1; shift ;;
+    --no-check) check=0; shift ;;
     -h|--help) usage ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
@@ -101,6 +104,12 @@ for s in "${sets[@]}"; do set_args+=(--set "$s"); done
 if ! effective=$("$bin" config --config "$config" "${set_args[@]}" 2>&1); then
   echo "$effective" >&2
   die "the configuration is refused (mammopatch config --config $config${sets[*]:+ --set ...}); nothing submitted"
+fi
+# and the pipeline's own refusals (an unknown key, a missing input or site key, a changed
+# configuration of finished stages): what the first job would refuse, refused now
+if ((check)) && ! plan=$("$bin" pipeline --check --config "$config" "${set_args[@]}" 2>&1); then
+  echo "$plan" >&2
+  die "the pipeline refuses this configuration (mammopatch pipeline --check --config $config${sets[*]:+ --set ...}); nothing submitted (--no-check skips this)"
 fi
 out=$(awk '/^\[/ {sec = $0} sec == "[pipeline]" && /^out *=/ {sub(/^out *= */, ""); print; exit}' <<< "$effective")
 [[ -n $out ]] || die "pipeline.out is empty in $config: the pipeline needs an output directory (--set pipeline.out=DIR)"

@@ -59,6 +59,11 @@ out=$(PATH=$path "$BASH" "$jobs/submit.sh" --config "$cfg" --bin "$mp" --set pip
 out=$(bash "$jobs/submit.sh" --config "$cfg" --bin "$mp" --set train.lrr=1 --set pipeline.out="$tmp/x" 2>&1); rc=$?
 [ $rc -eq 2 ] && grep -q "train.lrr" <<< "$out" && [ ! -e "$tmp/x" ] && ok "submit.sh: unknown key refused before submitting" \
   || bad "submit.sh unknown key: exit $rc: $out"
+# an unknown key in the file (which `config` only warns about): refused by pipeline --check
+{ cat "$cfg"; printf '\n[train]\nbach = 64\n'; } >"$tmp/typo.ini"
+out=$(bash "$jobs/submit.sh" --config "$tmp/typo.ini" --bin "$mp" --set pipeline.out="$tmp/x" 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "train.bach" <<< "$out" && grep -q "pipeline --check" <<< "$out" && [ ! -e "$tmp/x" ] \
+  && ok "submit.sh: an unknown key in the file refused by pipeline --check" || bad "submit.sh typo in the file: exit $rc: $out"
 out=$(bash "$jobs/submit.sh" --config "$cfg" --bin "$mp" --set pipeline.out="$tmp/x" --gpus-per-task 0 --dry-run 2>&1); rc=$?
 [ $rc -eq 0 ] && [ "$(grep -c '^  sbatch ' <<< "$out")" -eq 4 ] && grep -q -- "--dependency=afterok" <<< "$out" \
   && ok "submit.sh --dry-run: 4 chained sbatch commands" || bad "dry run: exit $rc: $out"
