@@ -52,7 +52,9 @@ int mp_cmd_gan(int argc, char **argv) {
       if (mp_launcher_rank() == 0) gan_help();
       return MP_EXIT_OK;
     }
-    if (mp_launcher_rank() == 0)
+    if (mp_launcher_rank() == 0 && argc >= 2)
+      fprintf(stderr, "mammopatch gan: unknown subcommand '%s': train, sweep or sample (see --help)\n", argv[1]);
+    else if (mp_launcher_rank() == 0)
       fprintf(stderr, "mammopatch gan: a subcommand is required: train, sweep or sample (see --help)\n");
     return MP_EXIT_USAGE;
   }

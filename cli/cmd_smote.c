@@ -27,7 +27,10 @@ int mp_cmd_smote(int argc, char **argv) {
       if (mp_launcher_rank() == 0) smote_help();
       return MP_EXIT_OK;
     }
-    if (mp_launcher_rank() == 0) fprintf(stderr, "mammopatch smote: a subcommand is required: features (see --help)\n");
+    if (mp_launcher_rank() == 0 && argc >= 2)
+      fprintf(stderr, "mammopatch smote: unknown subcommand '%s': features (see --help)\n", argv[1]);
+    else if (mp_launcher_rank() == 0)
+      fprintf(stderr, "mammopatch smote: a subcommand is required: features (see --help)\n");
     return MP_EXIT_USAGE;
   }
   argc--, argv++;

@@ -62,7 +62,8 @@ int mp_cmd_train(int argc, char **argv) {
     }
   }
   bool seed_ok = mp_cli_seed(seed, &a.split_seed);
-  if (!a.store_path || !a.out_dir || !seed_ok || optind < argc) {
+  if (optind < argc) return mp_cli_usage(&o, "mammopatch train: unexpected argument '%s'\n", argv[optind]);
+  if (!a.store_path || !a.out_dir || !seed_ok) {
     return mp_cli_usage(&o,
                         "mammopatch train: --store, --split-seed (a non-negative integer) and --out are required "
                         "(see --help)\n");

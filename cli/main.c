@@ -2,6 +2,7 @@
  * subcommand table.  Only subcommands that work are listed; stages are added here as
  * they are built. */
 #include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "mp_build_config.h"
@@ -83,6 +84,8 @@ static int mp_version_cmd(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  /* every rank parses the same command line: getopt's own complaints from rank 0 only */
+  if (mp_launcher_rank() != 0) opterr = 0;
   if (argc < 2) {
     if (mp_launcher_rank() == 0) mp_usage(stderr);
     return MP_EXIT_USAGE;
