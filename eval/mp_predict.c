@@ -125,7 +125,7 @@ static int write_heatmap(const char *path, const uint8_t *img, int W, int H, con
 
 /* One image: its predict.json document, or NULL with the reason in err. */
 static cJSON *predict_one(const mp_config *cfg, mp_net *b1, mp_net *rest, int eb, const char *path, const char *dir,
-                          bool *discarded, char *err, size_t errlen) {
+                          double thr, const char *thr_from, bool *discarded, char *err, size_t errlen) {
   *discarded = false;
   mp_dicom_info in;
   mp_dicom_file *f = mp_dicom_open(path, &in, err, errlen);
@@ -173,7 +173,6 @@ static cJSON *predict_one(const mp_config *cfg, mp_net *b1, mp_net *rest, int eb
     for (int j = 0; j < k; j++) T.t[i + j].prob = (float)(1.0 / (1.0 + exp(-(double)y[j])));
   }
   mp_free(x);
-  double thr = mp_config_real(cfg, "eval.threshold");
   int hottest = -1, positive = 0;
   for (int i = 0; i < T.n; i++) {
     if (hottest < 0 || T.t[i].prob > T.t[hottest].prob) hottest = i;
@@ -190,6 +189,7 @@ static cJSON *predict_one(const mp_config *cfg, mp_net *b1, mp_net *rest, int eb
   cJSON_AddNumberToObject(d, "patch_size", TILE);
   cJSON_AddNumberToObject(d, "stride", stride);
   cJSON_AddNumberToObject(d, "threshold", thr);
+  cJSON_AddStringToObject(d, "threshold_from", thr_from);
   /* no tile of tissue (all background or markers): nothing was scored, so no decision */
   cJSON_AddStringToObject(d, "decision", T.n == 0 ? "undetermined" : positive ? "lesion" : "normal");
   cJSON_AddStringToObject(d, "decision_rule", "lesion when any tile's probability >= threshold (SPEC §10 view roll-up)");
@@ -254,6 +254,26 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
     if (be) mp_backend_free(be);
     return MP_EXIT_FAILURE;
   }
+  /* the decision threshold: eval.threshold when it is given (file or --set), else the one the
+   * model's own evaluation used (MODEL/eval.json: e.g. the validation-MCC threshold), so that
+   * predict decides a view as eval did; else eval.threshold's default */
+  double thr = mp_config_real(cfg, "eval.threshold");
+  char thr_from[300] = "eval.threshold (default)";
+  if (mp_config_origin(cfg, "eval.threshold") != MP_CFG_FROM_DEFAULT) {
+    snprintf(thr_from, sizeof thr_from, "eval.threshold (given)");
+  } else {
+    snprintf(path, sizeof path, "%s/eval.json", a->model_dir);
+    cJSON *ev = stat(path, &sb) == 0 ? mp_json_read_file(path, NULL, 0) : NULL;
+    const cJSON *th = cJSON_GetObjectItem(ev, "threshold"), *tv = cJSON_GetObjectItem(th, "value"),
+                *tc = cJSON_GetObjectItem(th, "chosen");
+    if (cJSON_IsNumber(tv) && tv->valuedouble > 0 && tv->valuedouble < 1) {
+      thr = tv->valuedouble;
+      snprintf(thr_from, sizeof thr_from, "the model's evaluation (eval.json: %s)",
+               cJSON_IsString(tc) ? tc->valuestring : "its threshold");
+    }
+    cJSON_Delete(ev);
+  }
+  if (rank == 0) MP_INFO("predict: threshold %.6g, from %s", thr, thr_from);
   int failed = 0;
   for (int i = rank; i < a->ninputs; i += K) {
     char dir[4300];
@@ -261,7 +281,7 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
     cJSON *d = NULL;
     bool discarded = false;
     if (mp_mkdir_p(dir, err, sizeof err) == 0)
-      d = predict_one(cfg, b1, rest, eb, a->inputs[i], dir, &discarded, err, sizeof err);
+      d = predict_one(cfg, b1, rest, eb, a->inputs[i], dir, thr, thr_from, &discarded, err, sizeof err);
     if (!d) { /* failed, or out of the model's scope: either way not scored, and the exit status says so */
       d = cJSON_CreateObject();
       const char *base = strrchr(a->inputs[i], '/');

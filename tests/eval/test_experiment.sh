@@ -121,8 +121,9 @@ PY
 "$mp" predict --model "$tmp/e/runs/baseline/split-5" --out "$tmp/prml" "$tmp/ml.dcm" "$tmp/black.dcm" -q 2>"$tmp/prml.err"; rc=$?
 /usr/bin/python3 -c 'import json, sys; a, b = (json.load(open(f"{sys.argv[1]}/view-{i}/predict.json")) for i in (1, 2))
 sys.exit(not (a["status"] == "discarded" and "discarded:view" in a["error"] and "decision" not in a
-              and b["status"] == "ok" and b["decision"] == "undetermined" and b["tiles_scored"] == 0))' "$tmp/prml" \
-  && [ $rc -eq 1 ] && ok "predict: a view preprocessing discards is not scored (exit 1); an all-background view is undetermined" \
+              and b["status"] == "ok" and b["decision"] == "undetermined" and b["tiles_scored"] == 0
+              and b["threshold_from"].startswith("the model\x27s evaluation")))' "$tmp/prml" \
+  && [ $rc -eq 1 ] && ok "predict: a view preprocessing discards is not scored (exit 1); an all-background view is undetermined; the threshold is the model's evaluation's" \
   || bad "predict on a discarded and a blank view: exit $rc: $(cat "$tmp/prml/view-1/predict.json" "$tmp/prml/view-2/predict.json" 2>&1 | grep -E 'status|decision|error' | tr -s ' \n' ' ')"
 
 finish
