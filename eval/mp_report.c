@@ -635,7 +635,8 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
   mp_strbuf_printf(&md, "\n## Test metrics (mean ± std over splits)\n\nPR AUC: average precision (step-wise, as "
                         "scikit-learn's average_precision_score). A metric undefined on a split (a zero denominator) is "
                         "reported as 0 and counts so in the mean; an AUC undefined (one class only) is left out of "
-                        "it; such splits are listed under each table.\n");
+                        "it; such splits are listed under each table. (n=K): a mean over K splits, fewer than the "
+                        "experiment's (a failed job, or an AUC undefined on a split).\n");
   undef_n = mp_calloc((size_t)nv * NLEVELS * NMETRICS, sizeof *undef_n);
   for (int l = 0; l < NLEVELS; l++) {
     mp_strbuf_printf(&md, "\n### %s level\n\n| variant |", levels[l]);
@@ -655,6 +656,11 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
       for (int m = 0; m < NMETRICS; m++) {
         const cJSON *c = cJSON_GetObjectItem(sl, metrics[m]);
         fmt_pm(a, sizeof a, c, 1, 3);
+        /* fewer splits than the experiment's (a failed job, an undefined AUC): say over how many */
+        if (isfinite(num(c, "n")) && R > 0 && num(c, "n") < R) {
+          size_t al = strlen(a);
+          snprintf(a + al, sizeof a - al, " (n=%.0f)", num(c, "n"));
+        }
         mp_strbuf_printf(&md, " %s |", a);
         mp_strbuf_printf(&h, "<tr><td>%s</td><td>%s</td>", pretty[m], a);
         fmt(a, sizeof a, num(c, "min"), 3), fmt(b, sizeof b, num(c, "max"), 3);
