@@ -15,16 +15,22 @@
 
 static void mp_pseudonym_help(void) {
   printf("Usage: mammopatch pseudonym [--site-key-file FILE] [--config F] ID [ID ...]\n"
-         "       mammopatch pseudonym [--site-key-file FILE] -      (IDs from stdin, one per line)\n\n"
+         "       mammopatch pseudonym [--site-key-file FILE] -      (IDs from stdin, one per line)\n"
+         "       mammopatch pseudonym --file REL_PATH ...             (input files: F..., as preprocess names\n"
+         "                                                             them with privacy.file_names = pseudonym;\n"
+         "                                                             the path relative to --input)\n\n"
          "Print the keyed pseudonym (HMAC-SHA256 with the site key) of each PatientID, one per\n"
          "line, in order.  The key comes from --site-key-file, else privacy.site_key_file of\n"
          "the configuration, else $%s.  The key's fingerprint goes to stderr.\n\n%s",
          MP_SITE_KEY_ENV, mp_common_help);
 }
 
-static void mp_emit(const mp_site_key *k, const char *id) {
+static void mp_emit(const mp_site_key *k, const char *id, bool file) {
   char p[MP_PSEUDONYM_LEN + 1];
-  mp_pseudonym(k, id, p);
+  if (file)
+    mp_pseudonym_file(k, id, p);
+  else
+    mp_pseudonym(k, id, p);
   printf("%s\n", p);
 }
 
@@ -33,12 +39,15 @@ int mp_cmd_pseudonym(int argc, char **argv) {
   int rc = mp_cli_take_common(&argc, argv, &o);
   if (rc) return rc;
   const char *keyfile = NULL;
+  bool file = false; /* --file: the arguments are input paths (privacy.file_names = pseudonym) */
   static const struct option opts[] = {
-      {"site-key-file", required_argument, 0, 'k'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+      {"site-key-file", required_argument, 0, 'k'}, {"file", no_argument, 0, 'f'}, {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     if (c == 'k') keyfile = optarg;
+    else if (c == 'f') file = true;
     else {
       mp_common_opts_free(&o);
       if (c == 'h') mp_pseudonym_help();
@@ -75,10 +84,10 @@ int mp_cmd_pseudonym(int argc, char **argv) {
       char line[4096];
       while (fgets(line, sizeof line, stdin)) {
         line[strcspn(line, "\r\n")] = '\0';
-        if (*line) mp_emit(&key, line);
+        if (*line) mp_emit(&key, line, file);
       }
     } else {
-      mp_emit(&key, argv[i]);
+      mp_emit(&key, argv[i], file);
     }
   }
   mp_site_key_clear(&key);

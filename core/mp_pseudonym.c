@@ -1,6 +1,8 @@
 /* mp_pseudonym — keyed patient pseudonyms (see mp_pseudonym.h). */
 #include "mp_pseudonym.h"
 
+#include "mp_alloc.h"
+
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -89,6 +91,18 @@ void mp_pseudonym(const mp_site_key *k, const char *patient_id, char *out) {
   uint8_t h[32];
   mp_hmac_sha256(k->key, k->len, b, n, h);
   out[0] = 'P';
+  mp_hex(h, 10, out + 1);
+}
+
+void mp_pseudonym_file(const mp_site_key *k, const char *rel_path, char *out) {
+  MP_CHECK(k->len >= MP_SITE_KEY_MIN, "pseudonym requested without a site key");
+  size_t n = strlen(rel_path);
+  uint8_t *msg = mp_malloc(n + 5), h[32];
+  memcpy(msg, "file\x1f", 5);
+  memcpy(msg + 5, rel_path, n);
+  mp_hmac_sha256(k->key, k->len, msg, n + 5, h);
+  mp_free(msg);
+  out[0] = 'F';
   mp_hex(h, 10, out + 1);
 }
 

@@ -41,6 +41,11 @@ int mp_site_key_set(mp_site_key *k, const void *key, size_t len, char *err, size
 /* out must hold MP_PSEUDONYM_LEN + 1 bytes. */
 void mp_pseudonym(const mp_site_key *k, const char *patient_id, char *out);
 
+/* The pseudonym of an input file's path relative to the input directory: "F" + 20 hex digits
+ * of HMAC-SHA256 under the same key, over "file" 0x1f path (another message space than the
+ * patients').  out must hold MP_PSEUDONYM_LEN + 1 bytes. */
+void mp_pseudonym_file(const mp_site_key *k, const char *rel_path, char *out);
+
 /* Raw HMAC-SHA256. */
 void mp_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen, uint8_t out[32]);
 

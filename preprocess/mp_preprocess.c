@@ -541,6 +541,7 @@ typedef struct {
   mp_extract_params ex;
   labels_t labels;
   mp_site_key key;
+  bool pseudonym_files; /* privacy.file_names = pseudonym */
   const char *drop_types;
   /* this rank's counters */
   uint64_t reasons[NREASON];
@@ -553,6 +554,20 @@ typedef struct {
   uint8_t lut[65536];
   lut_key lut_for;
 } stage;
+
+/* How outputs name an input file: its path relative to the input directory, or with
+ * privacy.file_names = pseudonym the keyed pseudonym of that relative path (F...). */
+static void file_name(const stage *S, const char *input_dir, const char *path, char *out, size_t cap) {
+  size_t inlen = strlen(input_dir);
+  const char *rel = strncmp(path, input_dir, inlen) == 0 && path[inlen] == '/' ? path + inlen + 1 : path;
+  if (S->pseudonym_files) {
+    char ps[MP_PSEUDONYM_LEN + 1];
+    mp_pseudonym_file(&S->key, rel, ps);
+    snprintf(out, cap, "%s", ps);
+  } else {
+    snprintf(out, cap, "%s", rel);
+  }
+}
 
 /* The SPEC §2 filters on the image's own attributes, in their order (the labels come after):
  * R_ACCEPTED when none applies. */
@@ -783,6 +798,7 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
   S.cfg = cfg;
   mp_extract_params_from_config(&S.ex, cfg);
   S.drop_types = mp_config_str(cfg, "preprocess.drop_image_types");
+  S.pseudonym_files = strcmp(mp_config_str(cfg, "privacy.file_names"), "pseudonym") == 0;
   char err[1024] = "";
 
   /* rank 0 lists the files, reads the labels and the site key; everyone gets them */
@@ -853,7 +869,6 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
     if (!audit) MP_WARN("cannot write %s: %s", path, strerror(errno));
     else fprintf(audit, "file,outcome,patches,detail\n");
   }
-  size_t inlen = strlen(a->input_dir);
   long long fpr = mp_config_int(cfg, "preprocess.files_per_round");
   /* 8 files per rank by default: a rank's round (at most 8 views' patches, ~80 MB
    * peak heap on full-field views) stays bounded, and the wait at the round's collective
@@ -878,12 +893,13 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
     for (uint64_t i = mine.begin; i < mine.end; i++) {
       const input_file *f = &files.f[r0 + i];
       const char *p = f->path;
-      char detail[4700];
+      char detail[4700], name[4200];
       int np = 0, r;
+      file_name(&S, a->input_dir, p, name, sizeof name);
       if (f->kind == F_DUPLICATE) {
-        const char *q = files.f[f->dup_of].path;
-        snprintf(detail, sizeof detail, "the same file as %s",
-                 strncmp(q, a->input_dir, inlen) == 0 && q[inlen] == '/' ? q + inlen + 1 : q);
+        char kept[4200];
+        file_name(&S, a->input_dir, files.f[f->dup_of].path, kept, sizeof kept);
+        snprintf(detail, sizeof detail, "the same file as %s", kept);
         r = R_DUPLICATE;
       } else if (f->kind == F_NOT_FILE) {
         struct stat sb;
@@ -896,15 +912,14 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
                                                                                                : "not a regular file");
         r = R_NOT_FILE;
       } else {
-        g_reading = p;
+        g_reading = name;
         r = process_file(&S, p, &rb, detail, sizeof detail, &np);
         g_reading = NULL;
       }
       S.reasons[r]++;
-      const char *rel = strncmp(p, a->input_dir, inlen) == 0 && p[inlen] == '/' ? p + inlen + 1 : p;
       for (char *q = detail; *q; q++)
         if (*q == ',' || *q == '\n' || *q == '\r' || *q == '"') *q = ';';
-      csv_field(&rows, rel);
+      csv_field(&rows, name);
       mp_strbuf_printf(&rows, ",%s,%d,%s\n", reason_key[r], np, detail);
     }
     double t = mp_now();

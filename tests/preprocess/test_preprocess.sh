@@ -188,6 +188,17 @@ print(f"{len(rows)} entries, each its outcome ({j['accepted']} accepted, {j['dis
 PY
 ) && ok "the tree: $out" || bad "the tree: $out"
 grep -q "walked once" "$tmp/logt1" && ok "the directory loop is reported" || bad "no word of the directory loop"
+# privacy.file_names = pseudonym: no file name in the audit, each row the keyed pseudonym of its path
+"$mp" preprocess --input "$t" --labels "$tmp/c/labels.csv" --out "$tmp/t3.h5" --report "$tmp/rt3" \
+  --set privacy.file_names=pseudonym >"$tmp/logt3" 2>&1 || bad "preprocess with privacy.file_names=pseudonym: exit $?"
+fa=$("$mp" pseudonym --file "a,comma.dcm" 2>/dev/null)
+fk=$("$mp" pseudonym --file "z_hardlink.dcm" 2>/dev/null)
+! grep -qE "comma|newline|quote|cut[0-9]|pipe\.|hardlink|symlink|palette" "$tmp/rt3/preprocess_files.csv" "$tmp/logt3" \
+  && grep -q "^$fa,accepted," "$tmp/rt3/preprocess_files.csv" && grep -q "^$fk,discarded:duplicate,0,the same file as $fa" "$tmp/rt3/preprocess_files.csv" \
+  && [[ $(($(wc -l <"$tmp/rt3/preprocess_files.csv") - 1)) == $(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["files"]["found"])' "$tmp/rt1/preprocess.json") ]] \
+  && h5diff "$tmp/t1.h5" "$tmp/t3.h5" /patches >/dev/null 2>&1 \
+  && ok "privacy.file_names=pseudonym: no file name in the audit or the log; rows are 'mammopatch pseudonym --file' of their paths; same patches" \
+  || bad "privacy.file_names=pseudonym: $(head -3 "$tmp/rt3/preprocess_files.csv" | tr '\n' ' ')"
 # labels: a patient listed twice with different scores (no study_uid column), scores -1 and 4A
 ok3=$(/usr/bin/python3 -c 'import csv,sys; r=[x for x in csv.DictReader(open(sys.argv[1])) if x["outcome"]=="accepted"]
 seen=[]
