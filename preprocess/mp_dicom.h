@@ -62,6 +62,7 @@ typedef struct {
   int rows, cols, frames, samples_per_pixel, bits_allocated, bits_stored, pixel_representation;
   bool has_window;
   double window_center, window_width; /* first values when multi-valued */
+  char voi_function[20];              /* (0028,1056) VOI LUT Function: LINEAR (or ""), LINEAR_EXACT, SIGMOID */
   bool has_voi_lut;                   /* VOI LUT Sequence: first item */
   int voi_lut_entries, voi_lut_first, voi_lut_bits;
   bool has_rescale;

@@ -545,6 +545,7 @@ void fill_info(const gdcm::File &file, mp_dicom_info *info, std::vector<uint16_t
   copy_to(info->lut_shape, sizeof info->lut_shape, value_of(ds, 0x2050, 0x0020));
   copy_to(info->image_type, sizeof info->image_type, value_of(ds, 0x0008, 0x0008));
   copy_to(info->photometric, sizeof info->photometric, value_of(ds, 0x0028, 0x0004));
+  copy_to(info->voi_function, sizeof info->voi_function, value_of(ds, 0x0028, 0x1056));
   copy_to(info->study_uid, sizeof info->study_uid, value_of(ds, 0x0020, 0x000d));
   copy_to(info->sop_class_uid, sizeof info->sop_class_uid, value_of(ds, 0x0008, 0x0016));
   copy_to(info->transfer_syntax, sizeof info->transfer_syntax,

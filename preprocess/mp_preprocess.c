@@ -501,6 +501,7 @@ static void patch_cb(void *user, const uint8_t *px, size_t stride, int label, in
 /* Everything mp_window_table reads (compared bytewise: the struct is zeroed first). */
 typedef struct {
   int valid, bits, is_signed, method, bits_stored, has_rescale, has_window, invert;
+  char voi_function[20];
   int32_t lo, hi;
   double slope, intercept, center, width;
   int voi_first, voi_entries, voi_bits;
@@ -524,6 +525,7 @@ static void lut_key_of(lut_key *k, int bits, int is_signed, mp_window_method m, 
     k->hi = hi;
   } else if (m == MP_WIN_WINDOW) {
     k->has_window = 1;
+    memcpy(k->voi_function, in->voi_function, sizeof k->voi_function);
     k->center = in->window_center;
     k->width = in->window_width;
   } else {

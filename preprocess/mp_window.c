@@ -19,6 +19,17 @@ double mp_window_linear(double x, double c, double w) {
   return ((x - (c - 0.5)) / (w - 1) + 0.5) * 255.0;
 }
 
+double mp_window_voi(double x, double c, double w, const char *function) {
+  if (function && strcmp(function, "SIGMOID") == 0) /* PS3.3 C.11.2.1.3.1 */
+    return w > 0 ? 255.0 / (1.0 + exp(-4.0 * (x - c) / w)) : (x < c ? 0.0 : 255.0);
+  if (function && strcmp(function, "LINEAR_EXACT") == 0) { /* C.11.2.1.3.2 */
+    if (w <= 0 || x <= c - w / 2) return x < c ? 0.0 : 255.0;
+    if (x > c + w / 2) return 255.0;
+    return ((x - c) / w + 0.5) * 255.0;
+  }
+  return mp_window_linear(x, c, w); /* LINEAR, the default (and any value the standard lacks) */
+}
+
 /* Raw sample -> its table index and back.  Unsigned samples keep only their stored
  * bits (high bits may hold overlays); signed ones are sign-extended from bits_stored. */
 static inline int32_t sample_value(int32_t raw, int bits_stored, int is_signed) {
@@ -79,7 +90,7 @@ void mp_window_table(int bits, int is_signed, const mp_dicom_info *info, const u
       int lb = info->voi_lut_bits > 0 && info->voi_lut_bits <= 16 ? info->voi_lut_bits : 16;
       y = voi_lut[k] * 255.0 / (double)((1 << lb) - 1);
     } else if (m == MP_WIN_WINDOW) {
-      y = mp_window_linear(x, info->window_center, info->window_width);
+      y = mp_window_voi(x, info->window_center, info->window_width, info->voi_function);
     } else {
       y = vmax > vmin ? (x - vmin) / (vmax - vmin) * 255.0 : 0.0;
     }

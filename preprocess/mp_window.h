@@ -35,5 +35,8 @@ void mp_window_apply(const void *data, int bits, int is_signed, size_t n, const 
 /* DICOM's linear VOI function for one value x, window centre c and width w >= 1,
  * onto [0, 255] (not rounded). */
 double mp_window_linear(double x, double c, double w);
+/* The window (c, w) under the image's VOI LUT Function (0028,1056): LINEAR (also for "" and
+ * unknown values), LINEAR_EXACT or SIGMOID (PS3.3 C.11.2.1.3), to [0, 255]. */
+double mp_window_voi(double x, double c, double w, const char *function);
 
 #endif

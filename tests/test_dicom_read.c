@@ -164,6 +164,17 @@ static void test_window_function(void **state) {
   assert_true(mp_window_linear(0, 2048, 4096) == 0.0);
   assert_true(mp_window_linear(4096, 2048, 4096) == 255.0);
   assert_true(fabs(mp_window_linear(2047.5, 2048, 4096) - 127.5) < 1e-9);
+  /* VOI LUT Function (PS3.3 C.11.2.1.3): SIGMOID 255 / (1 + exp(-4 (x - c) / w)), LINEAR_EXACT
+   * ((x - c) / w + 0.5) * 255 between c -+ w/2; unknown values are LINEAR */
+  assert_true(fabs(mp_window_voi(2048, 2048, 4096, "SIGMOID") - 127.5) < 1e-9);
+  assert_true(fabs(mp_window_voi(2048 + 4096, 2048, 4096, "SIGMOID") - 255.0 / (1 + exp(-4.0))) < 1e-9);
+  assert_true(fabs(mp_window_voi(0, 2048, 4096, "SIGMOID") - 255.0 / (1 + exp(2.0))) < 1e-9);
+  assert_true(mp_window_voi(0, 2048, 4096, "LINEAR_EXACT") == 0.0);
+  assert_true(fabs(mp_window_voi(2048, 2048, 4096, "LINEAR_EXACT") - 127.5) < 1e-9);
+  assert_true(fabs(mp_window_voi(3072, 2048, 4096, "LINEAR_EXACT") - 191.25) < 1e-9);
+  assert_true(mp_window_voi(4097, 2048, 4096, "LINEAR_EXACT") == 255.0);
+  assert_true(mp_window_voi(1234, 2048, 4096, "") == mp_window_linear(1234, 2048, 4096));
+  assert_true(mp_window_voi(1234, 2048, 4096, "NONSENSE") == mp_window_linear(1234, 2048, 4096));
   /* MONOCHROME1 inverts */
   mp_dicom_info in;
   memset(&in, 0, sizeof in);

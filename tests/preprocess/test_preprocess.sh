@@ -225,4 +225,49 @@ got=$(tail -n +2 "$l/r/preprocess_files.csv" | cut -d, -f1,2)
   && ok "labels: conflicting rows, -1, 4A and a row without a patient_id each have their outcome" \
   || bad "labels: got $(tr '\n' ' ' <<<"$got"); $(grep -c 'without a patient_id' "$l/log") warnings"
 
+# VOI LUT Function (0028,1056): SIGMOID and LINEAR_EXACT windows, as PS3.3 C.11.2.1.3 defines
+# them, in every stored pixel (Hologic mammograms say SIGMOID)
+v=$tmp/voi; mkdir -p "$v/in"
+/usr/bin/python3 - "$tmp/c" "$v/in" <<'PY'
+import csv, os, sys, pydicom
+t = next(r for r in csv.DictReader(open(os.path.join(sys.argv[1], "truth.csv")))
+         if r["outcome"] == "accepted" and r["transfer_syntax"] == "explicit_le" and r["birads"] == "1")
+ds = pydicom.dcmread(os.path.join(sys.argv[1], t["file"]))
+for name, fn in (("s.dcm", "SIGMOID"), ("x.dcm", "LINEAR_EXACT")):
+    ds.VOILUTFunction = fn
+    ds.save_as(os.path.join(sys.argv[2], name))
+PY
+"$mp" preprocess --input "$v/in" --labels "$tmp/c/labels.csv" --out "$v/p.h5" --report "$v/r" -q || bad "preprocess (VOI LUT Function)"
+out=$(/usr/bin/python3 - "$v" <<'PY'
+import h5py, numpy as np, pydicom, sys
+f = h5py.File(f"{sys.argv[1]}/p.h5", "r")
+px, vw, org = f["patches/pixels"][:], f["patches/view"][:], f["patches/origin"][:]
+msg = []
+for vi, name in enumerate(("s.dcm", "x.dcm")):
+    ds = pydicom.dcmread(f"{sys.argv[1]}/in/{name}")
+    a = ds.pixel_array.astype(np.float64)
+    c, w = float(ds.WindowCenter), float(ds.WindowWidth)
+    if ds.VOILUTFunction == "SIGMOID":
+        y = 255.0 / (1 + np.exp(-4 * (a - c) / w))
+    else:
+        y = np.where(a <= c - w / 2, 0, np.where(a > c + w / 2, 255, ((a - c) / w + 0.5) * 255))
+    y = np.floor(np.clip(y, 0, 255) + 0.5).astype(np.uint8)
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        y = 255 - y
+    sel = np.where(vw == vi)[0]
+    bad = 0
+    for i in sel:
+        r, cc = org[i]
+        blk = np.zeros((128, 128), np.uint8)
+        sub = y[r:r + 128, cc:cc + 128]
+        blk[:sub.shape[0], :sub.shape[1]] = sub
+        bad += int((blk != px[i]).sum())
+    if bad or not len(sel):
+        print(f"FAIL {ds.VOILUTFunction}: {len(sel)} patches, {bad} pixels differ")
+        sys.exit(1)
+    msg.append(f"{ds.VOILUTFunction} {len(sel)} patches")
+print(", ".join(msg) + ": every pixel as the standard's formula")
+PY
+) && ok "VOI LUT Function: $out" || bad "VOI LUT Function: $out"
+
 finish
