@@ -104,7 +104,7 @@ const mp_cfg_key mp_params_schema[] = {
     {"gan.lr_d", MP_CFG_REAL, "0", 0, 1e6, NULL, "critic learning rate; 0 = SPEC (2e-4, TTUR 4e-4)"},
     {"gan.lr_g", MP_CFG_REAL, "0", 0, 1e6, NULL, "generator learning rate; 0 = SPEC (2e-4, TTUR 1e-4)"},
     {"gan.fid_every", MP_CFG_INT, "10", 1, 1000000, NULL, "epochs between FID evaluations (and at the end)"},
-    {"gan.fid_samples", MP_CFG_INT, "0", 0, 10000000, NULL, "generated samples per FID; 0 = as many as real lesion patches"},
+    {"gan.fid_samples", MP_CFG_INT, "0", 0, 10000000, NULL, "generated samples per FID (0: as many as the real lesion patches), rounded up to whole global batches (the same set for any number of ranks); the N used is printed beside every FID"},
     {"gan.sweep_losses", MP_CFG_STRING, "wgan-gp,rsgan,rasgan,ralsgan,rahinge", 0, 0, NULL, "losses of the sweep grid (SPEC §7)"},
     {"gan.sweep_filters", MP_CFG_STRING, "64,128", 0, 0, NULL, "critic first-layer filters f of the sweep grid (SPEC §7)"},
     {"gan.sweep_sn_ttur", MP_CFG_STRING, "off,on", 0, 0, NULL, "spectral norm + TTUR settings of the sweep grid"},
