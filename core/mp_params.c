@@ -135,9 +135,9 @@ const mp_cfg_key mp_params_schema[] = {
     {"privacy.site_key_file", MP_CFG_STRING, "", 0, 0, NULL,
      "file holding the secret site key for patient pseudonyms (else $MAMMOPATCH_SITE_KEY)"},
     {"privacy.file_names", MP_CFG_CHOICE, "path", 0, 0, "path|pseudonym",
-     "how preprocessing's per-file audit (preprocess_files.csv) and messages name input files: path "
-     "(relative to the input, as found) or pseudonym (F + 20 hex digits keyed by the site key: for "
-     "archives whose paths hold patient IDs or dates; `mammopatch pseudonym --file REL_PATH` looks one up)"},
+     "how preprocessing's per-file audit (preprocess_files.csv), predict's outputs and their messages name "
+     "input files: path (relative to the input; predict: the file name) or pseudonym (F + 20 hex digits keyed by the site key: for "
+     "archives whose paths hold patient IDs or dates; `mammopatch pseudonym --file PATH` looks one up: the path under the input, or as given to predict)"},
 };
 
 const size_t mp_params_count = sizeof mp_params_schema / sizeof mp_params_schema[0];

@@ -18,6 +18,7 @@
 #include "mp_models.h"
 #include "mp_png.h"
 #include "mp_preprocess.h"
+#include "mp_pseudonym.h"
 #include "mp_window.h"
 
 enum { TILE = 128 }; /* the classifier's input (SPEC §6) = preprocessing's BLCK_SIZE */
@@ -124,8 +125,8 @@ static int write_heatmap(const char *path, const uint8_t *img, int W, int H, con
 }
 
 /* One image: its predict.json document, or NULL with the reason in err. */
-static cJSON *predict_one(const mp_config *cfg, mp_net *b1, mp_net *rest, int eb, const char *path, const char *dir,
-                          double thr, const char *thr_from, bool *discarded, char *err, size_t errlen) {
+static cJSON *predict_one(const mp_config *cfg, mp_net *b1, mp_net *rest, int eb, const char *path, const char *name,
+                          const char *dir, double thr, const char *thr_from, bool *discarded, char *err, size_t errlen) {
   *discarded = false;
   mp_dicom_info in;
   mp_dicom_file *f = mp_dicom_open(path, &in, err, errlen);
@@ -179,8 +180,7 @@ static cJSON *predict_one(const mp_config *cfg, mp_net *b1, mp_net *rest, int eb
     positive += T.t[i].prob >= thr;
   }
   cJSON *d = cJSON_CreateObject();
-  const char *base = strrchr(path, '/');
-  cJSON_AddStringToObject(d, "input", base ? base + 1 : path);
+  cJSON_AddStringToObject(d, "input", name);
   cJSON_AddNumberToObject(d, "rows", H);
   cJSON_AddNumberToObject(d, "cols", W);
   cJSON_AddStringToObject(d, "laterality", in.image_laterality[0] ? in.image_laterality : in.laterality);
@@ -219,7 +219,7 @@ static cJSON *predict_one(const mp_config *cfg, mp_net *b1, mp_net *rest, int eb
     cJSON_AddNumberToObject(hm, "height", oh);
     cJSON_AddNumberToObject(hm, "scale", (double)ow / W);
   } else {
-    MP_WARN("%s: %s", base ? base + 1 : path, err);
+    MP_WARN("%s: %s", name, err);
     err[0] = 0;
   }
   mp_free(T.px), mp_free(T.t), mp_free(img);
@@ -274,6 +274,33 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
     cJSON_Delete(ev);
   }
   if (rank == 0) MP_INFO("predict: threshold %.6g, from %s", thr, thr_from);
+  /* how outputs name each image: its file name, or with privacy.file_names = pseudonym the
+   * keyed pseudonym of the path as given (mammopatch pseudonym --file PATH) */
+  char (*names)[4200] = mp_malloc((size_t)(a->ninputs > 0 ? a->ninputs : 1) * sizeof *names);
+  {
+    const bool pseud = strcmp(mp_config_str(cfg, "privacy.file_names"), "pseudonym") == 0;
+    mp_site_key key;
+    int krc = pseud ? mp_site_key_load(&key, mp_config_str(cfg, "privacy.site_key_file"), err, sizeof err) : 0;
+    MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &krc, 1, MPI_INT, MPI_MIN, comm));
+    if (krc) {
+      MP_ERROR("privacy.file_names = pseudonym: %s", err[0] ? err : "no site key on another rank");
+      mp_free(names);
+      mp_net_free(b1), mp_net_free(rest);
+      mp_backend_free(be);
+      return MP_EXIT_USAGE;
+    }
+    for (int i = 0; i < a->ninputs; i++) {
+      const char *base = strrchr(a->inputs[i], '/');
+      if (pseud) {
+        char ps[MP_PSEUDONYM_LEN + 1];
+        mp_pseudonym_file(&key, a->inputs[i], ps);
+        snprintf(names[i], sizeof names[i], "%s", ps);
+      } else {
+        snprintf(names[i], sizeof names[i], "%s", base ? base + 1 : a->inputs[i]);
+      }
+    }
+    if (pseud) mp_site_key_clear(&key);
+  }
   int failed = 0;
   for (int i = rank; i < a->ninputs; i += K) {
     char dir[4300];
@@ -281,15 +308,14 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
     cJSON *d = NULL;
     bool discarded = false;
     if (mp_mkdir_p(dir, err, sizeof err) == 0)
-      d = predict_one(cfg, b1, rest, eb, a->inputs[i], dir, thr, thr_from, &discarded, err, sizeof err);
+      d = predict_one(cfg, b1, rest, eb, a->inputs[i], names[i], dir, thr, thr_from, &discarded, err, sizeof err);
     if (!d) { /* failed, or out of the model's scope: either way not scored, and the exit status says so */
       d = cJSON_CreateObject();
-      const char *base = strrchr(a->inputs[i], '/');
-      cJSON_AddStringToObject(d, "input", base ? base + 1 : a->inputs[i]);
+      cJSON_AddStringToObject(d, "input", names[i]);
       cJSON_AddStringToObject(d, "status", discarded ? "discarded" : "failed");
       cJSON_AddStringToObject(d, "error", err);
       failed++;
-      fprintf(stderr, "[mammopatch rank %d] predict: image %d (%s) %s: %s\n", rank, i + 1, base ? base + 1 : a->inputs[i],
+      fprintf(stderr, "[mammopatch rank %d] predict: image %d (%s) %s: %s\n", rank, i + 1, names[i],
               discarded ? "discarded" : "failed", err);
     } else
       cJSON_AddStringToObject(d, "status", "ok");
@@ -344,6 +370,7 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
             failed, path);
   }
   MP_CHECK_MPI(MPI_Bcast(&failed, 1, MPI_INT, 0, comm));
+  mp_free(names);
   mp_net_free(b1), mp_net_free(rest);
   mp_backend_free(be);
   return failed ? MP_EXIT_FAILURE : MP_EXIT_OK;
