@@ -16,9 +16,10 @@
 static void mp_pseudonym_help(void) {
   printf("Usage: mammopatch pseudonym [--site-key-file FILE] [--config F] ID [ID ...]\n"
          "       mammopatch pseudonym [--site-key-file FILE] -      (IDs from stdin, one per line)\n"
-         "       mammopatch pseudonym --file REL_PATH ...             (input files: F..., as preprocess names\n"
-         "                                                             them with privacy.file_names = pseudonym;\n"
-         "                                                             the path relative to --input)\n\n"
+         "       mammopatch pseudonym --file PATH ...                 (input files: F..., as preprocess and\n"
+         "                                                             predict name them with privacy.file_names =\n"
+         "                                                             pseudonym: preprocess's path relative to\n"
+         "                                                             --input, predict's path as given)\n\n"
          "Print the keyed pseudonym (HMAC-SHA256 with the site key) of each PatientID, one per\n"
          "line, in order.  The key comes from --site-key-file, else privacy.site_key_file of\n"
          "the configuration, else $%s.  The key's fingerprint goes to stderr.\n\n%s",
