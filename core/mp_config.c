@@ -14,6 +14,7 @@
 #include "mp_check.h"
 #include "mp_file.h"
 #include "mp_log.h"
+#include "mp_strbuf.h"
 
 typedef struct {
   char *text; /* canonical text of the value */
@@ -353,32 +354,36 @@ int mp_config_comment(char *dst, size_t cap, const char *text) {
   return (int)n;
 }
 
-char *mp_config_to_ini(const mp_config *cfg) {
-  size_t cap = 1024, len = 0;
-  char *out = mp_malloc(cap);
-  out[0] = '\0';
-  char prev[128] = "";
+char *mp_config_ini_with(const mp_config *cfg, mp_config_ini_value value, void *ctx) {
+  mp_strbuf o = {0};
+  char prev[128] = "", comment[2048], val[1024], note[512];
   for (size_t i = 0; i < cfg->n; i++) {
     const mp_cfg_key *k = &cfg->schema[i];
     const char *dot = strchr(k->key, '.');
     char section[128];
-    size_t sl = (size_t)(dot - k->key);
-    if (sl >= sizeof section) sl = sizeof section - 1;
-    memcpy(section, k->key, sl);
-    section[sl] = '\0';
-    char chunk[2048];
-    int n = 0;
+    snprintf(section, sizeof section, "%.*s", (int)(dot - k->key), k->key);
     if (strcmp(section, prev) != 0) {
-      n += snprintf(chunk + n, sizeof chunk - (size_t)n, "%s[%s]\n", len ? "\n" : "", section);
+      mp_strbuf_printf(&o, "%s[%s]\n", o.len ? "\n" : "", section);
       snprintf(prev, sizeof prev, "%s", section);
     }
-    if (k->help) n += mp_config_comment(chunk + n, sizeof chunk - (size_t)n, k->help);
-    n += snprintf(chunk + n, sizeof chunk - (size_t)n, "%s = %s\n", dot + 1, cfg->v[i].text);
-    if (n < 0) continue;
-    if ((size_t)n >= sizeof chunk) n = (int)sizeof chunk - 1;
-    while (len + (size_t)n + 1 > cap) out = mp_realloc(out, cap *= 2);
-    memcpy(out + len, chunk, (size_t)n + 1);
-    len += (size_t)n;
+    if (k->help) {
+      mp_config_comment(comment, sizeof comment, k->help);
+      mp_strbuf_printf(&o, "%s", comment);
+    }
+    note[0] = '\0';
+    if (value)
+      value(ctx, k, val, sizeof val, note, sizeof note);
+    else
+      snprintf(val, sizeof val, "%s", cfg->v[i].text);
+    if (note[0]) {
+      mp_config_comment(comment, sizeof comment, note);
+      mp_strbuf_printf(&o, "%s", comment);
+    }
+    mp_strbuf_printf(&o, "%s = %s\n", dot + 1, val);
   }
+  char *out = mp_strdup(mp_strbuf_str(&o));
+  mp_strbuf_free(&o);
   return out;
 }
+
+char *mp_config_to_ini(const mp_config *cfg) { return mp_config_ini_with(cfg, NULL, NULL); }

@@ -75,6 +75,11 @@ cJSON *mp_config_to_json(const mp_config *cfg);
 /* The effective configuration as INI text, each key preceded by its help line;
  * loading it back gives the same configuration.  Caller frees with mp_free. */
 char *mp_config_to_ini(const mp_config *cfg);
+/* The same INI layout (sections, help lines) over cfg's schema with each key's value from
+ * value(ctx, key, val, cap, note, ncap): it writes the value text into val and may write a
+ * comment into note (shown as "; " lines before the key; "" for none).  Caller frees. */
+typedef void (*mp_config_ini_value)(void *ctx, const mp_cfg_key *k, char *val, size_t cap, char *note, size_t ncap);
+char *mp_config_ini_with(const mp_config *cfg, mp_config_ini_value value, void *ctx);
 
 /* The schema the config was made from. */
 const mp_cfg_key *mp_config_schema(const mp_config *cfg, size_t *n);

@@ -75,26 +75,8 @@ typedef struct {
 } run;
 
 /* ---- preprocessing (Table 3.2 form) and patch statistics from the store -------------------------- */
-typedef struct {
-  const char *label, *attr;
-} crit;
-/* preprocess's outcomes (mp_preprocess.c reason_key / reason_label, in its table's order);
- * attributes a store made before an outcome existed lack count 0 */
-static const crit criteria[] = {
-    {"not a regular file (dangling link, FIFO, socket, device)", "files_failed_not_a_file"},
-    {"not readable as DICOM", "files_failed_not_dicom"},
-    {"the same file as an earlier path (a link)", "files_discarded_duplicate"},
-    {"ViewPosition not CC or MLO", "files_discarded_view"},
-    {"PatientSex not F", "files_discarded_sex"},
-    {"BreastImplantPresent YES", "files_discarded_implant"},
-    {"PresentationLUTShape INVERSE", "files_discarded_presentation_lut"},
-    {"ImageType dropped", "files_discarded_image_type"},
-    {"no label", "files_discarded_no_label"},
-    {"conflicting labels", "files_discarded_label_conflict"},
-    {"BI-RADS not in {0, 1, 2}", "files_discarded_birads"},
-    {"pixel data unreadable", "files_discarded_decode_error"},
-};
-enum { NCRIT = sizeof criteria / sizeof *criteria };
+/* the store's outcome counts (mp_store_outcomes), every one but accepted, in their order */
+enum { NCRIT = MP_STORE_OUTCOMES - 1 };
 
 typedef struct {
   int have_files;
@@ -109,7 +91,11 @@ static int read_store(const char *path, store_stats *s, uint8_t **montage, int *
   cJSON *at = mp_store_attributes(st);
   s->have_files = cJSON_IsNumber(cJSON_GetObjectItem(at, "files_found"));
   s->found = num(at, "files_found");
-  for (int i = 0; i < NCRIT; i++) s->discarded[i] = num(at, criteria[i].attr);
+  for (int i = 0; i < NCRIT; i++) {
+    char name[64];
+    mp_store_outcome_attr(i + 1, name, sizeof name);
+    s->discarded[i] = num(at, name);
+  }
   cJSON_Delete(at);
   uint64_t n = mp_store_count(st);
   uint8_t *lab = mp_malloc(n + 1);
@@ -312,32 +298,26 @@ static void ini_value(char *b, size_t n, const cJSON *v) {
  * experiment) is shown at its default and marked so (its default keeps the behaviour the
  * experiment had, mp_params_is_default); a recorded key this build does not know is kept,
  * marked, after the rest.  Caller frees with mp_free. */
+static void recorded_value(void *ctx, const mp_cfg_key *k, char *val, size_t cap, char *note, size_t ncap) {
+  const char *dot = strchr(k->key, '.');
+  char section[128];
+  snprintf(section, sizeof section, "%.*s", (int)(dot - k->key), k->key);
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ctx, section), dot + 1);
+  if (v) {
+    ini_value(val, cap, v);
+  } else {
+    snprintf(note, ncap, "(not in the record: a key newer than the experiment; its default keeps what it ran with)");
+    snprintf(val, cap, "%s", k->def);
+  }
+}
+
 static char *recorded_ini(const cJSON *rec, const mp_config *cfg) {
   size_t n = 0;
   const mp_cfg_key *schema = mp_config_schema(cfg, &n);
+  char *known_part = mp_config_ini_with(cfg, recorded_value, (void *)rec), val[1024];
   mp_strbuf o = {0};
-  char prev[128] = "", val[1024];
-  for (size_t i = 0; i < n; i++) {
-    const char *key = schema[i].key, *dot = strchr(key, '.');
-    char section[128];
-    snprintf(section, sizeof section, "%.*s", (int)(dot - key), key);
-    if (strcmp(section, prev) != 0) {
-      mp_strbuf_printf(&o, "%s[%s]\n", o.len ? "\n" : "", section);
-      snprintf(prev, sizeof prev, "%s", section);
-    }
-    if (schema[i].help) {
-      char c[2048];
-      mp_config_comment(c, sizeof c, schema[i].help);
-      mp_strbuf_printf(&o, "%s", c);
-    }
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rec, section), dot + 1);
-    if (v) {
-      ini_value(val, sizeof val, v);
-      mp_strbuf_printf(&o, "%s = %s\n", dot + 1, val);
-    } else
-      mp_strbuf_printf(&o, "; (not in the record: a key newer than the experiment; its default keeps what it ran with)\n"
-                           "%s = %s\n", dot + 1, schema[i].def);
-  }
+  mp_strbuf_printf(&o, "%s", known_part);
+  mp_free(known_part);
   /* recorded keys this build's schema does not know */
   const cJSON *sec, *v;
   int unknown = 0;
@@ -589,9 +569,9 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
     for (int i = 0; i < NCRIT; i++) {
       double d = isfinite(ss.discarded[i]) ? ss.discarded[i] : 0;
       rem -= d;
-      mp_strbuf_printf(&h, "<tr><td>%s</td><td>%.0f</td><td>%.0f</td></tr>\n", criteria[i].label, d, rem);
-      mp_strbuf_printf(&md, "| %s | %.0f | %.0f |\n", criteria[i].label, d, rem);
-      mp_strbuf_printf(&csv, "\"%s\",%.0f,%.0f\n", criteria[i].label, d, rem);
+      mp_strbuf_printf(&h, "<tr><td>%s</td><td>%.0f</td><td>%.0f</td></tr>\n", mp_store_outcomes[i + 1].label, d, rem);
+      mp_strbuf_printf(&md, "| %s | %.0f | %.0f |\n", mp_store_outcomes[i + 1].label, d, rem);
+      mp_strbuf_printf(&csv, "\"%s\",%.0f,%.0f\n", mp_store_outcomes[i + 1].label, d, rem);
     }
     mp_strbuf_printf(&h, "</table>\n");
     if (write_text(rdir, "preprocess.csv", mp_strbuf_str(&csv), err, errlen)) goto fail;

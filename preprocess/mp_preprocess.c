@@ -35,8 +35,8 @@
 
 /* ---- outcomes --------------------------------------------------------------------------- */
 
-/* In the order of the preprocessing report's table: failures, then discards in the order the
- * filters apply (SPEC §2). */
+/* The outcomes of mp_store_outcomes (store/mp_store.h), in its order: failures, then discards in
+ * the order the filters apply (SPEC §2). */
 enum {
   R_ACCEPTED,
   R_NOT_FILE,
@@ -57,24 +57,10 @@ enum {
   R_DISCARDED_FIRST = R_DUPLICATE,
   R_DISCARDED_LAST = R_DECODE
 };
-static const char *reason_key[NREASON] = {
-    "accepted",          "failed:not_a_file",    "failed:not_dicom",     "discarded:duplicate",
-    "discarded:view",    "discarded:sex",        "discarded:implant",    "discarded:presentation_lut",
-    "discarded:image_type", "discarded:no_label", "discarded:label_conflict", "discarded:birads",
-    "discarded:decode_error"};
-static const char *reason_label[NREASON] = {"accepted",
-                                            "not a regular file (dangling link, FIFO, socket, device)",
-                                            "not readable as DICOM",
-                                            "the same file as an earlier path (a link)",
-                                            "ViewPosition not CC or MLO",
-                                            "PatientSex not F",
-                                            "BreastImplantPresent YES",
-                                            "PresentationLUTShape INVERSE",
-                                            "ImageType dropped",
-                                            "no label",
-                                            "conflicting labels",
-                                            "BI-RADS not in {0, 1, 2}",
-                                            "pixel data unreadable"};
+/* the keys and labels: mp_store_outcomes, in this order */
+_Static_assert((int)NREASON == (int)MP_STORE_OUTCOMES, "one outcome per mp_store_outcomes entry");
+#define reason_key(r) mp_store_outcomes[r].key
+#define reason_label(r) mp_store_outcomes[r].label
 
 /* ---- input files ------------------------------------------------------------------------- */
 
@@ -594,7 +580,7 @@ static int screen(const mp_dicom_info *in, const char *drop_types, char *detail,
 const char *mp_preprocess_screen(const mp_dicom_info *in, const mp_config *cfg, char *detail, size_t dl) {
   detail[0] = '\0';
   int r = screen(in, mp_config_str(cfg, "preprocess.drop_image_types"), detail, dl);
-  return r == R_ACCEPTED ? NULL : reason_key[r];
+  return r == R_ACCEPTED ? NULL : reason_key(r);
 }
 
 static int classify(stage *S, const mp_dicom_info *in, int *birads, char *detail, size_t dl) {
@@ -744,9 +730,7 @@ static void write_attrs(mp_store_writer *w, const mp_config *cfg, const mp_extra
   mp_store_attr_int(w, "files_found", (long long)files);
   for (int r = 0; r < NREASON; r++) {
     char name[64];
-    snprintf(name, sizeof name, "files_%s", reason_key[r]);
-    for (char *p = name; *p; p++)
-      if (*p == ':') *p = '_';
+    mp_store_outcome_attr(r, name, sizeof name);
     mp_store_attr_int(w, name, (long long)reasons[r]);
   }
 }
@@ -922,7 +906,7 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
       for (char *q = detail; *q; q++)
         if (*q == ',' || *q == '\n' || *q == '\r' || *q == '"') *q = ';';
       csv_field(&rows, name);
-      mp_strbuf_printf(&rows, ",%s,%d,%s\n", reason_key[r], np, detail);
+      mp_strbuf_printf(&rows, ",%s,%d,%s\n", reason_key(r), np, detail);
     }
     double t = mp_now();
     MP_CHECK_MPI(MPI_Barrier(comm)); /* separates waiting for the round's slowest rank from writing */
@@ -1013,7 +997,7 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
     cJSON_AddNumberToObject(fi, "discarded", (double)disc);
     cJSON_AddNumberToObject(fi, "failed", (double)fail);
     cJSON *by = cJSON_AddObjectToObject(fi, "by_outcome");
-    for (int r = 0; r < NREASON; r++) cJSON_AddNumberToObject(by, reason_key[r], (double)reasons[r]);
+    for (int r = 0; r < NREASON; r++) cJSON_AddNumberToObject(by, reason_key(r), (double)reasons[r]);
     cJSON *wi = cJSON_AddObjectToObject(doc, "windowing");
     for (int m = 0; m < 3; m++) cJSON_AddNumberToObject(wi, mp_window_method_name((mp_window_method)m), (double)windowing[m]);
     cJSON *pa = cJSON_AddObjectToObject(doc, "patches");
@@ -1064,7 +1048,7 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
     mp_strbuf_printf(&md, "| files found | | %llu |\n", (unsigned long long)remaining);
     for (int r = R_ACCEPTED + 1; r < NREASON; r++) {
       remaining -= reasons[r];
-      mp_strbuf_printf(&md, "| %s | %llu | %llu |\n", reason_label[r], (unsigned long long)reasons[r],
+      mp_strbuf_printf(&md, "| %s | %llu | %llu |\n", reason_label(r), (unsigned long long)reasons[r],
                        (unsigned long long)remaining);
     }
     mp_strbuf_printf(&md, "\n## Patches (§3.1.3 form)\n\n| | count |\n|---|---:|\n");

@@ -802,3 +802,26 @@ cJSON *mp_store_attributes(mp_store *s) {
   H5Aiterate2(s->file, H5_INDEX_NAME, H5_ITER_INC, &idx, attr_cb, o);
   return o;
 }
+
+/* ---- input-file outcomes ------------------------------------------------------------ */
+const mp_store_outcome mp_store_outcomes[MP_STORE_OUTCOMES] = {
+    {"accepted", "accepted"},
+    {"failed:not_a_file", "not a regular file (dangling link, FIFO, socket, device)"},
+    {"failed:not_dicom", "not readable as DICOM"},
+    {"discarded:duplicate", "the same file as an earlier path (a link)"},
+    {"discarded:view", "ViewPosition not CC or MLO"},
+    {"discarded:sex", "PatientSex not F"},
+    {"discarded:implant", "BreastImplantPresent YES"},
+    {"discarded:presentation_lut", "PresentationLUTShape INVERSE"},
+    {"discarded:image_type", "ImageType dropped"},
+    {"discarded:no_label", "no label"},
+    {"discarded:label_conflict", "conflicting labels"},
+    {"discarded:birads", "BI-RADS not in {0, 1, 2}"},
+    {"discarded:decode_error", "pixel data unreadable"},
+};
+
+void mp_store_outcome_attr(int i, char *name, size_t cap) {
+  snprintf(name, cap, "files_%s", mp_store_outcomes[i].key);
+  for (char *p = name; *p; p++)
+    if (*p == ':') *p = '_';
+}

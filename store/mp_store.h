@@ -40,6 +40,21 @@
 #define MP_STORE_SCHEMA_VERSION 1
 #define MP_PSEUDO_STRLEN 21
 
+/* ---- input-file outcomes ------------------------------------------------------------ */
+/* Every preprocessing input file ends in one of these, listed in the preprocessing report's
+ * order (accepted; the failures; the discards in the order SPEC §2's filters apply): key
+ * (the outcome in preprocess_files.csv and preprocess.json) and the report's label.  The
+ * store's root attribute files_<key with ':' as '_'> counts each (a store made before an
+ * outcome existed lacks its attribute: count 0).  Shared by preprocess, which writes them,
+ * and the report, which reads them. */
+enum { MP_STORE_OUTCOMES = 13 };
+typedef struct {
+  const char *key, *label;
+} mp_store_outcome;
+extern const mp_store_outcome mp_store_outcomes[MP_STORE_OUTCOMES];
+/* The root attribute's name of outcome i into name (cap bytes). */
+void mp_store_outcome_attr(int i, char *name, size_t cap);
+
 /* ---- writing --------------------------------------------------------------------- */
 typedef struct mp_store_writer mp_store_writer;
 
