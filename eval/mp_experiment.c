@@ -808,6 +808,7 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
     if (st == JOB_INTERRUPTED) break;
   }
   mp_group_free(&grp);
+  mp_barrier_quiet(comm); /* groups done early wait here without taking a core */
   MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, status, nj, MPI_INT, MPI_MAX, comm));
   MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, secs, nj, MPI_DOUBLE, MPI_MAX, comm));
   int n_ok = 0, n_failed = 0, n_int = 0;

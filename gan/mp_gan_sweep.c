@@ -360,6 +360,7 @@ int mp_gan_sweep_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_sweep_arg
     if (st == RUN_INTERRUPTED) break;
   }
   mp_group_free(&grp);
+  mp_barrier_quiet(comm); /* groups done early wait here without taking a core */
   MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, status, n, MPI_INT, MPI_MAX, comm));
   int failed = 0, unfinished = 0;
   for (int i = 0; i < n; i++) failed += status[i] == RUN_FAILED, unfinished += status[i] == RUN_NOT || status[i] == RUN_INTERRUPTED;

@@ -4,6 +4,7 @@
 #include <hdf5.h>
 #include <limits.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mp_alloc.h"
@@ -111,6 +112,20 @@ int mp_group_count(int size, int requested, int jobs) {
   if (g < 1) g = 1;
   while (size % g) g--;
   return g;
+}
+
+void mp_barrier_quiet(MPI_Comm comm) {
+  MPI_Request req;
+  MP_CHECK_MPI(MPI_Ibarrier(comm, &req));
+  long ns = 100000;
+  for (;;) {
+    int done = 0;
+    MP_CHECK_MPI(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    struct timespec ts = {0, ns};
+    nanosleep(&ts, NULL);
+    ns = ns < 10000000 ? 2 * ns : 20000000;
+  }
 }
 
 void mp_group_free(mp_group *g) {

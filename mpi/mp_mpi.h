@@ -49,6 +49,12 @@ void mp_group_free(mp_group *g);
  * else the largest divisor of size that is <= jobs (equal groups, none idle).  The
  * caller checks that a requested count divides size when it needs equal groups. */
 int mp_group_count(int size, int requested, int jobs);
+/* A barrier over comm that does not spin while it waits: MPI_Ibarrier polled with sleeps
+ * growing from 0.1 ms to 20 ms.  For rank groups that finished their jobs while others
+ * still work (an experiment's or a sweep's last jobs): a blocking collective busy-polls
+ * (Open MPI), which takes a core from the groups still training wherever ranks share
+ * cores, and burns one per idle rank everywhere else.  Collective over comm. */
+void mp_barrier_quiet(MPI_Comm comm);
 
 /* ---- sharding --------------------------------------------------------------------- */
 typedef struct {

@@ -9,8 +9,11 @@
                            counts equal the store's attributes
   privacy EXP COHORT       no patient ID, name or birth date of the cohort's DICOM headers
                            appears in any file of the experiment directory
-  same A.json B.json       two experiment.json files hold the same numbers (provenance,
-                           timings, statuses and directories aside)
+  same A.json B.json [JOB_A JOB_B]
+                           two experiment.json files hold the same numbers (provenance,
+                           timings, statuses and directories aside); with two job
+                           directories, also their train.json (curves, every step's loss,
+                           best epoch, test) and eval.json
   fabricate EXP OUT V      OUT/runs/{baseline,V}/split-*: the real baseline jobs, and V made
                            from them with known per-split shifts of recall (+), precision (-)
                            and F1 (+) at every level (for the aggregation and highlights)
@@ -155,17 +158,28 @@ def privacy(exp, cohort):
 def strip(d):
     if isinstance(d, dict):
         # (the store's path differs between two pipeline outputs; its content is compared apart)
-        return {k: strip(v) for k, v in d.items() if k not in ("provenance", "seconds", "status", "dir", "store")}
+        # (and timings: an epoch's seconds and patches per second in train.json's curve)
+        return {k: strip(v) for k, v in d.items()
+                if k not in ("provenance", "seconds", "train_seconds", "patches_per_second", "status", "dir", "train_dir", "store")}
     if isinstance(d, list):
         return [strip(v) for v in d]
     return d
 
 
-def same(a, b):
+def same(a, b, job_a=None, job_b=None):
     x, y = strip(json.load(open(a))), strip(json.load(open(b)))
     if x != y:
         fail("experiment.json numbers differ after the rerun")
-    print("numbers identical")
+    if job_a is None:
+        print("numbers identical")
+        return
+    for f in ("train.json", "eval.json"):
+        x, y = (strip(json.load(open(os.path.join(d, f)))) for d in (job_a, job_b))
+        if x != y:
+            diff = sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
+            fail(f"{f} differs between {job_a} and {job_b}: {', '.join(diff)}")
+    steps = len(json.load(open(os.path.join(job_a, "train.json")))["step_loss"])
+    print(f"numbers identical; the job's train.json ({steps} step losses, curves, best epoch) and eval.json too")
 
 
 # split 1, split 2: precision's two shifts are close enough for its 95% interval (t, 1 df) to exclude 0

@@ -12,8 +12,7 @@ export OMP_NUM_THREADS=1 MAMMOPATCH_SITE_KEY=test-site-key-for-experiment-0123
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 check() { /usr/bin/python3 "$tests/eval/check_experiment.py" "$@"; }
 
-run2 synth --out "$tmp/c" --patients 48 --seed 7 -q --set synth.birads0_frac=0.6 --set synth.big_mark_frac=1 \
-  --set synth.annotated_frac=1 --set synth.second_lesion_frac=0.5 || bad "synth"
+cohort48 "$tmp/c" || bad "synth"
 run2 preprocess --input "$tmp/c/dicom" --labels "$tmp/c/labels.csv" --out "$tmp/p.h5" --report "$tmp/pre" -q || bad "preprocess"
 S="$tmp/p.h5"
 cfg=(--set train.batch=32 --set train.epochs=4 --set train.lr=1e-4 --set train.lesion_fraction=0.5
@@ -64,12 +63,19 @@ out=$(check same "$tmp/first.json" "$tmp/e/experiment.json") && ok "rerun: $out"
 # 4. SIGUSR1 in the middle (every rank, through mpiexec): checkpoints, exit 75; the rerun
 #    finishes and gives exactly the uninterrupted numbers (resume is bit-identical on CPU).
 #    Split 5's finished job is copied in from the first run (a job reused beside one that
-#    resumes; training it again would only double the test's time): split 6 is interrupted
-#    after its first epoch's checkpoint.
-mkdir -p "$tmp/b/runs/baseline" && cp -r "$tmp/e/runs/baseline/split-5" "$tmp/b/runs/baseline/" || bad "copy split 5"
+#    resumes); split 6 starts from the first run's end-of-epoch-3 checkpoint and best model
+#    (what a rerun finds after a crash in the last epoch: training all four epochs again would
+#    only triple this section's time), is interrupted in epoch 4 and resumed mid-epoch.
+b6=$tmp/b/runs/baseline/split-6 e6=$tmp/e/runs/baseline/split-6
+ck=$(ls -d "$e6"/checkpoints/step-* | sort | head -1)  # the older of the two kept: epoch 3's end
+mkdir -p "$b6/checkpoints" && cp -r "$tmp/e/runs/baseline/split-5" "$tmp/b/runs/baseline/" \
+  && cp -r "$e6/best" "$e6/split.json" "$b6/" && cp -r "$ck" "$b6/checkpoints/" || bad "copy split 5 and split 6's checkpoint"
+grep -q '"epoch":[[:space:]]*3,' "$ck/state.json" || bad "$ck is not epoch 3's end: $(grep '"epoch"' "$ck/state.json")"
 "$mpiexec" -n 2 --oversubscribe "$mp" experiment --store "$S" --out "$tmp/b" "${cfg[@]}" > "$tmp/b.log" 2>&1 &
 pid=$!  # mpiexec itself: it forwards SIGUSR1 to every rank
-for _ in $(seq 600); do compgen -G "$tmp/b/runs/baseline/split-6/checkpoints/step-*" >/dev/null && break; sleep 0.2; done
+# once epoch 4 runs (train.json is rewritten as "running" just before the first step)
+for _ in $(seq 600); do grep -qs '"status":[[:space:]]*"running"' "$b6/train.json" && break; sleep 0.2; done
+sleep 2
 kill -USR1 $pid
 wait $pid; rc=$?
 [ $rc -eq 75 ] && ok "SIGUSR1 mid-experiment: exit 75" || bad "SIGUSR1 mid-experiment: exit $rc: $(tail -3 "$tmp/b.log")"
@@ -77,10 +83,17 @@ grep -q "; 1 reused" "$tmp/b.log" && ok "the copied finished job is reused" \
   || bad "copied job not reused: $(grep experiment: "$tmp/b.log" | head -1)"
 grep -q "interrupted" "$tmp/b/experiment.json" 2>/dev/null && ok "experiment.json says interrupted" \
   || bad "experiment.json after the signal: $(head -c 300 "$tmp/b/experiment.json" 2>&1)"
+ck2=$(ls -d "$b6"/checkpoints/step-* | sort | tail -1)
+/usr/bin/python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(not (d["epoch"] == 3 and 0 < d["step_in_epoch"]))' \
+  "$ck2/state.json" && ok "the signal's checkpoint is inside epoch 4 ($(basename "$ck2"))" \
+  || bad "the signal's checkpoint: $(tr -d '\n\t' < "$ck2/state.json" | cut -c1-200)"
 run2 experiment --store "$S" --out "$tmp/b" "${cfg[@]}" -q > "$tmp/b2.log" 2>&1 && ok "the rerun after the signal completes" \
   || bad "rerun after the signal: $(tail -3 "$tmp/b2.log")"
-out=$(check same "$tmp/first.json" "$tmp/b/experiment.json") && ok "interrupted + rerun = uninterrupted: $out" \
+out=$(check same "$tmp/first.json" "$tmp/b/experiment.json" "$e6" "$b6") && ok "interrupted + rerun = uninterrupted: $out" \
   || bad "interrupted + rerun: $out"
+for f in block1.h5 rest.h5; do
+  h5diff "$e6/best/$f" "$b6/best/$f" > /dev/null || bad "best/$f differs from the uninterrupted run's"
+done
 
 # 5. a changed configuration is refused before any work, naming the key
 run2 experiment --store "$S" --out "$tmp/e" "${cfg[@]}" --set train.lr=1e-3 > "$tmp/e3.log" 2>&1; rc=$?

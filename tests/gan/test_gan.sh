@@ -12,8 +12,7 @@ out=$(/usr/bin/python3 "$tests/gan/check_losses.py" "$loss_tool" 2>&1) && ok "lo
 out=$(/usr/bin/python3 "$tests/gan/check_fid.py" "$fid_tool" 2>&1) && ok "FID: $(echo "$out" | tr '\n' ';')" \
   || bad "FID: $out"
 
-run2 synth --out "$tmp/c" --patients 48 --seed 7 -q --set synth.birads0_frac=0.6 --set synth.big_mark_frac=1 \
-  --set synth.annotated_frac=1 --set synth.second_lesion_frac=0.5 || bad "synth"
+cohort48 "$tmp/c" || bad "synth"
 run2 preprocess --input "$tmp/c/dicom" --labels "$tmp/c/labels.csv" --out "$tmp/p.h5" -q || bad "preprocess"
 S="$tmp/p.h5"
 run2 train --store "$S" --split-seed 1 --out "$tmp/cls" -q --set train.batch=32 --set train.epochs=1 \

@@ -10,8 +10,7 @@ mp=$1 mpiexec=$2
 export OMP_NUM_THREADS=1 MAMMOPATCH_SITE_KEY=test-site-key-for-smote-0123456
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 
-run2 synth --out "$tmp/c" --patients 48 --seed 7 -q --set synth.birads0_frac=0.6 --set synth.big_mark_frac=1 \
-  --set synth.annotated_frac=1 --set synth.second_lesion_frac=0.5 || bad "synth"
+cohort48 "$tmp/c" || bad "synth"
 run2 preprocess --input "$tmp/c/dicom" --labels "$tmp/c/labels.csv" --out "$tmp/p.h5" -q || bad "preprocess"
 S="$tmp/p.h5"
 run2 train --store "$S" --split-seed 3 --out "$tmp/b" -q --set train.batch=32 \

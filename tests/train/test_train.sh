@@ -9,8 +9,7 @@ export OMP_NUM_THREADS=1 MAMMOPATCH_SITE_KEY=test-site-key-for-train-0123
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 check() { /usr/bin/python3 "$tests/train/check_train.py" "$@"; }
 
-run2 synth --out "$tmp/c" --patients 48 --seed 7 -q --set synth.birads0_frac=0.6 --set synth.big_mark_frac=1 \
-  --set synth.annotated_frac=1 --set synth.second_lesion_frac=0.5 || bad "synth"
+cohort48 "$tmp/c" || bad "synth"
 run2 preprocess --input "$tmp/c/dicom" --labels "$tmp/c/labels.csv" --out "$tmp/p.h5" -q || bad "preprocess"
 S="$tmp/p.h5"
 
