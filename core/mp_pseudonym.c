@@ -28,6 +28,32 @@ static void mp_hex(const uint8_t *b, size_t n, char *out) {
   out[2 * n] = '\0';
 }
 
+int mp_sha256_file(const char *path, char hex[65], char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  EVP_MD_CTX *c = EVP_MD_CTX_new();
+  if (!c || !EVP_DigestInit_ex(c, EVP_sha256(), NULL)) mp_fatal(MP_EXIT_FATAL, "SHA-256 failed in libcrypto");
+  static _Thread_local unsigned char buf[1 << 16];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+    if (!EVP_DigestUpdate(c, buf, n)) mp_fatal(MP_EXIT_FATAL, "SHA-256 failed in libcrypto");
+  int rd = ferror(f);
+  fclose(f);
+  uint8_t h[32];
+  unsigned int hl = 0;
+  if (!EVP_DigestFinal_ex(c, h, &hl) || hl != 32) mp_fatal(MP_EXIT_FATAL, "SHA-256 failed in libcrypto");
+  EVP_MD_CTX_free(c);
+  if (rd) {
+    snprintf(err, errlen, "%s: read error", path);
+    return -1;
+  }
+  mp_hex(h, 32, hex);
+  return 0;
+}
+
 int mp_site_key_set(mp_site_key *k, const void *key, size_t len, char *err, size_t errlen) {
   memset(k, 0, sizeof *k);
   if (len < MP_SITE_KEY_MIN) {

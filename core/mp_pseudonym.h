@@ -49,6 +49,10 @@ void mp_pseudonym_file(const mp_site_key *k, const char *rel_path, char *out);
 /* Raw HMAC-SHA256. */
 void mp_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen, uint8_t out[32]);
 
+/* Plain SHA-256 of a file's bytes (what `sha256sum` prints) as 64 lowercase hex digits in
+ * hex[65]; 0, or -1 with the reason in err.  Identifies a model's weight files in outputs. */
+int mp_sha256_file(const char *path, char hex[65], char *err, size_t errlen);
+
 /* Wipe the key bytes. */
 void mp_site_key_clear(mp_site_key *k);
 

@@ -158,7 +158,9 @@ static cJSON *predict_one(const mp_config *cfg, mp_net *b1, mp_net *rest, int eb
   }
   int W = in.cols, H = in.rows;
   uint8_t *img = mp_malloc((size_t)W * H);
-  mp_window_method wm = mp_window_to_u8(data, bits, is_signed, (size_t)W * H, &in, mp_dicom_voi_lut(f), img);
+  const mp_dicom_luts luts = mp_dicom_luts_of(f);
+  mp_window_method wm = mp_window_to_u8(data, bits, is_signed, (size_t)W * H, &in, &luts, img);
+  const char *modality = mp_window_uses_modality_lut(&in, &luts) ? "modality_lut" : in.has_rescale ? "rescale" : "none";
   mp_dicom_close(f);
   /* tiles as preprocessing's normal tiling */
   tiles T = {0};
@@ -185,6 +187,7 @@ static cJSON *predict_one(const mp_config *cfg, mp_net *b1, mp_net *rest, int eb
   cJSON_AddNumberToObject(d, "cols", W);
   cJSON_AddStringToObject(d, "laterality", in.image_laterality[0] ? in.image_laterality : in.laterality);
   cJSON_AddStringToObject(d, "view_position", in.view_position);
+  cJSON_AddStringToObject(d, "modality_transform", modality); /* before the windowing: as preprocessing */
   cJSON_AddStringToObject(d, "windowing", mp_window_method_name(wm));
   cJSON_AddNumberToObject(d, "patch_size", TILE);
   cJSON_AddNumberToObject(d, "stride", stride);
@@ -226,6 +229,11 @@ static cJSON *predict_one(const mp_config *cfg, mp_net *b1, mp_net *rest, int eb
   return d;
 }
 
+static void add_model_sha(cJSON *d, const char *const wfile[2], char sha[2][65]) {
+  cJSON *m = cJSON_AddObjectToObject(d, "model_sha256");
+  for (int w = 0; w < 2; w++) cJSON_AddStringToObject(m, wfile[w], sha[w]);
+}
+
 int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a) {
   int rank, K;
   MPI_Comm_rank(comm, &rank);
@@ -247,6 +255,15 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
     if (!rc) rc = mp_net_load(rest, path, NULL, err, sizeof err);
   }
   if (!rc && mp_mkdir_p(a->out_dir, err, sizeof err) != 0) rc = -1;
+  /* the model's identity beside its path: the SHA-256 of its weight files (sha256sum's digits),
+   * so that a prediction names the exact weights even after the directory was moved or retrained */
+  char sha[2][65] = {"", ""};
+  static const char *const wfile[2] = {"block1.h5", "rest.h5"};
+  for (int w = 0; w < 2 && !rc && rank == 0; w++) {
+    snprintf(path, sizeof path, "%s/%s", model, wfile[w]);
+    if (mp_sha256_file(path, sha[w], err, sizeof err) != 0) rc = -1;
+  }
+  MP_CHECK_MPI(MPI_Bcast(sha, (int)sizeof sha, MPI_CHAR, 0, comm));
   MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, comm));
   if (rc) {
     MP_ERROR("%s", err[0] ? err : "cannot load the model on another rank");
@@ -321,6 +338,7 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
       cJSON_AddStringToObject(d, "status", "ok");
     cJSON_AddItemToObject(d, "provenance", mp_json_provenance(cfg, K));
     cJSON_AddStringToObject(d, "model", model);
+    add_model_sha(d, wfile, sha);
     snprintf(path, sizeof path, "%s/predict.json", dir);
     if (mp_json_write_file(path, d, err, sizeof err) != 0) {
       fprintf(stderr, "[mammopatch rank %d] %s\n", rank, err);
@@ -334,6 +352,7 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
     cJSON *s = cJSON_CreateObject();
     cJSON_AddItemToObject(s, "provenance", mp_json_provenance(cfg, K));
     cJSON_AddStringToObject(s, "model", model);
+    add_model_sha(s, wfile, sha);
     cJSON *arr = cJSON_AddArrayToObject(s, "images");
     for (int i = 0; i < a->ninputs; i++) {
       snprintf(path, sizeof path, "%s/view-%d/predict.json", a->out_dir, i + 1);

@@ -63,10 +63,15 @@ typedef struct {
   bool has_window;
   double window_center, window_width; /* first values when multi-valued */
   char voi_function[20];              /* (0028,1056) VOI LUT Function: LINEAR (or ""), LINEAR_EXACT, SIGMOID */
-  bool has_voi_lut;                   /* VOI LUT Sequence: first item */
+  bool has_voi_lut;                   /* VOI LUT Sequence (0028,3010): first item */
   int voi_lut_entries, voi_lut_first, voi_lut_bits;
   bool has_rescale;
   double rescale_slope, rescale_intercept;
+  /* Modality LUT Sequence (0028,3000): stored values to modality values by table (CR and
+   * digitised film); it takes the place of rescale slope/intercept (PS3.3 C.11.1: the two
+   * are exclusive; when a file has both, the sequence is used) */
+  bool has_modality_lut;
+  int modality_lut_entries, modality_lut_first, modality_lut_bits;
   /* false when the tags were read but the pixel data could not be (then pixel_error says
    * why: truncated data, unsupported transfer syntax, a codec complaint) */
   bool pixels_readable;
@@ -95,8 +100,13 @@ int mp_dicom_decode(mp_dicom_file *f, const void **data, int *bits, int *is_sign
 int mp_dicom_rows(const mp_dicom_file *f, int *bits, int *is_signed);
 int mp_dicom_read_rows(mp_dicom_file *f, int row0, int n, void *buf, char *err, size_t errlen);
 
-/* The VOI LUT of the first item (valid after mp_dicom_open when has_voi_lut). */
-const uint16_t *mp_dicom_voi_lut(const mp_dicom_file *f);
+/* A file's lookup tables (valid until mp_dicom_close): the Modality LUT's entries when
+ * has_modality_lut, the first VOI LUT's when has_voi_lut, else NULL.  8-bit tables (LUT
+ * Descriptor's third value 8) come widened to one entry per uint16_t. */
+typedef struct {
+  const uint16_t *modality, *voi;
+} mp_dicom_luts;
+mp_dicom_luts mp_dicom_luts_of(const mp_dicom_file *f);
 
 void mp_dicom_close(mp_dicom_file *f);
 

@@ -534,7 +534,49 @@ int us_values(const gdcm::DataSet &ds, const gdcm::Tag &t, int *out, int n) {
   return k;
 }
 
-void fill_info(const gdcm::File &file, mp_dicom_info *info, std::vector<uint16_t> *voi) {
+// A file's lookup tables, one entry per uint16_t (mp_dicom_luts points into them).
+struct lut_tables {
+  std::vector<uint16_t> modality, voi;
+};
+
+// The first item of a LUT sequence (Modality LUT (0028,3000), VOI LUT (0028,3010)): its LUT
+// Descriptor (0028,3002) — entries (0 meaning 65536), the first stored value mapped (signed
+// when the pixels are), bits per entry — and its LUT Data (0028,3006), one uint16_t per entry.
+// 8-bit entries come packed two to a 16-bit word (PS3.3 C.11.1.1.1: "equivalent to 8 bits
+// allocated") or, as many writers store them, one per word: the data's length says which.
+// false when absent or inconsistent (bits outside 1..16, less data than entries).
+bool read_lut(const gdcm::DataSet &ds, uint16_t seq_element, int signed_pixels, std::vector<uint16_t> *lut,
+              int *entries, int *first, int *bits) {
+  const gdcm::Tag seq(0x0028, seq_element);
+  if (!ds.FindDataElement(seq)) return false;
+  gdcm::SmartPointer<gdcm::SequenceOfItems> sq = ds.GetDataElement(seq).GetValueAsSQ();
+  if (!sq || sq->GetNumberOfItems() < 1) return false;
+  const gdcm::DataSet &it = sq->GetItem(1).GetNestedDataSet();
+  int desc[3];
+  const gdcm::Tag dtag(0x0028, 0x3006);
+  if (us_values(it, gdcm::Tag(0x0028, 0x3002), desc, 3) != 3 || !it.FindDataElement(dtag)) return false;
+  if (desc[2] < 1 || desc[2] > 16) return false;
+  const gdcm::ByteValue *bv = it.GetDataElement(dtag).GetByteValue();
+  const uint32_t n = desc[0] == 0 ? 65536u : static_cast<uint32_t>(desc[0]);
+  if (!bv) return false;
+  const unsigned char *b = reinterpret_cast<const unsigned char *>(bv->GetPointer());
+  const uint32_t len = bv->GetLength();
+  lut->resize(n);
+  if (len >= 2 * n) {
+    for (uint32_t k = 0; k < n; k++) (*lut)[k] = static_cast<uint16_t>(b[2 * k] | (b[2 * k + 1] << 8));
+  } else if (desc[2] <= 8 && len >= n) {
+    for (uint32_t k = 0; k < n; k++) (*lut)[k] = b[k];
+  } else {
+    lut->clear();
+    return false;
+  }
+  *entries = static_cast<int>(n);
+  *first = desc[1] > 32767 && signed_pixels ? desc[1] - 65536 : desc[1];
+  *bits = desc[2];
+  return true;
+}
+
+void fill_info(const gdcm::File &file, mp_dicom_info *info, lut_tables *luts) {
   const gdcm::DataSet &ds = file.GetDataSet();
   copy_to(info->patient_id, sizeof info->patient_id, value_of(ds, 0x0010, 0x0020));
   copy_to(info->patient_sex, sizeof info->patient_sex, value_of(ds, 0x0010, 0x0040));
@@ -563,32 +605,10 @@ void fill_info(const gdcm::File &file, mp_dicom_info *info, std::vector<uint16_t
                      first_number(value_of(ds, 0x0028, 0x1051), &info->window_width) && info->window_width > 0;
   info->has_rescale = first_number(value_of(ds, 0x0028, 0x1053), &info->rescale_slope) &&
                       first_number(value_of(ds, 0x0028, 0x1052), &info->rescale_intercept);
-  info->has_voi_lut = false;
-  const gdcm::Tag voiseq(0x0028, 0x3010);
-  if (ds.FindDataElement(voiseq)) {
-    gdcm::SmartPointer<gdcm::SequenceOfItems> sq = ds.GetDataElement(voiseq).GetValueAsSQ();
-    if (sq && sq->GetNumberOfItems() >= 1) {
-      const gdcm::DataSet &it = sq->GetItem(1).GetNestedDataSet();
-      int desc[3];
-      const gdcm::Tag dtag(0x0028, 0x3006);
-      if (us_values(it, gdcm::Tag(0x0028, 0x3002), desc, 3) == 3 && it.FindDataElement(dtag)) {
-        int n = desc[0] == 0 ? 65536 : desc[0];
-        const gdcm::ByteValue *bv = it.GetDataElement(dtag).GetByteValue();
-        if (bv && bv->GetLength() >= static_cast<uint32_t>(2 * n)) {
-          voi->resize(static_cast<size_t>(n));
-          for (int k = 0; k < n; k++) {
-            unsigned char lo = static_cast<unsigned char>(bv->GetPointer()[2 * k]);
-            unsigned char hi = static_cast<unsigned char>(bv->GetPointer()[2 * k + 1]);
-            (*voi)[static_cast<size_t>(k)] = static_cast<uint16_t>(lo | (hi << 8));
-          }
-          info->has_voi_lut = true;
-          info->voi_lut_entries = n;
-          info->voi_lut_first = desc[1] > 32767 && info->pixel_representation ? desc[1] - 65536 : desc[1];
-          info->voi_lut_bits = desc[2];
-        }
-      }
-    }
-  }
+  info->has_voi_lut = read_lut(ds, 0x3010, info->pixel_representation, &luts->voi, &info->voi_lut_entries,
+                               &info->voi_lut_first, &info->voi_lut_bits);
+  info->has_modality_lut = read_lut(ds, 0x3000, info->pixel_representation, &luts->modality,
+                                    &info->modality_lut_entries, &info->modality_lut_first, &info->modality_lut_bits);
 }
 
 // A mammogram is a grayscale image: pixels of any other photometric interpretation
@@ -613,7 +633,7 @@ void grayscale_only(mp_dicom_info *in) {
 struct mp_dicom_file {
   gdcm::ImageReader reader;
   std::vector<char> pixels;
-  std::vector<uint16_t> voi;
+  lut_tables luts;
   mp_dicom_info info;
   bool decoded = false;
   // native little-endian files: GDCM parsed the attributes and stopped at the pixel
@@ -670,7 +690,7 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
       if (hdr.ReadUpToTag(gdcm::Tag(0x7fe0, 0x0010), skip) && !hdr.GetFile().GetDataSet().IsEmpty()) {
         const gdcm::TransferSyntax ts = hdr.GetFile().GetHeader().GetDataSetTransferSyntax();
         if (ts == gdcm::TransferSyntax::ExplicitVRLittleEndian || ts == gdcm::TransferSyntax::ImplicitVRLittleEndian) {
-          fill_info(hdr.GetFile(), &f->info, &f->voi);
+          fill_info(hdr.GetFile(), &f->info, &f->luts);
           f->native = true;
           f->path = path;
           f->offset = static_cast<long long>(hdr.GetStreamCurrentPosition());
@@ -707,7 +727,7 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
         }
         // no pixel data, or pixels that are not grayscale: nothing to decode, so GDCM's image
         // reader (which asserts on some such files: a palette without its LUT data) is not run
-        fill_info(hdr.GetFile(), &f->info, &f->voi);
+        fill_info(hdr.GetFile(), &f->info, &f->luts);
         f->info.pixels_readable = true;
         grayscale_only(&f->info);
         if (!has_pixels || !f->info.pixels_readable) {
@@ -719,12 +739,12 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
           return f;
         }
         f->info = mp_dicom_info{};
-        f->voi.clear();
+        f->luts = lut_tables{};
       }
     }
     f->reader.SetFileName(path);
     if (f->reader.Read()) {
-      fill_info(f->reader.GetFile(), &f->info, &f->voi);
+      fill_info(f->reader.GetFile(), &f->info, &f->luts);
       f->info.pixels_readable = true;
       // GDCM reads a file whose pixel data stops early, zero-fills it and only warns:
       // that is a decode failure for us, never an image with a black band.
@@ -756,7 +776,7 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
         delete f;
         return nullptr;
       }
-      fill_info(hdr.GetFile(), &f->info, &f->voi);
+      fill_info(hdr.GetFile(), &f->info, &f->luts);
       f->info.pixels_readable = false;
       copy_to(f->info.pixel_error, sizeof f->info.pixel_error,
               why.empty() ? std::string("GDCM could not read the pixel data") : why);
@@ -886,7 +906,12 @@ int mp_dicom_read_rows(mp_dicom_file *f, int row0, int n, void *buf, char *err, 
   return 0;
 }
 
-const uint16_t *mp_dicom_voi_lut(const mp_dicom_file *f) { return f->voi.empty() ? nullptr : f->voi.data(); }
+mp_dicom_luts mp_dicom_luts_of(const mp_dicom_file *f) {
+  mp_dicom_luts l;
+  l.modality = f->info.has_modality_lut && !f->luts.modality.empty() ? f->luts.modality.data() : nullptr;
+  l.voi = f->info.has_voi_lut && !f->luts.voi.empty() ? f->luts.voi.data() : nullptr;
+  return l;
+}
 
 void mp_dicom_close(mp_dicom_file *f) { delete f; }
 

@@ -492,10 +492,18 @@ typedef struct {
   double slope, intercept, center, width;
   int voi_first, voi_entries, voi_bits;
   uint64_t voi_hash;
+  int mlut_first, mlut_entries;
+  uint64_t mlut_hash;
 } lut_key;
 
+static uint64_t table_hash(const uint16_t *t, int n) { /* FNV-1a over the entries */
+  uint64_t h = 1469598103934665603ULL;
+  for (int i = 0; i < n; i++) h = (h ^ t[i]) * 1099511628211ULL;
+  return h;
+}
+
 static void lut_key_of(lut_key *k, int bits, int is_signed, mp_window_method m, int32_t lo, int32_t hi,
-                       const mp_dicom_info *in, const uint16_t *voi) {
+                       const mp_dicom_info *in, const mp_dicom_luts *luts) {
   memset(k, 0, sizeof *k);
   k->valid = 1;
   k->bits = bits;
@@ -505,6 +513,11 @@ static void lut_key_of(lut_key *k, int bits, int is_signed, mp_window_method m, 
   k->has_rescale = in->has_rescale;
   k->slope = in->rescale_slope;
   k->intercept = in->rescale_intercept;
+  if (mp_window_uses_modality_lut(in, luts)) {
+    k->mlut_first = in->modality_lut_first;
+    k->mlut_entries = in->modality_lut_entries;
+    k->mlut_hash = table_hash(luts->modality, in->modality_lut_entries);
+  }
   k->invert = strcmp(in->photometric, "MONOCHROME1") == 0;
   if (m == MP_WIN_MINMAX) {
     k->lo = lo;
@@ -518,9 +531,7 @@ static void lut_key_of(lut_key *k, int bits, int is_signed, mp_window_method m, 
     k->voi_first = in->voi_lut_first;
     k->voi_entries = in->voi_lut_entries;
     k->voi_bits = in->voi_lut_bits;
-    uint64_t h = 1469598103934665603ULL;
-    for (int i = 0; i < in->voi_lut_entries; i++) h = (h ^ voi[i]) * 1099511628211ULL;
-    k->voi_hash = h;
+    k->voi_hash = table_hash(luts->voi, in->voi_lut_entries);
   }
 }
 
@@ -534,6 +545,7 @@ typedef struct {
   /* this rank's counters */
   uint64_t reasons[NREASON];
   uint64_t windowing[3];
+  uint64_t modality_lut; /* views whose modality transform was their Modality LUT Sequence */
   uint64_t normal, lesion, lesion_by_birads[3];
   mp_lesion_stats lst;
   double t_read, t_window, t_extract, t_write, t_wait;
@@ -650,15 +662,15 @@ static int process_file(stage *S, const char *path, round_buf *rb, char *detail,
     const int band = 128;
     const size_t row_samples = (size_t)W, sb = (size_t)bits / 8;
     void *buf = mp_imgops_scratch(MP_SCRATCH_BAND, (size_t)band * row_samples * sb);
-    const uint16_t *voi = mp_dicom_voi_lut(f);
-    wm = mp_window_method_for(&in, voi);
+    const mp_dicom_luts luts = mp_dicom_luts_of(f);
+    wm = mp_window_method_for(&in, &luts);
     int32_t lo = INT32_MAX, hi = INT32_MIN;
     for (int pass = wm == MP_WIN_MINMAX ? 0 : 1; pass < 2 && r == R_ACCEPTED; pass++) {
       if (pass == 1) {
         lut_key k;
-        lut_key_of(&k, bits, is_signed, wm, lo, hi, &in, voi);
+        lut_key_of(&k, bits, is_signed, wm, lo, hi, &in, &luts);
         if (memcmp(&k, &S->lut_for, sizeof k) != 0) {
-          mp_window_table(bits, is_signed, &in, voi, wm, lo, hi, S->lut);
+          mp_window_table(bits, is_signed, &in, &luts, wm, lo, hi, S->lut);
           S->lut_for = k;
         }
       }
@@ -674,13 +686,17 @@ static int process_file(stage *S, const char *path, round_buf *rb, char *detail,
       }
     }
   } else {
-    wm = mp_window_to_u8(data, bits, is_signed, (size_t)W * H, &in, mp_dicom_voi_lut(f), img);
+    const mp_dicom_luts luts = mp_dicom_luts_of(f);
+    wm = mp_window_to_u8(data, bits, is_signed, (size_t)W * H, &in, &luts, img);
   }
+  const mp_dicom_luts luts = mp_dicom_luts_of(f);
+  const int modality_lut = mp_window_uses_modality_lut(&in, &luts);
   mp_dicom_close(f);
   double t2 = mp_now();
   S->t_window += t2 - t1;
   if (r != R_ACCEPTED) return r;
   S->windowing[wm]++;
+  S->modality_lut += modality_lut;
 
   if (rb->nviews == rb->cap_views) rb->views = mp_realloc(rb->views, (size_t)(rb->cap_views = rb->cap_views ? 2 * rb->cap_views : 64) * sizeof *rb->views);
   mp_view_rec *v = &rb->views[rb->nviews];
@@ -935,9 +951,10 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
   mp_free(rb.pixels);
 
   /* totals */
-  uint64_t reasons[NREASON], windowing[3], counts[5], lc[9];
+  uint64_t reasons[NREASON], windowing[3], counts[5], lc[9], modality_lut;
   MP_CHECK_MPI(MPI_Allreduce(S.reasons, reasons, NREASON, MPI_UINT64_T, MPI_SUM, comm));
   MP_CHECK_MPI(MPI_Allreduce(S.windowing, windowing, 3, MPI_UINT64_T, MPI_SUM, comm));
+  MP_CHECK_MPI(MPI_Allreduce(&S.modality_lut, &modality_lut, 1, MPI_UINT64_T, MPI_SUM, comm));
   uint64_t mc[5] = {S.normal, S.lesion, S.lesion_by_birads[0], S.lesion_by_birads[2], 0};
   MP_CHECK_MPI(MPI_Allreduce(mc, counts, 5, MPI_UINT64_T, MPI_SUM, comm));
   uint64_t ml[9] = {(uint64_t)S.lst.contours, (uint64_t)S.lst.too_few_points, (uint64_t)S.lst.fit_failed,
@@ -1000,6 +1017,7 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
     for (int r = 0; r < NREASON; r++) cJSON_AddNumberToObject(by, reason_key(r), (double)reasons[r]);
     cJSON *wi = cJSON_AddObjectToObject(doc, "windowing");
     for (int m = 0; m < 3; m++) cJSON_AddNumberToObject(wi, mp_window_method_name((mp_window_method)m), (double)windowing[m]);
+    cJSON_AddNumberToObject(wi, "modality_lut", (double)modality_lut); /* of those, through a Modality LUT first */
     cJSON *pa = cJSON_AddObjectToObject(doc, "patches");
     cJSON_AddNumberToObject(pa, "normal", (double)counts[0]);
     cJSON_AddNumberToObject(pa, "lesion", (double)counts[1]);
@@ -1061,8 +1079,12 @@ static int preprocess_run(MPI_Comm comm, const mp_config *cfg, const mp_preproce
     mp_strbuf_printf(&md, "| patients | %llu |\n", (unsigned long long)npat);
     mp_strbuf_printf(&md, "| patients with lesion patches | %llu |\n", (unsigned long long)pl);
     mp_strbuf_printf(&md, "| patients with only normal patches | %llu |\n", (unsigned long long)pn);
-    mp_strbuf_printf(&md, "\nWindowing: %llu VOI LUT, %llu window centre/width, %llu min-max.\n",
+    mp_strbuf_printf(&md, "\nWindowing: %llu VOI LUT, %llu window centre/width, %llu min-max",
                      (unsigned long long)windowing[0], (unsigned long long)windowing[1], (unsigned long long)windowing[2]);
+    if (modality_lut)
+      mp_strbuf_printf(&md, "; %llu of these views went through their Modality LUT Sequence first",
+                       (unsigned long long)modality_lut);
+    mp_strbuf_printf(&md, ".\n");
     mp_strbuf_printf(&md, "\nLesion contours: %llu found; dropped: %llu too few points, %llu fit failed, %llu contour area, "
                      "%llu ellipse area, %llu coverage, %llu crop outside the image, %llu extreme pixels; %llu kept.\n",
                      (unsigned long long)lc[0], (unsigned long long)lc[1], (unsigned long long)lc[2],

@@ -40,8 +40,19 @@ static inline int32_t sample_value(int32_t raw, int bits_stored, int is_signed) 
   return (v ^ m) - m;
 }
 
-mp_window_method mp_window_method_for(const mp_dicom_info *info, const uint16_t *voi_lut) {
-  return info->has_voi_lut && voi_lut ? MP_WIN_VOI_LUT : info->has_window ? MP_WIN_WINDOW : MP_WIN_MINMAX;
+mp_window_method mp_window_method_for(const mp_dicom_info *info, const mp_dicom_luts *luts) {
+  return info->has_voi_lut && luts && luts->voi ? MP_WIN_VOI_LUT : info->has_window ? MP_WIN_WINDOW : MP_WIN_MINMAX;
+}
+
+int mp_window_uses_modality_lut(const mp_dicom_info *info, const mp_dicom_luts *luts) {
+  return info->has_modality_lut && info->modality_lut_entries > 0 && luts && luts->modality;
+}
+
+/* A LUT's entry for input value x: the first entry below its range, the last above it
+ * (PS3.3 C.11.1.1 and C.11.2.1.1). */
+static int lut_entry(const uint16_t *t, int entries, int first, long x) {
+  long k = x - first;
+  return t[k < 0 ? 0 : k >= entries ? entries - 1 : k];
 }
 
 static int stored_bits(int bits, const mp_dicom_info *info) {
@@ -63,32 +74,42 @@ void mp_window_range(const void *data, int bits, int is_signed, size_t n, const 
   *hi = h;
 }
 
-void mp_window_table(int bits, int is_signed, const mp_dicom_info *info, const uint16_t *voi_lut, mp_window_method m,
+/* The modality value of stored value v: the Modality LUT's entry, or v * slope + intercept. */
+static double modality(const mp_dicom_info *info, const uint16_t *mlut, double slope, double icpt, int32_t v) {
+  return mlut ? (double)lut_entry(mlut, info->modality_lut_entries, info->modality_lut_first, v) : v * slope + icpt;
+}
+
+void mp_window_table(int bits, int is_signed, const mp_dicom_info *info, const mp_dicom_luts *luts, mp_window_method m,
                      int32_t lo, int32_t hi, uint8_t *lut) {
   const int range = bits == 8 ? 256 : 65536, offset = is_signed ? range / 2 : 0;
   const int bs = stored_bits(bits, info);
+  /* the modality transform: the Modality LUT Sequence, else rescale slope/intercept */
+  const uint16_t *mlut = mp_window_uses_modality_lut(info, luts) ? luts->modality : NULL;
   double slope = info->has_rescale && info->rescale_slope != 0 ? info->rescale_slope : 1.0;
   double icpt = info->has_rescale ? info->rescale_intercept : 0.0;
   double vmin = 0, vmax = 0;
-  if (m == MP_WIN_MINMAX) { /* over the pixels actually present */
-    vmin = lo * slope + icpt;
-    vmax = hi * slope + icpt;
+  if (m == MP_WIN_MINMAX) { /* over the stored values actually present */
+    vmin = modality(info, mlut, slope, icpt, lo);
+    vmax = modality(info, mlut, slope, icpt, hi);
     if (vmin > vmax) {
       double t = vmin;
       vmin = vmax;
       vmax = t;
     }
+    for (int32_t v = lo + 1; mlut && v < hi; v++) { /* a table need not be monotonic */
+      double x = modality(info, mlut, slope, icpt, v);
+      vmin = x < vmin ? x : vmin;
+      vmax = x > vmax ? x : vmax;
+    }
   }
   const bool invert = strcmp(info->photometric, "MONOCHROME1") == 0;
   for (int idx = 0; idx < range; idx++) {
     int32_t raw = idx - offset;
-    double x = sample_value(raw, bs, is_signed) * slope + icpt;
+    double x = modality(info, mlut, slope, icpt, sample_value(raw, bs, is_signed));
     double y;
     if (m == MP_WIN_VOI_LUT) {
-      long k = lround(x) - info->voi_lut_first;
-      k = k < 0 ? 0 : k >= info->voi_lut_entries ? info->voi_lut_entries - 1 : k;
       int lb = info->voi_lut_bits > 0 && info->voi_lut_bits <= 16 ? info->voi_lut_bits : 16;
-      y = voi_lut[k] * 255.0 / (double)((1 << lb) - 1);
+      y = lut_entry(luts->voi, info->voi_lut_entries, info->voi_lut_first, lround(x)) * 255.0 / (double)((1 << lb) - 1);
     } else if (m == MP_WIN_WINDOW) {
       y = mp_window_voi(x, info->window_center, info->window_width, info->voi_function);
     } else {
@@ -125,12 +146,12 @@ void mp_window_apply(const void *data, int bits, int is_signed, size_t n, const 
 }
 
 mp_window_method mp_window_to_u8(const void *data, int bits, int is_signed, size_t n, const mp_dicom_info *info,
-                                 const uint16_t *voi_lut, uint8_t *out) {
-  mp_window_method m = mp_window_method_for(info, voi_lut);
+                                 const mp_dicom_luts *luts, uint8_t *out) {
+  mp_window_method m = mp_window_method_for(info, luts);
   int32_t lo = INT32_MAX, hi = INT32_MIN;
   if (m == MP_WIN_MINMAX) mp_window_range(data, bits, is_signed, n, info, &lo, &hi);
   uint8_t *lut = mp_malloc(bits == 8 ? 256 : 65536);
-  mp_window_table(bits, is_signed, info, voi_lut, m, lo, hi, lut);
+  mp_window_table(bits, is_signed, info, luts, m, lo, hi, lut);
   mp_window_apply(data, bits, is_signed, n, lut, out);
   mp_free(lut);
   return m;

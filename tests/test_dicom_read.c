@@ -58,15 +58,15 @@ static void test_every_file_is_handled(void **state) {
         assert_int_equal(mp_dicom_read_rows(o.f, y, k, frame + (size_t)y * rowb, o.err, sizeof o.err), 0);
       }
       assert_memory_equal(frame, o.data, (size_t)o.in.rows * rowb);
-      const uint16_t *voi = mp_dicom_voi_lut(o.f);
-      mp_window_method m = mp_window_to_u8(o.data, o.bits, o.is_signed, n, &o.in, voi, a);
-      assert_int_equal(mp_window_method_for(&o.in, voi), m);
+      const mp_dicom_luts luts = mp_dicom_luts_of(o.f);
+      mp_window_method m = mp_window_to_u8(o.data, o.bits, o.is_signed, n, &o.in, &luts, a);
+      assert_int_equal(mp_window_method_for(&o.in, &luts), m);
       int32_t lo = INT32_MAX, hi = INT32_MIN;
       static uint8_t lut[65536];
       for (int y = 0; y < o.in.rows; y += 7) /* the range over bands, as the stage does for min-max */
         mp_window_range(frame + (size_t)y * rowb, rb, rs, (size_t)(o.in.rows - y < 7 ? o.in.rows - y : 7) * o.in.cols,
                         &o.in, &lo, &hi);
-      mp_window_table(rb, rs, &o.in, voi, m, lo, hi, lut);
+      mp_window_table(rb, rs, &o.in, &luts, m, lo, hi, lut);
       mp_window_apply(frame, rb, rs, n, lut, b);
       assert_memory_equal(a, b, n);
       assert_int_equal(mp_dicom_read_rows(o.f, o.in.rows - 1, 2, frame, o.err, sizeof o.err), -1); /* past the end */
@@ -91,7 +91,8 @@ static uint8_t *decode_u8(const char *rel, mp_dicom_info *in, mp_window_method *
   if (o.rc != 0) fail_msg("%s: %s", rel, o.err);
   size_t n = (size_t)o.in.rows * o.in.cols;
   uint8_t *img = mp_malloc(n);
-  *m = mp_window_to_u8(o.data, o.bits, o.is_signed, n, &o.in, mp_dicom_voi_lut(o.f), img);
+  const mp_dicom_luts luts = mp_dicom_luts_of(o.f);
+  *m = mp_window_to_u8(o.data, o.bits, o.is_signed, n, &o.in, &luts, img);
   *in = o.in;
   mp_dicom_close(o.f);
   return img;
@@ -149,6 +150,44 @@ static void test_windowing_real(void **state) {
   assert_true(in.has_voi_lut);
   assert_int_equal(m, MP_WIN_VOI_LUT);
   mp_free(img);
+  /* Modality LUT Sequence (pydicom's mlut_18: 4096 16-bit entries from stored value -2048,
+   * 0, 16, 32, ... 65535 as pydicom reads them; no window): each pixel is the table's entry,
+   * then min-max over the entries of the values present */
+  {
+    opened o;
+    open_file("pydicom/mlut_18.dcm", &o);
+    if (o.rc != 0) fail_msg("mlut_18: %s", o.err);
+    assert_true(o.in.has_modality_lut);
+    assert_int_equal(o.in.modality_lut_entries, 4096);
+    assert_int_equal(o.in.modality_lut_first, -2048);
+    assert_int_equal(o.in.modality_lut_bits, 16);
+    const mp_dicom_luts luts = mp_dicom_luts_of(o.f);
+    assert_non_null(luts.modality);
+    assert_int_equal(luts.modality[0], 0);
+    assert_int_equal(luts.modality[1], 16);
+    assert_int_equal(luts.modality[4095], 65535);
+    assert_int_equal(o.bits, 16);
+    assert_int_equal(o.in.bits_stored, 12);
+    assert_true(o.is_signed);
+    size_t np = (size_t)o.in.rows * o.in.cols;
+    uint8_t *out = mp_malloc(np);
+    assert_int_equal(mp_window_to_u8(o.data, o.bits, o.is_signed, np, &o.in, &luts, out), MP_WIN_MINMAX);
+    double vmin = 1e9, vmax = -1e9, *val = mp_malloc(np * sizeof *val);
+    for (size_t i = 0; i < np; i++) {
+      int raw = ((const uint16_t *)o.data)[i] & 0xfff, s = raw & 0x800 ? raw - 4096 : raw; /* 12 bits, signed */
+      long k = s + 2048;
+      val[i] = luts.modality[k < 0 ? 0 : k > 4095 ? 4095 : k];
+      vmin = val[i] < vmin ? val[i] : vmin;
+      vmax = val[i] > vmax ? val[i] : vmax;
+    }
+    assert_true(vmax > vmin);
+    size_t off = 0;
+    for (size_t i = 0; i < np; i++) off += out[i] != (uint8_t)floor((val[i] - vmin) / (vmax - vmin) * 255.0 + 0.5);
+    if (off) fail_msg("mlut_18: %zu of %zu pixels differ from table + min-max", off, np);
+    mp_free(val);
+    mp_free(out);
+    mp_dicom_close(o.f);
+  }
   /* big endian decodes to the same image as little endian */
   mp_dicom_info a, b;
   uint8_t *le = decode_u8("pydicom/emri_small_RLE.dcm", &a, &m), *be = decode_u8("pydicom/emri_small_big_endian.dcm", &b, &m);
@@ -197,6 +236,41 @@ static void test_window_function(void **state) {
   assert_int_equal(o1[0], 0);
   assert_int_equal(o1[1], 128);
   assert_int_equal(o1[2], 255);
+  /* a Modality LUT takes the place of rescale (PS3.3 C.11.1: when a file has both, the table):
+   * a reversing table windows as slope -1, intercept 4095 */
+  {
+    static uint16_t rev[4096], all[4096];
+    static uint8_t ta[4096], tb[4096];
+    for (int k = 0; k < 4096; k++) rev[k] = (uint16_t)(4095 - k), all[k] = (uint16_t)k;
+    mp_dicom_info a = in, b = in;
+    a.has_window = b.has_window = true;
+    a.window_center = b.window_center = 1000;
+    a.window_width = b.window_width = 1500;
+    a.has_rescale = true, a.rescale_slope = 7, a.rescale_intercept = 3; /* ignored beside the table */
+    a.has_modality_lut = true, a.modality_lut_entries = 4096, a.modality_lut_first = 0, a.modality_lut_bits = 16;
+    b.has_rescale = true, b.rescale_slope = -1, b.rescale_intercept = 4095;
+    const mp_dicom_luts la = {rev, NULL};
+    assert_true(mp_window_uses_modality_lut(&a, &la));
+    assert_false(mp_window_uses_modality_lut(&b, &la));
+    mp_window_to_u8(all, 16, 0, 4096, &a, &la, ta);
+    mp_window_to_u8(all, 16, 0, 4096, &b, NULL, tb);
+    assert_memory_equal(ta, tb, sizeof ta);
+    assert_int_equal(ta[0], 255);
+    assert_int_equal(ta[4095], 0);
+    /* values outside the table take its first / last entry; min-max spans the table's
+     * extremes over the stored values present, wherever they lie (a table need not be monotonic) */
+    static const uint16_t t5[5] = {40, 10, 900, 30, 20};
+    const mp_dicom_luts l5 = {t5, NULL};
+    a.has_window = false;
+    a.modality_lut_entries = 5, a.modality_lut_first = 100;
+    uint16_t q[4] = {101, 102, 103, 5000}; /* 5000 -> the last entry, 20 */
+    uint8_t oq[4];
+    assert_int_equal(mp_window_to_u8(q, 16, 0, 4, &a, &l5, oq), MP_WIN_MINMAX);
+    assert_int_equal(oq[0], 0);   /* 10: the minimum */
+    assert_int_equal(oq[1], 255); /* 900: the maximum */
+    assert_int_equal(oq[2], (int)floor((30.0 - 10) / 890 * 255 + 0.5));
+    assert_int_equal(oq[3], (int)floor((20.0 - 10) / 890 * 255 + 0.5));
+  }
   /* high bits above bits_stored (overlays) are ignored */
   uint16_t ov[1] = {0xF000 | 4095};
   in.has_window = true;

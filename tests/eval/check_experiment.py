@@ -23,7 +23,8 @@
                            over all models and views, the hottest tile contains a lesion
                            centre of truth_lesions.csv in at least a third of the cases, and
                            that many hits by chance (a view's chance: its share of tiles on a
-                           lesion, ~4%) has probability below 1e-4.  One model's 12 views are
+                           lesion, ~4%) has probability below 1e-4; the model's
+                           weights named by their SHA-256 in every predict.json.  One model's 12 views are
                            too few for a fixed bar: how many it gets varies with the CPU's
                            kernels (oneDNN's AVX2 and SSE4.1 paths trained split 5's model to
                            6 and 5 of 12, split 6's to 8 and 9)
@@ -32,6 +33,7 @@
 """
 import csv
 import glob
+import hashlib
 import json
 import math
 import os
@@ -294,11 +296,19 @@ def predict(cohort, n, *outs):
             fail(f"{out}: {len(imgs)} images in predict.json, expected {n}" + (" + the empty file" if extra else ""))
         if extra and (imgs[-1]["status"] != "failed" or not imgs[-1].get("error")):
             fail(f"the empty file: {imgs[-1]}")
+        # the model named by the SHA-256 of its weight files (what sha256sum prints)
+        want = {f: hashlib.sha256(open(os.path.join(s["model"], f), "rb").read()).hexdigest()
+                for f in ("block1.h5", "rest.h5")}
+        if s.get("model_sha256") != want:
+            fail(f"{out}: model_sha256 {s.get('model_sha256')}, the files' are {want}")
         mh = 0
         for i, key in enumerate(views):
             d = json.load(open(os.path.join(out, f"view-{i + 1}", "predict.json")))
             if d["status"] != "ok" or d["input"] != os.path.basename(key):
                 fail(f"{out}/view-{i + 1}: {d.get('status')} {d.get('input')} (expected {key})")
+            if d.get("model_sha256") != want or d.get("modality_transform") != "none":
+                fail(f"{out}/view-{i + 1}: model_sha256 {d.get('model_sha256')}, modality_transform "
+                     f"{d.get('modality_transform')} (no rescale, no table in the synthetic views)")
             h, P = d["hottest"], d["patch_size"]
             inside = lambda t, c: t[0] <= c[1] < t[0] + P and t[1] <= c[0] < t[1] + P
             if any(inside((h["row"], h["col"]), c) for c in lesions[key]):
@@ -321,7 +331,7 @@ def predict(cohort, n, *outs):
             f"P(>= {hits} by chance) = {p:.1e})")
     if 3 * hits < total or not p < 1e-4:
         fail(said)
-    print(said + "; heatmaps valid")
+    print(said + "; heatmaps valid; models named by their weights' SHA-256")
 
 
 def tiles128(path, dcm):

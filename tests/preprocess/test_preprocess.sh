@@ -270,4 +270,71 @@ print(", ".join(msg) + ": every pixel as the standard's formula")
 PY
 ) && ok "VOI LUT Function: $out" || bad "VOI LUT Function: $out"
 
+# Modality LUT Sequence (0028,3000), the modality transform by table (CR, digitised film): a view
+# stored reversed (4095 - s) with a 16-bit table that maps it back gives exactly the original's
+# patches; an 8-bit table packed two entries to a word (s >> 4, the window scaled to match) gives
+# the standard's linear window of the table's output in every stored pixel
+m=$tmp/mlut; mkdir -p "$m/in"
+/usr/bin/python3 - "$tmp/c" "$m/in" <<'PY'
+import csv, os, sys, numpy as np, pydicom
+from pydicom.dataset import Dataset
+t = next(r for r in csv.DictReader(open(os.path.join(sys.argv[1], "truth.csv")))
+         if r["outcome"] == "accepted" and r["transfer_syntax"] == "explicit_le" and r["birads"] == "1")
+ds = pydicom.dcmread(os.path.join(sys.argv[1], t["file"]))
+assert ds.BitsStored == 12 and ds.PixelRepresentation == 0 and "RescaleSlope" not in ds
+ds.save_as(os.path.join(sys.argv[2], "o.dcm"))
+a = ds.pixel_array.astype(np.uint16)
+it = Dataset()
+it.LUTDescriptor = [4096, 0, 16]
+it.ModalityLUTType = "US"
+it.add_new(0x00283006, "US", [4095 - k for k in range(4096)])  # 16-bit entries as US values
+ds.ModalityLUTSequence = [it]
+ds.PixelData = (4095 - a).astype("<u2").tobytes()
+ds.save_as(os.path.join(sys.argv[2], "r.dcm"))
+it = Dataset()
+it.LUTDescriptor = [4096, 0, 8]
+it.ModalityLUTType = "US"
+it.add_new(0x00283006, "OW", (np.arange(4096) >> 4).astype(np.uint8).tobytes())
+ds.ModalityLUTSequence = [it]
+ds.PixelData = a.astype("<u2").tobytes()
+ds.WindowCenter, ds.WindowWidth = float(ds.WindowCenter) / 16, float(ds.WindowWidth) / 16
+ds.save_as(os.path.join(sys.argv[2], "p.dcm"))
+PY
+[ -f "$m/in/p.dcm" ] || bad "making the Modality LUT views"
+"$mp" preprocess --input "$m/in" --labels "$tmp/c/labels.csv" --out "$m/p.h5" --report "$m/r" -q || bad "preprocess (Modality LUT)"
+out=$(/usr/bin/python3 - "$m" <<'PY'
+import json, h5py, numpy as np, pydicom, sys
+d = sys.argv[1]
+f = h5py.File(f"{d}/p.h5", "r")
+px, vw, org = f["patches/pixels"][:], f["patches/view"][:], f["patches/origin"][:]
+views = {name: i for i, name in enumerate(("o.dcm", "p.dcm", "r.dcm"))}  # accepted in name order
+def patches(v):
+    sel = np.where(vw == v)[0]
+    return org[sel], px[sel]
+(oo, op), (ro, rp) = patches(views["o.dcm"]), patches(views["r.dcm"])
+if not len(op) or oo.shape != ro.shape or (oo != ro).any() or (op != rp).any():
+    print(f"FAIL reversed + table: {len(rp)} patches against the original's {len(op)}, not identical"); sys.exit(1)
+ds = pydicom.dcmread(f"{d}/in/p.dcm")
+x = (ds.pixel_array.astype(np.int64) >> 4).astype(np.float64)  # the 8-bit table's output
+c, w = float(ds.WindowCenter), float(ds.WindowWidth)
+lo, hi = c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2
+y = np.where(x <= lo, 0.0, np.where(x > hi, 255.0, ((x - (c - 0.5)) / (w - 1) + 0.5) * 255))
+y = np.floor(np.clip(y, 0, 255) + 0.5).astype(np.uint8)
+po, pp = patches(views["p.dcm"])
+bad = 0
+for (r, cc), blk in zip(po, pp):
+    want = np.zeros((128, 128), np.uint8)
+    sub = y[r:r + 128, cc:cc + 128]
+    want[:sub.shape[0], :sub.shape[1]] = sub
+    bad += int((want != blk).sum())
+if bad or not len(pp):
+    print(f"FAIL 8-bit table: {len(pp)} patches, {bad} pixels differ"); sys.exit(1)
+n = json.load(open(f"{d}/r/preprocess.json"))["windowing"]["modality_lut"]
+if n != 2:
+    print(f"FAIL preprocess.json counts {n} views through a Modality LUT, not 2"); sys.exit(1)
+print(f"reversed + 16-bit table = the original ({len(rp)} patches identical); 8-bit packed table: "
+      f"{len(pp)} patches, every pixel as the standard's; 2 views counted")
+PY
+) && ok "Modality LUT Sequence: $out" || bad "Modality LUT Sequence: $out"
+
 finish
