@@ -15,7 +15,7 @@ check() { /usr/bin/python3 "$tests/eval/check_experiment.py" "$@"; }
 cohort48 "$tmp/c" || bad "synth"
 run2 preprocess --input "$tmp/c/dicom" --labels "$tmp/c/labels.csv" --out "$tmp/p.h5" --report "$tmp/pre" -q || bad "preprocess"
 S="$tmp/p.h5"
-cfg=(--set train.batch=32 --set train.epochs=4 --set train.lr=1e-4 --set train.lesion_fraction=0.5
+cfg=(--set train.batch=32 --set train.epochs=3 --set train.lr=1e-4 --set train.lesion_fraction=0.5
      --set train.checkpoint_every=0 --set experiment.repeats=2 --set experiment.split_seed=5)
 
 # 1. 2 splits x baseline on 2 rank groups of 1 rank
@@ -33,13 +33,13 @@ elif [ $rc -eq 77 ]; then echo "skip report rendering: $out"
 else bad "report: $out"; fi
 
 # 2a. `report` again (on a copy) given a configuration of its own: the configuration section is still
-#     the one the experiment ran with (train.epochs 4, train.lr 1e-4 above), not 999 / 0.5
+#     the one the experiment ran with (train.epochs 3, train.lr 1e-4 above), not 999 / 0.5
 mkdir -p "$tmp/rr" && cp "$tmp/e/experiment.json" "$tmp/rr/" \
   && (cd "$tmp/e" && tar cf - --exclude=checkpoints --exclude=best runs) | (cd "$tmp/rr" && tar xf -) || bad "copy for report"
 "$mp" report --experiment "$tmp/rr" --store "$S" --set train.epochs=999 --set train.lr=0.5 > "$tmp/rr.log" 2>&1 \
   || bad "report: $(tail -2 "$tmp/rr.log")"
 train=$(sed -n '/^```ini$/,/^```$/p' "$tmp/rr/report/report.md" | sed -n '/^\[train\]$/,/^\[/p')
-grep -qx "epochs = 4" <<< "$train" && grep -qx "lr = 0.0001" <<< "$train" && ! grep -qx "epochs = 999" <<< "$train" \
+grep -qx "epochs = 3" <<< "$train" && grep -qx "lr = 0.0001" <<< "$train" && ! grep -qx "epochs = 999" <<< "$train" \
   && ok "report's configuration = the experiment's recorded one, not the report command's" \
   || bad "report's configuration section: $(grep -E '^(epochs|lr) =' <<< "$train" | tr '\n' ' ')"
 
@@ -63,17 +63,17 @@ out=$(check same "$tmp/first.json" "$tmp/e/experiment.json") && ok "rerun: $out"
 # 4. SIGUSR1 in the middle (every rank, through mpiexec): checkpoints, exit 75; the rerun
 #    finishes and gives exactly the uninterrupted numbers (resume is bit-identical on CPU).
 #    Split 5's finished job is copied in from the first run (a job reused beside one that
-#    resumes); split 6 starts from the first run's end-of-epoch-3 checkpoint and best model
-#    (what a rerun finds after a crash in the last epoch: training all four epochs again would
-#    only triple this section's time), is interrupted in epoch 4 and resumed mid-epoch.
+#    resumes); split 6 starts from the first run's end-of-epoch-2 checkpoint and best model
+#    (what a rerun finds after a crash in the last epoch: training all three epochs again would
+#    only triple this section's time), is interrupted in epoch 3 and resumed mid-epoch.
 b6=$tmp/b/runs/baseline/split-6 e6=$tmp/e/runs/baseline/split-6
-ck=$(ls -d "$e6"/checkpoints/step-* | sort | head -1)  # the older of the two kept: epoch 3's end
+ck=$(ls -d "$e6"/checkpoints/step-* | sort | head -1)  # the older of the two kept: epoch 2's end
 mkdir -p "$b6/checkpoints" && cp -r "$tmp/e/runs/baseline/split-5" "$tmp/b/runs/baseline/" \
   && cp -r "$e6/best" "$e6/split.json" "$b6/" && cp -r "$ck" "$b6/checkpoints/" || bad "copy split 5 and split 6's checkpoint"
-grep -q '"epoch":[[:space:]]*3,' "$ck/state.json" || bad "$ck is not epoch 3's end: $(grep '"epoch"' "$ck/state.json")"
+grep -q '"epoch":[[:space:]]*2,' "$ck/state.json" || bad "$ck is not epoch 2's end: $(grep '"epoch"' "$ck/state.json")"
 "$mpiexec" -n 2 --oversubscribe "$mp" experiment --store "$S" --out "$tmp/b" "${cfg[@]}" > "$tmp/b.log" 2>&1 &
 pid=$!  # mpiexec itself: it forwards SIGUSR1 to every rank
-# once epoch 4 runs (train.json is rewritten as "running" just before the first step)
+# once epoch 3 runs (train.json is rewritten as "running" just before the first step)
 for _ in $(seq 600); do grep -qs '"status":[[:space:]]*"running"' "$b6/train.json" && break; sleep 0.2; done
 sleep 2
 kill -USR1 $pid
@@ -84,8 +84,8 @@ grep -q "; 1 reused" "$tmp/b.log" && ok "the copied finished job is reused" \
 grep -q "interrupted" "$tmp/b/experiment.json" 2>/dev/null && ok "experiment.json says interrupted" \
   || bad "experiment.json after the signal: $(head -c 300 "$tmp/b/experiment.json" 2>&1)"
 ck2=$(ls -d "$b6"/checkpoints/step-* | sort | tail -1)
-/usr/bin/python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(not (d["epoch"] == 3 and 0 < d["step_in_epoch"]))' \
-  "$ck2/state.json" && ok "the signal's checkpoint is inside epoch 4 ($(basename "$ck2"))" \
+/usr/bin/python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(not (d["epoch"] == 2 and 0 < d["step_in_epoch"]))' \
+  "$ck2/state.json" && ok "the signal's checkpoint is inside epoch 3 ($(basename "$ck2"))" \
   || bad "the signal's checkpoint: $(tr -d '\n\t' < "$ck2/state.json" | cut -c1-200)"
 run2 experiment --store "$S" --out "$tmp/b" "${cfg[@]}" -q > "$tmp/b2.log" 2>&1 && ok "the rerun after the signal completes" \
   || bad "rerun after the signal: $(tail -3 "$tmp/b2.log")"
