@@ -656,13 +656,14 @@ static int process_file(stage *S, const char *path, round_buf *rb, char *detail,
   int W = in.cols, H = in.rows;
   uint8_t *img = mp_imgops_scratch(MP_SCRATCH_IMAGE, (size_t)W * H);
   mp_window_method wm;
+  const mp_dicom_luts luts = mp_dicom_luts_of(f); /* valid until mp_dicom_close */
+  const int modality_lut = mp_window_uses_modality_lut(&in, &luts);
   if (by_rows) {
     /* native pixels in bands of rows read straight into a small buffer and windowed from
      * there (cache-resident): no frame-sized buffer, one less pass over 27 MB */
     const int band = 128;
     const size_t row_samples = (size_t)W, sb = (size_t)bits / 8;
     void *buf = mp_imgops_scratch(MP_SCRATCH_BAND, (size_t)band * row_samples * sb);
-    const mp_dicom_luts luts = mp_dicom_luts_of(f);
     wm = mp_window_method_for(&in, &luts);
     int32_t lo = INT32_MAX, hi = INT32_MIN;
     for (int pass = wm == MP_WIN_MINMAX ? 0 : 1; pass < 2 && r == R_ACCEPTED; pass++) {
@@ -686,11 +687,8 @@ static int process_file(stage *S, const char *path, round_buf *rb, char *detail,
       }
     }
   } else {
-    const mp_dicom_luts luts = mp_dicom_luts_of(f);
     wm = mp_window_to_u8(data, bits, is_signed, (size_t)W * H, &in, &luts, img);
   }
-  const mp_dicom_luts luts = mp_dicom_luts_of(f);
-  const int modality_lut = mp_window_uses_modality_lut(&in, &luts);
   mp_dicom_close(f);
   double t2 = mp_now();
   S->t_window += t2 - t1;

@@ -8,13 +8,13 @@ fails=0 passes=0
 ok()  { passes=$((passes + 1)); echo "ok   $*"; }
 bad() { fails=$((fails + 1)); echo "FAIL $*"; }
 run2() { "$mpiexec" -n 2 --oversubscribe "$mp" "$@"; }
-# cohort48 DIR: the 48-patient synthetic cohort that test_train, test_experiment, test_gan and test_smote
+# cohort48 DIR [fresh]: the 48-patient synthetic cohort that test_train, test_experiment, test_gan and test_smote
 # train on (seed 7, 60% of exams with lesions, every lesion annotated, big marks, half with a second lesion:
 # a few dozen training lesion patches). Under ctest, DIR is a link to the one the fixture_cohort48 test made
 # (MP_TEST_COHORT48; read only): the same files, made once instead of four times (~40 CPU-seconds each).
-# Standalone, or with MAKE=1, it is made here.
+# Standalone, or with `fresh` (the fixture itself), it is made here.
 cohort48() {
-  if [ -z "${MAKE:-}" ] && [ -n "${MP_TEST_COHORT48:-}" ] && [ -f "$MP_TEST_COHORT48/COMPLETE" ]; then
+  if [ "${2:-}" != fresh ] && [ -n "${MP_TEST_COHORT48:-}" ] && [ -f "$MP_TEST_COHORT48/COMPLETE" ]; then
     ln -s "$MP_TEST_COHORT48" "$1"
   else
     run2 synth --out "$1" --patients 48 --seed 7 -q --set synth.birads0_frac=0.6 --set synth.big_mark_frac=1 \

@@ -6,6 +6,6 @@ set -uo pipefail
 mp=$1 mpiexec=$2 dir=$3
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 rm -rf "$dir"
-MAKE=1 cohort48 "$dir" && touch "$dir/COMPLETE" && ok "cohort48 in $dir ($(ls "$dir/dicom" | wc -l) entries)" \
+cohort48 "$dir" fresh && touch "$dir/COMPLETE" && ok "cohort48 in $dir ($(ls "$dir/dicom" | wc -l) entries)" \
   || bad "synth for cohort48"
 finish
