@@ -54,6 +54,13 @@ int mp_sha256_file(const char *path, char hex[65], char *err, size_t errlen) {
   return 0;
 }
 
+void mp_sha256_buf(const void *data, size_t n, char hex[65]) {
+  uint8_t h[32];
+  unsigned int hl = 0;
+  if (!EVP_Digest(data, n, h, &hl, EVP_sha256(), NULL) || hl != 32) mp_fatal(MP_EXIT_FATAL, "SHA-256 failed in libcrypto");
+  mp_hex(h, 32, hex);
+}
+
 int mp_site_key_set(mp_site_key *k, const void *key, size_t len, char *err, size_t errlen) {
   memset(k, 0, sizeof *k);
   if (len < MP_SITE_KEY_MIN) {

@@ -52,6 +52,8 @@ void mp_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msgl
 /* Plain SHA-256 of a file's bytes (what `sha256sum` prints) as 64 lowercase hex digits in
  * hex[65]; 0, or -1 with the reason in err.  Identifies a model's weight files in outputs. */
 int mp_sha256_file(const char *path, char hex[65], char *err, size_t errlen);
+/* SHA-256 of n bytes in memory, as mp_sha256_file's hex (identifies the lesion patches a GAN trained on). */
+void mp_sha256_buf(const void *data, size_t n, char hex[65]);
 
 /* Wipe the key bytes. */
 void mp_site_key_clear(mp_site_key *k);

@@ -564,7 +564,7 @@ int mp_experiment_upgrade(cJSON *x, char *err, size_t errlen) {
 #ifdef MP_WITH_GAN
 /* The gan variant's job for one split (SPEC §7): the generator of the configuration the
  * sweep in experiment.gan_sweep chose — the sweep's own best run when the sweep was made
- * on this split, else that configuration trained on this split's training lesions (FID
+ * on this split (the same lesion patches: mp_gan_real_lesions_id), else that configuration trained on this split's training lesions (FID
  * extractor: this split's baseline) into JOB/gan/ — then 2 x (training lesion patches)
  * synthetic patches into JOB/synthetic.h5, then the classifier with them.  Collective
  * over the group.  Returns an MP_EXIT_* status. */
@@ -596,6 +596,22 @@ static int gan_job(MPI_Comm gc, const mp_config *cfg, const char *store, const c
       info[0] = 1, info[1] = L, info[2] = cJSON_GetObjectItem(gj, "filters")->valuedouble;
       info[3] = cJSON_IsTrue(cJSON_GetObjectItem(gj, "sn_ttur"));
       info[4] = cJSON_GetObjectItem(gj, "split_seed")->valuedouble == (double)j->seed;
+    }
+    /* the same split seed is this split only when it gave the same lesion patches: a sweep made
+     * on another store (or one made again with other settings) trained on other patches, maybe
+     * this split's validation or test lesions among them */
+    if (info[4]) {
+      const cJSON *rl = cJSON_GetObjectItem(gj, "real_lesions_sha256");
+      char here[65], e2[512];
+      if (mp_gan_real_lesions_id(store, j->seed, here, e2, sizeof e2) != 0)
+        info[0] = 0, snprintf(err, sizeof err, "%s", e2);
+      else if (!cJSON_IsString(rl) || strcmp(rl->valuestring, here) != 0) {
+        info[4] = 0;
+        MP_WARN("gan variant, split %llu: the sweep's run %s %s: its configuration is trained on this split's "
+                "lesions instead", (unsigned long long)j->seed, best_run,
+                cJSON_IsString(rl) ? "trained on other lesion patches (another store?)"
+                                   : "does not record the lesion patches it trained on (an older run)");
+      }
     }
     snprintf(path, sizeof path, "%s/train.json", base);
     tj = info[0] ? mp_json_read_file(path, err, sizeof err) : NULL;

@@ -180,6 +180,8 @@ static int write_outputs(const mp_config *cfg, int K, int G, const mp_gan_sweep_
   }
   cJSON *fi = cJSON_AddObjectToObject(d, "fid");
   cJSON_AddStringToObject(fi, "extractor", fidinfo ? cJSON_GetObjectItem(fidinfo, "extractor")->valuestring : "none");
+  const cJSON *xs = cJSON_GetObjectItem(fidinfo, "extractor_sha256"); /* one for every run: reuse compares it */
+  if (xs) cJSON_AddItemToObject(fi, "extractor_sha256", cJSON_Duplicate(xs, 1));
   cJSON_AddNumberToObject(fi, "dimension", jnum(fidinfo, "dimension"));
   cJSON_AddNumberToObject(fi, "n_real", jnum(fidinfo, "n_real"));
   cJSON_AddNumberToObject(fi, "n_generated", jnum(fidinfo, "n_generated"));

@@ -18,6 +18,7 @@
 #include "mp_strbuf.h"
 #include "mp_tsne.h"
 #include "mp_models.h"
+#include "mp_pseudonym.h" /* mp_sha256_file: the FID extractor by content */
 #include "mp_mpi.h"
 #include "mp_rng.h"
 #include "mp_split.h"
@@ -47,6 +48,11 @@ typedef struct {
   mp_net *d, *g, *c1, *c2; /* critic, generator, extractor block 1 and rest (domain) */
   mp_inception *inc;       /* the inception extractor (gan.inception_weights) */
   int z, feat_layer, eb;
+  /* which extractor measures the FID, by content (extractor_identity; rank 0): part of the run's
+   * snapshot, so FIDs of two extractors never meet in one curve, one checkpoint or one sweep */
+  char xid[200];
+  cJSON *xsha; /* its files' SHA-256 for gan.json (rank 0) */
+  char rid[65]; /* SHA-256 of the real lesion patches it trains on (rank 0): the snapshot's "real_lesions" */
   float *xr; /* b real images, in the backend's memory */
   const uint8_t **src; /* b patch pointers of the current real batch */
   float *zbuf, *flat;
@@ -171,16 +177,18 @@ static bool all_finite(const float *v, size_t n) {
   return true;
 }
 
-/* Load the training split's lesion patches (every rank). */
-static int load_real(gan *t, const char *path, uint64_t split_seed, char *err, size_t errlen) {
+/* The training split's lesion patches of a store (not collective): *m patches of side *P in
+ * *px (mp_free; allocated also when rc != 0). */
+static int read_train_lesions(const char *path, uint64_t split_seed, int *P, uint64_t *m, uint8_t **px, char *err,
+                              size_t errlen) {
+  *px = NULL, *m = 0;
   mp_store *st = mp_store_open(path, err, errlen);
   if (!st) return -1;
-  t->P = mp_store_patch_size(st), t->px = (size_t)t->P * t->P;
-  uint64_t *idx = NULL, m = 0;
-  int rc = mp_split_select(st, split_seed, MP_PART_TRAIN, 1, &idx, &m, err, errlen);
-  t->nreal = (int)m;
-  t->real = mp_malloc((m + 1) * t->px);
-  if (!rc && m && mp_store_read_pixels_at(st, idx, m, t->real) != 0) {
+  *P = mp_store_patch_size(st);
+  uint64_t *idx = NULL;
+  int rc = mp_split_select(st, split_seed, MP_PART_TRAIN, 1, &idx, m, err, errlen);
+  *px = mp_malloc((*m + 1) * (size_t)*P * *P);
+  if (!rc && *m && mp_store_read_pixels_at(st, idx, *m, *px) != 0) {
     snprintf(err, errlen, "cannot read the lesion patches of '%s'", path);
     rc = -1;
   }
@@ -189,14 +197,60 @@ static int load_real(gan *t, const char *path, uint64_t split_seed, char *err, s
   return rc;
 }
 
-static cJSON *run_snapshot(const mp_config *cfg, const mp_gan_train_args *a);
+/* Load the training split's lesion patches (every rank). */
+static int load_real(gan *t, const char *path, uint64_t split_seed, char *err, size_t errlen) {
+  uint64_t m = 0;
+  int rc = read_train_lesions(path, split_seed, &t->P, &m, &t->real, err, errlen);
+  t->px = (size_t)t->P * t->P, t->nreal = (int)m;
+  return rc;
+}
+
+int mp_gan_real_lesions_id(const char *store, uint64_t split_seed, char hex[65], char *err, size_t errlen) {
+  int P = 0;
+  uint64_t m = 0;
+  uint8_t *px = NULL;
+  int rc = read_train_lesions(store, split_seed, &P, &m, &px, err, errlen);
+  if (!rc) mp_sha256_buf(px, (size_t)m * P * P, hex);
+  mp_free(px);
+  return rc;
+}
+
+static cJSON *run_snapshot(const mp_config *cfg, const mp_gan_train_args *a, const char *xid, const char *rid);
+
+/* The FID extractor a run measures with, by content: "inception <sha256 of gan.inception_weights>",
+ * "domain <sha256 of best/block1.h5> <sha256 of best/rest.h5>" (the classifier in --extractor)
+ * or "none", in id; the same hashes as an object for gan.json in *sha (NULL: not wanted).  A
+ * path names no extractor: a classifier retrained in the same directory measures other FIDs,
+ * and a copy elsewhere the same ones.  0, or -1 (err) when a file cannot be read. */
+static int extractor_identity(const mp_config *cfg, const mp_gan_train_args *a, char *id, size_t n, cJSON **sha,
+                              char *err, size_t errlen) {
+  const char *incw = mp_config_str(cfg, "gan.inception_weights");
+  char h[2][65], path[4400];
+  if (sha) *sha = NULL;
+  if (incw[0]) {
+    if (mp_sha256_file(incw, h[0], err, errlen)) return -1;
+    snprintf(id, n, "inception %s", h[0]);
+    if (sha) cJSON_AddStringToObject(*sha = cJSON_CreateObject(), "weights", h[0]);
+  } else if (a->extractor_dir) {
+    static const char *const f[2] = {"block1.h5", "rest.h5"};
+    for (int i = 0; i < 2; i++) {
+      snprintf(path, sizeof path, "%s/best/%s", a->extractor_dir, f[i]);
+      if (mp_sha256_file(path, h[i], err, errlen)) return -1;
+    }
+    snprintf(id, n, "domain %s %s", h[0], h[1]);
+    if (sha)
+      for (int i = 0; i < 2; i++) cJSON_AddStringToObject(*sha ? *sha : (*sha = cJSON_CreateObject()), f[i], h[i]);
+  } else
+    snprintf(id, n, "none");
+  return 0;
+}
 
 static void write_json(gan *t, const mp_config *cfg, const mp_gan_train_args *a, const char *status, cJSON *curve,
                        const mp_gan_result *r, const char *extractor, double lr_d, double lr_g, double b1, double b2) {
   if (t->rank != 0) return;
   cJSON *d = cJSON_CreateObject();
   cJSON_AddItemToObject(d, "provenance", mp_json_provenance(cfg, t->K));
-  cJSON_AddItemToObject(d, "config", run_snapshot(cfg, a)); /* what a finished run is reused for */
+  cJSON_AddItemToObject(d, "config", run_snapshot(cfg, a, t->xid, t->rid)); /* what a finished run is reused for */
   cJSON_AddStringToObject(d, "status", status);
   cJSON_AddStringToObject(d, "loss", mp_gan_loss_name(a->loss));
   cJSON_AddNumberToObject(d, "filters", a->filters);
@@ -216,8 +270,10 @@ static void write_json(gan *t, const mp_config *cfg, const mp_gan_train_args *a,
   cJSON_AddNumberToObject(d, "bn_batch", t->b);
   cJSON_AddNumberToObject(d, "n_critic", (double)mp_config_int(cfg, "gan.n_critic"));
   cJSON_AddNumberToObject(d, "real_lesion_patches", t->nreal);
+  cJSON_AddStringToObject(d, "real_lesions_sha256", t->rid); /* the patches' uint8 pixels, in split order */
   cJSON *f = cJSON_AddObjectToObject(d, "fid");
   cJSON_AddStringToObject(f, "extractor", extractor);
+  if (t->xsha) cJSON_AddItemToObject(f, "extractor_sha256", cJSON_Duplicate(t->xsha, 1));
   cJSON_AddNumberToObject(f, "dimension", r->dim);
   cJSON_AddNumberToObject(f, "n_real", r->n_real);
   cJSON_AddNumberToObject(f, "n_generated", r->n_gen);
@@ -329,14 +385,19 @@ static cJSON *config_snapshot(const cJSON *all) {
 }
 
 /* What a checkpoint must have been made with: every gan.* key but the rank groups, the
- * seed, the backend and this run's loss / filters / SN-TTUR / split. */
-static cJSON *run_snapshot(const mp_config *cfg, const mp_gan_train_args *a) {
+ * seed, the backend, this run's loss / filters / SN-TTUR / split, its FID extractor
+ * (extractor_identity's id) and the lesion patches it trains on (mp_gan_real_lesions_id's:
+ * the same split of another store, or of one made again with other settings, is other data). */
+static cJSON *run_snapshot(const mp_config *cfg, const mp_gan_train_args *a, const char *xid, const char *rid) {
   cJSON *all = mp_config_to_json(cfg), *snap = config_snapshot(all);
   cJSON_AddStringToObject(snap, "train.backend", mp_config_str(cfg, "train.backend"));
   cJSON_AddStringToObject(snap, "loss", mp_gan_loss_name(a->loss));
   cJSON_AddNumberToObject(snap, "filters", a->filters);
   cJSON_AddBoolToObject(snap, "sn_ttur", a->sn_ttur);
   cJSON_AddNumberToObject(snap, "split_seed", (double)a->split_seed);
+  /* last: a refusal names the plainer key (split_seed for another split, not its other lesions) */
+  cJSON_AddStringToObject(snap, "fid_extractor", xid);
+  cJSON_AddStringToObject(snap, "real_lesions", rid);
   cJSON_Delete(all);
   return snap;
 }
@@ -366,20 +427,31 @@ int mp_gan_run_finished(const char *dir, const mp_config *cfg, const mp_gan_trai
   int rc = 0;
   if (cJSON_IsString(st) && (strcmp(st->valuestring, "completed") == 0 || strcmp(st->valuestring, "diverged") == 0)) {
     snprintf(status, sl, "%s", st->valuestring);
-    cJSON *snap = run_snapshot(cfg, a);
+    char xid[200], rid[65];
+    if (extractor_identity(cfg, a, xid, sizeof xid, NULL, e2, sizeof e2)) {
+      snprintf(err, errlen, "the FID extractor: %s", e2);
+      cJSON_Delete(d);
+      return -1;
+    }
+    if (mp_gan_real_lesions_id(a->store_path, a->split_seed, rid, e2, sizeof e2)) {
+      snprintf(err, errlen, "%s", e2);
+      cJSON_Delete(d);
+      return -1;
+    }
+    cJSON *snap = run_snapshot(cfg, a, xid, rid);
     /* neither the backend (a finished run's result stands whatever computed it) nor the
      * checkpoint interval changes what a finished run is */
     cJSON_DeleteItemFromObject(snap, "train.backend");
     cJSON_DeleteItemFromObject(snap, "gan.checkpoint_every");
     cJSON *old = cJSON_GetObjectItem(d, "config") ? NULL : snapshot_from_provenance(d);
     const cJSON *was = old ? old : cJSON_GetObjectItem(d, "config");
-    char wv[128], nv[128];
+    char wv[200], nv[200];
     const char *k = was ? mp_json_first_diff(was, snap, wv, sizeof wv, nv, sizeof nv) : NULL;
     if (!was)
       snprintf(err, errlen, "%.600s (%s) records no configuration: remove it or use another output directory", dir,
                st->valuestring), rc = -1;
     else if (k)
-      snprintf(err, errlen, "%.600s (%s) was made with %s = %s, now %s: remove it or use another output directory", dir,
+      snprintf(err, errlen, "%.400s (%s) was made with %s = %s, now %s: remove it or use another output directory", dir,
                st->valuestring, k, wv, nv), rc = -1;
     else
       rc = 1;
@@ -434,10 +506,10 @@ static int load_checkpoint(gan *t, const char *dir, const cJSON *snap, resume_po
     if (fp) {
       fclose(fp);
       cJSON *d = mp_json_read_file(path, err, errlen);
-      char was[128], now[128];
+      char was[200], now[200];
       const char *k = d ? mp_json_first_diff(cJSON_GetObjectItem(d, "config"), snap, was, sizeof was, now, sizeof now) : NULL;
       if (k) {
-        snprintf(err, errlen, "%.600s was made with %s = %s, now %s: remove it to start this run afresh", dir, k, was, now);
+        snprintf(err, errlen, "%.400s was made with %s = %s, now %s: remove it to start this run afresh", dir, k, was, now);
         rc = -1;
       }
       if (!d) rc = -1;
@@ -511,6 +583,8 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   const char *incw = mp_config_str(cfg, "gan.inception_weights");
   const char *extractor = incw[0] ? "inception" : a->extractor_dir ? "domain" : "none";
   int dim = 0;
+  if (!rc && t->rank == 0) rc = extractor_identity(cfg, a, t->xid, sizeof t->xid, &t->xsha, err, sizeof err);
+  if (!rc && t->rank == 0) mp_sha256_buf(t->real, (size_t)t->nreal * t->px, t->rid);
   if (!rc && incw[0]) {
     mp_backend *ib = t->be;
     if (mp_backend_is_device(t->be)) { /* Inception runs on a host backend beside it */
@@ -536,7 +610,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   if (rc) {
     MP_ERROR("%s", err[0] ? err : "set-up failed on another rank");
     mp_free(t->real);
-    mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc);
+    mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc), cJSON_Delete(t->xsha);
     if (t->be) mp_backend_free(t->be);
     if (t->inc_be) mp_backend_free(t->inc_be);
     if (res) *res = R;
@@ -601,7 +675,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   /* resume from DIR/checkpoint when there is one (made by the same configuration) */
   char ckdir[4300];
   snprintf(ckdir, sizeof ckdir, "%s/checkpoint", a->out_dir);
-  cJSON *snap = run_snapshot(cfg, a);
+  cJSON *snap = run_snapshot(cfg, a, t->xid, t->rid);
   resume_point rp = {0};
   if (load_checkpoint(t, ckdir, snap, &rp, &curve, &R, err, sizeof err) != 0) {
     if (t->rank == 0) MP_ERROR("%s", err);
@@ -610,7 +684,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     t->be->iface->release(t->be, t->xr);
     mp_free(t->real);
     mp_gan_work_free(w);
-    mp_net_free(t->d), mp_net_free(t->g), mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc);
+    mp_net_free(t->d), mp_net_free(t->g), mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc), cJSON_Delete(t->xsha);
     mp_backend_free(t->be);
     if (t->inc_be) mp_backend_free(t->inc_be);
     if (res) *res = R;
@@ -777,7 +851,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   mp_free(dbuf), mp_free(gbuf), mp_free(perm[0]), mp_free(perm[1]), mp_free(real_feat), mp_free(best_feat);
   t->be->iface->release(t->be, t->xr);
   mp_free(t->src), mp_free(t->zbuf), mp_free(t->real);
-  mp_net_free(t->d), mp_net_free(t->g), mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc);
+  mp_net_free(t->d), mp_net_free(t->g), mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc), cJSON_Delete(t->xsha);
   mp_backend_free(t->be);
   if (t->inc_be) mp_backend_free(t->inc_be);
   cJSON_Delete(snap);

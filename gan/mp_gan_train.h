@@ -28,6 +28,13 @@
  *             penultimate 512-d layer of the classifier in --extractor DIR (a `train`
  *             directory of the same store, its best/ model).
  *             The real-vs-real FID of two halves of the real set is printed as a floor.
+ *             The extractor is identified by the SHA-256 of its weight files (gan.json
+ *             fid.extractor_sha256; "fid_extractor" in the run's configuration snapshot):
+ *             a checkpoint or a finished run measured with other weights is not continued
+ *             or reused, so one curve, one best epoch and one sweep table never mix FIDs
+ *             of two extractors.
+ *             The training lesions are identified so too (real_lesions_sha256): a run
+ *             trained on other patches (another store) is not continued or reused.
  *   diverged  a NaN/Inf loss or weight ends the run with status "diverged" in gan.json
  *             (recorded, not a crash)
  *   resume    DIR/checkpoint/ (critic and generator with their Adam state and SN
@@ -35,7 +42,8 @@
  *             best FID) is written every gan.checkpoint_every epochs and when a stop
  *             signal (SIGTERM/SIGUSR1) arrives — mid-epoch then; a rerun continues from it
  *             bit-identically (every draw is keyed by the step), after checking that it
- *             was made with the same gan.* / run.seed keys (refused, key named, else)
+ *             was made with the same gan.* / run.seed keys and FID extractor (refused,
+ *             key named, else)
  * Outputs: DIR/gan.json (provenance, configuration, per-epoch losses and FIDs, best epoch
  * and FID with N and the extractor named, status), DIR/tsne.csv (the t-SNE map of up to
  * 1000 real and 1000 generated feature vectors of the best epoch, eval/mp_tsne; after a
@@ -90,10 +98,19 @@ static inline uint8_t mp_gan_to_u8(float v) {
  * status) of this configuration: 1; 0 when there is none (nothing there, or a run still to
  * finish, whose checkpoint train checks on resume); -1 when the finished run was made with
  * another configuration (err names the key and both values): split, loss, filters, SN/TTUR,
- * run.seed and every gan.* key but the sweep grid, the rank groups and the checkpoint
- * interval.  Not collective (one rank calls it). */
+ * run.seed, the FID extractor's weights and the split's lesion patches (both by SHA-256; a
+ * record older than that is refused too: what it measured and trained on cannot be placed)
+ * and every gan.* key but the sweep grid, the rank groups and the checkpoint interval; -1 too
+ * when the extractor's files or the store cannot be read.  Not collective (one rank calls it). */
 int mp_gan_run_finished(const char *dir, const mp_config *cfg, const mp_gan_train_args *a, char *status, size_t sl,
                         char *err, size_t errlen);
+
+/* The identity of the lesion patches a run on STORE's split SPLIT_SEED trains on: SHA-256 of
+ * their uint8 pixels in split order (gan.json real_lesions_sha256) in hex; 0, or -1 (err).
+ * Not collective.  The same split seed of another store, or of a store made again with other
+ * settings, gives other patches: a generator trained on those may have seen this split's
+ * validation or test lesions. */
+int mp_gan_real_lesions_id(const char *store, uint64_t split_seed, char hex[65], char *err, size_t errlen);
 
 const char *mp_gan_loss_name(mp_gan_loss l); /* "wgan-gp", "rsgan", "rasgan", "ralsgan", "rahinge" */
 /* 0 and *l set, or -1 for an unknown name */

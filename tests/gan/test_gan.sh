@@ -13,25 +13,35 @@ out=$(/usr/bin/python3 "$tests/gan/check_fid.py" "$fid_tool" 2>&1) && ok "FID: $
   || bad "FID: $out"
 
 cohort48 "$tmp/c" || bad "synth"
-run2 preprocess --input "$tmp/c/dicom" --labels "$tmp/c/labels.csv" --out "$tmp/p.h5" -q || bad "preprocess"
+# every lesion, the normals of 6 patients (few_normals): the GAN sees lesions only, and the classifiers here
+# (the FID extractor, the experiment's jobs) need not learn
+few_normals "$tmp/c/labels.csv" "$tmp/labels.csv" || bad "labels subset"
+run2 preprocess --input "$tmp/c/dicom" --labels "$tmp/labels.csv" --out "$tmp/p.h5" -q || bad "preprocess"
 S="$tmp/p.h5"
-run2 train --store "$S" --split-seed 1 --out "$tmp/cls" -q --set train.batch=32 --set train.epochs=1 \
+# the domain FID extractor: batches of 8, so that its 42 steps bring the batch-norm running statistics
+# (what eval mode uses) near the data's: with a dozen steps its features all but vanish (every FID ~1e-5)
+run2 train --store "$S" --split-seed 1 --out "$tmp/cls" -q --set train.batch=8 --set train.epochs=1 \
   --set train.lesion_fraction=0.5 --set train.lr=1e-4 --set train.checkpoint_every=0 || bad "extractor classifier"
 
 gs=(--set gan.batch=8 --set gan.epochs=3 --set gan.fid_every=1)  # (the sweep's log is read below)
 g=("${gs[@]}" -q)
 run2 gan train --store "$S" --split-seed 1 --loss rahinge --filters 8 --sn-ttur --extractor "$tmp/cls" \
   --out "$tmp/g" "${g[@]}" && ok "gan train rahinge f=8 SN/TTUR on 2 ranks" || bad "gan train"
-out=$(/usr/bin/python3 - "$tmp/g" <<'PY'
-import json, math, os, sys
+out=$(/usr/bin/python3 - "$tmp/g" "$tmp/cls" <<'PY'
+import hashlib, json, math, os, sys
 d = json.load(open(os.path.join(sys.argv[1], "gan.json")))
 f = d["fid"]
+# the extractor by content: its weight files' SHA-256, in the record and in what reuse compares
+sha = {n: hashlib.sha256(open(os.path.join(sys.argv[2], "best", n), "rb").read()).hexdigest() for n in ("block1.h5", "rest.h5")}
+assert f["extractor_sha256"] == sha, (f.get("extractor_sha256"), sha)
+assert d["config"]["fid_extractor"] == f"domain {sha['block1.h5']} {sha['rest.h5']}", d["config"].get("fid_extractor")
 assert d["status"] == "completed", d["status"]
 assert d["loss"] == "rahinge" and d["sn_ttur"] and d["optimiser"]["lr_d"] == 4e-4 and d["optimiser"]["beta1"] == 0, d
 assert f["extractor"] == "domain" and f["dimension"] == 512 and f["n_real"] == d["real_lesion_patches"] > 0, f
 assert f["rank_deficient"] is True, f  # a few dozen lesions < 512 dimensions: flagged
 fids = [e["fid"] for e in d["curve"]]
 assert len(fids) == 3 and all(math.isfinite(x) and x >= 0 for x in fids), fids
+assert min(fids) > 1, fids  # an extractor whose features vanish gives every FID ~0
 assert f["best"] == min(fids) and fids[f["best_epoch"] - 1] == f["best"], (f, fids)
 assert f["real_vs_real_floor"] is not None and f["real_vs_real_floor"] >= 0, f
 assert sum(f["real_vs_real_floor_n"]) == f["n_real"] and min(f["real_vs_real_floor_n"]) == f["n_real"] // 2, f
@@ -156,9 +166,20 @@ assert os.path.getsize(os.path.join(sys.argv[1], "charts", "fid.svg")) > 0
 print(f"3 completed + 1 diverged; best {b['run']} FID {b['best_fid']:.1f}; Table 4.4 form written")
 PY
 ) && ok "sweep: $out" || bad "sweep: $out"
-run2 gan sweep --store "$S" --split-seed 1 --extractor "$tmp/cls" --out "$tmp/sw" "${gs[@]}" \
+# (the extractor is named by its weights, not its path: a copy elsewhere is the same extractor)
+cp -r "$tmp/cls" "$tmp/cls-copy"
+run2 gan sweep --store "$S" --split-seed 1 --extractor "$tmp/cls-copy" --out "$tmp/sw" "${gs[@]}" \
   --set gan.sweep_losses=rsgan,rahinge --set gan.sweep_filters=8 > "$tmp/sw2.log" 2>&1 && grep -q "4 reused" "$tmp/sw2.log" \
-  && ok "sweep rerun reuses the 4 runs" || bad "sweep rerun: $(grep 'gan sweep:' "$tmp/sw2.log" | head -2)"
+  && ok "sweep rerun (the extractor copied elsewhere) reuses the 4 runs" || bad "sweep rerun: $(grep 'gan sweep:' "$tmp/sw2.log" | head -2)"
+# ... but not with another extractor (here one weight changed): its FIDs would share a table with the first one's
+cp -r "$tmp/cls" "$tmp/cls2"
+/usr/bin/python3 -c 'import h5py, sys
+with h5py.File(sys.argv[1], "r+") as h: h["00_conv/bias"][0] += 1e-3' "$tmp/cls2/best/rest.h5" || bad "a second extractor"
+out=$(run2 gan sweep --store "$S" --split-seed 1 --extractor "$tmp/cls2" --out "$tmp/sw" "${gs[@]}" \
+  --set gan.sweep_losses=rsgan,rahinge --set gan.sweep_filters=8 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "was made with fid_extractor = \"domain" <<<"$out" \
+  && ok "sweep rerun with another FID extractor: refused (exit 2), naming fid_extractor" \
+  || bad "sweep rerun with another extractor: exit $rc: $(grep -m1 ERROR <<<"$out")"
 # ... but not for another split: its runs were trained on split 1's lesions
 out=$(run2 gan sweep --store "$S" --split-seed 2 --extractor "$tmp/cls" --out "$tmp/sw" "${gs[@]}" \
   --set gan.sweep_losses=rsgan,rahinge --set gan.sweep_filters=8 2>&1); rc=$?
@@ -212,5 +233,40 @@ PY
 out=$(/usr/bin/python3 "$tests/eval/check_report.py" "$tmp/x/report" --variants baseline,gan --min-charts 9 2>&1); rc=$?
 [ $rc -eq 0 ] && grep -q 'id="gan-sweep"' "$tmp/x/report/index.html" && ok "report with the gan variant and the sweep renders" \
   || { [ $rc -eq 77 ] || bad "gan report: $out"; }
+
+# a store with other lesion patches for split 1 (every other BI-RADS-0 patient left out): the sweep's
+# runs are not this split's data (a generator trained on them may have seen its validation or test
+# lesions). A sweep rerun refuses them, naming real_lesions; the experiment's gan job trains the sweep's
+# configuration on the split's own lesions instead of sampling the sweep's generator.
+/usr/bin/python3 - "$tmp/labels.csv" "$tmp/labels2.csv" <<'PY' || bad "labels without half the lesion patients"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+drop = sorted({r["patient_id"] for r in rows if r["birads"] == "0"})[::2]
+with open(sys.argv[2], "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(r for r in rows if r["patient_id"] not in drop)
+PY
+run2 preprocess --input "$tmp/c/dicom" --labels "$tmp/labels2.csv" --out "$tmp/p2.h5" -q || bad "preprocess (store 2)"
+out=$(run2 gan sweep --store "$tmp/p2.h5" --split-seed 1 --extractor "$tmp/cls" --out "$tmp/sw" "${gs[@]}" \
+  --set gan.sweep_losses=rsgan,rahinge --set gan.sweep_filters=8 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "was made with real_lesions = " <<<"$out" \
+  && ok "sweep rerun on another store's split 1: refused (exit 2), naming real_lesions" \
+  || bad "sweep rerun on another store: exit $rc: $(grep -m1 ERROR <<<"$out")"
+run2 experiment --store "$tmp/p2.h5" --out "$tmp/x2" "${g[@]}" --set experiment.variants=baseline,gan \
+  --set experiment.gan_sweep="$tmp/sw" --set experiment.repeats=1 --set experiment.split_seed=1 \
+  --set train.batch=32 --set train.epochs=1 --set train.lesion_fraction=0.5 --set train.lr=1e-4 \
+  --set train.checkpoint_every=0 > "$tmp/x2.log" 2>&1 && grep -q "trained on other lesion patches" "$tmp/x2.log" \
+  && out=$(/usr/bin/python3 - "$tmp/x2/runs/gan/split-1/gan/gan.json" "$tmp/sw/sweep.json" <<'PY'
+import json, sys
+g, sw = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+mine = f"{g['loss']}-f{g['filters']}{'-sn' if g['sn_ttur'] else ''}"
+theirs = json.load(open(sys.argv[2].replace("sweep.json", f"runs/{mine}/gan.json")))
+assert g["status"] == "completed" and mine == sw["best"]["run"] and g["split_seed"] == 1, (g["status"], mine)
+assert g["real_lesions_sha256"] != theirs["real_lesions_sha256"], "the same lesion patches?"
+print(f"{mine} trained on this store's {g['real_lesion_patches']} split-1 lesion patches "
+      f"(the sweep's run: {theirs['real_lesion_patches']})")
+PY
+) && ok "experiment on another store: $out" || bad "experiment on another store: $(grep -E 'ERROR|WARN' "$tmp/x2.log" | head -3) ${out:-}"
 
 finish
