@@ -272,8 +272,9 @@ PY
 
 # Modality LUT Sequence (0028,3000), the modality transform by table (CR, digitised film): a view
 # stored reversed (4095 - s) with a 16-bit table that maps it back gives exactly the original's
-# patches; an 8-bit table packed two entries to a word (s >> 4, the window scaled to match) gives
-# the standard's linear window of the table's output in every stored pixel
+# patches, also in explicit big endian with the table as OW (GDCM gives its words in host order); an
+# 8-bit table packed two entries to a word (s >> 4, the window scaled to match) gives the standard's
+# linear window of the table's output in every stored pixel
 m=$tmp/mlut; mkdir -p "$m/in"
 /usr/bin/python3 - "$tmp/c" "$m/in" <<'PY'
 import csv, os, sys, numpy as np, pydicom
@@ -291,6 +292,12 @@ it.add_new(0x00283006, "US", [4095 - k for k in range(4096)])  # 16-bit entries 
 ds.ModalityLUTSequence = [it]
 ds.PixelData = (4095 - a).astype("<u2").tobytes()
 ds.save_as(os.path.join(sys.argv[2], "r.dcm"))
+be = pydicom.dcmread(os.path.join(sys.argv[2], "r.dcm"))  # the same view, explicit VR big endian
+be.ModalityLUTSequence[0].add_new(0x00283006, "OW", np.arange(4095, -1, -1).astype(">u2").tobytes())
+be.PixelData = (4095 - a).astype(">u2").tobytes()
+be.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
+be.is_little_endian, be.is_implicit_VR = False, False
+be.save_as(os.path.join(sys.argv[2], "rb.dcm"), write_like_original=False)
 it = Dataset()
 it.LUTDescriptor = [4096, 0, 8]
 it.ModalityLUTType = "US"
@@ -307,13 +314,15 @@ import json, h5py, numpy as np, pydicom, sys
 d = sys.argv[1]
 f = h5py.File(f"{d}/p.h5", "r")
 px, vw, org = f["patches/pixels"][:], f["patches/view"][:], f["patches/origin"][:]
-views = {name: i for i, name in enumerate(("o.dcm", "p.dcm", "r.dcm"))}  # accepted in name order
+views = {name: i for i, name in enumerate(("o.dcm", "p.dcm", "r.dcm", "rb.dcm"))}  # accepted in name order
 def patches(v):
     sel = np.where(vw == v)[0]
     return org[sel], px[sel]
-(oo, op), (ro, rp) = patches(views["o.dcm"]), patches(views["r.dcm"])
-if not len(op) or oo.shape != ro.shape or (oo != ro).any() or (op != rp).any():
-    print(f"FAIL reversed + table: {len(rp)} patches against the original's {len(op)}, not identical"); sys.exit(1)
+(oo, op) = patches(views["o.dcm"])
+for name in ("r.dcm", "rb.dcm"):
+    ro, rp = patches(views[name])
+    if not len(op) or oo.shape != ro.shape or (oo != ro).any() or (op != rp).any():
+        print(f"FAIL reversed + table ({name}): {len(rp)} patches against the original's {len(op)}, not identical"); sys.exit(1)
 ds = pydicom.dcmread(f"{d}/in/p.dcm")
 x = (ds.pixel_array.astype(np.int64) >> 4).astype(np.float64)  # the 8-bit table's output
 c, w = float(ds.WindowCenter), float(ds.WindowWidth)
@@ -330,10 +339,10 @@ for (r, cc), blk in zip(po, pp):
 if bad or not len(pp):
     print(f"FAIL 8-bit table: {len(pp)} patches, {bad} pixels differ"); sys.exit(1)
 n = json.load(open(f"{d}/r/preprocess.json"))["windowing"]["modality_lut"]
-if n != 2:
-    print(f"FAIL preprocess.json counts {n} views through a Modality LUT, not 2"); sys.exit(1)
-print(f"reversed + 16-bit table = the original ({len(rp)} patches identical); 8-bit packed table: "
-      f"{len(pp)} patches, every pixel as the standard's; 2 views counted")
+if n != 3:
+    print(f"FAIL preprocess.json counts {n} views through a Modality LUT, not 3"); sys.exit(1)
+print(f"reversed + 16-bit table = the original ({len(rp)} patches identical; also big endian, table as OW); "
+      f"8-bit packed table: {len(pp)} patches, every pixel as the standard's; 3 views counted")
 PY
 ) && ok "Modality LUT Sequence: $out" || bad "Modality LUT Sequence: $out"
 
