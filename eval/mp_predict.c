@@ -65,7 +65,8 @@ static void hot(double p, double rgb[3]) {
   rgb[2] = 0;
 }
 
-/* The overlay: image downscaled by an integer factor f (box mean), tiles tinted. */
+/* The overlay: image downscaled by an integer factor f (box mean), tiles tinted.  img is
+ * the picture's base: the view with everything outside the breast blanked (predict_one). */
 static int write_heatmap(const char *path, const uint8_t *img, int W, int H, const tiles *T, int stride, double thr,
                          int hottest, int max_side, int *ow, int *oh, char *err, size_t errlen) {
   int f = 1;
@@ -215,17 +216,25 @@ static cJSON *predict_one(const mp_config *cfg, mp_net *b1, mp_net *rest, int eb
   int ow = 0, oh = 0;
   snprintf(png, sizeof png, "%s/heatmap.png", dir);
   int max_side = (int)mp_config_int(cfg, "predict.max_side");
-  if (write_heatmap(png, img, W, H, &T, stride, thr, hottest, max_side, &ow, &oh, err, errlen) == 0) {
+  /* the picture shows the breast only (its largest region above preprocess.black, holes
+   * included): burned-in text apart from it (a marker, a name or a date on the film) never
+   * reaches the PNG.  The tiles were scored on the whole view, as before. */
+  uint8_t *base = mp_malloc((size_t)W * H);
+  const size_t breast = mp_largest_region_u8(img, W, H, (int)mp_config_int(cfg, "preprocess.black"), base);
+  for (size_t i = 0; i < (size_t)W * H; i++) base[i] = base[i] ? img[i] : 0;
+  if (write_heatmap(png, base, W, H, &T, stride, thr, hottest, max_side, &ow, &oh, err, errlen) == 0) {
     cJSON *hm = cJSON_AddObjectToObject(d, "heatmap");
     cJSON_AddStringToObject(hm, "file", "heatmap.png");
     cJSON_AddNumberToObject(hm, "width", ow);
     cJSON_AddNumberToObject(hm, "height", oh);
     cJSON_AddNumberToObject(hm, "scale", (double)ow / W);
+    cJSON_AddStringToObject(hm, "outside_breast", "blanked (burned-in text apart from the breast is not shown)");
+    cJSON_AddNumberToObject(hm, "breast_fraction", (double)breast / ((double)W * H));
   } else {
     MP_WARN("%s: %s", name, err);
     err[0] = 0;
   }
-  mp_free(T.px), mp_free(T.t), mp_free(img);
+  mp_free(T.px), mp_free(T.t), mp_free(img), mp_free(base);
   return d;
 }
 

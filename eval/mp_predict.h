@@ -11,7 +11,9 @@
  *
  * Outputs per image i (1-based, in argument order) under OUT/view-<i>/:
  *   heatmap.png     the windowed mammogram (downscaled so its longer side is at most
- *                   predict.max_side) with each scored tile tinted by its probability
+ *                   predict.max_side), the breast only (mp_largest_region_u8: burned-in
+ *                   text apart from it, which may hold a name or a date, is blanked),
+ *                   with each scored tile tinted by its probability
  *                   (dark red -> yellow, more opaque when higher), tiles at or above the
  *                   threshold outlined in red, the hottest tile in cyan
  *   predict.json    model, threshold, decision, the hottest tile, every tile's row,

@@ -609,6 +609,58 @@ bool mp_bbox_u8(const uint8_t *in, int W, int H, int *x0, int *y0, int *x1, int 
   return *y1 >= 0;
 }
 
+/* Breadth-first fill from the t0 seeds in q (already set to `to`): every pixel with value
+ * `from` connected to them (8- or 4-connected) becomes `to`.  q holds W * H entries (each
+ * pixel enters once).  Returns the pixels set, seeds included. */
+static size_t fill_u8(uint8_t *m, int W, int H, uint32_t *q, size_t t0, uint8_t from, uint8_t to, bool eight) {
+  size_t h = 0, t = t0;
+  while (h < t) {
+    const uint32_t i = q[h++];
+    const int y = (int)(i / (uint32_t)W), x = (int)(i % (uint32_t)W);
+    for (int dy = -1; dy <= 1; dy++)
+      for (int dx = -1; dx <= 1; dx++) {
+        if ((!dx && !dy) || (!eight && dx && dy)) continue;
+        const int yy = y + dy, xx = x + dx;
+        if (yy < 0 || yy >= H || xx < 0 || xx >= W) continue;
+        const size_t j = (size_t)yy * W + xx;
+        if (m[j] == from) m[j] = to, q[t++] = (uint32_t)j;
+      }
+  }
+  return t;
+}
+
+size_t mp_largest_region_u8(const uint8_t *img, int W, int H, int black, uint8_t *mask) {
+  const size_t n = (size_t)W * H;
+  enum { BG = 0, FG = 1, SEEN = 2, KEEP = 3, OUT = 4 };
+  for (size_t i = 0; i < n; i++) mask[i] = img[i] > black ? FG : BG;
+  uint32_t *q = mp_malloc((n ? n : 1) * sizeof *q);
+  size_t best = 0, seed = 0; /* the largest region: its size and first pixel */
+  for (size_t i = 0; i < n; i++)
+    if (mask[i] == FG) {
+      mask[i] = SEEN, q[0] = (uint32_t)i;
+      const size_t c = fill_u8(mask, W, H, q, 1, FG, SEEN, true);
+      if (c > best) best = c, seed = i;
+    }
+  if (best) mask[seed] = KEEP, q[0] = (uint32_t)seed, fill_u8(mask, W, H, q, 1, SEEN, KEEP, true);
+  for (size_t i = 0; i < n; i++)
+    if (mask[i] != KEEP) mask[i] = BG;
+  /* what the border reaches around the region is outside; the rest of BG is enclosed */
+  size_t t = 0;
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x += (y == 0 || y == H - 1 || W == 1) ? 1 : W - 1) {
+      const size_t i = (size_t)y * W + x;
+      if (mask[i] == BG) mask[i] = OUT, q[t++] = (uint32_t)i;
+    }
+  fill_u8(mask, W, H, q, t, BG, OUT, false);
+  mp_free(q);
+  size_t kept = 0;
+  for (size_t i = 0; i < n; i++) {
+    mask[i] = best && mask[i] != OUT;
+    kept += mask[i];
+  }
+  return kept;
+}
+
 int mp_row_bands_u8(const uint8_t *in, int W, int H, int gap, int **boxes) {
   int *lo = mp_malloc((size_t)H * 2 * sizeof *lo), *hi = lo + H;
   row_extents(in, W, H, lo, hi);

@@ -102,6 +102,13 @@ bool mp_bbox_u8(const uint8_t *in, int W, int H, int *x0, int *y0, int *x1, int 
  * number of bands (top to bottom) in *boxes (4 ints each; free with mp_free). */
 int mp_row_bands_u8(const uint8_t *in, int W, int H, int gap, int **boxes);
 
+/* The breast of a windowed view, for pictures of it: mask[i] = 1 on the largest 8-connected
+ * region of pixels > black and on every pixel it encloses (not 4-connected to the image's
+ * border around it: dark tissue, a hole), 0 elsewhere: the background and whatever lies apart
+ * from the breast in it, such as burned-in text, markers or a patient's name.  Returns the
+ * number of pixels set (0 for an image with no pixel > black). */
+size_t mp_largest_region_u8(const uint8_t *img, int W, int H, int black, uint8_t *mask);
+
 /* Copy the size x size square with top-left (x0, y0).  Returns false (and copies
  * nothing) when it leaves the image. */
 bool mp_crop_u8(const uint8_t *img, int W, int H, int x0, int y0, int size, uint8_t *out);

@@ -266,7 +266,55 @@ static void test_row_bands(void **state) {
   mp_free(b);
 }
 
+/* mp_largest_region_u8 (predict's picture of the breast): the largest 8-connected region above
+ * black with what it encloses; text apart from it and the background are left out. Drawn as rows:
+ * '#' tissue (100), '.' dark (10, below black 20), 'T' text (255); want: '1' kept. */
+static void test_largest_region(void **state) {
+  (void)state;
+  static const char *const pic[] = {
+      "..........TT.T",
+      "..####....T.T.",
+      "..#..##.......",
+      "..#.#.#.......",  /* a hole: enclosed darkness, kept */
+      "..#...#....T..",  /* T here touches nothing */
+      "..#####.......",
+      ".......#......",  /* diagonal to the region's corner: 8-connected, kept */
+      "......#.#.....",  /* a gap only diagonal: the dark pixel between is enclosed, kept */
+      ".......#......",
+      "..............",
+  };
+  const int h = 10, w = 14;
+  uint8_t img[10 * 14], m[10 * 14];
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) img[y * w + x] = pic[y][x] == '#' ? 100 : pic[y][x] == 'T' ? 255 : 10;
+  size_t kept = mp_largest_region_u8(img, w, h, 20, m);
+  static const char *const want[] = {
+      "..............",
+      "..####........",
+      "..#####.......",
+      "..#####.......",
+      "..#####.......",
+      "..#####.......",
+      ".......#......",
+      "......###.....",
+      ".......#......",
+      "..............",
+  };
+  size_t n = 0;
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      if (m[y * w + x] != (want[y][x] == '#')) fail_msg("pixel (%d, %d): %d", y, x, m[y * w + x]);
+      n += m[y * w + x];
+    }
+  assert_int_equal(kept, n);
+  assert_int_equal(kept, 4 + 5 * 4 + 1 + 3 + 1);
+  memset(img, 10, sizeof img); /* nothing above black: nothing kept */
+  assert_int_equal(mp_largest_region_u8(img, w, h, 20, m), 0);
+  for (int i = 0; i < h * w; i++) assert_int_equal(m[i], 0);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_row_bands), cmocka_unit_test(test_bands_equal_whole_image)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_row_bands), cmocka_unit_test(test_bands_equal_whole_image),
+                                     cmocka_unit_test(test_largest_region)};
   return cmocka_run_group_tests_name("extract", tests, NULL, NULL);
 }

@@ -282,10 +282,12 @@ def chance_tail(ps, k):
 
 def predict(cohort, n, *outs):
     n = int(n)
-    lesions = {}
+    lesions, files = {}, {}
     for r in csv.DictReader(open(os.path.join(cohort, "truth_lesions.csv"))):
-        lesions.setdefault(os.path.basename(os.path.dirname(r["file"])) + "/" + os.path.basename(r["file"]), []).append(
-            (float(r["cx"]), float(r["cy"])))
+        key = os.path.basename(os.path.dirname(r["file"])) + "/" + os.path.basename(r["file"])
+        lesions.setdefault(key, []).append((float(r["cx"]), float(r["cy"])))
+        files[key] = os.path.join(cohort, r["file"])
+    marker_px, marker_views = 0, 0  # burned-in view-marker pixels checked blank in the heatmaps, their views
     views = sorted(lesions)  # the order the test passed them in (sort -u of the paths)
     hits, shares, per = 0, [], []
     for m, out in enumerate(outs):
@@ -318,6 +320,8 @@ def predict(cohort, n, *outs):
             w, hh = png_size(os.path.join(out, f"view-{i + 1}", "heatmap.png"))
             if (w, hh) != (d["heatmap"]["width"], d["heatmap"]["height"]) or max(w, hh) > 1024:
                 fail(f"{out}/view-{i + 1}: heatmap {w}x{hh} vs {d['heatmap']}")
+            m = heatmap_blanks_marker(os.path.join(out, f"view-{i + 1}"), d, files[key])
+            marker_px, marker_views = marker_px + (m or 0), marker_views + (m is not None)
             probs = [t[2] for t in d["tiles"]]
             if not all(0 <= p <= 1 for p in probs) or not math.isclose(max(probs), h["probability"], rel_tol=1e-6):
                 fail(f"{out}/view-{i + 1}: probabilities")
@@ -331,7 +335,33 @@ def predict(cohort, n, *outs):
             f"P(>= {hits} by chance) = {p:.1e})")
     if 3 * hits < total or not p < 1e-4:
         fail(said)
-    print(said + "; heatmaps valid; models named by their weights' SHA-256")
+    if not marker_views:
+        fail("no view's pixels could be read here to check the heatmap's blanked marker")
+    print(said + f"; heatmaps valid, the burned-in view marker blank in {marker_views} of them ({marker_px} picture "
+          "pixels; the others' transfer syntax needs a decoder pydicom lacks here); models named by their weights' SHA-256")
+
+
+def heatmap_blanks_marker(vdir, d, dcm):
+    """The heatmap draws the breast only: every picture pixel that holds a pixel of the view's
+    burned-in marker (stored 4095, above any tissue in the synthetic views) is black where no tile
+    colours it. Returns the number of such pixels (there must be some), or None when pydicom cannot
+    decode the view here (JPEG-LS, JPEG 2000 and the like need plug-ins this machine may lack)."""
+    import cv2, pydicom
+    hm = d["heatmap"]
+    if not hm.get("outside_breast", "").startswith("blanked") or not 0.05 < hm.get("breast_fraction", 0) < 0.95:
+        fail(f"{vdir}: heatmap {hm}")
+    try:
+        px = pydicom.dcmread(dcm).pixel_array
+    except (RuntimeError, NotImplementedError):
+        return None
+    rgb = cv2.imread(os.path.join(vdir, "heatmap.png"), cv2.IMREAD_COLOR)[:, :, ::-1].astype(int)
+    f = -(-d["cols"] // hm["width"])  # the integer downscale factor
+    ys, xs = np.nonzero(px >= 4095)
+    cells = {(y // f, x // f) for y, x in zip(ys, xs)}
+    grey = [c for c in cells if rgb[c][0] == rgb[c][1] == rgb[c][2]]  # untinted, no outline
+    if not grey or any(rgb[c][0] != 0 for c in grey):
+        fail(f"{vdir}: {sum(rgb[c][0] != 0 for c in grey)} of {len(grey)} picture pixels of the view marker are drawn")
+    return len(grey)
 
 
 def tiles128(path, dcm):
