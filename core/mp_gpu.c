@@ -10,9 +10,10 @@ _Noreturn void mp_fatal_cuda(int rc, const char *stmt, const char *file, int lin
               cudaGetErrorString((cudaError_t)rc), cudaGetErrorName((cudaError_t)rc));
 }
 
-static int g_local_rank = -1;
-void mp_gpu_set_local_rank(int r) { g_local_rank = r; }
+static int g_local_rank = -1, g_local_size = -1;
+void mp_gpu_set_local(int rank, int size) { g_local_rank = rank, g_local_size = size; }
 int mp_gpu_local_rank(void) { return g_local_rank; }
+int mp_gpu_local_size(void) { return g_local_size; }
 
 int mp_gpu_count(void) {
   int n = 0;

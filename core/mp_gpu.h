@@ -11,11 +11,13 @@
 int mp_gpu_count(void);
 /* Name and memory of device i into buf ("NVIDIA H100 80GB HBM3, 79.1 GiB, sm_90"). */
 void mp_gpu_describe(int i, char *buf, int len);
-/* The process's rank on its node, recorded once by mp_mpi_init (which computes it
- * collectively), so a device backend created later by a rank group picks its GPU without
- * a collective; -1 before.  Both are no-ops without CUDA. */
-void mp_gpu_set_local_rank(int r);
+/* The process's rank on its node and the node's number of ranks, recorded once by
+ * mp_mpi_init (which computes them collectively), so a device backend created later by a
+ * rank group picks its GPU without a collective (and says when ranks share GPUs); -1
+ * before.  Compiled with CUDA only. */
+void mp_gpu_set_local(int rank, int size);
 int mp_gpu_local_rank(void);
+int mp_gpu_local_size(void);
 
 #if MP_HAVE_CUDA
 #include <cuda_runtime_api.h>

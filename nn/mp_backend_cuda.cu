@@ -1929,6 +1929,15 @@ extern "C" mp_backend *mp_backend_cuda_create(int precision, char *err, size_t e
   }
   ctx_t *c = (ctx_t *)mp_calloc(1, sizeof *c);
   c->dev = local_rank() % ndev;
+  /* more ranks on the node than GPUs: within a rank group NCCL refuses and mp_dp says so, but
+   * rank groups of a sweep or an experiment share devices silently; said once, by the node's
+   * first rank (under MPI, not for a standalone process) */
+  static int told;
+  if (!told && mp_gpu_local_size() > ndev && local_rank() == 0) {
+    told = 1;
+    MP_WARN("%d ranks on this node share its %d visible GPU%s (rank r uses device r mod %d): ranks on one device take "
+            "turns on it; one rank per GPU runs fastest", mp_gpu_local_size(), ndev, ndev > 1 ? "s" : "", ndev);
+  }
   c->tf32 = precision >= 1;
   c->bf16 = precision == 2;
   const int tf32 = c->tf32;
