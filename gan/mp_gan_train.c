@@ -18,7 +18,7 @@
 #include "mp_strbuf.h"
 #include "mp_tsne.h"
 #include "mp_models.h"
-#include "mp_pseudonym.h" /* mp_sha256_file: the FID extractor by content */
+#include "mp_pseudonym.h" /* mp_sha256_file / _buf: the FID extractor and the real lesions by content */
 #include "mp_mpi.h"
 #include "mp_rng.h"
 #include "mp_split.h"
@@ -220,7 +220,7 @@ static cJSON *run_snapshot(const mp_config *cfg, const mp_gan_train_args *a, con
 /* The FID extractor a run measures with, by content: "inception <sha256 of gan.inception_weights>",
  * "domain <sha256 of best/block1.h5> <sha256 of best/rest.h5>" (the classifier in --extractor)
  * or "none", in id; the same hashes as an object for gan.json in *sha (NULL: not wanted).  A
- * path names no extractor: a classifier retrained in the same directory measures other FIDs,
+ * path does not identify one: a classifier retrained in the same directory measures other FIDs,
  * and a copy elsewhere the same ones.  0, or -1 (err) when a file cannot be read. */
 static int extractor_identity(const mp_config *cfg, const mp_gan_train_args *a, char *id, size_t n, cJSON **sha,
                               char *err, size_t errlen) {
