@@ -564,10 +564,10 @@ int mp_experiment_upgrade(cJSON *x, char *err, size_t errlen) {
 #ifdef MP_WITH_GAN
 /* The gan variant's job for one split (SPEC §7): the generator of the configuration the
  * sweep in experiment.gan_sweep chose — the sweep's own best run when the sweep was made
- * on this split (the same lesion patches: mp_gan_real_lesions_id), else that configuration trained on this split's training lesions (FID
- * extractor: this split's baseline) into JOB/gan/ — then 2 x (training lesion patches)
- * synthetic patches into JOB/synthetic.h5, then the classifier with them.  Collective
- * over the group.  Returns an MP_EXIT_* status. */
+ * on this split (the same lesion patches: mp_gan_real_lesions_id), else that configuration
+ * trained on this split's training lesions (FID extractor: this split's baseline) into
+ * JOB/gan/ — then 2 x (training lesion patches) synthetic patches into JOB/synthetic.h5,
+ * then the classifier with them.  Collective over the group.  Returns an MP_EXIT_* status. */
 static int gan_job(MPI_Comm gc, const mp_config *cfg, const char *store, const char *out_dir, const job *j) {
   int rank;
   MPI_Comm_rank(gc, &rank);
