@@ -238,8 +238,10 @@ static int extractor_identity(const mp_config *cfg, const mp_gan_train_args *a, 
       if (mp_sha256_file(path, h[i], err, errlen)) return -1;
     }
     snprintf(id, n, "domain %s %s", h[0], h[1]);
-    if (sha)
-      for (int i = 0; i < 2; i++) cJSON_AddStringToObject(*sha ? *sha : (*sha = cJSON_CreateObject()), f[i], h[i]);
+    if (sha) {
+      *sha = cJSON_CreateObject();
+      for (int i = 0; i < 2; i++) cJSON_AddStringToObject(*sha, f[i], h[i]);
+    }
   } else
     snprintf(id, n, "none");
   return 0;

@@ -22,19 +22,21 @@ cohort48() {
       --set synth.annotated_frac=1 --set synth.second_lesion_frac=0.5
   fi
 }
-# few_normals LABELS OUT [N]: LABELS (labels.csv) with every exam but those of the BI-RADS-1 patients after
-# the first N (6) by ID: a store made with OUT keeps every lesion and the normal patches of N patients (the
-# other exams are discarded as unlabelled). For tests whose classifiers need not learn (gan, smote): with a
-# third of cohort48's normals each classifier epoch is about three times shorter.
-few_normals() {
-  /usr/bin/python3 - "$1" "$2" "${3:-6}" <<'PY'
+# drop_patients LABELS OUT BIRADS SLICE: LABELS (labels.csv) without the BI-RADS-BIRADS exams of the patients
+# that the Python slice SLICE picks from those with such an exam, sorted by ID (their other exams stay); a store
+# made with OUT discards those files as unlabelled. `1 6:` keeps every lesion and the normals of 6 patients: for tests whose classifiers need not
+# learn (gan, smote), with a third of cohort48's normals each classifier epoch is about three times shorter.
+drop_patients() {
+  /usr/bin/python3 - "$@" <<'PY'
 import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-keep = sorted({r["patient_id"] for r in rows if r["birads"] == "1"})[:int(sys.argv[3])]
-with open(sys.argv[2], "w", newline="") as f:
+src, out, birads, sl = sys.argv[1:5]
+rows = list(csv.DictReader(open(src)))
+ids = sorted({r["patient_id"] for r in rows if r["birads"] == birads})
+drop = set(ids[slice(*[int(x) if x else None for x in sl.split(":")])])
+with open(out, "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=list(rows[0]))
     w.writeheader()
-    w.writerows(r for r in rows if r["birads"] != "1" or r["patient_id"] in keep)
+    w.writerows(r for r in rows if r["birads"] != birads or r["patient_id"] not in drop)
 PY
 }
 finish() {

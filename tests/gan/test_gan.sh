@@ -13,9 +13,9 @@ out=$(/usr/bin/python3 "$tests/gan/check_fid.py" "$fid_tool" 2>&1) && ok "FID: $
   || bad "FID: $out"
 
 cohort48 "$tmp/c" || bad "synth"
-# every lesion, the normals of 6 patients (few_normals): the GAN sees lesions only, and the classifiers here
+# every lesion, the normals of 6 patients (drop_patients): the GAN sees lesions only, and the classifiers here
 # (the FID extractor, the experiment's jobs) need not learn
-few_normals "$tmp/c/labels.csv" "$tmp/labels.csv" || bad "labels subset"
+drop_patients "$tmp/c/labels.csv" "$tmp/labels.csv" 1 6: || bad "labels subset"
 run2 preprocess --input "$tmp/c/dicom" --labels "$tmp/labels.csv" --out "$tmp/p.h5" -q || bad "preprocess"
 S="$tmp/p.h5"
 # the domain FID extractor: batches of 8, so that its 42 steps bring the batch-norm running statistics
@@ -238,15 +238,7 @@ out=$(/usr/bin/python3 "$tests/eval/check_report.py" "$tmp/x/report" --variants 
 # runs are not this split's data (a generator trained on them may have seen its validation or test
 # lesions). A sweep rerun refuses them, naming real_lesions; the experiment's gan job trains the sweep's
 # configuration on the split's own lesions instead of sampling the sweep's generator.
-/usr/bin/python3 - "$tmp/labels.csv" "$tmp/labels2.csv" <<'PY' || bad "labels without half the lesion patients"
-import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-drop = sorted({r["patient_id"] for r in rows if r["birads"] == "0"})[::2]
-with open(sys.argv[2], "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(r for r in rows if r["patient_id"] not in drop)
-PY
+drop_patients "$tmp/labels.csv" "$tmp/labels2.csv" 0 ::2 || bad "labels without half the lesion patients"
 run2 preprocess --input "$tmp/c/dicom" --labels "$tmp/labels2.csv" --out "$tmp/p2.h5" -q || bad "preprocess (store 2)"
 out=$(run2 gan sweep --store "$tmp/p2.h5" --split-seed 1 --extractor "$tmp/cls" --out "$tmp/sw" "${gs[@]}" \
   --set gan.sweep_losses=rsgan,rahinge --set gan.sweep_filters=8 2>&1); rc=$?

@@ -11,9 +11,9 @@ export OMP_NUM_THREADS=1 MAMMOPATCH_SITE_KEY=test-site-key-for-smote-0123456
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 
 cohort48 "$tmp/c" || bad "synth"
-# every lesion, the normals of 6 patients (few_normals): SMOTE works on lesions, and the classifiers here
+# every lesion, the normals of 6 patients (drop_patients): SMOTE works on lesions, and the classifiers here
 # need not learn
-few_normals "$tmp/c/labels.csv" "$tmp/labels.csv" || bad "labels subset"
+drop_patients "$tmp/c/labels.csv" "$tmp/labels.csv" 1 6: || bad "labels subset"
 run2 preprocess --input "$tmp/c/dicom" --labels "$tmp/labels.csv" --out "$tmp/p.h5" -q || bad "preprocess"
 S="$tmp/p.h5"
 # the baseline whose block 1 makes the features: batches of 8, so that its steps bring the batch-norm
