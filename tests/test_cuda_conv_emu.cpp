@@ -11,90 +11,21 @@
  * test_backend holds the compiled algorithms to ref (MP_CUDA_CONV_OWN=wgrad3 / gemm) and the
  * backend compares them with cuDNN's result before using them.
  *
- * The emulation: every CUDA thread of a block is a std::thread (blocks one after another);
- * __shfl_down_sync exchanges through a per-warp buffer between two barriers of that warp's 32
- * threads (a warp that returns early returns whole, as in the kernel); __syncthreads is a
- * barrier of the block; __shared__ arrays are static (one block at a time); element-wise kernels
- * get a small grid, so that their grid-stride loops go round.  Outputs start as NaN so that an
- * element left unwritten fails the comparison. */
-#include <barrier>
+ * The emulation is tests/cuda_emu.h; element-wise kernels get a small grid, so that their
+ * grid-stride loops go round.  Outputs start as NaN so that an element left unwritten fails the
+ * comparison. */
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <functional>
-#include <memory>
 #include <random>
-#include <thread>
 #include <vector>
 
-/* the host's idea of CUDA's launch coordinates */
-struct u3 {
-  unsigned x, y, z;
-};
-thread_local u3 threadIdx, blockIdx;
-static u3 blockDim, gridDim;
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __launch_bounds__(x)
-#define __ldg(p) (*(p))
-#define __shared__ static
-
-enum { MAX_WARPS = 32 };
-static std::barrier<> *warp_bar[MAX_WARPS];
-static double shfl_buf[MAX_WARPS][32];
-static std::barrier<> *block_bar;
-
-template <typename T>
-static T __shfl_down_sync(unsigned, T v, int off) {
-  const int lane = threadIdx.x & 31, w = (int)((threadIdx.x + threadIdx.y * blockDim.x) >> 5);
-  shfl_buf[w][lane] = (double)v;
-  warp_bar[w]->arrive_and_wait();
-  T r = lane + off < 32 ? (T)shfl_buf[w][lane + off] : v;
-  warp_bar[w]->arrive_and_wait();
-  return r;
-}
-#define __syncthreads() block_bar->arrive_and_wait()
-
-/* the vector type and bit casts the layout kernels use */
-struct uint4 {
-  unsigned x, y, z, w;
-};
-static uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
-static unsigned __float_as_uint(float f) {
-  unsigned u;
-  memcpy(&u, &f, sizeof u);
-  return u;
-}
-static float __uint_as_float(unsigned u) {
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-}
+#include "cuda_emu.h"
 
 #include "mp_cuda_conv.cuh"
 #include "mp_cuda_layout.cuh"
-
-static void launch(u3 grid, u3 block, const std::function<void()> &kernel) {
-  blockDim = block, gridDim = grid;
-  const int nt = (int)(block.x * block.y);
-  for (unsigned by = 0; by < grid.y; by++)
-    for (unsigned bx = 0; bx < grid.x; bx++) {
-      std::barrier<> bb(nt);
-      block_bar = &bb;
-      std::vector<std::unique_ptr<std::barrier<>>> wb;
-      for (int w = 0; w < nt / 32; w++) wb.emplace_back(new std::barrier<>(32)), warp_bar[w] = wb.back().get();
-      std::vector<std::thread> th;
-      for (int t = 0; t < nt; t++)
-        th.emplace_back([&, t, bx, by] {
-          threadIdx = {(unsigned)t % block.x, (unsigned)t / block.x, 0};
-          blockIdx = {bx, by, 0};
-          kernel();
-        });
-      for (auto &t : th) t.join();
-    }
-}
 
 static int check_wgrad3() {
   /* n c h w k pad_h pad_w: the classifier's 3x3 pad 1; odd channel counts (a lone last k or c
