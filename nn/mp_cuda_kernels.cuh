@@ -312,18 +312,22 @@ __global__ void k_act_bwd(int kind, float slope, const float *x, const float *y,
 }
 
 /* ---- 2x2 max-pool with the argmax -------------------------------------------------------- */
+/* output element o's window: the offset of its top-left input element (planes of h x w, even) */
+__device__ __forceinline__ size_t pool_window(size_t o, int h, int w) {
+  const int ho = h / 2, wo = w / 2;
+  const size_t plane = o / ((size_t)ho * wo);
+  const int r = (int)(o % ((size_t)ho * wo)), i = r / wo, j = r % wo;
+  return plane * (size_t)h * w + (size_t)(2 * i) * w + 2 * j;
+}
+/* the maximum of each window and its offset 0..3 (first maximum wins, NaN propagates: the ref's
+ * rule) */
 __global__ void k_pool_fwd(const float *x, float *y, unsigned char *am, size_t planes, int h, int w) {
-  int ho = h / 2, wo = w / 2;
-  size_t n = planes * (size_t)ho * wo;
-  GS_LOOP(o, n) {
-    size_t plane = o / ((size_t)ho * wo);
-    int r = (int)(o % ((size_t)ho * wo));
-    int i = r / wo, j = r % wo;
-    const float *xp = x + plane * (size_t)h * w;
+  GS_LOOP(o, planes * (size_t)(h / 2) * (w / 2)) {
+    const float *xp = x + pool_window(o, h, w);
     int best = 0;
-    float bv = xp[(2 * i) * w + 2 * j];
+    float bv = xp[0];
     for (int k = 1; k < 4; k++) {
-      float v = xp[(2 * i + k / 2) * w + 2 * j + k % 2];
+      float v = xp[(k / 2) * w + k % 2];
       if (v > bv || (isnan(v) && !isnan(bv))) {
         bv = v;
         best = k;
@@ -335,15 +339,10 @@ __global__ void k_pool_fwd(const float *x, float *y, unsigned char *am, size_t p
 }
 /* every input element written once: the pooled gradient where it was the argmax, else 0 */
 __global__ void k_pool_bwd(const float *dy, const unsigned char *am, float *dx, size_t planes, int h, int w) {
-  int ho = h / 2, wo = w / 2;
-  size_t n = planes * (size_t)ho * wo;
-  GS_LOOP(o, n) {
-    size_t plane = o / ((size_t)ho * wo);
-    int r = (int)(o % ((size_t)ho * wo));
-    int i = r / wo, j = r % wo;
-    float *xp = dx + plane * (size_t)h * w;
+  GS_LOOP(o, planes * (size_t)(h / 2) * (w / 2)) {
+    float *xp = dx + pool_window(o, h, w);
     int k = am[o];
-    for (int q = 0; q < 4; q++) xp[(2 * i + q / 2) * w + 2 * j + q % 2] = q == k ? dy[o] : 0.0f;
+    for (int q = 0; q < 4; q++) xp[(q / 2) * w + q % 2] = q == k ? dy[o] : 0.0f;
   }
 }
 

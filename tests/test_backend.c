@@ -16,6 +16,7 @@
 #include "mp_ref.h"
 #include "mp_rng.h"
 #include "mp_test.h"
+#include "mp_nmse.h"
 
 /* buffers of the backend under test, released together */
 static mp_backend *g_be;
@@ -37,20 +38,11 @@ static void fill(float *a, size_t n, mp_rng *r) {
 static void poison(float *a, size_t n) {
   for (size_t i = 0; i < n; i++) a[i] = NAN;
 }
-static double nmse(const float *a, const float *ref, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; i++) {
-    double e = (double)a[i] - ref[i];
-    num += e * e;
-    den += (double)ref[i] * ref[i];
-  }
-  return isfinite(num) ? num / (den > 0 ? den : 1) : INFINITY;
-}
 
 #define CHECK_NMSE(what, a, b, n, tol)                                                            \
   do {                                                                                            \
     mp_backend_sync(be);                                                                          \
-    double e_ = nmse(a, b, n);                                                                    \
+    double e_ = mp_nmse(a, b, n);                                                                 \
     printf("  %-4s %-34s nmse %.1e\n", name, what, e_);                                           \
     if (!(e_ < (tol))) fail_msg("%s: %s differs from ref (nmse %.2e, tolerance %.0e)", name, what, e_, (double)(tol)); \
   } while (0)
@@ -317,11 +309,11 @@ static void check_convs(const char *name, mp_backend *be, mp_backend *ref, mp_rn
       /* the combined entry the nets call (both gradients from one dy) */
       be->iface->conv2d_backward(be, &d, x, dy, w, dx3, dw3, bias ? db3 : NULL);
       mp_backend_sync(be);
-      double c2 = nmse(dx3, dx2, nx), c3 = nmse(dw3, dw2, nw), c4 = bias ? nmse(db3, db2, (size_t)d.k) : 0;
+      double c2 = mp_nmse(dx3, dx2, nx), c3 = mp_nmse(dw3, dw2, nw), c4 = bias ? mp_nmse(db3, db2, (size_t)d.k) : 0;
       if (!(c2 < tol && c3 < tol && c4 < tol))
         fail_msg("%s: conv2d_backward differs from ref (shape %zu, bias %d: nmse data %.1e weights %.1e bias %.1e, "
                  "tolerance %.0e)", name, s, bias, c2, c3, c4, tol);
-      double e1 = nmse(y1, y2, ny), e2 = nmse(dx1, dx2, nx), e3 = nmse(dw1, dw2, nw), e4 = bias ? nmse(db1, db2, (size_t)d.k) : 0;
+      double e1 = mp_nmse(y1, y2, ny), e2 = mp_nmse(dx1, dx2, nx), e3 = mp_nmse(dw1, dw2, nw), e4 = bias ? mp_nmse(db1, db2, (size_t)d.k) : 0;
       printf("  %-4s conv %dx%d s%d p%d,%d %2dx%-2d c%-2d k%-2d bias %d: nmse fwd %.1e data %.1e weights %.1e bias %.1e  [%s]"
              "  [data: %s]  [weights: %s]\n",
              name, d.r, d.s, d.stride, d.pad, d.pad_w, d.h, d.w, d.c, d.k, bias, e1, e2, e3, e4,
@@ -396,7 +388,7 @@ static void check_backend(const char *name) {
     be->iface->act_backward(be, kind, 0.2f, x, y1, g, d1, NE);
     ref->iface->act_backward(ref, kind, 0.2f, x, y2, g, d2, NE);
     mp_backend_sync(be);
-    double ef = nmse(y1, y2, NE), eb = nmse(d1, d2, NE);
+    double ef = mp_nmse(y1, y2, NE), eb = mp_nmse(d1, d2, NE);
     printf("  %-4s %-8s nmse fwd %.1e bwd %.1e\n", name, anames[kind], ef, eb);
     if (!(ef < 1e-10 && eb < 1e-10)) fail_msg("%s %s differs from ref", name, anames[kind]);
   }

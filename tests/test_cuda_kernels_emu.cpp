@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "cuda_emu.h"
+#include "mp_nmse.h"
 
 #define _Noreturn [[noreturn]]
 extern "C" {
@@ -61,17 +62,8 @@ static void fill(float *a, size_t n) {
 static void poison(float *a, size_t n) {
   for (size_t i = 0; i < n; i++) a[i] = NAN;
 }
-static double nmse(const float *a, const float *ref, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; i++) {
-    double e = (double)a[i] - ref[i];
-    num += e * e;
-    den += (double)ref[i] * ref[i];
-  }
-  return std::isfinite(num) ? num / (den > 0 ? den : 1) : INFINITY;
-}
 static void check_nmse(const char *what, const float *a, const float *ref, size_t n, double tol) {
-  const double e = nmse(a, ref, n);
+  const double e = mp_nmse(a, ref, n);
   const bool ok = e < tol;
   printf("  %-52s nmse %.1e  %s\n", what, e, ok ? "ok" : "FAIL");
   g_bad += !ok;
@@ -93,8 +85,8 @@ static void check_rel(const char *what, double got, double want, double tol) {
 static const u3 SMALL_GRID = {3, 1, 1}, SMALL_BLOCK = {64, 1, 1}; /* 192 threads */
 
 /* ---- batch norm: bn_train / bn_back's launches (mp_backend_cuda.cu) ------------------------ */
-static void emu_bn_train(const mp_bn_desc *d, const float *x, const float *gamma, const float *beta, float *y, float *sm,
-                         float *si, float *rm, float *rv, bool relu) {
+static void emu_bn_train(const mp_bn_desc *d, const float *x, const float *gamma, const float *beta, float *y,
+                         float *sm, float *si, float *rm, float *rv, bool relu) {
   const int V = bn_vec(d, x, y, x, y), S = bn_slices(d, V), hwv = d->hw / V, C = d->c;
   std::vector<double> scratch(2 * (size_t)C * S + 4 * (size_t)C, NAN);
   double *part = scratch.data(), *coef = part + 2 * (size_t)C * S;
@@ -138,7 +130,8 @@ static void check_bn(mp_backend *ref, mp_bn_desc d) {
   printf(" batch norm n %d c %d hw %d: %s units, %d slice(s) a channel\n", d.n, d.c, d.hw, V == 4 ? "float4" : "scalar",
          bn_slices(&d, V));
   buf<float> x(n), dy(n), y1(n), y2(n), t2(n), g2(n), dx1(n), dx2(n);
-  buf<float> gm(C), bt(C), sm1(C), sm2(C), si1(C), si2(C), rm1(C), rm2(C), rv1(C), rv2(C), dg1(C), dg2(C), db1(C), db2(C);
+  buf<float> gm(C), bt(C), sm1(C), sm2(C), si1(C), si2(C), rm1(C), rm2(C), rv1(C), rv2(C);
+  buf<float> dg1(C), dg2(C), db1(C), db2(C);
   fill(x, n);
   /* an offset and a scale per channel (the shift against cancellation matters) */
   for (size_t i = 0; i < n; i++) x[i] = x[i] * (1.0f + (float)((i / d.hw) % C)) + 3.5f * (float)((i / d.hw) % C);
