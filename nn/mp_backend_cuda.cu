@@ -185,14 +185,14 @@ static void dev_account(ctx_t *c, size_t add, size_t sub) {
  * kernel, and every stream waiting on it, spinning forever; cudaStreamSynchronize would hang
  * the job until its wall time.  Here the communicator is aborted and the run ends with NCCL's
  * message (the exit code of NCCL failures).  Without NCCL: a plain synchronize.  Every host wait
- * on a stream goes through here (a wait on a stream that waits for the allreduce would hang too). */
-static void wait_stream(ctx_t *c, cudaStream_t s) {
+ * on a stream goes through here (a wait on a stream that waits for the allreduce would hang too);
+ * wait_stream_status returns the stream's CUDA error instead of ending the run with it. */
+static cudaError_t wait_stream_status(ctx_t *c, cudaStream_t s) {
 #if MP_HAVE_NCCL_LIB
   if (c->has_nccl) {
     for (;;) {
       cudaError_t e = cudaStreamQuery(s);
-      if (e == cudaSuccess) return;
-      if (e != cudaErrorNotReady) MP_CHECK_CUDA(e);
+      if (e != cudaErrorNotReady) return e;
       ncclResult_t ae = ncclSuccess;
       MP_CHECK_NCCL(ncclCommGetAsyncError(c->nccl, &ae));
       if (ae != ncclSuccess && ae != ncclInProgress) {
@@ -208,8 +208,9 @@ static void wait_stream(ctx_t *c, cudaStream_t s) {
     }
   }
 #endif
-  MP_CHECK_CUDA(cudaStreamSynchronize(s));
+  return cudaStreamSynchronize(s);
 }
+static void wait_stream(ctx_t *c, cudaStream_t s) { MP_CHECK_CUDA(wait_stream_status(c, s)); }
 
 static void *cu_alloc(mp_backend *b, size_t bytes) {
   ctx_t *c = C(b);
@@ -309,18 +310,42 @@ static algo_entry *cached(ctx_t *c, int op, const mp_conv_desc *d, int align) {
 }
 
 /* *p: at least `bytes` of device memory, grown (the stream drained first, as the old block may
- * still be read), never shrunk; *have its size in bytes.  The backend's growable scratch. */
-static void *dev_reserve(ctx_t *c, void **p, size_t *have, size_t bytes) {
-  if (bytes > *have) {
-    wait_stream(c, c->st);
-    if (*p) {
-      MP_CHECK_CUDA(cudaFree(*p));
-      dev_account(c, 0, *have);
+ * still be read), never shrunk; *have its size in bytes.  The backend's growable scratch.
+ * dev_grow returns cudaMalloc's error instead of ending the run (the previous block, or none, is
+ * kept, and the error cleared: an allocation failure is not sticky); dev_reserve ends it. */
+static cudaError_t dev_grow(ctx_t *c, void **p, size_t *have, size_t bytes) {
+  if (bytes <= *have) return cudaSuccess;
+  wait_stream(c, c->st);
+  if (*p) {
+    MP_CHECK_CUDA(cudaFree(*p));
+    dev_account(c, 0, *have);
+  }
+  const size_t old = *have;
+  *p = NULL, *have = 0;
+  cudaError_t e = cudaMalloc(p, bytes);
+  if (e != cudaSuccess) {
+    *p = NULL;
+    (void)cudaGetLastError();
+    /* the previous size back (just freed), for what already relies on it */
+    if (old && cudaMalloc(p, old) == cudaSuccess) {
+      *have = old;
+      dev_account(c, old, 0);
+    } else {
+      *p = NULL;
+      (void)cudaGetLastError();
     }
-    *p = NULL, *have = 0;
-    MP_CHECK_CUDA(cudaMalloc(p, bytes));
-    *have = bytes;
-    dev_account(c, bytes, 0);
+    return e;
+  }
+  *have = bytes;
+  dev_account(c, bytes, 0);
+  return cudaSuccess;
+}
+static void *dev_reserve(ctx_t *c, void **p, size_t *have, size_t bytes) {
+  cudaError_t e = dev_grow(c, p, have, bytes);
+  if (e != cudaSuccess) {
+    char m[32];
+    mp_fatal_at(MP_EXIT_ALLOC, __FILE__, __LINE__, "cudaMalloc of %s (backend scratch) failed: %s",
+                mp_format_bytes(bytes, m, sizeof m), cudaGetErrorString(e));
   }
   return *p;
 }
@@ -418,15 +443,27 @@ struct cuda_gemm_ops {
   }
 };
 
+/* the gemm path's buffers for this shape (im2col columns and the swapped operand of a chunk) */
+static size_t gemm_bytes(const ctx_t *c, const mp_conv_desc *d) {
+  return ((size_t)d->c * d->r * d->s + (size_t)d->k) * gemm_chunk(c, d) * d->p * d->q * sizeof(float);
+}
+
 /* one op by the gemm path, in run_conv's operand order */
 static void conv_gemm(ctx_t *c, int op, const mp_conv_desc *d, const float *a, const float *bb, float *out) {
   int nb = gemm_chunk(c, d);
   MP_CHECK(nb > 0, "gemm convolution called for an ineligible shape");
   size_t crs = (size_t)d->c * d->r * d->s, cols = (size_t)nb * d->p * d->q;
-  dev_reserve(c, (void **)&c->gm, &c->gm_bytes, (crs + (size_t)d->k) * cols * sizeof(float));
+  dev_reserve(c, (void **)&c->gm, &c->gm_bytes, gemm_bytes(c, d));
   conv_dims cd = {d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->p, d->q, d->stride, d->pad, d->pad_w};
   cuda_gemm_ops o = {c};
   conv_gemm_plan(o, op, cd, a, bb, out, c->gm, c->gm + crs * cols, nb);
+}
+
+/* An own algorithm's scratch for a trial, where the device has room: false (the error cleared)
+ * where it has not, and the candidate is then left out instead of ending the run. */
+static bool own_scratch(ctx_t *c, int own, const mp_conv_desc *d) {
+  return own == OWN_WGRAD3 ? dev_grow(c, (void **)&c->wg_part, &c->wg_bytes, wgrad3_part_bytes(c, d)) == cudaSuccess
+                           : dev_grow(c, (void **)&c->gm, &c->gm_bytes, gemm_bytes(c, d)) == cudaSuccess;
 }
 
 static void run_own(ctx_t *c, int own, int op, const mp_conv_desc *d, const float *a, const float *bb, float *out) {
@@ -535,7 +572,8 @@ typedef struct {
   void *ws;
 } vpack_t;
 
-/* One candidate's trial run on the call's buffers; false when a graph plan fails to run. */
+/* One candidate's trial run on the call's buffers; false when a graph plan fails to run or an
+ * own algorithm's scratch does not fit on the device. */
 static bool run_trial(ctx_t *c, int kind, int op, const mp_conv_desc *d, const perf_t *pk, const mpg_cand *g,
                       vpack_t *vp, const void *a, const void *b, void *out) {
   if (kind == OWN_NONE) {
@@ -549,11 +587,12 @@ static bool run_trial(ctx_t *c, int kind, int op, const mp_conv_desc *d, const p
     /* a launch error cuDNN may have left behind would be reported by the next launch check as
      * that launch's own: cleared here; one that persists (the context is lost) ends the run */
     (void)cudaGetLastError();
-    cudaError_t se = cudaStreamSynchronize(c->st);
+    cudaError_t se = wait_stream_status(c, c->st);
     MP_CHECK(se == cudaSuccess, "cuda: cuDNN graph engine %lld failed (%s) and left the device in error: %s",
              (long long)g->engine, cudnnGetErrorString(st), cudaGetErrorString(se));
     return false;
   }
+  if (!own_scratch(c, kind, d)) return false;
   run_own(c, kind, op, d, (const float *)a, (const float *)b, (float *)out);
   return true;
 }
@@ -564,8 +603,9 @@ static bool run_trial(ctx_t *c, int kind, int op, const mp_conv_desc *d, const p
  * and 3 times between events (its time: the mean); the legacy pick's result is the reference,
  * each other result is compared with it (NMSE in double on the device, after a bf16 result is
  * widened: fp32 1e-10; TF32 1e-5 for TF32 rounding; bf16 1e-4, a bf16 result rounding either
- * way), and a graph plan also runs a fifth time and must repeat its result bit for bit when
- * determinism is asked (cuDNN's notes say so; this checks it).  Returns OWN_NONE (legacy),
+ * way; a reference of all zeros tells nothing, and the legacy pick stays), and a graph plan
+ * also runs a fifth time and must repeat its result bit for bit when determinism is asked
+ * (cuDNN's notes say so; this checks it).  Returns OWN_NONE (legacy),
  * OWN_GRAPH with the plan's index in *gsel, or an own algorithm: the fastest that agrees, or
  * what MP_CUDA_CONV_OWN / MP_CUDA_CONV_GRAPH force.  `what` describes the choice. */
 static int pick_algo(ctx_t *c, int op, const mp_conv_desc *d, const void *a, const void *b, void *out,
@@ -668,7 +708,8 @@ static int pick_algo(ctx_t *c, int op, const mp_conv_desc *d, const void *a, con
   const double tol = c->bf16 ? 1e-4 : c->tf32 ? 1e-5 : 1e-10;
   int use = 0, best_graph = -1;
   for (int i = 1; i < nt; i++) {
-    bool agree = t[i].ran && t[i].det && t[i].nmse <= tol; /* false for a NaN */
+    /* false for a NaN, and where the reference is all zero (nothing to tell a candidate by) */
+    bool agree = t[i].ran && t[i].det && den > 0 && t[i].nmse <= tol;
     if (t[i].ran && !(t[i].nmse <= tol)) {
       char nm[48];
       if (t[i].kind == OWN_GRAPH)
@@ -710,6 +751,8 @@ static int pick_algo(ctx_t *c, int op, const mp_conv_desc *d, const void *a, con
       snprintf(item, sizeof item, "%s nondeterministic", nm);
     else if (!(t[i].nmse <= tol))
       snprintf(item, sizeof item, "%s differs", nm);
+    else if (!(den > 0))
+      snprintf(item, sizeof item, "%s unchecked (zero reference)", nm);
     else
       snprintf(item, sizeof item, "%s %.3f", nm, (double)t[i].ms);
     l += snprintf(what + l, wl - (size_t)l, " %s", item);
@@ -825,8 +868,9 @@ static void transpose(ctx_t *c, const Tin *in, Tout *out, int Z, int R, int S) {
     MP_LAUNCHED();
     return;
   }
-  MP_CHECK(Z <= 65535 && (R + TT - 1) / TT <= 65535, "bf16 staging: a %d x %d x %d operand is beyond one launch", Z, R, S);
-  dim3 grid((unsigned)((S + TT - 1) / TT), (unsigned)((R + TT - 1) / TT), (unsigned)Z), block(TT, TROWS);
+  MP_CHECK(Z <= 65535, "bf16 staging: a %d x %d x %d operand is beyond one launch", Z, R, S);
+  const int rt = (R + TT - 1) / TT; /* R's tiles, grid y striding over them beyond 65535 */
+  dim3 grid((unsigned)((S + TT - 1) / TT), (unsigned)(rt < 65535 ? rt : 65535), (unsigned)Z), block(TT, TROWS);
   k_transpose<Tin, Tout><<<grid, block, 0, c->st>>>(in, out, R, S);
   MP_LAUNCHED();
 }

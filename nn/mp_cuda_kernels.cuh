@@ -63,21 +63,25 @@ __device__ __forceinline__ void st_f(float *p, float v) { *p = v; }
 __device__ __forceinline__ void st_f(uint16_t *p, float v) { *p = bf16_rn(v); }
 
 /* out[z][s][r] = in[z][r][s] for z < Z (grid z), converting element types on the way: a
- * 32x32 tile through shared memory, so reads and writes are both coalesced */
+ * 32x32 tile through shared memory, so reads and writes are both coalesced.  Grid x covers S in
+ * tiles; grid y walks R's tiles with a stride (R may need more than grid y's 65535 tiles). */
 enum { TT = 32, TROWS = 8 };
 template <typename Tin, typename Tout>
 __global__ void k_transpose(const Tin *in, Tout *out, int R, int S) {
   __shared__ float tile[TT][TT + 1];
   size_t base = (size_t)blockIdx.z * R * S;
-  int s0 = blockIdx.x * TT, r0 = blockIdx.y * TT;
-  for (int j = threadIdx.y; j < TT; j += TROWS) {
-    int r = r0 + j, sc = s0 + threadIdx.x;
-    if (r < R && sc < S) tile[j][threadIdx.x] = ld_f(in + base + (size_t)r * S + sc);
-  }
-  __syncthreads();
-  for (int j = threadIdx.y; j < TT; j += TROWS) {
-    int sc = s0 + j, r = r0 + threadIdx.x;
-    if (r < R && sc < S) st_f(out + base + (size_t)sc * R + r, tile[threadIdx.x][j]);
+  int s0 = blockIdx.x * TT;
+  for (int r0 = blockIdx.y * TT; r0 < R; r0 += gridDim.y * TT) {
+    for (int j = threadIdx.y; j < TT; j += TROWS) {
+      int r = r0 + j, sc = s0 + threadIdx.x;
+      if (r < R && sc < S) tile[j][threadIdx.x] = ld_f(in + base + (size_t)r * S + sc);
+    }
+    __syncthreads();
+    for (int j = threadIdx.y; j < TT; j += TROWS) {
+      int sc = s0 + j, r = r0 + threadIdx.x;
+      if (r < R && sc < S) st_f(out + base + (size_t)sc * R + r, tile[threadIdx.x][j]);
+    }
+    __syncthreads(); /* the tile is read before the next one is written */
   }
 }
 /* a transpose with R or S = 1 is a plain conversion (a single-channel input, a one-output

@@ -434,6 +434,10 @@ static void check_staging() {
   printf("  %-52s %zu wrong, back %zu wrong  %s\n", "bf16 tile transpose 2 x 37 x 45 and back", wrong_to, wrong_back,
          wrong_to || wrong_back ? "FAIL" : "ok");
   g_bad += wrong_to || wrong_back;
+  /* grid y smaller than R's tiles (as beyond 65535 tiles): the blocks stride over them */
+  buf<uint16_t> hs(n);
+  launch({grid.x, 1, Z}, block, [&] { k_transpose<float, uint16_t>(x, hs, R, S); });
+  check_same("bf16 tile transpose, grid y striding over R", hs.p, h.p, n * sizeof(uint16_t));
   /* R = 1: the plain conversion */
   buf<uint16_t> h1(n);
   launch(SMALL_GRID, SMALL_BLOCK, [&] { k_convert<float, uint16_t>(x, h1, n); });
