@@ -132,6 +132,7 @@ typedef struct {
   cudaStream_t st, comm_st;
   cudaEvent_t ev_ready, ev_done;
   cudnnHandle_t dnn;
+  bdesc_t devprop; /* the device's property descriptor for the graph API (NULL: the handle) */
   cublasHandle_t blas;
   cudnnTensorDescriptor_t xd, yd, bnd;
   cudnnFilterDescriptor_t wd;
@@ -557,7 +558,10 @@ static_assert((int)OP_FWD == (int)MPG_FWD && (int)OP_BWD_DATA == (int)MPG_BWD_DA
                   (int)OP_BWD_FILTER == (int)MPG_BWD_FILTER,
               "op numbering");
 
-static mpg_mode graph_mode(const ctx_t *c) { return mpg_mode{c->bf16 != 0, c->tf32 != 0, c->deterministic, c->dnn, NULL}; }
+/* the graphs' device: its property descriptor where cuDNN gives one (mpg_devprop_of), else the handle */
+static mpg_mode graph_mode(const ctx_t *c) {
+  return mpg_mode{c->bf16 != 0, c->tf32 != 0, c->deterministic, c->devprop ? NULL : c->dnn, c->devprop};
+}
 static mpg_conv graph_conv(const mp_conv_desc *d) {
   return mpg_conv{d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->p, d->q, d->stride, d->pad, d->pad_w};
 }
@@ -1462,6 +1466,7 @@ static void cu_destroy(mp_backend *b) {
   MP_CHECK_CUDNN(cudnnDestroyTensorDescriptor(c->bnd));
   MP_CHECK_CUDNN(cudnnDestroyFilterDescriptor(c->wd));
   MP_CHECK_CUDNN(cudnnDestroyConvolutionDescriptor(c->cd));
+  bd_free(c->devprop);
   MP_CHECK_CUDNN(cudnnDestroy(c->dnn));
   MP_CHECK_CUBLAS(cublasDestroy(c->blas));
   void *dev[] = {c->ws, c->bfb[0], c->bfb[1], c->bfb[2], c->bfb[3], c->gp_norms, c->bn_tmp, c->wg_part, c->gm, c->dstage, c->dsc};
@@ -1594,6 +1599,7 @@ extern "C" mp_backend *mp_backend_cuda_create(int precision, char *err, size_t e
   MP_CHECK_CUDA(cudaEventCreateWithFlags(&c->ev_ready, cudaEventDisableTiming));
   MP_CHECK_CUDA(cudaEventCreateWithFlags(&c->ev_done, cudaEventDisableTiming));
   MP_CHECK_CUDNN(cudnnCreate(&c->dnn));
+  c->devprop = mpg_devprop_of(c->dnn);
   MP_CHECK_CUDNN(cudnnSetStream(c->dnn, c->st));
   MP_CHECK_CUBLAS(cublasCreate(&c->blas));
   MP_CHECK_CUBLAS(cublasSetStream(c->blas, c->st));

@@ -76,6 +76,21 @@ static inline bdesc_t bd_done(bdesc_t d, bool ok) {
   return NULL;
 }
 
+/* The device-property descriptor of a handle's device (cuDNN >= 9.8, else NULL; NULL too where
+ * cuDNN refuses): the backend builds its graphs' heuristics and plans from it rather than from
+ * the handle (the OPERATIONGRAPH / EXECUTION_PLAN handle attributes are deprecated in cuDNN 9),
+ * which is also the path test_cudnn_graph takes with a described device.  Plans built from it
+ * run with cudnnBackendExecute on the handle (cuDNN's ahead-of-time workflow). */
+static inline bdesc_t mpg_devprop_of(cudnnHandle_t handle) {
+#if CUDNN_VERSION >= 90800
+  bdesc_t dp = bd_new(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR);
+  return dp ? bd_done(dp, bd_set(dp, CUDNN_ATTR_DEVICEPROP_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle)) : NULL;
+#else
+  (void)handle;
+  return NULL;
+#endif
+}
+
 /* a tensor (n, ch, h, w) of the mode's type and layout; a filter is the same with (k, c, r, s) */
 static inline bdesc_t mpg_tensor(const mpg_mode *m, int64_t uid, int n, int ch, int h, int w, int64_t align) {
   cudnnDataType_t t = m->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
