@@ -23,8 +23,8 @@
  * CUBLAS_COMPUTE_32F_FAST_16BF; parameters (the fp32 master weights), gradients as
  * stored, batch norm, activations, losses and Adam stay fp32.
  *
- * Algorithms: one cudnnFind…Ex per (op, shape) on the real buffers, with a workspace cap
- * (MP_CUDA_WORKSPACE_MB, default 512), cached for the life of the backend; the fastest
+ * Algorithms: one cudnnFind…Ex per (op, shape, operands' alignment) on the real buffers, with a
+ * workspace cap (MP_CUDA_WORKSPACE_MB, default 512), cached for the life of the backend; the fastest
  * DETERMINISTIC algorithm is kept, so a rerun gives the same numbers (a checkpoint
  * resume stays bit-identical on one GPU, as long as the timings make the same choices: two
  * candidates within noise of each other may be chosen differently by two processes); see
@@ -111,6 +111,7 @@ typedef struct {
   size_t ws;
   int own;   /* OWN_NONE (cuDNN's legacy algo), OWN_WGRAD3, OWN_GEMM or OWN_GRAPH (a graph-API plan) */
   int align; /* the operands' common byte alignment (up to 16) the entry was chosen for */
+  unsigned long long used; /* when it last ran (ctx_t's use_clock) */
   bdesc_t plan, vp;             /* OWN_GRAPH: the execution plan and the last variant pack, */
   bdesc_t gcfg, keep[MPG_KEEP]; /* the plan's engine configuration and the graph's descriptors, */
   const void *vp_ptr[3];        /* and the operands that variant pack names */
@@ -143,6 +144,7 @@ typedef struct {
   double *hsc;  /* pinned host copy of dsc[0..1] */
   algo_entry *cache;
   int ncache, capcache;
+  unsigned long long use_clock; /* convolutions run: the entries' `used` */
   size_t bytes;       /* managed memory held (the blocks of cu_alloc) */
   size_t dev_now, dev_peak; /* every device allocation of the backend's own (managed blocks,
                                scratch, workspace, staging, the first call's comparison
@@ -302,12 +304,16 @@ static bool same_shape(const mp_conv_desc *a, const mp_conv_desc *b) {
          a->stride == b->stride && a->pad == b->pad && a->pad_w == b->pad_w;
 }
 
-/* the entry for (op, shape, operand alignment); align < 0: any alignment (for describe) */
+/* the entry for (op, shape, operand alignment); align < 0: of any alignment, the one that ran
+ * last (for describe: a layer whose operands came with two alignments has two entries) */
 static algo_entry *cached(ctx_t *c, int op, const mp_conv_desc *d, int align) {
+  algo_entry *e = NULL;
   for (int i = 0; i < c->ncache; i++)
-    if (c->cache[i].op == op && same_shape(&c->cache[i].d, d) && (align < 0 || c->cache[i].align == align))
-      return &c->cache[i];
-  return NULL;
+    if (c->cache[i].op == op && same_shape(&c->cache[i].d, d) && (align < 0 || c->cache[i].align == align)) {
+      if (align >= 0) return &c->cache[i];
+      if (!e || c->cache[i].used > e->used) e = &c->cache[i];
+    }
+  return e;
 }
 
 /* *p: at least `bytes` of device memory, grown (the stream drained first, as the old block may
@@ -945,6 +951,7 @@ static void run_conv(ctx_t *c, int op, const mp_conv_desc *d, const float *a, co
     O = bf_buf(c, 2, (size_t)so[0] * so[1] * so[2]);
   }
   algo_entry *e = choose(c, op, d, A, B, O, op_align(A, B, O));
+  e->used = ++c->use_clock;
   if (e->own == OWN_WGRAD3 || e->own == OWN_GEMM) { /* fp32 operands: never chosen in bf16 mode */
     run_own(c, e->own, op, d, a, bb, out);
     return;
