@@ -193,7 +193,9 @@ typedef struct {
 } mp_dp;
 /* Collective over comm.  Rank 0 logs which path reduces the gradients and why. */
 void mp_dp_init(mp_dp *dp, mp_backend *be, MPI_Comm comm);
-/* buf (n floats of the backend's memory) := its mean over the ranks; no-op for one rank. */
+/* buf (n floats of the backend's memory) := its mean over the ranks; no-op for one rank.  On a
+ * device backend the result may still be on its way when this returns (the backend's next op
+ * follows it in order): sync before host code reads buf. */
 void mp_dp_mean(const mp_dp *dp, float *buf, size_t n);
 
 /* Backend constructors (mp_backend_create dispatches to them). */

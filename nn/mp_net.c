@@ -704,6 +704,7 @@ static int attr_get_u64(hid_t f, const char *name, unsigned long long *v) {
 }
 
 int mp_net_save(const mp_net *n, const char *path, uint64_t step, char *err, size_t errlen) {
+  mp_backend_sync(n->be); /* HDF5 reads the buffers in place: whatever a caller queued lands first */
   char tmp[4096];
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
   hid_t f;
@@ -765,6 +766,7 @@ static int load_one(void *user, const char *name, float *data, size_t cnt) {
 }
 
 int mp_net_load(mp_net *n, const char *path, uint64_t *step, char *err, size_t errlen) {
+  host(n); /* HDF5 writes the buffers in place: no queued op may still read them */
   hid_t f;
   H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } /* a missing file is reported here, not on HDF5's stack */
   H5E_END_TRY;
