@@ -4,10 +4,10 @@
  * logic is checked where no GPU is present (CI).
  *
  * Every CUDA thread of a block is a std::thread, which runs the grid's blocks one after another
- * (grid x fastest, then y, then z); __shfl_down_sync exchanges through a per-warp buffer between two barriers
- * of that warp's 32 threads (a warp that returns early returns whole, as in the kernels);
- * __syncthreads is a barrier of the block; __shared__ arrays are static (one block at a time);
- * atomicAdd is an atomic on the host.  __fadd_rn / __fmul_rn are the host's IEEE single
+ * (grid x fastest, then y, then z); __shfl_down_sync exchanges through a per-warp buffer between
+ * two barriers of that warp's 32 threads (a warp that returns early returns whole, as in the
+ * kernels); __syncthreads is a barrier of the block; __shared__ arrays are static (one block at
+ * a time); atomicAdd is an atomic on the host.  __fadd_rn / __fmul_rn are the host's IEEE single
  * operations: build with -ffp-contract=off, so that no multiply-add is fused, as on the device
  * where the kernels ask for explicit roundings.  Blocks must be a whole number of warps. */
 #pragma once
