@@ -17,7 +17,10 @@
 #                       (no GPU needed; here against the machine's own cuDNN)
 #           test_backend, test_net   build-gpu/tests/{test_backend,test_net} (cuda vs ref; test_backend
 #                       also with MP_CUDA_CONV_OWN=wgrad3|gemm and MP_CUDA_CONV_GRAPH=force; a
-#                       pass that skipped cuda, e.g. a driver too old for the runtime, is a FAIL)
+#                       pass that skipped cuda, e.g. a driver too old for the runtime, is a FAIL;
+#                       test_backend's note counts the convolutions' picks: legacy cuDNN, graph
+#                       engine, own algorithm, and candidates that failed, differed, were
+#                       nondeterministic or had a zero reference)
 #           parity_classifier, parity_gan   nn_parity_tool cuda ... | tests/nn/torch_parity.py,
 #                       torch_gan_parity.py ... cuda (as ctest runs them for ref/cpu), when a
 #                       python has torch, h5py and numpy
@@ -410,6 +413,23 @@ cached_mpiexec=$(sed -n 's/^MPIEXEC_EXECUTABLE:[A-Z]*=//p' "$bdir/CMakeCache.txt
 [[ -n $cached_mpiexec && -x $cached_mpiexec ]] && mpiexec_bin=$cached_mpiexec
 
 # ---- correctness: cuda against ref -----------------------------------------------------------
+# conv_picks OUTPUT: what the cuda backend chose for test_backend's convolutions (the describe
+# text each conv line carries: every pass, precision and forced mode together) and how the
+# other candidates fared, for the step's note: whether the graph engines and own algorithms run
+# at all on this machine shows at a glance
+conv_picks() {
+  local o=$1 pre='\[(data: |weights: )?'
+  local legacy graph own failed differ nondet zero
+  legacy=$(grep -oE "${pre}cudnn (forward|backward-data|backward-filter) algo" <<<"$o" | wc -l)
+  graph=$(grep -oE "${pre}cudnn graph engine" <<<"$o" | wc -l)
+  own=$(grep -oE "${pre}own (wgrad3|gemm)," <<<"$o" | wc -l)
+  failed=$(grep -oE ' (e[0-9]+|wgrad3|gemm) failed' <<<"$o" | wc -l)
+  differ=$(grep -oE ' (e[0-9]+|wgrad3|gemm) differs' <<<"$o" | wc -l)
+  nondet=$(grep -oE ' e[0-9]+ nondeterministic' <<<"$o" | wc -l)
+  zero=$(grep -oE ' (e[0-9]+|wgrad3|gemm) unchecked' <<<"$o" | wc -l)
+  echo "conv picks: legacy $legacy, graph $graph, own $own; candidates failed $failed, differing $differ," \
+    "nondeterministic $nondet, unchecked (zero reference) $zero"
+}
 tests=$bdir/tests
 nogpu="no GPU (see gpu.log)"
 for t in test_cudnn_graph test_backend test_net; do
@@ -427,6 +447,10 @@ for t in test_cudnn_graph test_backend test_net; do
         results[${#results[@]} - 1]=FAIL
         renote "passed without running cuda on this GPU: ${why#"${why%%[! ]*}"} (see gpu.log: driver, CUDA runtime)"
       fi
+    fi
+    if [[ $t == test_backend ]] && grep -q 'cuda.*conv' <<<"$step_out"; then
+      last_note=${notes[${#notes[@]} - 1]}
+      renote "${last_note:+$last_note; }$(conv_picks "$step_out")"
     fi
   fi
 done
