@@ -24,8 +24,9 @@ cohort48() {
 }
 # drop_patients LABELS OUT BIRADS SLICE: LABELS (labels.csv) without the BI-RADS-BIRADS exams of the patients
 # that the Python slice SLICE picks from those with such an exam, sorted by ID (their other exams stay); a store
-# made with OUT discards those files as unlabelled. `1 6:` keeps every lesion and the normals of 6 patients: for tests whose classifiers need not
-# learn (gan, smote), with a third of cohort48's normals each classifier epoch is about three times shorter.
+# made with OUT discards those files as unlabelled. `1 6:` keeps every lesion and the normals of 6 patients:
+# for tests whose classifiers need not learn (gan, smote), with a third of cohort48's normals each classifier
+# epoch is about three times shorter.
 drop_patients() {
   /usr/bin/python3 - "$@" <<'PY'
 import csv, sys
