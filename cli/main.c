@@ -38,6 +38,32 @@ static const mp_command mp_commands[] = {
 };
 static const size_t mp_ncommands = sizeof mp_commands / sizeof mp_commands[0];
 
+/* The commands this build leaves out, with the libraries they need (the component rules of
+ * synth/, preprocess/, eval/, gan/ and smote/ CMakeLists).  A GPU node's image has no GDCM: a
+ * user there who types `preprocess` learns what it needs and where to run it, not that no such
+ * command exists. */
+#define MP_NEED_PREPROCESS "GDCM (libgdcm-dev), LAPACKE and OpenBLAS"
+static const struct {
+  const char *name, *needs;
+} mp_absent[] = {
+#if !MP_HAVE_GDCM
+    {"synth", "GDCM (libgdcm-dev)"},
+#endif
+#ifndef MP_WITH_PREPROCESS
+    {"preprocess", MP_NEED_PREPROCESS},
+#endif
+#ifndef MP_WITH_GAN
+    {"gan", "LAPACKE and OpenBLAS (the FID)"},
+#endif
+#ifndef MP_WITH_SMOTE
+    {"smote", "OpenBLAS (the kNN)"},
+#endif
+#ifndef MP_WITH_PREPROCESS
+    {"predict", MP_NEED_PREPROCESS},
+#endif
+    {NULL, NULL}, /* keeps the array non-empty in a full build */
+};
+
 static void mp_usage(FILE *out) {
   fprintf(out,
           "mammopatch %s — breast-lesion patch classification on mammograms, at HPC scale\n\n"
@@ -46,6 +72,11 @@ static void mp_usage(FILE *out) {
           "Commands:\n",
           mp_version());
   for (size_t i = 0; i < mp_ncommands; i++) fprintf(out, "  %-12s %s\n", mp_commands[i].name, mp_commands[i].summary);
+  if (mp_absent[0].name) {
+    fprintf(out, "\nNot in this build:");
+    for (size_t i = 0; mp_absent[i].name; i++) fprintf(out, "%s %s", i ? "," : "", mp_absent[i].name);
+    fprintf(out, " (`mammopatch <command>` says what each needs)\n");
+  }
   fprintf(out, "\n`mammopatch <command> --help` describes a command.\n\n%s", mp_common_help);
 }
 
@@ -98,6 +129,16 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) return mp_version_cmd(argc - 1, argv + 1);
   for (size_t i = 0; i < mp_ncommands; i++)
     if (strcmp(cmd, mp_commands[i].name) == 0) return mp_commands[i].fn(argc - 1, argv + 1);
+  for (size_t i = 0; mp_absent[i].name; i++)
+    if (strcmp(cmd, mp_absent[i].name) == 0) {
+      if (mp_launcher_rank() == 0)
+        fprintf(stderr,
+                "mammopatch: '%s' is not in this build: it needs %s (`mammopatch info` lists the "
+                "libraries this build has). Run it on a machine whose build has it; what it writes "
+                "can be read here.\n",
+                cmd, mp_absent[i].needs);
+      return MP_EXIT_USAGE;
+    }
   if (mp_launcher_rank() == 0) {
     fprintf(stderr, "mammopatch: unknown command '%s'\n\n", cmd);
     mp_usage(stderr);

@@ -6,11 +6,16 @@
 find_package(PkgConfig QUIET)
 
 # mp_find_library(<NAME> PKG <pkg-config name> HEADER <h> LIBS <lib...> [PATH_SUFFIXES ...])
-# Defines mp::<name> (lower case) and MP_HAVE_<NAME>.
+# Defines mp::<name> (lower case) and MP_HAVE_<NAME>.  -DCMAKE_DISABLE_FIND_PACKAGE_<NAME>=ON
+# leaves an installed library out, as CMake's switch does for find_package (GDCM): a build
+# configured as a machine that lacks it (test_configure_gpu_image: DNNL).
 function(mp_find_library NAME)
   cmake_parse_arguments(A "" "PKG;HEADER" "LIBS;PATH_SUFFIXES;HINTS" ${ARGN})
   string(TOLOWER ${NAME} _lower)
   set(MP_HAVE_${NAME} OFF PARENT_SCOPE)
+  if(CMAKE_DISABLE_FIND_PACKAGE_${NAME})
+    return()
+  endif()
   if(TARGET mp::${_lower})
     set(MP_HAVE_${NAME} ON PARENT_SCOPE)
     return()

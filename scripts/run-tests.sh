@@ -18,7 +18,7 @@ for a in "$@"; do
   esac
 done
 
-scripts/setup-deps.sh --with-python --with-browser --with-slurm
+scripts/setup-deps.sh --with-python --with-browser --with-slurm --with-serial-hdf5
 # shellcheck disable=SC2086
 cmake -S . -B "$build" -G Ninja -DMP_WERROR=ON "${san[@]}" ${MP_CMAKE_ARGS:-}
 cmake --build "$build" -j "$(nproc)"

@@ -3,7 +3,7 @@
 # packages are missing, runs `apt-get update` once only when something must be
 # installed, then installs just those. Safe to run on every build.
 #
-# Usage: scripts/setup-deps.sh [--with-python] [--with-browser] [--with-slurm]
+# Usage: scripts/setup-deps.sh [--with-python] [--with-browser] [--with-slurm] [--with-serial-hdf5]
 #   (default)      build + runtime: compilers, CMake, Open MPI, parallel HDF5, GDCM,
 #                  oneDNN, OpenBLAS/LAPACKE, libpng, cJSON, inih, cmocka, OpenSSL
 #                  + the test oracles and bench peers (Debian's python3 with numpy,
@@ -11,6 +11,8 @@
 #   --with-python  oracles of later stages (Debian's sklearn, scipy)
 #   --with-browser Debian's Chromium, for the test that renders the HTML report headless
 #   --with-slurm   munge, slurmctld, slurmd for the real-Slurm job tests
+#   --with-serial-hdf5  Debian's serial HDF5 beside the parallel one, for the test that
+#                  builds as a GPU node's image (test_configure_gpu_image)
 set -euo pipefail
 
 pkgs=(
@@ -28,6 +30,7 @@ for a in "$@"; do
     --with-python) pkgs+=(python3-sklearn python3-scipy python3-torchvision) ;;
     --with-browser) pkgs+=(chromium) ;;
     --with-slurm)  pkgs+=(munge slurm-wlm slurmctld slurmd slurm-client) ;;
+    --with-serial-hdf5) pkgs+=(libhdf5-dev) ;;
     *) echo "setup-deps: unknown option '$a'" >&2; exit 2 ;;
   esac
 done
