@@ -169,6 +169,7 @@ int mp_eval_run(MPI_Comm comm, const mp_config *cfg, const mp_eval_args *a) {
     cJSON_Delete(split_doc);
     return MP_EXIT_FAILURE;
   }
+  cJSON *compute = mp_backend_compute_json(be, NULL, comm); /* rank 0: eval.json's "compute" */
   uint64_t n = mp_store_count(st);
   uint8_t *labels = mp_malloc(n + 1);
   uint32_t *views = mp_malloc((n + 1) * sizeof *views);
@@ -260,6 +261,7 @@ int mp_eval_run(MPI_Comm comm, const mp_config *cfg, const mp_eval_args *a) {
         if (pp[p]) psc[np] = ps[p], ptc[np] = pt[p], np++;
       cJSON *d = cJSON_CreateObject();
       cJSON_AddItemToObject(d, "provenance", mp_json_provenance(cfg, K));
+      if (compute) cJSON_AddItemToObject(d, "compute", compute), compute = NULL;
       cJSON_AddStringToObject(d, "model", "best/ (the best-validation-MCC checkpoint of train)");
       cJSON_AddStringToObject(d, "train_dir", a->train_dir);
       cJSON_AddNumberToObject(d, "split_seed", (double)seed);
@@ -319,6 +321,7 @@ int mp_eval_run(MPI_Comm comm, const mp_config *cfg, const mp_eval_args *a) {
   mp_free(labels), mp_free(views), mp_free(part);
   mp_store_tables_free(&tb);
   mp_store_close(st);
+  cJSON_Delete(compute);
   mp_backend_free(be);
   return status;
 }

@@ -480,6 +480,12 @@ cJSON *mp_experiment_aggregate(const mp_config *cfg, int K, int G, const char *s
         }
         cJSON_Delete(e);
       }
+      /* what trained it (train.json's compute record; absent in runs that predate it) */
+      snprintf(path, sizeof path, "%s/train.json", jobs[j].dir);
+      cJSON *tj = mp_json_read_file(path, NULL, 0);
+      const cJSON *cmp = cJSON_GetObjectItem(tj, "compute");
+      if (cJSON_IsObject(cmp)) cJSON_AddItemToObject(o, "compute", cJSON_Duplicate(cmp, 1));
+      cJSON_Delete(tj);
     }
     cJSON_AddItemToArray(res, o);
   }

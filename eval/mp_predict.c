@@ -280,6 +280,7 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
     if (be) mp_backend_free(be);
     return MP_EXIT_FAILURE;
   }
+  cJSON *compute = mp_backend_compute_json(be, NULL, comm); /* rank 0: the summary's "compute" */
   /* the decision threshold: eval.threshold when it is given (file or --set), else the one the
    * model's own evaluation used (MODEL/eval.json: e.g. the validation-MCC threshold), so that
    * predict decides a view as eval did; else eval.threshold's default */
@@ -311,6 +312,7 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
     if (krc) {
       MP_ERROR("privacy.file_names = pseudonym: %s", err[0] ? err : "no site key on another rank");
       mp_free(names);
+      cJSON_Delete(compute);
       mp_net_free(b1), mp_net_free(rest);
       mp_backend_free(be);
       return MP_EXIT_USAGE;
@@ -346,6 +348,7 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
     } else
       cJSON_AddStringToObject(d, "status", "ok");
     cJSON_AddItemToObject(d, "provenance", mp_json_provenance(cfg, K));
+    cJSON_AddStringToObject(d, "engine", be->iface->describe(be, NULL, NULL)); /* what scored this image */
     cJSON_AddStringToObject(d, "model", model);
     add_model_sha(d, wfile, sha);
     snprintf(path, sizeof path, "%s/predict.json", dir);
@@ -360,6 +363,7 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
     /* the summary, from the per-image documents (OUT is shared by the ranks) */
     cJSON *s = cJSON_CreateObject();
     cJSON_AddItemToObject(s, "provenance", mp_json_provenance(cfg, K));
+    if (compute) cJSON_AddItemToObject(s, "compute", compute), compute = NULL;
     cJSON_AddStringToObject(s, "model", model);
     add_model_sha(s, wfile, sha);
     cJSON *arr = cJSON_AddArrayToObject(s, "images");
@@ -398,6 +402,7 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
             failed, path);
   }
   MP_CHECK_MPI(MPI_Bcast(&failed, 1, MPI_INT, 0, comm));
+  cJSON_Delete(compute);
   mp_free(names);
   mp_net_free(b1), mp_net_free(rest);
   mp_backend_free(be);

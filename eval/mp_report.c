@@ -74,6 +74,70 @@ typedef struct {
   int vi; /* variant index */
 } run;
 
+/* What trained the jobs (each train.json's compute record, mp_backend_compute_json): every
+ * distinct engine line with the number of jobs it trained, their ranks and gradient means, so a
+ * reader sees the hardware, libraries and precision behind the numbers (or that they were mixed).
+ * Jobs trained before the record existed are counted as unrecorded. */
+static void compute_note(mp_strbuf *h, mp_strbuf *md, const run *runs, int nr) {
+  enum { MAXE = 16 };
+  const char *line[MAXE];
+  int jobs[MAXE], ne = 0, other = 0, unrec = 0;
+  char how[MAXE][160];
+  for (int i = 0; i < nr; i++) {
+    const cJSON *c = cJSON_GetObjectItem(runs[i].train, "compute"), *eng = cJSON_GetObjectItem(c, "engines");
+    if (!cJSON_IsArray(eng) || !cJSON_GetArraySize(eng)) {
+      unrec += runs[i].train != NULL;
+      continue;
+    }
+    const cJSON *g;
+    cJSON_ArrayForEach(g, eng) {
+      const char *l = cJSON_GetStringValue(cJSON_GetObjectItem(g, "engine"));
+      if (!l) continue;
+      int k = 0;
+      while (k < ne && strcmp(line[k], l) != 0) k++;
+      if (k == ne && ne == MAXE) {
+        other++;
+        continue;
+      }
+      const char *gm = cJSON_GetStringValue(cJSON_GetObjectItem(c, "gradient_mean"));
+      char mine[160];
+      snprintf(mine, sizeof mine, "%.0f rank%s a job, gradients: %s", num(c, "ranks"), num(c, "ranks") == 1 ? "" : "s",
+               gm ? gm : "not recorded");
+      if (k == ne) line[ne] = l, jobs[ne] = 0, snprintf(how[ne], sizeof how[ne], "%s", mine), ne++;
+      else if (strcmp(how[k], mine) != 0) snprintf(how[k], sizeof how[k], "ranks or gradient means differ between jobs");
+      jobs[k]++;
+    }
+  }
+  if (!ne && !unrec) return;
+  if (!ne) {
+    mp_strbuf_printf(h, "<p class=\"note\" id=\"compute\">What trained these %d job%s is not recorded (trained before "
+                        "mammopatch recorded it).</p>\n", unrec, unrec == 1 ? "" : "s");
+    mp_strbuf_printf(md, "\nWhat trained these %d job%s is not recorded (trained before mammopatch recorded it).\n", unrec,
+                     unrec == 1 ? "" : "s");
+    return;
+  }
+  mp_strbuf_printf(h, "<p class=\"note\" id=\"compute\">Trained on ");
+  mp_strbuf_printf(md, "\nTrained on ");
+  for (int k = 0; k < ne; k++) {
+    mp_strbuf_printf(h, "%s<code>", k ? "; " : "");
+    mp_svg_escape(h, line[k]);
+    mp_strbuf_printf(h, "</code> (%d job%s; %s)", jobs[k], jobs[k] == 1 ? "" : "s", how[k]);
+    mp_strbuf_printf(md, "%s`%s` (%d job%s; %s)", k ? "; " : "", line[k], jobs[k], jobs[k] == 1 ? "" : "s", how[k]);
+  }
+  if (other) {
+    mp_strbuf_printf(h, "; %d more engine line%s (see each job's train.json)", other, other == 1 ? "" : "s");
+    mp_strbuf_printf(md, "; %d more engine line%s (see each job's train.json)", other, other == 1 ? "" : "s");
+  }
+  if (unrec) {
+    mp_strbuf_printf(h, "; %d job%s without a record (trained before mammopatch recorded it)", unrec, unrec == 1 ? "" : "s");
+    mp_strbuf_printf(md, "; %d job%s without a record (trained before mammopatch recorded it)", unrec, unrec == 1 ? "" : "s");
+  }
+  static const char *const mixed = " More than one engine trained these jobs: differences between jobs may come from "
+                                   "that alone (rounding, precision).";
+  mp_strbuf_printf(h, ".%s</p>\n", ne > 1 ? mixed : "");
+  mp_strbuf_printf(md, ".%s\n", ne > 1 ? mixed : "");
+}
+
 /* ---- preprocessing (Table 3.2 form) and patch statistics from the store -------------------------- */
 /* the store's outcome counts (mp_store_outcomes), every one but accepted, in their order */
 enum { NCRIT = MP_STORE_OUTCOMES - 1 };
@@ -879,7 +943,9 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
     mp_strbuf_printf(&md, "| %s | %.0f | %s | %.0f | %s |\n", cJSON_GetObjectItem(e, "variant")->valuestring,
                      num(e, "split_seed"), cJSON_GetObjectItem(e, "status")->valuestring, num(e, "seconds"), a);
   }
-  mp_strbuf_printf(&h, "</table></section>\n");
+  mp_strbuf_printf(&h, "</table>\n");
+  compute_note(&h, &md, runs, nr);
+  mp_strbuf_printf(&h, "</section>\n");
   /* configuration and version: what the experiment ran with, as it recorded it */
   char *ini = rec_cfg ? recorded_ini(rec_cfg, cfg) : mp_config_to_ini(cfg);
   mp_strbuf_printf(&h, "<section id=\"config\"><h2>Configuration</h2><p class=\"note\">");

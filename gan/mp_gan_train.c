@@ -45,6 +45,7 @@ typedef struct {
   uint8_t *real; /* nreal x px */
   mp_backend *be;
   mp_backend *inc_be; /* the Inception extractor's host backend when be is a device backend */
+  cJSON *compute;     /* what computes this session (rank 0; mp_backend_compute_json): gan.json's "compute" */
   mp_net *d, *g, *c1, *c2; /* critic, generator, extractor block 1 and rest (domain) */
   mp_inception *inc;       /* the inception extractor (gan.inception_weights) */
   int z, feat_layer, eb;
@@ -266,6 +267,7 @@ static void write_json(gan *t, const mp_config *cfg, const mp_gan_train_args *a,
   cJSON_AddNumberToObject(o, "beta2", b2);
   cJSON_AddNumberToObject(d, "batch", t->B);
   cJSON_AddNumberToObject(d, "ranks", t->K);
+  if (t->compute) cJSON_AddItemToObject(d, "compute", cJSON_Duplicate(t->compute, 1));
   /* samples per generator forward in training and for the FID (its batch-norm statistics,
    * training mode): gan sample forwards as many at a time, so the synthetic patches come
    * from the generator the FID measured */
@@ -619,6 +621,9 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     return MP_EXIT_FAILURE;
   }
   mp_dp_init(&t->dp, t->be, comm);
+  t->compute = mp_backend_compute_json(t->be, &t->dp, comm);
+  if (t->compute && t->inc_be) /* the Inception extractor's host backend (the FID's features) */
+    cJSON_AddStringToObject(t->compute, "extractor_engine", t->inc_be->iface->describe(t->inc_be, NULL, NULL));
   const bool sn = a->sn_ttur;
   t->d = mp_model_dcgan_d(t->be, a->filters, sn, 2 * t->b, t->seed);
   t->g = mp_model_dcgan_g(t->be, t->z, a->filters, t->b, t->seed + 1);
@@ -689,6 +694,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     mp_net_free(t->d), mp_net_free(t->g), mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc), cJSON_Delete(t->xsha);
     mp_backend_free(t->be);
     if (t->inc_be) mp_backend_free(t->inc_be);
+    cJSON_Delete(t->compute);
     if (res) *res = R;
     return MP_EXIT_USAGE;
   }
@@ -856,6 +862,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   mp_net_free(t->d), mp_net_free(t->g), mp_net_free(t->c1), mp_net_free(t->c2), mp_inception_free(t->inc), cJSON_Delete(t->xsha);
   mp_backend_free(t->be);
   if (t->inc_be) mp_backend_free(t->inc_be);
+  cJSON_Delete(t->compute);
   cJSON_Delete(snap);
   return result;
 }

@@ -42,11 +42,35 @@ static void ref_conv_bwd_weights(mp_backend *b, const mp_conv_desc *d, const flo
   (void)b;
   mp_ref_conv2d_backward_weights(d, x, dy, dw, db);
 }
+/* (mp_backend.h) the first "model name" line of /proc/cpuinfo, read once */
+const char *mp_host_cpu_model(void) {
+  static char model[160];
+  if (model[0]) return model;
+  snprintf(model, sizeof model, "unknown CPU");
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (!f) return model;
+  char line[512];
+  while (fgets(line, sizeof line, f)) {
+    const char *colon = strchr(line, ':');
+    if (strncmp(line, "model name", 10) != 0 || !colon) continue;
+    colon++;
+    while (*colon == ' ' || *colon == '\t') colon++;
+    size_t n = strcspn(colon, "\n");
+    while (n && colon[n - 1] == ' ') n--;
+    if (n) snprintf(model, sizeof model, "%.*s", (int)(n < sizeof model ? n : sizeof model - 1), colon);
+    break;
+  }
+  fclose(f);
+  return model;
+}
+
 static const char *ref_describe(mp_backend *b, const char *op, const mp_conv_desc *d) {
   (void)b;
-  (void)op;
   (void)d;
-  return "ref: plain C, double accumulation";
+  static char whole[224];
+  if (op) return "ref: plain C, double accumulation";
+  snprintf(whole, sizeof whole, "ref: plain C, double accumulation, %s", mp_host_cpu_model());
+  return whole;
 }
 
 static void ref_bn_train(mp_backend *b, const mp_bn_desc *d, const float *x, const float *gamma, const float *beta,
@@ -306,6 +330,44 @@ void mp_dp_mean(const mp_dp *dp, float *buf, size_t n) {
     MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, dp->comm));
   }
   dp->be->iface->scale(dp->be, 1.0f / (float)dp->K, buf, n); /* the sum -> the mean, the same way on both paths */
+}
+
+enum { ENGINE_LEN = 512 }; /* one rank's describe(NULL) line in the gather */
+
+cJSON *mp_backend_compute_json(mp_backend *be, const mp_dp *dp, MPI_Comm comm) {
+  int rank, K;
+  MP_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  MP_CHECK_MPI(MPI_Comm_size(comm, &K));
+  char mine[ENGINE_LEN] = {0}; /* every byte defined: all of them travel */
+  snprintf(mine, sizeof mine, "%s", be->iface->describe(be, NULL, NULL));
+  char *all = rank == 0 ? mp_malloc((size_t)K * ENGINE_LEN) : NULL;
+  MP_CHECK_MPI(MPI_Gather(mine, ENGINE_LEN, MPI_CHAR, all, ENGINE_LEN, MPI_CHAR, 0, comm));
+  if (rank != 0) return NULL;
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "backend", be->iface->name);
+  cJSON_AddNumberToObject(o, "ranks", K);
+  if (dp)
+    cJSON_AddStringToObject(o, "gradient_mean", dp->K == 1    ? "none (one rank)"
+                                                : dp->device ? "NCCL allreduce on the devices"
+                                                             : "MPI allreduce in host memory");
+  cJSON *eng = cJSON_AddArrayToObject(o, "engines");
+  char *done = mp_calloc((size_t)K, 1);
+  for (int r = 0; r < K; r++) {
+    if (done[r]) continue;
+    const char *line = all + (size_t)r * ENGINE_LEN;
+    cJSON *g = cJSON_CreateObject(), *rs = cJSON_CreateArray();
+    cJSON_AddStringToObject(g, "engine", line);
+    for (int q = r; q < K; q++)
+      if (!done[q] && strcmp(all + (size_t)q * ENGINE_LEN, line) == 0) {
+        done[q] = 1;
+        cJSON_AddItemToArray(rs, cJSON_CreateNumber(q));
+      }
+    cJSON_AddItemToObject(g, "ranks", rs);
+    cJSON_AddItemToArray(eng, g);
+  }
+  mp_free(done);
+  mp_free(all);
+  return o;
 }
 
 int mp_backend_device_absent(const char *name) {

@@ -17,6 +17,7 @@
 #ifndef MP_BACKEND_H
 #define MP_BACKEND_H
 
+#include <cjson/cJSON.h>
 #include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -77,7 +78,10 @@ typedef struct {
   void (*dropout_backward)(mp_backend *b, const float *dy, const unsigned char *mask, float *dx, size_t n, float p);
   void (*adam_step)(mp_backend *b, float *param, const float *grad, float *m, float *v, size_t n, float lr,
                     float beta1, float beta2, float eps, long step);
-  /* a short description of what computes an op (e.g. oneDNN's kernel name) */
+  /* a short description of what computes an op (e.g. oneDNN's kernel name); op and d NULL:
+   * the backend as a whole on one line, for a run's record (mp_backend_compute_json): its
+   * engine, the device and library versions, the precision and any setting that changes
+   * results (e.g. "cpu: oneDNN 3.0.0 (avx2), AMD EPYC 7B13") */
   const char *(*describe)(mp_backend *b, const char *op, const mp_conv_desc *d);
 
   /* ---- memory-level entries (host defaults from mp_backend_fill_ref_ops) ----
@@ -197,6 +201,19 @@ void mp_dp_init(mp_dp *dp, mp_backend *be, MPI_Comm comm);
  * device backend the result may still be on its way when this returns (the backend's next op
  * follows it in order): sync before host code reads buf. */
 void mp_dp_mean(const mp_dp *dp, float *buf, size_t n);
+
+/* What computed a run, for the JSON it writes (train.json, gan.json, eval.json, ...; the
+ * process that wrote the file — a resumed run records its last session, as its provenance
+ * does).  Collective over comm.  Rank 0 gets
+ *   {"backend": "cuda", "ranks": K, "gradient_mean": "NCCL allreduce on the devices" | "MPI
+ *    allreduce in host memory" | "none (one rank)" (with dp only),
+ *    "engines": [{"engine": describe(be, NULL, NULL), "ranks": [r, ...]}, ...]}
+ * (ranks with the same line grouped, the groups in the order of their first rank); other
+ * ranks NULL.  dp NULL where nothing is trained (evaluation, features, prediction). */
+cJSON *mp_backend_compute_json(mp_backend *be, const mp_dp *dp, MPI_Comm comm);
+/* The host's CPU model ("model name" of /proc/cpuinfo; "unknown CPU" without it), for the
+ * host backends' descriptions. */
+const char *mp_host_cpu_model(void);
 
 /* Backend constructors (mp_backend_create dispatches to them). */
 mp_backend *mp_backend_ref_create(void);

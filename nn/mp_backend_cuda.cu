@@ -167,7 +167,7 @@ typedef struct {
   ncclComm_t nccl;
 #endif
   int has_nccl;
-  char desc[160];
+  char desc[512]; /* describe's line for the backend as a whole */
 } ctx_t;
 
 enum { PARTIALS = 1024 }; /* blocks of the two-pass deterministic reductions */
@@ -1446,10 +1446,34 @@ static const char *cu_describe(mp_backend *b, const char *op, const mp_conv_desc
     algo_entry *e = cached(c, o, d, -1);
     return e ? e->what : "not run for this shape";
   }
-  char m1[32], m2[32];
-  snprintf(c->desc, sizeof c->desc, "cuda device %d, %s math, device memory %s (peak %s)", c->dev,
-           c->bf16 ? "bf16 mixed" : c->tf32 ? "tf32" : "fp32", mp_format_bytes(c->dev_now, m1, sizeof m1),
-           mp_format_bytes(c->dev_peak, m2, sizeof m2));
+  /* the backend as a whole (mp_backend_compute_json): the card, the library versions (cuDNN,
+   * cuBLAS and NCCL encode theirs as major * 10000 + minor * 100 + patch, the driver and runtime
+   * as major * 1000 + minor * 10), the precision, and the settings that change results */
+  cudaDeviceProp p;
+  MP_CHECK_CUDA(cudaGetDeviceProperties(&p, c->dev));
+  int drv = 0, rt = 0, cb = 0;
+  MP_CHECK_CUDA(cudaDriverGetVersion(&drv));
+  MP_CHECK_CUDA(cudaRuntimeGetVersion(&rt));
+  MP_CHECK_CUBLAS(cublasGetVersion(c->blas, &cb));
+  const size_t dn = cudnnGetVersion();
+  char nccl[24] = "none";
+#if MP_HAVE_NCCL_LIB
+  int nv = 0;
+  if (ncclGetVersion(&nv) == ncclSuccess) /* NCCL before 2.9: major * 1000 + minor * 100 + patch */
+    snprintf(nccl, sizeof nccl, "%d.%d.%d", nv < 10000 ? nv / 1000 : nv / 10000, nv < 10000 ? nv / 100 % 10 : nv / 100 % 100,
+             nv % 100);
+#endif
+  char mem[32];
+  snprintf(c->desc, sizeof c->desc,
+           "cuda: %s (sm_%d%d, %d SMs, %s), driver %d.%d, CUDA runtime %d.%d, cuDNN %zu.%zu.%zu, cuBLAS %d.%d.%d, "
+           "NCCL %s; %s; %s%s%s",
+           p.name, p.major, p.minor, p.multiProcessorCount, mp_format_bytes(p.totalGlobalMem, mem, sizeof mem),
+           drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10, dn / 10000, dn / 100 % 100, dn % 100, cb / 10000,
+           cb / 100 % 100, cb % 100, nccl,
+           c->bf16 ? "bf16 mixed precision" : c->tf32 ? "TF32 tensor cores" : "fp32 (no tensor cores)",
+           c->deterministic ? "deterministic algorithms" : "nondeterministic algorithms allowed (MP_CUDA_DETERMINISTIC=0)",
+           c->own_conv == 0 ? ", own convolution algorithms off" : c->own_conv > 0 ? ", an own convolution algorithm forced" : "",
+           c->graph == 0 ? ", graph-API engines off" : c->graph == 1 ? ", graph-API engines forced" : "");
   return c->desc;
 }
 

@@ -634,8 +634,34 @@ static void act_bwd(mp_backend *b, int kind, float slope, const float *x, const 
   elt_run(c, e, 3, a);
 }
 
+/* oneDNN's instruction set in use (the ISAs of dnnl_types.h this library knows) */
+static const char *isa_name(dnnl_cpu_isa_t isa) {
+  switch ((int)isa) {
+  case dnnl_cpu_isa_sse41: return "sse41";
+  case dnnl_cpu_isa_avx: return "avx";
+  case dnnl_cpu_isa_avx2: return "avx2";
+  case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+  case dnnl_cpu_isa_avx512_core: return "avx512_core";
+  case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+  case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+  case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+  default: return NULL;
+  }
+}
+
 static const char *describe(mp_backend *b, const char *op, const mp_conv_desc *d) {
   dnnl_ctx *c = b->ctx;
+  if (!op) { /* the backend as a whole */
+    static char whole[256];
+    const dnnl_version_t *v = dnnl_version();
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    char isa_buf[24];
+    const char *in = isa_name(isa);
+    if (!in) snprintf(isa_buf, sizeof isa_buf, "isa 0x%x", (unsigned)isa), in = isa_buf;
+    snprintf(whole, sizeof whole, "cpu: oneDNN %d.%d.%d (%s), %s", v->major, v->minor, v->patch, in,
+             mp_host_cpu_model());
+    return whole;
+  }
   int k = !strcmp(op, "conv2d_backward_data") ? OP_BWD_DATA : !strcmp(op, "conv2d_backward_weights") ? OP_BWD_WEIGHTS : OP_FWD;
   const char *impl = NULL;
   MP_CHECK_DNNL(dnnl_primitive_desc_query(get(c, k, d)->pd, dnnl_query_impl_info_str, 0, &impl));

@@ -367,9 +367,24 @@ static void check_convs_own(const char *name, mp_backend *be, mp_backend *ref, m
   }
 }
 
+/* describe(NULL): the backend as a whole on one line that starts with its name (the runs'
+ * compute record; on a GPU the card, the library versions and the precision) */
+static void check_whole_line(const char *name, mp_backend *be) {
+  const char *line = be->iface->describe(be, NULL, NULL);
+  size_t n = strcspn(name, ":");
+  printf("  %-4s %s\n", name, line);
+  if (!line || strncmp(line, name, n) != 0 || strncmp(line + n, ": ", 2) != 0 || strlen(line) < n + 12 ||
+      strchr(line, '\n') || strlen(line) >= 512)
+    fail_msg("%s: describe(NULL) gave '%s', not one line naming the backend", name, line ? line : "(null)");
+  if (!strncmp(name, "cuda", 4) && (!strstr(line, "cuDNN ") || !strstr(line, "sm_") ||
+                                    !strstr(line, !strcmp(name, "cuda:bf16") ? "bf16" : !strcmp(name, "cuda:tf32") ? "TF32" : "fp32")))
+    fail_msg("%s: describe(NULL) gave '%s' (no card, cuDNN version or precision)", name, line);
+}
+
 static void check_backend(const char *name) {
   mp_backend *be, *ref;
   if (!open_pair(name, &be, &ref)) return;
+  check_whole_line(name, be);
   mp_rng r;
   mp_rng_init(&r, 51, MP_RNG_TEST, 0);
   check_convs(name, be, ref, &r, 1e-10); /* fp32 with another summation order: ~1e-13 observed */
@@ -427,6 +442,7 @@ static void test_reduced_precision(void **state) {
     const char *name = modes[m].name;
     mp_backend *be, *ref;
     if (!open_pair(name, &be, &ref)) continue;
+    check_whole_line(name, be);
     mp_rng r;
     mp_rng_init(&r, 52, MP_RNG_TEST, 0);
     check_convs(name, be, ref, &r, modes[m].tol);

@@ -92,6 +92,7 @@ typedef struct {
   /* model */
   mp_backend *be;
   mp_dp dp; /* the gradient mean: NCCL on the device or MPI in host memory */
+  cJSON *compute; /* what computes this session (rank 0; mp_backend_compute_json): train.json's "compute" */
   mp_net *b1, *rest;
   size_t np1, np2;
   float *flat, *tlab, *dy, *d1;
@@ -716,6 +717,7 @@ static void write_train_json(trainer *t, const progress_state *ps, const char *s
   cJSON_AddStringToObject(d, "variant", t->args->variant);
   cJSON_AddNumberToObject(d, "split_seed", (double)t->args->split_seed);
   cJSON_AddNumberToObject(d, "ranks", t->K);
+  if (t->compute) cJSON_AddItemToObject(d, "compute", cJSON_Duplicate(t->compute, 1));
   cJSON_AddNumberToObject(d, "batch", t->B);
   cJSON_AddNumberToObject(d, "steps_per_epoch", t->S);
   cJSON_AddNumberToObject(d, "global_step", (double)ps->global_step);
@@ -749,6 +751,7 @@ static void trainer_free(trainer *t) {
   mp_free(t->test_label), mp_free(t->vec), mp_free(t->slot_vec), mp_free(t->flat), mp_free(t->bits), mp_free(t->src), mp_free(t->tlab), mp_free(t->dy), mp_free(t->d1);
   mp_net_free(t->b1);
   mp_net_free(t->rest);
+  cJSON_Delete(t->compute);
   if (t->be) mp_backend_free(t->be);
   if (t->patch_t != MPI_DATATYPE_NULL) MPI_Type_free(&t->patch_t);
 }
@@ -799,6 +802,7 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
     return MP_EXIT_USAGE;
   }
   mp_dp_init(&t->dp, t->be, comm);
+  t->compute = mp_backend_compute_json(t->be, &t->dp, comm);
   MP_CHECK_MPI(MPI_Type_contiguous(1, MPI_BYTE, &t->patch_t)); /* replaced once the patch size is known */
   if (t->rank == 0 && mp_mkdir_p(a->out_dir, err, sizeof err) != 0) status = MP_EXIT_FAILURE;
   MP_CHECK_MPI(MPI_Bcast(&status, 1, MPI_INT, 0, comm));

@@ -66,6 +66,9 @@ def aggregate(exp, store):
             fail(f"job {r['variant']} split {r['split_seed']}: {r['status']}")
         e = json.load(open(os.path.join(exp, r["dir"], "eval.json")))
         runs[(r["variant"], r["split_seed"])] = e["test"]
+        t = json.load(open(os.path.join(exp, r["dir"], "train.json")))
+        if r.get("compute") != t.get("compute") or not r.get("compute", {}).get("engines"):
+            fail(f"results entry {r['variant']}/{r['split_seed']}: compute {r.get('compute')} is not train.json's")
         for lv in LEVELS:
             for m in METRICS:
                 if not close(r["test"][lv][m], e["test"][lv][m]):
@@ -162,7 +165,8 @@ def strip(d):
         # (the store's path differs between two pipeline outputs; its content is compared apart)
         # (and timings: an epoch's seconds and patches per second in train.json's curve)
         return {k: strip(v) for k, v in d.items()
-                if k not in ("provenance", "seconds", "train_seconds", "patches_per_second", "status", "dir", "train_dir", "store")}
+                if k not in ("provenance", "compute", "seconds", "train_seconds", "patches_per_second", "status", "dir",
+                             "train_dir", "store")}
     if isinstance(d, list):
         return [strip(v) for v in d]
     return d
@@ -303,11 +307,19 @@ def predict(cohort, n, *outs):
                 for f in ("block1.h5", "rest.h5")}
         if s.get("model_sha256") != want:
             fail(f"{out}: model_sha256 {s.get('model_sha256')}, the files' are {want}")
+        # what computed it: the summary's compute record (2 ranks, no gradient mean), each view its rank's line
+        c = s.get("compute") or {}
+        engines = [g["engine"] for g in c.get("engines", [])]
+        if (c.get("backend") != s["provenance"]["config"]["train"]["backend"] or c.get("ranks") != 2
+                or "gradient_mean" in c or sorted(r for g in c["engines"] for r in g["ranks"]) != [0, 1]):
+            fail(f"{out}: compute record {c}")
         mh = 0
         for i, key in enumerate(views):
             d = json.load(open(os.path.join(out, f"view-{i + 1}", "predict.json")))
             if d["status"] != "ok" or d["input"] != os.path.basename(key):
                 fail(f"{out}/view-{i + 1}: {d.get('status')} {d.get('input')} (expected {key})")
+            if d.get("engine") not in engines:
+                fail(f"{out}/view-{i + 1}: engine {d.get('engine')!r} is none of the summary's {engines}")
             if d.get("model_sha256") != want or d.get("modality_transform") != "none":
                 fail(f"{out}/view-{i + 1}: model_sha256 {d.get('model_sha256')}, modality_transform "
                      f"{d.get('modality_transform')} (no rescale, no table in the synthetic views)")

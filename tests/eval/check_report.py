@@ -386,6 +386,35 @@ def check_config(doc, fails):
         fails.append("config: no element #version with text")
 
 
+def check_compute(doc, fails):
+    """The jobs section's note on what trained the jobs: each engine line (a <code>, naming its
+    backend) with its job count; the counts and the unrecorded jobs sum to the jobs the jobs
+    table lists as done or reused."""
+    note = doc.by_id("compute")
+    if note is None:
+        fails.append("compute: no #compute note in the jobs section")
+        return 0
+    text = " ".join(note.get_text().split())
+    lines = [" ".join(c.get_text().split()) for c in note.find_all("code")]  # (a list)
+    counts = [int(n) for n in re.findall(r"\((\d+) jobs?; ", text)]
+    unrec = re.search(r"(\d+) jobs? without a record|these (\d+) jobs? is not recorded", text)
+    unrec_n = int(unrec.group(1) or unrec.group(2)) if unrec else 0
+    scored = 0
+    table = doc.by_id("jobs-table")
+    for tr in table.find_all("tr") if table is not None else []:
+        cells = list(tr.find_all("td"))
+        if len(cells) > 2 and cells[2].get_text().strip() in ("done", "reused"):
+            scored += 1
+    if not (text.startswith("Trained on ") or text.startswith("What trained these")) or len(counts) != len(lines) \
+            or not (lines or unrec):
+        fails.append(f"compute: {text!r}")
+    elif not all(re.match(r"(cpu|ref|cuda): \S", x) for x in lines):
+        fails.append(f"compute: an engine line names no backend: {lines}")
+    elif sum(counts) + unrec_n != scored:
+        fails.append(f"compute: {sum(counts)} jobs in {text!r}, the jobs table has {scored} done or reused")
+    return len(lines)
+
+
 def bad_reference(url):
     """Why url would load something from outside the page, or None for data: / #fragment."""
     u = url.strip()
@@ -468,6 +497,7 @@ def static_checks(index, variants, min_charts, fails):
         "valid montages": check_montages(doc, fails),
     }
     check_config(doc, fails)
+    info["engine lines"] = check_compute(doc, fails)
     info["references"], info["bad references"] = check_self_contained(builder, doc, fails)
     return doc, info
 

@@ -54,6 +54,8 @@ print(f"FIDs {', '.join(f'{x:.1f}' for x in fids)} (domain, N {f['n_real']}/{f['
       f"floor {f['real_vs_real_floor']:.1f}); best epoch {f['best_epoch']} kept")
 PY
 ) && ok "gan.json: $out" || bad "gan.json: $out"
+out=$(/usr/bin/python3 "$tests/train/check_train.py" compute "$tmp/g/gan.json" 2 "MPI allreduce in host memory") \
+  && ok "gan.json $out" || bad "gan.json $out"
 # gan.n_critic: two critic steps per generator step; more than an epoch's critic steps is refused
 run2 gan train --store "$S" --split-seed 1 --loss wgan-gp --filters 8 --out "$tmp/nc" --set gan.batch=8 \
   --set gan.epochs=1 --set gan.n_critic=2 -q > "$tmp/nc.log" 2>&1 \

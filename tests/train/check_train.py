@@ -7,6 +7,10 @@
                                                and step-1 gradients (Adam's first moment, 1e-5)
   check_train.py steps TRAIN_A.json TRAIN_B.json   identical step-loss curves
   check_train.py learns TRAIN.json MIN_MCC     the test split's patch MCC >= MIN_MCC
+  check_train.py compute RUN.json RANKS [GRADIENT]   the "compute" record: the configured
+                                               backend, RANKS ranks, each in one engine group
+                                               whose line names the backend (cpu: oneDNN and its
+                                               ISA; ref: plain C), GRADIENT the gradient mean
 Prints one line; exit status 1 on failure.
 """
 import json
@@ -134,6 +138,29 @@ def main():
                 fail(f"{level} MCC differs from scikit-learn")
         print(f"patch = train's test metrics; AUCs, view ({len(views)}) and patient ({len(pats)}) roll-ups match "
               f"scikit-learn (view MCC {d['test']['view']['mcc']:.3f}, patient MCC {d['test']['patient']['mcc']:.3f})")
+    elif mode == "compute":
+        d, K = json.load(open(sys.argv[2])), int(sys.argv[3])
+        c = d.get("compute")
+        if not isinstance(c, dict):
+            fail(f"{sys.argv[2]} has no compute record")
+        be = d["provenance"]["config"]["train"]["backend"]
+        if c.get("backend") != be or c.get("ranks") != K:
+            fail(f"compute backend/ranks {c.get('backend')}/{c.get('ranks')}, expected {be}/{K}")
+        if len(sys.argv) > 4 and c.get("gradient_mean") != sys.argv[4]:
+            fail(f"gradient_mean {c.get('gradient_mean')!r}, expected {sys.argv[4]!r}")
+        if len(sys.argv) <= 4 and "gradient_mean" in c:
+            fail(f"a gradient mean recorded where nothing trains: {c['gradient_mean']!r}")
+        ranks = sorted(r for g in c["engines"] for r in g["ranks"])
+        if ranks != list(range(K)):
+            fail(f"engine groups cover ranks {ranks}, expected 0..{K - 1}")
+        want = {"cpu": r"^cpu: oneDNN \d+\.\d+\.\d+ \([a-z0-9_ ]+\), .+", "ref": r"^ref: plain C, double accumulation, .+",
+                "cuda": r"^cuda: .+ \(sm_\d+, \d+ SMs, .+\), driver .+cuDNN \d+\.\d+\.\d+.+; .+"}[be]
+        import re
+        for g in c["engines"]:
+            if not re.match(want, g["engine"]):
+                fail(f"engine line {g['engine']!r} is not the {be} backend's ({want})")
+        print(f"compute: {be} on {K} rank(s), {len(c['engines'])} engine group(s): {c['engines'][0]['engine']}"
+              + (f"; gradients: {c['gradient_mean']}" if "gradient_mean" in c else ""))
     else:
         fail(f"unknown mode {mode}")
 

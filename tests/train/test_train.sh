@@ -18,6 +18,8 @@ S="$tmp/p.h5"
 run2 train --store "$S" --split-seed 3 --out "$tmp/s2" -q --set train.batch=32 --set train.max_steps=1 || bad "2-rank split run"
 cmp -s "$tmp/s1/split.json" "$tmp/s2/split.json" && ok "split.json identical for 1 and 2 ranks" || bad "split differs between 1 and 2 ranks"
 out=$(check split "$tmp/s1/split.json" "$S") && ok "split: $out" || bad "split: $out"
+out=$(check compute "$tmp/s1/train.json" 1 "none (one rank)") && ok "1 rank: $out" || bad "1 rank: $out"
+out=$(check compute "$tmp/s2/train.json" 2 "MPI allreduce in host memory") && ok "2 ranks: $out" || bad "2 ranks: $out"
 
 # 2. 2 ranks x 64 == 1 rank x 128 (batch-norm groups of 64 on one rank = statistics per rank on two)
 common=(--split-seed 3 --set train.batch=128 --set train.max_steps=3 --set train.checkpoint_every=1
@@ -104,6 +106,7 @@ out=$(check learns "$tmp/learn/train.json" 0.4) && ok "$out" || bad "$out"
 #    a store that does not give the recorded split is refused
 run2 eval --store "$S" --train-dir "$tmp/learn" -q || bad "eval"
 out=$(check eval "$tmp/learn" "$S") && ok "eval: $out" || bad "eval: $out"
+out=$(check compute "$tmp/learn/eval.json" 2) && ok "eval.json $out" || bad "eval.json $out"
 "$mp" eval --store "$S" --train-dir "$tmp/learn" --out "$tmp/ev" --set eval.threshold_from=validation -q \
   && grep -q 'validation' "$tmp/ev/eval.json" && ok "eval with the validation-MCC threshold" || bad "eval threshold_from=validation"
 "$mp" synth --out "$tmp/c2" --patients 8 --seed 99 -q --set synth.birads0_frac=0.6 || bad "second cohort"
