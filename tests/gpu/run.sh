@@ -450,7 +450,9 @@ for t in test_cudnn_graph test_backend test_net; do
     fi
     if [[ $t == test_backend ]] && grep -q 'cuda.*conv' <<<"$step_out"; then
       last_note=${notes[${#notes[@]} - 1]}
-      renote "${last_note:+$last_note; }$(conv_picks "$step_out")"
+      # the backend's own line for the runs' compute record (card, libraries, precision)
+      engine=$(grep -oEm 1 '^  cuda +cuda: .*' <<<"$step_out" | sed -E 's/^  cuda +//' || true)
+      renote "${last_note:+$last_note; }$(conv_picks "$step_out")${engine:+; engine: $engine}"
     fi
   fi
 done
