@@ -101,7 +101,7 @@ int mp_gan_sample_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_sample_a
   snprintf(view.pseudonym, sizeof view.pseudonym, "SYNTHETIC");
   view.laterality = 'U';
   snprintf(view.position, sizeof view.position, "GAN");
-  view.birads = -1, view.windowing = -1;
+  view.birads = -1, view.windowing = -1, view.modality = -1;
   view.rows = view.cols = (uint32_t)P;
   bool view_written = false;
   for (uint64_t r0 = 0; r0 < nb; r0 += (uint64_t)K) { /* a round: batches r0 .. r0 + K - 1 */

@@ -705,6 +705,7 @@ static int process_file(stage *S, const char *path, round_buf *rb, char *detail,
   memcpy(v->position, in.view_position, strlen(in.view_position) < 3 ? strlen(in.view_position) : 3); /* CC or MLO */
   v->birads = (int8_t)birads;
   v->windowing = (int8_t)wm;
+  v->modality = (int8_t)(modality_lut ? 2 : in.has_rescale ? 1 : 0); /* as mp_window_to_u8 applied it */
   v->rows = (uint32_t)H;
   v->cols = (uint32_t)W;
   rb->cur_view = rb->nviews++;

@@ -64,7 +64,7 @@ static void strmap_free(strmap *m) {
 
 /* ---- writer ---------------------------------------------------------------------------- */
 
-enum { D_PIX, D_LABEL, D_VIEW, D_ORIGIN, D_ELLIPSE, V_PATIENT, V_LAT, V_POS, V_IMAGE, V_BIRADS, V_WIN, V_ROWS, V_COLS, ND };
+enum { D_PIX, D_LABEL, D_VIEW, D_ORIGIN, D_ELLIPSE, V_PATIENT, V_LAT, V_POS, V_IMAGE, V_BIRADS, V_WIN, V_MOD, V_ROWS, V_COLS, ND };
 
 /* One patch's /patches row values (all but the pixels) as they travel between ranks. */
 typedef struct {
@@ -193,6 +193,7 @@ mp_store_writer *mp_store_create(MPI_Comm comm, const char *path, int B, int def
   w->ds[V_IMAGE] = make_ds(gv, "image", H5T_NATIVE_UINT32, 1, NULL, 1024, deflate);
   w->ds[V_BIRADS] = make_ds(gv, "birads", H5T_NATIVE_INT8, 1, NULL, 1024, deflate);
   w->ds[V_WIN] = make_ds(gv, "windowing", H5T_NATIVE_INT8, 1, NULL, 1024, deflate);
+  w->ds[V_MOD] = make_ds(gv, "modality", H5T_NATIVE_INT8, 1, NULL, 1024, deflate);
   w->ds[V_ROWS] = make_ds(gv, "rows", H5T_NATIVE_UINT32, 1, NULL, 1024, deflate);
   w->ds[V_COLS] = make_ds(gv, "cols", H5T_NATIVE_UINT32, 1, NULL, 1024, deflate);
   H5Gclose(gp);
@@ -495,7 +496,7 @@ void mp_store_write_round(mp_store_writer *w, const mp_view_rec *views, int nvie
   uint64_t vbase = w->nviews + (uint64_t)my_first, vnew = w->nviews + (uint64_t)vtotal;
   size_t nv = (size_t)nviews;
   char *lat = mp_malloc(nv + 1), *pos = mp_malloc(3 * nv + 1);
-  int8_t *bir = mp_malloc(nv + 1), *win = mp_malloc(nv + 1);
+  int8_t *bir = mp_malloc(nv + 1), *win = mp_malloc(nv + 1), *mod = mp_malloc(nv + 1);
   uint32_t *rows = mp_malloc((nv + 1) * 4), *cols = mp_malloc((nv + 1) * 4);
   for (size_t i = 0; i < nv; i++) {
     lat[i] = views[i].laterality;
@@ -503,6 +504,7 @@ void mp_store_write_round(mp_store_writer *w, const mp_view_rec *views, int nvie
     memcpy(pos + 3 * i, views[i].position, strnlen(views[i].position, 3));
     bir[i] = views[i].birads;
     win[i] = views[i].windowing;
+    mod[i] = views[i].modality;
     rows[i] = views[i].rows;
     cols[i] = views[i].cols;
   }
@@ -513,6 +515,7 @@ void mp_store_write_round(mp_store_writer *w, const mp_view_rec *views, int nvie
     append(w, w->ds[V_IMAGE], H5T_NATIVE_UINT32, vnew, vbase, nv, vimg + my_first);
     append(w, w->ds[V_BIRADS], H5T_NATIVE_INT8, vnew, vbase, nv, bir);
     append(w, w->ds[V_WIN], H5T_NATIVE_INT8, vnew, vbase, nv, win);
+    append(w, w->ds[V_MOD], H5T_NATIVE_INT8, vnew, vbase, nv, mod);
     append(w, w->ds[V_ROWS], H5T_NATIVE_UINT32, vnew, vbase, nv, rows);
     append(w, w->ds[V_COLS], H5T_NATIVE_UINT32, vnew, vbase, nv, cols);
   }
@@ -520,6 +523,7 @@ void mp_store_write_round(mp_store_writer *w, const mp_view_rec *views, int nvie
   mp_free(pos);
   mp_free(bir);
   mp_free(win);
+  mp_free(mod);
   mp_free(rows);
   mp_free(cols);
   /* 4. patches: this rank's follow the carry and the lower ranks' (file order) */
@@ -734,6 +738,7 @@ int mp_store_read_tables(mp_store *s, mp_store_tables *t) {
   t->view_position = mp_calloc(vv, sizeof *t->view_position);
   t->view_birads = mp_malloc(vv);
   t->view_windowing = mp_malloc(vv);
+  t->view_modality = mp_malloc(vv);
   t->pseudonym = mp_calloc(pp, sizeof *t->pseudonym);
   read_all(s->file, "/views/patient", H5T_NATIVE_UINT32, t->view_patient, v);
   read_all(s->file, "/views/image", H5T_NATIVE_UINT32, t->view_image, v);
@@ -741,6 +746,10 @@ int mp_store_read_tables(mp_store *s, mp_store_tables *t) {
   read_all(s->file, "/views/cols", H5T_NATIVE_UINT32, t->view_cols, v);
   read_all(s->file, "/views/birads", H5T_NATIVE_INT8, t->view_birads, v);
   read_all(s->file, "/views/windowing", H5T_NATIVE_INT8, t->view_windowing, v);
+  if (H5Lexists(s->file, "/views/modality", H5P_DEFAULT) > 0)
+    read_all(s->file, "/views/modality", H5T_NATIVE_INT8, t->view_modality, v);
+  else
+    memset(t->view_modality, -2, vv); /* a store written before the dataset existed */
   hid_t t1 = str_type(1), t3 = str_type(3), tp = str_type(MP_PSEUDO_STRLEN);
   read_all(s->file, "/views/laterality", t1, t->view_laterality, v);
   char *pos = mp_calloc(vv, 3), *ps = mp_calloc(pp, MP_PSEUDO_STRLEN);
@@ -765,6 +774,7 @@ void mp_store_tables_free(mp_store_tables *t) {
   mp_free(t->view_position);
   mp_free(t->view_birads);
   mp_free(t->view_windowing);
+  mp_free(t->view_modality);
   mp_free(t->pseudonym);
   memset(t, 0, sizeof *t);
 }

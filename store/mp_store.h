@@ -12,6 +12,9 @@
  *   /views/image      uint32 [V]        n-th image of this (patient, laterality, position)
  *   /views/birads     int8   [V]        exam BI-RADS
  *   /views/windowing  int8   [V]        0 VOI LUT, 1 window centre/width, 2 min-max
+ *   /views/modality   int8   [V]        the modality transform before it: 0 none, 1 rescale
+ *                                       slope/intercept, 2 the Modality LUT Sequence (-1: no
+ *                                       DICOM image, e.g. a synthetic store's view)
  *   /views/rows, /views/cols uint32 [V] image size
  *   /patients/pseudonym string(21) [P]  keyed hash of PatientID (never the raw ID)
  *   attributes on /: schema_version, patch_size, every preprocessing parameter,
@@ -64,6 +67,7 @@ typedef struct {
   char position[4]; /* "CC", "MLO" */
   int8_t birads;
   int8_t windowing;
+  int8_t modality; /* /views/modality: 0 none, 1 rescale, 2 Modality LUT Sequence, -1 no image */
   uint32_t rows, cols;
 } mp_view_rec;
 
@@ -109,6 +113,7 @@ typedef struct {
   char *view_laterality;  /* [nviews] */
   char (*view_position)[4];
   int8_t *view_birads, *view_windowing;
+  int8_t *view_modality; /* /views/modality; -2 for every view of a store written before it existed */
   char (*pseudonym)[MP_PSEUDO_STRLEN + 1];
 } mp_store_tables;
 

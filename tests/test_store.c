@@ -22,6 +22,7 @@ static void view(mp_view_rec *v, const char *pseudo, char lat, const char *pos, 
   snprintf(v->position, sizeof v->position, "%s", pos);
   v->birads = (int8_t)birads;
   v->windowing = 1;
+  v->modality = (int8_t)(birads % 3); /* 0 none, 1 rescale, 2 Modality LUT: each appears */
   v->rows = 100;
   v->cols = 80;
 }
@@ -126,6 +127,7 @@ static void check_store(const char *path) {
   for (int v = 0; v < 5; v++) {
     assert_int_equal(t.view_patient[v], want_pat[v]);
     assert_int_equal(t.view_image[v], want_img[v]);
+    assert_int_equal(t.view_modality[v], t.view_birads[v] % 3); /* each view's own, in order */
   }
   assert_int_equal(t.view_laterality[1], 'R');
   assert_string_equal(t.view_position[1], "MLO");

@@ -315,6 +315,9 @@ d = sys.argv[1]
 f = h5py.File(f"{d}/p.h5", "r")
 px, vw, org = f["patches/pixels"][:], f["patches/view"][:], f["patches/origin"][:]
 views = {name: i for i, name in enumerate(("o.dcm", "p.dcm", "r.dcm", "rb.dcm"))}  # accepted in name order
+mod = [int(x) for x in f["views/modality"][:]]  # the store's record of each view's modality transform
+if mod != [0, 2, 2, 2]:
+    print(f"FAIL /views/modality {mod}, expected [0, 2, 2, 2] (none for o.dcm, the table for the others)"); sys.exit(1)
 def patches(v):
     sel = np.where(vw == v)[0]
     return org[sel], px[sel]
@@ -342,7 +345,8 @@ n = json.load(open(f"{d}/r/preprocess.json"))["windowing"]["modality_lut"]
 if n != 3:
     print(f"FAIL preprocess.json counts {n} views through a Modality LUT, not 3"); sys.exit(1)
 print(f"reversed + 16-bit table = the original ({len(rp)} patches identical; also big endian, table as OW); "
-      f"8-bit packed table: {len(pp)} patches, every pixel as the standard's; 3 views counted")
+      f"8-bit packed table: {len(pp)} patches, every pixel as the standard's; 3 views counted, and recorded in "
+      f"/views/modality")
 PY
 ) && ok "Modality LUT Sequence: $out" || bad "Modality LUT Sequence: $out"
 
