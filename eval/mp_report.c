@@ -124,9 +124,9 @@ static void compute_note(mp_strbuf *h, mp_strbuf *md, const run *runs, int nr) {
     mp_strbuf_printf(h, "</code> (%d job%s; %s)", jobs[k], jobs[k] == 1 ? "" : "s", how[k]);
     mp_strbuf_printf(md, "%s`%s` (%d job%s; %s)", k ? "; " : "", line[k], jobs[k], jobs[k] == 1 ? "" : "s", how[k]);
   }
-  if (other) {
-    mp_strbuf_printf(h, "; %d more engine line%s (see each job's train.json)", other, other == 1 ? "" : "s");
-    mp_strbuf_printf(md, "; %d more engine line%s (see each job's train.json)", other, other == 1 ? "" : "s");
+  if (other) { /* beyond MAXE distinct lines: named in the jobs' own records */
+    mp_strbuf_printf(h, "; and more engines (see each job's train.json)");
+    mp_strbuf_printf(md, "; and more engines (see each job's train.json)");
   }
   if (unrec) {
     mp_strbuf_printf(h, "; %d job%s without a record (trained before mammopatch recorded it)", unrec, unrec == 1 ? "" : "s");
