@@ -1,12 +1,16 @@
 /* `mammopatch info` — what this build can do and where its ranks run: the build
- * configuration, the libraries found, the MPI layout (ranks, nodes, node-local ranks),
- * and the GPUs each rank sees.  With --json FILE the same as a JSON document. */
+ * configuration, the libraries found, each backend as a run would record it (its engine
+ * line: CPU or card, library versions, precision), the MPI layout (ranks, nodes,
+ * node-local ranks), and the GPUs each rank sees.  With --json FILE the same as a JSON
+ * document. */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "mp_build_config.h"
+#include "mp_backend.h"
 #include "mp_check.h"
+#include "mp_config.h"
 #include "mp_cli.h"
 #include "mp_gpu.h"
 #include "mp_json.h"
@@ -14,10 +18,34 @@
 
 static void mp_info_help(void) {
   printf("Usage: [mpiexec -n K] mammopatch info [--json FILE]\n\n"
-         "Print the build configuration (libraries and backends compiled in), the MPI layout\n"
+         "Print the build configuration (libraries and backends compiled in), each backend as a\n"
+         "run records it (CPU or GPU, library versions; cuda in train.precision), the MPI layout\n"
          "(ranks, nodes, ranks per node) and the GPUs each rank sees.\n\n"
          "  --json FILE        also write it all as JSON (with provenance)\n\n%s",
          mp_common_help);
+}
+
+/* Each backend of this build on this rank as a run would record it (describe(NULL): engine,
+ * device, library versions; cuda in train.precision), or why it cannot run here. */
+static cJSON *mp_info_engines(const mp_config *cfg) {
+  cJSON *e = cJSON_CreateArray();
+  char list[64];
+  snprintf(list, sizeof list, "%s", mp_backend_list());
+  for (char *save = NULL, *n = strtok_r(list, " ", &save); n; n = strtok_r(NULL, " ", &save)) {
+    char name[48], err[512] = "", line[640];
+    snprintf(name, sizeof name, "%s", n);
+    if (!strcmp(n, "cuda")) snprintf(name, sizeof name, "cuda:%s", mp_config_str(cfg, "train.precision"));
+    if (mp_backend_device_absent(name)) {
+      snprintf(line, sizeof line, "%s: no GPU visible to this rank", n);
+    } else {
+      mp_backend *be = mp_backend_create(name, err, sizeof err);
+      if (be) snprintf(line, sizeof line, "%s", be->iface->describe(be, NULL, NULL));
+      else snprintf(line, sizeof line, "%s: cannot run here: %s", n, err);
+      mp_backend_free(be);
+    }
+    cJSON_AddItemToArray(e, cJSON_CreateString(line));
+  }
+  return e;
 }
 
 static cJSON *mp_info_rank(const mp_session *s) {
@@ -37,6 +65,7 @@ static cJSON *mp_info_rank(const mp_session *s) {
 #else
   (void)gpus;
 #endif
+  cJSON_AddItemToObject(r, "engines", mp_info_engines(s->cfg));
   return r;
 }
 
@@ -88,9 +117,14 @@ static void mp_info_print(const cJSON *doc, int size, int nodes) {
   printf("  libraries  ");
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     printf(" %s:%s", names[i][1], cJSON_IsTrue(cJSON_GetObjectItem(d, names[i][0])) ? "yes" : "no");
-  printf("\n  layout      %d rank%s on %d node%s\n", size, size == 1 ? "" : "s", nodes, nodes == 1 ? "" : "s");
+  /* the backends as a run records them (rank 0's; a rank whose differ is listed below) */
+  const cJSON *ranks = cJSON_GetObjectItem(doc, "ranks"), *e0 = cJSON_GetObjectItem(cJSON_GetArrayItem(ranks, 0), "engines"), *l;
+  int first = 1;
+  cJSON_ArrayForEach(l, e0) printf("%s%s\n", first ? "\n  engines     " : "              ", cJSON_GetStringValue(l)), first = 0;
+  if (first) printf("\n");
+  printf("  layout      %d rank%s on %d node%s\n", size, size == 1 ? "" : "s", nodes, nodes == 1 ? "" : "s");
   const cJSON *r;
-  cJSON_ArrayForEach(r, cJSON_GetObjectItem(doc, "ranks")) {
+  cJSON_ArrayForEach(r, ranks) {
     const cJSON *g = cJSON_GetObjectItem(r, "gpus");
     printf("    rank %-4d %s (local %d of %d), GPUs: %d", (int)cJSON_GetNumberValue(cJSON_GetObjectItem(r, "rank")),
            cJSON_GetStringValue(cJSON_GetObjectItem(r, "host")),
@@ -99,6 +133,8 @@ static void mp_info_print(const cJSON *doc, int size, int nodes) {
     const cJSON *gi;
     cJSON_ArrayForEach(gi, g) printf(" [%s]", cJSON_GetStringValue(gi));
     printf("\n");
+    const cJSON *er = cJSON_GetObjectItem(r, "engines");
+    if (!cJSON_Compare(er, e0, 1)) cJSON_ArrayForEach(gi, er) printf("              engine: %s\n", cJSON_GetStringValue(gi));
   }
 }
 

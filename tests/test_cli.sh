@@ -71,9 +71,14 @@ unset MAMMOPATCH_SITE_KEY
 cmd=("$mp" pseudonym X);                    expect pseudonym-no-key 2 "no site key"
 
 # info on 2 ranks, with JSON
-cmd=("${mpi2[@]}" "$mp" info --json "$tmp/info.json"); expect info 0 "HDF5" "2 ranks on 1 node" "rank 0" "rank 1"
-if [[ -s "$tmp/info.json" ]] && grep -q '"hdf5_parallel"' "$tmp/info.json" && grep -q '"local_rank"' "$tmp/info.json"; then
-  ok "info json"; else bad "info json missing or incomplete"; fi
+cmd=("${mpi2[@]}" "$mp" info --json "$tmp/info.json"); expect info 0 "HDF5" "2 ranks on 1 node" "rank 0" "rank 1" \
+  "engines     ref: plain C, double accumulation, "
+if [[ -s "$tmp/info.json" ]] && grep -q '"hdf5_parallel"' "$tmp/info.json" && grep -q '"local_rank"' "$tmp/info.json" \
+  && /usr/bin/python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))["ranks"]
+sys.exit(not (len(r) == 2 and all(x["engines"][0].startswith("ref: plain C") for x in r)
+              and len({len(x["engines"]) for x in r}) == 1))' "$tmp/info.json"; then
+  ok "info json (each rank's engines)"; else bad "info json missing or incomplete"; fi
 
 echo "$passes passed, $fails failed"
 ((fails == 0))

@@ -411,6 +411,11 @@ fi
 
 cached_mpiexec=$(sed -n 's/^MPIEXEC_EXECUTABLE:[A-Z]*=//p' "$bdir/CMakeCache.txt" 2>/dev/null | head -n 1)
 [[ -n $cached_mpiexec && -x $cached_mpiexec ]] && mpiexec_bin=$cached_mpiexec
+# what the build says of this machine (libraries, each backend's engine line: the card, driver,
+# CUDA runtime, cuDNN, cuBLAS and NCCL versions) into gpu.log; diagnosis only, never a step
+if [[ -x $bdir/mammopatch ]]; then
+  { echo "---- mammopatch info"; timeout 60 "$bdir/mammopatch" info 2>&1; } >>"$OUT/gpu.log" || true
+fi
 
 # ---- correctness: cuda against ref -----------------------------------------------------------
 # conv_picks OUTPUT: what the cuda backend chose for test_backend's convolutions (the describe
