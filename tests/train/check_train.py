@@ -14,6 +14,7 @@
 Prints one line; exit status 1 on failure.
 """
 import json
+import re
 import sys
 
 import h5py
@@ -155,7 +156,6 @@ def main():
             fail(f"engine groups cover ranks {ranks}, expected 0..{K - 1}")
         want = {"cpu": r"^cpu: oneDNN \d+\.\d+\.\d+ \([a-z0-9_ ]+\), .+", "ref": r"^ref: plain C, double accumulation, .+",
                 "cuda": r"^cuda: .+ \(sm_\d+, \d+ SMs, .+\), driver .+cuDNN \d+\.\d+\.\d+.+; .+"}[be]
-        import re
         for g in c["engines"]:
             if not re.match(want, g["engine"]):
                 fail(f"engine line {g['engine']!r} is not the {be} backend's ({want})")
