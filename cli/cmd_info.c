@@ -10,7 +10,6 @@
 #include "mp_build_config.h"
 #include "mp_backend.h"
 #include "mp_check.h"
-#include "mp_config.h"
 #include "mp_cli.h"
 #include "mp_gpu.h"
 #include "mp_json.h"
@@ -33,8 +32,7 @@ static cJSON *mp_info_engines(const mp_config *cfg) {
   snprintf(list, sizeof list, "%s", mp_backend_list());
   for (char *save = NULL, *n = strtok_r(list, " ", &save); n; n = strtok_r(NULL, " ", &save)) {
     char name[48], err[512] = "", line[640];
-    snprintf(name, sizeof name, "%s", n);
-    if (!strcmp(n, "cuda")) snprintf(name, sizeof name, "cuda:%s", mp_config_str(cfg, "train.precision"));
+    mp_backend_name_cfg(cfg, n, name, sizeof name);
     if (mp_backend_device_absent(name)) {
       snprintf(line, sizeof line, "%s: no GPU visible to this rank", n);
     } else {

@@ -281,6 +281,8 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
     return MP_EXIT_FAILURE;
   }
   cJSON *compute = mp_backend_compute_json(be, NULL, comm); /* rank 0: the summary's "compute" */
+  char engine[512]; /* this rank's line, for each of its images' predict.json */
+  snprintf(engine, sizeof engine, "%s", be->iface->describe(be, NULL, NULL));
   /* the decision threshold: eval.threshold when it is given (file or --set), else the one the
    * model's own evaluation used (MODEL/eval.json: e.g. the validation-MCC threshold), so that
    * predict decides a view as eval did; else eval.threshold's default */
@@ -348,7 +350,7 @@ int mp_predict_run(MPI_Comm comm, const mp_config *cfg, const mp_predict_args *a
     } else
       cJSON_AddStringToObject(d, "status", "ok");
     cJSON_AddItemToObject(d, "provenance", mp_json_provenance(cfg, K));
-    cJSON_AddStringToObject(d, "engine", be->iface->describe(be, NULL, NULL)); /* what scored this image */
+    cJSON_AddStringToObject(d, "engine", engine); /* what scored this image */
     cJSON_AddStringToObject(d, "model", model);
     add_model_sha(d, wfile, sha);
     snprintf(path, sizeof path, "%s/predict.json", dir);

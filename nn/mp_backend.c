@@ -290,11 +290,14 @@ mp_backend *mp_backend_create(const char *name, char *err, size_t errlen) {
   return NULL;
 }
 
+void mp_backend_name_cfg(const mp_config *cfg, const char *name, char *out, size_t len) {
+  if (strcmp(name, "cuda") != 0) snprintf(out, len, "%s", name);
+  else snprintf(out, len, "cuda:%s", mp_config_str(cfg, "train.precision"));
+}
+
 mp_backend *mp_backend_create_cfg(const mp_config *cfg, char *err, size_t errlen) {
-  const char *name = mp_config_str(cfg, "train.backend");
-  if (strcmp(name, "cuda") != 0) return mp_backend_create(name, err, errlen);
-  char full[32];
-  snprintf(full, sizeof full, "cuda:%s", mp_config_str(cfg, "train.precision"));
+  char full[48];
+  mp_backend_name_cfg(cfg, mp_config_str(cfg, "train.backend"), full, sizeof full);
   return mp_backend_create(full, err, errlen);
 }
 

@@ -144,6 +144,9 @@ mp_backend *mp_backend_create(const char *name, char *err, size_t errlen);
  * backend under MPI picks its device from the node-local rank. */
 typedef struct mp_config mp_config;
 mp_backend *mp_backend_create_cfg(const mp_config *cfg, char *err, size_t errlen);
+/* The name mp_backend_create takes for backend `name` under a configuration: "cuda" ->
+ * "cuda:<train.precision>", others unchanged (into out, len bytes). */
+void mp_backend_name_cfg(const mp_config *cfg, const char *name, char *out, size_t len);
 void mp_backend_free(mp_backend *b);
 /* Names of the backends this build has, e.g. "ref cpu cuda". */
 const char *mp_backend_list(void);

@@ -371,11 +371,12 @@ static void check_convs_own(const char *name, mp_backend *be, mp_backend *ref, m
  * compute record; on a GPU the card, the library versions and the precision) */
 static void check_whole_line(const char *name, mp_backend *be) {
   const char *line = be->iface->describe(be, NULL, NULL);
+  if (!line) fail_msg("%s: describe(NULL) gave no line", name);
   size_t n = strcspn(name, ":");
   printf("  %-4s %s\n", name, line);
-  if (!line || strncmp(line, name, n) != 0 || strncmp(line + n, ": ", 2) != 0 || strlen(line) < n + 12 ||
+  if (strncmp(line, name, n) != 0 || strncmp(line + n, ": ", 2) != 0 || strlen(line) < n + 12 ||
       strchr(line, '\n') || strlen(line) >= 512)
-    fail_msg("%s: describe(NULL) gave '%s', not one line naming the backend", name, line ? line : "(null)");
+    fail_msg("%s: describe(NULL) gave '%s', not one line naming the backend", name, line);
   if (!strncmp(name, "cuda", 4) && (!strstr(line, "cuDNN ") || !strstr(line, "sm_") ||
                                     !strstr(line, !strcmp(name, "cuda:bf16") ? "bf16" : !strcmp(name, "cuda:tf32") ? "TF32" : "fp32")))
     fail_msg("%s: describe(NULL) gave '%s' (no card, cuDNN version or precision)", name, line);

@@ -24,12 +24,7 @@ if [[ ! -x $h5cc ]] || ! "$h5cc" -showconfig 2>/dev/null | grep -q 'Parallel HDF
   echo "SKIP: no serial HDF5 here ($h5cc: Debian's libhdf5-dev; scripts/setup-deps.sh --with-serial-hdf5)"
   exit 77
 fi
-fails=0
-ok() { echo "ok   $1"; }
-bad() {
-  echo "FAIL $1"
-  fails=$((fails + 1))
-}
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh" # ok, bad, finish
 # check DESCRIPTION COMMAND...: the command's exit status decides
 check() {
   local what=$1
@@ -94,8 +89,4 @@ else
   bad "its tests were not configured (cmocka?)"
 fi
 
-if ((fails)); then
-  echo "FAILED: $fails check(s)"
-  exit 1
-fi
-echo "every check passed"
+finish
