@@ -121,7 +121,10 @@ typedef struct {
    * callers then reduce in host memory with MPI) ----
    * attach: collective over the MPI communicator (an MPI_Comm passed by address); 0 when
    * the backend will reduce over it, -1 with the reason in err when it cannot (callers
-   * fall back to MPI).  allreduce_sum: in place over the attached communicator. */
+   * fall back to MPI; every rank of the communicator returns the same).  A library failure
+   * inside a collective setup that has begun (cuda: ncclCommInitRank) is fatal instead: the
+   * ranks could not agree on falling back without risking a hang.  allreduce_sum: in place
+   * over the attached communicator. */
   int (*comm_attach)(mp_backend *b, const void *mpi_comm, char *err, size_t errlen);
   void (*allreduce_sum)(mp_backend *b, float *buf, size_t n);
   /* Optional: the peak of the device memory this backend has held (bytes): the high-water
