@@ -1,7 +1,9 @@
 /* test_cudnn_graph — the cuda backend's cuDNN graph-API path (nn/mp_cudnn_graph.h) on the host,
  * without a GPU: cuDNN (>= 9.8) builds operation graphs, answers its heuristics and finalizes
  * execution plans for a device described by a device-property descriptor (here an H100 SXM's
- * properties as the CUDA runtime reports them); only executing a plan needs the device.
+ * properties as the CUDA runtime reports them); only executing a plan needs the device.  Where a
+ * GPU is present (tests/gpu/run.sh) it plans for that device too, described from a cuDNN handle
+ * as the backend describes it (mpg_devprop_of), with that machine's cuDNN.
  *
  * For every precision the backend has (fp32, TF32, bf16 channels-last), every op (forward,
  * backward data, backward filter) and the project's convolution shapes (the classifier's blocks
@@ -163,90 +165,119 @@ int main() {
       {"odd sizes 5 -> 6, 9x7, s2", false, 1, 5, 9, 7, 6, 3, 3, 2, 1, 1},
       {"Inception 1x7 pad (0, 3)", false, 2, 6, 9, 11, 5, 1, 7, 1, 0, 3},
   };
-  bdesc_t dp = bd_new(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR);
-  if (dp) dp = bd_done(dp, bd_set(dp, CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION, CUDNN_TYPE_CHAR, (int64_t)strlen(H100) + 1, H100));
-  if (!dp) {
+  /* The devices to plan for: the described H100, and where a GPU is present the device itself,
+   * described as the backend describes it (mpg_devprop_of on a cuDNN handle), so that a GPU
+   * node checks the backend's own path with its cuDNN and card.  There a cuDNN that refuses the
+   * description (its JSON form is checked with the cuDNN this build was written against) is
+   * said and skipped: the device covers it. */
+  struct {
+    const char *name;
+    bdesc_t dp;
+  } devs[2] = {};
+  int ndev = 0;
+  cudnnHandle_t h = NULL;
+  if (cudnnCreate(&h) != CUDNN_STATUS_SUCCESS) h = NULL;
+  bdesc_t described = bd_new(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR);
+  if (described)
+    described = bd_done(described, bd_set(described, CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION, CUDNN_TYPE_CHAR,
+                                          (int64_t)strlen(H100) + 1, H100));
+  if (described) devs[ndev++] = {"described H100", described};
+  else if (h)
+    printf("note: cuDNN %zu refuses the described H100's properties; planning for this machine's GPU only\n",
+           cudnnGetVersion());
+  else {
     printf("FAIL: cuDNN %zu does not take the device-property descriptor (cuDNN >= 9.8 does)\n", cudnnGetVersion());
     return 1;
   }
-  const struct {
-    const char *name;
-    mpg_mode m;
-  } modes[] = {{"fp32", {false, false, true, NULL, dp}}, {"tf32", {false, true, true, NULL, dp}},
-               {"bf16", {true, true, true, NULL, dp}}};
+  if (h) {
+    bdesc_t own = mpg_devprop_of(h);
+    EXPECT(own != NULL, "cuDNN %zu: no device-property descriptor from this machine's GPU (the backend's path)",
+           cudnnGetVersion());
+    if (own) devs[ndev++] = {"this machine's GPU", own};
+  }
   static const char *const ops[3] = {"forward", "backward-data", "backward-filter"};
   const size_t cap = (size_t)512 << 20; /* the backend's default workspace cap */
   int rejected = 0, tc_seen_bf16 = 0, cases = 0;
-  for (const auto &md : modes) {
-    for (const shape &sh : shapes) {
-      for (int op = MPG_FWD; op <= MPG_BWD_FILTER; op++) {
-        mpg_conv d = {sh.n, sh.c, sh.h, sh.w, sh.k, sh.r, sh.s, 0, 0, sh.stride, sh.pad, sh.pad_w};
-        d.p = (d.h + 2 * d.pad - d.r) / d.stride + 1;
-        d.q = (d.w + 2 * d.pad_w - d.s) / d.stride + 1;
-        cases++;
-        /* the graph and the heuristics' proposals, through the note filter */
-        bdesc_t keep[MPG_KEEP] = {};
-        bdesc_t g = mpg_graph(&md.m, op, &d, 16, keep);
-        EXPECT(g != NULL, "%s %s of %s: the graph does not finalize", md.name, ops[op], sh.what);
-        if (!g) continue;
-        check_operands(md.name, ops[op], sh.what, md.m.bf16, op, &d, keep);
-        bdesc_t cfg[64], heur = NULL;
-        int n = mpg_heuristics(&md.m, g, CUDNN_HEUR_MODE_A, cfg, 64, &heur);
-        EXPECT(n > 0, "%s %s of %s: the heuristics propose no engine", md.name, ops[op], sh.what);
-        int kept = 0;
-        for (int i = 0; i < n; i++) {
-          int64_t gi = -1;
-          char notes[160];
-          bool fits = mpg_cfg_fits(&md.m, cfg[i], &gi, notes, sizeof notes);
-          EXPECT(gi >= 0, "%s %s of %s: configuration %d: its engine cannot be read", md.name, ops[op], sh.what, i);
-          if (md.m.bf16 && strstr(notes, "tensor-core")) tc_seen_bf16++;
-          if (!fits) {
-            rejected++;
-          } else {
-            kept++;
-            EXPECT(!strstr(notes, "nondeterministic") && !strstr(notes, "down-convert") &&
-                       !strstr(notes, "reduced-precision") && !strstr(notes, "runtime-compiled") &&
-                       (md.m.tf32 || !strstr(notes, "tensor-core")),
-                   "%s %s of %s: engine %lld kept despite its notes (%s)", md.name, ops[op], sh.what, (long long)gi,
-                   notes);
+  for (int dv = 0; dv < ndev; dv++) {
+    bdesc_t dp = devs[dv].dp;
+    printf("%s (cuDNN %zu):\n", devs[dv].name, cudnnGetVersion());
+    const struct {
+      const char *name;
+      mpg_mode m;
+    } modes[] = {{"fp32", {false, false, true, NULL, dp}}, {"tf32", {false, true, true, NULL, dp}},
+                 {"bf16", {true, true, true, NULL, dp}}};
+    for (const auto &md : modes) {
+      for (const shape &sh : shapes) {
+        for (int op = MPG_FWD; op <= MPG_BWD_FILTER; op++) {
+          mpg_conv d = {sh.n, sh.c, sh.h, sh.w, sh.k, sh.r, sh.s, 0, 0, sh.stride, sh.pad, sh.pad_w};
+          d.p = (d.h + 2 * d.pad - d.r) / d.stride + 1;
+          d.q = (d.w + 2 * d.pad_w - d.s) / d.stride + 1;
+          cases++;
+          /* the graph and the heuristics' proposals, through the note filter */
+          bdesc_t keep[MPG_KEEP] = {};
+          bdesc_t g = mpg_graph(&md.m, op, &d, 16, keep);
+          EXPECT(g != NULL, "%s %s of %s: the graph does not finalize", md.name, ops[op], sh.what);
+          if (!g) continue;
+          check_operands(md.name, ops[op], sh.what, md.m.bf16, op, &d, keep);
+          bdesc_t cfg[64], heur = NULL;
+          int n = mpg_heuristics(&md.m, g, CUDNN_HEUR_MODE_A, cfg, 64, &heur);
+          EXPECT(n > 0, "%s %s of %s: the heuristics propose no engine", md.name, ops[op], sh.what);
+          int kept = 0;
+          for (int i = 0; i < n; i++) {
+            int64_t gi = -1;
+            char notes[160];
+            bool fits = mpg_cfg_fits(&md.m, cfg[i], &gi, notes, sizeof notes);
+            EXPECT(gi >= 0, "%s %s of %s: configuration %d: its engine cannot be read", md.name, ops[op], sh.what, i);
+            if (md.m.bf16 && strstr(notes, "tensor-core")) tc_seen_bf16++;
+            if (!fits) {
+              rejected++;
+            } else {
+              kept++;
+              EXPECT(!strstr(notes, "nondeterministic") && !strstr(notes, "down-convert") &&
+                         !strstr(notes, "reduced-precision") && !strstr(notes, "runtime-compiled") &&
+                         (md.m.tf32 || !strstr(notes, "tensor-core")),
+                     "%s %s of %s: engine %lld kept despite its notes (%s)", md.name, ops[op], sh.what, (long long)gi,
+                     notes);
+            }
+            bd_free(cfg[i]);
           }
-          bd_free(cfg[i]);
-        }
-        bd_free(heur);
-        bd_free(g);
-        bd_free_all(keep, MPG_KEEP);
-        /* the backend's candidates: plans within the cap */
-        mpg_cand cand[8];
-        bdesc_t pk[MPG_KEEP];
-        int np = mpg_plans(&md.m, op, &d, 16, cap, cand, 8, pk), ntc = 0;
-        char list[400] = "";
-        size_t l = 0;
-        for (int i = 0; i < np; i++) {
-          int64_t gi = -1;
-          char notes[160];
-          EXPECT(mpg_cfg_fits(&md.m, cand[i].cfg, &gi, notes, sizeof notes) && gi == cand[i].engine && cand[i].ws <= cap,
-                 "%s %s of %s: plan %d is not one the filter keeps within the cap", md.name, ops[op], sh.what, i);
-          ntc += strstr(notes, "tensor-core") != NULL;
-          int same = 0;
-          for (int j = 0; j < np; j++) same += cand[j].engine == cand[i].engine;
-          EXPECT(same <= MPG_PER_ENGINE, "%s %s of %s: engine %lld in %d plans", md.name, ops[op], sh.what,
-                 (long long)cand[i].engine, same);
-          if (l < sizeof list)
-            l += (size_t)snprintf(list + l, sizeof list - l, " e%lld%s/%zuK", (long long)cand[i].engine,
-                                  strstr(notes, "tensor-core") ? "tc" : "", cand[i].ws >> 10);
-          bd_free(cand[i].plan), bd_free(cand[i].cfg);
-        }
-        bd_free_all(pk, MPG_KEEP);
-        printf("  %s %-15s %-34s n%-3d c%-3d %3dx%-3d k%-3d %dx%d s%d: %2d proposed, %2d kept, %d plans:%s\n", md.name,
-               ops[op], sh.what, d.n, d.c, d.h, d.w, d.k, d.r, d.s, d.stride, n, kept, np, list);
-        if (sh.real) {
-          EXPECT(np > 0, "%s %s of %s: no plan within the cap", md.name, ops[op], sh.what);
-          if (md.m.bf16) EXPECT(ntc > 0, "bf16 %s of %s: no tensor-core plan", ops[op], sh.what);
+          bd_free(heur);
+          bd_free(g);
+          bd_free_all(keep, MPG_KEEP);
+          /* the backend's candidates: plans within the cap */
+          mpg_cand cand[8];
+          bdesc_t pk[MPG_KEEP];
+          int np = mpg_plans(&md.m, op, &d, 16, cap, cand, 8, pk), ntc = 0;
+          char list[400] = "";
+          size_t l = 0;
+          for (int i = 0; i < np; i++) {
+            int64_t gi = -1;
+            char notes[160];
+            EXPECT(mpg_cfg_fits(&md.m, cand[i].cfg, &gi, notes, sizeof notes) && gi == cand[i].engine && cand[i].ws <= cap,
+                   "%s %s of %s: plan %d is not one the filter keeps within the cap", md.name, ops[op], sh.what, i);
+            ntc += strstr(notes, "tensor-core") != NULL;
+            int same = 0;
+            for (int j = 0; j < np; j++) same += cand[j].engine == cand[i].engine;
+            EXPECT(same <= MPG_PER_ENGINE, "%s %s of %s: engine %lld in %d plans", md.name, ops[op], sh.what,
+                   (long long)cand[i].engine, same);
+            if (l < sizeof list)
+              l += (size_t)snprintf(list + l, sizeof list - l, " e%lld%s/%zuK", (long long)cand[i].engine,
+                                    strstr(notes, "tensor-core") ? "tc" : "", cand[i].ws >> 10);
+            bd_free(cand[i].plan), bd_free(cand[i].cfg);
+          }
+          bd_free_all(pk, MPG_KEEP);
+          printf("  %s %-15s %-34s n%-3d c%-3d %3dx%-3d k%-3d %dx%d s%d: %2d proposed, %2d kept, %d plans:%s\n", md.name,
+                 ops[op], sh.what, d.n, d.c, d.h, d.w, d.k, d.r, d.s, d.stride, n, kept, np, list);
+          if (sh.real) {
+            EXPECT(np > 0, "%s %s of %s: no plan within the cap", md.name, ops[op], sh.what);
+            if (md.m.bf16) EXPECT(ntc > 0, "bf16 %s of %s: no tensor-core plan", ops[op], sh.what);
+          }
         }
       }
     }
+    bd_free(dp);
   }
-  bd_free(dp);
+  if (h) cudnnDestroy(h);
   EXPECT(rejected > 0, "the note filter rejected no engine in %d cases: are the notes read?", cases);
   EXPECT(tc_seen_bf16 > 0, "no bf16 engine carries the tensor-core note: are the notes read?");
   printf("%d cases, %d engine configurations rejected by their notes, %d bf16 tensor-core configurations seen: %s\n",
