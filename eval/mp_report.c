@@ -74,19 +74,23 @@ typedef struct {
   int vi; /* variant index */
 } run;
 
-/* What trained the jobs (each train.json's compute record, mp_backend_compute_json): every
- * distinct engine line with the number of jobs it trained, their ranks and gradient means, so a
+/* What computed a set of runs (each one's compute record, mp_backend_compute_json): every
+ * distinct engine line with the number of runs it computed, their ranks and gradient means, so a
  * reader sees the hardware, libraries and precision behind the numbers (or that they were mixed).
- * Jobs trained before the record existed are counted as unrecorded. */
-static void compute_note(mp_strbuf *h, mp_strbuf *md, const run *runs, int nr) {
+ * rec[i]: run i's record-bearing file (train.json, gan.json) or NULL where it could not be read
+ * (not counted); runs made before the record existed are counted as unrecorded.  noun: "job" or
+ * "run"; file: the record's file, named where there are more engines than listed; id: the note's
+ * HTML id; what: how the note begins ("Trained on "). */
+static void compute_note(mp_strbuf *h, mp_strbuf *md, const cJSON *const *rec, int n, const char *noun,
+                         const char *file, const char *id, const char *what) {
   enum { MAXE = 16 };
   const char *line[MAXE];
   int jobs[MAXE], ne = 0, other = 0, unrec = 0;
   char how[MAXE][160];
-  for (int i = 0; i < nr; i++) {
-    const cJSON *c = cJSON_GetObjectItem(runs[i].train, "compute"), *eng = cJSON_GetObjectItem(c, "engines");
+  for (int i = 0; i < n; i++) {
+    const cJSON *c = cJSON_GetObjectItem(rec[i], "compute"), *eng = cJSON_GetObjectItem(c, "engines");
     if (!cJSON_IsArray(eng) || !cJSON_GetArraySize(eng)) {
-      unrec += runs[i].train != NULL;
+      unrec += rec[i] != NULL;
       continue;
     }
     const cJSON *g;
@@ -101,41 +105,46 @@ static void compute_note(mp_strbuf *h, mp_strbuf *md, const run *runs, int nr) {
       }
       const char *gm = cJSON_GetStringValue(cJSON_GetObjectItem(c, "gradient_mean"));
       char mine[160];
-      snprintf(mine, sizeof mine, "%.0f rank%s a job, gradients: %s", num(c, "ranks"), num(c, "ranks") == 1 ? "" : "s",
-               gm ? gm : "not recorded");
+      snprintf(mine, sizeof mine, "%.0f rank%s a %s, gradients: %s", num(c, "ranks"), num(c, "ranks") == 1 ? "" : "s",
+               noun, gm ? gm : "not recorded");
       if (k == ne) line[ne] = l, jobs[ne] = 0, snprintf(how[ne], sizeof how[ne], "%s", mine), ne++;
-      else if (strcmp(how[k], mine) != 0) snprintf(how[k], sizeof how[k], "ranks or gradient means differ between jobs");
+      else if (strcmp(how[k], mine) != 0) snprintf(how[k], sizeof how[k], "ranks or gradient means differ between %ss", noun);
       jobs[k]++;
     }
   }
   if (!ne && !unrec) return;
   if (!ne) {
-    mp_strbuf_printf(h, "<p class=\"note\" id=\"compute\">What trained these %d job%s is not recorded (trained before "
-                        "mammopatch recorded it).</p>\n", unrec, unrec == 1 ? "" : "s");
-    mp_strbuf_printf(md, "\nWhat trained these %d job%s is not recorded (trained before mammopatch recorded it).\n", unrec,
-                     unrec == 1 ? "" : "s");
+    char these[64];
+    if (unrec == 1) snprintf(these, sizeof these, "this %s", noun);
+    else snprintf(these, sizeof these, "these %d %ss", unrec, noun);
+    mp_strbuf_printf(h, "<p class=\"note\" id=\"%s\">What computed %s is not recorded (made before mammopatch "
+                        "recorded it).</p>\n", id, these);
+    mp_strbuf_printf(md, "\nWhat computed %s is not recorded (made before mammopatch recorded it).\n", these);
     return;
   }
-  mp_strbuf_printf(h, "<p class=\"note\" id=\"compute\">Trained on ");
-  mp_strbuf_printf(md, "\nTrained on ");
+  mp_strbuf_printf(h, "<p class=\"note\" id=\"%s\">%s", id, what);
+  mp_strbuf_printf(md, "\n%s", what);
   for (int k = 0; k < ne; k++) {
     mp_strbuf_printf(h, "%s<code>", k ? "; " : "");
     mp_svg_escape(h, line[k]);
-    mp_strbuf_printf(h, "</code> (%d job%s; %s)", jobs[k], jobs[k] == 1 ? "" : "s", how[k]);
-    mp_strbuf_printf(md, "%s`%s` (%d job%s; %s)", k ? "; " : "", line[k], jobs[k], jobs[k] == 1 ? "" : "s", how[k]);
+    mp_strbuf_printf(h, "</code> (%d %s%s; %s)", jobs[k], noun, jobs[k] == 1 ? "" : "s", how[k]);
+    mp_strbuf_printf(md, "%s`%s` (%d %s%s; %s)", k ? "; " : "", line[k], jobs[k], noun, jobs[k] == 1 ? "" : "s", how[k]);
   }
-  if (other) { /* beyond MAXE distinct lines: named in the jobs' own records */
-    mp_strbuf_printf(h, "; and more engines (see each job's train.json)");
-    mp_strbuf_printf(md, "; and more engines (see each job's train.json)");
+  if (other) { /* beyond MAXE distinct lines: named in the runs' own records */
+    mp_strbuf_printf(h, "; and more engines (see each %s's %s)", noun, file);
+    mp_strbuf_printf(md, "; and more engines (see each %s's %s)", noun, file);
   }
   if (unrec) {
-    mp_strbuf_printf(h, "; %d job%s without a record (trained before mammopatch recorded it)", unrec, unrec == 1 ? "" : "s");
-    mp_strbuf_printf(md, "; %d job%s without a record (trained before mammopatch recorded it)", unrec, unrec == 1 ? "" : "s");
+    mp_strbuf_printf(h, "; %d %s%s without a record (made before mammopatch recorded it)", unrec, noun, unrec == 1 ? "" : "s");
+    mp_strbuf_printf(md, "; %d %s%s without a record (made before mammopatch recorded it)", unrec, noun,
+                     unrec == 1 ? "" : "s");
   }
-  static const char *const mixed = " More than one engine trained these jobs: differences between jobs may come from "
-                                   "that alone (rounding, precision).";
-  mp_strbuf_printf(h, ".%s</p>\n", ne > 1 ? mixed : "");
-  mp_strbuf_printf(md, ".%s\n", ne > 1 ? mixed : "");
+  char mixed[200] = "";
+  if (ne > 1)
+    snprintf(mixed, sizeof mixed, " More than one engine computed these %ss: differences between %ss may come from that "
+                                  "alone (rounding, precision).", noun, noun);
+  mp_strbuf_printf(h, ".%s</p>\n", mixed);
+  mp_strbuf_printf(md, ".%s\n", mixed);
 }
 
 /* ---- preprocessing (Table 3.2 form) and patch statistics from the store -------------------------- */
@@ -472,6 +481,36 @@ static void gan_section(mp_strbuf *h, mp_strbuf *md, const char *sweep, const ch
     mp_strbuf_printf(md, "| %s | %.0f | %s | %s | %s | %s |\n", loss, num(r, "filters"), sn ? "on" : "off", st, f, is);
   }
   mp_strbuf_printf(h, "</table>\n");
+  /* what trained the sweep's runs (each run's gan.json), and where the GAN ran on a device, the
+   * host backend that computed the FID's Inception features (its extractor_engine) */
+  {
+    const cJSON *ra = cJSON_GetObjectItem(sw, "runs");
+    int k = 0;
+    cJSON **gj = mp_calloc((size_t)cJSON_GetArraySize(ra) + 1, sizeof *gj);
+    cJSON_ArrayForEach(r, ra) {
+      const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(r, "run"));
+      if (!name) continue;
+      snprintf(path, sizeof path, "%s/runs/%s/gan.json", sweep, name);
+      gj[k++] = mp_json_read_file(path, e2, sizeof e2); /* NULL (not counted): a run that wrote none */
+    }
+    compute_note(h, md, (const cJSON *const *)gj, k, "run", "gan.json", "gan-compute", "The sweep's runs trained on ");
+    const char *xe = NULL;
+    bool mixed_x = false;
+    for (int i = 0; i < k; i++) {
+      const char *xl = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(gj[i], "compute"), "extractor_engine"));
+      if (xl && xe && strcmp(xl, xe) != 0) mixed_x = true;
+      if (xl && !xe) xe = xl;
+    }
+    if (xe) {
+      mp_strbuf_printf(h, "<p class=\"note\" id=\"gan-extractor\">The FID's %s features were computed on <code>", ex);
+      mp_svg_escape(h, xe);
+      mp_strbuf_printf(h, "</code>%s.</p>\n", mixed_x ? " and other host engines (see each run's gan.json)" : "");
+      mp_strbuf_printf(md, "The FID's %s features were computed on `%s`%s.\n", ex, xe,
+                       mixed_x ? " and other host engines (see each run's gan.json)" : "");
+    }
+    for (int i = 0; i < k; i++) cJSON_Delete(gj[i]);
+    mp_free(gj);
+  }
   const cJSON *b = cJSON_GetObjectItem(sw, "best");
   if (b) {
     mp_strbuf_printf(h, "<p>Best over the sweep: ");
@@ -944,7 +983,12 @@ int mp_report_write(const char *dir, const char *store_path, const mp_config *cf
                      num(e, "split_seed"), cJSON_GetObjectItem(e, "status")->valuestring, num(e, "seconds"), a);
   }
   mp_strbuf_printf(&h, "</table>\n");
-  compute_note(&h, &md, runs, nr);
+  {
+    const cJSON **rec = mp_malloc(((size_t)nr + 1) * sizeof *rec);
+    for (int i = 0; i < nr; i++) rec[i] = runs[i].train;
+    compute_note(&h, &md, rec, nr, "job", "train.json", "compute", "Trained on ");
+    mp_free(rec);
+  }
   mp_strbuf_printf(&h, "</section>\n");
   /* configuration and version: what the experiment ran with, as it recorded it */
   char *ini = rec_cfg ? recorded_ini(rec_cfg, cfg) : mp_config_to_ini(cfg);

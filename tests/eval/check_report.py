@@ -386,33 +386,50 @@ def check_config(doc, fails):
         fails.append("config: no element #version with text")
 
 
-def check_compute(doc, fails):
-    """The jobs section's note on what trained the jobs: each engine line (a <code>, naming its
-    backend) with its job count; the counts and the unrecorded jobs sum to the jobs the jobs
-    table lists as done or reused."""
-    note = doc.by_id("compute")
+def compute_lines(doc, fails, note_id, lead, noun, expected, where):
+    """One note on what computed a set of runs (mp_report.c compute_note; it begins with lead or
+    says none is recorded): each engine line (a <code>, naming its backend) with its count of
+    runs; the counts and the unrecorded runs sum to expected, an int or a (least, most) range
+    (what `where` lists).  The number of engine lines."""
+    note = doc.by_id(note_id)
     if note is None:
-        fails.append("compute: no #compute note in the jobs section")
+        fails.append(f"{note_id}: no #{note_id} note in the {where}")
         return 0
     text = " ".join(note.get_text().split())
     lines = [" ".join(c.get_text().split()) for c in note.find_all("code")]  # (a list)
-    counts = [int(n) for n in re.findall(r"\((\d+) jobs?; ", text)]
-    unrec = re.search(r"(\d+) jobs? without a record|these (\d+) jobs? is not recorded", text)
-    unrec_n = int(unrec.group(1) or unrec.group(2)) if unrec else 0
+    counts = [int(n) for n in re.findall(rf"\((\d+) {noun}s?; ", text)]
+    unrec = re.search(rf"(\d+) {noun}s? without a record|these (\d+) {noun}s? is not recorded|this ({noun}) is not", text)
+    unrec_n = (1 if unrec.group(3) else int(unrec.group(1) or unrec.group(2))) if unrec else 0
+    if not (text.startswith(lead) or text.startswith("What computed th")) or len(counts) != len(lines) \
+            or not (lines or unrec):
+        fails.append(f"{note_id}: {text!r}")
+    elif not all(re.match(r"(cpu|ref|cuda): \S", x) for x in lines):
+        fails.append(f"{note_id}: an engine line names no backend: {lines}")
+    elif not (expected[0] <= sum(counts) + unrec_n <= expected[1] if isinstance(expected, tuple)
+              else sum(counts) + unrec_n == expected):
+        fails.append(f"{note_id}: {sum(counts) + unrec_n} {noun}s in {text!r}, the {where} has {expected}")
+    return len(lines)
+
+
+def check_compute(doc, fails):
+    """What trained the jobs (the jobs section's #compute note: its counts against the jobs the
+    jobs table lists as done or reused) and, where the report has a GAN section, what trained
+    the sweep's runs (#gan-compute: at least its completed runs, at most its rows; a run that
+    failed or did not run may have left no gan.json)."""
     scored = 0
     table = doc.by_id("jobs-table")
     for tr in table.find_all("tr") if table is not None else []:
         cells = list(tr.find_all("td"))
         if len(cells) > 2 and cells[2].get_text().strip() in ("done", "reused"):
             scored += 1
-    if not (text.startswith("Trained on ") or text.startswith("What trained these")) or len(counts) != len(lines) \
-            or not (lines or unrec):
-        fails.append(f"compute: {text!r}")
-    elif not all(re.match(r"(cpu|ref|cuda): \S", x) for x in lines):
-        fails.append(f"compute: an engine line names no backend: {lines}")
-    elif sum(counts) + unrec_n != scored:
-        fails.append(f"compute: {sum(counts)} jobs in {text!r}, the jobs table has {scored} done or reused")
-    return len(lines)
+    n = compute_lines(doc, fails, "compute", "Trained on ", "job", scored, "jobs table's done or reused jobs")
+    sweep = doc.by_id("gan-sweep")
+    if sweep is not None:
+        status = [cells[3].get_text().strip() for cells in (list(tr.find_all("td")) for tr in sweep.find_all("tr"))
+                  if len(cells) > 3]
+        n += compute_lines(doc, fails, "gan-compute", "The sweep's runs trained on ", "run",
+                           (status.count("completed"), len(status)), "sweep table")
+    return n
 
 
 def bad_reference(url):
