@@ -11,6 +11,13 @@ if(_GIT)
     set(_desc "")
   endif()
 endif()
+# a tree without its .git (a device lease copies the working tree only): the commit its sender
+# named (tests/gpu/run.sh documents MP_GIT_DESCRIBE), marked as such; only describe's
+# characters (it lands in a C string)
+string(REGEX REPLACE "[^A-Za-z0-9._+-]" "" _named "$ENV{MP_GIT_DESCRIBE}")
+if(_desc STREQUAL "" AND NOT _named STREQUAL "")
+  set(_desc "${_named} (named by MP_GIT_DESCRIBE)")
+endif()
 if(_desc STREQUAL "")
   set(_desc "unknown")
 endif()

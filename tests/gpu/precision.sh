@@ -141,7 +141,39 @@ if drift:
 sys.exit(1 if missing or drift else 0)
 EOF
 }
-trap 'echo "precision: stopped by a signal after $SECONDS s; the runs finished by then:"; analyse; exit 1' TERM
+# One command of a run (run_bg LOG COMMAND...: its output appended to LOG), in the background
+# and waited for: a TERM (run.sh's budget) interrupts the wait at once, where a foreground child
+# would first finish (train ends its step and checkpoints on a TERM, which could outlast the
+# grace run.sh gives before its KILL).  The redirection is the command's own, not the call's:
+# the trap's tables, printed while the call waits, go to this script's output.  The exit status
+# is the command's.
+child=
+run_bg() {
+  local log=$1
+  shift
+  "$@" </dev/null >>"$log" 2>&1 &
+  child=$!
+  wait "$child"
+  local st=$?
+  child=
+  return $st
+}
+# The TERM: the tables of the runs finished so far, printed at once; the command in progress is
+# stopped too and given up to 8 s (within run.sh's grace) to end before it is killed, so that
+# nothing of it is left on the GPU for the next step.
+on_term() {
+  echo "precision: stopped by a signal after $SECONDS s; the runs finished by then:"
+  local c=$child i
+  [[ -n $c ]] && kill -TERM "$c" 2>/dev/null
+  analyse
+  for ((i = 0; i < 16; i++)); do
+    [[ -n $c ]] && kill -0 "$c" 2>/dev/null || break
+    sleep 0.5
+  done
+  [[ -n $c ]] && kill -KILL "$c" 2>/dev/null
+  exit 1
+}
+trap on_term TERM
 echo "precision check: backend $backend, precisions ${precs[*]}, splits ${seeds[*]}, $config, $ranks rank(s), store $store"
 rc=0
 for s in "${seeds[@]}"; do
@@ -149,13 +181,21 @@ for s in "${seeds[@]}"; do
     d=$work/$p-split-$s
     rm -rf "$d"
     t=$SECONDS
-    if "${launch[@]}" "$mp" train --config "$config" --store "$store" --split-seed "$s" --out "$d" \
-        --set train.backend="$backend" --set train.precision="$p" -q </dev/null >"$d.log" 2>&1 &&
-      "${launch[@]}" "$mp" eval --config "$config" --store "$store" --train-dir "$d" \
-        --set train.backend="$backend" --set train.precision="$p" -q </dev/null >>"$d.log" 2>&1; then
+    : >"$d.log"
+    run_bg "$d.log" "${launch[@]}" "$mp" train --config "$config" --store "$store" --split-seed "$s" --out "$d" \
+      --set train.backend="$backend" --set train.precision="$p" -q
+    prc=$?
+    if ((prc == 0)); then
+      run_bg "$d.log" "${launch[@]}" "$mp" eval --config "$config" --store "$store" --train-dir "$d" \
+        --set train.backend="$backend" --set train.precision="$p" -q
+      prc=$?
+    fi
+    if ((prc == 0)); then
       echo "split $s $p: trained and evaluated in $((SECONDS - t)) s"
     else
-      echo "split $s $p: FAILED; the end of its log:"
+      # the first error line on the FAILED line: run.sh makes that line the step's note
+      why=$(grep -m 1 -E 'FATAL|ERROR|error|failed' "$d.log" | cut -c1-200)
+      echo "split $s $p: FAILED (exit $prc${why:+: $why}); the end of its log:"
       tail -n 25 "$d.log" | sed 's/^/   | /'
       rc=1
     fi

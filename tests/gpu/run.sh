@@ -69,7 +69,11 @@
 #   PROFILE_TORCH=0     the profile step leaves out PyTorch's per-kernel table
 #                       (bench/gpu/torch_profile.py)
 #   BENCH_BUDGET_S      the most the bench step may take (default 240; it also leaves 60 s
-#                       of the total budget)
+#                       of the total budget, and PRECISION_RESERVE_S more where precision runs)
+#   PRECISION_RESERVE_S what the bench leaves for the precision step (default 100)
+#   MP_GIT_DESCRIBE     the commit, where the tree came without .git (a device lease copies the
+#                       working tree only): the caller's `git describe --always --dirty --tags
+#                       --abbrev=10`; the summary's header and the built version name it
 #   BENCH_WHAT          what the bench step measures: bench/gpu/run.sh's arguments
 #                       (classifier, gansteps; default both)
 #   TOTAL_BUDGET_S      wall-clock budget of the whole script (default 450); every step runs
@@ -333,9 +337,16 @@ mpiexec_bin=$(command -v mpiexec || command -v mpirun || true)
   done
 } >>"$OUT/gpu.log" 2>&1
 
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo "no git")
-changed=$(git status --porcelain 2>/dev/null | wc -l)
-header="$(date -u '+%Y-%m-%d %H:%M UTC'), host $(hostname), GPU: ${gpu_name:-none}, commit $commit ($changed changed files), python: ${py:-no torch+h5py+numpy} ${pyinfo}"
+# the commit: git's, or where the tree came without its .git (a device lease copies the working
+# tree only) MP_GIT_DESCRIBE, which the caller sets to `git describe --always --dirty --tags
+# --abbrev=10` of the tree it sends (the build's version reads it too: cmake/GitVersion.cmake)
+if commit=$(git rev-parse --short HEAD 2>/dev/null); then
+  commit="$commit ($(git status --porcelain 2>/dev/null | wc -l) changed files)"
+else
+  commit="unknown (no .git here, MP_GIT_DESCRIBE unset)"
+  [[ -n ${MP_GIT_DESCRIBE:-} ]] && commit="$MP_GIT_DESCRIBE (named by MP_GIT_DESCRIBE: no .git here)"
+fi
+header="$(date -u '+%Y-%m-%d %H:%M UTC'), host $(hostname), GPU: ${gpu_name:-none}, commit $commit, python: ${py:-no torch+h5py+numpy} ${pyinfo}"
 write_summary
 
 # ---- configure and build ---------------------------------------------------------------------
@@ -349,6 +360,7 @@ if [[ ${SKIP_BUILD:-0} == 1 ]]; then
   fi
 elif [[ -z $cmake_bin ]]; then
   record configure FAIL 0 build.log "no cmake on PATH"
+  skip build build.log "not configured"
   build_steps_ok=0
 else
   gen=()
@@ -365,6 +377,7 @@ else
   fi
   if ! step configure build.log 150 "$cmake_bin" -S . -B "$bdir" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
       -DMP_ENABLE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}"; then
+    skip build build.log "configure failed"
     build_steps_ok=0
   else
     # only what the steps run (the cuda module, which mp_nn depends on anyway, named so that its
@@ -562,7 +575,14 @@ done
 if ((!have_gpu)); then
   skip bench bench.log "$nogpu"
 else
-  budget=$(($(left) - 60))
+  # what the bench leaves: 60 s of margin, and where the precision step can run, its reserve
+  # (PRECISION_RESERVE_S, default 100: three train + eval runs, each process starting CUDA and
+  # trying its convolutions' algorithms; without it the bench took all but the margin whenever
+  # the steps before it ran long, and precision got seconds)
+  reserve=60
+  [[ -x $bdir/mammopatch && -s ${GPU_STORE:-.gpu-store/patches.h5} && " ${STEPS:-precision} " == *" precision "* ]] &&
+    reserve=$((60 + ${PRECISION_RESERVE_S:-100}))
+  budget=$(($(left) - reserve))
   ((budget > ${BENCH_BUDGET_S:-240})) && budget=${BENCH_BUDGET_S:-240}
   read -r -a bench_what <<<"${BENCH_WHAT:-}"
   if ((budget < 30)); then
