@@ -64,7 +64,9 @@ const mp_cfg_key mp_params_schema[] = {
     {"preprocess.deflate", MP_CFG_INT, "1", 0, 9, NULL,
      "deflate level of the patch store's chunks (1: ~3x faster than 4 for a few % more bytes on patches)"},
     /* [train] (SPEC §5, §6, §11) */
-    {"train.backend", MP_CFG_CHOICE, "cpu", 0, 0, "ref|cpu|cuda", "nn backend: ref (plain C oracle), cpu (oneDNN), cuda"},
+    {"train.backend", MP_CFG_CHOICE, "cpu", 0, 0, "ref|cpu|cuda|strict|strict:mpi",
+     "nn backend: ref (plain C oracle), cpu (oneDNN), cuda; strict, strict:mpi: cpu (or ref) under the cuda "
+     "backend's memory contract, enforced (a check for the tests)"},
     {"train.precision", MP_CFG_CHOICE, "fp32", 0, 0, "fp32|tf32|bf16",
      "cuda arithmetic: fp32 (no tensor cores, the precision the ref oracle holds), tf32 (TF32 tensor cores in "
      "cuDNN and cuBLAS) or bf16 (convolutions and linear layers in bf16 with fp32 accumulation, fp32 master "

@@ -278,6 +278,8 @@ static mp_backend *cuda_create(int precision, char *err, size_t errlen) {
 
 mp_backend *mp_backend_create(const char *name, char *err, size_t errlen) {
   if (!strcmp(name, "ref")) return mp_backend_ref_create();
+  if (!strcmp(name, "strict")) return mp_backend_strict_create(1, err, errlen);
+  if (!strcmp(name, "strict:mpi")) return mp_backend_strict_create(0, err, errlen);
 #if MP_HAVE_DNNL
   if (!strcmp(name, "cpu")) return mp_backend_dnnl_create(err, errlen);
 #endif
@@ -318,7 +320,9 @@ void mp_dp_init(mp_dp *dp, mp_backend *be, MPI_Comm comm) {
   int rank;
   MP_CHECK_MPI(MPI_Comm_rank(comm, &rank));
   if (rank == 0) {
-    if (ok) MP_INFO("gradients: %s allreduce over %d ranks on the device (NCCL)", be->iface->name, dp->K);
+    if (ok)
+      MP_INFO("gradients: %s allreduce over %d ranks %s", be->iface->name, dp->K,
+              strncmp(be->iface->name, "cuda", 4) == 0 ? "on the device (NCCL)" : "(the backend's own)");
     else MP_INFO("gradients: MPI allreduce in host memory over %d ranks (%s)", dp->K, err[0] ? err : "another rank cannot use NCCL");
   }
 }
@@ -351,8 +355,10 @@ cJSON *mp_backend_compute_json(mp_backend *be, const mp_dp *dp, MPI_Comm comm) {
   cJSON_AddNumberToObject(o, "ranks", K);
   if (dp)
     cJSON_AddStringToObject(o, "gradient_mean", dp->K == 1    ? "none (one rank)"
-                                                : dp->device ? "NCCL allreduce on the devices"
-                                                             : "MPI allreduce in host memory");
+                                                : !dp->device ? "MPI allreduce in host memory"
+                                                : strncmp(be->iface->name, "cuda", 4) == 0
+                                                    ? "NCCL allreduce on the devices"
+                                                    : "the backend's own allreduce (strict: MPI on its closed blocks)");
   cJSON *eng = cJSON_AddArrayToObject(o, "engines");
   char *done = mp_calloc((size_t)K, 1);
   for (int r = 0; r < K; r++) {

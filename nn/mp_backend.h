@@ -223,6 +223,13 @@ const char *mp_host_cpu_model(void);
 
 /* Backend constructors (mp_backend_create dispatches to them). */
 mp_backend *mp_backend_ref_create(void);
+/* "strict" (collective 1) and "strict:mpi" (0): a host backend's arithmetic (cpu where built,
+ * else ref; the same bits) under the cuda backend's memory contract, enforced: a host access to
+ * backend memory that an asynchronous op left pending, without a sync, faults and names the op
+ * (mp_backend_strict.c; a checking backend for the tests, not in mp_backend_list).  collective:
+ * whether comm_attach takes the communicator (as cuda with NCCL; the trainers' device path of
+ * mp_dp) or declines (gradients through MPI in host memory).  NULL with the reason in err. */
+mp_backend *mp_backend_strict_create(int collective, char *err, size_t errlen);
 #if MP_HAVE_DNNL
 mp_backend *mp_backend_dnnl_create(char *err, size_t errlen);
 #endif

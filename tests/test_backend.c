@@ -9,7 +9,11 @@
  * computes on the same buffers.  A device backend whose device is absent is skipped
  * with a message. */
 #include <math.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "mp_alloc.h"
 #include "mp_backend.h"
@@ -414,11 +418,77 @@ static void check_backend(const char *name) {
   mp_backend_free(ref);
 }
 
+/* The strict backend's guard (nn/mp_backend_strict.c), each case in a fresh process (this
+ * program run again with --strict-child N: a fork of a process whose oneDNN has started OpenMP
+ * threads can hang in them): after an op, its input may be read but not written and its output
+ * not touched until a sync; a violation dies of SIGSEGV naming the op.  what: 0 read the input
+ * (lives), 1 write the input, 2 read the output (both die), 3 read the output after a sync
+ * (lives).  Its exit status: 0, 3 no backend, 4 a wrong value, 5 a violation that lived. */
+static int strict_case(int what) {
+  char e[256];
+  mp_backend *b = mp_backend_create("strict", e, sizeof e);
+  if (!b) return 3;
+  float *x = b->iface->alloc(b, 1000 * sizeof(float)), *y = b->iface->alloc(b, 1000 * sizeof(float));
+  for (int i = 0; i < 1000; i++) x[i] = (float)i - 500.0f; /* a new block is open */
+  b->iface->act_forward(b, MP_ACT_RELU, 0, x, y, 1000);
+  volatile float v = 0;
+  if (what == 0) v = x[7];
+  if (what == 1) x[7] = 1.0f;
+  if (what == 2) v = y[7];
+  if (what == 3) mp_backend_sync(b), v = y[700];
+  return what == 0 ? (v == -493.0f ? 0 : 4) : what == 3 ? (v == 200.0f ? 0 : 4) : 5;
+}
+/* case what in a child; its stderr into err; its exit status, or minus its signal */
+static int strict_child(int what, char *err, size_t errlen) {
+  int fd[2];
+  if (pipe(fd) != 0) fail_msg("pipe");
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fd[1], 2);
+    close(fd[0]);
+    char arg[16];
+    snprintf(arg, sizeof arg, "%d", what);
+    execl("/proc/self/exe", "test_backend", "--strict-child", arg, (char *)NULL);
+    _exit(127);
+  }
+  close(fd[1]);
+  size_t n = 0;
+  ssize_t r;
+  while (n + 1 < errlen && (r = read(fd[0], err + n, errlen - 1 - n)) > 0) n += (size_t)r;
+  err[n] = 0;
+  close(fd[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st);
+}
+
+static void check_strict_guard(void) {
+  static const char *const what[4] = {"read an op's input", "write an op's input", "read an op's output",
+                                      "read an op's output after a sync"};
+  char err[4096];
+  for (int w = 0; w < 4; w++) {
+    int st = strict_child(w, err, sizeof err);
+    bool dies = w == 1 || w == 2;
+    const char *want = w == 1 ? "host code wrote backend memory that a queued op still reads"
+                              : "host code touched backend memory that a queued op writes";
+    printf("  strict %-34s %s\n", what[w], st == -SIGSEGV ? "SIGSEGV" : st == 0 ? "fine" : "other");
+    if (dies && !(st == -SIGSEGV && strstr(err, want) && strstr(err, "act_forward")))
+      fail_msg("strict: %s: status %d, stderr '%.300s' (want SIGSEGV and '%s ... act_forward')", what[w], st, err,
+               want);
+    if (!dies && st != 0) fail_msg("strict: %s: status %d, stderr '%.300s'", what[w], st, err);
+  }
+}
+
 static void test_backends(void **state) {
   (void)state;
   char list[64];
   snprintf(list, sizeof list, "%s", mp_backend_list());
   for (char *save = NULL, *n = strtok_r(list, " ", &save); n; n = strtok_r(NULL, " ", &save)) check_backend(n);
+  /* strict: the ops through its guard (this test's own host accesses included: they must keep
+   * the contract a GPU needs), and the guard itself */
+  check_backend("strict");
+  check_strict_guard();
   char err[256];
   assert_null(mp_backend_create("tpu", err, sizeof err));
   assert_non_null(strstr(err, "not in this build"));
@@ -469,7 +539,8 @@ static void test_reduced_precision(void **state) {
   }
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  if (argc == 3 && !strcmp(argv[1], "--strict-child")) return strict_case(atoi(argv[2]));
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_backends), cmocka_unit_test(test_reduced_precision)};
   return cmocka_run_group_tests_name("backend", tests, NULL, NULL);
 }
