@@ -134,6 +134,7 @@ typedef struct {
   cudaEvent_t ev_ready, ev_done;
   cudnnHandle_t dnn;
   bdesc_t devprop; /* the device's property descriptor for the graph API (NULL: the handle) */
+  bdesc_t devprop_off; /* the same, set aside when plans built from it would not run (pick_algo) */
   cublasHandle_t blas;
   cudnnTensorDescriptor_t xd, yd, bnd;
   cudnnFilterDescriptor_t wd;
@@ -617,7 +618,8 @@ static bool run_trial(ctx_t *c, int kind, int op, const mp_conv_desc *d, const p
  * and 3 times between events (its time: the mean); the legacy pick's result is the reference,
  * each other result is compared with it (NMSE in double on the device, after a bf16 result is
  * widened: fp32 1e-10; TF32 1e-5 for TF32 rounding; bf16 1e-4, a bf16 result rounding either
- * way; a reference of all zeros tells nothing, and the legacy pick stays), and a graph plan
+ * way; each plus 4 u^2 L for fp32 accumulation over the reduction length L, see `tol` below;
+ * a reference of all zeros tells nothing, and the legacy pick stays), and a graph plan
  * also runs a fifth time and must repeat its result bit for bit when determinism is asked
  * (cuDNN's notes say so; this checks it).  Returns OWN_NONE (legacy),
  * OWN_GRAPH with the plan's index in *gsel, or an own algorithm: the fastest that agrees, or
@@ -784,6 +786,21 @@ static int pick_algo(ctx_t *c, int op, const mp_conv_desc *d, const void *a, con
     l += snprintf(what + l, wl - (size_t)l, " %s", item);
   }
   if (t[use].kind == OWN_GRAPH) *gsel = t[use].g;
+  /* Plans finalized against the device-property descriptor (cuDNN >= 9.8) and executed on the
+   * handle are what cudnn-frontend does for its handle-less deserialisation; should this cuDNN
+   * refuse to run every one of a shape's plans so made, the next shapes' plans are built from
+   * the handle (the established way) instead of every shape losing its graph candidates.  The
+   * descriptor is kept (plans made with it may live in the cache) until the backend goes. */
+  bool any_graph = false, graph_ran = false;
+  for (int i = 1; i < nt; i++)
+    if (t[i].kind == OWN_GRAPH) any_graph = true, graph_ran |= t[i].ran;
+  if (any_graph && !graph_ran && c->devprop) {
+    MP_WARN("cuda: none of the %d cuDNN graph plans for the %s of conv n%d c%d %dx%d k%d %dx%d stride %d ran (plans "
+            "built from the device-property descriptor): later shapes' plans are built from the cuDNN handle",
+            ng, op_names[op], d->n, d->c, d->h, d->w, d->k, d->r, d->s, d->stride);
+    c->devprop_off = c->devprop;
+    c->devprop = NULL;
+  }
   return t[use].kind;
 }
 
@@ -1527,6 +1544,7 @@ static void cu_destroy(mp_backend *b) {
   MP_CHECK_CUDNN(cudnnDestroyFilterDescriptor(c->wd));
   MP_CHECK_CUDNN(cudnnDestroyConvolutionDescriptor(c->cd));
   bd_free(c->devprop);
+  bd_free(c->devprop_off);
   MP_CHECK_CUDNN(cudnnDestroy(c->dnn));
   MP_CHECK_CUBLAS(cublasDestroy(c->blas));
   void *dev[] = {c->ws, c->bfb[0], c->bfb[1], c->bfb[2], c->bfb[3], c->gp_norms, c->bn_tmp, c->wg_part, c->gm, c->dstage, c->dsc};
