@@ -194,6 +194,9 @@ static void *st_alloc(mp_backend *b, size_t bytes) {
   size_t pg = (size_t)sysconf(_SC_PAGESIZE), len = ((bytes ? bytes : 1) + pg - 1) / pg * pg;
   void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) mp_fatal_at(MP_EXIT_ALLOC, __FILE__, __LINE__, "strict backend: mmap of %zu bytes failed", len);
+  /* what a block holds before anything writes it is undefined (cudaMallocManaged promises
+   * nothing either): all bits set, a NaN in every float, so that a read of it shows */
+  memset(p, 0xff, bytes);
   int i = 0;
   while (i < nblk && blocks[i].p) i++;
   MP_CHECK(i < MAXBLK, "strict backend: more than %d blocks", MAXBLK);

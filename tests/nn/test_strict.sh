@@ -41,7 +41,8 @@ same() { # same A B: train.json / eval.json equal but for timings, provenance an
   /usr/bin/python3 - "$1" "$2" <<'PY'
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
-skip = {"provenance", "compute", "seconds", "train_seconds", "patches_per_second", "timing", "config", "train_dir"}
+skip = {"provenance", "compute", "seconds", "train_seconds", "patches_per_second", "timing", "config", "train_dir",
+        "step_seconds", "fid_seconds", "epoch_seconds", "wall_seconds"}
 def diff(x, y, p=""):
     if isinstance(x, dict) and isinstance(y, dict):
         for k in sorted(set(x) | set(y)):
@@ -97,6 +98,9 @@ run2 gan train "${g[@]}" --loss rahinge --sn-ttur --out "$tmp/g-rah" --set train
   && ok "gan train rahinge SN/TTUR, 2 ranks, strict:mpi" || bad "gan rahinge strict:mpi: $(why "$tmp/g-rah.log")"
 "$mp" gan train "${g[@]}" --loss wgan-gp --out "$tmp/g-1" --set train.backend=strict > "$tmp/g-1.log" 2>&1 \
   && ok "gan train wgan-gp, 1 rank, strict" || bad "gan wgan-gp 1 rank strict: $(why "$tmp/g-1.log")"
+"$mp" gan train "${g[@]}" --loss wgan-gp --out "$tmp/g-1c" --set train.backend=cpu > /dev/null 2>&1 || bad "gan cpu"
+out=$(same "$tmp/g-1/gan.json" "$tmp/g-1c/gan.json") && ok "gan.json (losses, FIDs), strict = cpu: $out" \
+  || bad "gan.json strict vs cpu: $out"
 run2 gan sample --generator "$tmp/g-wgp" --n 20 --out "$tmp/syn.h5" --montage-store "$S" -q \
   --set train.backend=strict > "$tmp/sample.log" 2>&1 && ok "gan sample, 2 ranks, strict" \
   || bad "gan sample strict: $(why "$tmp/sample.log")"
@@ -107,6 +111,19 @@ for d in cosine l2; do
     --set train.backend=strict > "$tmp/s-$d.log" 2>&1 && ok "smote features $d, 2 ranks, strict" \
     || bad "smote $d strict: $(why "$tmp/s-$d.log")"
 done
+# the vectors against cpu's (its kNN on the host): the same neighbours, so the same vectors
+run2 smote features --store "$S" --split-seed 1 --baseline "$tmp/t-cpu" --dist cosine --out "$tmp/s-cpu.h5" -q \
+  --set train.backend=cpu > /dev/null 2>&1 || bad "smote cpu"
+out=$(/usr/bin/python3 - "$tmp/s-cosine.h5" "$tmp/s-cpu.h5" <<'PY'
+import sys, h5py, numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
+names = []
+a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+bad = [n for n in names if n not in b or not np.array_equal(a[n][()], b[n][()], equal_nan=True)]
+print(f"{len(names)} datasets, {len(bad)} differ" + (f": {bad[:4]}" if bad else ""))
+sys.exit(1 if bad or not names else 0)
+PY
+) && ok "smote vectors, strict = cpu: $out" || bad "smote vectors strict vs cpu: $out"
 run2 train --store "$S" --split-seed 1 -q --set train.batch=8 --set train.max_steps=4 --variant smote-cosine \
   --smote "$tmp/s-cosine.h5" --block1 "$tmp/t-cpu" --out "$tmp/t-smote" --set train.backend=strict > "$tmp/t-smote.log" 2>&1 \
   && ok "train smote-cosine, 2 ranks, strict" || bad "train smote strict: $(why "$tmp/t-smote.log")"
