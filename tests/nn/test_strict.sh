@@ -9,7 +9,8 @@
 # machine with one GPU runs) and with MPI in host memory (`strict:mpi`); eval; gan train with
 # WGAN-GP (the gradient penalty, the interpolates, the device-side real batches) and with
 # RaHinge + spectral norm + TTUR; smote features (the kNN's score blocks on the device path,
-# gemm_nt) and a smote classifier; predict.
+# gemm_nt) and a smote classifier; predict; an experiment on 4 ranks in 2 rank groups (the
+# collective over each group's communicator).
 # Usage: test_strict.sh MAMMOPATCH MPIEXEC
 set -uo pipefail
 mp=$1 mpiexec=$2
@@ -134,5 +135,20 @@ mapfile -t views < <(tail -n +2 "$tmp/c/truth_lesions.csv" | cut -d, -f1 | grep 
   sort -u | head -n 2 | sed "s|^|$tmp/c/|")
 run2 predict --model "$tmp/t-strict" --out "$tmp/pr" "${views[@]}" -q --set train.backend=strict > "$tmp/pr.log" 2>&1 \
   && ok "predict ${#views[@]} views, 2 ranks, strict" || bad "predict strict: $(why "$tmp/pr.log")"
+
+# 7. an experiment on 4 ranks in 2 rank groups: each job's collective over its group's communicator
+"$mpiexec" -n 4 --oversubscribe "$mp" experiment --store "$S" --out "$tmp/x" -q --set experiment.repeats=2 \
+  --set experiment.groups=2 --set train.batch=8 --set train.epochs=1 --set train.checkpoint_every=0 \
+  --set train.backend=strict > "$tmp/x.log" 2>&1 || bad "experiment strict: $(why "$tmp/x.log")"
+out=$(/usr/bin/python3 -c '
+import json, sys
+res = json.load(open(sys.argv[1]))["results"]
+assert len(res) == 2 and {r["rank_group"] for r in res} == {0, 1}, res
+for r in res:
+    c = r["compute"]
+    assert r["status"] == "done" and c["ranks"] == 2 and c["gradient_mean"].startswith("the backend"), r
+gm = res[0]["compute"]["gradient_mean"]
+print(f"{len(res)} jobs on 2 groups of 2 ranks, gradients: {gm}")' \
+  "$tmp/x/experiment.json" 2>&1) && ok "experiment, 4 ranks in 2 groups, strict: $out" || bad "experiment strict: $out"
 
 finish
