@@ -307,6 +307,13 @@ void mp_backend_free(mp_backend *b) {
   if (b) b->iface->destroy(b);
 }
 
+/* How a backend's own collective averages gradients (the run's record and mp_dp's log say the
+ * same): NCCL on cuda, MPI on its closed blocks on strict. */
+static const char *own_reduce(const mp_backend *be) {
+  return strncmp(be->iface->name, "cuda", 4) == 0 ? "NCCL allreduce on the devices"
+                                                   : "the backend's own allreduce (strict: MPI on its closed blocks)";
+}
+
 void mp_dp_init(mp_dp *dp, mp_backend *be, MPI_Comm comm) {
   dp->be = be;
   dp->comm = comm;
@@ -320,9 +327,7 @@ void mp_dp_init(mp_dp *dp, mp_backend *be, MPI_Comm comm) {
   int rank;
   MP_CHECK_MPI(MPI_Comm_rank(comm, &rank));
   if (rank == 0) {
-    if (ok)
-      MP_INFO("gradients: %s allreduce over %d ranks %s", be->iface->name, dp->K,
-              strncmp(be->iface->name, "cuda", 4) == 0 ? "on the device (NCCL)" : "(the backend's own)");
+    if (ok) MP_INFO("gradients: %s over %d ranks (%s backend)", own_reduce(be), dp->K, be->iface->name);
     else MP_INFO("gradients: MPI allreduce in host memory over %d ranks (%s)", dp->K, err[0] ? err : "another rank cannot use NCCL");
   }
 }
@@ -355,10 +360,8 @@ cJSON *mp_backend_compute_json(mp_backend *be, const mp_dp *dp, MPI_Comm comm) {
   cJSON_AddNumberToObject(o, "ranks", K);
   if (dp)
     cJSON_AddStringToObject(o, "gradient_mean", dp->K == 1    ? "none (one rank)"
-                                                : !dp->device ? "MPI allreduce in host memory"
-                                                : strncmp(be->iface->name, "cuda", 4) == 0
-                                                    ? "NCCL allreduce on the devices"
-                                                    : "the backend's own allreduce (strict: MPI on its closed blocks)");
+                                                : dp->device ? own_reduce(be)
+                                                             : "MPI allreduce in host memory");
   cJSON *eng = cJSON_AddArrayToObject(o, "engines");
   char *done = mp_calloc((size_t)K, 1);
   for (int r = 0; r < K; r++) {

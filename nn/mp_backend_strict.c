@@ -59,7 +59,7 @@ typedef struct {
 } blk;
 
 typedef struct {
-  mp_backend *ref; /* the arithmetic: the host backend (cpu or ref) */
+  mp_backend *host; /* the arithmetic: the host backend (cpu or ref) */
   int collective;  /* 1: comm_attach takes the communicator (strict), 0: declines (strict:mpi) */
   MPI_Comm comm;
   int attached;
@@ -185,8 +185,8 @@ static void wait_all(const void *on) {
   was was_[MAXOPS];                                                                           \
   const int nops_ = open_ops(in_, (int)(sizeof in_ / sizeof *in_), out_, (int)(sizeof out_ / sizeof *out_), was_)
 #define PEND(name) pend_ops(b, was_, nops_, name)
-#define REF(b) (S(b)->ref)
-#define RI(b) (S(b)->ref->iface)
+#define HOST(b) (S(b)->host)
+#define HI(b) (S(b)->host->iface)
 
 /* ---- memory ---------------------------------------------------------------------------------- */
 static void *st_alloc(mp_backend *b, size_t bytes) {
@@ -218,31 +218,31 @@ static void st_release(mp_backend *b, void *p) {
 }
 static void st_upload(mp_backend *b, void *dst, const void *host, size_t bytes) {
   wait_all(b); /* cuda: a copy on the stream, waited for (the host buffer may be reused at once) */
-  RI(b)->upload(REF(b), dst, host, bytes);
+  HI(b)->upload(HOST(b), dst, host, bytes);
 }
 static void st_download(mp_backend *b, void *host, const void *src, size_t bytes) {
   wait_all(b);
-  RI(b)->download(REF(b), host, src, bytes);
+  HI(b)->download(HOST(b), host, src, bytes);
 }
 static void st_sync(mp_backend *b) { wait_all(b); }
 static void st_copy(mp_backend *b, float *dst, const float *src, size_t n) {
   OPS((src), (dst));
-  RI(b)->copy(REF(b), dst, src, n);
+  HI(b)->copy(HOST(b), dst, src, n);
   PEND("copy");
 }
 static void st_zero(mp_backend *b, void *dst, size_t bytes) {
   OPS((NULL), (dst));
-  RI(b)->zero(REF(b), dst, bytes);
+  HI(b)->zero(HOST(b), dst, bytes);
   PEND("zero");
 }
 static void st_axpy(mp_backend *b, float a, const float *x, float *y, size_t n) {
   OPS((x), (y));
-  RI(b)->axpy(REF(b), a, x, y, n);
+  HI(b)->axpy(HOST(b), a, x, y, n);
   PEND("axpy");
 }
 static void st_scale(mp_backend *b, float a, float *x, size_t n) {
   OPS((NULL), (x));
-  RI(b)->scale(REF(b), a, x, n);
+  HI(b)->scale(HOST(b), a, x, n);
   PEND("scale");
 }
 
@@ -250,42 +250,42 @@ static void st_scale(mp_backend *b, float a, float *x, size_t n) {
 static void st_conv_fwd(mp_backend *b, const mp_conv_desc *d, const float *x, const float *w, const float *bias,
                         float *y) {
   OPS((x, w, bias), (y));
-  RI(b)->conv2d_forward(REF(b), d, x, w, bias, y);
+  HI(b)->conv2d_forward(HOST(b), d, x, w, bias, y);
   PEND("conv2d_forward");
 }
 static void st_conv_bwd_data(mp_backend *b, const mp_conv_desc *d, const float *dy, const float *w, float *dx) {
   OPS((dy, w), (dx));
-  RI(b)->conv2d_backward_data(REF(b), d, dy, w, dx);
+  HI(b)->conv2d_backward_data(HOST(b), d, dy, w, dx);
   PEND("conv2d_backward_data");
 }
 static void st_conv_bwd_weights(mp_backend *b, const mp_conv_desc *d, const float *x, const float *dy, float *dw,
                                 float *db) {
   OPS((x, dy), (dw, db));
-  RI(b)->conv2d_backward_weights(REF(b), d, x, dy, dw, db);
+  HI(b)->conv2d_backward_weights(HOST(b), d, x, dy, dw, db);
   PEND("conv2d_backward_weights");
 }
 static void st_conv_bwd(mp_backend *b, const mp_conv_desc *d, const float *x, const float *dy, const float *w,
                         float *dx, float *dw, float *db) {
   OPS((x, dy, w), (dx, dw, db));
-  RI(b)->conv2d_backward(REF(b), d, x, dy, w, dx, dw, db);
+  HI(b)->conv2d_backward(HOST(b), d, x, dy, w, dx, dw, db);
   PEND("conv2d_backward");
 }
 static void st_bn_train(mp_backend *b, const mp_bn_desc *d, const float *x, const float *gamma, const float *beta,
                         float *y, float *save_mean, float *save_invstd, float *run_mean, float *run_var) {
   OPS((x, gamma, beta), (y, save_mean, save_invstd, run_mean, run_var));
-  RI(b)->bn_forward_train(REF(b), d, x, gamma, beta, y, save_mean, save_invstd, run_mean, run_var);
+  HI(b)->bn_forward_train(HOST(b), d, x, gamma, beta, y, save_mean, save_invstd, run_mean, run_var);
   PEND("bn_forward_train");
 }
 static void st_bn_eval(mp_backend *b, const mp_bn_desc *d, const float *x, const float *gamma, const float *beta,
                        const float *run_mean, const float *run_var, float *y) {
   OPS((x, gamma, beta, run_mean, run_var), (y));
-  RI(b)->bn_forward_eval(REF(b), d, x, gamma, beta, run_mean, run_var, y);
+  HI(b)->bn_forward_eval(HOST(b), d, x, gamma, beta, run_mean, run_var, y);
   PEND("bn_forward_eval");
 }
 static void st_bn_bwd(mp_backend *b, const mp_bn_desc *d, const float *x, const float *dy, const float *gamma,
                       const float *save_mean, const float *save_invstd, float *dx, float *dgamma, float *dbeta) {
   OPS((x, dy, gamma, save_mean, save_invstd), (dx, dgamma, dbeta));
-  RI(b)->bn_backward(REF(b), d, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+  HI(b)->bn_backward(HOST(b), d, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
   PEND("bn_backward");
 }
 /* the fused pair as the cuda backend has it: ref's batch norm, then ReLU in place (the bits of
@@ -294,12 +294,12 @@ static void st_bn_relu_train(mp_backend *b, const mp_bn_desc *d, const float *x,
                              const float *beta, float *y, float *save_mean, float *save_invstd, float *run_mean,
                              float *run_var) {
   OPS((x, gamma, beta), (y, save_mean, save_invstd, run_mean, run_var));
-  if (RI(b)->bn_relu_forward_train) {
-    RI(b)->bn_relu_forward_train(REF(b), d, x, gamma, beta, y, save_mean, save_invstd, run_mean, run_var);
+  if (HI(b)->bn_relu_forward_train) {
+    HI(b)->bn_relu_forward_train(HOST(b), d, x, gamma, beta, y, save_mean, save_invstd, run_mean, run_var);
     PEND("bn_relu_forward_train");
     return;
   }
-  RI(b)->bn_forward_train(REF(b), d, x, gamma, beta, y, save_mean, save_invstd, run_mean, run_var);
+  HI(b)->bn_forward_train(HOST(b), d, x, gamma, beta, y, save_mean, save_invstd, run_mean, run_var);
   size_t n = (size_t)d->n * d->c * d->hw;
   for (size_t i = 0; i < n; i++) y[i] = y[i] > 0 ? y[i] : 0.0f;
   PEND("bn_relu_forward_train");
@@ -309,88 +309,88 @@ static void st_bn_relu_bwd(mp_backend *b, const mp_bn_desc *d, const float *x, c
                            const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
                            float *dgamma, float *dbeta) {
   OPS((x, y, dy, gamma, save_mean, save_invstd), (dx, dgamma, dbeta));
-  if (RI(b)->bn_relu_backward) {
-    RI(b)->bn_relu_backward(REF(b), d, x, y, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+  if (HI(b)->bn_relu_backward) {
+    HI(b)->bn_relu_backward(HOST(b), d, x, y, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
     PEND("bn_relu_backward");
     return;
   }
   size_t n = (size_t)d->n * d->c * d->hw;
   float *g = mp_malloc((n ? n : 1) * sizeof *g);
   for (size_t i = 0; i < n; i++) g[i] = y[i] > 0 ? dy[i] : 0.0f;
-  RI(b)->bn_backward(REF(b), d, x, g, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+  HI(b)->bn_backward(HOST(b), d, x, g, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
   mp_free(g);
   PEND("bn_relu_backward");
 }
 static void st_act_fwd(mp_backend *b, int kind, float slope, const float *x, float *y, size_t n) {
   OPS((x), (y));
-  RI(b)->act_forward(REF(b), kind, slope, x, y, n);
+  HI(b)->act_forward(HOST(b), kind, slope, x, y, n);
   PEND("act_forward");
 }
 static void st_act_bwd(mp_backend *b, int kind, float slope, const float *x, const float *y, const float *dy, float *dx,
                        size_t n) {
   OPS((x, y, dy), (dx));
-  RI(b)->act_backward(REF(b), kind, slope, x, y, dy, dx, n);
+  HI(b)->act_backward(HOST(b), kind, slope, x, y, dy, dx, n);
   PEND("act_backward");
 }
 static void st_pool_fwd(mp_backend *b, const float *x, float *y, unsigned char *am, int n, int c, int h, int w) {
   OPS((x), (y, am));
-  RI(b)->maxpool2_forward(REF(b), x, y, am, n, c, h, w);
+  HI(b)->maxpool2_forward(HOST(b), x, y, am, n, c, h, w);
   PEND("maxpool2_forward");
 }
 static void st_pool_bwd(mp_backend *b, const float *dy, const unsigned char *am, float *dx, int n, int c, int h,
                         int w) {
   OPS((dy, am), (dx));
-  RI(b)->maxpool2_backward(REF(b), dy, am, dx, n, c, h, w);
+  HI(b)->maxpool2_backward(HOST(b), dy, am, dx, n, c, h, w);
   PEND("maxpool2_backward");
 }
 static void st_lin_fwd(mp_backend *b, const float *x, const float *w, const float *bias, float *y, int n, int in,
                        int out) {
   OPS((x, w, bias), (y));
-  RI(b)->linear_forward(REF(b), x, w, bias, y, n, in, out);
+  HI(b)->linear_forward(HOST(b), x, w, bias, y, n, in, out);
   PEND("linear_forward");
 }
 static void st_lin_bwd(mp_backend *b, const float *x, const float *w, const float *dy, float *dx, float *dw, float *db,
                        int n, int in, int out) {
   OPS((x, w, dy), (dx, dw, db));
-  RI(b)->linear_backward(REF(b), x, w, dy, dx, dw, db, n, in, out);
+  HI(b)->linear_backward(HOST(b), x, w, dy, dx, dw, db, n, in, out);
   PEND("linear_backward");
 }
 static void st_drop_fwd(mp_backend *b, const float *x, float *y, unsigned char *mask, size_t n, float p, uint64_t seed,
                         uint64_t index, uint64_t e0) {
   OPS((x), (y, mask));
-  RI(b)->dropout_forward(REF(b), x, y, mask, n, p, seed, index, e0);
+  HI(b)->dropout_forward(HOST(b), x, y, mask, n, p, seed, index, e0);
   PEND("dropout_forward");
 }
 static void st_drop_bwd(mp_backend *b, const float *dy, const unsigned char *mask, float *dx, size_t n, float p) {
   OPS((dy, mask), (dx));
-  RI(b)->dropout_backward(REF(b), dy, mask, dx, n, p);
+  HI(b)->dropout_backward(HOST(b), dy, mask, dx, n, p);
   PEND("dropout_backward");
 }
 static void st_adam(mp_backend *b, float *param, const float *grad, float *m, float *v, size_t n, float lr, float b1,
                     float b2, float eps, long step) {
   OPS((grad), (param, m, v));
-  RI(b)->adam_step(REF(b), param, grad, m, v, n, lr, b1, b2, eps, step);
+  HI(b)->adam_step(HOST(b), param, grad, m, v, n, lr, b1, b2, eps, step);
   PEND("adam_step");
 }
 /* cuda: kernels, then a wait for sigma (every block open afterwards) */
 static double st_sn_fwd(mp_backend *b, const float *w, int rows, int cols, float *u, float *v, float *w_sn, int train) {
   wait_all(b);
-  return RI(b)->sn_forward(REF(b), w, rows, cols, u, v, w_sn, train);
+  return HI(b)->sn_forward(HOST(b), w, rows, cols, u, v, w_sn, train);
 }
 static void st_sn_bwd(mp_backend *b, const float *w, const float *dw_sn, int rows, int cols, const float *u,
                       const float *v, double sigma, float *dw) {
   OPS((w, dw_sn, u, v), (dw));
-  RI(b)->sn_backward(REF(b), w, dw_sn, rows, cols, u, v, sigma, dw);
+  HI(b)->sn_backward(HOST(b), w, dw_sn, rows, cols, u, v, sigma, dw);
   PEND("sn_backward");
 }
 /* cuda: kernels, then a wait for the norms (host memory) */
 static double st_penalty(mp_backend *b, const float *g, int n, size_t m, float lambda, float *v, double *norms) {
   wait_all(b);
-  return RI(b)->penalty_grad(REF(b), g, n, m, lambda, v, norms);
+  return HI(b)->penalty_grad(HOST(b), g, n, m, lambda, v, norms);
 }
 static void st_mix_rows(mp_backend *b, const float *a, const float *bb, const float *e, int n, size_t m, float *out) {
   OPS((a, bb), (out)); /* e: host memory, read at the call (cuda: in the launch parameters) */
-  RI(b)->mix_rows(REF(b), a, bb, e, n, m, out);
+  HI(b)->mix_rows(HOST(b), a, bb, e, n, m, out);
   PEND("mix_rows");
 }
 /* C = A B^T (row-major), double accumulation rounded once */
@@ -410,7 +410,7 @@ static void st_patches(mp_backend *b, const uint8_t *const *src, const uint32_t 
                        float *dst) {
   wait_all(b);
   OPS((NULL), (dst));
-  RI(b)->patches_to_input(REF(b), src, bits, n, P, rot90, dst);
+  HI(b)->patches_to_input(HOST(b), src, bits, n, P, rot90, dst);
   PEND("patches_to_input");
 }
 
@@ -436,11 +436,11 @@ static void st_allreduce(mp_backend *b, float *buf, size_t n) {
 }
 
 static const char *st_describe(mp_backend *b, const char *op, const mp_conv_desc *d) {
-  if (op) return RI(b)->describe(REF(b), op, d);
+  if (op) return HI(b)->describe(HOST(b), op, d);
   static char whole[640];
   snprintf(whole, sizeof whole, "%s: backend memory closed to host code from an asynchronous op to the next wait (the "
                                 "cuda backend's contract, checked) over %s",
-           S(b)->collective ? "strict" : "strict:mpi", RI(b)->describe(REF(b), NULL, NULL));
+           S(b)->collective ? "strict" : "strict:mpi", HI(b)->describe(HOST(b), NULL, NULL));
   return whole;
 }
 static size_t st_peak(mp_backend *b) { return S(b)->peak; }
@@ -448,7 +448,7 @@ static size_t st_peak(mp_backend *b) { return S(b)->peak; }
 static void st_destroy(mp_backend *b) {
   sctx *s = S(b);
   wait_all(b);
-  mp_backend_free(s->ref);
+  mp_backend_free(s->host);
   mp_free(s);
   mp_free(b);
 }
@@ -509,7 +509,7 @@ mp_backend *mp_backend_strict_create(int collective, char *err, size_t errlen) {
     installed = 1;
   }
   sctx *s = mp_calloc(1, sizeof *s);
-  s->ref = host;
+  s->host = host;
   s->collective = collective;
   mp_backend *b = mp_calloc(1, sizeof *b);
   b->iface = &strict_iface;
