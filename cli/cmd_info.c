@@ -5,6 +5,7 @@
  * document. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mp_build_config.h"
@@ -60,6 +61,10 @@ static cJSON *mp_info_rank(const mp_session *s) {
     mp_gpu_describe(i, d, sizeof d);
     cJSON_AddItemToArray(gpus, cJSON_CreateString(d));
   }
+  /* the one the cuda backend uses here (index into gpus), and what the launcher made visible */
+  if (n > 0) cJSON_AddNumberToObject(r, "gpu_used", mp_gpu_pick(n));
+  const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
+  if (cvd) cJSON_AddStringToObject(r, "cuda_visible_devices", cvd);
 #else
   (void)gpus;
 #endif
@@ -130,6 +135,9 @@ static void mp_info_print(const cJSON *doc, int size, int nodes) {
            (int)cJSON_GetNumberValue(cJSON_GetObjectItem(r, "local_size")), cJSON_GetArraySize(g));
     const cJSON *gi;
     cJSON_ArrayForEach(gi, g) printf(" [%s]", cJSON_GetStringValue(gi));
+    const cJSON *used = cJSON_GetObjectItem(r, "gpu_used"), *cvd = cJSON_GetObjectItem(r, "cuda_visible_devices");
+    if (used) printf(", uses GPU %d", (int)cJSON_GetNumberValue(used));
+    if (cvd) printf(" (CUDA_VISIBLE_DEVICES=%s)", cJSON_GetStringValue(cvd));
     printf("\n");
     const cJSON *er = cJSON_GetObjectItem(r, "engines");
     if (!cJSON_Compare(er, e0, 1)) cJSON_ArrayForEach(gi, er) printf("              engine: %s\n", cJSON_GetStringValue(gi));

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "mp_alloc.h"
+#include "mp_backend.h"
 #include "mp_check.h"
 #include "mp_evaluate.h"
 #include "mp_file.h"
@@ -787,6 +788,7 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
   /* the groups: contiguous ranks (a node's ranks stay together) */
   mp_group grp;
   mp_group_split(comm, G, &grp);
+  mp_backend_gpu_plan(cfg, comm, grp.group);
   const int g = grp.group, grank = grp.rank;
   MPI_Comm gc = grp.comm;
   mp_train_catch_stop_signals();

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "mp_alloc.h"
+#include "mp_backend.h"
 #include "mp_check.h"
 #include "mp_file.h"
 #include "mp_gan_train.h"
@@ -335,6 +336,7 @@ int mp_gan_sweep_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_sweep_arg
           G, G == 1 ? "" : "s", K / G, reused);
   mp_group grp;
   mp_group_split(comm, G, &grp);
+  mp_backend_gpu_plan(cfg, comm, grp.group);
   mp_train_catch_stop_signals();
   for (int i = grp.group; i < n; i += G) {
     int sig = mp_train_stop_signal();

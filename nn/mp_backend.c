@@ -382,6 +382,46 @@ cJSON *mp_backend_compute_json(mp_backend *be, const mp_dp *dp, MPI_Comm comm) {
   return o;
 }
 
+void mp_backend_gpu_plan(const mp_config *cfg, MPI_Comm comm, int group) {
+#if MP_HAVE_CUDA
+  if (strcmp(mp_config_str(cfg, "train.backend"), "cuda")) return;
+  int K, rank;
+  MP_CHECK_MPI(MPI_Comm_size(comm, &K));
+  MP_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  struct {
+    mp_gpu_key key;
+    int group;
+  } me, *all = NULL;
+  memset(&me, 0, sizeof me);
+  const int ndev = mp_gpu_count();
+  if (ndev > 0) mp_gpu_key_of(mp_gpu_pick(ndev), &me.key);
+  me.group = group;
+  if (rank == 0) all = mp_malloc((size_t)K * sizeof me);
+  MP_CHECK_MPI(MPI_Gather(&me, (int)sizeof me, MPI_BYTE, all, (int)sizeof me, MPI_BYTE, 0, comm));
+  if (rank != 0) return;
+  mp_gpu_key *key = mp_malloc((size_t)K * sizeof *key);
+  int *grp = mp_malloc((size_t)K * sizeof *grp);
+  for (int i = 0; i < K; i++) key[i] = all[i].key, grp[i] = all[i].group;
+  int gpus, shared, none;
+  const int within = mp_gpu_sharing(key, grp, K, &gpus, &shared, &none);
+  if (none)
+    MP_WARN("GPUs: %d of %d rank%s see no GPU (CUDA_VISIBLE_DEVICES or the launcher's GPU binding): the cuda backend "
+            "cannot run there", none, K, K == 1 ? "" : "s");
+  if (shared)
+    MP_WARN("GPUs: %d rank%s on %d GPU%s: %d of them use a GPU that another rank uses too, and take turns on it (one "
+            "rank per GPU runs fastest)%s", K - none, K - none == 1 ? "" : "s", gpus, gpus == 1 ? "" : "s", shared,
+            within ? "; ranks of one rank group share a GPU, so that group reduces its gradients with MPI in host "
+                     "memory (NCCL needs one GPU per rank)" : "");
+  else if (gpus)
+    MP_INFO("GPUs: %d rank%s on %d GPU%s, one each", K - none, K - none == 1 ? "" : "s", gpus, gpus == 1 ? "" : "s");
+  mp_free(grp);
+  mp_free(key);
+  mp_free(all);
+#else
+  (void)cfg, (void)comm, (void)group;
+#endif
+}
+
 int mp_backend_device_absent(const char *name) {
 #if MP_HAVE_CUDA_BACKEND
   if (!strncmp(name, "cuda", 4)) return mp_gpu_count() == 0;

@@ -151,6 +151,13 @@ mp_backend *mp_backend_create_cfg(const mp_config *cfg, char *err, size_t errlen
  * "cuda:<train.precision>", others unchanged (into out, len bytes). */
 void mp_backend_name_cfg(const mp_config *cfg, const char *name, char *out, size_t len);
 void mp_backend_free(mp_backend *b);
+/* Where train.backend is cuda: the GPU every rank of comm uses (mp_gpu_pick: its node-local
+ * rank mod the GPUs it sees, which is its own GPU where the launcher binds one per rank),
+ * gathered at rank 0, which says how K ranks sit on the GPUs: one each, or how many share
+ * one (they take turns on it; two ranks of one rank group on one GPU also reduce their
+ * gradients through MPI), and ranks that see none.  group: this rank's rank group (a sweep's,
+ * an experiment's).  Collective over comm; nothing on other backends. */
+void mp_backend_gpu_plan(const mp_config *cfg, MPI_Comm comm, int group);
 /* Names of the backends this build has, e.g. "ref cpu cuda". */
 const char *mp_backend_list(void);
 /* 1 when `name` is a device backend of this build whose device this process cannot see

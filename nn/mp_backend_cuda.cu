@@ -1402,35 +1402,13 @@ static int cu_comm_attach(mp_backend *b, const void *mpi_comm, char *err, size_t
     MP_CHECK_NCCL(ncclCommDestroy(c->nccl));
     c->has_nccl = 0;
   }
-  /* NCCL needs one GPU per rank: refuse (every rank alike) when two ranks share one.  Two ranks
-   * share a GPU when their devices have the same UUID (unique across nodes, unlike host names,
-   * which containers on two nodes may repeat), or the same PCI device on the same host: MIG
-   * slices of one GPU have UUIDs of their own but one PCI address, and NCCL refuses them as
-   * duplicate GPUs.  The host is the kernel's boot id (unique per machine and boot, the same in
-   * every container on it), else the host name. */
-  struct gpu_key {
-    unsigned char uuid[sizeof(((cudaDeviceProp *)0)->uuid.bytes)];
-    char host[64];
-    int pci[3];
-  } key;
-  memset(&key, 0, sizeof key);
-  cudaDeviceProp prop;
-  MP_CHECK_CUDA(cudaGetDeviceProperties(&prop, c->dev));
-  memcpy(key.uuid, prop.uuid.bytes, sizeof key.uuid);
-  key.pci[0] = prop.pciDomainID, key.pci[1] = prop.pciBusID, key.pci[2] = prop.pciDeviceID;
-  FILE *bf = fopen("/proc/sys/kernel/random/boot_id", "r");
-  if (!bf || !fgets(key.host, sizeof key.host, bf) || !key.host[0]) {
-    memset(key.host, 0, sizeof key.host);
-    if (gethostname(key.host, sizeof key.host - 1) != 0) key.host[0] = 0;
-  }
-  if (bf) fclose(bf);
-  gpu_key *all = (gpu_key *)mp_malloc((size_t)K * sizeof key);
+  /* NCCL needs one GPU per rank: refuse (every rank alike) when two ranks share one (the same
+   * device, or MIG slices of one: mp_gpu_key) */
+  mp_gpu_key key, *all = (mp_gpu_key *)mp_malloc((size_t)K * sizeof key);
+  mp_gpu_key_of(c->dev, &key);
   MP_CHECK_MPI(MPI_Allgather(&key, (int)sizeof key, MPI_BYTE, all, (int)sizeof key, MPI_BYTE, comm));
-  int shared = 0;
-  for (int i = 0; i < K && !shared; i++)
-    for (int j = i + 1; j < K && !shared; j++)
-      shared = !memcmp(all[i].uuid, all[j].uuid, sizeof key.uuid) ||
-               (!strcmp(all[i].host, all[j].host) && !memcmp(all[i].pci, all[j].pci, sizeof key.pci));
+  int gpus, nshared, none;
+  const int shared = mp_gpu_sharing(all, NULL, K, &gpus, &nshared, &none);
   mp_free(all);
   if (shared) {
     snprintf(err, errlen, "ranks share a GPU (the same device, or MIG slices of one; NCCL needs one GPU per rank): "
@@ -1564,18 +1542,6 @@ static void cu_destroy(mp_backend *b) {
 
 static mp_backend_i cuda_iface;
 
-/* The node-local rank, which picks the device: recorded by mp_mpi_init (no collective
- * here: rank groups create backends at different times), else the launcher's variable,
- * else 0. */
-static int local_rank(void) {
-  int r = mp_gpu_local_rank();
-  if (r >= 0) return r;
-  const char *e = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-  if (!e) e = getenv("SLURM_LOCALID");
-  if (!e) e = getenv("MPI_LOCALRANKID");
-  return e ? atoi(e) : 0;
-}
-
 extern "C" mp_backend *mp_backend_cuda_create(int precision, char *err, size_t errlen) {
   int ndev = mp_gpu_count();
   if (ndev <= 0) {
@@ -1626,16 +1592,9 @@ extern "C" mp_backend *mp_backend_cuda_create(int precision, char *err, size_t e
     mp_backend_fill_ref_ops(&cuda_iface);
   }
   ctx_t *c = (ctx_t *)mp_calloc(1, sizeof *c);
-  c->dev = local_rank() % ndev;
-  /* more ranks on the node than GPUs: within a rank group NCCL refuses and mp_dp says so, but
-   * rank groups of a sweep or an experiment share devices silently; said once, by the node's
-   * first rank (under MPI, not for a standalone process) */
-  static int told;
-  if (!told && mp_gpu_local_size() > ndev && local_rank() == 0) {
-    told = 1;
-    MP_WARN("%d ranks on this node share its %d visible GPU%s (rank r uses device r mod %d): ranks on one device take "
-            "turns on it; one rank per GPU runs fastest", mp_gpu_local_size(), ndev, ndev > 1 ? "s" : "", ndev);
-  }
+  /* one GPU per node-local rank; whether ranks share GPUs is said by mp_dp (within a rank group:
+   * NCCL refuses) and by mp_backend_gpu_plan (across a sweep's or an experiment's groups) */
+  c->dev = mp_gpu_pick(ndev);
   c->tf32 = precision >= 1;
   c->bf16 = precision == 2;
   const int tf32 = c->tf32;
