@@ -3,7 +3,8 @@
 # environment checks (inside Slurm, MP_BIN and MP_CONFIG set by jobs/submit.sh), mpiexec of
 # `mammopatch pipeline --stage STAGES` over the job's tasks, USR1/TERM forwarded once to
 # mpiexec as USR1 (every rank checkpoints and exits 75), and on 75 `scontrol requeue` so the
-# job resumes from its checkpoints.  This file is executed in place (sbatch copies only the
+# job resumes from its checkpoints; a GPU job on several nodes runs mpiexec so that every
+# rank can reach a GPU of its own (jobs/mp-gpu-env.sh).  This file is executed in place (sbatch copies only the
 # .sbatch script to its spool), found through MP_JOBS_DIR, which submit.sh exports.
 # Usage: mp-job.sh STAGES
 set -euo pipefail
@@ -32,7 +33,13 @@ ranks=${SLURM_NTASKS:-1}
 
 echo "mp-job: $SLURM_JOB_NAME, job $SLURM_JOB_ID (restart $restarts) on ${SLURM_JOB_NODELIST:-?}:" \
      "$ranks ranks x $OMP_NUM_THREADS threads, stages $stages, $(date -Is)"
-"$mpiexec" -n "$ranks" --bind-to none "${extra[@]}" "$MP_BIN" pipeline --config "$MP_CONFIG" --stage "$stages" "${sets[@]}" &
+# GPUs per task on several nodes: mpiexec's daemons ask for each node's GPUs whole
+# (jobs/mp-gpu-env.sh says why); env execs mpiexec, so $! below is mpiexec's pid
+# shellcheck source=SCRIPTDIR/mp-gpu-env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/mp-gpu-env.sh"
+mp_gpu_launch_env ""
+[[ -z $mp_launch_note ]] || echo "$mp_launch_note"
+env "${mp_launch_env[@]}" "$mpiexec" -n "$ranks" --bind-to none "${extra[@]}" "$MP_BIN" pipeline --config "$MP_CONFIG" --stage "$stages" "${sets[@]}" &
 pid=$!
 
 # USR1 (--signal=B:..., or scancel --signal=USR1 --batch) and TERM reach this shell: forward

@@ -20,6 +20,11 @@
 #   --mpiexec PATH        mpiexec inside the jobs (default: mpiexec on the jobs' PATH)
 #   --cpu-ranks N         tasks of the preprocess job (default: its #SBATCH, 32)
 #   --gpu-ranks N         tasks of the gan and experiment jobs (default: their #SBATCH, 4)
+#   --gpu-ranks-per-node R   spread those tasks evenly, R on each of N/R nodes (R must divide
+#                         N): with R x G GPUs per node every rank reaches a GPU of its own
+#                         on every node (jobs/mp-gpu-env.sh); without it Slurm may spread
+#                         them unevenly (e.g. 3 + 1), and the ranks of fuller nodes after the
+#                         first share GPUs
 #   --gpus-per-task G     GPUs per task of those jobs (default 1); 0 = request no GPU (the
 #                         ranks train on CPUs, one core each unless --cpus-per-task)
 #   --cpus-per-task C     CPUs per task of the gan and experiment jobs (default: their
@@ -52,7 +57,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 die() { echo "submit: $*" >&2; exit 2; }
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-config="" bin=${MP_BIN:-} mpiexec="" cpu_ranks="" gpu_ranks="" gpus=1 cpt="" partition="" gpu_partition=""
+config="" bin=${MP_BIN:-} mpiexec="" cpu_ranks="" gpu_ranks="" gpu_rpn="" gpus=1 cpt="" partition="" gpu_partition=""
 account="" log_dir="" dry=0 check=1
 sets=() extra=()
 declare -A tlim=()
@@ -67,6 +72,7 @@ while (($#)); do
     --mpiexec) need "$@"; mpiexec=$2; shift 2 ;;
     --cpu-ranks) need "$@"; cpu_ranks=$2; shift 2 ;;
     --gpu-ranks) need "$@"; gpu_ranks=$2; shift 2 ;;
+    --gpu-ranks-per-node) need "$@"; gpu_rpn=$2; shift 2 ;;
     --gpus-per-task) need "$@"; gpus=$2; shift 2 ;;
     --cpus-per-task) need "$@"; cpt=$2; shift 2 ;;
     --partition) need "$@"; partition=$2; shift 2 ;;
@@ -86,6 +92,13 @@ done
 for v in cpu_ranks gpu_ranks cpt; do
   [[ -z ${!v} || ${!v} =~ ^[1-9][0-9]*$ ]] || die "--${v//_/-} wants a positive integer, not '${!v}'"
 done
+[[ -z $gpu_rpn || $gpu_rpn =~ ^[1-9][0-9]*$ ]] || die "--gpu-ranks-per-node wants a positive integer, not '$gpu_rpn'"
+if [[ -n $gpu_rpn ]]; then
+  # the GPU jobs' task count: --gpu-ranks, else their #SBATCH --ntasks
+  n_gpu=${gpu_ranks:-$(sed -n 's/^#SBATCH --ntasks=\([0-9]*\)$/\1/p' "$here/gan.sbatch")}
+  [[ $n_gpu =~ ^[1-9][0-9]*$ ]] || die "cannot tell the GPU jobs' task count: give --gpu-ranks with --gpu-ranks-per-node"
+  ((n_gpu % gpu_rpn == 0)) || die "--gpu-ranks-per-node $gpu_rpn does not divide the $n_gpu GPU ranks (an even spread needs whole nodes)"
+fi
 [[ $gpus =~ ^[0-9]+$ ]] || die "--gpus-per-task wants an integer >= 0, not '$gpus'"
 
 # the binary: --bin, $MP_BIN, this checkout's build, PATH
@@ -134,6 +147,7 @@ gpu_partition=${gpu_partition:-$partition}
 gpu_args=(--gpus-per-task="$gpus")
 [[ -z $gpu_partition ]] || gpu_args+=(--partition="$gpu_partition")
 [[ -z $gpu_ranks ]] || gpu_args+=(--ntasks="$gpu_ranks")
+[[ -z $gpu_rpn ]] || gpu_args+=(--nodes="$((n_gpu / gpu_rpn))" --ntasks-per-node="$gpu_rpn")
 if [[ -n $cpt ]]; then gpu_args+=(--cpus-per-task="$cpt")
 elif ((gpus == 0)); then gpu_args+=(--cpus-per-task=1); fi
 args_gan+=("${gpu_args[@]}")
@@ -147,7 +161,8 @@ for j in preprocess gan experiment report; do
   unset -n a
 done
 
-export MP_BIN=$bin MP_CONFIG=$config MP_JOBS_DIR="$(cd "$(dirname "$0")" && pwd)"
+MP_JOBS_DIR=$(cd "$(dirname "$0")" && pwd)
+export MP_BIN=$bin MP_CONFIG=$config MP_JOBS_DIR
 MP_SET=$(printf '%s\n' "${sets[@]}")
 export MP_SET
 if [[ -n $mpiexec ]]; then export MP_MPIEXEC=$mpiexec; fi

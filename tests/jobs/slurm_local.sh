@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # A private, throw-away Slurm on this one machine, for the jobs tests (run as root).
 #
-#   slurm_local.sh start DIR    write DIR/slurm.conf and start munged, slurmctld and slurmd
+#   slurm_local.sh start DIR [GPUS]
+#                               write DIR/slurm.conf and start munged, slurmctld and slurmd
 #                               with all their state, spool, sockets, logs and pid files
 #                               under DIR; wait until the node is idle. DIR must not exist
-#                               or be empty. Exit 0 when Slurm answers; 3 when it cannot be
+#                               or be empty. GPUS > 0: the node also has that many fake GPUs
+#                               (gres gpu on character devices made under DIR, each a copy
+#                               of /dev/null: Slurm binds them to jobs and sets
+#                               CUDA_VISIBLE_DEVICES as for real ones); where mknod is refused
+#                               the node has none, and the last line says so. Exit 0 when Slurm answers; 3 when it cannot be
 #                               started (not root, packages missing, a daemon fails: the
 #                               reason and the logs' tails on stderr). Clean up with stop
 #                               even after a failed start.
@@ -20,9 +25,10 @@
 # there is no accounting database for sacct.
 set -euo pipefail
 
-usage() { echo "usage: slurm_local.sh start|stop DIR" >&2; exit 2; }
-(($# == 2)) || usage
-cmd=$1 dir=$2
+usage() { echo "usage: slurm_local.sh start DIR [GPUS] | stop DIR" >&2; exit 2; }
+[[ $# -eq 2 || ($# -eq 3 && $1 == start) ]] || usage
+cmd=$1 dir=$2 gpus=${3:-0}
+[[ $gpus =~ ^[0-9]+$ ]] || usage
 
 die3() { echo "slurm_local: $*" >&2; exit 3; }
 
@@ -114,6 +120,18 @@ start() {
   cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc obeys OMP_NUM_THREADS
   mem=$(awk '/^MemTotal:/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)
   read -r -a ports <<< "$(free_ports)"
+  # fake GPUs: character devices (1, 3) = /dev/null's, which is what gres.conf's File wants
+  local gres_node="" gres_types="" fake="" i
+  if ((gpus > 0)); then
+    fake="fake GPUs: $gpus"
+    for ((i = 0; i < gpus; i++)); do
+      mknod "$dir/gpu$i" c 1 3 2> "$dir/mknod.err" || { fake="fake GPUs: none (mknod: $(head -1 "$dir/mknod.err"))"; break; }
+    done
+    if [[ $fake == "fake GPUs: $gpus" ]]; then
+      gres_node=" Gres=gpu:$gpus" gres_types="GresTypes=gpu"
+      echo "NodeName=$(hostname -s) Name=gpu File=$dir/gpu[0-$((gpus - 1))]" > "$dir/gres.conf"
+    fi
+  fi
   cat > "$dir/slurm.conf" <<EOF
 # private Slurm of tests/jobs/slurm_local.sh (removed with its directory)
 ClusterName=mplocal
@@ -144,11 +162,12 @@ SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2,bf_interval=2
 MpiDefault=none
+$gres_types
 ReturnToService=2
 MinJobAge=3600
 InactiveLimit=0
 KillWait=30
-NodeName=$host NodeAddr=127.0.0.1 NodeHostname=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 NodeHostname=$host CPUs=$cpus RealMemory=$mem$gres_node State=UNKNOWN
 PartitionName=local Nodes=$host Default=YES MaxTime=INFINITE OverSubscribe=YES State=UP
 EOF
   export SLURM_CONF=$dir/slurm.conf
@@ -161,7 +180,7 @@ EOF
     sleep 0.5
   done
   [[ $st == idle ]] || { tails; die3 "the node is not idle after 60 s (state '${st:-no answer}')"; }
-  echo "slurm_local: Slurm $(sinfo -V | awk '{print $2}') up: node $host ($cpus CPUs, $mem MB), ports ${ports[*]}, SLURM_CONF=$SLURM_CONF"
+  echo "slurm_local: Slurm $(sinfo -V | awk '{print $2}') up: node $host ($cpus CPUs, $mem MB${fake:+, $fake}), ports ${ports[*]}, SLURM_CONF=$SLURM_CONF"
 }
 
 case $cmd in

@@ -12,7 +12,12 @@
 #     mammopatch checkpoints and exits 75, the job requeues itself and finishes; every job
 #     ends COMPLETED with exit code 0 (jobcomp/filetxt record), the report exists, every
 #     stage is done in pipeline.json
-#  4. the same pipeline run directly (mpiexec -n 2): the same patch store and the same
+#  4. GPUs per task (the private Slurm's node has 2 fake GPUs, slurm_local.sh start DIR 2):
+#     in a job of 2 tasks x 1 GPU, a one-task step (what Open MPI's daemons get on every node
+#     but the first) sees one GPU as the job leaves it, and both under jobs/mp-gpu-env.sh's
+#     launch environment, as do 2 ranks of mpiexec started inside it; mammopatch info's ranks
+#     see both GPUs of the batch step.  Skipped with a note where mknod is refused.
+#  5. the same pipeline run directly (mpiexec -n 2): the same patch store and the same
 #     experiment numbers (experiment.json without provenance, paths, timings, statuses)
 # Skips (exit 77, with the reason) only when Slurm cannot be installed or started (not
 # root, no package, a daemon that does not come up).
@@ -67,6 +72,14 @@ out=$(bash "$jobs/submit.sh" --config "$tmp/typo.ini" --bin "$mp" --set pipeline
 out=$(bash "$jobs/submit.sh" --config "$cfg" --bin "$mp" --set pipeline.out="$tmp/x" --gpus-per-task 0 --dry-run 2>&1); rc=$?
 [ $rc -eq 0 ] && [ "$(grep -c '^  sbatch ' <<< "$out")" -eq 4 ] && grep -q -- "--dependency=afterok" <<< "$out" \
   && ok "submit.sh --dry-run: 4 chained sbatch commands" || bad "dry run: exit $rc: $out"
+out=$(bash "$jobs/submit.sh" --config "$cfg" --bin "$mp" --set pipeline.out="$tmp/x" --gpu-ranks 4 --gpu-ranks-per-node 2 \
+  --dry-run 2>&1); rc=$?
+[ $rc -eq 0 ] && [ "$(grep -c -- '--gpus-per-task=1 --ntasks=4 --nodes=2 --ntasks-per-node=2 ' <<< "$out")" -eq 2 ] \
+  && ok "submit.sh --gpu-ranks-per-node 2: the gan and experiment jobs on 2 nodes of 2 ranks" || bad "ranks per node: exit $rc: $out"
+out=$(bash "$jobs/submit.sh" --config "$cfg" --bin "$mp" --set pipeline.out="$tmp/x" --gpu-ranks 3 --gpu-ranks-per-node 2 \
+  --dry-run 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "does not divide the 3 GPU ranks" <<< "$out" && ok "submit.sh: 3 ranks at 2 per node refused" \
+  || bad "uneven ranks per node: exit $rc: $out"
 if ! nvidia-smi -L >/dev/null 2>&1; then
   out=$(bash "$jobs/p3.sh" --config "$cfg" --bin "$mp" 2>&1); rc=$?
   [ $rc -eq 2 ] && grep -q "no NVIDIA GPU" <<< "$out" && ok "p3.sh without a GPU refused" || bad "p3.sh no GPU: exit $rc: $out"
@@ -93,7 +106,8 @@ trap 'exit 143' TERM INT
 # shellcheck disable=SC2016  # expanded by the watchdog's own shell
 setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; bash "$2" stop "$3"' _ $$ \
   "$src/tests/jobs/slurm_local.sh" "$sdir" > /dev/null 2>&1 < /dev/null &
-out=$(bash "$src/tests/jobs/slurm_local.sh" start "$sdir" 2>&1); rc=$?
+out=$(bash "$src/tests/jobs/slurm_local.sh" start "$sdir" 2 2>&1); rc=$?
+slurm_line=$(tail -1 <<< "$out")
 [ $rc -eq 0 ] || { [ $rc -eq 3 ] && skip "cannot start Slurm: $out"; bad "slurm_local.sh start: exit $rc: $out"; finish; exit; }
 ok "$(tail -1 <<< "$out") ($(elapsed))"
 export SLURM_CONF=$sdir/slurm.conf
@@ -169,7 +183,47 @@ st=""
 for s in synth preprocess baseline gan experiment report; do st="$st $s:$(stage_status "$o1" $s)"; done
 [ "$(grep -o ':done' <<< "$st" | wc -l)" -eq 6 ] && ok "pipeline.json: every stage done" || bad "pipeline.json:$st"
 
-# --- 4. the same pipeline run directly -----------------------------------------------------
+# --- 4. GPUs per task, under fake GPUs ------------------------------------------------------
+if grep -q "fake GPUs: 2" <<< "$slurm_line"; then
+  cat > "$tmp/gpu-probe.sh" <<'EOF'
+#!/bin/bash
+# SRC MPIEXEC MAMMOPATCH INFO_JSON, inside a job of 2 tasks x 1 GPU
+set -u
+# shellcheck source=/dev/null
+source "$1/jobs/mp-gpu-env.sh"
+cvd() { echo "${CUDA_VISIBLE_DEVICES-unset}"; }
+export -f cvd
+echo "plain: $(srun -n 1 --ntasks-per-node=1 bash -c cvd 2>&1)"
+mp_gpu_launch_env force
+echo "env: ${mp_launch_env[*]}"
+echo "fixed: $(env "${mp_launch_env[@]}" srun -n 1 --ntasks-per-node=1 bash -c cvd 2>&1)"
+echo "fixed-mpiexec: $(env "${mp_launch_env[@]}" srun -n 1 --ntasks-per-node=1 "$2" -n 2 --oversubscribe bash -c cvd 2>&1 | sort | tr '\n' ' ')"
+"$2" -n 2 --oversubscribe "$3" info --json "$4" > /dev/null 2>&1 || echo "info failed"
+EOF
+  gjid=$(sbatch --parsable -n 2 --gpus-per-task=1 --mem-per-cpu=1G --output="$tmp/gpu-probe.out" \
+    "$tmp/gpu-probe.sh" "$src" "$mpiexec" "$mp" "$tmp/info.json" 2>&1)
+  for _ in $(seq 300); do
+    [ -z "$(squeue -h -j "$gjid" -o %i 2>/dev/null)" ] && break
+    sleep 0.2
+  done
+  probe=$(cat "$tmp/gpu-probe.out" 2>/dev/null)
+  plain=$(sed -n 's/^plain: //p' <<< "$probe") fixed=$(sed -n 's/^fixed: //p' <<< "$probe")
+  fixed_mpi=$(sed -n 's/^fixed-mpiexec: //p' <<< "$probe")
+  if [ "$plain" = 0 ]; then ok "a one-task step of a 2 x 1-GPU job sees GPU 0 only (the daemons' step without mp-gpu-env.sh)"
+  else echo "note: this Slurm gives a one-task step '$plain', not one GPU: the launch environment changes nothing here"; fi
+  [ "$fixed" = 0,1 ] && grep -q "SLURM_GPUS_PER_NODE=2" <<< "$probe" \
+    && ok "under mp-gpu-env.sh's launch environment ($(sed -n 's/^env: //p' <<< "$probe")) it sees both: $fixed" \
+    || bad "launch environment: a one-task step sees '$fixed' (job $gjid): $probe"
+  [ "$fixed_mpi" = "0,1 0,1 " ] && ok "2 ranks of an mpiexec in that step both see GPUs 0,1" || bad "mpiexec in the step: '$fixed_mpi'"
+  out=$(/usr/bin/python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))["ranks"]
+print(" ".join(str(x.get("cuda_visible_devices")) for x in r))' "$tmp/info.json" 2>&1)
+  [ "$out" = "0,1 0,1" ] && ok "mammopatch info: both ranks see CUDA_VISIBLE_DEVICES=0,1 in the batch step" || bad "info: '$out' ($probe)"
+else
+  echo "note: no fake GPUs ($slurm_line): the GPU binding checks are skipped"
+fi
+
+# --- 5. the same pipeline run directly -----------------------------------------------------
 o2=$tmp/direct
 t0=$(date +%s)
 "$mpiexec" -n 2 --oversubscribe "$mp" pipeline --config "$cfg" --set pipeline.out="$o2" > "$tmp/direct.log" 2>&1 \
