@@ -16,7 +16,8 @@
 #     in a job of 2 tasks x 1 GPU, a one-task step (what Open MPI's daemons get on every node
 #     but the first) sees one GPU as the job leaves it, and both under jobs/mp-gpu-env.sh's
 #     launch environment, as do 2 ranks of mpiexec started inside it; mammopatch info's ranks
-#     see both GPUs of the batch step.  Skipped with a note where mknod is refused.
+#     see both GPUs of the batch step, and ranks started by srun --mpi=pmix one GPU each.
+#     Skipped with a note where mknod is refused.
 #  5. the same pipeline run directly (mpiexec -n 2): the same patch store and the same
 #     experiment numbers (experiment.json without provenance, paths, timings, statuses)
 # Skips (exit 77, with the reason) only when Slurm cannot be installed or started (not
@@ -199,6 +200,7 @@ echo "env: ${mp_launch_env[*]}"
 echo "fixed: $(env "${mp_launch_env[@]}" srun -n 1 --ntasks-per-node=1 bash -c cvd 2>&1)"
 echo "fixed-mpiexec: $(env "${mp_launch_env[@]}" srun -n 1 --ntasks-per-node=1 "$2" -n 2 --oversubscribe bash -c cvd 2>&1 | sort | tr '\n' ' ')"
 "$2" -n 2 --oversubscribe "$3" info --json "$4" > /dev/null 2>&1 || echo "info failed"
+srun --mpi=pmix -n 2 "$3" info --json "$4.srun" > /dev/null 2>&1 || echo "srun-info failed"
 EOF
   gjid=$(sbatch --parsable -n 2 --gpus-per-task=1 --mem-per-cpu=1G --output="$tmp/gpu-probe.out" \
     "$tmp/gpu-probe.sh" "$src" "$mpiexec" "$mp" "$tmp/info.json" 2>&1)
@@ -219,6 +221,15 @@ EOF
 r = json.load(open(sys.argv[1]))["ranks"]
 print(" ".join(str(x.get("cuda_visible_devices")) for x in r))' "$tmp/info.json" 2>&1)
   [ "$out" = "0,1 0,1" ] && ok "mammopatch info: both ranks see CUDA_VISIBLE_DEVICES=0,1 in the batch step" || bad "info: '$out' ($probe)"
+  # ranks started by srun itself (PMIx): one GPU each, bound by Slurm (mammopatch then uses
+  # device 0 of the one it sees: mp_gpu_pick)
+  if grep -q "srun-info failed" <<< "$probe"; then echo "note: srun --mpi=pmix could not start mammopatch here: not checked"
+  else
+    out=$(/usr/bin/python3 -c 'import json, sys
+r = sorted(json.load(open(sys.argv[1]))["ranks"], key=lambda x: x["rank"])
+print(" ".join(str(x.get("cuda_visible_devices")) for x in r))' "$tmp/info.json.srun" 2>&1)
+    [ "$out" = "0 1" ] && ok "srun --mpi=pmix --gpus-per-task=1: the ranks see GPU 0 and GPU 1, one each" || bad "srun info: '$out'"
+  fi
 else
   echo "note: no fake GPUs ($slurm_line): the GPU binding checks are skipped"
 fi
