@@ -15,7 +15,9 @@
 # among all of them.  A per-node count is one number for all the daemons' nodes (every node
 # but the first, the batch host): where their tasks are spread unevenly (SLURM_TASKS_PER_NODE
 # like 4,3,1) the smallest share is given, and the ranks of the fuller nodes share GPUs (said,
-# with the fix: submit.sh --gpu-ranks-per-node).
+# with the fix: submit.sh --gpu-ranks-per-node).  CPUs need nothing of the kind: a step gets all
+# of the job's CPUs on its nodes (seen on the same Slurm under task/cgroup with ConstrainCores:
+# the one-task step and the ranks of an mpiexec in it had both CPUs of a 2-task job).
 #
 # mp_gpu_launch_env [force]
 #   sets the array mp_launch_env to `env` arguments for mpiexec (empty: nothing to change)
