@@ -32,7 +32,7 @@ read -r -a extra <<< "${MP_MPIEXEC_ARGS:-}"
 ranks=${SLURM_NTASKS:-1}
 
 echo "mp-job: $SLURM_JOB_NAME, job $SLURM_JOB_ID (restart $restarts) on ${SLURM_JOB_NODELIST:-?}:" \
-     "$ranks ranks x $OMP_NUM_THREADS threads, stages $stages, $(date -Is)"
+     "$ranks ranks x $OMP_NUM_THREADS threads${SLURM_JOB_GPUS:+, GPUs $SLURM_JOB_GPUS on the first node}, stages $stages, $(date -Is)"
 # GPUs per task on several nodes: mpiexec's daemons ask for each node's GPUs whole
 # (jobs/mp-gpu-env.sh says why); env execs mpiexec, so $! below is mpiexec's pid
 # shellcheck source=SCRIPTDIR/mp-gpu-env.sh

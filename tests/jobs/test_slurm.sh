@@ -6,8 +6,9 @@
 #  2. a private Slurm (tests/jobs/slurm_local.sh: munged, slurmctld, slurmd as root, free
 #     ports, state in the temporary directory; stopped on exit, even on failure or SIGKILL
 #     of this script, by a watchdog)
-#  3. jobs/submit.sh --config tests/jobs/tiny.ini --gpus-per-task 0 --cpu-ranks 2
-#     --gpu-ranks 2 --set pipeline.out=TMP: four chained jobs; the experiment job gets
+#  3. jobs/submit.sh --config tests/jobs/tiny.ini --gpus-per-task 1 --cpus-per-task 1 (0 without
+#     fake GPUs) --cpu-ranks 2 --gpu-ranks 2 --set pipeline.out=TMP: four chained jobs (the
+#     gan and experiment jobs hold the node's 2 fake GPUs, and train on the CPU); the experiment job gets
 #     `scancel --signal=USR1 --batch` in the middle of its stage: the batch shell forwards it,
 #     mammopatch checkpoints and exits 75, the job requeues itself and finishes; every job
 #     ends COMPLETED with exit code 0 (jobcomp/filetxt record), the report exists, every
@@ -130,7 +131,12 @@ o1=$tmp/via-slurm
 cd "$tmp" || exit 1
 # (1 GB per CPU: the scripts' cluster defaults of 4-8 GB exceed a small CI runner's memory,
 # and sbatch refuses a request above the node's RealMemory; the tiny run needs ~100 MB)
-out=$(bash "$jobs/submit.sh" --config "$cfg" --bin "$mp" --mpiexec "$mpiexec" --gpus-per-task 0 --cpu-ranks 2 \
+# With the fake GPUs the gan and experiment jobs ask, as by default, one GPU per rank (and one
+# CPU: the node has 2); they train on the CPU (tiny.ini), so only the request and its binding
+# are exercised.  Without them: --gpus-per-task 0.
+gpu_opt=(--gpus-per-task 0)
+grep -q "fake GPUs: 2" <<< "$slurm_line" && gpu_opt=(--gpus-per-task 1 --cpus-per-task 1)
+out=$(bash "$jobs/submit.sh" --config "$cfg" --bin "$mp" --mpiexec "$mpiexec" "${gpu_opt[@]}" --cpu-ranks 2 \
   --gpu-ranks 2 --set pipeline.out="$o1" --sbatch-arg=--mem-per-cpu=1G 2>&1); rc=$?
 sub=$(sed -n 's/^submitted: //p' <<< "$out")
 declare -A id=()
@@ -178,6 +184,13 @@ if [ $signalled -eq 1 ]; then
   grep -q "SIGUSR1 received" <<< "$log" && grep -q "requeueing job" <<< "$log" && [ "$restarts" = Restarts=1 ] \
     && ok "USR1: forwarded, exit 75, requeued ($restarts) and resumed to completion" \
     || bad "USR1 path: $restarts: $(grep "mp-job" <<< "$log")"
+fi
+if [ "${gpu_opt[1]}" = 1 ]; then
+  for j in gan experiment; do
+    line=$(grep -m 1 "^mp-job: mp-$j" "$o1"/slurm/mp-"$j"-"${id[$j]}".out 2>/dev/null)
+    grep -q "2 ranks .*, GPUs 0,1 on the first node" <<< "$line" && ok "$j job held the node's 2 GPUs: $line" \
+      || bad "$j job's GPUs: '$line'"
+  done
 fi
 [ -s "$o1/experiment/report/index.html" ] && ok "report: $o1/experiment/report/index.html" || bad "no report in $o1"
 st=""
