@@ -4,8 +4,9 @@
 # `mammopatch pipeline --stage STAGES` over the job's tasks, USR1/TERM forwarded once to
 # mpiexec as USR1 (every rank checkpoints and exits 75), and on 75 `scontrol requeue` so the
 # job resumes from its checkpoints; a GPU job on several nodes runs mpiexec so that every
-# rank can reach a GPU of its own (jobs/mp-gpu-env.sh).  This file is executed in place (sbatch copies only the
-# .sbatch script to its spool), found through MP_JOBS_DIR, which submit.sh exports.
+# rank can reach a GPU of its own (jobs/mp-gpu-env.sh).  This file is executed in place
+# (sbatch copies only the .sbatch script to its spool), found through MP_JOBS_DIR, which
+# submit.sh exports.
 # Usage: mp-job.sh STAGES
 set -euo pipefail
 stages=${1:?usage: mp-job.sh STAGES}

@@ -9,10 +9,10 @@
 #                               (gres gpu on character devices made under DIR, each a copy
 #                               of /dev/null: Slurm binds them to jobs and sets
 #                               CUDA_VISIBLE_DEVICES as for real ones); where mknod is refused
-#                               the node has none, and the last line says so. Exit 0 when Slurm answers; 3 when it cannot be
-#                               started (not root, packages missing, a daemon fails: the
-#                               reason and the logs' tails on stderr). Clean up with stop
-#                               even after a failed start.
+#                               the node has none, and the last line says so. Exit 0 when
+#                               Slurm answers; 3 when it cannot be started (not root,
+#                               packages missing, a daemon fails: the reason and the logs'
+#                               tails on stderr). Clean up with stop even after a failed start.
 #   slurm_local.sh stop DIR     cancel every job of this private controller, then stop
 #                               slurmd, slurmctld and munged by their pid files (TERM, then
 #                               KILL after 10 s). Safe to call twice or after a failed start.
@@ -129,7 +129,7 @@ start() {
     done
     if [[ $fake == "fake GPUs: $gpus" ]]; then
       gres_node=" Gres=gpu:$gpus" gres_types="GresTypes=gpu"
-      echo "NodeName=$(hostname -s) Name=gpu File=$dir/gpu[0-$((gpus - 1))]" > "$dir/gres.conf"
+      echo "NodeName=$host Name=gpu File=$dir/gpu[0-$((gpus - 1))]" > "$dir/gres.conf"
     fi
   fi
   cat > "$dir/slurm.conf" <<EOF
