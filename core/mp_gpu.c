@@ -8,10 +8,8 @@
 
 #include "mp_alloc.h"
 
-static int g_local_rank = -1, g_local_size = -1;
-void mp_gpu_set_local(int rank, int size) { g_local_rank = rank, g_local_size = size; }
-int mp_gpu_local_rank(void) { return g_local_rank; }
-int mp_gpu_local_size(void) { return g_local_size; }
+static int g_local_rank = -1;
+void mp_gpu_set_local(int rank) { g_local_rank = rank; }
 
 int mp_gpu_pick(int ndev) {
   int r = g_local_rank;

@@ -10,12 +10,10 @@
 
 /* Number of CUDA devices this process sees (0 when none, no driver, or no CUDA build). */
 int mp_gpu_count(void);
-/* The process's rank on its node and the node's number of ranks, recorded once by
- * mp_mpi_init (which computes them collectively), so a device backend created later by a
- * rank group picks its GPU without a collective; -1 before. */
-void mp_gpu_set_local(int rank, int size);
-int mp_gpu_local_rank(void);
-int mp_gpu_local_size(void);
+/* The process's rank on its node, recorded once by mp_mpi_init (which computes it
+ * collectively), so a device backend created later by a rank group picks its GPU without a
+ * collective (mp_gpu_pick); -1: not recorded. */
+void mp_gpu_set_local(int rank);
 /* The device this rank's cuda backend uses among the ndev (> 0) it sees: its node-local
  * rank mod ndev.  The node-local rank is mp_gpu_set_local's, else the launcher's
  * (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID, MPI_LOCALRANKID), else 0.  Where the launcher

@@ -34,7 +34,7 @@ mp_ctx *mp_mpi_init(int *argc, char ***argv) {
   MP_CHECK_MPI(MPI_Comm_set_errhandler(c->node, MPI_ERRORS_RETURN));
   MP_CHECK_MPI(MPI_Comm_rank(c->node, &c->local_rank));
   MP_CHECK_MPI(MPI_Comm_size(c->node, &c->local_size));
-  mp_gpu_set_local(c->local_rank, c->local_size); /* the GPU a device backend of this rank will use */
+  mp_gpu_set_local(c->local_rank); /* the GPU a device backend of this rank will use */
   /* nodes = number of node leaders (local rank 0) */
   int leader = c->local_rank == 0;
   MP_CHECK_MPI(MPI_Allreduce(&leader, &c->nodes, 1, MPI_INT, MPI_SUM, c->world));
