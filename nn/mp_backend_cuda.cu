@@ -901,11 +901,17 @@ static algo_entry *choose(ctx_t *c, int op, const mp_conv_desc *d, const void *x
  * conversion of its own on every call (bench/gpu: 0.15x PyTorch's channels-last bf16 at batch
  * 512), so the cast also transposes: activations (n, c, h*w) -> (n, h*w, c), filters
  * (k, c, r*s) -> (k, r*s, c), and the result back: 8, 16 or 32 channels by one thread a position
- * (mp_cuda_layout.cuh: bf16_rn, few_channels), others by 32 x 32 tiles (k_transpose). --------- */
+ * (mp_cuda_layout.cuh: bf16_rn, few_channels), others by 32 x 32 tiles (k_transpose).  A
+ * convolution's bias rides on the result's way back: a pass of its own read and wrote every
+ * output element once more (8 bytes an element; the classifier's convolutions all have a bias),
+ * except where the result is a plain conversion (one channel or one position: from_bf says so
+ * and the caller adds the bias apart).  The bits are those of the separate pass. ------------- */
+/* bias: added to out's rows s (the result's channels) on the way back; not with R or S = 1 */
 template <typename Tin, typename Tout>
-static void transpose(ctx_t *c, const Tin *in, Tout *out, int Z, int R, int S) {
+static void transpose(ctx_t *c, const Tin *in, Tout *out, int Z, int R, int S, const float *bias = NULL) {
   if (!Z || !R || !S) return;
   if (R == 1 || S == 1) {
+    MP_CHECK(!bias, "bf16 staging: a bias on a plain conversion");
     size_t n = (size_t)Z * R * S;
     k_convert<Tin, Tout><<<grid_for(n, TPB), TPB, 0, c->st>>>(in, out, n);
     MP_LAUNCHED();
@@ -914,14 +920,15 @@ static void transpose(ctx_t *c, const Tin *in, Tout *out, int Z, int R, int S) {
   MP_CHECK(Z <= 65535, "bf16 staging: a %d x %d x %d operand is beyond one launch", Z, R, S);
   const int rt = (R + TT - 1) / TT; /* R's tiles, grid y striding over them beyond 65535 */
   dim3 grid((unsigned)((S + TT - 1) / TT), (unsigned)(rt < 65535 ? rt : 65535), (unsigned)Z), block(TT, TROWS);
-  k_transpose<Tin, Tout><<<grid, block, 0, c->st>>>(in, out, R, S);
+  k_transpose<Tin, Tout><<<grid, block, 0, c->st>>>(in, out, R, S, bias);
   MP_LAUNCHED();
 }
 
 /* 8, 16 or 32 channels: one thread a position (mp_cuda_layout.cuh) instead of half-idle tiles;
  * false (nothing launched) for other shapes or a bf16 side not 16-byte aligned.  to: (z, ch, sp)
- * fp32 -> (z, sp, ch) bf16; else back. */
-static bool few_channels(ctx_t *c, bool to, const void *in, void *out, int z, int ch, int sp) {
+ * fp32 -> (z, sp, ch) bf16; else back, plus bias[ch] (NULL: none). */
+static bool few_channels(ctx_t *c, bool to, const void *in, void *out, int z, int ch, int sp,
+                         const float *bias = NULL) {
   if ((ch != 8 && ch != 16 && ch != 32) || z < 1 || sp < 1 || ((uintptr_t)(to ? out : in) & 15)) return false;
   size_t total = (size_t)z * sp;
   unsigned g = grid_for(total, TPB), S = (unsigned)sp;
@@ -930,9 +937,9 @@ static bool few_channels(ctx_t *c, bool to, const void *in, void *out, int z, in
   if (to && ch == 8) k_to_nhwc_bf16<8><<<g, TPB, 0, c->st>>>(f, (uint16_t *)out, S, total);
   if (to && ch == 16) k_to_nhwc_bf16<16><<<g, TPB, 0, c->st>>>(f, (uint16_t *)out, S, total);
   if (to && ch == 32) k_to_nhwc_bf16<32><<<g, TPB, 0, c->st>>>(f, (uint16_t *)out, S, total);
-  if (!to && ch == 8) k_from_nhwc_bf16<8><<<g, TPB, 0, c->st>>>(h, (float *)out, S, total);
-  if (!to && ch == 16) k_from_nhwc_bf16<16><<<g, TPB, 0, c->st>>>(h, (float *)out, S, total);
-  if (!to && ch == 32) k_from_nhwc_bf16<32><<<g, TPB, 0, c->st>>>(h, (float *)out, S, total);
+  if (!to && ch == 8) k_from_nhwc_bf16<8><<<g, TPB, 0, c->st>>>(h, (float *)out, S, total, bias);
+  if (!to && ch == 16) k_from_nhwc_bf16<16><<<g, TPB, 0, c->st>>>(h, (float *)out, S, total, bias);
+  if (!to && ch == 32) k_from_nhwc_bf16<32><<<g, TPB, 0, c->st>>>(h, (float *)out, S, total, bias);
   MP_LAUNCHED();
   return true;
 }
@@ -946,9 +953,13 @@ static const void *to_bf(ctx_t *c, int slot, const float *x, int z, int ch, int 
   if (!few_channels(c, true, x, b, z, ch, sp)) transpose(c, x, b, z, ch, sp);
   return b;
 }
-/* the bf16 channels-last result (z, sp, ch) -> fp32 channels-first */
-static void from_bf(ctx_t *c, const void *b, float *y, int z, int ch, int sp) {
-  if (!few_channels(c, false, b, y, z, ch, sp)) transpose(c, (const uint16_t *)b, y, z, sp, ch);
+/* the bf16 channels-last result (z, sp, ch) -> fp32 channels-first, plus bias[ch] where bias is
+ * not NULL and the shape lets the pass add it; returns whether it did (else the caller adds it) */
+static bool from_bf(ctx_t *c, const void *b, float *y, int z, int ch, int sp, const float *bias) {
+  if (few_channels(c, false, b, y, z, ch, sp, bias)) return bias != NULL;
+  if (bias && (ch == 1 || sp == 1)) bias = NULL; /* a plain conversion */
+  transpose(c, (const uint16_t *)b, y, z, sp, ch, bias);
+  return bias != NULL;
 }
 /* n bf16 values widened to fp32, same order (pick_algo's comparisons) */
 static void bf_to_f32(ctx_t *c, const void *in, float *out, size_t n) {
@@ -968,9 +979,10 @@ static int op_align(const void *a, const void *b, const void *o) {
 /* One convolution op on (a, bb) into out, in the operand order choose() uses: forward
  * (x, w) -> y; backward data (dy, w) -> dx; backward filter (x, dy) -> dw.  In bf16 mode the
  * operands are cast to bf16 channels-last scratch (abf / bbf: an operand already cast, or
- * NULL) and the result back to fp32 NCHW. */
-static void run_conv(ctx_t *c, int op, const mp_conv_desc *d, const float *a, const float *bb, float *out,
-                     const void *abf, const void *bbf) {
+ * NULL) and the result back to fp32 NCHW.  bias (forward only; NULL: none): added on that way
+ * back where it can be; returns whether it was (never outside bf16 mode). */
+static bool run_conv(ctx_t *c, int op, const mp_conv_desc *d, const float *a, const float *bb, float *out,
+                     const void *abf, const void *bbf, const float *bias = NULL) {
   set_conv(c, d);
   const void *A = a, *B = bb;
   void *O = out;
@@ -987,7 +999,7 @@ static void run_conv(ctx_t *c, int op, const mp_conv_desc *d, const float *a, co
   e->used = ++c->use_clock;
   if (e->own == OWN_WGRAD3 || e->own == OWN_GEMM) { /* fp32 operands: never chosen in bf16 mode */
     run_own(c, e->own, op, d, a, bb, out);
-    return;
+    return false;
   }
   if (e->own == OWN_GRAPH)
     MP_CHECK_CUDNN(mpg_exec(c->dnn, e->plan, &e->vp, e->vp_ptr, &e->vp_ws, op, A, B, O, c->ws));
@@ -995,7 +1007,7 @@ static void run_conv(ctx_t *c, int op, const mp_conv_desc *d, const float *a, co
     MP_CHECK_CUDNN(cudnnSetConvolutionMathType(c->cd, e->math));
     run_cudnn(c, op, e->algo, e->ws, A, B, O);
   }
-  if (c->bf16) from_bf(c, O, out, so[0], so[1], so[2]);
+  return c->bf16 && from_bf(c, O, out, so[0], so[1], so[2], op == OP_FWD ? bias : NULL);
 }
 
 static void bias_add(ctx_t *c, float *y, const float *bias, int n, int C, int hw);
@@ -1003,8 +1015,7 @@ static void bias_grad(ctx_t *c, const float *dy, float *db, int n, int C, int hw
 
 static void cu_conv_fwd(mp_backend *b, const mp_conv_desc *d, const float *x, const float *w, const float *bias, float *y) {
   ctx_t *c = C(b);
-  run_conv(c, OP_FWD, d, x, w, y, NULL, NULL);
-  if (bias) bias_add(c, y, bias, d->n, d->k, d->p * d->q);
+  if (!run_conv(c, OP_FWD, d, x, w, y, NULL, NULL, bias) && bias) bias_add(c, y, bias, d->n, d->k, d->p * d->q);
 }
 
 static void cu_conv_bwd_data(mp_backend *b, const mp_conv_desc *d, const float *dy, const float *w, float *dx) {

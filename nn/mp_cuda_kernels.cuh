@@ -64,10 +64,12 @@ __device__ __forceinline__ void st_f(uint16_t *p, float v) { *p = bf16_rn(v); }
 
 /* out[z][s][r] = in[z][r][s] for z < Z (grid z), converting element types on the way: a
  * 32x32 tile through shared memory, so reads and writes are both coalesced.  Grid x covers S in
- * tiles; grid y walks R's tiles with a stride (R may need more than grid y's 65535 tiles). */
+ * tiles; grid y walks R's tiles with a stride (R may need more than grid y's 65535 tiles).
+ * bias (NULL: none): out[z][s][r] = in[z][r][s] + bias[s], a convolution's bias added to its bf16
+ * result on the way back to fp32 channels-first (one fp32 addition: k_bias_add's bits). */
 enum { TT = 32, TROWS = 8 };
 template <typename Tin, typename Tout>
-__global__ void k_transpose(const Tin *in, Tout *out, int R, int S) {
+__global__ void k_transpose(const Tin *in, Tout *out, int R, int S, const float *bias) {
   __shared__ float tile[TT][TT + 1];
   size_t base = (size_t)blockIdx.z * R * S;
   int s0 = blockIdx.x * TT;
@@ -79,7 +81,11 @@ __global__ void k_transpose(const Tin *in, Tout *out, int R, int S) {
     __syncthreads();
     for (int j = threadIdx.y; j < TT; j += TROWS) {
       int sc = s0 + j, r = r0 + threadIdx.x;
-      if (r < R && sc < S) st_f(out + base + (size_t)sc * R + r, tile[threadIdx.x][j]);
+      if (r < R && sc < S) {
+        float v = tile[threadIdx.x][j];
+        if (bias) v += bias[sc];
+        st_f(out + base + (size_t)sc * R + r, v);
+      }
     }
     __syncthreads(); /* the tile is read before the next one is written */
   }

@@ -11,7 +11,9 @@
  * in 16-byte vectors.
  *
  *   k_to_nhwc_bf16<C>    in (Z, C, S) fp32 -> out (Z, S, C) bf16, rounded to nearest even
- *   k_from_nhwc_bf16<C>  in (Z, S, C) bf16 -> out (Z, C, S) fp32 (exact)
+ *   k_from_nhwc_bf16<C>  in (Z, S, C) bf16 -> out (Z, C, S) fp32 (exact), plus bias[c] when bias
+ *                        is not NULL: a convolution's bias added in the same pass (the bits of a
+ *                        separate k_bias_add after it: one fp32 addition of the same operands)
  * Any 1-D grid (grid-stride over the Z x S positions); the bf16 side 16-byte aligned.  Kept
  * apart so that tests/test_cuda_conv_emu.cpp runs these very kernels on an emulated GPU. */
 #pragma once
@@ -46,7 +48,8 @@ __global__ void k_to_nhwc_bf16(const float *__restrict__ in, uint16_t *__restric
 }
 
 template <int C>
-__global__ void k_from_nhwc_bf16(const uint16_t *__restrict__ in, float *__restrict__ out, unsigned S, size_t total) {
+__global__ void k_from_nhwc_bf16(const uint16_t *__restrict__ in, float *__restrict__ out, unsigned S, size_t total,
+                                 const float *__restrict__ bias) {
   static_assert(C % 8 == 0 && C <= 64, "C: a multiple of 8, at most 64");
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
     const size_t z = i / S, s = i - z * S;
@@ -59,8 +62,10 @@ __global__ void k_from_nhwc_bf16(const uint16_t *__restrict__ in, float *__restr
 #pragma unroll
       for (int j = 0; j < 4; j++) {
         const int c = v * 8 + j * 2;
-        dst[(size_t)c * S] = bf16_f(w[j] & 0xffffu);
-        dst[(size_t)(c + 1) * S] = bf16_f(w[j] >> 16);
+        float lo = bf16_f(w[j] & 0xffffu), hi = bf16_f(w[j] >> 16);
+        if (bias) lo += bias[c], hi += bias[c + 1];
+        dst[(size_t)c * S] = lo;
+        dst[(size_t)(c + 1) * S] = hi;
       }
     }
   }

@@ -280,6 +280,7 @@ static void check_convs(const char *name, mp_backend *be, mp_backend *ref, mp_rn
       {2, 3, 16, 16, 8, 3, 3, 1, 1, 1},  /* classifier 3x3 pad 1 */
       {2, 4, 16, 16, 8, 4, 4, 2, 1, 1},  /* GAN 4x4 stride 2 pad 1 */
       {3, 16, 4, 4, 1, 4, 4, 1, 0, 0},   /* D's 4x4 valid */
+      {2, 8, 4, 4, 5, 4, 4, 1, 0, 0},    /* one output position, 5 channels: cuda bf16's bias apart */
       {1, 5, 9, 7, 6, 3, 3, 2, 1, 1},    /* odd sizes */
       {2, 6, 9, 11, 5, 1, 7, 1, 0, 3},   /* Inception-v3's 1x7 pad (0, 3) */
       {2, 6, 11, 9, 5, 7, 1, 1, 3, 0},   /* ... 7x1 pad (3, 0) */

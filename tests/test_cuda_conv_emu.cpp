@@ -220,10 +220,11 @@ static int check_layout() {
         if (C == 16) k_to_nhwc_bf16<16>(xp, hp, S, total);
         if (C == 32) k_to_nhwc_bf16<32>(xp, hp, S, total);
       };
+      const float *nob = nullptr;
       auto from = [&] {
-        if (C == 8) k_from_nhwc_bf16<8>(hp, bp, S, total);
-        if (C == 16) k_from_nhwc_bf16<16>(hp, bp, S, total);
-        if (C == 32) k_from_nhwc_bf16<32>(hp, bp, S, total);
+        if (C == 8) k_from_nhwc_bf16<8>(hp, bp, S, total, nob);
+        if (C == 16) k_from_nhwc_bf16<16>(hp, bp, S, total, nob);
+        if (C == 32) k_from_nhwc_bf16<32>(hp, bp, S, total, nob);
       };
       launch({2, 1, 1}, {32, 1, 1}, to); /* 64 threads: the grid-stride loop goes round for most sizes */
       launch({3, 1, 1}, {32, 1, 1}, from);
@@ -241,9 +242,25 @@ static int check_layout() {
             wrong_from += !(memcmp(&back[src], &wf, sizeof wf) == 0);
           }
       for (size_t i = n; i < n + 8; i++) wrong_to += h[i] != 0xdead;
-      const bool ok = !wrong_to && !wrong_from;
-      printf("  layout C %2d S %2u Z %u: fp32 -> bf16 channels-last %zu wrong, back %zu wrong  %s\n", C, S, Z, wrong_to,
-             wrong_from, ok ? "ok" : "FAIL");
+      /* back with a convolution's bias in the same pass: the bits of the plain way back followed
+       * by the separate bias pass (one fp32 addition per element; -0 + 0 and NaNs included) */
+      std::vector<float> bias(C), backb(n, NAN);
+      for (int c = 0; c < C; c++) bias[c] = c % 5 == 4 ? 0.0f : c % 5 == 3 ? -0.0f : U(rng);
+      const float *biasp = bias.data();
+      float *bbp = backb.data();
+      launch({3, 1, 1}, {32, 1, 1}, [&] {
+        if (C == 8) k_from_nhwc_bf16<8>(hp, bbp, S, total, biasp);
+        if (C == 16) k_from_nhwc_bf16<16>(hp, bbp, S, total, biasp);
+        if (C == 32) k_from_nhwc_bf16<32>(hp, bbp, S, total, biasp);
+      });
+      size_t wrong_bias = 0;
+      for (size_t i = 0; i < n; i++) {
+        const float want = back[i] + bias[i / S % C];
+        wrong_bias += memcmp(&backb[i], &want, sizeof want) != 0 && !(std::isnan(want) && std::isnan(backb[i]));
+      }
+      const bool ok = !wrong_to && !wrong_from && !wrong_bias;
+      printf("  layout C %2d S %2u Z %u: fp32 -> bf16 channels-last %zu wrong, back %zu wrong, back + bias %zu wrong  %s\n",
+             C, S, Z, wrong_to, wrong_from, wrong_bias, ok ? "ok" : "FAIL");
       bad += !ok;
     }
   return bad;

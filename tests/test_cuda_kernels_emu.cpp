@@ -420,9 +420,10 @@ static void check_staging() {
   fill(x, n);
   x[3] = NAN, x[4] = INFINITY, x[5] = 1e-40f; /* a NaN, an infinity, a subnormal */
   const u3 grid = {(unsigned)((S + TT - 1) / TT), (unsigned)((R + TT - 1) / TT), Z}, block = {TT, TROWS, 1};
-  launch(grid, block, [&] { k_transpose<float, uint16_t>(x, h, R, S); });
+  const float *nob = nullptr;
+  launch(grid, block, [&] { k_transpose<float, uint16_t>(x, h, R, S, nob); });
   launch({(unsigned)((R + TT - 1) / TT), (unsigned)((S + TT - 1) / TT), Z}, block,
-         [&] { k_transpose<uint16_t, float>(h, back, S, R); });
+         [&] { k_transpose<uint16_t, float>(h, back, S, R, nob); });
   size_t wrong_to = 0, wrong_back = 0;
   for (unsigned z = 0; z < Z; z++)
     for (int r = 0; r < R; r++)
@@ -434,9 +435,25 @@ static void check_staging() {
   printf("  %-52s %zu wrong, back %zu wrong  %s\n", "bf16 tile transpose 2 x 37 x 45 and back", wrong_to, wrong_back,
          wrong_to || wrong_back ? "FAIL" : "ok");
   g_bad += wrong_to || wrong_back;
+  /* back with a convolution's bias (per row of the result: R = 37 channels) in the same pass:
+   * the bits of the plain way back followed by k_bias_add */
+  buf<float> bias((size_t)R), backb(n), want(n);
+  fill(bias, (size_t)R);
+  bias[2] = 0.0f, bias[3] = -0.0f;
+  memcpy(want.p, back.p, n * sizeof(float));
+  const unsigned units = (unsigned)n;
+  launch(SMALL_GRID, SMALL_BLOCK, [&] { k_bias_add<1>(want, bias, (unsigned)R, (unsigned)S, units); });
+  launch({(unsigned)((R + TT - 1) / TT), (unsigned)((S + TT - 1) / TT), Z}, block,
+         [&] { k_transpose<uint16_t, float>(h, backb, S, R, bias); });
+  size_t wrong_bias = 0;
+  for (size_t i = 0; i < n; i++)
+    wrong_bias += __float_as_uint(backb[i]) != __float_as_uint(want[i]) && !(want[i] != want[i] && backb[i] != backb[i]);
+  printf("  %-52s %zu wrong  %s\n", "bf16 tile transpose back + bias (k_bias_add's bits)", wrong_bias,
+         wrong_bias ? "FAIL" : "ok");
+  g_bad += wrong_bias != 0;
   /* grid y smaller than R's tiles (as beyond 65535 tiles): the blocks stride over them */
   buf<uint16_t> hs(n);
-  launch({grid.x, 1, Z}, block, [&] { k_transpose<float, uint16_t>(x, hs, R, S); });
+  launch({grid.x, 1, Z}, block, [&] { k_transpose<float, uint16_t>(x, hs, R, S, nob); });
   check_same("bf16 tile transpose, grid y striding over R", hs.p, h.p, n * sizeof(uint16_t));
   /* R = 1: the plain conversion */
   buf<uint16_t> h1(n);
