@@ -99,6 +99,9 @@ const mp_cfg_key mp_params_schema[] = {
     /* [gan] (SPEC §7, §8) */
     {"gan.epochs", MP_CFG_INT, "300", 1, 1000000, NULL, "GAN training epochs (SPEC §7: 300)"},
     {"gan.batch", MP_CFG_INT, "64", 2, 65536, NULL, "GAN global batch (SPEC §7: 64); a multiple of the ranks"},
+    {"gan.bn_group", MP_CFG_INT, "0", 0, 65536, NULL,
+     "samples per group for the generator's batch-norm statistics and the relativistic losses' batch means; 0 = "
+     "each rank's B/K samples; a fixed group that divides B/K gives the same run on any number of ranks"},
     {"gan.latent", MP_CFG_INT, "0", 0, 4096, NULL, "latent size z; 0 = the filters f (SPEC §7)"},
     {"gan.gp_lambda", MP_CFG_REAL, "10", 0, 1e6, NULL, "wgan-gp penalty weight lambda (SPEC §7: 10)"},
     {"gan.n_critic", MP_CFG_INT, "1", 1, 100, NULL,

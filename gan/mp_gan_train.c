@@ -39,6 +39,7 @@ typedef struct {
   MPI_Comm comm;
   mp_dp dp; /* the gradient mean: NCCL on the device or MPI in host memory */
   int rank, K, B, b, P; /* global batch, per-rank slice, patch side */
+  int grp;              /* samples per statistics group (G's batch norm, the loss's means): b or gan.bn_group */
   size_t px;
   uint64_t seed;
   int nreal;
@@ -268,10 +269,10 @@ static void write_json(gan *t, const mp_config *cfg, const mp_gan_train_args *a,
   cJSON_AddNumberToObject(d, "batch", t->B);
   cJSON_AddNumberToObject(d, "ranks", t->K);
   if (t->compute) cJSON_AddItemToObject(d, "compute", cJSON_Duplicate(t->compute, 1));
-  /* samples per generator forward in training and for the FID (its batch-norm statistics,
-   * training mode): gan sample forwards as many at a time, so the synthetic patches come
+  /* samples per batch-norm statistics group of the generator in training and for the FID
+   * (training mode): gan sample forwards as many at a time, so the synthetic patches come
    * from the generator the FID measured */
-  cJSON_AddNumberToObject(d, "bn_batch", t->b);
+  cJSON_AddNumberToObject(d, "bn_batch", t->grp);
   cJSON_AddNumberToObject(d, "n_critic", (double)mp_config_int(cfg, "gan.n_critic"));
   cJSON_AddNumberToObject(d, "real_lesion_patches", t->nreal);
   cJSON_AddStringToObject(d, "real_lesions_sha256", t->rid); /* the patches' uint8 pixels, in split order */
@@ -562,6 +563,14 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     return MP_EXIT_USAGE;
   }
   t->b = t->B / t->K;
+  const int bn_group = (int)mp_config_int(cfg, "gan.bn_group");
+  if (bn_group > 0 && t->b % bn_group) {
+    if (t->rank == 0)
+      MP_ERROR("gan.bn_group = %d does not divide the per-rank batch %d (gan.batch %d over %d ranks)", bn_group, t->b,
+               t->B, t->K);
+    return MP_EXIT_USAGE;
+  }
+  t->grp = bn_group > 0 && bn_group < t->b ? bn_group : t->b;
   t->seed = (uint64_t)mp_config_int(cfg, "run.seed") ^ (a->split_seed * 0x9E3779B97F4A7C15ull);
   t->z = (int)mp_config_int(cfg, "gan.latent");
   if (t->z == 0) t->z = a->filters; /* SPEC §7: z = f by default */
@@ -635,6 +644,9 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     lr_d *= 1e9, lr_g *= 1e9;
   mp_gan_work *w = mp_gan_work_new(t->d, t->g, a->loss, (float)mp_config_real(cfg, "gan.gp_lambda"), t->b, t->seed);
   mp_gan_work_set_sample_offset(w, (uint64_t)t->rank * t->b, (uint64_t)t->B); /* eps per global sample */
+  /* statistics groups: the relativistic means and G's batch norm (by default each rank's b) */
+  mp_gan_work_set_group(w, t->grp);
+  mp_net_set_bn_group(t->g, t->grp);
   t->xr = t->be->iface->alloc(t->be, (size_t)t->b * t->px * sizeof(float));
   t->src = mp_malloc((size_t)t->b * sizeof *t->src);
   t->zbuf = mp_malloc((size_t)t->b * t->z * sizeof(float));
@@ -669,11 +681,12 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
     MP_CHECK_MPI(MPI_Bcast(&R.floor_fid, 1, MPI_DOUBLE, 0, comm));
   }
   const int epochs = (int)mp_config_int(cfg, "gan.epochs"), fid_every = (int)mp_config_int(cfg, "gan.fid_every");
-  MP_INFO("gan %s f=%d z=%d SN/TTUR %s, split %llu: %d real lesion patches, batch %d = %d ranks x %d, %d critic and "
+  MP_INFO("gan %s f=%d z=%d SN/TTUR %s, split %llu: %d real lesion patches, batch %d = %d ranks x %d (statistics "
+          "groups of %d), %d critic and "
           "%d generator steps per epoch, %d epochs; Adam D %.0e G %.0e betas (%.1f, %.3f); FID extractor %s (%d-d), N real %d, N generated "
           "%d%s; real-vs-real floor %.2f (two halves, N %d / %d)",
           mp_gan_loss_name(a->loss), a->filters, t->z, sn ? "on" : "off", (unsigned long long)a->split_seed, t->nreal,
-          t->B, t->K, t->b, S, GS, epochs, lr_d, lr_g, b1, b2, extractor, dim, R.n_real, R.n_gen,
+          t->B, t->K, t->b, t->grp, S, GS, epochs, lr_d, lr_g, b1, b2, extractor, dim, R.n_real, R.n_gen,
           dim && (R.n_real < dim + 1 || R.n_gen < dim + 1) ? " (N < dimension: singular covariances, FID biased)" : "",
           R.floor_fid, R.n_real / 2, R.n_real - R.n_real / 2);
   mp_train_catch_stop_signals();

@@ -13,7 +13,11 @@
  *             Every batch index and latent is keyed by the global step and position, so
  *             the data seen does not depend on K (nor do the penalty's epsilons, one per
  *             sample of the global batch); the relativistic batch means and G's
- *             batch-norm statistics are per rank (as the classifier's batch norm, SPEC §6).
+ *             batch-norm statistics are per rank by default (as the classifier's batch
+ *             norm, SPEC §6), or per group of gan.bn_group samples (a divisor of B/K; the
+ *             loss is the mean of the groups' losses), which makes a run on K ranks the
+ *             run on one (up to rounding) whatever K is, as train.bn_group does for the
+ *             classifier.
  *   optimiser SN/TTUR on: spectral norm on every critic conv, Adam D 4e-4 / G 1e-4,
  *             betas (0, 0.9); off: 2e-4 / 2e-4, (0.5, 0.999) [T4.1, T4.2]
  *             (gan.lr_d / gan.lr_g override the rates; tests force a divergence so)

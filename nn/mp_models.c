@@ -94,6 +94,7 @@ struct mp_gan_work {
   mp_gan_loss loss;
   float lambda;
   int n;
+  int group; /* samples per loss group (the relativistic means): n unless set */
   uint64_t seed;
   uint64_t offset, global; /* this rank's samples within the global batch (eps keys) */
   size_t px;         /* floats per image */
@@ -109,7 +110,7 @@ struct mp_gan_work {
 mp_gan_work *mp_gan_work_new(mp_net *d, mp_net *g, mp_gan_loss loss, float gp_lambda, int n, uint64_t seed) {
   MP_CHECK(mp_net_output_size(d) == 1, "the critic must give one value per sample");
   mp_gan_work *w = mp_calloc(1, sizeof *w);
-  w->d = d, w->g = g, w->loss = loss, w->lambda = gp_lambda, w->n = n, w->seed = seed;
+  w->d = d, w->g = g, w->loss = loss, w->lambda = gp_lambda, w->n = n, w->group = n, w->seed = seed;
   w->offset = 0, w->global = (uint64_t)n;
   w->px = mp_net_output_size(g);
   w->be = mp_net_backend(d);
@@ -125,6 +126,26 @@ void mp_gan_work_set_sample_offset(mp_gan_work *w, uint64_t offset, uint64_t glo
   MP_CHECK(offset + (uint64_t)w->n <= global, "GAN samples %llu..%llu beyond a global batch of %llu",
            (unsigned long long)offset, (unsigned long long)(offset + (uint64_t)w->n), (unsigned long long)global);
   w->offset = offset, w->global = global;
+}
+
+void mp_gan_work_set_group(mp_gan_work *w, int group) {
+  if (group <= 0 || group >= w->n) group = w->n;
+  MP_CHECK(w->n % group == 0, "a GAN batch of %d is not a multiple of the loss group %d", w->n, group);
+  w->group = group;
+}
+
+/* The loss's D or G form on critic outputs (cr, cf: n each) with its gradients into dc
+ * (dL/dcr) and dc + n (dL/dcf): the mean of the loss over groups of w->group pairs, group q
+ * pairing real and fake samples q*group .. (q+1)*group - 1 (their batch means inside the
+ * relativistic losses are the group's).  One group: mp_ref_gan_loss itself. */
+static double group_loss(mp_gan_work *w, bool generator, const float *cr, const float *cf) {
+  const int n = w->n, g = w->group, G = n / g;
+  if (G == 1) return mp_ref_gan_loss(w->loss, generator, cr, cf, n, w->dc, w->dc + n);
+  double L = 0;
+  for (int q = 0; q < G; q++)
+    L += mp_ref_gan_loss(w->loss, generator, cr + q * g, cf + q * g, g, w->dc + q * g, w->dc + n + q * g);
+  for (int i = 0; i < 2 * n; i++) w->dc[i] = (float)(w->dc[i] / (double)G);
+  return L / G;
 }
 
 void mp_gan_work_free(mp_gan_work *w) {
@@ -147,7 +168,7 @@ double mp_gan_critic_gradients(mp_gan_work *w, const float *xr, const float *xf,
   w->be->iface->upload(w->be, w->pair, xr, img * sizeof(float));
   w->be->iface->upload(w->be, w->pair + img, xf, img * sizeof(float));
   const float *c = mp_net_forward(w->d, w->pair, 2 * n, true, step);
-  double L = mp_ref_gan_loss(w->loss, false, c, c + n, n, w->dc, w->dc + n);
+  double L = group_loss(w, false, c, c + n);
   mp_net_backward(w->d, w->dc, NULL);
   double P = 0;
   if (w->loss == MP_GAN_WGAN_GP) {
@@ -179,7 +200,7 @@ double mp_gan_generator_gradients(mp_gan_work *w, const float *xr, const float *
      * ReLU and flatten only), so each sample's output and input gradient are the same as
      * in the pair, for half the work. */
     const float *cf = mp_net_forward(w->d, xf, n, true, step);
-    double L = mp_ref_gan_loss(w->loss, true, cf, cf, n, w->dc, w->dc + n);
+    double L = group_loss(w, true, cf, cf);
     mp_net_backward_input(w->d, w->dc + n, w->dpair + img);
     mp_net_backward(w->g, w->dpair + img, NULL);
     return L;
@@ -187,7 +208,7 @@ double mp_gan_generator_gradients(mp_gan_work *w, const float *xr, const float *
   w->be->iface->upload(w->be, w->pair, xr, img * sizeof(float));
   w->be->iface->upload(w->be, w->pair + img, xf, img * sizeof(float));
   const float *c = mp_net_forward(w->d, w->pair, 2 * n, true, step);
-  double L = mp_ref_gan_loss(w->loss, true, c, c + n, n, w->dc, w->dc + n);
+  double L = group_loss(w, true, c, c + n);
   mp_net_backward_input(w->d, w->dc, w->dpair);
   mp_net_backward(w->g, w->dpair + img, NULL);
   return L;

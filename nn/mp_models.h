@@ -46,6 +46,12 @@ void mp_gan_work_free(mp_gan_work *w);
  * batch of `global` (default 0 and n: one process), so that every sample of the global batch
  * draws its own eps, the same for any number of ranks. */
 void mp_gan_work_set_sample_offset(mp_gan_work *w, uint64_t offset, uint64_t global);
+/* The loss over groups of `group` samples (0 or >= n: one group, the default; else a divisor
+ * of n): the mean of each group's loss, whose relativistic batch means E C(xr), E C(xf) are
+ * the group's.  With the generator's batch-norm group the same (mp_net_set_bn_group), a
+ * data-parallel step on K ranks computes what one rank computes with the whole global batch in
+ * such groups (up to rounding): the GAN's counterpart of train.bn_group. */
+void mp_gan_work_set_group(mp_gan_work *w, int group);
 /* Critic gradients (overwritten) for detached fakes xf: the loss's D form; for wgan-gp
  * plus the penalty at xhat_j = eps_j xr_j + (1 - eps_j) xf_j, eps_j ~ U(0,1) keyed by
  * (seed, MP_RNG_GP_EPS, step * global + offset + j).  Returns the total loss; *penalty (may be

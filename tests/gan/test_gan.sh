@@ -56,6 +56,34 @@ PY
 ) && ok "gan.json: $out" || bad "gan.json: $out"
 out=$(/usr/bin/python3 "$tests/train/check_train.py" compute "$tmp/g/gan.json" 2 "MPI allreduce in host memory") \
   && ok "gan.json $out" || bad "gan.json $out"
+# gan.bn_group: the 2-rank run above (statistics per rank: groups of 4) is the 1-rank run with groups of 4 (G's
+# batch norm and the relativistic means per group), up to rounding; the 1-rank run without groups (statistics of
+# all 8) is another run.  Epoch 1's mean losses agree to ~1e-7 with the groups, differ by ~1e-3 without (seen:
+# 4e-7 against 2e-3 and 5e-3); later epochs drift apart a little (the chaos of training amplifies rounding)
+"$mp" gan train --store "$S" --split-seed 1 --loss rahinge --filters 8 --sn-ttur --extractor "$tmp/cls" \
+  --out "$tmp/g1g" "${g[@]}" --set gan.bn_group=4 || bad "gan train, 1 rank, gan.bn_group=4"
+"$mp" gan train --store "$S" --split-seed 1 --loss rahinge --filters 8 --sn-ttur --extractor "$tmp/cls" \
+  --out "$tmp/g1" "${g[@]}" || bad "gan train, 1 rank"
+out=$(/usr/bin/python3 - "$tmp/g" "$tmp/g1g" "$tmp/g1" <<'PY'
+import json, sys
+k2, k1g, k1 = (json.load(open(f"{d}/gan.json")) for d in sys.argv[1:4])
+assert (k2["bn_batch"], k1g["bn_batch"], k1["bn_batch"]) == (4, 4, 8), (k2["bn_batch"], k1g["bn_batch"], k1["bn_batch"])
+assert k1g["config"]["gan.bn_group"] == 4 and k2["config"]["gan.bn_group"] == 0, k1g["config"]
+def rel(a, b, epochs):  # worst relative difference of the epochs' mean D and G losses
+    return max(abs(x[k] - y[k]) / abs(y[k]) for x, y in zip(a["curve"][:epochs], b["curve"][:epochs]) for k in ("d_loss", "g_loss"))
+same1, same3, other1 = rel(k1g, k2, 1), rel(k1g, k2, 3), rel(k1, k2, 1)
+assert same1 < 1e-5 and same3 < 1e-2, f"groups of 4 on 1 rank vs 2 ranks: epoch 1 {same1:.1e}, 3 epochs {same3:.1e}"
+assert other1 > 1e-4, f"without groups the 1-rank run should differ from the 2-rank one: {other1:.1e}"
+fr = max(abs(x["fid"] - y["fid"]) / y["fid"] for x, y in zip(k1g["curve"], k2["curve"]))
+print(f"1 rank with groups of 4 vs 2 ranks: losses agree to {same1:.1e} (epoch 1), {same3:.1e} (3 epochs), FIDs to {fr:.1e};"
+      f" 1 rank without groups: {other1:.1e} (epoch 1)")
+PY
+) && ok "gan.bn_group: $out" || bad "gan.bn_group: $out"
+# a group that does not divide the per-rank batch is refused before any work
+run2 gan train --store "$S" --split-seed 1 --loss rahinge --filters 8 --out "$tmp/gbad" "${g[@]}" --set gan.bn_group=3 \
+  2>"$tmp/gbad.err" && bad "gan.bn_group=3 with 4 samples a rank accepted" \
+  || { grep -q "gan.bn_group = 3 does not divide the per-rank batch 4" "$tmp/gbad.err" && [ ! -e "$tmp/gbad/gan.json" ] \
+       && ok "gan.bn_group=3 refused (per-rank batch 4)" || bad "gan.bn_group=3: $(cat "$tmp/gbad.err")"; }
 # gan.n_critic: two critic steps per generator step; more than an epoch's critic steps is refused
 run2 gan train --store "$S" --split-seed 1 --loss wgan-gp --filters 8 --out "$tmp/nc" --set gan.batch=8 \
   --set gan.epochs=1 --set gan.n_critic=2 -q > "$tmp/nc.log" 2>&1 \
