@@ -243,7 +243,7 @@ static int make_plan(pipeline *p, const bool asked[NST], bool own_sweep, int pla
   }
   if (mp_experiment_check(cfg, p->s->size, true, err, errlen)) return -1;
 #ifdef MP_WITH_GAN
-  if (applies[ST_GAN] && mp_gan_sweep_check(cfg, err, errlen)) return -1;
+  if (applies[ST_GAN] && mp_gan_sweep_check(cfg, p->s->size, err, errlen)) return -1;
 #endif
 
   /* the record of earlier runs */

@@ -710,6 +710,11 @@ static int check_config(const mp_config *cfg, int K, bool need_sweep, char varia
     return snprintf(err, errlen, "train.batch = %lld is not a multiple of the %d ranks per group (experiment.groups = %d)",
                     mp_config_int(cfg, "train.batch"), K / *G, *G),
            -1;
+  const long long bg = mp_config_int(cfg, "train.bn_group"), b = mp_config_int(cfg, "train.batch") / (K / *G);
+  if (bg > 0 && b % bg)
+    return snprintf(err, errlen, "train.bn_group = %lld does not divide the per-rank batch %lld (train.batch over the %d "
+                    "ranks per group, experiment.groups = %d)", bg, b, K / *G, *G),
+           -1;
   if (*has_smote && strcmp(variants[0], "baseline") != 0)
     return snprintf(err, errlen, "experiment.variants: the smote-* variants need baseline listed first (its block 1)"),
            -1;

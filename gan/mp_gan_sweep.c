@@ -282,10 +282,26 @@ static int write_outputs(const mp_config *cfg, int K, int G, const mp_gan_sweep_
   return rc;
 }
 
-int mp_gan_sweep_check(const mp_config *cfg, char *err, size_t errlen) {
+/* The rank groups of an n-run grid on K ranks (*G) and the batch sizes they imply: gan.groups
+ * divides K, gan.batch the ranks of a group, gan.bn_group (when set) each rank's share. */
+static int check_sizes(const mp_config *cfg, int K, int n, int *G, char *err, size_t errlen) {
+  *G = mp_group_count(K, (int)mp_config_int(cfg, "gan.groups"), n);
+  if (*G > K || K % *G) return snprintf(err, errlen, "gan.groups = %d must divide the %d ranks", *G, K), -1;
+  const long long B = mp_config_int(cfg, "gan.batch"), g = mp_config_int(cfg, "gan.bn_group");
+  const int k = K / *G;
+  if (B % k) return snprintf(err, errlen, "gan.batch = %lld is not a multiple of the %d ranks per group", B, k), -1;
+  if (g > 0 && (B / k) % g)
+    return snprintf(err, errlen, "gan.bn_group = %lld does not divide the per-rank batch %lld (gan.batch %lld over %d ranks "
+                    "per group)", g, B / k, B, k),
+           -1;
+  return 0;
+}
+
+int mp_gan_sweep_check(const mp_config *cfg, int K, char *err, size_t errlen) {
   cell *c = NULL;
-  int n, nl, nf, ns;
+  int n, nl, nf, ns, G;
   int rc = parse_grid(cfg, &c, &n, &nl, &nf, &ns, err, errlen);
+  if (!rc) rc = check_sizes(cfg, K, n, &G, err, errlen);
   mp_free(c);
   return rc;
 }
@@ -297,12 +313,8 @@ int mp_gan_sweep_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_sweep_arg
   char err[1024] = "";
   cell *c = NULL;
   int n = 0, nl, nf, ns;
-  int rc = parse_grid(cfg, &c, &n, &nl, &nf, &ns, err, sizeof err);
-  int G = rc ? 1 : mp_group_count(K, (int)mp_config_int(cfg, "gan.groups"), n);
-  if (!rc && (G > K || K % G)) rc = -1, snprintf(err, sizeof err, "gan.groups = %d must divide the %d ranks", G, K);
-  if (!rc && mp_config_int(cfg, "gan.batch") % (K / G))
-    rc = -1, snprintf(err, sizeof err, "gan.batch = %lld is not a multiple of the %d ranks per group",
-                      mp_config_int(cfg, "gan.batch"), K / G);
+  int G = 1, rc = parse_grid(cfg, &c, &n, &nl, &nf, &ns, err, sizeof err);
+  if (!rc) rc = check_sizes(cfg, K, n, &G, err, sizeof err);
   if (!rc && !a->extractor_dir && !mp_config_str(cfg, "gan.inception_weights")[0])
     rc = -1, snprintf(err, sizeof err, "the sweep needs --extractor (a train directory) or gan.inception_weights");
   if (rc) {

@@ -31,8 +31,10 @@ typedef struct {
 /* Collective.  MP_EXIT_OK when every run completed or diverged, MP_EXIT_FAILURE when a
  * run failed, MP_EXIT_INTERRUPTED after a stop signal, MP_EXIT_USAGE for a bad grid. */
 int mp_gan_sweep_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_sweep_args *a);
-/* The grid's check (gan.sweep_losses / sweep_filters / sweep_sn_ttur parse, not empty),
- * made by mp_gan_sweep_run before any work: 0, or -1 with the reason naming the key. */
-int mp_gan_sweep_check(const mp_config *cfg, char *err, size_t errlen);
+/* The checks mp_gan_sweep_run makes before any work, for K ranks: the grid
+ * (gan.sweep_losses / sweep_filters / sweep_sn_ttur parse, not empty), the rank groups
+ * (gan.groups), gan.batch over a group's ranks and gan.bn_group over a rank's share: 0, or -1
+ * with the reason naming the key. */
+int mp_gan_sweep_check(const mp_config *cfg, int K, char *err, size_t errlen);
 
 #endif

@@ -39,6 +39,9 @@ refused "missing site key file" "privacy.site_key_file" --set privacy.site_key_f
 refused "impossible value" "train.lr" --set train.lr=-1
 refused "impossible grid" "gan.sweep_filters" --set gan.sweep_filters=7
 refused "groups vs ranks" "experiment.groups" --set experiment.groups=3
+refused "GAN batch vs ranks" "gan.batch = 31" --set gan.batch=31
+refused "GAN statistics group vs a rank's share" "gan.bn_group = 3" --set gan.bn_group=3
+refused "classifier statistics group vs a rank's share" "train.bn_group = 24" --set train.bn_group=24
 refused "unknown variant" "experiment.variants" --set experiment.variants=baseline,smote-l3
 refused "missing sweep" "experiment.gan_sweep" --set experiment.gan_sweep="$tmp/no-sweep"
 refused "prerequisite" "stage synth is not complete" --stage experiment
