@@ -113,6 +113,11 @@ typedef struct {
    * the backend's precision mode. */
   void (*gemm_nt)(mp_backend *b, int m, int n, int k, const float *A, int lda, const float *B, int ldb, float *C,
                   int ldc);
+  /* Optional (device backends): C[i][j] = sum_e |A[i][e] - B[j][e]|, the same operands as
+   * gemm_nt (the kNN's l1 score blocks, SPEC §9: "l1 needs its own blocked kernel"); each
+   * entry summed in float over runs of at most 32 terms, the runs added in double and the
+   * total rounded once to float. */
+  void (*l1_nt)(mp_backend *b, int m, int n, int k, const float *A, int lda, const float *B, int ldb, float *C, int ldc);
   /* n uint8 patches in host memory -> the float input (mp_ref_patches_to_input) */
   void (*patches_to_input)(mp_backend *b, const uint8_t *const *src, const uint32_t *bits, int n, int P, int rot90,
                            float *dst);

@@ -1256,6 +1256,17 @@ static void cu_gemm_nt(mp_backend *b, int m, int n, int k, const float *A, int l
                                lda, &zero, Cm, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT));
 }
 
+/* C (m x n)[i][j] = sum_e |A[i][e] - B[j][e]|, row-major (k_l1_nt: the kNN's l1 score blocks,
+ * which the CPU computes with its own blocked loop; on a GPU node that loop ran on the host) */
+static void cu_l1_nt(mp_backend *b, int m, int n, int k, const float *A, int lda, const float *B, int ldb, float *Cm,
+                     int ldc) {
+  if (m < 1 || n < 1) return;
+  MP_CHECK((m + L1_TILE - 1) / L1_TILE <= 65535, "l1 scores: %d rows are beyond one launch", m);
+  dim3 grid((unsigned)((n + L1_TILE - 1) / L1_TILE), (unsigned)((m + L1_TILE - 1) / L1_TILE)), block(16, 16);
+  k_l1_nt<<<grid, block, 0, C(b)->st>>>(m, n, k, A, lda, B, ldb, Cm, ldc);
+  MP_LAUNCHED();
+}
+
 /* ---- dropout: the ref's mask from mp_rng_at(seed, MP_RNG_DROPOUT, index, e0 + e) ------------- */
 static void cu_drop_fwd(mp_backend *b, const float *x, float *y, unsigned char *mask, size_t n, float p, uint64_t seed,
                         uint64_t index, uint64_t e0) {
@@ -1597,6 +1608,7 @@ extern "C" mp_backend *mp_backend_cuda_create(int precision, char *err, size_t e
     cuda_iface.penalty_grad = cu_penalty_grad;
     cuda_iface.mix_rows = cu_mix_rows;
     cuda_iface.gemm_nt = cu_gemm_nt;
+    cuda_iface.l1_nt = cu_l1_nt;
     cuda_iface.device_peak = cu_device_peak;
     cuda_iface.comm_attach = cu_comm_attach;
     cuda_iface.allreduce_sum = cu_allreduce_sum;

@@ -25,7 +25,8 @@
  *
  * Entries as the cuda backend has them: the fused batch norm + ReLU (bn_relu_*: the host
  * backend's where it has them, else its batch norm then ReLU, the same bits as the unfused
- * pair), gemm_nt (the kNN score blocks on the device path; double accumulation), and a
+ * pair), gemm_nt and l1_nt (the kNN score blocks on the device path; gemm_nt in double, l1_nt
+ * with the cuda kernel's runs), and a
  * collective of its own: `strict` attaches to a communicator and reduces with MPI_Allreduce on
  * the blocks, pending afterwards (as NCCL on its stream), so the trainers' device path of mp_dp
  * (never run with two GPUs here) is exercised; `strict:mpi` declines (as cuda where ranks share a
@@ -37,6 +38,7 @@
 
 #include <execinfo.h>
 #include <limits.h>
+#include <math.h>
 #include <mpi.h>
 #include <signal.h>
 #include <stdio.h>
@@ -405,6 +407,23 @@ static void st_gemm_nt(mp_backend *b, int m, int n, int k, const float *A, int l
     }
   PEND("gemm_nt");
 }
+/* C[i][j] = sum_e |A[i][e] - B[j][e]| in runs of 32 terms (float), the runs added in double:
+ * the cuda kernel's arithmetic */
+static void st_l1_nt(mp_backend *b, int m, int n, int k, const float *A, int lda, const float *B, int ldb, float *C,
+                     int ldc) {
+  OPS((A, B), (C));
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double acc = 0;
+      for (int e0 = 0; e0 < k; e0 += 32) {
+        float run = 0;
+        for (int e = e0; e < k && e < e0 + 32; e++) run += fabsf(A[(size_t)i * lda + e] - B[(size_t)j * ldb + e]);
+        acc += run;
+      }
+      C[(size_t)i * ldc + j] = (float)acc;
+    }
+  PEND("l1_nt");
+}
 /* cuda: waits for the previous batch's staging, copies the host patches, then a kernel */
 static void st_patches(mp_backend *b, const uint8_t *const *src, const uint32_t *bits, int n, int P, int rot90,
                        float *dst) {
@@ -489,6 +508,7 @@ static const mp_backend_i strict_iface = {
     .penalty_grad = st_penalty,
     .mix_rows = st_mix_rows,
     .gemm_nt = st_gemm_nt,
+    .l1_nt = st_l1_nt,
     .patches_to_input = st_patches,
     .comm_attach = st_attach,
     .allreduce_sum = st_allreduce,

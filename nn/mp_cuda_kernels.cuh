@@ -14,6 +14,7 @@
  *   gradient penalty    k_sample_norms (one block of TPB a sample), k_penalty_scale
  *   WGAN-GP interpolates  k_mix_rows (grid y = a row, weights in the launch parameters)
  *   spectral norm       k_normalize, k_div_sigma, k_sn_bwd
+ *   kNN l1 scores       k_l1_nt (grid (ceil(n / 64), ceil(m / 64)), block (16, 16))
  *   patch input         k_patches on the staging layout of patch_stage_fill (host)
  * Kernels without a stated geometry take any 1-D grid (grid-stride loops); those that use
  * block_sum / block_sum2 need blocks of exactly TPB / BN_TPB threads.
@@ -357,6 +358,52 @@ __global__ void k_pool_bwd(const float *dy, const unsigned char *am, float *dx, 
 }
 
 /* ---- linear layers' bias ----------------------------------------------------------------- */
+/* ---- the kNN's l1 score blocks: C[i][j] = sum_e |A[i][e] - B[j][e]| (l1_nt) ---------------
+ * A GEMM's tiling with |a - b| for a * b: a block of L1_TPB = 256 threads makes a 64 x 64 tile
+ * of C, each thread 4 x 4 entries (rows ty + 16 p, columns tx + 16 q: the shared-memory reads of
+ * a warp are broadcasts or 16 consecutive words); the operands pass through shared memory in
+ * runs of L1_KT = 32 of the k terms (loaded coalesced along the rows, zero past k and past the
+ * last row: |0 - 0| adds nothing).  Each entry sums a run in float and adds the run to a double
+ * total, rounded once at the end.  Grid (ceil(n / 64), ceil(m / 64)), block (16, 16). */
+enum { L1_TILE = 64, L1_KT = 32, L1_TPB = 256 };
+__global__ void k_l1_nt(int m, int n, int k, const float *A, int lda, const float *B, int ldb, float *C, int ldc) {
+  __shared__ float As[L1_KT][L1_TILE + 1], Bs[L1_KT][L1_TILE + 1];
+  const int tx = threadIdx.x, ty = threadIdx.y, t = ty * 16 + tx;
+  const int i0 = blockIdx.y * L1_TILE, j0 = blockIdx.x * L1_TILE;
+  double acc[4][4];
+  for (int p = 0; p < 4; p++)
+    for (int q = 0; q < 4; q++) acc[p][q] = 0;
+  for (int e0 = 0; e0 < k; e0 += L1_KT) {
+    /* 64 rows x 32 terms of each operand: thread t loads term t % 32 of rows t / 32 + 8 r */
+    const int e = e0 + t % L1_KT;
+    for (int r = t / L1_KT; r < L1_TILE; r += L1_TPB / L1_KT) {
+      const int ia = i0 + r, jb = j0 + r;
+      As[t % L1_KT][r] = ia < m && e < k ? A[(size_t)ia * lda + e] : 0.0f;
+      Bs[t % L1_KT][r] = jb < n && e < k ? B[(size_t)jb * ldb + e] : 0.0f;
+    }
+    __syncthreads();
+    float run[4][4];
+    for (int p = 0; p < 4; p++)
+      for (int q = 0; q < 4; q++) run[p][q] = 0;
+#pragma unroll 8
+    for (int u = 0; u < L1_KT; u++) {
+      float a[4], b[4];
+      for (int p = 0; p < 4; p++) a[p] = As[u][ty + 16 * p];
+      for (int q = 0; q < 4; q++) b[q] = Bs[u][tx + 16 * q];
+      for (int p = 0; p < 4; p++)
+        for (int q = 0; q < 4; q++) run[p][q] += fabsf(a[p] - b[q]);
+    }
+    for (int p = 0; p < 4; p++)
+      for (int q = 0; q < 4; q++) acc[p][q] += run[p][q];
+    __syncthreads(); /* the tiles are read before the next run is loaded */
+  }
+  for (int p = 0; p < 4; p++)
+    for (int q = 0; q < 4; q++) {
+      const int i = i0 + ty + 16 * p, j = j0 + tx + 16 * q;
+      if (i < m && j < n) C[(size_t)i * ldc + j] = (float)acc[p][q];
+    }
+}
+
 __global__ void k_add_bias_rows(float *y, const float *bias, int n, int out) {
   GS_LOOP(i, (size_t)n * out) y[i] += bias[i % (size_t)out];
 }

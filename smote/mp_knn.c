@@ -81,8 +81,9 @@ static double approx(mp_dist dist, float sij, const float *nrm2f, const double *
  * each list has one writer).  cand: n x c, cnt: n, both initialised by the caller. */
 static void candidates(mp_backend *be, const float *X, size_t n, int d, mp_dist dist, int c, int rank, int K,
                        const double *nrm, const float *nrm2f, cand *cl, int *cnt) {
-  /* on a device backend X and the score block live in its memory (host-visible after a sync) */
-  bool dev = be && be->iface->gemm_nt && dist != MP_DIST_L1;
+  /* on a device backend X and the score block live in its memory (host-visible after a sync):
+   * its gemm_nt for l2 and cosine, its l1_nt for l1 */
+  bool dev = be && (dist == MP_DIST_L1 ? be->iface->l1_nt != NULL : be->iface->gemm_nt != NULL);
   float *Xd = NULL, *S;
   if (dev) {
     Xd = be->iface->alloc(be, n * (size_t)d * sizeof *Xd);
@@ -96,14 +97,17 @@ static void candidates(mp_backend *be, const float *X, size_t n, int d, mp_dist 
     if ((int)(blk % (size_t)K) != rank) continue;
     int m = (int)(n - i0 < ROWS ? n - i0 : ROWS);
     size_t w = n - i0; /* columns i0 .. n-1: S[i][j - i0] */
-    if (dist == MP_DIST_L1) {
+    if (dev) {
+      if (dist == MP_DIST_L1)
+        be->iface->l1_nt(be, m, (int)w, d, Xd + i0 * (size_t)d, d, Xd + i0 * (size_t)d, d, S, (int)w);
+      else
+        be->iface->gemm_nt(be, m, (int)w, d, Xd + i0 * (size_t)d, d, Xd + i0 * (size_t)d, d, S, (int)w);
+      mp_backend_sync(be);
+    } else if (dist == MP_DIST_L1) {
 #pragma omp parallel for schedule(dynamic, 16)
       for (size_t j = i0; j < n; j++)
         for (int i = 0; i < m; i++)
           if (i0 + (size_t)i < j) S[(size_t)i * w + (j - i0)] = l1f(X + (i0 + (size_t)i) * d, X + j * (size_t)d, d);
-    } else if (dev) {
-      be->iface->gemm_nt(be, m, (int)w, d, Xd + i0 * (size_t)d, d, Xd + i0 * (size_t)d, d, S, (int)w);
-      mp_backend_sync(be);
     } else {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, (int)w, d, 1.0f, X + i0 * (size_t)d, d, X + i0 * (size_t)d,
                   d, 0.0f, S, (int)w);

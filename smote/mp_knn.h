@@ -39,9 +39,10 @@ int mp_knn_rows(const float *X, size_t n, int d, mp_dist dist, int k, size_t r0,
 /* All rows, distributed over comm's ranks; nbr (n x k) and dists (n x k, may be NULL) on
  * every rank.  Collective.  0, or -1 when n < k + 1 (same on all ranks). */
 int mp_knn(MPI_Comm comm, const float *X, size_t n, int d, mp_dist dist, int k, uint32_t *nbr, double *dists);
-/* The same with the approximate score blocks (l2, cosine) computed by a device backend's
- * GEMM (cuBLAS) when `be` has one, else OpenBLAS; the candidates are re-scored exactly in
- * double either way, so the neighbours do not depend on where the GEMM ran. */
+/* The same with the approximate score blocks computed by a device backend when `be` has the
+ * entry (l2, cosine: its GEMM, cuBLAS; l1: its l1_nt, an own kernel), else on the host
+ * (OpenBLAS; the blocked l1 loop); the candidates are re-scored exactly in double either way,
+ * so the neighbours do not depend on where the scores were computed. */
 typedef struct mp_backend mp_backend;
 int mp_knn_on(mp_backend *be, MPI_Comm comm, const float *X, size_t n, int d, mp_dist dist, int k, uint32_t *nbr,
               double *dists);

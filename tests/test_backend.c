@@ -69,6 +69,25 @@ static void check_gemm_nt(const char *name, mp_backend *be, mp_rng *r) {
   CHECK_NMSE("gemm A B^T (strided)", C1, C2, GM * LDC, 1e-12);
 }
 
+/* The optional l1 score blocks of device backends (the kNN's l1, SPEC §9): C[i][j] =
+ * sum_e |A[i][e] - B[j][e]|, strided, k = 70 (two whole runs of 32 and a partial one), more
+ * rows and columns than one 64 x 64 tile of the cuda kernel, against a double sum. */
+static void check_l1_nt(const char *name, mp_backend *be, mp_rng *r) {
+  enum { LM = 70, LN = 67, LK = 70, LDA = 75, LDB = 73, LDC = 69 };
+  float *A = T(LM * LDA), *Bm = T(LN * LDB), *C1 = T(LM * LDC), *C2 = T(LM * LDC);
+  fill(A, LM * LDA, r), fill(Bm, LN * LDB, r), fill(C1, LM * LDC, r);
+  memcpy(C2, C1, LM * LDC * 4);
+  be->iface->l1_nt(be, LM, LN, LK, A, LDA, Bm, LDB, C1, LDC);
+  mp_backend_sync(be);
+  for (int i = 0; i < LM; i++)
+    for (int j = 0; j < LN; j++) {
+      double acc = 0;
+      for (int q = 0; q < LK; q++) acc += fabs((double)A[i * LDA + q] - Bm[j * LDB + q]);
+      C2[i * LDC + j] = (float)acc;
+    }
+  CHECK_NMSE("l1 scores sum |A_i - B_j| (strided)", C1, C2, LM * LDC, 1e-12);
+}
+
 /* Batch norm (train, eval, backward, and the fused BN+ReLU pair where the backend has it) on
  * one shape: inputs with an offset and scale per channel, every output and saved statistic
  * poisoned before the run and compared with ref. */
@@ -213,6 +232,7 @@ static void check_other_ops(const char *name, mp_backend *be, mp_backend *ref, m
     mp_free(u8);
   }
   if (f->gemm_nt) check_gemm_nt(name, be, r);
+  if (f->l1_nt) check_l1_nt(name, be, r);
   /* the memory entries: copy, zero, axpy, scale */
   {
     enum { MN = 1001 };
@@ -538,6 +558,7 @@ static void test_reduced_precision(void **state) {
     CHECK_NMSE("linear backward: dW", dw1, dw2, LO * LI, modes[m].tol);
     CHECK_NMSE("linear backward: db", db1, db2, LO, 1e-10); /* a plain fp32 sum in every mode */
     if (be->iface->gemm_nt) check_gemm_nt(name, be, &r); /* fp32 in every mode */
+    if (be->iface->l1_nt) check_l1_nt(name, be, &r);
     T_release_all();
     mp_backend_free(be);
     mp_backend_free(ref);

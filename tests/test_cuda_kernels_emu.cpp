@@ -471,6 +471,36 @@ static void check_staging() {
   g_bad += cnt != 23;
 }
 
+/* ---- the kNN's l1 score blocks (cu_l1_nt's launch) ------------------------------------------
+ * 70 x 67 entries (2 x 2 tiles, partial both ways), k = 75 (two runs of 32 and a partial one),
+ * strided operands: the bits of the documented arithmetic (float runs of 32 terms in order,
+ * added in double, rounded once), the rows and columns past the tile edges untouched. */
+static void check_l1_nt() {
+  enum { M = 70, N = 67, K = 75, LDA = 80, LDB = 77, LDC = 71 };
+  const size_t nc = (size_t)(M + 1) * LDC; /* a guard row past the last */
+  buf<float> A((size_t)M * LDA), B((size_t)N * LDB), Cg(nc), Cw(nc), Cd(nc);
+  fill(A, (size_t)M * LDA), fill(B, (size_t)N * LDB);
+  for (size_t i = 0; i < nc; i++) Cg[i] = Cw[i] = Cd[i] = -7.0f; /* the padding columns and the guard row stay */
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double acc = 0, exact = 0;
+      for (int e0 = 0; e0 < K; e0 += 32) {
+        float run = 0;
+        for (int e = e0; e < K && e < e0 + 32; e++) {
+          run += fabsf(A[(size_t)i * LDA + e] - B[(size_t)j * LDB + e]);
+          exact += fabs((double)A[(size_t)i * LDA + e] - B[(size_t)j * LDB + e]);
+        }
+        acc += run;
+      }
+      Cw[(size_t)i * LDC + j] = (float)acc, Cd[(size_t)i * LDC + j] = (float)exact;
+    }
+  const u3 grid = {(unsigned)((N + (int)L1_TILE - 1) / (int)L1_TILE), (unsigned)((M + (int)L1_TILE - 1) / (int)L1_TILE), 1},
+           block = {16, 16, 1};
+  launch(grid, block, [&] { k_l1_nt(M, N, K, A, LDA, B, LDB, Cg, LDC); });
+  check_same("l1 scores 70 x 67, k 75, strided: the runs' bits", Cg.p, Cw.p, sizeof(float) * nc);
+  check_nmse("l1 scores against a double sum", Cg.p, Cd.p, (size_t)M * LDC, 1e-12);
+}
+
 int main() {
   char err[256];
   mp_backend *ref = mp_backend_create("ref", err, sizeof err);
@@ -497,6 +527,8 @@ int main() {
   check_patches(ref);
   printf(" bf16 staging\n");
   check_staging();
+  printf(" kNN l1 score blocks\n");
+  check_l1_nt();
   mp_backend_free(ref);
   printf("%s: %d check(s) failed\n", g_bad ? "FAIL" : "ok", g_bad);
   return g_bad ? 1 : 0;

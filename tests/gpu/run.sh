@@ -12,7 +12,7 @@
 #                       -DCMAKE_CUDA_ARCHITECTURES=90 [-G Ninja when ninja is there]
 #           build       cmake --build build-gpu -j$(nproc) --target <the targets the steps run:
 #                       mp_backend_cuda test_cudnn_graph test_backend test_net gpu_nccl_check
-#                       nn_parity_tool mp_bench_nn mammopatch; BUILD_TARGETS overrides>
+#                       knn_tool nn_parity_tool mp_bench_nn mammopatch; BUILD_TARGETS overrides>
 #           test_cudnn_graph   the graph-API graphs, heuristics and plans for a described H100
 #                       (no GPU needed; here against the machine's own cuDNN)
 #           test_backend, test_net   build-gpu/tests/{test_backend,test_net} (cuda vs ref; test_backend
@@ -37,6 +37,10 @@
 #                       and bf16 on the same splits of the carried store (GPU_STORE), the accuracy
 #                       effect of each precision (test MCC, AUCs, probability drift from fp32);
 #                       its tables go into tests.log and the summary
+#           knn         (after precision, before the profile; at most 90 s) tests/gpu/knn.sh
+#                       build-gpu/tests/knn_tool: SPEC §9's kNN at thesis scale (2,000 x 65,536,
+#                       k 2; l2, cosine, l1) with the cuda backend's score blocks and on the host,
+#                       timed, the answers compared byte for byte (into tests.log)
 #           profile     last, in what time the bench and precision leave: mp_bench_nn under MP_NN_PROFILE=1
 #                       (per-layer times and the cuDNN algorithms: classifier fp32, tf32 and bf16,
 #                       bf16 also at batch 512, a WGAN-GP iteration), the
@@ -69,8 +73,10 @@
 #   PROFILE_TORCH=0     the profile step leaves out PyTorch's per-kernel table
 #                       (bench/gpu/torch_profile.py)
 #   BENCH_BUDGET_S      the most the bench step may take (default 240; it also leaves 60 s
-#                       of the total budget, and PRECISION_RESERVE_S more where precision runs)
+#                       of the total budget, PRECISION_RESERVE_S more where precision runs and
+#                       KNN_RESERVE_S where knn does)
 #   PRECISION_RESERVE_S what the bench leaves for the precision step (default 100)
+#   KNN_RESERVE_S       and for the knn step (default 45)
 #   MP_GIT_DESCRIBE     the commit, where the tree came without .git (a device lease copies the
 #                       working tree only): the caller's `git describe --always --dirty --tags
 #                       --abbrev=10`; the summary's header and the built version name it
@@ -385,7 +391,7 @@ else
     # (parity), gpu_nccl_check (nccl), mp_bench_nn (bench, profile), mammopatch (precision).
     # Those this configuration does not define (the tests without cmocka) are left out here, and
     # their steps say so, instead of failing the whole build on an unknown target.
-    want=${BUILD_TARGETS-mp_backend_cuda test_cudnn_graph test_backend test_net gpu_nccl_check nn_parity_tool mp_bench_nn mammopatch}
+    want=${BUILD_TARGETS-mp_backend_cuda test_cudnn_graph test_backend test_net gpu_nccl_check knn_tool nn_parity_tool mp_bench_nn mammopatch}
     targets=() missing=""
     if [[ -n ${want// /} && $want != all ]]; then
       for tg in $want; do
@@ -581,7 +587,8 @@ else
   # the steps before it ran long, and precision got seconds)
   reserve=60
   [[ -x $bdir/mammopatch && -s ${GPU_STORE:-.gpu-store/patches.h5} && " ${STEPS:-precision} " == *" precision "* ]] &&
-    reserve=$((60 + ${PRECISION_RESERVE_S:-100}))
+    reserve=$((reserve + ${PRECISION_RESERVE_S:-100}))
+  [[ -x $tests/knn_tool && " ${STEPS:-knn} " == *" knn "* ]] && reserve=$((reserve + ${KNN_RESERVE_S:-45}))
   budget=$(($(left) - reserve))
   ((budget > ${BENCH_BUDGET_S:-240})) && budget=${BENCH_BUDGET_S:-240}
   read -r -a bench_what <<<"${BENCH_WHAT:-}"
@@ -638,6 +645,19 @@ else
 '"$tables"$'
 '
   write_summary
+fi
+
+# ---- SPEC §9's kNN at thesis scale: the cuda score blocks against the host's --------------------
+knn=$tests/knn_tool
+if ((!have_gpu)); then
+  skip knn tests.log "$nogpu"
+elif [[ ! -x $knn ]]; then
+  skip knn tests.log "no knn_tool in $bdir (built with the smote component)"
+else
+  step knn tests.log 90 env PYTHON="${py:-python3}" tests/gpu/knn.sh "$knn"
+  # the note: each distance's times
+  [[ ${results[${#results[@]} - 1]} == PASS ]] &&
+    renote "$(grep -E '^knn (l2|cosine|l1) ' <<<"$step_out" | sed -E 's/^knn ([a-z0-9]+) [0-9]+ x [0-9]+, k 2: cuda ([0-9.]+) s, host ([0-9.]+) s.*/\1 \2 s (host \3 s)/' | paste -sd ';' - | sed 's/;/; /g'), 2000 x 65536, k 2: the same answers"
 fi
 
 # ---- where the time goes: MP_NN_PROFILE's per-layer tables (each layer between two syncs) for

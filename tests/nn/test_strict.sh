@@ -9,7 +9,7 @@
 # machine with one GPU runs) and with MPI in host memory (`strict:mpi`); eval; gan train with
 # WGAN-GP (the gradient penalty, the interpolates, the device-side real batches) and with
 # RaHinge + spectral norm + TTUR; smote features (the kNN's score blocks on the device path,
-# gemm_nt) and a smote classifier; predict; an experiment on 4 ranks in 2 rank groups (the
+# gemm_nt and l1_nt) and a smote classifier; predict; an experiment on 4 ranks in 2 rank groups (the
 # collective over each group's communicator).
 # Usage: test_strict.sh MAMMOPATCH MPIEXEC
 set -uo pipefail
@@ -106,16 +106,17 @@ run2 gan sample --generator "$tmp/g-wgp" --n 20 --out "$tmp/syn.h5" --montage-st
   --set train.backend=strict > "$tmp/sample.log" 2>&1 && ok "gan sample, 2 ranks, strict" \
   || bad "gan sample strict: $(why "$tmp/sample.log")"
 
-# 5. smote: features (cosine and l2: the score blocks through gemm_nt; l1 on the host), a classifier
-for d in cosine l2; do
+# 5. smote: features (cosine and l2: the score blocks through gemm_nt; l1 through l1_nt), a classifier
+for d in cosine l2 l1; do
   run2 smote features --store "$S" --split-seed 1 --baseline "$tmp/t-cpu" --dist $d --out "$tmp/s-$d.h5" -q \
     --set train.backend=strict > "$tmp/s-$d.log" 2>&1 && ok "smote features $d, 2 ranks, strict" \
     || bad "smote $d strict: $(why "$tmp/s-$d.log")"
 done
 # the vectors against cpu's (its kNN on the host): the same neighbours, so the same vectors
-run2 smote features --store "$S" --split-seed 1 --baseline "$tmp/t-cpu" --dist cosine --out "$tmp/s-cpu.h5" -q \
-  --set train.backend=cpu > /dev/null 2>&1 || bad "smote cpu"
-out=$(/usr/bin/python3 - "$tmp/s-cosine.h5" "$tmp/s-cpu.h5" <<'PY'
+for d in cosine l1; do
+  run2 smote features --store "$S" --split-seed 1 --baseline "$tmp/t-cpu" --dist $d --out "$tmp/s-cpu-$d.h5" -q \
+    --set train.backend=cpu > /dev/null 2>&1 || bad "smote $d cpu"
+  out=$(/usr/bin/python3 - "$tmp/s-$d.h5" "$tmp/s-cpu-$d.h5" <<'PY'
 import sys, h5py, numpy as np
 a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
 names = []
@@ -124,7 +125,8 @@ bad = [n for n in names if n not in b or not np.array_equal(a[n][()], b[n][()], 
 print(f"{len(names)} datasets, {len(bad)} differ" + (f": {bad[:4]}" if bad else ""))
 sys.exit(1 if bad or not names else 0)
 PY
-) && ok "smote vectors, strict = cpu: $out" || bad "smote vectors strict vs cpu: $out"
+  ) && ok "smote vectors $d, strict = cpu: $out" || bad "smote vectors $d strict vs cpu: $out"
+done
 run2 train --store "$S" --split-seed 1 -q --set train.batch=8 --set train.max_steps=4 --variant smote-cosine \
   --smote "$tmp/s-cosine.h5" --block1 "$tmp/t-cpu" --out "$tmp/t-smote" --set train.backend=strict > "$tmp/t-smote.log" 2>&1 \
   && ok "train smote-cosine, 2 ranks, strict" || bad "train smote strict: $(why "$tmp/t-smote.log")"
