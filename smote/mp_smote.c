@@ -122,7 +122,8 @@ int mp_smote_features_run(MPI_Comm comm, const mp_config *cfg, const mp_smote_ar
   double t0 = mp_now();
   uint32_t *nbr = mp_malloc(n * (size_t)k * sizeof *nbr);
   double *dist = mp_malloc(n * (size_t)k * sizeof *dist);
-  MP_CHECK(mp_knn_on(be, comm, F, n, (int)D, a->dist, k, nbr, dist) == 0, "kNN"); /* cuda: cuBLAS (l2, cosine) or own l1 score blocks */
+  /* cuda: the score blocks on the device (cuBLAS for l2 and cosine, its own kernel for l1) */
+  MP_CHECK(mp_knn_on(be, comm, F, n, (int)D, a->dist, k, nbr, dist) == 0, "kNN");
   double tknn = mp_now() - t0;
   /* synthesis and the file, rank 0 */
   int status = MP_EXIT_OK;
