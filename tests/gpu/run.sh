@@ -388,7 +388,8 @@ else
   else
     # only what the steps run (the cuda module, which mp_nn depends on anyway, named so that its
     # compile comes first): test_cudnn_graph, test_backend, test_net (the tests), nn_parity_tool
-    # (parity), gpu_nccl_check (nccl), mp_bench_nn (bench, profile), mammopatch (precision).
+    # (parity), gpu_nccl_check (nccl), mp_bench_nn (bench, profile), mammopatch (precision),
+    # knn_tool (knn).
     # Those this configuration does not define (the tests without cmocka) are left out here, and
     # their steps say so, instead of failing the whole build on an unknown target.
     want=${BUILD_TARGETS-mp_backend_cuda test_cudnn_graph test_backend test_net gpu_nccl_check knn_tool nn_parity_tool mp_bench_nn mammopatch}
