@@ -220,14 +220,16 @@ static int check_layout() {
         if (C == 16) k_to_nhwc_bf16<16>(xp, hp, S, total);
         if (C == 32) k_to_nhwc_bf16<32>(xp, hp, S, total);
       };
-      const float *nob = nullptr;
-      auto from = [&] {
-        if (C == 8) k_from_nhwc_bf16<8>(hp, bp, S, total, nob);
-        if (C == 16) k_from_nhwc_bf16<16>(hp, bp, S, total, nob);
-        if (C == 32) k_from_nhwc_bf16<32>(hp, bp, S, total, nob);
+      /* back into out, plus bias (NULL: none) */
+      auto from = [&](float *out, const float *bias) {
+        launch({3, 1, 1}, {32, 1, 1}, [&] {
+          if (C == 8) k_from_nhwc_bf16<8>(hp, out, S, total, bias);
+          if (C == 16) k_from_nhwc_bf16<16>(hp, out, S, total, bias);
+          if (C == 32) k_from_nhwc_bf16<32>(hp, out, S, total, bias);
+        });
       };
       launch({2, 1, 1}, {32, 1, 1}, to); /* 64 threads: the grid-stride loop goes round for most sizes */
-      launch({3, 1, 1}, {32, 1, 1}, from);
+      from(bp, nullptr);
       size_t wrong_to = 0, wrong_from = 0;
       for (unsigned z = 0; z < Z; z++)
         for (int c = 0; c < C; c++)
@@ -246,13 +248,7 @@ static int check_layout() {
        * by the separate bias pass (one fp32 addition per element; -0 + 0 and NaNs included) */
       std::vector<float> bias(C), backb(n, NAN);
       for (int c = 0; c < C; c++) bias[c] = c % 5 == 4 ? 0.0f : c % 5 == 3 ? -0.0f : U(rng);
-      const float *biasp = bias.data();
-      float *bbp = backb.data();
-      launch({3, 1, 1}, {32, 1, 1}, [&] {
-        if (C == 8) k_from_nhwc_bf16<8>(hp, bbp, S, total, biasp);
-        if (C == 16) k_from_nhwc_bf16<16>(hp, bbp, S, total, biasp);
-        if (C == 32) k_from_nhwc_bf16<32>(hp, bbp, S, total, biasp);
-      });
+      from(backb.data(), bias.data());
       size_t wrong_bias = 0;
       for (size_t i = 0; i < n; i++) {
         const float want = back[i] + bias[i / S % C];
