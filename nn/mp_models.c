@@ -98,12 +98,12 @@ struct mp_gan_work {
   uint64_t seed;
   uint64_t offset, global; /* this rank's samples within the global batch (eps keys) */
   size_t px;         /* floats per image */
-  mp_backend *be;    /* the critic's: pair and dpair live in its memory (a device backend
+  mp_backend *be;    /* the critic's: pair and dfake live in its memory (a device backend
                       * moves the images between the nets without the host) */
   float *pair;       /* 2n images: [real; fake] */
   float *xhat;       /* n images: the penalty's interpolates, mixed from pair by the backend */
   float *eps;        /* n interpolation weights (host) */
-  float *dpair;      /* 2n images: dL/d[real; fake] */
+  float *dfake;      /* n images: dL/dxf (the generator step's gradient through the critic) */
   float *dc;         /* 2n critic output gradients */
 };
 
@@ -115,7 +115,7 @@ mp_gan_work *mp_gan_work_new(mp_net *d, mp_net *g, mp_gan_loss loss, float gp_la
   w->px = mp_net_output_size(g);
   w->be = mp_net_backend(d);
   w->pair = w->be->iface->alloc(w->be, 2 * (size_t)n * w->px * sizeof(float));
-  w->dpair = w->be->iface->alloc(w->be, 2 * (size_t)n * w->px * sizeof(float));
+  w->dfake = w->be->iface->alloc(w->be, (size_t)n * w->px * sizeof(float));
   w->xhat = w->be->iface->alloc(w->be, (size_t)n * w->px * sizeof(float));
   w->eps = mp_malloc((size_t)n * sizeof(float));
   w->dc = mp_malloc(2 * (size_t)n * sizeof(float));
@@ -151,7 +151,7 @@ static double group_loss(mp_gan_work *w, bool generator, const float *cr, const 
 void mp_gan_work_free(mp_gan_work *w) {
   if (!w) return;
   w->be->iface->release(w->be, w->pair);
-  w->be->iface->release(w->be, w->dpair);
+  w->be->iface->release(w->be, w->dfake);
   w->be->iface->release(w->be, w->xhat);
   mp_free(w->eps);
   mp_free(w->dc);
@@ -201,15 +201,18 @@ double mp_gan_generator_gradients(mp_gan_work *w, const float *xr, const float *
      * in the pair, for half the work. */
     const float *cf = mp_net_forward(w->d, xf, n, true, step);
     double L = group_loss(w, true, cf, cf);
-    mp_net_backward_input(w->d, w->dc + n, w->dpair + img);
-    mp_net_backward(w->g, w->dpair + img, NULL);
+    mp_net_backward_input(w->d, w->dc + n, w->dfake);
+    mp_net_backward(w->g, w->dfake, NULL);
     return L;
   }
   w->be->iface->upload(w->be, w->pair, xr, img * sizeof(float));
   w->be->iface->upload(w->be, w->pair + img, xf, img * sizeof(float));
   const float *c = mp_net_forward(w->d, w->pair, 2 * n, true, step);
   double L = group_loss(w, true, c, c + n);
-  mp_net_backward_input(w->d, w->dc, w->dpair);
-  mp_net_backward(w->g, w->dpair + img, NULL);
+  /* The loss reaches G through the fakes alone: the critic treats samples independently (no
+   * batch norm), so its backward runs over the pair's fake half only, half the work of the
+   * whole pair's (dL/dxr, which nothing needs, is not computed). */
+  mp_net_backward_input_part(w->d, n, n, w->dc + n, w->dfake);
+  mp_net_backward(w->g, w->dfake, NULL);
   return L;
 }

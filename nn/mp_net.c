@@ -366,21 +366,29 @@ static void grad_commit(mp_net *n) {
   n->be->iface->axpy(n->be, 1.0f, n->gtmp, n->grads, n->nparams);
 }
 
-/* The backward pass; weights = false skips every parameter gradient (only dL/dinput);
- * keep_dx: dL/dinput is computed into dact[0] and left there. */
-static void backward(mp_net *n, const float *dy, float *dx, bool weights, bool keep_dx) {
+/* The backward pass over samples [first, first + batch) of the last forward (dy and dx
+ * hold those samples only; their gradients go to the start of dact); weights = false skips
+ * every parameter gradient (only dL/dinput); keep_dx: dL/dinput is computed into dact[0]
+ * and left there.  A part of the batch (input-only; mp_net_backward_input_part) needs
+ * layers that treat the samples independently: the forward's saved activations and masks
+ * are read at the part's offset. */
+static void backward(mp_net *n, const float *dy, float *dx, bool weights, bool keep_dx, int first, int batch) {
   const mp_backend_i *f = n->be->iface;
   mp_backend *be = n->be;
-  int batch = n->batch;
+  const bool part = first != 0 || batch != n->batch;
+  MP_CHECK(!part || !weights, "a backward over part of the batch computes dL/dinput only");
+  MP_CHECK(first >= 0 && batch > 0 && first + batch <= n->batch, "backward of samples %d..%d of a forward of %d",
+           first, first + batch, n->batch);
   float *G = weights ? grad_target(n) : NULL;
   f->upload(be, n->dact[n->nl], dy, mp_net_output_size(n) * (size_t)batch * sizeof(float));
   if (n->prof) n->prof_calls[1]++;
   for (int i = n->nl - 1; i >= 0; i--) {
     layer *l = &n->L[i];
     double t0 = prof_mark(n);
-    const float *in = n->act[i], *out = n->act[i + 1], *g = n->dact[i + 1];
+    const size_t per_in = per(l->c, l->h, l->w), per_out = per(l->oc, l->oh, l->ow);
+    const float *in = n->act[i] + first * per_in, *out = n->act[i + 1] + first * per_out, *g = n->dact[i + 1];
     float *gi = n->dact[i], *P = n->params;
-    size_t cnt = per(l->c, l->h, l->w) * (size_t)batch;
+    size_t cnt = per_in * (size_t)batch;
     bool need_dx = i > 0 || dx || keep_dx;
     if (!weights && !need_dx) break;
     switch (l->kind) {
@@ -406,6 +414,7 @@ static void backward(mp_net *n, const float *dy, float *dx, bool weights, bool k
     }
     case L_BN: {
       MP_CHECK(n->train, "backward through batch norm needs a training forward");
+      MP_CHECK(!part, "batch norm couples the samples of a batch: no backward over part of it");
       int gs = bn_group_size(n, batch), groups = batch / gs;
       size_t per_group = per(l->c, l->h, l->w) * (size_t)gs;
       mp_bn_desc d = {gs, l->c, l->h * l->w, 1e-5f, 0.1f};
@@ -432,7 +441,7 @@ static void backward(mp_net *n, const float *dy, float *dx, bool weights, bool k
     case L_ACT:
       if (!l->fused) f->act_backward(be, l->act, l->slope, in, out, g, gi, cnt);
       break;
-    case L_POOL: f->maxpool2_backward(be, g, l->mask, gi, batch, l->c, l->h, l->w); break;
+    case L_POOL: f->maxpool2_backward(be, g, l->mask + first * per_out, gi, batch, l->c, l->h, l->w); break;
     case L_FLAT: f->copy(be, gi, g, cnt); break;
     case L_LINEAR:
       MP_CHECK(weights, "input-only backward through a linear layer is not implemented");
@@ -441,7 +450,7 @@ static void backward(mp_net *n, const float *dy, float *dx, bool weights, bool k
       break;
     case L_DROP:
       if (n->train)
-        f->dropout_backward(be, g, l->mask, gi, cnt, l->p);
+        f->dropout_backward(be, g, l->mask + first * per_in, gi, cnt, l->p);
       else
         f->copy(be, gi, g, cnt);
       break;
@@ -453,16 +462,21 @@ static void backward(mp_net *n, const float *dy, float *dx, bool weights, bool k
   host(n);
 }
 
-void mp_net_backward(mp_net *n, const float *dy, float *dx) { backward(n, dy, dx, true, false); }
+void mp_net_backward(mp_net *n, const float *dy, float *dx) { backward(n, dy, dx, true, false, 0, n->batch); }
 
 const float *mp_net_backward_keep_dx(mp_net *n, const float *dy) {
-  backward(n, dy, NULL, true, true);
+  backward(n, dy, NULL, true, true, 0, n->batch);
   return n->dact[0];
 }
 
 void mp_net_backward_input(mp_net *n, const float *dy, float *dx) {
   MP_CHECK(dx, "mp_net_backward_input needs dx");
-  backward(n, dy, dx, false, false);
+  backward(n, dy, dx, false, false, 0, n->batch);
+}
+
+void mp_net_backward_input_part(mp_net *n, int first, int count, const float *dy, float *dx) {
+  MP_CHECK(dx, "mp_net_backward_input_part needs dx");
+  backward(n, dy, dx, false, false, first, count);
 }
 
 void mp_net_set_accumulate(mp_net *n, bool on) { n->accumulate = on; }

@@ -68,6 +68,13 @@ void mp_net_set_sample_offset(mp_net *net, uint64_t first);
 /* Backward for dL/dinput only (dx required): no parameter gradient is computed or
  * touched (the generator step's pass through the critic). */
 void mp_net_backward_input(mp_net *net, const float *dy, float *dx);
+/* mp_net_backward_input for samples [first, first + count) of the last forward alone: dy
+ * holds those samples' output gradients (count x output size), dx receives their input
+ * gradients (count x input size).  For nets whose layers treat the samples independently
+ * (convolutions, activations, pooling, flatten, dropout; not batch norm in training):
+ * each sample's gradient is then the one the whole batch's pass gives it, for that
+ * part's work only (the relativistic generator step needs the fakes' half of the pair). */
+void mp_net_backward_input_part(mp_net *net, int first, int count, const float *dy, float *dx);
 /* Accumulation: when on, mp_net_backward and mp_net_gradient_penalty ADD their parameter
  * gradients into the gradient buffer instead of overwriting it (a loss made of several
  * passes, e.g. the critic loss plus its gradient penalty).  Off by default. */

@@ -346,6 +346,63 @@ static void test_bn_groups(void **state) {
   }
 }
 
+/* An input-only backward over part of the batch (mp_net_backward_input_part, the
+ * relativistic generator step's pass through the critic's fake half) gives each of the
+ * part's samples the input gradient the whole batch's pass gives it: a critic-like net
+ * whose saved inputs and outputs, pool argmaxes and dropout masks are all read at the
+ * part's offset, on every backend. */
+static mp_net *part_net(mp_backend *be) {
+  mp_net *n = mp_net_new(be, 1, 8, 8, B, 96);
+  mp_net_conv_sn(n, 4, 4, 2, 1, true); /* 8x8 -> 4x4 */
+  mp_net_act(n, MP_ACT_LRELU, 0.2f);
+  mp_net_maxpool2(n); /* -> 2x2 */
+  mp_net_dropout(n, 0.3f);
+  mp_net_conv(n, 1, 2, 1, 0, true); /* -> 1x1 */
+  mp_net_act(n, MP_ACT_TANH, 0);     /* its backward reads the saved output */
+  mp_net_flatten(n);
+  mp_net_build(n);
+  return n;
+}
+
+static void test_backward_input_part(void **state) {
+  (void)state;
+  char list[64], err[128];
+  snprintf(list, sizeof list, "%s", mp_backend_list());
+  float x[B * 64], dy[B], whole[B * 64], part[B * 64];
+  mp_rng r;
+  mp_rng_init(&r, 69, MP_RNG_TEST, 0);
+  for (int i = 0; i < B * 64; i++) x[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
+  for (int i = 0; i < B; i++) dy[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
+  static const int parts[3][2] = {{2, 2}, {1, 2}, {3, 1}}; /* (first, count) */
+  for (char *save = NULL, *name = strtok_r(list, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
+    if (mp_backend_device_absent(name)) {
+      printf("  %s: skipped (no device)\n", name);
+      continue;
+    }
+    mp_backend *be = mp_backend_create(name, err, sizeof err);
+    if (!be) fail_msg("%s", err);
+    mp_net *n = part_net(be);
+    mp_net_forward(n, x, B, true, 5);
+    mp_net_backward_input(n, dy, whole);
+    double worst = 0;
+    for (int k = 0; k < 3; k++) {
+      const int first = parts[k][0], count = parts[k][1];
+      mp_net_backward_input_part(n, first, count, dy + first, part);
+      double num = 0, den = 0;
+      for (int i = 0; i < count * 64; i++) {
+        double e = (double)part[i] - whole[first * 64 + i];
+        num += e * e, den += (double)whole[first * 64 + i] * whole[first * 64 + i];
+      }
+      assert_true(den > 0);
+      if (num / den > worst) worst = num / den;
+    }
+    printf("  %s: part vs whole-batch input gradient, worst nmse %.2e\n", name, worst);
+    assert_true(worst < 1e-12);
+    mp_net_free(n);
+    mp_backend_free(be);
+  }
+}
+
 /* The SPEC's networks have exactly the parameter counts of their PyTorch definitions
  * (torch.nn Sequential of the same layers: counted once with Debian's torch 1.13). */
 static void test_models(void **state) {
@@ -463,6 +520,7 @@ int main(void) {
       cmocka_unit_test(test_spectral_norm_net),
       cmocka_unit_test(test_gradient_penalty_net),
       cmocka_unit_test(test_bn_groups),
+      cmocka_unit_test(test_backward_input_part),
       cmocka_unit_test(test_models),
       cmocka_unit_test(test_gp_eps_global),
       cmocka_unit_test(test_checkpoint),
