@@ -303,6 +303,19 @@ mp_backend *mp_backend_create_cfg(const mp_config *cfg, char *err, size_t errlen
   return mp_backend_create(full, err, errlen);
 }
 
+void mp_backend_gather_rows(mp_backend *b, float *dst, const float *a, const float *rows, const int64_t *sel, int n,
+                            size_t m) {
+  for (int j = 0, e; j < n; j = e) {
+    if (sel[j] >= 0) {
+      b->iface->copy(b, dst + (size_t)j * m, rows + (size_t)sel[j] * m, m);
+      e = j + 1;
+      continue;
+    }
+    for (e = j + 1; e < n && sel[e] < 0; e++) {}
+    b->iface->copy(b, dst + (size_t)j * m, a + (size_t)j * m, (size_t)(e - j) * m);
+  }
+}
+
 void mp_backend_free(mp_backend *b) {
   if (b) b->iface->destroy(b);
 }

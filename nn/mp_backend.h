@@ -194,6 +194,12 @@ static inline void mp_backend_sync(mp_backend *b) {
 static inline void mp_backend_download(mp_backend *b, void *host, const void *src, size_t bytes) {
   b->iface->download(b, host, src, bytes);
 }
+/* Rows of m floats gathered in the backend's memory: dst row j := a row j where sel[j] < 0,
+ * else rows row sel[j] (j < n; sel in host memory); runs of a's rows move in one copy.  dst
+ * must not overlap a or rows.  (The SMOTE variant's batch: block 1's embeddings with the
+ * synthetic vectors in their places, without a round trip through host memory.) */
+void mp_backend_gather_rows(mp_backend *b, float *dst, const float *a, const float *rows, const int64_t *sel, int n,
+                            size_t m);
 /* Whether the backend computes in device memory (it has a `sync`): host-only code (the
  * Inception extractor) then runs on a host backend beside it. */
 static inline int mp_backend_is_device(const mp_backend *b) { return b->iface->sync != 0; }

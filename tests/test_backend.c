@@ -87,6 +87,25 @@ static void check_l1_nt(const char *name, mp_backend *be, mp_rng *r) {
   CHECK_NMSE("l1 scores sum |A_i - B_j| (strided)", C1, C2, LM * LDC, 1e-12);
 }
 
+/* mp_backend_gather_rows (the SMOTE variant's batch) in the backend's memory: runs of a's
+ * rows at either end and inside, single rows between them, a row taken twice; exactly the
+ * host loop's rows, and dst's rows beyond n untouched. */
+static void check_gather_rows(const char *name, mp_backend *be, mp_rng *r) {
+  enum { GN = 9, GR = 4, GM = 37 };
+  static const int64_t sel[GN] = {-1, -1, 2, 0, -1, -1, -1, 2, -1};
+  float *a = T((GN + 1) * GM), *rows = T(GR * GM), *dst = T((GN + 1) * GM), *want = mp_malloc((GN + 1) * GM * 4);
+  fill(a, (GN + 1) * GM, r), fill(rows, GR * GM, r), poison(dst, (GN + 1) * GM);
+  for (int j = 0; j < GN; j++) memcpy(want + j * GM, sel[j] < 0 ? a + j * GM : rows + sel[j] * GM, GM * 4);
+  poison(want + GN * GM, GM);
+  mp_backend_gather_rows(be, dst, a, rows, sel, GN, GM);
+  mp_backend_sync(be);
+  int differ = 0;
+  for (int i = 0; i < (GN + 1) * GM; i++) differ += memcmp(&dst[i], &want[i], 4) != 0;
+  printf("  %-4s %-34s %d of %d values differ\n", name, "gather rows", differ, (GN + 1) * GM);
+  mp_free(want);
+  if (differ) fail_msg("%s: gather rows differs from the host loop", name);
+}
+
 /* Batch norm (train, eval, backward, and the fused BN+ReLU pair where the backend has it) on
  * one shape: inputs with an offset and scale per channel, every output and saved statistic
  * poisoned before the run and compared with ref. */
@@ -433,6 +452,7 @@ static void check_backend(const char *name) {
     if (!(ef < 1e-10 && eb < 1e-10)) fail_msg("%s %s differs from ref", name, anames[kind]);
   }
   check_other_ops(name, be, ref, &r);
+  check_gather_rows(name, be, &r);
   T_release_all();
   mp_backend_free(be);
   mp_backend_free(ref);

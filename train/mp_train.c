@@ -73,7 +73,7 @@ typedef struct {
   bool smote;
   uint64_t nvec;
   size_t dvec; /* floats per vector (16 x 64 x 64) */
-  float *vec;
+  float *vec;   /* nvec x dvec, in the backend's memory */
   int64_t *slot_vec; /* per slot: vector index, or -1 for a patch */
   uint64_t *tr_index;
   uint8_t *tr_label;
@@ -95,7 +95,7 @@ typedef struct {
   cJSON *compute; /* what computes this session (rank 0; mp_backend_compute_json): train.json's "compute" */
   mp_net *b1, *rest;
   size_t np1, np2;
-  float *flat, *tlab, *dy, *d1;
+  float *flat, *tlab, *dy;
   uint32_t *bits;      /* the batch's augmentation bits */
   const uint8_t **src; /* evaluation: the patches of one forward */
   /* options */
@@ -261,14 +261,12 @@ static double train_step(trainer *t, int s, uint64_t g, bool *stop) {
   if (t->smote) {
     /* SPEC §9 phase 3: block 1 frozen (eval mode: running statistics, as the vectors were
      * made), its embeddings with the synthetic vectors in their batch places, only the rest
-     * trained */
-    mp_backend_download(mp_net_backend(t->b1), t->d1, mp_net_forward(t->b1, x, t->b, false, g),
-                        (size_t)t->b * t->dvec * sizeof(float));
-    for (int j = 0; j < t->b; j++) {
-      int64_t v = t->slot_vec[(size_t)s * t->b + j];
-      if (v >= 0) memcpy(t->d1 + (size_t)j * t->dvec, t->vec + (size_t)v * t->dvec, t->dvec * sizeof(float));
-    }
-    const float *y = mp_net_forward(t->rest, t->d1, t->b, true, g);
+     * trained.  The batch is gathered in the rest's input buffer in the backend's memory (on a
+     * GPU no round trip through the host) */
+    const float *f1 = mp_net_forward(t->b1, x, t->b, false, g);
+    float *x2 = mp_net_input(t->rest);
+    mp_backend_gather_rows(t->be, x2, f1, t->vec, t->slot_vec + (size_t)s * t->b, t->b, t->dvec);
+    const float *y = mp_net_forward(t->rest, x2, t->b, true, g);
     loss = mp_ref_bce_logits(y, t->tlab, t->dy, (size_t)t->b);
     mp_net_backward(t->rest, t->dy, NULL);
     mp_net_zero_grads(t->b1); /* on the backend (a device memset on cuda, not a host write to its memory) */
@@ -564,11 +562,25 @@ static int load_smote(trainer *t, uint64_t store_n, int P, const char *path, cha
     snprintf(err, errlen, "'%s' holds %llux%llux%llu vectors; block 1 gives 16x%dx%d", path, (unsigned long long)dims[1],
              (unsigned long long)dims[2], (unsigned long long)dims[3], P / 2, P / 2),
         rc = -1;
-  if (!rc) {
+  if (!rc) { /* into the backend's memory (a GPU's: the steps put them in their batch places
+              * there), through a host buffer of up to 64 vectors */
     t->nvec = dims[0], t->dvec = (size_t)(dims[1] * dims[2] * dims[3]);
-    t->vec = mp_malloc((t->nvec * t->dvec + 1) * sizeof(float));
-    if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->vec) < 0)
-      rc = -1, snprintf(err, errlen, "cannot read '%s'", path);
+    t->vec = t->be->iface->alloc(t->be, (t->nvec * t->dvec + 1) * sizeof(float));
+    const hsize_t chunk = 64;
+    float *buf = mp_malloc((size_t)chunk * t->dvec * sizeof(float));
+    hid_t fs = H5Dget_space(ds);
+    for (hsize_t i = 0; i < dims[0] && !rc; i += chunk) {
+      hsize_t cnt[4] = {dims[0] - i < chunk ? dims[0] - i : chunk, dims[1], dims[2], dims[3]}, off[4] = {i, 0, 0, 0};
+      hid_t ms = H5Screate_simple(4, cnt, NULL);
+      if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL) < 0 ||
+          H5Dread(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, buf) < 0)
+        rc = -1, snprintf(err, errlen, "cannot read '%s'", path);
+      else
+        t->be->iface->upload(t->be, t->vec + i * t->dvec, buf, (size_t)cnt[0] * t->dvec * sizeof(float));
+      H5Sclose(ms);
+    }
+    H5Sclose(fs);
+    mp_free(buf);
   }
   if (ds >= 0) H5Dclose(ds);
   H5Fclose(f);
@@ -748,7 +760,8 @@ static void write_train_json(trainer *t, const progress_state *ps, const char *s
 static void trainer_free(trainer *t) {
   mp_free(t->tr_index), mp_free(t->tr_label), mp_free(t->shard_px), mp_free(t->recv_px), mp_free(t->slot);
   mp_free(t->slot_label), mp_free(t->seq), mp_free(t->val_px), mp_free(t->val_label), mp_free(t->test_px);
-  mp_free(t->test_label), mp_free(t->vec), mp_free(t->slot_vec), mp_free(t->flat), mp_free(t->bits), mp_free(t->src), mp_free(t->tlab), mp_free(t->dy), mp_free(t->d1);
+  mp_free(t->test_label), mp_free(t->slot_vec), mp_free(t->flat), mp_free(t->bits), mp_free(t->src), mp_free(t->tlab), mp_free(t->dy);
+  if (t->vec) t->be->iface->release(t->be, t->vec);
   mp_net_free(t->b1);
   mp_net_free(t->rest);
   cJSON_Delete(t->compute);
@@ -855,7 +868,6 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
   t->src = mp_malloc((size_t)t->b * sizeof *t->src);
   t->tlab = mp_malloc((size_t)t->b * sizeof(float));
   t->dy = mp_malloc((size_t)t->b * sizeof(float));
-  t->d1 = mp_malloc(mp_net_output_size(t->b1) * (size_t)t->b * sizeof(float));
   if (t->smote) { /* phase 3: the baseline's block 1, frozen */
     char path[4300];
     snprintf(path, sizeof path, "%s/best/block1.h5", a->smote_block1);
