@@ -45,7 +45,7 @@ typedef struct {
   int nreal;
   uint8_t *real; /* nreal x px */
   mp_backend *be;
-  mp_backend *inc_be; /* the Inception extractor's host backend when be is a device backend */
+  mp_backend *inc_be; /* the Inception extractor's backend when be is a device backend (fp32) */
   cJSON *compute;     /* what computes this session (rank 0; mp_backend_compute_json): gan.json's "compute" */
   mp_net *d, *g, *c1, *c2; /* critic, generator, extractor block 1 and rest (domain) */
   mp_inception *inc;       /* the inception extractor (gan.inception_weights) */
@@ -600,11 +600,17 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   if (!rc && t->rank == 0) mp_sha256_buf(t->real, (size_t)t->nreal * t->px, t->rid);
   if (!rc && incw[0]) {
     mp_backend *ib = t->be;
-    if (mp_backend_is_device(t->be)) { /* Inception runs on a host backend beside it */
-      t->inc_be = mp_backend_create(MP_HAVE_DNNL ? "cpu" : "ref", err, sizeof err);
+    int ibatch = t->eb < 16 ? t->eb : 16;
+    if (mp_backend_is_device(t->be)) {
+      /* Inception on the device, but always in fp32 (a backend of the same kind in its default
+       * precision: the FID's features must not depend on train.precision); on a host backend
+       * beside it where the device offers no pooling */
+      const bool on_dev = t->be->iface->pool2d_forward && t->be->iface->copy2d;
+      t->inc_be = mp_backend_create(on_dev ? t->be->iface->name : MP_HAVE_DNNL ? "cpu" : "ref", err, sizeof err);
       ib = t->inc_be;
+      if (on_dev) ibatch = t->eb < 64 ? t->eb : 64;
     }
-    t->inc = ib ? mp_inception_load(ib, incw, t->eb < 16 ? t->eb : 16, err, sizeof err) : NULL;
+    t->inc = ib ? mp_inception_load(ib, incw, ibatch, err, sizeof err) : NULL;
     if (!t->inc) rc = -1;
     dim = MP_INCEPTION_POOL3;
   } else if (!rc && a->extractor_dir) {
@@ -631,7 +637,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
   }
   mp_dp_init(&t->dp, t->be, comm);
   t->compute = mp_backend_compute_json(t->be, &t->dp, comm);
-  if (t->compute && t->inc_be) /* the Inception extractor's host backend (the FID's features) */
+  if (t->compute && t->inc_be) /* the Inception extractor's backend (the FID's features) */
     cJSON_AddStringToObject(t->compute, "extractor_engine", t->inc_be->iface->describe(t->inc_be, NULL, NULL));
   const bool sn = a->sn_ttur;
   t->d = mp_model_dcgan_d(t->be, a->filters, sn, 2 * t->b, t->seed);

@@ -1267,6 +1267,22 @@ static void cu_l1_nt(mp_backend *b, int m, int n, int k, const float *A, int lda
   MP_LAUNCHED();
 }
 
+/* ---- Inception-v3 on the device (nn/mp_inception.c): its pools and channel concatenation -- */
+static void cu_pool2d(mp_backend *b, int kind, const float *x, float *y, int n, int c, int h, int w, int k, int stride,
+                      int pad) {
+  const int oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  const size_t planes = (size_t)n * c, m = planes * oh * ow;
+  if (!m || oh < 1 || ow < 1) return;
+  k_pool2d<<<grid_for(m, TPB), TPB, 0, C(b)->st>>>(kind, x, y, planes, h, w, k, stride, pad, oh, ow);
+  MP_LAUNCHED();
+}
+static void cu_copy2d(mp_backend *b, float *dst, size_t dpitch, const float *src, size_t spitch, size_t width,
+                      size_t rows) {
+  if (!width || !rows) return;
+  MP_CHECK_CUDA(cudaMemcpy2DAsync(dst, dpitch * sizeof(float), src, spitch * sizeof(float), width * sizeof(float), rows,
+                                  cudaMemcpyDefault, C(b)->st));
+}
+
 /* ---- dropout: the ref's mask from mp_rng_at(seed, MP_RNG_DROPOUT, index, e0 + e) ------------- */
 static void cu_drop_fwd(mp_backend *b, const float *x, float *y, unsigned char *mask, size_t n, float p, uint64_t seed,
                         uint64_t index, uint64_t e0) {
@@ -1609,6 +1625,8 @@ extern "C" mp_backend *mp_backend_cuda_create(int precision, char *err, size_t e
     cuda_iface.mix_rows = cu_mix_rows;
     cuda_iface.gemm_nt = cu_gemm_nt;
     cuda_iface.l1_nt = cu_l1_nt;
+    cuda_iface.pool2d_forward = cu_pool2d;
+    cuda_iface.copy2d = cu_copy2d;
     cuda_iface.device_peak = cu_device_peak;
     cuda_iface.comm_attach = cu_comm_attach;
     cuda_iface.allreduce_sum = cu_allreduce_sum;

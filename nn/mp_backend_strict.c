@@ -395,6 +395,18 @@ static void st_mix_rows(mp_backend *b, const float *a, const float *bb, const fl
   HI(b)->mix_rows(HOST(b), a, bb, e, n, m, out);
   PEND("mix_rows");
 }
+static void st_pool2d(mp_backend *b, int kind, const float *x, float *y, int n, int c, int h, int w, int k, int stride,
+                      int pad) {
+  OPS((x), (y));
+  mp_ref_pool2d_forward(kind, x, y, n, c, h, w, k, stride, pad);
+  PEND("pool2d_forward");
+}
+static void st_copy2d(mp_backend *b, float *dst, size_t dpitch, const float *src, size_t spitch, size_t width,
+                      size_t rows) {
+  OPS((src), (dst));
+  mp_ref_copy2d(dst, dpitch, src, spitch, width, rows);
+  PEND("copy2d");
+}
 /* C = A B^T (row-major), double accumulation rounded once */
 static void st_gemm_nt(mp_backend *b, int m, int n, int k, const float *A, int lda, const float *B, int ldb, float *C,
                        int ldc) {
@@ -509,6 +521,8 @@ static const mp_backend_i strict_iface = {
     .mix_rows = st_mix_rows,
     .gemm_nt = st_gemm_nt,
     .l1_nt = st_l1_nt,
+    .pool2d_forward = st_pool2d,
+    .copy2d = st_copy2d,
     .patches_to_input = st_patches,
     .comm_attach = st_attach,
     .allreduce_sum = st_allreduce,

@@ -9,7 +9,8 @@
  *   batch norm          k_bn_partial (grid (S slices, C), block BN_TPB), k_bn_stats, k_bn_bstats
  *                       (one thread a channel), k_bn_apply, k_bn_dx; bn_vec, bn_slices (host)
  *   convolution bias    k_chan_partial (grid as k_bn_partial), k_chan_final, k_bias_add
- *   activations, max-pool, linear bias, dropout (mp_rng_at: the CPU's masks), Adam
+ *   activations, max-pool, inference pooling (k_pool2d), linear bias, dropout (mp_rng_at: the
+ *                       CPU's masks), Adam
  *   reductions          block_sum (block TPB), k_dot_partial, k_sum_partials
  *   gradient penalty    k_sample_norms (one block of TPB a sample), k_penalty_scale
  *   WGAN-GP interpolates  k_mix_rows (grid y = a row, weights in the launch parameters)
@@ -354,6 +355,31 @@ __global__ void k_pool_bwd(const float *dy, const unsigned char *am, float *dx, 
     float *xp = dx + pool_window(o, h, w);
     int k = am[o];
     for (int q = 0; q < 4; q++) xp[(q / 2) * w + q % 2] = q == k ? dy[o] : 0.0f;
+  }
+}
+/* Inference pooling (Inception-v3; mp_ref_pool2d_forward's arithmetic: window order, sums in
+ * double): one thread an output element, planes = n c */
+__global__ void k_pool2d(int kind, const float *x, float *y, size_t planes, int h, int w, int k, int stride, int pad,
+                         int oh, int ow) {
+  GS_LOOP(o, planes * (size_t)oh * ow) {
+    const size_t plane = o / ((size_t)oh * ow);
+    const int rr = (int)(o % ((size_t)oh * ow)), i = rr / ow, j = rr % ow;
+    const float *xp = x + plane * (size_t)h * w;
+    float mx = -INFINITY;
+    double s = 0;
+    int cnt = 0;
+    for (int a = 0; a < k; a++) {
+      int r = i * stride - pad + a;
+      if (r < 0 || r >= h) continue;
+      for (int b = 0; b < k; b++) {
+        int q = j * stride - pad + b;
+        if (q < 0 || q >= w) continue;
+        float v = xp[(size_t)r * w + q];
+        if (v > mx) mx = v;
+        s += v, cnt++;
+      }
+    }
+    y[o] = kind == MP_POOL_MAX ? mx : (float)(s / (kind == MP_POOL_AVG ? k * k : cnt));
   }
 }
 

@@ -6,6 +6,14 @@
  *   -> Mixed_5b/5c/5d (A) 256/288/288 x35 -> Mixed_6a (B) 768x17 -> 6b..6e (C) 768x17
  *   -> Mixed_7a (D) 1280x8 -> 7b/7c (E) 2048x8 -> global average pool3 2048 -> fc classes.
  * Every "unit" is BasicConv2d: conv (no bias) + BN(eps 1e-3) + ReLU, folded at load.
+ *
+ * Two places for the activations: host memory with OpenMP loops for the pools, the
+ * concatenation and the resize (host backends: ref, cpu); or the backend's memory (device
+ * backends that offer pool2d_forward and copy2d: cuda, strict), where only the resize runs on
+ * the host (its batch uploaded once) and each activation buffer is taken from a cache of the
+ * batch's sizes (a device allocation per tensor would wait on the device each time), released
+ * at the end of every mp_inception_forward_u8.  The arithmetic is the same in both: the pools
+ * are mp_ref_pool2d_forward's (averages summed in double in window order).
  */
 #include "mp_inception.h"
 
@@ -33,17 +41,29 @@ typedef struct {
 
 enum { MAX_UNITS = 96 };
 
+enum { MAX_CACHED = 64 };
+
 struct mp_inception {
   mp_backend *be;
   int max_batch, classes, n; /* n: images of the batch being run */
   bool fid;
+  bool dev; /* activations in the backend's memory (a device backend) */
   char variant[16];
   unit u[MAX_UNITS];
   int nu;
   float *fc_w, *fc_b; /* classes x 2048, classes */
+  /* dev: activation buffers by size (reused across the batches of a call), the resized
+   * batch on the host, and pool3 / logits in the backend's memory */
+  struct {
+    float *p;
+    size_t floats;
+    bool used;
+  } cache[MAX_CACHED];
+  int ncache;
+  float *stage, *dpool, *dlogits;
 };
 
-/* activations of the current batch: n x c x h x w (host memory) */
+/* activations of the current batch: n x c x h x w (host memory, or the backend's when dev) */
 typedef struct {
   float *d;
   int c, h, w;
@@ -229,8 +249,8 @@ static int load_unit(mp_inception *m, hid_t f, unit *u, char *err, size_t errlen
 }
 
 mp_inception *mp_inception_load(mp_backend *be, const char *path, int max_batch, char *err, size_t errlen) {
-  if (mp_backend_is_device(be)) {
-    snprintf(err, errlen, "the Inception extractor runs on host-memory backends (ref, cpu), not %s", be->iface->name);
+  if (mp_backend_is_device(be) && (!be->iface->pool2d_forward || !be->iface->copy2d)) {
+    snprintf(err, errlen, "the Inception extractor needs pooling and strided copies on the %s backend", be->iface->name);
     return NULL;
   }
   H5E_auto2_t fn;
@@ -246,6 +266,7 @@ mp_inception *mp_inception_load(mp_backend *be, const char *path, int max_batch,
   }
   mp_inception *m = mp_calloc(1, sizeof *m);
   m->be = be, m->max_batch = max_batch > 0 ? max_batch : 1;
+  m->dev = mp_backend_is_device(be);
   char model[64];
   long long ver = 0, classes = 0;
   int rc = 0;
@@ -288,6 +309,23 @@ mp_inception *mp_inception_load(mp_backend *be, const char *path, int max_batch,
   return m;
 }
 
+/* dev: the cached activation buffers back to the backend */
+static void drop_buffers(mp_inception *m) {
+  if (!m->ncache) return;
+  mp_backend_sync(m->be);
+  for (int i = 0; i < m->ncache; i++) m->be->iface->release(m->be, m->cache[i].p);
+  m->ncache = 0;
+}
+
+/* dev: those and the per-call buffers */
+static void release_cache(mp_inception *m) {
+  drop_buffers(m);
+  if (m->dpool) m->be->iface->release(m->be, m->dpool);
+  if (m->dlogits) m->be->iface->release(m->be, m->dlogits);
+  mp_free(m->stage);
+  m->dpool = m->dlogits = m->stage = NULL;
+}
+
 void mp_inception_free(mp_inception *m) {
   if (!m) return;
   for (int i = 0; i < m->nu; i++) {
@@ -296,6 +334,7 @@ void mp_inception_free(mp_inception *m) {
   }
   if (m->fc_w) m->be->iface->release(m->be, m->fc_w);
   if (m->fc_b) m->be->iface->release(m->be, m->fc_b);
+  release_cache(m);
   mp_free(m);
 }
 
@@ -303,8 +342,33 @@ int mp_inception_classes(const mp_inception *m) { return m->classes; }
 const char *mp_inception_variant(const mp_inception *m) { return m->variant; }
 
 /* ---- layers ------------------------------------------------------------------------------------- */
-static tensor tnew(const mp_inception *m, int c, int h, int w) {
-  return (tensor){mp_malloc((size_t)m->n * c * h * w * sizeof(float)), c, h, w};
+static tensor tnew(mp_inception *m, int c, int h, int w) {
+  const size_t floats = (size_t)m->n * c * h * w;
+  if (!m->dev) return (tensor){mp_malloc(floats * sizeof(float)), c, h, w};
+  for (int i = 0; i < m->ncache; i++)
+    if (!m->cache[i].used && m->cache[i].floats == floats) {
+      m->cache[i].used = true;
+      return (tensor){m->cache[i].p, c, h, w};
+    }
+  MP_CHECK(m->ncache < MAX_CACHED, "Inception: more than %d activation buffers", MAX_CACHED);
+  float *p = m->be->iface->alloc(m->be, floats * sizeof(float));
+  m->cache[m->ncache].p = p, m->cache[m->ncache].floats = floats, m->cache[m->ncache].used = true;
+  m->ncache++;
+  return (tensor){p, c, h, w};
+}
+
+/* a tensor's buffer given back (dev: to the cache, for the next tensor of its size) */
+static void tfree(mp_inception *m, tensor x) {
+  if (!m->dev) {
+    mp_free(x.d);
+    return;
+  }
+  for (int i = 0; i < m->ncache; i++)
+    if (m->cache[i].p == x.d) {
+      m->cache[i].used = false;
+      return;
+    }
+  mp_fatal(MP_EXIT_FATAL, "Inception: a buffer not from the cache");
 }
 
 static const unit *U(const mp_inception *m, const char *blk, const char *br) {
@@ -333,14 +397,18 @@ static tensor conv(mp_inception *m, const unit *u, tensor x) {
 
 static tensor conv_free(mp_inception *m, const unit *u, tensor x) { /* conv, then x freed */
   tensor y = conv(m, u, x);
-  mp_free(x.d);
+  tfree(m, x);
   return y;
 }
 
 /* 3x3 max pool (stride, padding ignored as -inf) */
-static tensor maxpool3(const mp_inception *m, tensor x, int stride, int pad) {
+static tensor maxpool3(mp_inception *m, tensor x, int stride, int pad) {
   int oh = (x.h + 2 * pad - 3) / stride + 1, ow = (x.w + 2 * pad - 3) / stride + 1;
   tensor y = tnew(m, x.c, oh, ow);
+  if (m->dev) {
+    m->be->iface->pool2d_forward(m->be, MP_POOL_MAX, x.d, y.d, m->n, x.c, x.h, x.w, 3, stride, pad);
+    return y;
+  }
   PAR_FOR
   for (size_t nc = 0; nc < (size_t)m->n * x.c; nc++) {
     const float *src = x.d + nc * x.h * x.w;
@@ -363,32 +431,47 @@ static tensor maxpool3(const mp_inception *m, tensor x, int stride, int pad) {
 }
 
 /* 3x3 average pool, stride 1, padding 1: divide by 9 (count_include_pad, torchvision) or
- * by the pixels inside the image (the FID network) */
-static tensor avgpool3(const mp_inception *m, tensor x, bool count_pad) {
+ * by the pixels inside the image (the FID network); summed in double (mp_ref_pool2d_forward) */
+static tensor avgpool3(mp_inception *m, tensor x, bool count_pad) {
   tensor y = tnew(m, x.c, x.h, x.w);
+  if (m->dev) {
+    m->be->iface->pool2d_forward(m->be, count_pad ? MP_POOL_AVG : MP_POOL_AVG_IN, x.d, y.d, m->n, x.c, x.h, x.w, 3, 1,
+                                 1);
+    return y;
+  }
   PAR_FOR
   for (size_t nc = 0; nc < (size_t)m->n * x.c; nc++) {
     const float *src = x.d + nc * x.h * x.w;
     float *dst = y.d + nc * x.h * x.w;
     for (int i = 0; i < x.h; i++)
       for (int j = 0; j < x.w; j++) {
-        float s = 0;
+        double s = 0;
         int cnt = 0;
         for (int r = i - 1; r <= i + 1; r++)
           for (int c = j - 1; c <= j + 1; c++)
             if (r >= 0 && r < x.h && c >= 0 && c < x.w) s += src[r * x.w + c], cnt++;
-        dst[i * x.w + j] = s / (float)(count_pad ? 9 : cnt);
+        dst[i * x.w + j] = (float)(s / (count_pad ? 9 : cnt));
       }
   }
   return y;
 }
 
 /* channel concatenation of k tensors of the same h x w (each freed) */
-static tensor cat(const mp_inception *m, tensor *p, int k) {
+static tensor cat(mp_inception *m, tensor *p, int k) {
   int c = 0;
   for (int i = 0; i < k; i++) c += p[i].c;
   tensor y = tnew(m, c, p[0].h, p[0].w);
   const size_t hw = (size_t)p[0].h * p[0].w;
+  if (m->dev) { /* part i: n rows of its c_i hw floats, at its channel offset of each image */
+    size_t off = 0;
+    for (int i = 0; i < k; i++) {
+      m->be->iface->copy2d(m->be, y.d + off, (size_t)c * hw, p[i].d, (size_t)p[i].c * hw, (size_t)p[i].c * hw,
+                           (size_t)m->n);
+      off += (size_t)p[i].c * hw;
+      tfree(m, p[i]);
+    }
+    return y;
+  }
   PAR_FOR
   for (int n = 0; n < m->n; n++) {
     size_t off = (size_t)n * c * hw;
@@ -397,7 +480,7 @@ static tensor cat(const mp_inception *m, tensor *p, int k) {
       off += (size_t)p[i].c * hw;
     }
   }
-  for (int i = 0; i < k; i++) mp_free(p[i].d);
+  for (int i = 0; i < k; i++) tfree(m, p[i]);
   return y;
 }
 
@@ -409,7 +492,7 @@ static tensor block_a(mp_inception *m, const char *b, tensor x) {
   p[2] = conv_free(m, U(m, b, "branch3x3dbl_3"),
                    conv_free(m, U(m, b, "branch3x3dbl_2"), conv(m, U(m, b, "branch3x3dbl_1"), x)));
   p[3] = conv_free(m, U(m, b, "branch_pool"), avgpool3(m, x, !m->fid));
-  mp_free(x.d);
+  tfree(m, x);
   return cat(m, p, 4);
 }
 
@@ -420,7 +503,7 @@ static tensor block_b(mp_inception *m, tensor x) {
   p[1] = conv_free(m, U(m, b, "branch3x3dbl_3"),
                    conv_free(m, U(m, b, "branch3x3dbl_2"), conv(m, U(m, b, "branch3x3dbl_1"), x)));
   p[2] = maxpool3(m, x, 2, 0);
-  mp_free(x.d);
+  tfree(m, x);
   return cat(m, p, 3);
 }
 
@@ -438,7 +521,7 @@ static tensor block_c(mp_inception *m, const char *b, tensor x) {
   }
   p[2] = t;
   p[3] = conv_free(m, U(m, b, "branch_pool"), avgpool3(m, x, !m->fid));
-  mp_free(x.d);
+  tfree(m, x);
   return cat(m, p, 4);
 }
 
@@ -451,7 +534,7 @@ static tensor block_d(mp_inception *m, tensor x) {
   t = conv_free(m, U(m, b, "branch7x7x3_3"), t);
   p[1] = conv_free(m, U(m, b, "branch7x7x3_4"), t);
   p[2] = maxpool3(m, x, 2, 0);
-  mp_free(x.d);
+  tfree(m, x);
   return cat(m, p, 3);
 }
 
@@ -467,7 +550,7 @@ static tensor block_e(mp_inception *m, const char *b, tensor x, bool last) {
   p[4] = conv_free(m, U(m, b, "branch3x3dbl_3b"), t);
   tensor pool = m->fid && last ? maxpool3(m, x, 1, 1) : avgpool3(m, x, !m->fid);
   p[5] = conv_free(m, U(m, b, "branch_pool"), pool);
-  mp_free(x.d);
+  tfree(m, x);
   return cat(m, p, 6);
 }
 
@@ -499,20 +582,23 @@ static void resize(const uint8_t *px, int side, float *out) {
 }
 
 static void forward_batch(mp_inception *m, const uint8_t *px, int n, int side, float *pool3, float *logits) {
+  if (m->dev && n != m->n) drop_buffers(m); /* another batch size (a call's last): other sizes */
   m->n = n;
   enum { S = MP_INCEPTION_SIDE };
   tensor x = tnew(m, 1, S, S);
+  float *rs = m->dev ? m->stage : x.d; /* dev: resized on the host, then one upload */
   PAR_FOR
-  for (int i = 0; i < n; i++) resize(px + (size_t)i * side * side, side, x.d + (size_t)i * S * S);
+  for (int i = 0; i < n; i++) resize(px + (size_t)i * side * side, side, rs + (size_t)i * S * S);
+  if (m->dev) m->be->iface->upload(m->be, x.d, rs, (size_t)n * S * S * sizeof(float));
   x = conv_free(m, U(m, "Conv2d_1a_3x3", NULL), x);
   x = conv_free(m, U(m, "Conv2d_2a_3x3", NULL), x);
   x = conv_free(m, U(m, "Conv2d_2b_3x3", NULL), x);
   tensor t = maxpool3(m, x, 2, 0);
-  mp_free(x.d);
+  tfree(m, x);
   x = conv_free(m, U(m, "Conv2d_3b_1x1", NULL), t);
   x = conv_free(m, U(m, "Conv2d_4a_3x3", NULL), x);
   t = maxpool3(m, x, 2, 0);
-  mp_free(x.d);
+  tfree(m, x);
   x = block_a(m, "Mixed_5b", t);
   x = block_a(m, "Mixed_5c", x);
   x = block_a(m, "Mixed_5d", x);
@@ -524,24 +610,41 @@ static void forward_batch(mp_inception *m, const uint8_t *px, int n, int side, f
   x = block_d(m, x);
   x = block_e(m, "Mixed_7b", x, false);
   x = block_e(m, "Mixed_7c", x, true);
-  MP_CHECK(x.c == MP_INCEPTION_POOL3, "Inception: %d channels before the pool", x.c);
+  MP_CHECK(x.c == MP_INCEPTION_POOL3 && x.h == x.w, "Inception: %dx%dx%d before the pool", x.c, x.h, x.w);
   const size_t hw = (size_t)x.h * x.w;
+  if (m->dev) { /* the global mean (the host loop's arithmetic), the fc, then to the host */
+    m->be->iface->pool2d_forward(m->be, MP_POOL_AVG, x.d, m->dpool, n, x.c, x.h, x.w, x.h, 1, 0);
+    tfree(m, x);
+    mp_backend_download(m->be, pool3, m->dpool, (size_t)n * MP_INCEPTION_POOL3 * sizeof(float));
+    if (logits) {
+      m->be->iface->linear_forward(m->be, m->dpool, m->fc_w, m->fc_b, m->dlogits, n, MP_INCEPTION_POOL3, m->classes);
+      mp_backend_download(m->be, logits, m->dlogits, (size_t)n * m->classes * sizeof(float));
+    }
+    return;
+  }
   PAR_FOR
   for (size_t nc = 0; nc < (size_t)n * x.c; nc++) {
     double s = 0;
     for (size_t e = 0; e < hw; e++) s += x.d[nc * hw + e];
     pool3[nc] = (float)(s / (double)hw);
   }
-  mp_free(x.d);
+  tfree(m, x);
   if (logits) m->be->iface->linear_forward(m->be, pool3, m->fc_w, m->fc_b, logits, n, MP_INCEPTION_POOL3, m->classes);
 }
 
 void mp_inception_forward_u8(mp_inception *m, const uint8_t *px, int n, int side, float *pool3, float *logits) {
+  if (m->dev && n > 0) {
+    const int b = n < m->max_batch ? n : m->max_batch;
+    m->stage = mp_malloc((size_t)b * MP_INCEPTION_SIDE * MP_INCEPTION_SIDE * sizeof(float));
+    m->dpool = m->be->iface->alloc(m->be, (size_t)b * MP_INCEPTION_POOL3 * sizeof(float));
+    m->dlogits = m->be->iface->alloc(m->be, (size_t)b * m->classes * sizeof(float));
+  }
   for (int i = 0; i < n; i += m->max_batch) {
     int k = n - i < m->max_batch ? n - i : m->max_batch;
     forward_batch(m, px + (size_t)i * side * side, k, side, pool3 + (size_t)i * MP_INCEPTION_POOL3,
                   logits ? logits + (size_t)i * m->classes : NULL);
   }
+  if (m->dev) release_cache(m);
 }
 
 void mp_inception_score(const float *logits, int n, int classes, int splits, double *mean, double *std) {

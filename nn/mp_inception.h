@@ -21,8 +21,12 @@
  * into its weights and bias (w' = w g / sqrt(v + eps), b' = beta - m g / sqrt(v + eps),
  * computed in double) followed by the backend's ReLU; and the first convolution sums its
  * three input channels' weights, since the three channels are the same gray image
- * (exact in real arithmetic; saves two thirds of that layer).  Pools, concatenation and
- * the resize are plain C on host memory, so this needs a host-memory backend (ref, cpu).
+ * (exact in real arithmetic; saves two thirds of that layer).  On a host-memory backend
+ * (ref, cpu) pools, concatenation and the resize are plain C on OpenMP threads; on a device
+ * backend (cuda, strict: it must offer pool2d_forward and copy2d) the activations stay in its
+ * memory, pools and concatenation are its ops and only the resize runs on the host (one
+ * upload a batch).  Both give the same arithmetic (the pools are mp_ref_pool2d_forward's).
+ * The caller chooses the precision: the FID's extractor belongs on an fp32 backend.
  */
 #ifndef MP_INCEPTION_H
 #define MP_INCEPTION_H
@@ -37,7 +41,8 @@ typedef struct mp_inception mp_inception;
 enum { MP_INCEPTION_POOL3 = 2048, MP_INCEPTION_SIDE = 299 };
 
 /* Load a converted weights file for batches of up to max_batch images.  NULL with the
- * reason (a missing or misshaped tensor named, a wrong format_version) in err. */
+ * reason (a missing or misshaped tensor named, a wrong format_version, a device backend
+ * without pool2d_forward / copy2d) in err. */
 mp_inception *mp_inception_load(mp_backend *be, const char *path, int max_batch, char *err, size_t errlen);
 void mp_inception_free(mp_inception *m);
 int mp_inception_classes(const mp_inception *m);

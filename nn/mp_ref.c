@@ -253,6 +253,36 @@ void mp_ref_maxpool2_forward(const float *x, float *y, unsigned char *argmax, in
   }
 }
 
+void mp_ref_pool2d_forward(int kind, const float *x, float *y, int n, int c, int h, int w, int k, int stride, int pad) {
+  const int oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  for (size_t plane = 0; plane < (size_t)n * c; plane++) {
+    const float *xp = x + plane * h * w;
+    float *yp = y + plane * oh * ow;
+    for (int i = 0; i < oh; i++)
+      for (int j = 0; j < ow; j++) {
+        float mx = -INFINITY;
+        double s = 0;
+        int cnt = 0;
+        for (int a = 0; a < k; a++) {
+          int r = i * stride - pad + a;
+          if (r < 0 || r >= h) continue;
+          for (int b = 0; b < k; b++) {
+            int q = j * stride - pad + b;
+            if (q < 0 || q >= w) continue;
+            float v = xp[(size_t)r * w + q];
+            if (v > mx) mx = v;
+            s += v, cnt++;
+          }
+        }
+        yp[(size_t)i * ow + j] = kind == MP_POOL_MAX ? mx : (float)(s / (kind == MP_POOL_AVG ? k * k : cnt));
+      }
+  }
+}
+
+void mp_ref_copy2d(float *dst, size_t dpitch, const float *src, size_t spitch, size_t width, size_t rows) {
+  for (size_t r = 0; r < rows; r++) memcpy(dst + r * dpitch, src + r * spitch, width * sizeof *dst);
+}
+
 void mp_ref_maxpool2_backward(const float *dy, const unsigned char *argmax, float *dx, int n, int c, int h, int w) {
   int ho = h / 2, wo = w / 2;
   memset(dx, 0, (size_t)n * c * h * w * sizeof *dx);

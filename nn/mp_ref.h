@@ -88,6 +88,16 @@ void mp_ref_sigmoid_backward(const float *y, const float *dy, float *dx, size_t 
  * maximum in row-major order, as PyTorch). */
 void mp_ref_maxpool2_forward(const float *x, float *y, unsigned char *argmax, int n, int c, int h, int w);
 void mp_ref_maxpool2_backward(const float *dy, const unsigned char *argmax, float *dx, int n, int c, int h, int w);
+/* Inference pooling (Inception-v3): x (n, c, h, w) -> y (n, c, oh, ow), oh = (h + 2 pad - k) /
+ * stride + 1 (ow alike), a k x k window at `stride` with `pad` on each side.  kind
+ * MP_POOL_MAX: the window's maximum, padding ignored (comparisons in window
+ * order, row by row; NaNs never win); MP_POOL_AVG: the window's sum
+ * divided by k*k (count_include_pad); MP_POOL_AVG_IN: divided by the window's pixels inside the
+ * image.  Sums in double in window order, the quotient in double, rounded once to float. */
+enum { MP_POOL_MAX, MP_POOL_AVG, MP_POOL_AVG_IN };
+void mp_ref_pool2d_forward(int kind, const float *x, float *y, int n, int c, int h, int w, int k, int stride, int pad);
+/* rows x width floats: dst[r * dpitch + e] = src[r * spitch + e] (pitches in floats) */
+void mp_ref_copy2d(float *dst, size_t dpitch, const float *src, size_t spitch, size_t width, size_t rows);
 
 /* ---- linear: y[n][o] = sum_i x[n][i] w[o][i] + b[o] ------------------------------------- */
 void mp_ref_linear_forward(const float *x, const float *w, const float *b, float *y, int n, int in, int out);

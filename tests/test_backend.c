@@ -106,6 +106,39 @@ static void check_gather_rows(const char *name, mp_backend *be, mp_rng *r) {
   if (differ) fail_msg("%s: gather rows differs from the host loop", name);
 }
 
+/* The optional Inception entries of device backends: pool2d_forward (max 3x3 stride 2, average
+ * 3x3 with the padding counted and not, the global 8x8 mean) and copy2d (a channel
+ * concatenation's strided rows) hold mp_ref's bits. */
+static void check_inception_ops(const char *name, mp_backend *be, mp_rng *r) {
+  if (!be->iface->pool2d_forward || !be->iface->copy2d) {
+    printf("  %-4s pool2d / copy2d: not offered (Inception runs its host loops on this backend)\n", name);
+    return;
+  }
+  enum { N = 2, C = 5, H = 9, W = 8 };
+  float *x = T(N * C * H * W), *y = T(N * C * H * W), *want = mp_malloc(N * C * H * W * 4);
+  fill(x, N * C * H * W, r);
+  static const int cases[4][5] = {{MP_POOL_MAX, 3, 2, 0, H}, {MP_POOL_AVG, 3, 1, 1, H}, {MP_POOL_AVG_IN, 3, 1, 1, H},
+                                  {MP_POOL_AVG, 8, 1, 0, 8}};
+  for (int i = 0; i < 4; i++) {
+    const int *cs = cases[i], oh = (cs[4] + 2 * cs[3] - cs[1]) / cs[2] + 1, ow = (W + 2 * cs[3] - cs[1]) / cs[2] + 1;
+    const size_t m = (size_t)N * C * oh * ow;
+    poison(y, N * C * H * W);
+    be->iface->pool2d_forward(be, cs[0], x, y, N, C, cs[4], W, cs[1], cs[2], cs[3]);
+    mp_ref_pool2d_forward(cs[0], x, want, N, C, cs[4], W, cs[1], cs[2], cs[3]);
+    mp_backend_sync(be);
+    if (memcmp(y, want, m * 4)) fail_msg("%s: pool2d kind %d %dx%d differs from mp_ref", name, cs[0], cs[1], cs[1]);
+  }
+  /* the second of two parts (3 and 2 channels of H x W) into a 5-channel concatenation */
+  const size_t hw = H * W;
+  poison(y, N * C * H * W), poison(want, N * C * H * W);
+  be->iface->copy2d(be, y + 3 * hw, C * hw, x, 2 * hw, 2 * hw, N);
+  mp_ref_copy2d(want + 3 * hw, C * hw, x, 2 * hw, 2 * hw, N);
+  mp_backend_sync(be);
+  if (memcmp(y, want, N * C * hw * 4)) fail_msg("%s: copy2d differs from mp_ref", name);
+  printf("  %-4s pool2d (max, avg, avg inside, global mean), copy2d: mp_ref's bits\n", name);
+  mp_free(want);
+}
+
 /* Batch norm (train, eval, backward, and the fused BN+ReLU pair where the backend has it) on
  * one shape: inputs with an offset and scale per channel, every output and saved statistic
  * poisoned before the run and compared with ref. */
@@ -453,6 +486,7 @@ static void check_backend(const char *name) {
   }
   check_other_ops(name, be, ref, &r);
   check_gather_rows(name, be, &r);
+  check_inception_ops(name, be, &r);
   T_release_all();
   mp_backend_free(be);
   mp_backend_free(ref);

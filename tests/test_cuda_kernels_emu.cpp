@@ -240,6 +240,30 @@ static void check_elementwise(mp_backend *ref) {
     check_same("max-pool backward", pdx1.p, pdx2.p, sizeof(float) * NX);
   }
 
+  /* Inception's pools (k_pool2d) against mp_ref_pool2d_forward, bit for bit: 3x3 max at stride
+   * 2 and at stride 1 with padding (NaNs and ties in the input), 3x3 averages with padding
+   * counted and not, the global 8x8 mean; y poisoned first, so that every element is written */
+  {
+    enum { QN = 2, QC = 3, QH = 9, QW = 8, NQ = QN * QC * QH * QW };
+    buf<float> qx(NQ), q1(NQ), q2(NQ);
+    fill(qx, NQ);
+    for (int i = 0; i < NQ; i++) qx[i] = i % 7 == 0 ? roundf(qx[i] * 2.0f) : qx[i];
+    qx[QW + 2] = NAN;
+    static const int cases[6][5] = {{MP_POOL_MAX, 3, 2, 0, QH}, {MP_POOL_MAX, 3, 1, 1, QH}, {MP_POOL_AVG, 3, 1, 1, QH},
+                                    {MP_POOL_AVG_IN, 3, 1, 1, QH}, {MP_POOL_AVG, 8, 1, 0, 8}, {MP_POOL_AVG_IN, 3, 2, 1, QH}};
+    for (const auto &cs : cases) {
+      const int kind = cs[0], k = cs[1], st = cs[2], pd = cs[3], h = cs[4];
+      const int oh = (h + 2 * pd - k) / st + 1, ow = (QW + 2 * pd - k) / st + 1;
+      const size_t m = (size_t)QN * QC * oh * ow;
+      poison(q1, NQ), poison(q2, NQ);
+      launch(SMALL_GRID, SMALL_BLOCK, [&] { k_pool2d(kind, qx, q1, (size_t)QN * QC, h, QW, k, st, pd, oh, ow); });
+      mp_ref_pool2d_forward(kind, qx, q2, QN, QC, h, QW, k, st, pd);
+      char what[64];
+      snprintf(what, sizeof what, "pool2d kind %d %dx%d stride %d pad %d", kind, k, k, st, pd);
+      check_same(what, q1.p, q2.p, sizeof(float) * m);
+    }
+  }
+
   /* linear layers' bias (rows: n 5, out 37) */
   {
     enum { LN = 5, LO = 37 };

@@ -3,7 +3,8 @@
 against PyTorch / torchvision.
 
 Usage: check_inception.py --tool INCEPTION_TOOL --converter tools/convert_inception_weights.py
-                          [--ref-n 1] [--n-is 23] [--no-cpu] [--keep DIR] [--sabotage NAME]
+                          [--ref-n 1] [--n-is 23] [--no-cpu] [--device-backends strict,cuda]
+                          [--keep DIR] [--sabotage NAME]
 
 For each variant (torchvision: 1000 classes, torchvision's blocks; fid: 1008 classes,
 pytorch-fid's block arithmetic re-implemented here from its description) a torchvision
@@ -433,6 +434,8 @@ def main():
     ap.add_argument("--no-cpu", action="store_true",
                     help="the build has no cpu backend (oneDNN): its runs (N=6 and the IS run) are skipped")
     ap.add_argument("--variants", default="torchvision,fid")
+    ap.add_argument("--device-backends", default="strict,cuda",
+                    help="backends whose Inception runs in their own memory, N=6 each (a missing GPU: skipped)")
     ap.add_argument("--keep", help="work directory to keep (default: a temporary one)")
     ap.add_argument("--sabotage", choices=sorted(SABOTAGES), help="compare the tool with a broken reference")
     ap.add_argument("--float64", action="store_true",
@@ -531,6 +534,22 @@ def main():
                 check(math.isnan(r["is_mean"]) and math.isnan(r["is_std"]),
                       f"{variant} cpu N=6: IS is NaN below 10 images", f"{r['is_mean']}, {r['is_std']}")
 
+            # device backends, N=n_is (batches of 8, the last one short: the activation buffers
+            # reused across batches, then new sizes): the activations in the backend's memory,
+            # pools, concatenation, pool3 and fc there; strict emulates a device over the cpu
+            # backend's kernels, so its numbers must be cpu's bit for bit (checked below with
+            # the cpu run of the same images); cuda where a GPU is present
+            n = a.n_is
+            dev_runs = {}
+            for dev in [d for d in a.device_backends.split(",") if d]:
+                rd, err, dt = run_tool(a.tool, w, dev, u8_is[:n], tmp, f"{variant}-{dev}{n}")
+                if rd is None and ("no cuda device" in err.lower() or "no device" in err.lower()):
+                    print(f"--- SKIP {variant}: inception_tool {dev}: {err.splitlines()[-1] if err else ''}")
+                    continue
+                if check(rd is not None, f"{variant}: inception_tool {dev} (device path), N={n}", err or f"{dt:.1f} s"):
+                    compare(f"{variant} {dev} N={n}", rd, p32[:n], l32[:n], n, ncls)
+                    dev_runs[dev] = rd
+
             # ref backend on ref_n images
             ru8 = u8[ref_idx]
             r, err, dt = run_tool(a.tool, w, "ref", ru8, tmp, f"{variant}-ref")
@@ -538,7 +557,6 @@ def main():
                 compare(f"{variant} ref N={len(ru8)}", r, p32[ref_idx], l32[ref_idx], len(ru8), ncls)
 
             # cpu backend, N=n_is: IS (uneven splits when N is not a multiple of 10)
-            n = a.n_is
             if a.no_cpu:
                 print(f"--- SKIP {variant}: no cpu backend in this build (oneDNN): the cpu runs on 6 and {n} "
                       "images and the Inception Score checks are not run; the ref run above is")
@@ -556,6 +574,10 @@ def main():
                 check(rel(gm, m_s) <= IS_REL_SELF and rel(gs, s_s, 1e-3 * m_s) <= IS_REL_SELF,
                       f"{variant} cpu N={n}: IS vs numpy on the tool's own logits",
                       f"rel {rel(gm, m_s):.1e}, {rel(gs, s_s, 1e-3 * m_s):.1e} (tol {IS_REL_SELF:g})")
+                if "strict" in dev_runs:
+                    same = all(np.array_equal(dev_runs["strict"][k], r[k]) for k in ("pool3", "logits"))
+                    check(same, f"{variant} strict N={n}: pool3 and logits = the cpu backend's, bit for bit",
+                          "the device path's pools, concatenation and global mean keep the host loops' arithmetic")
 
     print(f"{n_checks - n_fail}/{n_checks} checks passed" + (f", {n_fail} FAILED" if n_fail else "")
           + f" ({time.time() - t_start:.0f} s)")

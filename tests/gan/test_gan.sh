@@ -165,6 +165,25 @@ print(f"FID {f['best']:.1f} (inception, N {f['n_real']}/{f['n_generated']}), IS 
       f"t-SNE {len(rows)} points")
 PY
 ) && ok "inception extractor: $out" || bad "inception extractor: ${out:-gan train failed}"
+# the same run on the strict backend (a device emulated over the cpu kernels): Inception then runs
+# in the backend's memory (its pools and concatenation as backend ops, in fp32 whatever
+# train.precision, batches of 64 instead of the host's 16).  The FIDs are the cpu run's bit for
+# bit (pool3 does not depend on the batch); the Inception Scores to 1e-7 (the fc's GEMM rounds
+# per batch shape)
+run2 gan train --store "$S" --split-seed 1 --loss rahinge --filters 8 --sn-ttur --out "$tmp/gis" -q \
+  --set gan.batch=8 --set gan.epochs=2 --set gan.fid_every=2 --set gan.inception_weights="$tmp/inception.h5" \
+  --set train.backend=strict \
+  && out=$(/usr/bin/python3 - "$tmp/gi" "$tmp/gis" <<'PY'
+import json, os, sys
+a, b = (json.load(open(os.path.join(d, "gan.json"))) for d in sys.argv[1:3])
+assert b["compute"]["backend"] == "strict" and b["compute"]["extractor_engine"].startswith("strict"), b["compute"]
+ca, cb = ([(e["epoch"], e.get("fid"), e.get("is")) for e in d["curve"] if "fid" in e] for d in (a, b))
+assert ca and [c[:2] for c in ca] == [c[:2] for c in cb] and a["fid"]["best"] == b["fid"]["best"], (ca, cb)
+worst = max(abs(x[2] - y[2]) / abs(x[2]) for x, y in zip(ca, cb))
+assert worst <= 1e-7, (ca, cb)
+print(f"{len(cb)} FIDs identical to cpu's, IS within {worst:.1e} ({b['compute']['extractor_engine'][:40]})")
+PY
+) && ok "inception extractor on a device backend (strict): $out" || bad "inception on strict: ${out:-gan train or its check failed}"
 
 # a forced divergence (huge learning rates) is recorded, not a crash
 run2 gan train --store "$S" --split-seed 1 --loss wgan-gp --filters 8 --out "$tmp/div" "${g[@]}" \
