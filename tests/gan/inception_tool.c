@@ -1,8 +1,12 @@
-/* inception_tool — the C side of tests/gan/check_inception.py: Inception-v3 (mp_inception)
- * on raw uint8 patches, pool3 features, logits and the Inception Score into an HDF5 file.
- *   inception_tool WEIGHTS.h5 BACKEND IN.u8 N OUT.h5
+/* inception_tool — the C side of tests/gan/check_inception.py (and tests/gpu/inception.sh):
+ * Inception-v3 (mp_inception) on raw uint8 patches, pool3 features, logits and the Inception
+ * Score into an HDF5 file.
+ *   inception_tool WEIGHTS.h5 BACKEND IN.u8 N OUT.h5 [BATCH]
  * IN.u8: N x 128 x 128 bytes.  OUT.h5: pool3 (N x 2048), logits (N x C) float32; root
- * attributes is_mean, is_std (10 splits; NaN when N < 10) and variant. */
+ * attributes is_mean, is_std (10 splits; NaN when N < 10) and variant.  BATCH (default 8):
+ * images a forward; given, one untimed forward of BATCH images comes first (a device
+ * backend chooses its convolution algorithms on first calls), so the printed images/s is
+ * the steady rate. */
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,15 +34,16 @@ static void attr_d(hid_t f, const char *name, double v) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6) {
-    fprintf(stderr, "usage: inception_tool WEIGHTS.h5 BACKEND IN.u8 N OUT.h5\n");
+  if (argc != 6 && argc != 7) {
+    fprintf(stderr, "usage: inception_tool WEIGHTS.h5 BACKEND IN.u8 N OUT.h5 [BATCH]\n");
     return 2;
   }
-  const int n = atoi(argv[4]), side = 128;
+  const int n = atoi(argv[4]), side = 128, batch = argc == 7 ? atoi(argv[6]) : 8;
+  if (n < 1 || batch < 1) return fprintf(stderr, "inception_tool: N and BATCH must be positive\n"), 2;
   char err[512];
   mp_backend *be = mp_backend_create(argv[2], err, sizeof err);
   if (!be) return fprintf(stderr, "inception_tool: %s\n", err), 1;
-  mp_inception *m = mp_inception_load(be, argv[1], 8, err, sizeof err);
+  mp_inception *m = mp_inception_load(be, argv[1], batch, err, sizeof err);
   if (!m) return fprintf(stderr, "inception_tool: %s\n", err), 1;
   FILE *fp = fopen(argv[3], "rb");
   uint8_t *px = mp_malloc((size_t)n * side * side);
@@ -47,12 +52,17 @@ int main(int argc, char **argv) {
   fclose(fp);
   const int C = mp_inception_classes(m);
   float *pool3 = mp_malloc((size_t)n * MP_INCEPTION_POOL3 * sizeof *pool3), *logits = mp_malloc((size_t)n * C * 4);
+  if (argc == 7) { /* the warm-up: algorithm choices of the batch's shapes */
+    double w0 = mp_now();
+    mp_inception_forward_u8(m, px, n < batch ? n : batch, side, pool3, logits);
+    printf("inception_tool: warm-up forward of %d images in %.2f s\n", n < batch ? n : batch, mp_now() - w0);
+  }
   double t0 = mp_now();
   mp_inception_forward_u8(m, px, n, side, pool3, logits);
   double secs = mp_now() - t0, is_mean, is_std;
   mp_inception_score(logits, n, C, 10, &is_mean, &is_std);
-  printf("inception_tool: %d images (%s, %s backend) in %.2f s (%.2f images/s); IS %.6f +- %.6f\n", n,
-         mp_inception_variant(m), argv[2], secs, n / secs, is_mean, is_std);
+  printf("inception_tool: %d images (%s, %s backend, batch %d) in %.2f s (%.2f images/s); IS %.6f +- %.6f\n", n,
+         mp_inception_variant(m), argv[2], batch, secs, n / secs, is_mean, is_std);
   hid_t f = H5Fcreate(argv[5], H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   write2(f, "pool3", pool3, n, MP_INCEPTION_POOL3);
   write2(f, "logits", logits, n, C);

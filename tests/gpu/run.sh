@@ -12,7 +12,8 @@
 #                       -DCMAKE_CUDA_ARCHITECTURES=90 [-G Ninja when ninja is there]
 #           build       cmake --build build-gpu -j$(nproc) --target <the targets the steps run:
 #                       mp_backend_cuda test_cudnn_graph test_backend test_net gpu_nccl_check
-#                       knn_tool nn_parity_tool mp_bench_nn mammopatch; BUILD_TARGETS overrides>
+#                       knn_tool inception_tool nn_parity_tool mp_bench_nn mammopatch;
+#                       BUILD_TARGETS overrides>
 #           test_cudnn_graph   the graph-API graphs, heuristics and plans for a described H100
 #                       (no GPU needed; here against the machine's own cuDNN)
 #           test_backend, test_net   build-gpu/tests/{test_backend,test_net} (cuda vs ref; test_backend
@@ -41,6 +42,10 @@
 #                       build-gpu/tests/knn_tool: SPEC §9's kNN at thesis scale (2,000 x 65,536,
 #                       k 2; l2, cosine, l1) with the cuda backend's score blocks and on the host,
 #                       timed, the answers compared byte for byte (into tests.log)
+#           inception   (after knn; at most 75 s) tests/gpu/inception.sh build-gpu/tests/inception_tool:
+#                       the FID's Inception-v3 on the cuda backend (random FID-variant weights,
+#                       512 patches in batches of 64: images/s after a warm-up batch), its first
+#                       2 images' pool3 and logits against the host backend's (into tests.log)
 #           profile     last, in what time the bench and precision leave: mp_bench_nn under MP_NN_PROFILE=1
 #                       (per-layer times and the cuDNN algorithms: classifier fp32, tf32 and bf16,
 #                       bf16 also at batch 512, a WGAN-GP iteration), the
@@ -74,9 +79,10 @@
 #                       (bench/gpu/torch_profile.py)
 #   BENCH_BUDGET_S      the most the bench step may take (default 240; it also leaves 60 s
 #                       of the total budget, PRECISION_RESERVE_S more where precision runs and
-#                       KNN_RESERVE_S where knn does)
+#                       KNN_RESERVE_S where knn does, INCEPTION_RESERVE_S where inception does)
 #   PRECISION_RESERVE_S what the bench leaves for the precision step (default 100)
 #   KNN_RESERVE_S       and for the knn step (default 45)
+#   INCEPTION_RESERVE_S and for the inception step (default 40)
 #   MP_GIT_DESCRIBE     the commit, where the tree came without .git (a device lease copies the
 #                       working tree only): the caller's `git describe --always --dirty --tags
 #                       --abbrev=10`; the summary's header and the built version name it
@@ -389,10 +395,10 @@ else
     # only what the steps run (the cuda module, which mp_nn depends on anyway, named so that its
     # compile comes first): test_cudnn_graph, test_backend, test_net (the tests), nn_parity_tool
     # (parity), gpu_nccl_check (nccl), mp_bench_nn (bench, profile), mammopatch (precision),
-    # knn_tool (knn).
+    # knn_tool (knn), inception_tool (inception).
     # Those this configuration does not define (the tests without cmocka) are left out here, and
     # their steps say so, instead of failing the whole build on an unknown target.
-    want=${BUILD_TARGETS-mp_backend_cuda test_cudnn_graph test_backend test_net gpu_nccl_check knn_tool nn_parity_tool mp_bench_nn mammopatch}
+    want=${BUILD_TARGETS-mp_backend_cuda test_cudnn_graph test_backend test_net gpu_nccl_check knn_tool inception_tool nn_parity_tool mp_bench_nn mammopatch}
     targets=() missing=""
     if [[ -n ${want// /} && $want != all ]]; then
       for tg in $want; do
@@ -423,7 +429,7 @@ else
   fi
 fi
 if ((!build_steps_ok)); then
-  for s in test_cudnn_graph test_backend test_net parity_classifier parity_gan nccl_1 nccl_2 precision bench profile; do
+  for s in test_cudnn_graph test_backend test_net parity_classifier parity_gan nccl_1 nccl_2 precision bench knn inception profile; do
     skip "$s" - "nothing built"
   done
   finish
@@ -590,6 +596,8 @@ else
   [[ -x $bdir/mammopatch && -s ${GPU_STORE:-.gpu-store/patches.h5} && " ${STEPS:-precision} " == *" precision "* ]] &&
     reserve=$((reserve + ${PRECISION_RESERVE_S:-100}))
   [[ -x $tests/knn_tool && " ${STEPS:-knn} " == *" knn "* ]] && reserve=$((reserve + ${KNN_RESERVE_S:-45}))
+  [[ -x $tests/inception_tool && " ${STEPS:-inception} " == *" inception "* ]] &&
+    reserve=$((reserve + ${INCEPTION_RESERVE_S:-40}))
   budget=$(($(left) - reserve))
   ((budget > ${BENCH_BUDGET_S:-240})) && budget=${BENCH_BUDGET_S:-240}
   read -r -a bench_what <<<"${BENCH_WHAT:-}"
@@ -659,6 +667,18 @@ else
   # the note: each distance's times
   [[ ${results[${#results[@]} - 1]} == PASS ]] &&
     renote "$(grep -E '^knn (l2|cosine|l1) ' <<<"$step_out" | sed -E 's/^knn ([a-z0-9]+) [0-9]+ x [0-9]+, k 2: cuda ([0-9.]+) s, host ([0-9.]+) s.*/\1 \2 s (host \3 s)/' | paste -sd ';' - | sed 's/;/; /g'), 2000 x 65536, k 2: the same answers"
+fi
+
+# ---- the FID's Inception-v3 on the device: its speed, and its features against the host's -------
+inc=$tests/inception_tool
+if ((!have_gpu)); then
+  skip inception tests.log "$nogpu"
+elif [[ ! -x $inc ]]; then
+  skip inception tests.log "no inception_tool in $bdir (built with the tests)"
+else
+  step inception tests.log 75 env PYTHON="${py:-python3}" tests/gpu/inception.sh "$inc"
+  [[ ${results[${#results[@]} - 1]} == PASS ]] &&
+    renote "$(grep -E '^inception cuda: ' <<<"$step_out" | sed -E 's/^inception cuda: //')"
 fi
 
 # ---- where the time goes: MP_NN_PROFILE's per-layer tables (each layer between two syncs) for
