@@ -119,10 +119,12 @@ typedef struct {
    * total rounded once to float. */
   void (*l1_nt)(mp_backend *b, int m, int n, int k, const float *A, int lda, const float *B, int ldb, float *C, int ldc);
   /* Optional (device backends: Inception-v3 inference on them, nn/mp_inception.c; host
-   * backends leave both NULL and mp_inception runs its own OpenMP loops):
-   * pool2d_forward: mp_ref_pool2d_forward's pooling (kind MP_POOL_*), x and y in the
-   * backend's memory; copy2d: mp_ref_copy2d (rows of width floats between pitches), e.g. a
-   * channel concatenation. */
+   * backends leave the three NULL and mp_inception runs its own OpenMP loops):
+   * resize_u8: mp_ref_resize_u8 from n patches in host memory into dst (n x S x S) in the
+   * backend's memory; pool2d_forward: mp_ref_pool2d_forward's pooling (kind MP_POOL_*), x and
+   * y in the backend's memory; copy2d: mp_ref_copy2d (rows of width floats between pitches),
+   * e.g. a channel concatenation. */
+  void (*resize_u8)(mp_backend *b, const uint8_t *px, int n, int side, int S, float *dst);
   void (*pool2d_forward)(mp_backend *b, int kind, const float *x, float *y, int n, int c, int h, int w, int k,
                          int stride, int pad);
   void (*copy2d)(mp_backend *b, float *dst, size_t dpitch, const float *src, size_t spitch, size_t width, size_t rows);

@@ -152,6 +152,8 @@ typedef struct {
                                buffers) held now / at most: device_peak */
   blk_t *blk;         /* the allocations, for the bookkeeping */
   void *stage, *dstage; /* patch upload: pinned host and device staging */
+  void *rz;             /* resize_u8: the patches' bytes on the device */
+  size_t rz_bytes;
   double *gp_norms;     /* the gradient penalty's per-sample norms (device) */
   double *bn_tmp;       /* batch norm: per-slice partial sums, then per-channel coefficients */
   float *wg_part;       /* the own 3x3 weight gradient's partial sums (wgrad3) */
@@ -1268,6 +1270,17 @@ static void cu_l1_nt(mp_backend *b, int m, int n, int k, const float *A, int lda
 }
 
 /* ---- Inception-v3 on the device (nn/mp_inception.c): its pools and channel concatenation -- */
+/* the patches' bytes up (pageable memory: the copy has left px when it returns), then one
+ * thread an output pixel (k_resize_u8: mp_ref_resize_u8's bits) */
+static void cu_resize_u8(mp_backend *b, const uint8_t *px, int n, int side, int S, float *dst) {
+  ctx_t *c = C(b);
+  const size_t in = (size_t)n * side * side, m = (size_t)n * S * S;
+  if (!m || !in) return;
+  uint8_t *d = (uint8_t *)dev_reserve(c, &c->rz, &c->rz_bytes, in);
+  MP_CHECK_CUDA(cudaMemcpyAsync(d, px, in, cudaMemcpyHostToDevice, c->st));
+  k_resize_u8<<<grid_for(m, TPB), TPB, 0, c->st>>>(d, n, side, S, dst);
+  MP_LAUNCHED();
+}
 static void cu_pool2d(mp_backend *b, int kind, const float *x, float *y, int n, int c, int h, int w, int k, int stride,
                       int pad) {
   const int oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
@@ -1563,7 +1576,7 @@ static void cu_destroy(mp_backend *b) {
   bd_free(c->devprop_off);
   MP_CHECK_CUDNN(cudnnDestroy(c->dnn));
   MP_CHECK_CUBLAS(cublasDestroy(c->blas));
-  void *dev[] = {c->ws, c->bfb[0], c->bfb[1], c->bfb[2], c->bfb[3], c->gp_norms, c->bn_tmp, c->wg_part, c->gm, c->dstage, c->dsc};
+  void *dev[] = {c->ws, c->bfb[0], c->bfb[1], c->bfb[2], c->bfb[3], c->gp_norms, c->bn_tmp, c->wg_part, c->gm, c->dstage, c->rz, c->dsc};
   for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
     if (dev[i]) MP_CHECK_CUDA(cudaFree(dev[i]));
   if (c->stage) MP_CHECK_CUDA(cudaFreeHost(c->stage));
@@ -1625,6 +1638,7 @@ extern "C" mp_backend *mp_backend_cuda_create(int precision, char *err, size_t e
     cuda_iface.mix_rows = cu_mix_rows;
     cuda_iface.gemm_nt = cu_gemm_nt;
     cuda_iface.l1_nt = cu_l1_nt;
+    cuda_iface.resize_u8 = cu_resize_u8;
     cuda_iface.pool2d_forward = cu_pool2d;
     cuda_iface.copy2d = cu_copy2d;
     cuda_iface.device_peak = cu_device_peak;

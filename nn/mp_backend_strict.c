@@ -395,6 +395,13 @@ static void st_mix_rows(mp_backend *b, const float *a, const float *bb, const fl
   HI(b)->mix_rows(HOST(b), a, bb, e, n, m, out);
   PEND("mix_rows");
 }
+/* cuda: the bytes copied up from pageable memory (a wait on the stream first), then a kernel */
+static void st_resize_u8(mp_backend *b, const uint8_t *px, int n, int side, int S, float *dst) {
+  wait_all(b);
+  OPS((NULL), (dst)); /* px: host memory, read at the call */
+  mp_ref_resize_u8(px, n, side, S, dst);
+  PEND("resize_u8");
+}
 static void st_pool2d(mp_backend *b, int kind, const float *x, float *y, int n, int c, int h, int w, int k, int stride,
                       int pad) {
   OPS((x), (y));
@@ -521,6 +528,7 @@ static const mp_backend_i strict_iface = {
     .mix_rows = st_mix_rows,
     .gemm_nt = st_gemm_nt,
     .l1_nt = st_l1_nt,
+    .resize_u8 = st_resize_u8,
     .pool2d_forward = st_pool2d,
     .copy2d = st_copy2d,
     .patches_to_input = st_patches,

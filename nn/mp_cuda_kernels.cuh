@@ -9,7 +9,7 @@
  *   batch norm          k_bn_partial (grid (S slices, C), block BN_TPB), k_bn_stats, k_bn_bstats
  *                       (one thread a channel), k_bn_apply, k_bn_dx; bn_vec, bn_slices (host)
  *   convolution bias    k_chan_partial (grid as k_bn_partial), k_chan_final, k_bias_add
- *   activations, max-pool, inference pooling (k_pool2d), linear bias, dropout (mp_rng_at: the
+ *   activations, max-pool, Inception's resize and pooling (k_resize_u8, k_pool2d), linear bias, dropout (mp_rng_at: the
  *                       CPU's masks), Adam
  *   reductions          block_sum (block TPB), k_dot_partial, k_sum_partials
  *   gradient penalty    k_sample_norms (one block of TPB a sample), k_penalty_scale
@@ -357,6 +357,33 @@ __global__ void k_pool_bwd(const float *dy, const unsigned char *am, float *dx, 
     for (int q = 0; q < 4; q++) xp[(q / 2) * w + q % 2] = q == k ? dy[o] : 0.0f;
   }
 }
+/* Inception-v3's input (mp_ref_resize_u8's arithmetic, every rounding explicit: nvcc would
+ * otherwise fuse the multiply-adds): one thread an output pixel of n S x S images */
+__device__ inline void rz_coef(int o, int side, float scale, int *i0, int *i1, float *l0, float *l1) {
+  double src = __dsub_rn(__dmul_rn((double)scale, o + 0.5), 0.5);
+  if (src < 0) src = 0;
+  const int i = (int)src;
+  *i0 = i, *i1 = i < side - 1 ? i + 1 : i;
+  *l1 = (float)__dsub_rn(src, (double)i), *l0 = __fsub_rn(1.0f, *l1);
+}
+__device__ inline float rz_row(const uint8_t *row, int c0, int c1, float l0, float l1) {
+  return __fadd_rn(__fmul_rn(l0, __fdiv_rn((float)row[c0], 255.0f)), __fmul_rn(l1, __fdiv_rn((float)row[c1], 255.0f)));
+}
+__global__ void k_resize_u8(const uint8_t *px, int n, int side, int S, float *out) {
+  const float scale = __fdiv_rn((float)side, (float)S);
+  GS_LOOP(e, (size_t)n * S * S) {
+    const size_t img = e / ((size_t)S * S);
+    const int rc = (int)(e % ((size_t)S * S)), r = rc / S, c = rc % S;
+    int r0, r1, c0, c1;
+    float lr0, lr1, lc0, lc1;
+    rz_coef(r, side, scale, &r0, &r1, &lr0, &lr1);
+    rz_coef(c, side, scale, &c0, &c1, &lc0, &lc1);
+    const uint8_t *p = px + img * side * side;
+    const float a = rz_row(p + (size_t)r0 * side, c0, c1, lc0, lc1), bb = rz_row(p + (size_t)r1 * side, c0, c1, lc0, lc1);
+    out[e] = __fsub_rn(__fmul_rn(__fadd_rn(__fmul_rn(lr0, a), __fmul_rn(lr1, bb)), 2.0f), 1.0f);
+  }
+}
+
 /* Inference pooling (Inception-v3; mp_ref_pool2d_forward's arithmetic: window order, sums in
  * double): one thread an output element, planes = n c */
 __global__ void k_pool2d(int kind, const float *x, float *y, size_t planes, int h, int w, int k, int stride, int pad,

@@ -9,11 +9,13 @@
  *
  * Two places for the activations: host memory with OpenMP loops for the pools, the
  * concatenation and the resize (host backends: ref, cpu); or the backend's memory (device
- * backends that offer pool2d_forward and copy2d: cuda, strict), where only the resize runs on
- * the host (its batch uploaded once) and each activation buffer is taken from a cache of the
- * batch's sizes (a device allocation per tensor would wait on the device each time), released
- * at the end of every mp_inception_forward_u8.  The arithmetic is the same in both: the pools
- * are mp_ref_pool2d_forward's (averages summed in double in window order).
+ * backends that offer resize_u8, pool2d_forward and copy2d: cuda, strict), where the patches
+ * go up as bytes (a quarter of a 128 x 128 float batch; the resize on the host had cost ~1 ms
+ * an image on one core, more than a GPU's whole forward) and each activation buffer is taken
+ * from a cache of the batch's sizes (a device allocation per tensor would wait on the device
+ * each time), released at the end of every mp_inception_forward_u8.  The arithmetic is the
+ * same in both: mp_ref_resize_u8's, and the pools mp_ref_pool2d_forward's (averages summed in
+ * double in window order).
  */
 #include "mp_inception.h"
 
@@ -52,15 +54,15 @@ struct mp_inception {
   unit u[MAX_UNITS];
   int nu;
   float *fc_w, *fc_b; /* classes x 2048, classes */
-  /* dev: activation buffers by size (reused across the batches of a call), the resized
-   * batch on the host, and pool3 / logits in the backend's memory */
+  /* dev: activation buffers by size (reused across the batches of a call), and pool3 /
+   * logits in the backend's memory */
   struct {
     float *p;
     size_t floats;
     bool used;
   } cache[MAX_CACHED];
   int ncache;
-  float *stage, *dpool, *dlogits;
+  float *dpool, *dlogits;
 };
 
 /* activations of the current batch: n x c x h x w (host memory, or the backend's when dev) */
@@ -249,8 +251,9 @@ static int load_unit(mp_inception *m, hid_t f, unit *u, char *err, size_t errlen
 }
 
 mp_inception *mp_inception_load(mp_backend *be, const char *path, int max_batch, char *err, size_t errlen) {
-  if (mp_backend_is_device(be) && (!be->iface->pool2d_forward || !be->iface->copy2d)) {
-    snprintf(err, errlen, "the Inception extractor needs pooling and strided copies on the %s backend", be->iface->name);
+  if (mp_backend_is_device(be) && (!be->iface->resize_u8 || !be->iface->pool2d_forward || !be->iface->copy2d)) {
+    snprintf(err, errlen, "the Inception extractor needs resizing, pooling and strided copies on the %s backend",
+             be->iface->name);
     return NULL;
   }
   H5E_auto2_t fn;
@@ -322,8 +325,7 @@ static void release_cache(mp_inception *m) {
   drop_buffers(m);
   if (m->dpool) m->be->iface->release(m->be, m->dpool);
   if (m->dlogits) m->be->iface->release(m->be, m->dlogits);
-  mp_free(m->stage);
-  m->dpool = m->dlogits = m->stage = NULL;
+  m->dpool = m->dlogits = NULL;
 }
 
 void mp_inception_free(mp_inception *m) {
@@ -554,42 +556,17 @@ static tensor block_e(mp_inception *m, const char *b, tensor x, bool last) {
   return cat(m, p, 6);
 }
 
-/* u8 side x side -> 1 x 299 x 299 in [-1, 1]: bilinear (align_corners = false) of u8/255,
- * with PyTorch 1.13's CPU arithmetic (checked bit for bit by the test's oracle): the scale
- * in float, the source position in double from it (clamped at 0), the weights rounded to
- * float, the interpolation in float.  Other roundings of the weights move a 0/255
- * checkerboard's pool3 by ~1e-7 NMSE through the deep network. */
-static void resize(const uint8_t *px, int side, float *out) {
-  enum { S = MP_INCEPTION_SIDE };
-  int i0[S], i1[S];
-  float l0[S], l1[S];
-  const float scale = (float)side / (float)S;
-  for (int o = 0; o < S; o++) {
-    double src = (double)scale * (o + 0.5) - 0.5;
-    if (src < 0) src = 0;
-    int i = (int)src;
-    i0[o] = i, i1[o] = i < side - 1 ? i + 1 : i;
-    l1[o] = (float)(src - i), l0[o] = 1.0f - l1[o];
-  }
-  for (int r = 0; r < S; r++) {
-    const uint8_t *a = px + (size_t)i0[r] * side, *b = px + (size_t)i1[r] * side;
-    for (int c = 0; c < S; c++) {
-      float v = l0[r] * (l0[c] * ((float)a[i0[c]] / 255.0f) + l1[c] * ((float)a[i1[c]] / 255.0f)) +
-                l1[r] * (l0[c] * ((float)b[i0[c]] / 255.0f) + l1[c] * ((float)b[i1[c]] / 255.0f));
-      out[(size_t)r * S + c] = v * 2.0f - 1.0f;
-    }
-  }
-}
-
 static void forward_batch(mp_inception *m, const uint8_t *px, int n, int side, float *pool3, float *logits) {
   if (m->dev && n != m->n) drop_buffers(m); /* another batch size (a call's last): other sizes */
   m->n = n;
   enum { S = MP_INCEPTION_SIDE };
   tensor x = tnew(m, 1, S, S);
-  float *rs = m->dev ? m->stage : x.d; /* dev: resized on the host, then one upload */
-  PAR_FOR
-  for (int i = 0; i < n; i++) resize(px + (size_t)i * side * side, side, rs + (size_t)i * S * S);
-  if (m->dev) m->be->iface->upload(m->be, x.d, rs, (size_t)n * S * S * sizeof(float));
+  if (m->dev) /* the patches go up as bytes and are resized there */
+    m->be->iface->resize_u8(m->be, px, n, side, S, x.d);
+  else {
+    PAR_FOR
+    for (int i = 0; i < n; i++) mp_ref_resize_u8(px + (size_t)i * side * side, 1, side, S, x.d + (size_t)i * S * S);
+  }
   x = conv_free(m, U(m, "Conv2d_1a_3x3", NULL), x);
   x = conv_free(m, U(m, "Conv2d_2a_3x3", NULL), x);
   x = conv_free(m, U(m, "Conv2d_2b_3x3", NULL), x);
@@ -635,7 +612,6 @@ static void forward_batch(mp_inception *m, const uint8_t *px, int n, int side, f
 void mp_inception_forward_u8(mp_inception *m, const uint8_t *px, int n, int side, float *pool3, float *logits) {
   if (m->dev && n > 0) {
     const int b = n < m->max_batch ? n : m->max_batch;
-    m->stage = mp_malloc((size_t)b * MP_INCEPTION_SIDE * MP_INCEPTION_SIDE * sizeof(float));
     m->dpool = m->be->iface->alloc(m->be, (size_t)b * MP_INCEPTION_POOL3 * sizeof(float));
     m->dlogits = m->be->iface->alloc(m->be, (size_t)b * m->classes * sizeof(float));
   }

@@ -279,6 +279,32 @@ void mp_ref_pool2d_forward(int kind, const float *x, float *y, int n, int c, int
   }
 }
 
+void mp_ref_resize_u8(const uint8_t *px, int n, int side, int S, float *out) {
+  int *i0 = mp_malloc(2 * (size_t)S * sizeof *i0), *i1 = i0 + S;
+  float *l0 = mp_malloc(2 * (size_t)S * sizeof *l0), *l1 = l0 + S;
+  const float scale = (float)side / (float)S;
+  for (int o = 0; o < S; o++) {
+    double src = (double)scale * (o + 0.5) - 0.5;
+    if (src < 0) src = 0;
+    int i = (int)src;
+    i0[o] = i, i1[o] = i < side - 1 ? i + 1 : i;
+    l1[o] = (float)(src - i), l0[o] = 1.0f - l1[o];
+  }
+  for (int m = 0; m < n; m++) {
+    const uint8_t *img = px + (size_t)m * side * side;
+    float *dst = out + (size_t)m * S * S;
+    for (int r = 0; r < S; r++) {
+      const uint8_t *a = img + (size_t)i0[r] * side, *b = img + (size_t)i1[r] * side;
+      for (int c = 0; c < S; c++) {
+        float v = l0[r] * (l0[c] * ((float)a[i0[c]] / 255.0f) + l1[c] * ((float)a[i1[c]] / 255.0f)) +
+                  l1[r] * (l0[c] * ((float)b[i0[c]] / 255.0f) + l1[c] * ((float)b[i1[c]] / 255.0f));
+        dst[(size_t)r * S + c] = v * 2.0f - 1.0f;
+      }
+    }
+  }
+  mp_free(i0), mp_free(l0);
+}
+
 void mp_ref_copy2d(float *dst, size_t dpitch, const float *src, size_t spitch, size_t width, size_t rows) {
   for (size_t r = 0; r < rows; r++) memcpy(dst + r * dpitch, src + r * spitch, width * sizeof *dst);
 }

@@ -96,6 +96,12 @@ void mp_ref_maxpool2_backward(const float *dy, const unsigned char *argmax, floa
  * image.  Sums in double in window order, the quotient in double, rounded once to float. */
 enum { MP_POOL_MAX, MP_POOL_AVG, MP_POOL_AVG_IN };
 void mp_ref_pool2d_forward(int kind, const float *x, float *y, int n, int c, int h, int w, int k, int stride, int pad);
+/* n uint8 side x side images -> n x S x S floats in [-1, 1], as pytorch-fid feeds Inception-v3:
+ * bilinear (align_corners = false) of u8/255, then 2x - 1, with PyTorch 1.13's CPU arithmetic
+ * (the scale side/S in float, each source position in double from it, clamped at 0, the weights
+ * rounded to float, the interpolation in float: a' = l0c a[c0]/255 + l1c a[c1]/255 per source
+ * row, v = l0r a'(r0) + l1r a'(r1), each product and sum rounded, no fused multiply-add). */
+void mp_ref_resize_u8(const uint8_t *px, int n, int side, int S, float *out);
 /* rows x width floats: dst[r * dpitch + e] = src[r * spitch + e] (pitches in floats) */
 void mp_ref_copy2d(float *dst, size_t dpitch, const float *src, size_t spitch, size_t width, size_t rows);
 

@@ -7,9 +7,9 @@
  * (grid x fastest, then y, then z); __shfl_down_sync exchanges through a per-warp buffer between
  * two barriers of that warp's 32 threads (a warp that returns early returns whole, as in the
  * kernels); __syncthreads is a barrier of the block; __shared__ arrays are static (one block at
- * a time); atomicAdd is an atomic on the host.  __fadd_rn / __fmul_rn are the host's IEEE single
- * operations: build with -ffp-contract=off, so that no multiply-add is fused, as on the device
- * where the kernels ask for explicit roundings.  Blocks must be a whole number of warps. */
+ * a time); atomicAdd is an atomic on the host.  __fadd_rn, __fsub_rn, __fmul_rn, __fdiv_rn,
+ * __dmul_rn and __dsub_rn are the host's IEEE operations: build with -ffp-contract=off, so that
+ * no multiply-add is fused, as on the device where the kernels ask for explicit roundings.  Blocks must be a whole number of warps. */
 #pragma once
 #include <atomic>
 #include <barrier>
@@ -70,6 +70,10 @@ static inline float __uint_as_float(unsigned u) {
 }
 static inline float __fadd_rn(float a, float b) { return a + b; }
 static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
+static inline double __dmul_rn(double a, double b) { return a * b; }
+static inline double __dsub_rn(double a, double b) { return a - b; }
 static inline unsigned long long atomicAdd(unsigned long long *p, unsigned long long v) {
   return std::atomic_ref<unsigned long long>(*p).fetch_add(v);
 }

@@ -106,13 +106,25 @@ static void check_gather_rows(const char *name, mp_backend *be, mp_rng *r) {
   if (differ) fail_msg("%s: gather rows differs from the host loop", name);
 }
 
-/* The optional Inception entries of device backends: pool2d_forward (max 3x3 stride 2, average
- * 3x3 with the padding counted and not, the global 8x8 mean) and copy2d (a channel
- * concatenation's strided rows) hold mp_ref's bits. */
+/* The optional Inception entries of device backends: resize_u8 (two 128 x 128 patches to 299 x
+ * 299), pool2d_forward (max 3x3 stride 2, average 3x3 with the padding counted and not, the
+ * global 8x8 mean) and copy2d (a channel concatenation's strided rows) hold mp_ref's bits. */
 static void check_inception_ops(const char *name, mp_backend *be, mp_rng *r) {
-  if (!be->iface->pool2d_forward || !be->iface->copy2d) {
-    printf("  %-4s pool2d / copy2d: not offered (Inception runs its host loops on this backend)\n", name);
+  if (!be->iface->resize_u8 || !be->iface->pool2d_forward || !be->iface->copy2d) {
+    printf("  %-4s resize_u8 / pool2d / copy2d: not offered (Inception runs its host loops on this backend)\n", name);
     return;
+  }
+  {
+    enum { RN = 2, RS = 128, RO = 299 };
+    uint8_t *px = mp_malloc(RN * RS * RS);
+    for (int i = 0; i < RN * RS * RS; i++) px[i] = (uint8_t)(mp_rng_uniform_f64(r) * 256.0);
+    float *out = T(RN * RO * RO), *want = mp_malloc(RN * RO * RO * 4);
+    poison(out, RN * RO * RO);
+    be->iface->resize_u8(be, px, RN, RS, RO, out);
+    mp_ref_resize_u8(px, RN, RS, RO, want);
+    mp_backend_sync(be);
+    if (memcmp(out, want, RN * RO * RO * 4)) fail_msg("%s: resize_u8 differs from mp_ref", name);
+    mp_free(px), mp_free(want);
   }
   enum { N = 2, C = 5, H = 9, W = 8 };
   float *x = T(N * C * H * W), *y = T(N * C * H * W), *want = mp_malloc(N * C * H * W * 4);
@@ -135,7 +147,7 @@ static void check_inception_ops(const char *name, mp_backend *be, mp_rng *r) {
   mp_ref_copy2d(want + 3 * hw, C * hw, x, 2 * hw, 2 * hw, N);
   mp_backend_sync(be);
   if (memcmp(y, want, N * C * hw * 4)) fail_msg("%s: copy2d differs from mp_ref", name);
-  printf("  %-4s pool2d (max, avg, avg inside, global mean), copy2d: mp_ref's bits\n", name);
+  printf("  %-4s resize_u8, pool2d (max, avg, avg inside, global mean), copy2d: mp_ref's bits\n", name);
   mp_free(want);
 }
 

@@ -240,6 +240,25 @@ static void check_elementwise(mp_backend *ref) {
     check_same("max-pool backward", pdx1.p, pdx2.p, sizeof(float) * NX);
   }
 
+  /* Inception's input (k_resize_u8) against mp_ref_resize_u8, bit for bit: 128 -> 299 (the FID's
+   * upsampling), 13 -> 5 (down), 7 -> 10; out poisoned first */
+  {
+    static const int sizes[3][3] = {{2, 128, 299}, {3, 13, 5}, {2, 7, 10}}; /* n, side, S */
+    for (const auto &sz : sizes) {
+      const int n = sz[0], side = sz[1], S = sz[2];
+      buf<uint8_t> px((size_t)n * side * side);
+      buf<float> o1((size_t)n * S * S), o2((size_t)n * S * S);
+      for (size_t i = 0; i < (size_t)n * side * side; i++) px[i] = (uint8_t)((i * 2654435761u) >> 24);
+      px[0] = 0, px[1] = 255;
+      poison(o1, (size_t)n * S * S), poison(o2, (size_t)n * S * S);
+      launch(SMALL_GRID, SMALL_BLOCK, [&] { k_resize_u8(px, n, side, S, o1); });
+      mp_ref_resize_u8(px, n, side, S, o2);
+      char what[64];
+      snprintf(what, sizeof what, "resize u8 %d -> %d (%d images)", side, S, n);
+      check_same(what, o1.p, o2.p, sizeof(float) * n * S * S);
+    }
+  }
+
   /* Inception's pools (k_pool2d) against mp_ref_pool2d_forward, bit for bit: 3x3 max at stride
    * 2 and at stride 1 with padding (NaNs and ties in the input), 3x3 averages with padding
    * counted and not, the global 8x8 mean; y poisoned first, so that every element is written */

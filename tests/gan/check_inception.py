@@ -577,7 +577,7 @@ def main():
                 if "strict" in dev_runs:
                     same = all(np.array_equal(dev_runs["strict"][k], r[k]) for k in ("pool3", "logits"))
                     check(same, f"{variant} strict N={n}: pool3 and logits = the cpu backend's, bit for bit",
-                          "the device path's pools, concatenation and global mean keep the host loops' arithmetic")
+                          "the device path's resize, pools, concatenation and global mean keep the host loops' arithmetic")
 
     print(f"{n_checks - n_fail}/{n_checks} checks passed" + (f", {n_fail} FAILED" if n_fail else "")
           + f" ({time.time() - t_start:.0f} s)")

@@ -2,9 +2,9 @@
 # tests/gpu/inception.sh — the `inception` FID extractor on a GPU, run by tests/gpu/run.sh:
 # random Inception-v3 weights of the FID variant (He-initialised convolutions and fc, the batch
 # norms with random statistics; numpy only, through tools/convert_inception_weights.py's table,
-# no torchvision needed), N uint8 patches (default 512) through inception_tool on the cuda
-# backend in batches of BATCH (default 64, as a GAN on a GPU runs it), timed after one warm-up
-# batch (images/s; SPEC §12's anchor: PyTorch 4,544 images/s at batch 200 on an H100), and the
+# no torchvision needed), N uint8 patches (default 600) through inception_tool on the cuda
+# backend in batches of BATCH (default 200, SPEC §12's anchor: PyTorch 4,544 images/s at batch
+# 200 on an H100; a GAN on a GPU runs batches of 64), timed after one warm-up batch, and the
 # first HOST_N (default 2) through the host backend (HOST: cpu where built, else ref): pool3
 # and logits of each image within check_inception.py's tolerances (max |a - b| / max |b| 5e-4,
 # NMSE 5e-8).
@@ -12,7 +12,7 @@
 # BATCH, HOST_N, HOST, BACKEND (default cuda; strict checks this script without a GPU).
 # Exit 0 when every compared image is within the tolerances, 1 otherwise, 77 without numpy/h5py.
 set -uo pipefail
-tool=$1 py=${PYTHON:-python3} be=${BACKEND:-cuda} n=${N:-512} batch=${BATCH:-64} hn=${HOST_N:-2}
+tool=$1 py=${PYTHON:-python3} be=${BACKEND:-cuda} n=${N:-600} batch=${BATCH:-200} hn=${HOST_N:-2}
 host=${HOST:-}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d)

@@ -44,7 +44,7 @@
 #                       timed, the answers compared byte for byte (into tests.log)
 #           inception   (after knn; at most 75 s) tests/gpu/inception.sh build-gpu/tests/inception_tool:
 #                       the FID's Inception-v3 on the cuda backend (random FID-variant weights,
-#                       512 patches in batches of 64: images/s after a warm-up batch), its first
+#                       600 patches in batches of 200: images/s after a warm-up batch), its first
 #                       2 images' pool3 and logits against the host backend's (into tests.log)
 #           profile     last, in what time the bench and precision leave: mp_bench_nn under MP_NN_PROFILE=1
 #                       (per-layer times and the cuDNN algorithms: classifier fp32, tf32 and bf16,
