@@ -44,6 +44,19 @@ static mp_net *generator(mp_backend *be) {
   return n;
 }
 
+/* Backend `name` of mp_backend_list(), or NULL (said so) when it is a device backend whose
+ * device is absent; one that cannot be created fails the test. */
+static mp_backend *open_backend(const char *name) {
+  char err[128];
+  if (mp_backend_device_absent(name)) {
+    printf("  %s: skipped (no device)\n", name);
+    return NULL;
+  }
+  mp_backend *be = mp_backend_create(name, err, sizeof err);
+  if (!be) fail_msg("%s", err);
+  return be;
+}
+
 typedef struct {
   mp_net *n;
   const float *x, *t, *g;
@@ -156,12 +169,8 @@ static void test_backends_agree(void **state) {
   mp_ref_bce_logits(ya, t, dy, B);
   mp_net_backward(a, dy, NULL);
   for (char *save = NULL, *name = strtok_r(list, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
-    if (mp_backend_device_absent(name)) {
-      printf("  %s: skipped (no device)\n", name);
-      continue;
-    }
-    mp_backend *be = mp_backend_create(name, err, sizeof err);
-    if (!be) fail_msg("%s", err);
+    mp_backend *be = open_backend(name);
+    if (!be) continue;
     mp_net *b = classifier(be);
     const float *yb = mp_net_forward(b, x, B, true, 3);
     for (int i = 0; i < B; i++) assert_true(fabsf(yb[i] - ya[i]) < 1e-5f * (1 + fabsf(ya[i])));
@@ -211,7 +220,7 @@ static void test_spectral_norm_net(void **state) {
  * backward plus the penalty gives the sum of the two. */
 static void test_gradient_penalty_net(void **state) {
   (void)state;
-  char list[64], err[128];
+  char list[64];
   snprintf(list, sizeof list, "%s", mp_backend_list());
   float x[B * 64], dy[B];
   mp_rng r;
@@ -219,12 +228,8 @@ static void test_gradient_penalty_net(void **state) {
   for (int i = 0; i < B * 64; i++) x[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
   for (int i = 0; i < B; i++) dy[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
   for (char *save = NULL, *name = strtok_r(list, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
-    if (mp_backend_device_absent(name)) {
-      printf("  %s: skipped (no device)\n", name);
-      continue;
-    }
-    mp_backend *be = mp_backend_create(name, err, sizeof err);
-    if (!be) fail_msg("%s", err);
+    mp_backend *be = open_backend(name);
+    if (!be) continue;
     mp_net *n = mp_net_new(be, 1, 8, 8, B, 96);
     mp_net_conv(n, 4, 4, 2, 1, true); /* 4x4x4 */
     mp_net_act(n, MP_ACT_LRELU, 0.2f);
@@ -305,7 +310,7 @@ static mp_net *bn_net(mp_backend *be) {
 
 static void test_bn_groups(void **state) {
   (void)state;
-  char list[64], err[128];
+  char list[64];
   snprintf(list, sizeof list, "%s", mp_backend_list());
   float x[B * 64], dy[B];
   mp_rng r;
@@ -313,12 +318,8 @@ static void test_bn_groups(void **state) {
   for (int i = 0; i < B * 64; i++) x[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
   for (int i = 0; i < B; i++) dy[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
   for (char *save = NULL, *name = strtok_r(list, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
-    if (mp_backend_device_absent(name)) {
-      printf("  %s: skipped (no device)\n", name);
-      continue;
-    }
-    mp_backend *be = mp_backend_create(name, err, sizeof err);
-    if (!be) fail_msg("%s", err);
+    mp_backend *be = open_backend(name);
+    if (!be) continue;
     mp_net *a = bn_net(be), *h = bn_net(be);
     size_t np = mp_net_param_count(a);
     mp_net_set_bn_group(a, B / 2);
@@ -366,7 +367,7 @@ static mp_net *part_net(mp_backend *be) {
 
 static void test_backward_input_part(void **state) {
   (void)state;
-  char list[64], err[128];
+  char list[64];
   snprintf(list, sizeof list, "%s", mp_backend_list());
   float x[B * 64], dy[B], whole[B * 64], part[B * 64];
   mp_rng r;
@@ -375,12 +376,8 @@ static void test_backward_input_part(void **state) {
   for (int i = 0; i < B; i++) dy[i] = (float)(2 * mp_rng_uniform_f64(&r) - 1);
   static const int parts[3][2] = {{2, 2}, {1, 2}, {3, 1}}; /* (first, count) */
   for (char *save = NULL, *name = strtok_r(list, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
-    if (mp_backend_device_absent(name)) {
-      printf("  %s: skipped (no device)\n", name);
-      continue;
-    }
-    mp_backend *be = mp_backend_create(name, err, sizeof err);
-    if (!be) fail_msg("%s", err);
+    mp_backend *be = open_backend(name);
+    if (!be) continue;
     mp_net *n = part_net(be);
     mp_net_forward(n, x, B, true, 5);
     mp_net_backward_input(n, dy, whole);
