@@ -210,8 +210,9 @@ static inline void mp_backend_download(mp_backend *b, void *host, const void *sr
  * synthetic vectors in their places, without a round trip through host memory.) */
 void mp_backend_gather_rows(mp_backend *b, float *dst, const float *a, const float *rows, const int64_t *sel, int n,
                             size_t m);
-/* Whether the backend computes in device memory (it has a `sync`): host-only code (the
- * Inception extractor) then runs on a host backend beside it. */
+/* Whether the backend computes in device memory (it has a `sync`): host code then reaches its
+ * buffers only through upload / download or after a sync (mp_inception keeps its activations
+ * there when the backend offers resize_u8, pool2d_forward and copy2d). */
 static inline int mp_backend_is_device(const mp_backend *b) { return b->iface->sync != 0; }
 /* Whether the backend reduces gradients itself over an attached communicator. */
 static inline int mp_backend_has_allreduce(const mp_backend *b) { return b->iface->allreduce_sum != 0; }
