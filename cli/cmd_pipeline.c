@@ -438,10 +438,12 @@ int mp_cmd_pipeline(int argc, char **argv) {
   if (!stages)
     for (int st = 0; st < NST; st++) asked[st] = true;
   mp_session s;
+  /* a stop signal ends the pipeline at the next checkpoint; caught from before MPI starts, so
+   * that one during start-up is a stop (exit 75 after the first stage), not a killed rank */
+  mp_train_catch_stop_signals();
   rc = mp_session_start(&s, &argc, &argv, &o);
   mp_common_opts_free(&o);
   if (rc) return rc;
-  mp_train_catch_stop_signals(); /* a stop signal ends the pipeline at the next checkpoint */
 
   pipeline p = {.s = &s, .check = check, .out = mp_config_str(s.cfg, "pipeline.out")};
   char err[2048] = "";

@@ -69,6 +69,7 @@ int mp_cmd_train(int argc, char **argv) {
                         "(see --help)\n");
   }
   mp_session s;
+  mp_train_catch_stop_signals(); /* before MPI starts: a signal then is a stop, not a kill */
   rc = mp_session_start(&s, &argc, &argv, &o);
   mp_common_opts_free(&o);
   if (rc) return rc;

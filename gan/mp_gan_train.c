@@ -605,7 +605,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
       /* Inception on the device, but always in fp32 (a backend of the same kind in its default
        * precision: the FID's features must not depend on train.precision); on a host backend
        * beside it where the device offers no pooling */
-      const bool on_dev = t->be->iface->pool2d_forward && t->be->iface->copy2d;
+      const bool on_dev = mp_inception_runs_on(t->be);
       t->inc_be = mp_backend_create(on_dev ? t->be->iface->name : MP_HAVE_DNNL ? "cpu" : "ref", err, sizeof err);
       ib = t->inc_be;
       if (on_dev) ibatch = t->eb < 64 ? t->eb : 64;

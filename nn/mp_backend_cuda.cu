@@ -1270,14 +1270,16 @@ static void cu_l1_nt(mp_backend *b, int m, int n, int k, const float *A, int lda
 }
 
 /* ---- Inception-v3 on the device (nn/mp_inception.c): its pools and channel concatenation -- */
-/* the patches' bytes up (pageable memory: the copy has left px when it returns), then one
- * thread an output pixel (k_resize_u8: mp_ref_resize_u8's bits) */
+/* the patches' bytes up, then one thread an output pixel (k_resize_u8: mp_ref_resize_u8's
+ * bits).  The copy is waited for, as cu_upload's: px is pageable, and only the staging of such
+ * a copy, not its end, is promised on return (on HMM/ATS systems not even that) */
 static void cu_resize_u8(mp_backend *b, const uint8_t *px, int n, int side, int S, float *dst) {
   ctx_t *c = C(b);
   const size_t in = (size_t)n * side * side, m = (size_t)n * S * S;
   if (!m || !in) return;
   uint8_t *d = (uint8_t *)dev_reserve(c, &c->rz, &c->rz_bytes, in);
   MP_CHECK_CUDA(cudaMemcpyAsync(d, px, in, cudaMemcpyHostToDevice, c->st));
+  wait_stream(c, c->st);
   k_resize_u8<<<grid_for(m, TPB), TPB, 0, c->st>>>(d, n, side, S, dst);
   MP_LAUNCHED();
 }

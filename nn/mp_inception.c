@@ -250,8 +250,12 @@ static int load_unit(mp_inception *m, hid_t f, unit *u, char *err, size_t errlen
   return rc;
 }
 
+bool mp_inception_runs_on(const mp_backend *be) {
+  return !mp_backend_is_device(be) || (be->iface->resize_u8 && be->iface->pool2d_forward && be->iface->copy2d);
+}
+
 mp_inception *mp_inception_load(mp_backend *be, const char *path, int max_batch, char *err, size_t errlen) {
-  if (mp_backend_is_device(be) && (!be->iface->resize_u8 || !be->iface->pool2d_forward || !be->iface->copy2d)) {
+  if (!mp_inception_runs_on(be)) {
     snprintf(err, errlen, "the Inception extractor needs resizing, pooling and strided copies on the %s backend",
              be->iface->name);
     return NULL;

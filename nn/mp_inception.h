@@ -31,6 +31,7 @@
 #ifndef MP_INCEPTION_H
 #define MP_INCEPTION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,9 +41,12 @@ typedef struct mp_inception mp_inception;
 
 enum { MP_INCEPTION_POOL3 = 2048, MP_INCEPTION_SIDE = 299 };
 
+/* Whether the extractor can run on backend be: every host backend; a device backend only
+ * when it offers the optional resize_u8, pool2d_forward and copy2d entries. */
+bool mp_inception_runs_on(const mp_backend *be);
 /* Load a converted weights file for batches of up to max_batch images.  NULL with the
- * reason (a missing or misshaped tensor named, a wrong format_version, a device backend
- * without pool2d_forward / copy2d) in err. */
+ * reason (a missing or misshaped tensor named, a wrong format_version, a backend where
+ * mp_inception_runs_on is false) in err. */
 mp_inception *mp_inception_load(mp_backend *be, const char *path, int max_batch, char *err, size_t errlen);
 void mp_inception_free(mp_inception *m);
 int mp_inception_classes(const mp_inception *m);

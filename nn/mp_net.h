@@ -68,7 +68,8 @@ void mp_net_set_sample_offset(mp_net *net, uint64_t first);
 /* Backward for dL/dinput only (dx required): no parameter gradient is computed or
  * touched (the generator step's pass through the critic). */
 void mp_net_backward_input(mp_net *net, const float *dy, float *dx);
-/* mp_net_backward_input for samples [first, first + count) of the last forward alone: dy
+/* mp_net_backward_input for samples [first, first + count) of the last forward alone
+ * (0 <= first, 1 <= count, first + count <= that forward's batch: fatal otherwise): dy
  * holds those samples' output gradients (count x output size), dx receives their input
  * gradients (count x input size).  For nets whose layers treat the samples independently
  * (convolutions, activations, pooling, flatten, dropout; not batch norm in training):

@@ -1,7 +1,7 @@
 # Sourced by the end-to-end test scripts (after they set mp and mpiexec): a temporary
 # directory removed on exit (kept when MP_TEST_KEEP is set), pass/fail counters (ok MESSAGE, bad MESSAGE), run2 (the
-# mammopatch command on 2 ranks), cohort48 (the training tests' shared cohort) and finish (the summary line and
-# the exit status).
+# mammopatch command on 2 ranks), cohort48 (the training tests' shared cohort), crash_report (a dead run's log
+# tail and core backtraces) and finish (the summary line and the exit status).
 tmp=$(mktemp -d)
 if [ -n "${MP_TEST_KEEP:-}" ]; then echo "keeping $tmp (MP_TEST_KEEP)"; else trap 'rm -rf "$tmp"' EXIT; fi
 fails=0 passes=0
@@ -39,6 +39,25 @@ with open(out, "w", newline="") as f:
     w.writeheader()
     w.writerows(r for r in rows if r["birads"] != birads or r["patient_id"] not in drop)
 PY
+}
+# crash_report DIR LOG: after a run that died on a signal, the last lines of LOG and, for each core file in DIR
+# (a run started there with `ulimit -c unlimited`), every thread's backtrace (gdb) — a rare crash is then
+# diagnosable from the CI log alone
+crash_report() {
+  echo "---- last lines of $2"
+  tail -25 "$2"
+  local c found=0
+  for c in "$1"/core*; do
+    [ -f "$c" ] || continue
+    found=1
+    echo "---- backtraces of $c ($(file -b "$c" 2>/dev/null | cut -c1-120))"
+    if command -v gdb >/dev/null; then
+      gdb -q -batch -ex "info threads" -ex "thread apply all bt 30" "$mp" "$c" 2>&1 | grep -v '^\[New LWP\|^warning:\|^$' | head -200
+    else
+      echo "(gdb is not installed)"
+    fi
+  done
+  [ $found = 1 ] || echo "---- no core file in $1 (core_pattern: $(cat /proc/sys/kernel/core_pattern 2>/dev/null))"
 }
 finish() {
   echo "$passes passed, $fails failed"

@@ -49,6 +49,11 @@ void mp_train_catch_stop_signals(void) {
   if (installed) return; /* once: a signal caught between two runs is kept for the next */
   struct sigaction sa = {0};
   sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  /* SA_RESTART: the flag is polled, nothing here wants a system call cut short; without it a
+   * read, write or socket call in HDF5, MPI or its runtime's threads that the signal lands in
+   * would return EINTR to code that may not retry it */
+  sa.sa_flags = SA_RESTART;
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGUSR1, &sa, NULL);
   installed = true;

@@ -83,15 +83,20 @@ kill -KILL $pid; pkill -KILL -f "$mp pipeline --config $cfg --set pipeline.out=$
 wait $pid 2>/dev/null
 [ "$(stage_status "$tmp/b" baseline)" = running ] && ok "SIGKILL during the baseline stage" \
   || bad "kill missed the baseline stage: $(stage_status "$tmp/b" baseline)"
-"$mpiexec" -n 2 --oversubscribe "$mp" pipeline --config "$cfg" --set pipeline.out="$tmp/b" > "$tmp/b2.log" 2>&1 &
-pid=$!  # mpiexec itself: it forwards SIGUSR1 to every rank (SIGTERM it turns into a kill)
+# (run in $tmp/cores with core dumps on: a rank that once died here on SIGSEGV after the stage had been
+# recorded interrupted, not seen again in ~70 reruns, leaves its backtraces in the log if it comes back)
+mkdir -p "$tmp/cores"
+(cd "$tmp/cores" && ulimit -c unlimited && exec "$mpiexec" -n 2 --oversubscribe "$mp" pipeline --config "$cfg" \
+  --set pipeline.out="$tmp/b") > "$tmp/b2.log" 2>&1 &
+pid=$!  # mpiexec itself (exec): it forwards SIGUSR1 to every rank (SIGTERM it turns into a kill)
 for _ in $(seq 1500); do [ "$(stage_status "$tmp/b" experiment)" = running ] && break; sleep 0.2; done
 mid_stage "$tmp/b/experiment/runs/gan/split-*/eval.json" # (the baseline jobs are the baseline stage's)
 kill -USR1 $pid
 wait $pid; rc=$?
 [ $rc -eq 75 ] && [ "$(stage_status "$tmp/b" experiment)" = interrupted ] && grep -q "complete, skipped" "$tmp/b2.log" \
   && ok "SIGUSR1 during the experiment stage: exit 75, recorded interrupted, finished stages skipped" \
-  || bad "SIGUSR1: exit $rc, experiment $(stage_status "$tmp/b" experiment): $(tail -3 "$tmp/b2.log")"
+  || { bad "SIGUSR1: exit $rc, experiment $(stage_status "$tmp/b" experiment): $(tail -3 "$tmp/b2.log")"
+       crash_report "$tmp/cores" "$tmp/b2.log"; }
 pipe --set pipeline.out="$tmp/b" > "$tmp/b3.log" 2>&1 && ok "the rerun finishes" || bad "rerun: $(tail -3 "$tmp/b3.log")"
 out=$(/usr/bin/python3 "$tests/eval/check_experiment.py" same "$tmp/a/experiment/experiment.json" \
   "$tmp/b/experiment/experiment.json") && ok "killed + stopped + rerun = clean run: $out" || bad "numbers differ: $out"
