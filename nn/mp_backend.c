@@ -156,14 +156,16 @@ static void host_scale(mp_backend *b, float a, float *x, size_t n) {
   (void)b;
   for (size_t i = 0; i < n; i++) x[i] *= a;
 }
-static double ref_sn_fwd(mp_backend *b, const float *w, int rows, int cols, float *u, float *v, float *w_sn, int train) {
+static void ref_sn_fwd(mp_backend *b, const float *w, int rows, int cols, float *u, float *v, float *w_sn, int train,
+                       double *sigma) {
   (void)b;
-  return train ? mp_ref_spectral_norm_forward(w, rows, cols, u, v, w_sn) : mp_ref_spectral_norm_eval(w, rows, cols, u, v, w_sn);
+  *sigma = train ? mp_ref_spectral_norm_forward(w, rows, cols, u, v, w_sn)
+                 : mp_ref_spectral_norm_eval(w, rows, cols, u, v, w_sn);
 }
 static void ref_sn_bwd(mp_backend *b, const float *w, const float *dw_sn, int rows, int cols, const float *u,
-                       const float *v, double sigma, float *dw) {
+                       const float *v, const double *sigma, float *dw) {
   (void)b;
-  mp_ref_spectral_norm_backward(w, dw_sn, rows, cols, u, v, sigma, dw);
+  mp_ref_spectral_norm_backward(w, dw_sn, rows, cols, u, v, *sigma, dw);
 }
 
 static double host_penalty_grad(mp_backend *b, const float *g, int n, size_t m, float lambda, float *v,

@@ -94,10 +94,14 @@ typedef struct {
   void (*axpy)(mp_backend *b, float a, const float *x, float *y, size_t n); /* y += a x */
   void (*scale)(mp_backend *b, float a, float *x, size_t n);               /* x *= a */
   /* spectral norm (mp_ref.h): train = one power iteration updating u, v; eval = sigma
-   * from the stored u, v.  Writes w_sn = w / sigma and returns sigma. */
-  double (*sn_forward)(mp_backend *b, const float *w, int rows, int cols, float *u, float *v, float *w_sn, int train);
+   * from the stored u, v.  Writes w_sn = w / sigma, and sigma into *sigma: one double in this
+   * backend's memory, where sn_backward reads it.  Like every other op, queued on a device
+   * backend: nothing waits for sigma (a wait per spectrally normalised layer would drain the
+   * device's queue that often in each critic forward). */
+  void (*sn_forward)(mp_backend *b, const float *w, int rows, int cols, float *u, float *v, float *w_sn, int train,
+                     double *sigma);
   void (*sn_backward)(mp_backend *b, const float *w, const float *dw_sn, int rows, int cols, const float *u,
-                      const float *v, double sigma, float *dw);
+                      const float *v, const double *sigma, float *dw);
 
   /* The WGAN-GP penalty's per-sample part (SPEC §7): g (n x m) holds the critic's input
    * gradients; norms[j] = ||g_j|| (host, double); v (n x m) = coef_j g_j with coef_j =

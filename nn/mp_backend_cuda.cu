@@ -141,8 +141,8 @@ typedef struct {
   cudnnConvolutionDescriptor_t cd;
   void *ws;
   size_t ws_size, ws_cap;
-  double *dsc;  /* device scratch: [0] a dot product / norm, [1] sigma, then partial sums */
-  double *hsc;  /* pinned host copy of dsc[0..1] */
+  double *dsc;  /* device scratch: [0] a dot product / norm, [1] unused, then partial sums */
+  double *hsc;  /* pinned host copy of dsc[0] */
   algo_entry *cache;
   int ncache, capcache;
   unsigned long long use_clock; /* convolutions run: the entries' `used` */
@@ -1374,8 +1374,8 @@ static void cu_mix_rows(mp_backend *b, const float *a, const float *bb, const fl
 
 /* ---- spectral norm (the ref's power iteration; cuBLAS products, double norms) ----------------- */
 
-static double cu_sn_forward(mp_backend *b, const float *w, int rows, int cols, float *u, float *v, float *w_sn,
-                            int train) {
+static void cu_sn_forward(mp_backend *b, const float *w, int rows, int cols, float *u, float *v, float *w_sn,
+                          int train, double *sigma) {
   ctx_t *c = C(b);
   const float one = 1.0f, zero = 0.0f;
   size_t nw = (size_t)rows * cols;
@@ -1394,16 +1394,13 @@ static double cu_sn_forward(mp_backend *b, const float *w, int rows, int cols, f
   } else {
     MP_CHECK_CUBLAS(cublasSgemv(c->blas, CUBLAS_OP_T, cols, rows, &one, w, cols, v, 1, &zero, t, 1)); /* t = W v */
   }
-  dot_to(c, u, t, (size_t)rows, c->dsc + 1, false); /* sigma = u . W v */
-  k_div_sigma<<<grid_for(nw, TPB), TPB, 0, c->st>>>(w, w_sn, nw, c->dsc + 1);
+  dot_to(c, u, t, (size_t)rows, sigma, false); /* sigma = u . W v, left on the device */
+  k_div_sigma<<<grid_for(nw, TPB), TPB, 0, c->st>>>(w, w_sn, nw, sigma);
   MP_LAUNCHED();
-  MP_CHECK_CUDA(cudaMemcpyAsync(c->hsc, c->dsc, 2 * sizeof(double), cudaMemcpyDeviceToHost, c->st));
-  wait_stream(c, c->st);
-  return c->hsc[1];
 }
 
 static void cu_sn_backward(mp_backend *b, const float *w, const float *dw_sn, int rows, int cols, const float *u,
-                           const float *v, double sigma, float *dw) {
+                           const float *v, const double *sigma, float *dw) {
   ctx_t *c = C(b);
   size_t nw = (size_t)rows * cols;
   dot_to(c, dw_sn, w, nw, c->dsc, false);

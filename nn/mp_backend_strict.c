@@ -11,7 +11,7 @@
  * own mapping, and each op that the cuda backend leaves running when it returns (every
  * kernel-like entry, the copies, the NCCL allreduce) leaves the blocks it writes closed to the
  * host (mprotect PROT_NONE) and those it only reads read-only, until the next entry of that
- * backend that waits on its stream (sync, upload, download, release, sn_forward, penalty_grad),
+ * backend that waits on its stream (sync, upload, download, release, penalty_grad),
  * which opens them again.  A host access in between that a GPU would race on (any access to what
  * a queued op writes, a write to what it reads) faults; the handler names the block, the op
  * that left it so and where the access came from (a backtrace), and the process dies of the
@@ -374,14 +374,16 @@ static void st_adam(mp_backend *b, float *param, const float *grad, float *m, fl
   HI(b)->adam_step(HOST(b), param, grad, m, v, n, lr, b1, b2, eps, step);
   PEND("adam_step");
 }
-/* cuda: kernels, then a wait for sigma (every block open afterwards) */
-static double st_sn_fwd(mp_backend *b, const float *w, int rows, int cols, float *u, float *v, float *w_sn, int train) {
-  wait_all(b);
-  return HI(b)->sn_forward(HOST(b), w, rows, cols, u, v, w_sn, train);
+/* cuda: kernels and a device-to-device sigma, nothing waited for */
+static void st_sn_fwd(mp_backend *b, const float *w, int rows, int cols, float *u, float *v, float *w_sn, int train,
+                      double *sigma) {
+  OPS((w), (u, v, w_sn, sigma));
+  HI(b)->sn_forward(HOST(b), w, rows, cols, u, v, w_sn, train, sigma);
+  PEND("sn_forward");
 }
 static void st_sn_bwd(mp_backend *b, const float *w, const float *dw_sn, int rows, int cols, const float *u,
-                      const float *v, double sigma, float *dw) {
-  OPS((w, dw_sn, u, v), (dw));
+                      const float *v, const double *sigma, float *dw) {
+  OPS((w, dw_sn, u, v, sigma), (dw));
   HI(b)->sn_backward(HOST(b), w, dw_sn, rows, cols, u, v, sigma, dw);
   PEND("sn_backward");
 }

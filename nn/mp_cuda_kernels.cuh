@@ -578,9 +578,9 @@ __global__ void k_div_sigma(const float *w, float *w_sn, size_t n, const double 
   double s = *sigma;
   GS_LOOP(i, n) w_sn[i] = (float)(w[i] / s);
 }
-__global__ void k_sn_bwd(const float *dw_sn, const float *u, const float *v, int cols, size_t n, double sigma,
-                         const double *inner, float *dw) {
-  double a = *inner / (sigma * sigma);
+__global__ void k_sn_bwd(const float *dw_sn, const float *u, const float *v, int cols, size_t n,
+                         const double *sigma_p, const double *inner, float *dw) {
+  const double sigma = *sigma_p, a = *inner / (sigma * sigma);
   GS_LOOP(k, n) {
     int i = (int)(k / (size_t)cols), j = (int)(k % (size_t)cols);
     dw[k] = (float)(dw_sn[k] / sigma - a * u[i] * v[j]);

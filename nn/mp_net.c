@@ -29,7 +29,7 @@ typedef struct {
   int k, r, stride, pad, act, out;
   bool bias, sn;
   float *sn_u, *sn_v, *w_eff, *dw_eff; /* spectral norm: persistent u, v, W/sigma, its gradient */
-  double sigma;
+  double *sigma;                       /* and sigma (backend memory: the forward's, for the backward) */
   float slope, p;
   int c, h, w;    /* input per sample */
   int oc, oh, ow; /* output per sample */
@@ -239,6 +239,7 @@ void mp_net_build(mp_net *n) {
       l->sn_v = balloc(n, cols * sizeof(float), true);
       l->w_eff = balloc(n, l->w_n * sizeof(float), false);
       l->dw_eff = balloc(n, l->w_n * sizeof(float), false);
+      l->sigma = balloc(n, sizeof(double), true);
       host(n); /* the initial values below are written by the host */
       mp_rng ru;
       mp_rng_init(&ru, n->seed, MP_RNG_INIT, 1000000 + (uint64_t)i);
@@ -299,7 +300,7 @@ const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, ui
       mp_conv_desc d = conv_of(l, batch);
       const float *wt = P + l->w_off;
       if (l->sn) { /* W / sigma, the power iteration only while training */
-        l->sigma = f->sn_forward(be, wt, l->k, (int)(l->w_n / (size_t)l->k), l->sn_u, l->sn_v, l->w_eff, train);
+        f->sn_forward(be, wt, l->k, (int)(l->w_n / (size_t)l->k), l->sn_u, l->sn_v, l->w_eff, train, l->sigma);
         wt = l->w_eff;
       }
       f->conv2d_forward(be, &d, in, wt, l->b_n ? P + l->b_off : NULL, out);
@@ -631,6 +632,7 @@ void mp_net_free(mp_net *n) {
     bfree(n, n->L[i].sn_v);
     bfree(n, n->L[i].w_eff);
     bfree(n, n->L[i].dw_eff);
+    bfree(n, n->L[i].sigma);
   }
   bfree(n, n->gtmp);
   bfree(n, n->gp_a);

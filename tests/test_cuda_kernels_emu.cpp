@@ -418,8 +418,8 @@ static void check_reductions(mp_backend *ref) {
     g_bad += wrong != 0;
     double inner = emu_dot(dws, w, SR * SC, false);
     poison(dw1, SR * SC);
-    launch(SMALL_GRID, SMALL_BLOCK, [&] { k_sn_bwd(dws, u, vn, SC, SR * SC, sigma, &inner, dw1); });
-    g->sn_backward(ref, w, dws, SR, SC, u, vn, sigma, dw2);
+    launch(SMALL_GRID, SMALL_BLOCK, [&] { k_sn_bwd(dws, u, vn, SC, SR * SC, &sigma, &inner, dw1); });
+    g->sn_backward(ref, w, dws, SR, SC, u, vn, &sigma, dw2);
     check_nmse("spectral norm backward", dw1, dw2, SR * SC, 1e-14);
   }
 }
