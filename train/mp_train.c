@@ -56,6 +56,14 @@ void mp_train_catch_stop_signals(void) {
   sa.sa_flags = SA_RESTART;
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGUSR1, &sa, NULL);
+  /* and unblocked: a launcher that started us with them blocked (the mask survives exec) would
+   * otherwise hold Slurm's warning back for good, and the run would die at its time limit
+   * without a checkpoint; one that came while blocked is delivered here */
+  sigset_t ss;
+  sigemptyset(&ss);
+  sigaddset(&ss, SIGTERM);
+  sigaddset(&ss, SIGUSR1);
+  pthread_sigmask(SIG_UNBLOCK, &ss, NULL);
   installed = true;
 }
 

@@ -44,7 +44,8 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a);
  * mp_train_run itself; callers running several trainings, like `experiment`, install
  * it first so that a signal between two runs is not lost, and the commands install it
  * before MPI starts, so that a signal during start-up is a stop, not the default action
- * that kills the rank).  Handlers run with SA_RESTART.  Idempotent. */
+ * that kills the rank).  Handlers run with SA_RESTART; the two signals are unblocked (one
+ * pending from a launcher that blocked them is taken then).  Idempotent. */
 void mp_train_catch_stop_signals(void);
 /* The signal caught so far on this rank (0: none). */
 int mp_train_stop_signal(void);

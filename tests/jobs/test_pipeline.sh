@@ -4,8 +4,9 @@
 # 2 splits): configurations refused before any work (unknown key, missing input, impossible
 # values, a stage whose prerequisites are missing), a clean run, a run killed (SIGKILL) in
 # the middle of a stage and one stopped by SIGUSR1 in the middle of another whose reruns
-# finish with the clean run's numbers, a rerun that skips every stage, and a changed
-# configuration for finished outputs refused naming the key.
+# finish with the clean run's numbers, a rerun that skips every stage, a SIGUSR1 pending
+# from before the start that `train` honours, and a changed configuration for finished
+# outputs refused naming the key.
 # Usage: test_pipeline.sh MAMMOPATCH MPIEXEC TESTS_DIR
 set -uo pipefail
 mp=$1 mpiexec=$2 tests=$3
@@ -67,6 +68,20 @@ grep -q '"gan"' "$tmp/a/experiment/experiment.json" && [ -s "$tmp/a/gan/sweep.js
 pipe --set pipeline.out="$tmp/a" > "$tmp/a2.log" 2>&1; rc=$?
 n=$(grep -c "complete, skipped" "$tmp/a2.log")
 [ $rc -eq 0 ] && [ "$n" -eq 6 ] && ok "rerun: 6 stages skipped" || bad "rerun: exit $rc, $n skipped"
+
+# 3b. a SIGUSR1 that arrived before mammopatch could catch it, held pending because the launcher
+#     had it blocked (the mask and the pending signal both survive exec): taken when the
+#     handler is installed, before MPI starts, so the run stops at its first step with a
+#     checkpoint (exit 75) instead of never hearing it (it used to run to the end, exit 0)
+/usr/bin/python3 -c 'import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+os.kill(os.getpid(), signal.SIGUSR1)
+os.execv(sys.argv[1], sys.argv[1:])' "$mp" train --config "$cfg" --store "$tmp/a/patches.h5" --split-seed 1 \
+  --out "$tmp/sig" > "$tmp/sig.log" 2>&1
+rc=$?
+[ $rc -eq 75 ] && grep -q "stop signal" "$tmp/sig.log" && compgen -G "$tmp/sig/checkpoints/step-*1" >/dev/null \
+  && ok "a SIGUSR1 pending from a launcher that blocked it: taken at start, exit 75 after step 1 with its checkpoint" \
+  || bad "pending SIGUSR1: exit $rc: $(tail -2 "$tmp/sig.log")"
 
 # 4. SIGKILL in the middle of the baseline stage, then SIGUSR1 (Slurm's warning, forwarded
 #    by the batch script) in the middle of the experiment stage (exit 75); the last rerun
