@@ -37,7 +37,9 @@ typedef struct {
   /* per-layer scratch for the backward */
   unsigned char *mask;  /* pool argmax / dropout mask */
   float *save_mean, *save_invstd;
-  float *bn_scratch; /* 2c: parameter gradients an input-only backward discards */
+  float *bn_scratch; /* 2c: parameter gradients an input-only backward discards; in a grouped
+                      * training forward, one group's updated running statistics */
+  float *bn_acc;     /* 2c: a grouped training forward's sum of the groups' updated statistics */
   bool fuse_relu;    /* BN: the next layer (a ReLU) is computed with it, into act[i+2] */
   bool fused;        /* ReLU: computed by the BN before it; skipped */
 } layer;
@@ -185,6 +187,7 @@ void mp_net_build(mp_net *n) {
       l->save_mean = balloc(n, (size_t)c * n->max_batch * sizeof(float), true); /* per statistics group */
       l->save_invstd = balloc(n, (size_t)c * n->max_batch * sizeof(float), true);
       l->bn_scratch = balloc(n, 2 * (size_t)c * sizeof(float), true);
+      l->bn_acc = balloc(n, 2 * (size_t)c * sizeof(float), true);
       break;
     case L_POOL:
       MP_CHECK(h % 2 == 0 && w % 2 == 0, "layer %d: max-pool needs even sizes", i);
@@ -320,17 +323,33 @@ const float *mp_net_forward(mp_net *n, const float *x, int batch, bool train, ui
         if (l->fuse_relu) f->act_forward(be, MP_ACT_RELU, 0, y, y, cnt);
         break;
       }
-      /* training: statistics per group of bn_group samples (one group by default) */
+      /* training: statistics per group of bn_group samples (one group by default).  With G
+       * groups the running statistics (rm, rv contiguous: 2c floats) take one update, the mean
+       * of the G updates each group alone would make from the same start: what G ranks hold
+       * once they average theirs (train's sync_bn; an EMA is linear, so averaging at the
+       * epoch's end equals averaging every step), so that a rank count reproduced by groups
+       * gives the same model in eval mode too, not G momentum steps a batch. */
       int gs = bn_group_size(n, batch), groups = batch / gs;
-      size_t per_group = per(l->c, l->h, l->w) * (size_t)gs;
+      size_t per_group = per(l->c, l->h, l->w) * (size_t)gs, c2 = 2 * (size_t)l->c;
       mp_bn_desc d = {gs, l->c, l->h * l->w, 1e-5f, 0.1f};
       for (int g = 0; g < groups; g++) {
         const float *xg = in + g * per_group;
         float *yg = y + g * per_group, *sm = l->save_mean + (size_t)g * l->c, *si = l->save_invstd + (size_t)g * l->c;
+        float *gm = rm, *gv = rv; /* one group: updated in place */
+        if (groups > 1) {         /* this group's update of a copy of the running statistics */
+          f->copy(be, l->bn_scratch, rm, c2);
+          gm = l->bn_scratch, gv = l->bn_scratch + l->c;
+        }
         if (l->fuse_relu)
-          f->bn_relu_forward_train(be, &d, xg, P + l->w_off, P + l->b_off, yg, sm, si, rm, rv);
+          f->bn_relu_forward_train(be, &d, xg, P + l->w_off, P + l->b_off, yg, sm, si, gm, gv);
         else
-          f->bn_forward_train(be, &d, xg, P + l->w_off, P + l->b_off, yg, sm, si, rm, rv);
+          f->bn_forward_train(be, &d, xg, P + l->w_off, P + l->b_off, yg, sm, si, gm, gv);
+        if (groups > 1 && g == 0) f->copy(be, l->bn_acc, l->bn_scratch, c2);
+        if (groups > 1 && g > 0) f->axpy(be, 1.0f, l->bn_scratch, l->bn_acc, c2);
+      }
+      if (groups > 1) {
+        f->scale(be, 1.0f / (float)groups, l->bn_acc, c2);
+        f->copy(be, rm, l->bn_acc, c2);
       }
       break;
     }

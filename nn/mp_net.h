@@ -60,7 +60,9 @@ const float *mp_net_backward_keep_dx(mp_net *net, const float *dy);
  * batch (0, the default: the whole batch).  With K ranks each normalising its own B/K
  * samples (SPEC §6: statistics per rank), one rank with group B/K computes the same
  * function of the same global batch.  The batch must be a multiple of the group; the
- * running statistics take one update per group. */
+ * running statistics take one update a forward, the mean of the updates each group alone
+ * would make (what K ranks hold once they average theirs), so the model in eval mode is
+ * K ranks' too. */
 void mp_net_set_bn_group(mp_net *net, int samples);
 /* The global position of the first sample of the next forwards (default 0): rank r of a
  * data-parallel batch passes r * B/K so dropout masks do not depend on K. */

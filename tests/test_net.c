@@ -340,6 +340,34 @@ static void test_bn_groups(void **state) {
     }
     printf("  %s: grouped vs split gradient nmse %.2e\n", name, num / den);
     assert_true(num / den < 1e-10);
+    /* running statistics: two grouped forwards hold the mean of what two nets, each fed one
+     * half twice, hold (two ranks after train's average), not two momentum steps a batch */
+    mp_net *h0 = bn_net(be), *h1 = bn_net(be);
+    mp_net_forward(a, x, B, true, 1);
+    for (int k = 0; k < 2; k++) {
+      mp_net_forward(h0, x, B / 2, true, (uint64_t)k);
+      mp_net_forward(h1, x + (B / 2) * 64, B / 2, true, (uint64_t)k);
+    }
+    mp_backend_sync(be);
+    int nbn = 0;
+    double worst = 0;
+    for (int i = 0; i < mp_net_layers(a); i++) {
+      float *va, *v0, *v1, *ma = mp_net_running_stats(a, i, &va);
+      if (!ma) continue;
+      float *m0 = mp_net_running_stats(h0, i, &v0), *m1 = mp_net_running_stats(h1, i, &v1);
+      size_t wo, wl, bo, bl; /* wl: the layer's channels */
+      mp_net_param_slice(a, i, &wo, &wl, &bo, &bl);
+      nbn++;
+      for (size_t c = 0; c < wl; c++) {
+        double em = 0.5 * ((double)m0[c] + m1[c]), ev = 0.5 * ((double)v0[c] + v1[c]);
+        worst = fmax(worst, fmax(fabs(ma[c] - em) / (1e-3 + fabs(em)), fabs(va[c] - ev) / fabs(ev)));
+      }
+    }
+    printf("  %s: grouped running statistics vs the halves' mean: worst relative %.2e (%d layers)\n", name, worst, nbn);
+    assert_int_equal(nbn, 2);
+    assert_true(worst < 1e-5);
+    mp_net_free(h0);
+    mp_net_free(h1);
     mp_free(gh);
     mp_net_free(a);
     mp_net_free(h);
