@@ -64,7 +64,7 @@ int mp_cmd_gan(int argc, char **argv) {
   int rc = mp_cli_take_common(&argc, argv, &o);
   if (rc) return rc;
   mp_gan_train_args a = {.filters = 64, .loss = MP_GAN_WGAN_GP};
-  const char *seed = NULL, *loss = NULL;
+  const char *seed = NULL, *loss = NULL, *filters = NULL;
   static const struct option opts[] = {{"store", required_argument, 0, 's'},   {"split-seed", required_argument, 0, 'S'},
                                        {"loss", required_argument, 0, 'l'},    {"filters", required_argument, 0, 'f'},
                                        {"sn-ttur", no_argument, 0, 'n'},       {"extractor", required_argument, 0, 'e'},
@@ -77,7 +77,7 @@ int mp_cmd_gan(int argc, char **argv) {
     case 's': a.store_path = optarg; break;
     case 'S': seed = optarg; break;
     case 'l': loss = optarg; break;
-    case 'f': a.filters = atoi(optarg); break;
+    case 'f': filters = optarg; break;
     case 'n': a.sn_ttur = true; break;
     case 'e': a.extractor_dir = optarg; break;
     case 'o': a.out_dir = optarg; break;
@@ -89,6 +89,9 @@ int mp_cmd_gan(int argc, char **argv) {
   if (!a.store_path || !a.out_dir || !seed_ok || !loss || optind < argc) {
     return mp_cli_usage(&o,
                         "mammopatch gan train: --store, --split-seed, --loss and --out are required (see --help)\n");
+  }
+  if (filters && (!mp_cli_int(filters, 8, 1024, &a.filters) || a.filters % 8)) {
+    return mp_cli_usage(&o, "mammopatch gan train: --filters '%s' is not a multiple of 8 from 8 to 1024\n", filters);
   }
   if (mp_gan_loss_parse(loss, &a.loss) != 0) {
     return mp_cli_usage(&o,
@@ -164,11 +167,9 @@ static int gan_sample(int argc, char **argv) {
     default: return mp_cli_usage(&o, NULL);
     }
   }
-  char *end = NULL;
-  if (n) a.n = strtoull(n, &end, 10);
-  if (!a.generator_dir || !a.out_path || !n || !*n || *end || a.n == 0 || !seed_ok || optind < argc) {
-    return mp_cli_usage(&o, "mammopatch gan sample: --generator, --n (> 0) and --out are required, --seed a "
-                            "non-negative integer up to 2^53 (see --help)\n");
+  if (!a.generator_dir || !a.out_path || !mp_cli_uint(n, 1, UINT32_MAX, &a.n) || !seed_ok || optind < argc) {
+    return mp_cli_usage(&o, "mammopatch gan sample: --generator, --n (a whole number from 1 to 2^32 - 1) and --out "
+                            "are required, --seed a non-negative integer up to 2^53 (see --help)\n");
   }
   mp_session s;
   rc = mp_session_start(&s, &argc, &argv, &o);

@@ -38,7 +38,7 @@ int mp_cmd_smote(int argc, char **argv) {
   int rc = mp_cli_take_common(&argc, argv, &o);
   if (rc) return rc;
   mp_smote_args a = {.k = 2, .dist = MP_DIST_COSINE};
-  const char *seed = NULL, *dist = NULL;
+  const char *seed = NULL, *dist = NULL, *k = NULL;
   static const struct option opts[] = {{"store", required_argument, 0, 's'},    {"split-seed", required_argument, 0, 'S'},
                                        {"baseline", required_argument, 0, 'b'}, {"dist", required_argument, 0, 'd'},
                                        {"k", required_argument, 0, 'k'},        {"out", required_argument, 0, 'o'},
@@ -51,7 +51,7 @@ int mp_cmd_smote(int argc, char **argv) {
     case 'S': seed = optarg; break;
     case 'b': a.baseline_dir = optarg; break;
     case 'd': dist = optarg; break;
-    case 'k': a.k = atoi(optarg); break;
+    case 'k': k = optarg; break;
     case 'o': a.out_path = optarg; break;
     case 'h': return mp_cli_help(&o, smote_help);
     default: return mp_cli_usage(&o, NULL);
@@ -64,6 +64,8 @@ int mp_cmd_smote(int argc, char **argv) {
                         "mammopatch smote features: --store, --split-seed, --baseline, --dist cosine|l1|l2 and --out "
                         "are required (see --help)\n");
   }
+  if (k && !mp_cli_int(k, 1, 50, &a.k))
+    return mp_cli_usage(&o, "mammopatch smote features: --k '%s' is not a whole number from 1 to 50\n", k);
   mp_session s;
   rc = mp_session_start(&s, &argc, &argv, &o);
   mp_common_opts_free(&o);

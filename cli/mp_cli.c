@@ -111,17 +111,27 @@ int mp_cli_usage(mp_common_opts *o, const char *fmt, ...) {
   return MP_EXIT_USAGE;
 }
 
-bool mp_cli_seed(const char *text, uint64_t *out) {
+bool mp_cli_uint(const char *text, uint64_t lo, uint64_t hi, uint64_t *out) {
   if (!text || !*text) return false;
   uint64_t v = 0;
   for (const char *c = text; *c; c++) {
-    if (*c < '0' || *c > '9') return false;
-    if (v > (MP_SEED_MAX - (uint64_t)(*c - '0')) / 10) return false; /* beyond 2^53 */
+    if (*c < '0' || *c > '9') return false;                  /* no sign, space or suffix */
+    if (v > (hi - (uint64_t)(*c - '0')) / 10) return false; /* beyond hi (no wrap-around) */
     v = v * 10 + (uint64_t)(*c - '0');
   }
+  if (v < lo) return false;
   *out = v;
   return true;
 }
+
+bool mp_cli_int(const char *text, int lo, int hi, int *out) {
+  uint64_t v;
+  if (lo < 0 || hi < lo || !mp_cli_uint(text, (uint64_t)lo, (uint64_t)hi, &v)) return false;
+  *out = (int)v;
+  return true;
+}
+
+bool mp_cli_seed(const char *text, uint64_t *out) { return mp_cli_uint(text, 0, MP_SEED_MAX, out); }
 
 int mp_launcher_rank(void) {
   static const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};

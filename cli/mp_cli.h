@@ -84,8 +84,13 @@ int mp_cli_synth(mp_session *s, const char *out, bool preview);
 int mp_cli_help(mp_common_opts *o, void (*help)(void));
 int mp_cli_usage(mp_common_opts *o, const char *fmt, ...) MP_PRINTF(2, 3);
 
-/* A seed from the command line (--split-seed): decimal digits only, at most MP_SEED_MAX
- * (2^53: exact as the JSON number outputs record).  true and *out set, else false. */
+/* A number from the command line: decimal digits only (no sign, space or suffix: "12abc"
+ * and "-3" are refused, not read as 12 or wrapped around), within [lo, hi].  true and *out
+ * set, else false and *out untouched.  mp_cli_int: the same for an int, 0 <= lo <= hi. */
+bool mp_cli_uint(const char *text, uint64_t lo, uint64_t hi, uint64_t *out);
+bool mp_cli_int(const char *text, int lo, int hi, int *out);
+/* A seed (--split-seed, --seed): mp_cli_uint up to MP_SEED_MAX (2^53: exact as the JSON
+ * number outputs record). */
 bool mp_cli_seed(const char *text, uint64_t *out);
 
 /* The common-options paragraph for each subcommand's --help. */

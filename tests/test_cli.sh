@@ -70,6 +70,27 @@ grep -q "P1c33898a506dee8adb1e" <<<"$last_out" && bad "key file ignored" || ok "
 unset MAMMOPATCH_SITE_KEY
 cmd=("$mp" pseudonym X);                    expect pseudonym-no-key 2 "no site key"
 
+# numbers on the command line: digits only and in range, or refused before any work (exit 2);
+# "12abc" is not read as 12, "-5" not wrapped around to 2^64 - 5
+helptext=$("$mp" --help 2>&1)
+if grep -q '^  gan ' <<<"$helptext"; then
+  for f in 12abc abc 12 -8 0 2048; do
+    cmd=("$mp" gan train --store "$tmp/none.h5" --split-seed 1 --loss rahinge --filters "$f" --out "$tmp/g")
+    expect "gan-train-filters-$f" 2 "--filters '$f' is not a multiple of 8 from 8 to 1024"
+  done
+  for n in 0 -5 1x 4294967296; do
+    cmd=("$mp" gan sample --generator "$tmp/none" --n "$n" --out "$tmp/s.h5")
+    expect "gan-sample-n-$n" 2 "--n (a whole number from 1 to 2^32 - 1)"
+  done
+fi
+if grep -q '^  smote ' <<<"$helptext"; then
+  for k in 0 -3 2x 51; do
+    cmd=("$mp" smote features --store "$tmp/none.h5" --split-seed 1 --baseline "$tmp/b" --dist l2 --k "$k" --out "$tmp/o.h5")
+    expect "smote-k-$k" 2 "--k '$k' is not a whole number from 1 to 50"
+  done
+fi
+[[ ! -e $tmp/g && ! -e $tmp/s.h5 && ! -e $tmp/o.h5 ]] && ok "refused numbers wrote nothing" || bad "a refused number left output"
+
 # info on 2 ranks, with JSON
 cmd=("${mpi2[@]}" "$mp" info --json "$tmp/info.json"); expect info 0 "HDF5" "2 ranks on 1 node" "rank 0" "rank 1" \
   "engines     ref: plain C, double accumulation, "
