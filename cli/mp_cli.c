@@ -115,9 +115,10 @@ bool mp_cli_uint(const char *text, uint64_t lo, uint64_t hi, uint64_t *out) {
   if (!text || !*text) return false;
   uint64_t v = 0;
   for (const char *c = text; *c; c++) {
-    if (*c < '0' || *c > '9') return false;                  /* no sign, space or suffix */
-    if (v > (hi - (uint64_t)(*c - '0')) / 10) return false; /* beyond hi (no wrap-around) */
-    v = v * 10 + (uint64_t)(*c - '0');
+    if (*c < '0' || *c > '9') return false; /* no sign, space or suffix */
+    const uint64_t d = (uint64_t)(*c - '0');
+    if (d > hi || v > (hi - d) / 10) return false; /* v * 10 + d beyond hi (no wrap-around) */
+    v = v * 10 + d;
   }
   if (v < lo) return false;
   *out = v;

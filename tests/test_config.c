@@ -1,6 +1,8 @@
 /* Tests of mp_config: defaults, typed parsing, unknown keys warned (with a
- * suggestion), bad values refused naming the key, --set, INI/JSON round trips. */
+ * suggestion), bad values refused naming the key, --set, INI/JSON round trips; and the
+ * command line's numbers (mp_cli_uint / mp_cli_int / mp_cli_seed). */
 #include "mp_alloc.h"
+#include "mp_cli.h"
 #include "mp_config.h"
 #include "mp_log.h"
 #include "mp_params.h"
@@ -174,8 +176,41 @@ static void test_ini_round_trip(void **state) {
   mp_config_free(b);
 }
 
+/* numbers on the command line: digits only, within [lo, hi], no wrap-around at the top */
+static void test_cli_numbers(void **state) {
+  (void)state;
+  uint64_t u = 77;
+  int i = 77;
+  assert_true(mp_cli_uint("0", 0, 9, &u) && u == 0);
+  assert_true(mp_cli_uint("007", 1, 9, &u) && u == 7);
+  assert_true(mp_cli_uint("18446744073709551615", 0, UINT64_MAX, &u) && u == UINT64_MAX);
+  u = 77;
+  static const char *bad[] = {"", "-1", "+1", " 1", "1 ", "12abc", "1e3", "0x10", "18446744073709551616",
+                              "99999999999999999999999"};
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) assert_false(mp_cli_uint(bad[k], 0, UINT64_MAX, &u));
+  assert_false(mp_cli_uint(NULL, 0, 9, &u));
+  assert_int_equal(u, 77); /* untouched on refusal */
+  /* the bounds, hi below a digit included (no unsigned wrap in hi - digit) */
+  assert_false(mp_cli_uint("5", 0, 0, &u));
+  assert_false(mp_cli_uint("5", 0, 4, &u));
+  assert_true(mp_cli_uint("4", 4, 4, &u) && u == 4);
+  assert_false(mp_cli_uint("3", 4, 9, &u));
+  assert_true(mp_cli_uint("1024", 8, 1024, &u) && u == 1024);
+  assert_false(mp_cli_uint("1025", 8, 1024, &u));
+  assert_false(mp_cli_uint("10240", 8, 1024, &u));
+  assert_true(mp_cli_int("50", 1, 50, &i) && i == 50);
+  assert_false(mp_cli_int("51", 1, 50, &i));
+  assert_false(mp_cli_int("0", 1, 50, &i));
+  assert_false(mp_cli_int("2147483648", 0, INT32_MAX, &i));
+  assert_true(mp_cli_int("2147483647", 0, INT32_MAX, &i) && i == INT32_MAX);
+  assert_false(mp_cli_int("1", -1, 5, &i)); /* lo < 0 is not a range it serves */
+  assert_true(mp_cli_seed("9007199254740992", &u) && u == MP_SEED_MAX);
+  assert_false(mp_cli_seed("9007199254740993", &u));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_cli_numbers),
       cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
       cmocka_unit_test_setup_teardown(test_load_good, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unknown_keys_warn, setup, teardown),
