@@ -39,7 +39,8 @@ typedef struct {
   float *save_mean, *save_invstd;
   float *bn_scratch; /* 2c: parameter gradients an input-only backward discards; in a grouped
                       * training forward, one group's updated running statistics */
-  float *bn_acc;     /* 2c: a grouped training forward's sum of the groups' updated statistics */
+  float *bn_acc;     /* 2c after bn_scratch's: a grouped training forward's sum of the groups'
+                      * updated statistics */
   bool fuse_relu;    /* BN: the next layer (a ReLU) is computed with it, into act[i+2] */
   bool fused;        /* ReLU: computed by the BN before it; skipped */
 } layer;
@@ -186,8 +187,8 @@ void mp_net_build(mp_net *n) {
       ns += 2 * (size_t)c;
       l->save_mean = balloc(n, (size_t)c * n->max_batch * sizeof(float), true); /* per statistics group */
       l->save_invstd = balloc(n, (size_t)c * n->max_batch * sizeof(float), true);
-      l->bn_scratch = balloc(n, 2 * (size_t)c * sizeof(float), true);
-      l->bn_acc = balloc(n, 2 * (size_t)c * sizeof(float), true);
+      l->bn_scratch = balloc(n, 4 * (size_t)c * sizeof(float), true);
+      l->bn_acc = l->bn_scratch + 2 * (size_t)c; /* carved: freed with bn_scratch */
       break;
     case L_POOL:
       MP_CHECK(h % 2 == 0 && w % 2 == 0, "layer %d: max-pool needs even sizes", i);
