@@ -67,8 +67,10 @@ PY
 done
 "$mp" smote features --store "$S" --split-seed 3 --baseline "$tmp/b" --dist cosine --out "$tmp/s1.h5" -q \
   && h5diff "$tmp/s1.h5" "$tmp/s-cosine.h5" >/dev/null && ok "the same file on 1 and 2 ranks" || bad "1 vs 2 ranks differ"
-out=$(run2 smote features --store "$S" --split-seed 3 --baseline "$tmp/b" --dist l2 --k 1000 --out "$tmp/x.h5" 2>&1); rc=$?
-[ $rc -eq 2 ] && grep -q "needs at least 1001 training lesion patches" <<<"$out" && [ ! -e "$tmp/x.h5" ] \
+# (k = 40 is within --k's range, 1..50, and above the split's 37 training lesion patches; a k
+# beyond the range is the command line's refusal, test_cli)
+out=$(run2 smote features --store "$S" --split-seed 3 --baseline "$tmp/b" --dist l2 --k 40 --out "$tmp/x.h5" 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -q "needs at least 41 training lesion patches" <<<"$out" && [ ! -e "$tmp/x.h5" ] \
   && ok "too few lesion patches for k: refused (exit 2)" || bad "k too large: exit $rc: $(grep -m1 ERROR <<<"$out")"
 
 # phase 3: block 1 frozen (bit-identical to the baseline's), the rest trained on its
