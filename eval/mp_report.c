@@ -75,8 +75,9 @@ typedef struct {
 } run;
 
 /* What computed a set of runs (each one's compute record, mp_backend_compute_json): every
- * distinct engine line with the number of runs it computed, their ranks and gradient means, so a
- * reader sees the hardware, libraries and precision behind the numbers (or that they were mixed).
+ * distinct engine line with the number of runs it computed, their ranks, batch-norm statistics
+ * groups (the record's bn_batch) and gradient means, so a reader sees the hardware, libraries,
+ * precision and layout behind the numbers (or that they were mixed).
  * rec[i]: run i's record-bearing file (train.json, gan.json) or NULL where it could not be read
  * (not counted); runs made before the record existed are counted as unrecorded.  noun: "job" or
  * "run"; file: the record's file, named where there are more engines than listed; id: the note's
@@ -104,11 +105,14 @@ static void compute_note(mp_strbuf *h, mp_strbuf *md, const cJSON *const *rec, i
         continue;
       }
       const char *gm = cJSON_GetStringValue(cJSON_GetObjectItem(c, "gradient_mean"));
-      char mine[160];
-      snprintf(mine, sizeof mine, "%.0f rank%s a %s, gradients: %s", num(c, "ranks"), num(c, "ranks") == 1 ? "" : "s",
-               noun, gm ? gm : "not recorded");
+      const double bn = num(rec[i], "bn_batch"); /* samples per batch-norm statistics group (NAN: older runs) */
+      char mine[160], bns[64] = "";
+      if (bn > 0) snprintf(bns, sizeof bns, ", batch-norm statistics over %.0f sample%s", bn, bn == 1 ? "" : "s");
+      snprintf(mine, sizeof mine, "%.0f rank%s a %s%s, gradients: %s", num(c, "ranks"), num(c, "ranks") == 1 ? "" : "s",
+               noun, bns, gm ? gm : "not recorded");
       if (k == ne) line[ne] = l, jobs[ne] = 0, snprintf(how[ne], sizeof how[ne], "%s", mine), ne++;
-      else if (strcmp(how[k], mine) != 0) snprintf(how[k], sizeof how[k], "ranks or gradient means differ between %ss", noun);
+      else if (strcmp(how[k], mine) != 0)
+        snprintf(how[k], sizeof how[k], "ranks, batch-norm groups or gradient means differ between %ss", noun);
       jobs[k]++;
     }
   }

@@ -94,6 +94,7 @@ typedef struct {
   uint8_t *shard_px;
   /* the epoch: my B/K slice of each of its S batches (pointers into recv or shard) */
   int B, b, S;
+  int bn_batch; /* samples per batch-norm statistics group: b, or train.bn_group */
   uint8_t *recv_px;
   const uint8_t **slot;
   uint8_t *slot_label;
@@ -744,6 +745,9 @@ static void write_train_json(trainer *t, const progress_state *ps, const char *s
   cJSON_AddNumberToObject(d, "ranks", t->K);
   if (t->compute) cJSON_AddItemToObject(d, "compute", cJSON_Duplicate(t->compute, 1));
   cJSON_AddNumberToObject(d, "batch", t->B);
+  /* samples per batch-norm statistics group in training (SPEC §6: each rank's B/K, or
+   * train.bn_group): runs with equal bn_batch compute the same model whatever the ranks */
+  cJSON_AddNumberToObject(d, "bn_batch", t->bn_batch);
   cJSON_AddNumberToObject(d, "steps_per_epoch", t->S);
   cJSON_AddNumberToObject(d, "global_step", (double)ps->global_step);
   cJSON_AddNumberToObject(d, "train_patches", (double)t->ntr);
@@ -875,6 +879,7 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
                       &t->b1, &t->rest);
   mp_net_set_bn_group(t->b1, bn_group);
   mp_net_set_bn_group(t->rest, bn_group);
+  t->bn_batch = bn_group > 0 && bn_group < t->b ? bn_group : t->b;
   t->np1 = mp_net_param_count(t->b1), t->np2 = mp_net_param_count(t->rest);
   t->flat = mp_malloc((t->np1 + t->np2 + 2) * sizeof(float));
   t->bits = mp_malloc((size_t)t->b * sizeof *t->bits);
@@ -893,9 +898,9 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
     }
   }
   MP_INFO("train %s, split seed %llu: %llu training patches (%llu lesion), %llu validation, %llu test; "
-          "batch %d = %d ranks x %d, %d steps per epoch, backend %s",
+          "batch %d = %d ranks x %d (statistics groups of %d), %d steps per epoch, backend %s",
           a->variant, (unsigned long long)a->split_seed, (unsigned long long)t->ntr, (unsigned long long)t->nles,
-          (unsigned long long)t->nval_all, (unsigned long long)t->ntest_all, t->B, t->K, t->b, t->S,
+          (unsigned long long)t->nval_all, (unsigned long long)t->ntest_all, t->B, t->K, t->b, t->bn_batch, t->S,
           mp_config_str(cfg, "train.backend"));
   /* resume */
   progress_state ps = {0, 0, 0, -2.0, -1, 0, 0, 0, cJSON_CreateArray(), cJSON_CreateArray()};

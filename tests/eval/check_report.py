@@ -405,6 +405,8 @@ def compute_lines(doc, fails, note_id, lead, noun, expected, where):
         fails.append(f"{note_id}: {text!r}")
     elif not all(re.match(r"(cpu|ref|cuda): \S", x) for x in lines):
         fails.append(f"{note_id}: an engine line names no backend: {lines}")
+    elif lines and not re.search(r"batch-norm statistics over \d+ samples?,|batch-norm groups or gradient means differ", text):
+        fails.append(f"{note_id}: the batch-norm statistics groups are not named: {text!r}")
     elif not (expected[0] <= sum(counts) + unrec_n <= expected[1] if isinstance(expected, tuple)
               else sum(counts) + unrec_n == expected):
         fails.append(f"{note_id}: {sum(counts) + unrec_n} {noun}s in {text!r}, the {where} has {expected}")

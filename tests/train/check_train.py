@@ -53,6 +53,9 @@ def main():
         print(f"{len(allp)} patients, no overlap ({sizes})")
     elif mode == "same":
         a, b = (json.load(open(f"{d}/train.json")) for d in sys.argv[2:4])
+        # both record statistics groups of B/K = 64 samples (one rank: train.bn_group)
+        if not (a.get("bn_batch") == b.get("bn_batch") == 64):
+            fail(f"bn_batch {a.get('bn_batch')} and {b.get('bn_batch')}, expected 64 for both")
         la, lb = np.array(a["step_loss"]), np.array(b["step_loss"])
         if len(la) != 3 or len(lb) != 3:
             fail(f"expected 3 step losses, got {len(la)} and {len(lb)}")
