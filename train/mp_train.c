@@ -877,9 +877,9 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
   /* the model */
   mp_model_classifier(t->be, t->b, (uint64_t)mp_config_int(cfg, "run.seed"), (float)mp_config_real(cfg, "train.dropout"),
                       &t->b1, &t->rest);
-  mp_net_set_bn_group(t->b1, bn_group);
-  mp_net_set_bn_group(t->rest, bn_group);
-  t->bn_batch = bn_group > 0 && bn_group < t->b ? bn_group : t->b;
+  t->bn_batch = bn_group > 0 && bn_group < t->b ? bn_group : t->b; /* what the nets use, and train.json says */
+  mp_net_set_bn_group(t->b1, t->bn_batch);
+  mp_net_set_bn_group(t->rest, t->bn_batch);
   t->np1 = mp_net_param_count(t->b1), t->np2 = mp_net_param_count(t->rest);
   t->flat = mp_malloc((t->np1 + t->np2 + 2) * sizeof(float));
   t->bits = mp_malloc((size_t)t->b * sizeof *t->bits);
