@@ -10,6 +10,7 @@
 #include "mp_json.h"
 #include "mp_log.h"
 #include "mp_report.h"
+#include "mp_signal.h"
 #include "mp_train.h"
 
 static void experiment_help(void) {
@@ -49,7 +50,7 @@ int mp_cmd_experiment(int argc, char **argv) {
     return mp_cli_usage(&o, "mammopatch experiment: --store and --out are required (see --help)\n");
   }
   mp_session s;
-  mp_train_catch_stop_signals(); /* before MPI starts: a signal then is a stop, not a kill */
+  mp_signal_catch_stop(); /* before MPI starts: a signal then is a stop, not a kill */
   rc = mp_session_start(&s, &argc, &argv, &o);
   mp_common_opts_free(&o);
   if (rc) return rc;

@@ -11,6 +11,7 @@
 #include "mp_gan_sample.h"
 #include "mp_gan_sweep.h"
 #include "mp_gan_train.h"
+#include "mp_signal.h"
 #include "mp_train.h"
 
 static void gan_help(void) {
@@ -98,7 +99,7 @@ int mp_cmd_gan(int argc, char **argv) {
                         "mammopatch gan train: unknown loss '%s' (wgan-gp, rsgan, rasgan, ralsgan, rahinge)\n", loss);
   }
   mp_session s;
-  mp_train_catch_stop_signals(); /* before MPI starts: a signal then is a stop, not a kill */
+  mp_signal_catch_stop(); /* before MPI starts: a signal then is a stop, not a kill */
   rc = mp_session_start(&s, &argc, &argv, &o);
   mp_common_opts_free(&o);
   if (rc) return rc;
@@ -134,7 +135,7 @@ static int gan_sweep(int argc, char **argv) {
                         "mammopatch gan sweep: --store, --split-seed and --out are required (see --help)\n");
   }
   mp_session s;
-  mp_train_catch_stop_signals();
+  mp_signal_catch_stop();
   rc = mp_session_start(&s, &argc, &argv, &o);
   mp_common_opts_free(&o);
   if (rc) return rc;

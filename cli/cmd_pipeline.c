@@ -46,6 +46,7 @@
 #include "mp_json.h"
 #include "mp_log.h"
 #include "mp_report.h"
+#include "mp_signal.h"
 #include "mp_train.h"
 #ifdef MP_WITH_PREPROCESS
 #include "mp_preprocess.h"
@@ -440,7 +441,7 @@ int mp_cmd_pipeline(int argc, char **argv) {
   mp_session s;
   /* a stop signal ends the pipeline at the next checkpoint; caught from before MPI starts, so
    * that one during start-up is a stop (exit 75 after the first stage), not a killed rank */
-  mp_train_catch_stop_signals();
+  mp_signal_catch_stop();
   rc = mp_session_start(&s, &argc, &argv, &o);
   mp_common_opts_free(&o);
   if (rc) return rc;
@@ -520,7 +521,7 @@ int mp_cmd_pipeline(int argc, char **argv) {
     double t0 = mp_now();
     int rc2 = run_stage(&p, st);
     /* a stop signal on any rank ends the pipeline after this stage */
-    int sig = mp_train_stop_signal(), anysig = 0;
+    int sig = mp_signal_stop(), anysig = 0;
     MP_CHECK_MPI(MPI_Allreduce(&sig, &anysig, 1, MPI_INT, MPI_MAX, s.comm));
     if (rc2 == MP_EXIT_OK) {
       record_stage(&p, st, "done", mp_now() - t0);

@@ -8,6 +8,7 @@
 #include "mp_check.h"
 #include "mp_cli.h"
 #include "mp_log.h"
+#include "mp_signal.h"
 #include "mp_train.h"
 
 static void train_help(void) {
@@ -69,7 +70,7 @@ int mp_cmd_train(int argc, char **argv) {
                         "(see --help)\n");
   }
   mp_session s;
-  mp_train_catch_stop_signals(); /* before MPI starts: a signal then is a stop, not a kill */
+  mp_signal_catch_stop(); /* before MPI starts: a signal then is a stop, not a kill */
   rc = mp_session_start(&s, &argc, &argv, &o);
   mp_common_opts_free(&o);
   if (rc) return rc;

@@ -10,6 +10,7 @@
 #include "mp_cli.h"
 #include "mp_json.h"
 #include "mp_log.h"
+#include "mp_signal.h"
 
 static const mp_command mp_commands[] = {
 #if MP_HAVE_GDCM
@@ -115,6 +116,9 @@ static int mp_version_cmd(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  /* before MPI, OpenMP or CUDA start a thread: SIGTERM and SIGUSR1 go to one thread of their
+   * own, never to one that computes (mp_signal.h) */
+  mp_signal_init();
   /* every rank parses the same command line: getopt's own complaints from rank 0 only */
   if (mp_launcher_rank() != 0) opterr = 0;
   if (argc < 2) {

@@ -17,6 +17,7 @@
 #include "mp_params.h"
 #include "mp_mpi.h"
 #include "mp_report.h"
+#include "mp_signal.h"
 #include "mp_store.h"
 #include "mp_strbuf.h"
 #include "mp_train.h"
@@ -796,14 +797,14 @@ int mp_experiment_run(MPI_Comm comm, const mp_config *cfg, const mp_experiment_a
   mp_backend_gpu_plan(cfg, comm, grp.group);
   const int g = grp.group, grank = grp.rank;
   MPI_Comm gc = grp.comm;
-  mp_train_catch_stop_signals();
+  mp_signal_catch_stop();
   int *status = mp_malloc((size_t)nj * sizeof *status);
   double *secs = mp_malloc((size_t)nj * sizeof *secs);
   memset(status, 0, (size_t)nj * sizeof *status);
   for (int j = 0; j < nj; j++) secs[j] = 0;
   for (int j = 0; j < nj; j++) {
     if (jobs[j].group != g) continue;
-    int sig = mp_train_stop_signal();
+    int sig = mp_signal_stop();
     MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, gc));
     if (sig) break; /* a signal between jobs: stop before starting another */
     double t0 = mp_now();

@@ -15,6 +15,7 @@
 #include "mp_json.h"
 #include "mp_log.h"
 #include "mp_mpi.h"
+#include "mp_signal.h"
 #include "mp_strbuf.h"
 #include "mp_svg.h"
 #include "mp_train.h"
@@ -349,9 +350,9 @@ int mp_gan_sweep_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_sweep_arg
   mp_group grp;
   mp_group_split(comm, G, &grp);
   mp_backend_gpu_plan(cfg, comm, grp.group);
-  mp_train_catch_stop_signals();
+  mp_signal_catch_stop();
   for (int i = grp.group; i < n; i += G) {
-    int sig = mp_train_stop_signal();
+    int sig = mp_signal_stop();
     MP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, grp.comm));
     if (sig) break;
     int st = plan[i];

@@ -15,6 +15,7 @@
 #include "mp_file.h"
 #include "mp_json.h"
 #include "mp_log.h"
+#include "mp_signal.h"
 #include "mp_strbuf.h"
 #include "mp_tsne.h"
 #include "mp_models.h"
@@ -695,7 +696,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
           t->B, t->K, t->b, t->grp, S, GS, epochs, lr_d, lr_g, b1, b2, extractor, dim, R.n_real, R.n_gen,
           dim && (R.n_real < dim + 1 || R.n_gen < dim + 1) ? " (N < dimension: singular covariances, FID biased)" : "",
           R.floor_fid, R.n_real / 2, R.n_real - R.n_real / 2);
-  mp_train_catch_stop_signals();
+  mp_signal_catch_stop();
   cJSON *curve = NULL;
   const char *status = "completed";
   /* resume from DIR/checkpoint when there is one (made by the same configuration) */
@@ -741,7 +742,7 @@ int mp_gan_train_run(MPI_Comm comm, const mp_config *cfg, const mp_gan_train_arg
       latents(t, 2 * step, t->zbuf);
       const float *xf = mp_net_forward(t->g, t->zbuf, t->b, true, step); /* stays in the backend's memory */
       double pen = 0, L = mp_gan_critic_gradients(w, t->xr, xf, step, &pen);
-      dbuf[nd] = (float)L, dbuf[nd + 1] = (float)pen, dbuf[nd + 2] = (float)mp_train_stop_signal();
+      dbuf[nd] = (float)L, dbuf[nd + 1] = (float)pen, dbuf[nd + 2] = (float)mp_signal_stop();
       grads_mean(t, gd, nd, dbuf, 3);
       mp_net_adam(t->d, (float)lr_d, (float)b1, (float)b2, 1e-8f);
       gbuf[ng] = 0;

@@ -22,6 +22,7 @@
 #include "mp_mpi.h"
 #include "mp_progress.h"
 #include "mp_rng.h"
+#include "mp_signal.h"
 #include "mp_split.h"
 #include "mp_store.h"
 
@@ -39,35 +40,6 @@ static double metric_f1(const mp_confusion *c) {
   mp_metrics_from_counts(c->tp, c->fp, c->tn, c->fn, &m);
   return m.f1;
 }
-
-/* ---- signals: SIGTERM / SIGUSR1 ask for a checkpoint and a clean exit ---------------------- */
-static volatile sig_atomic_t g_stop_signal;
-static void on_signal(int sig) { g_stop_signal = sig; }
-
-void mp_train_catch_stop_signals(void) {
-  static bool installed;
-  if (installed) return; /* once: a signal caught between two runs is kept for the next */
-  struct sigaction sa = {0};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  /* SA_RESTART: the flag is polled, nothing here wants a system call cut short; without it a
-   * read, write or socket call in HDF5, MPI or its runtime's threads that the signal lands in
-   * would return EINTR to code that may not retry it */
-  sa.sa_flags = SA_RESTART;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGUSR1, &sa, NULL);
-  /* and unblocked: a launcher that started us with them blocked (the mask survives exec) would
-   * otherwise hold Slurm's warning back for good, and the run would die at its time limit
-   * without a checkpoint; one that came while blocked is delivered here */
-  sigset_t ss;
-  sigemptyset(&ss);
-  sigaddset(&ss, SIGTERM);
-  sigaddset(&ss, SIGUSR1);
-  pthread_sigmask(SIG_UNBLOCK, &ss, NULL);
-  installed = true;
-}
-
-int mp_train_stop_signal(void) { return (int)g_stop_signal; }
 
 /* ---- the trainer ---------------------------------------------------------------------------- */
 typedef struct {
@@ -286,7 +258,7 @@ static double train_step(trainer *t, int s, uint64_t g, bool *stop) {
     mp_net_zero_grads(t->b1); /* on the backend (a device memset on cuda, not a host write to its memory) */
   } else
     loss = mp_model_classifier_gradients(t->b1, t->rest, x, t->tlab, t->b, g, t->dy, NULL, NULL);
-  float sc[2] = {(float)loss, (float)g_stop_signal}; /* a signal on any rank stops all */
+  float sc[2] = {(float)loss, (float)mp_signal_stop()}; /* a signal on any rank stops all */
   const float inv = 1.0f / (float)t->K;
   const size_t np = t->np1 + t->np2;
   if (t->dp.device || t->K == 1) { /* NCCL on the device buffers (one rank: nothing to reduce, and no copy
@@ -925,7 +897,7 @@ int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a) {
     }
     mp_free(d);
   }
-  mp_train_catch_stop_signals();
+  mp_signal_catch_stop();
   const uint64_t epochs = (uint64_t)mp_config_int(cfg, "train.epochs");
   const uint64_t max_steps = (uint64_t)mp_config_int(cfg, "train.max_steps");
   const uint64_t ck_every = (uint64_t)mp_config_int(cfg, "train.checkpoint_every");

@@ -40,16 +40,6 @@ typedef struct {
  * or MP_EXIT_FAILURE / MP_EXIT_USAGE with the reason logged (same on every rank). */
 int mp_train_run(MPI_Comm comm, const mp_config *cfg, const mp_train_args *a);
 
-/* SIGTERM / SIGUSR1 set a flag that mp_train_run polls every step (installed by
- * mp_train_run itself; callers running several trainings, like `experiment`, install
- * it first so that a signal between two runs is not lost, and the commands install it
- * before MPI starts, so that a signal during start-up is a stop, not the default action
- * that kills the rank).  Handlers run with SA_RESTART; the two signals are unblocked (one
- * pending from a launcher that blocked them is taken then).  Idempotent. */
-void mp_train_catch_stop_signals(void);
-/* The signal caught so far on this rank (0: none). */
-int mp_train_stop_signal(void);
-
 /* Patch-level confusion counts (reduced over ranks) and the summed BCE loss; the metrics
  * come from eval/mp_metrics (mp_metrics_from_counts). */
 typedef struct {

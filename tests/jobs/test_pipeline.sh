@@ -71,7 +71,7 @@ n=$(grep -c "complete, skipped" "$tmp/a2.log")
 
 # 3b. a SIGUSR1 that arrived before mammopatch could catch it, held pending because the launcher
 #     had it blocked (the mask and the pending signal both survive exec): taken when the
-#     handler is installed, before MPI starts, so the run stops at its first step with a
+#     stop signals are caught, before MPI starts, so the run stops at its first step with a
 #     checkpoint (exit 75) instead of never hearing it (it used to run to the end, exit 0)
 /usr/bin/python3 -c 'import os, signal, sys
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
@@ -98,8 +98,10 @@ kill -KILL $pid; pkill -KILL -f "$mp pipeline --config $cfg --set pipeline.out=$
 wait $pid 2>/dev/null
 [ "$(stage_status "$tmp/b" baseline)" = running ] && ok "SIGKILL during the baseline stage" \
   || bad "kill missed the baseline stage: $(stage_status "$tmp/b" baseline)"
-# (run in $tmp/cores with core dumps on: a rank that once died here on SIGSEGV after the stage had been
-# recorded interrupted, not seen again in ~70 reruns, leaves its backtraces in the log if it comes back)
+# (run in $tmp/cores with core dumps on: a rank that died here, once on SIGSEGV and once in free() on a
+# corrupted heap, while the other rank's group had stopped, leaves its backtraces in the log if it comes
+# back; the cause was the signal handler's frame pushed inside oneDNN's GEMM, whose JIT kernels point
+# the stack pointer into the heap, and the signals now go to a thread of their own: tests/test_signal.c)
 mkdir -p "$tmp/cores"
 (cd "$tmp/cores" && ulimit -c unlimited && exec "$mpiexec" -n 2 --oversubscribe "$mp" pipeline --config "$cfg" \
   --set pipeline.out="$tmp/b") > "$tmp/b2.log" 2>&1 &

@@ -48,7 +48,7 @@ out=$(check steps "$tmp/u/train.json" "$tmp/r/train.json") && ok "$out" || bad "
 sg=(--store "$S" --out "$tmp/sig" --split-seed 4 --set train.batch=32 --set train.epochs=2 --set train.max_steps=12 -q)
 "$mp" train "${sg[@]}" &
 pid=$!
-# train.json is written once the signal handlers are in place, just before the first step: a
+# train.json is written once the stop signals are caught, just before the first step: a
 # short wait after it lands the signal in the first epoch (a fixed 2 s could outlast a short
 # run on a fast machine)
 for _ in $(seq 100); do [[ -f $tmp/sig/train.json ]] && break; sleep 0.05; done
