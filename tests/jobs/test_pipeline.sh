@@ -100,8 +100,9 @@ wait $pid 2>/dev/null
   || bad "kill missed the baseline stage: $(stage_status "$tmp/b" baseline)"
 # (run in $tmp/cores with core dumps on: a rank that died here, once on SIGSEGV and once in free() on a
 # corrupted heap, while the other rank's group had stopped, leaves its backtraces in the log if it comes
-# back; the cause was the signal handler's frame pushed inside oneDNN's GEMM, whose JIT kernels point
-# the stack pointer into the heap, and the signals now go to a thread of their own: tests/test_signal.c)
+# back; the second (the first, likely too) was the stop signal handler's frame pushed inside oneDNN's
+# GEMM, whose JIT kernels point the stack pointer into the heap; the signals now go to a thread of
+# their own: tests/test_signal.c)
 mkdir -p "$tmp/cores"
 (cd "$tmp/cores" && ulimit -c unlimited && exec "$mpiexec" -n 2 --oversubscribe "$mp" pipeline --config "$cfg" \
   --set pipeline.out="$tmp/b") > "$tmp/b2.log" 2>&1 &
