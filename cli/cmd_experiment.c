@@ -11,7 +11,6 @@
 #include "mp_log.h"
 #include "mp_report.h"
 #include "mp_signal.h"
-#include "mp_train.h"
 
 static void experiment_help(void) {
   printf("Usage: [mpiexec -n K] mammopatch experiment --store patches.h5 --out DIR [--config F]\n\n"

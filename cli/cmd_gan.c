@@ -12,7 +12,6 @@
 #include "mp_gan_sweep.h"
 #include "mp_gan_train.h"
 #include "mp_signal.h"
-#include "mp_train.h"
 
 static void gan_help(void) {
   printf("Usage: [mpiexec -n K] mammopatch gan train --store patches.h5 --split-seed S --loss L --filters F\n"

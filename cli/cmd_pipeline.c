@@ -47,7 +47,6 @@
 #include "mp_log.h"
 #include "mp_report.h"
 #include "mp_signal.h"
-#include "mp_train.h"
 #ifdef MP_WITH_PREPROCESS
 #include "mp_preprocess.h"
 #endif

@@ -7,9 +7,9 @@
  * a rank stopped by SIGUSR1 in the middle of a training step died in free() with
  * "corrupted size vs. prev_size while consolidating" (CI, test_pipeline), and a plain
  * dnnl_sgemm('N','N', 32, 512, 512) loop under a SIGUSR1 every 50 us dies in every run
- * (in free(), or on SIGSEGV).  An alternate signal stack (sigaltstack, SA_ONSTACK) is per thread and cannot
- * reach OpenMP's worker threads, which run the same kernels: with two threads that loop
- * still dies.  Blocked in every thread and taken by sigwait on a thread of our own, the
+ * (in free(), or on SIGSEGV).  An alternate signal stack (sigaltstack, SA_ONSTACK) is per
+ * thread and cannot reach OpenMP's worker threads, which run the same kernels: with two
+ * threads that loop still dies.  Blocked in every thread and taken by sigwait on a thread of our own, the
  * signals interrupt nothing (and no read, write or socket call of HDF5 or MPI returns EINTR).
  *
  * Before mp_signal_catch_stop the thread gives each signal the fate it had without it:

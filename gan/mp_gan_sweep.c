@@ -18,7 +18,6 @@
 #include "mp_signal.h"
 #include "mp_strbuf.h"
 #include "mp_svg.h"
-#include "mp_train.h"
 
 enum { RUN_NOT = 0, RUN_DONE, RUN_REUSED, RUN_DIVERGED, RUN_FAILED, RUN_INTERRUPTED };
 

@@ -24,7 +24,6 @@
 #include "mp_rng.h"
 #include "mp_split.h"
 #include "mp_store.h"
-#include "mp_train.h"
 
 static const char *const loss_names[] = {"wgan-gp", "rsgan", "rasgan", "ralsgan", "rahinge"};
 
