@@ -1,8 +1,10 @@
 /* The DICOM reader on real public files (../shared/data/dicom): every file opens or is
  * refused without a crash; the lossless encodings of the WG04 RG3 image decode to
  * exactly the pixels of the uncompressed one; known-broken files report a decode error;
- * big endian, VOI LUT, MONOCHROME1 and the real film mammogram come through windowing.
- * Usage: test_dicom_read DIR (skips, with a message, when DIR is missing). */
+ * big endian, VOI LUT, MONOCHROME1 and the real film mammogram come through windowing;
+ * big-endian copies of the LUT files (tests/preprocess/make_big_endian.py) read as their
+ * little-endian originals.
+ * Usage: test_dicom_read DIR [BE_DIR] (skips, with a message, when DIR or BE_DIR is missing). */
 #include <math.h>
 #include <sys/stat.h>
 
@@ -11,7 +13,7 @@
 #include "mp_test.h"
 #include "mp_window.h"
 
-static const char *dir;
+static const char *dir, *be_dir;
 
 typedef struct {
   mp_dicom_file *f;
@@ -21,12 +23,16 @@ typedef struct {
   char err[512];
 } opened;
 
-static void open_file(const char *rel, opened *o) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s/%s", dir, rel);
+static void open_path(const char *path, opened *o) {
   memset(o, 0, sizeof *o);
   o->f = mp_dicom_open(path, &o->in, o->err, sizeof o->err);
   o->rc = o->f ? mp_dicom_decode(o->f, &o->data, &o->bits, &o->is_signed, o->err, sizeof o->err) : -2;
+}
+
+static void open_file(const char *rel, opened *o) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", dir, rel);
+  open_path(path, o);
 }
 
 static void test_every_file_is_handled(void **state) {
@@ -197,6 +203,90 @@ static void test_windowing_real(void **state) {
   mp_free(be);
 }
 
+/* One LUT table of a pair: the same descriptor and every entry equal. */
+static void same_lut(const char *what, const uint16_t *a, const uint16_t *b, int has_a, int has_b, int na, int nb,
+                     int fa, int fb, int ba, int bb) {
+  assert_int_equal(has_a, has_b);
+  if (!has_a) return;
+  assert_int_equal(na, nb);
+  assert_int_equal(fa, fb);
+  assert_int_equal(ba, bb);
+  assert_non_null(a);
+  assert_non_null(b);
+  int off = 0;
+  for (int k = 0; k < na; k++) off += a[k] != b[k];
+  if (off) fail_msg("%s: %d of %d entries differ (first pair %u / %u)", what, off, na, a[0], b[0]);
+}
+
+/* The big-endian copies against their little-endian originals: the same LUT descriptors
+ * and entries, the same stored pixels, the same window method and 8-bit output. The
+ * originals' tables are pinned to known values in test_windowing_real. */
+static void test_big_endian_luts(void **state) {
+  (void)state;
+  static const struct {
+    const char *le, *be; /* le: under DIR ("pydicom/...") or, without a '/', under BE_DIR */
+    int modality;         /* 1: the Modality LUT is checked, 0: the VOI LUT */
+  } pairs[] = {
+      {"pydicom/mlut_18.dcm", "be_mlut_18.dcm", 1},        /* LUT Data US, 16-bit signed pixels */
+      {"pydicom/mlut_18.dcm", "le_ow_mlut_18.dcm", 1},     /* LUT Data OW reads as US */
+      {"le_ow_mlut_18.dcm", "be_ow_mlut_18.dcm", 1},       /* LUT Data OW, big endian words */
+      {"pydicom/vlut_04.dcm", "be_vlut_04.dcm", 0},        /* VOI LUT Sequence, 8-bit pixels */
+  };
+  int checked = 0;
+  for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+    char pa[1024], pb[1024];
+    struct stat sb;
+    snprintf(pa, sizeof pa, "%s/%s", strchr(pairs[i].le, '/') ? dir : be_dir, pairs[i].le);
+    snprintf(pb, sizeof pb, "%s/%s", be_dir, pairs[i].be);
+    if (stat(pa, &sb) != 0 || stat(pb, &sb) != 0) {
+      printf("  %s: not written (no pydicom?): skipped\n", pairs[i].be);
+      continue;
+    }
+    opened a, b;
+    open_path(pa, &a);
+    open_path(pb, &b);
+    if (a.rc != 0) fail_msg("%s: %s", pa, a.err);
+    if (b.rc != 0) fail_msg("%s: %s", pb, b.err);
+    assert_int_equal(a.in.rows, b.in.rows);
+    assert_int_equal(a.in.cols, b.in.cols);
+    assert_int_equal(a.bits, b.bits);
+    assert_int_equal(a.is_signed, b.is_signed);
+    const mp_dicom_luts la = mp_dicom_luts_of(a.f), lb = mp_dicom_luts_of(b.f);
+    assert_int_equal(pairs[i].modality ? a.in.has_modality_lut : a.in.has_voi_lut, 1);
+    same_lut(pairs[i].be, la.modality, lb.modality, a.in.has_modality_lut, b.in.has_modality_lut,
+             a.in.modality_lut_entries, b.in.modality_lut_entries, a.in.modality_lut_first, b.in.modality_lut_first,
+             a.in.modality_lut_bits, b.in.modality_lut_bits);
+    same_lut(pairs[i].be, la.voi, lb.voi, a.in.has_voi_lut, b.in.has_voi_lut, a.in.voi_lut_entries,
+             b.in.voi_lut_entries, a.in.voi_lut_first, b.in.voi_lut_first, a.in.voi_lut_bits, b.in.voi_lut_bits);
+    size_t n = (size_t)a.in.rows * a.in.cols;
+    if (a.bits == 16) { /* the stored bits: GDCM sign-extends a big-endian file's signed 12-bit
+                         * samples into the unused high bits and leaves the little-endian one's
+                         * as stored; windowing reads bits_stored bits only */
+      assert_int_equal(a.in.bits_stored, b.in.bits_stored);
+      const uint16_t mask = (uint16_t)((1u << a.in.bits_stored) - 1), *pa16 = a.data, *pb16 = b.data;
+      size_t off = 0;
+      for (size_t k = 0; k < n; k++) off += (pa16[k] & mask) != (pb16[k] & mask);
+      if (off) fail_msg("%s: %zu of %zu stored samples differ", pairs[i].be, off, n);
+    } else {
+      assert_memory_equal(a.data, b.data, n * (size_t)(a.bits / 8));
+    }
+    uint8_t *ua = mp_malloc(n), *ub = mp_malloc(n);
+    mp_window_method ma = mp_window_to_u8(a.data, a.bits, a.is_signed, n, &a.in, &la, ua);
+    mp_window_method mb = mp_window_to_u8(b.data, b.bits, b.is_signed, n, &b.in, &lb, ub);
+    assert_int_equal(ma, mb);
+    assert_memory_equal(ua, ub, n);
+    printf("  %-20s = %-20s %s LUT, %d entries, window method %d\n", pairs[i].be, pairs[i].le,
+           pairs[i].modality ? "Modality" : "VOI",
+           pairs[i].modality ? a.in.modality_lut_entries : a.in.voi_lut_entries, (int)ma);
+    mp_free(ua);
+    mp_free(ub);
+    mp_dicom_close(a.f);
+    mp_dicom_close(b.f);
+    checked++;
+  }
+  if (!checked) printf("  no big-endian copies in '%s': skipped\n", be_dir);
+}
+
 static void test_window_function(void **state) {
   (void)state;
   /* PS3.3 C.11.2.1.2: c = 2048, w = 4096 maps 0 -> 0, 4095 -> 255, mid -> ~127.5 */
@@ -280,6 +370,7 @@ static void test_window_function(void **state) {
 
 int main(int argc, char **argv) {
   dir = argc > 1 ? argv[1] : "";
+  be_dir = argc > 2 ? argv[2] : "";
   struct stat sb;
   const struct CMUnitTest always[] = {cmocka_unit_test(test_window_function)};
   int rc = cmocka_run_group_tests_name("window", always, NULL, NULL);
@@ -292,6 +383,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_lossless_equal),
       cmocka_unit_test(test_broken_files),
       cmocka_unit_test(test_windowing_real),
+      cmocka_unit_test(test_big_endian_luts),
   };
   return rc | cmocka_run_group_tests_name("dicom_read", tests, NULL, NULL);
 }
