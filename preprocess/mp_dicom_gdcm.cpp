@@ -21,8 +21,11 @@
 #include <gdcmAttribute.h>
 #include <gdcmDataElement.h>
 #include <gdcmDataSet.h>
+#include <gdcmDict.h>
+#include <gdcmDicts.h>
 #include <gdcmFile.h>
 #include <gdcmFileMetaInformation.h>
+#include <gdcmGlobal.h>
 #include <gdcmImage.h>
 #include <gdcmImageChangeTransferSyntax.h>
 #include <gdcmImageReader.h>
@@ -357,6 +360,26 @@ std::string read_header(ByteWindow &w, long long pos, WalkSyntax ts, ElementHead
   return "";
 }
 
+// GDCM reads the image's own attributes (the Image Pixel module and the rest of group
+// 0028, the geometry ones of group 0018/0020, in the data set or in a functional group)
+// into typed attributes and asserts, killing the process, when the file gives one of them
+// another VR (Columns as IS, Bits Allocated as OW: one flipped byte in a tag makes that).
+// In explicit VR such an element's VR must be the dictionary's, one of its alternatives
+// (US or SS), or UN (whose bytes GDCM reads as the dictionary's VR).  "" when it is.
+std::string typed_vr_mismatch(const ElementHeader &h) {
+  const bool geometry = (h.group == 0x0020 && (h.elem == 0x0032 || h.elem == 0x0037)) ||
+                        (h.group == 0x0018 && (h.elem == 0x0050 || h.elem == 0x0088 || h.elem == 0x1164));
+  if (h.group != 0x0028 && !geometry) return "";
+  const char vr[3] = {static_cast<char>(h.vr[0]), static_cast<char>(h.vr[1]), 0};
+  const gdcm::VR file_vr(gdcm::VR::GetVRTypeFromFile(vr));
+  if (file_vr == gdcm::VR::UN) return "";
+  const gdcm::Dict &dict = gdcm::Global::GetInstance().GetDicts().GetPublicDict();
+  const gdcm::DictEntry &entry = dict.GetDictEntry(gdcm::Tag(static_cast<uint16_t>(h.group), static_cast<uint16_t>(h.elem)));
+  const gdcm::VR want = entry.GetVR();
+  if (want == gdcm::VR::INVALID || want == gdcm::VR::UN || want.Compatible(file_vr)) return "";
+  return "element " + tag_name(h.group, h.elem) + " has VR " + vr + " where the standard has " + gdcm::VR::GetVRString(want);
+}
+
 // Walks a data set from pos: up to `end` (a defined length), or to the item delimiter
 // when item_delimited (which it consumes).  *pos ends after what was walked.
 std::string walk_dataset(ByteWindow &w, long long *pos, long long end, bool item_delimited, WalkSyntax ts, int depth);
@@ -401,6 +424,10 @@ std::string walk_items(ByteWindow &w, long long *pos, long long end, bool delimi
 
 std::string walk_dataset(ByteWindow &w, long long *pos, long long end, bool item_delimited, WalkSyntax ts, int depth) {
   if (depth > 32) return "sequences nested more than 32 deep";
+  // the top level's tags: one that comes again makes the file mean what a reader picks
+  // (GDCM keeps the first, pydicom the last), so it is refused; PS3.5 7.1 allows each once
+  std::set<unsigned> seen;
+  unsigned last = 0;
   for (int n = 0;; n++) {
     if (!item_delimited && *pos >= end) return *pos == end ? "" : "an item's elements run past its length";
     if (item_delimited && *pos >= w.size()) return "the file ends inside a sequence item";
@@ -415,6 +442,16 @@ std::string walk_dataset(ByteWindow &w, long long *pos, long long end, bool item
     }
     if (h.group == 0xFFFE) return "a sequence item outside a sequence";
     if (depth == 0 && h.group == 0x7FE0 && h.elem == 0x0010) w.pixel_data_seen = true;
+    if (depth == 0) {
+      const unsigned tag = (h.group << 16) | h.elem;
+      if (tag <= last && seen.count(tag)) return "element " + tag_name(h.group, h.elem) + " appears twice";
+      seen.insert(tag);
+      last = tag > last ? tag : last;
+    }
+    if (ts.explicit_vr) {
+      std::string vr_bad = typed_vr_mismatch(h);
+      if (!vr_bad.empty()) return vr_bad;
+    }
     *pos += h.size;
     const bool sq = ts.explicit_vr ? (h.vr[0] == 'S' && h.vr[1] == 'Q') : false;
     if (h.length == kUndefined) {
@@ -447,14 +484,17 @@ std::string walk_dataset(ByteWindow &w, long long *pos, long long end, bool item
   }
 }
 
-// Returns "" when the file's structure fits it (or it is not a Part 10 file: GDCM's own
-// heuristics then), else the reason.  *pixels: false when a Part 10 file was walked and
+// Returns "" when the file's structure fits it, else the reason.  Only Part 10 files (a
+// 128-byte preamble, "DICM", the file meta information) are read: without them the byte
+// order and VR handling are guesses, GDCM's heuristics for such files assert on some (a
+// Part 10 file with two stray bytes in front killed the process), and an archive's
+// exports are Part 10 files (PS3.10 7.1).  *pixels: false when the file was walked and
 // holds no pixel data element.
 std::string check_structure(const char *path, long long fsize, bool *pixels) {
   ByteWindow w(path, fsize);
   *pixels = true;
   const unsigned char *pre = w.at(128, 4);
-  if (!pre || std::memcmp(pre, "DICM", 4) != 0) return "";
+  if (!pre || std::memcmp(pre, "DICM", 4) != 0) return "not a DICOM Part 10 file (no \"DICM\" at byte 128)";
   // the file meta information, noting the transfer syntax
   long long pos = 132;
   std::string syntax;
@@ -614,11 +654,16 @@ void fill_info(const gdcm::File &file, mp_dicom_info *info, lut_tables *luts) {
 // A mammogram is a grayscale image: pixels of any other photometric interpretation
 // (PALETTE COLOR indices, RGB, YBR) or with more than one sample are not intensities, so they
 // are not readable as one (and GDCM's image reader asserts on some sample counts).
-// A file without the attribute is taken as MONOCHROME2, as the windowing does.
+// A file without the attribute is taken as MONOCHROME2, as the windowing does.  An image
+// needs at least one row and one column: Rows or Columns 0 (or absent, or a value cut to
+// one byte) would otherwise decode as an empty image.
 void grayscale_only(mp_dicom_info *in) {
   const char *p = in->photometric;
   if (!in->pixels_readable) return;
-  if (in->samples_per_pixel != 1) {
+  if (in->rows <= 0 || in->cols <= 0) {
+    in->pixels_readable = false;
+    std::snprintf(in->pixel_error, sizeof in->pixel_error, "no pixels (Rows %d, Columns %d)", in->rows, in->cols);
+  } else if (in->samples_per_pixel != 1) {
     in->pixels_readable = false;
     std::snprintf(in->pixel_error, sizeof in->pixel_error, "not a grayscale image (samples per pixel %d)",
                   in->samples_per_pixel);

@@ -137,6 +137,14 @@ at = [src[0].find(t) for t in (b"\x10\x00\x10\x00PN", b"\x18\x00\x01\x51CS", b"\
 assert min(at) > 132 and px > 0
 for k, n in enumerate([at[0] + 9, at[1] + 5, at[2] + 9, px + 6, px + 1000]):
     open(os.path.join(out, f"cut{k}.dcm"), "wb").write(src[0][:n])
+# one-byte faults a fuzzer found (tests/fuzz/fuzz_dicom.sh): a second Rows element (GDCM keeps
+# the first, pydicom the last), two stray bytes before the preamble (GDCM's guesses for a file
+# without "DICM" at byte 128 asserted), and Columns 0 (an empty image, not a decoded one)
+rows = src[0][at[2]:at[2] + 10]
+open(os.path.join(out, "dup_rows.dcm"), "wb").write(src[0][:at[2] + 10] + rows + src[0][at[2] + 10:])
+open(os.path.join(out, "shifted.dcm"), "wb").write(b"\0\0" + src[0])
+cols = src[0].find(b"\x28\x00\x11\x00US\x02\x00")
+open(os.path.join(out, "no_columns.dcm"), "wb").write(src[0][:cols + 8] + b"\0\0" + src[0][cols + 10:])
 if shared and os.path.isdir(shared):
     ct = open(os.path.join(shared, "pydicom", "CT_small.dcm"), "rb").read()
     cpx = ct.find(b"\xe0\x7f\x10\x00")
@@ -147,6 +155,11 @@ if shared and os.path.isdir(shared):
     ds.ViewPosition, ds.PatientSex, ds.ImageLaterality = "CC", "F", "L"
     ds.PatientID, ds.StudyInstanceUID = ok[0]["patient_id"], ok[0]["study_uid"]
     ds.save_as(os.path.join(out, "palette.dcm"))
+    # Columns written as IS (a flipped byte in a tag makes that): GDCM's image reader asserted
+    # on it in a JPEG 2000 file, ending the batch
+    ds = pydicom.dcmread(os.path.join(shared, "pydicom", "emri_small_jpeg_2k_lossless.dcm"))
+    ds[0x00280011] = pydicom.dataelem.DataElement(0x00280011, "IS", str(ds.Columns))
+    ds.save_as(os.path.join(out, "columns_is.dcm"), write_like_original=False)
 PY
 ln "$t/a,comma.dcm" "$t/z_hardlink.dcm"           # a second path to one file: a duplicate
 ln -s "../c\"quote.dcm" "$t/sub/z_symlink.dcm"     # and through a symbolic link
@@ -171,11 +184,19 @@ want = {"a,comma.dcm": "accepted", "b\nnewline.dcm": "accepted", 'c"quote.dcm': 
 for k in range(4):
     want[f"cut{k}.dcm"] = "failed:not_dicom"
 want["cut4.dcm"] = "discarded:decode_error"
+want["dup_rows.dcm"] = want["shifted.dcm"] = "failed:not_dicom"
+want["no_columns.dcm"] = "discarded:decode_error"
 if os.path.exists(os.path.join(tree, "palette.dcm")):
     want["palette.dcm"] = "discarded:decode_error"
     for k in range(3):
         want[f"ct_cut{k}.dcm"] = "failed:not_dicom"
+    want["columns_is.dcm"] = "failed:not_dicom"
 bad = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
+# the reasons name the fault
+detail = {r["file"]: r["detail"].replace(";", ",") for r in rows}  # the audit writes commas as ;
+why = {"dup_rows.dcm": "(0028,0010) appears twice", "shifted.dcm": "not a DICOM Part 10 file",
+       "no_columns.dcm": "no pixels (Rows", "columns_is.dcm": "(0028,0011) has VR IS where the standard has US"}
+bad.update({k: (detail.get(k), v) for k, v in why.items() if k in want and v not in detail.get(k, "")})
 extra = sorted(set(got) - set(want))
 j = json.load(open(os.path.join(rep, "preprocess.json")))["files"]
 if bad or extra or len(rows) != len(got) or j["found"] != len(want) or \
