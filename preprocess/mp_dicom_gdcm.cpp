@@ -3,6 +3,7 @@
 // leave this file: failures come back as a status and a message.
 #include "mp_dicom.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <unistd.h>
 #include <cstdlib>
@@ -259,6 +260,9 @@ class ByteWindow {  // positioned reads of a file through one 64 KiB window, or 
 
  public:
   bool pixel_data_seen = false;  // a top-level (7FE0,0010) was walked
+  // encapsulated top-level pixel data: where its first fragment's value starts, its length
+  long long first_fragment = -1;
+  unsigned first_fragment_length = 0;
 };
 
 // A deflated data set (raw deflate after the file meta information), inflated whole, at
@@ -401,6 +405,10 @@ std::string walk_items(ByteWindow &w, long long *pos, long long end, bool delimi
     if (h.group != 0xFFFE || h.elem != 0xE000)
       return "a sequence holds " + tag_name(h.group, h.elem) + " where an item belongs";
     *pos += 8;
+    if (fragments && depth == 0 && n == 1 && h.length != kUndefined) {  // item 0 is the offset table
+      w.first_fragment = *pos;
+      w.first_fragment_length = h.length;
+    }
     if (h.length == kUndefined) {
       if (fragments) return "an encapsulated pixel data fragment of undefined length";
       std::string b = walk_dataset(w, pos, end, true, ts, depth + 1);
@@ -484,15 +492,63 @@ std::string walk_dataset(ByteWindow &w, long long *pos, long long end, bool item
   }
 }
 
+// The first fragment of encapsulated pixel data, as the walk found it (pos -1: none), and
+// the file's transfer syntax.
+struct FirstFragment {
+  long long pos = -1;
+  unsigned length = 0;
+  std::string syntax;
+};
+
+// A JPEG codestream's header (ITU T.81 B.2), from SOI to the first SOS, in the first
+// fragment of a JPEG-encapsulated file (PS3.5 A.4.1: each frame's first fragment begins
+// with SOI).  GDCM's JPEG codecs assert, killing the process, on any warning libjpeg
+// raises while reading the header, such as stray bytes between two marker segments; a
+// header that is not a chain of marker segments is therefore a decode error of ours.
+// "" when the header walks to SOS.
+std::string jpeg_header_fault(const char *path, const FirstFragment &fr) {
+  static const char *jpeg[] = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+                               "1.2.840.10008.1.2.4.70"};
+  bool is_jpeg = false;
+  for (const char *t : jpeg) is_jpeg = is_jpeg || fr.syntax == t;
+  if (!is_jpeg || fr.pos < 0) return "";
+  std::vector<unsigned char> b(std::min<unsigned>(fr.length, 1u << 20));
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(fr.pos);
+  in.read(reinterpret_cast<char *>(b.data()), static_cast<std::streamsize>(b.size()));
+  b.resize(static_cast<size_t>(in.gcount()));
+  const size_t n = b.size();
+  if (n < 2 || b[0] != 0xFF || b[1] != 0xD8) return "JPEG pixel data: the first fragment does not begin with SOI";
+  bool sof = false;
+  for (size_t i = 2;;) {
+    if (i >= n) return "JPEG pixel data: the header ends before its SOS marker";
+    if (b[i] != 0xFF)
+      return "JPEG pixel data: stray bytes where a marker belongs, at byte " + std::to_string(i) + " of the header";
+    while (i < n && b[i] == 0xFF) i++;  // fill bytes
+    if (i >= n) return "JPEG pixel data: the header ends before its SOS marker";
+    const unsigned m = b[i++];
+    if (m == 0x00 || m == 0xD8 || m == 0xD9)
+      return "JPEG pixel data: marker 0x" + std::string(m == 0 ? "00" : m == 0xD8 ? "D8" : "D9") + " inside the header";
+    if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue;  // TEM, RSTn: no length
+    if (i + 2 > n) return "JPEG pixel data: the header ends inside a marker segment";
+    const size_t len = (static_cast<size_t>(b[i]) << 8) | b[i + 1];
+    if (len < 2 || i + len > n) return "JPEG pixel data: a marker segment longer than the header holds";
+    if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) sof = true;  // SOFn
+    if (m == 0xDA) return sof ? "" : "JPEG pixel data: SOS without a frame header (SOF)";
+    i += len;
+  }
+}
+
 // Returns "" when the file's structure fits it, else the reason.  Only Part 10 files (a
 // 128-byte preamble, "DICM", the file meta information) are read: without them the byte
 // order and VR handling are guesses, GDCM's heuristics for such files assert on some (a
 // Part 10 file with two stray bytes in front killed the process), and an archive's
 // exports are Part 10 files (PS3.10 7.1).  *pixels: false when the file was walked and
 // holds no pixel data element.
-std::string check_structure(const char *path, long long fsize, bool *pixels) {
+std::string check_structure(const char *path, long long fsize, bool *pixels, FirstFragment *frag) {
   ByteWindow w(path, fsize);
   *pixels = true;
+  *frag = FirstFragment{};
   const unsigned char *pre = w.at(128, 4);
   if (!pre || std::memcmp(pre, "DICM", 4) != 0) return "not a DICOM Part 10 file (no \"DICM\" at byte 128)";
   // the file meta information, noting the transfer syntax
@@ -533,6 +589,7 @@ std::string check_structure(const char *path, long long fsize, bool *pixels) {
   WalkSyntax ts{syntax != "1.2.840.10008.1.2", syntax == "1.2.840.10008.1.2.2"};
   std::string bad = walk_dataset(w, &pos, fsize, false, ts, 0);
   *pixels = w.pixel_data_seen;
+  *frag = FirstFragment{w.first_fragment, w.first_fragment_length, syntax};
   return bad.empty() ? "" : "data set: " + bad;
 }
 
@@ -705,6 +762,7 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
   try {
     long long fsize = 0; /* measured once, used by every length check below */
     bool has_pixels = true;
+    FirstFragment frag;
     {
       std::ifstream probe(path, std::ios::binary | std::ios::ate);
       if (!probe) {
@@ -716,7 +774,7 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
         set_err(err, errlen, "empty file");
         return nullptr;
       }
-      std::string bad = check_structure(path, fsize, &has_pixels);
+      std::string bad = check_structure(path, fsize, &has_pixels, &frag);
       if (!bad.empty()) {
         set_err(err, errlen, "not readable as DICOM: " + bad);
         return nullptr;
@@ -775,10 +833,11 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
         fill_info(hdr.GetFile(), &f->info, &f->luts);
         f->info.pixels_readable = true;
         grayscale_only(&f->info);
-        if (!has_pixels || !f->info.pixels_readable) {
-          if (!has_pixels) {
+        const std::string jpeg_bad = has_pixels && f->info.pixels_readable ? jpeg_header_fault(path, frag) : "";
+        if (!has_pixels || !f->info.pixels_readable || !jpeg_bad.empty()) {
+          if (!has_pixels || !jpeg_bad.empty()) {
             f->info.pixels_readable = false;
-            copy_to(f->info.pixel_error, sizeof f->info.pixel_error, "no pixel data");
+            copy_to(f->info.pixel_error, sizeof f->info.pixel_error, has_pixels ? jpeg_bad : "no pixel data");
           }
           *info = f->info;
           return f;

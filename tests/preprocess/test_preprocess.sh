@@ -120,7 +120,7 @@ fi
 t=$tmp/tree
 mkdir -p "$t/sub"
 /usr/bin/python3 - "$t" "$tmp/c" "$shared" <<'PY'
-import csv, os, sys, pydicom
+import csv, io, os, sys, pydicom
 out, cohort, shared = sys.argv[1], sys.argv[2], sys.argv[3]
 ok = [r for r in csv.DictReader(open(os.path.join(cohort, "truth.csv")))
       if r["outcome"] == "accepted" and r["transfer_syntax"] == "explicit_le"]
@@ -137,7 +137,7 @@ at = [src[0].find(t) for t in (b"\x10\x00\x10\x00PN", b"\x18\x00\x01\x51CS", b"\
 assert min(at) > 132 and px > 0
 for k, n in enumerate([at[0] + 9, at[1] + 5, at[2] + 9, px + 6, px + 1000]):
     open(os.path.join(out, f"cut{k}.dcm"), "wb").write(src[0][:n])
-# one-byte faults a fuzzer found (tests/fuzz/fuzz_dicom.sh): a second Rows element (GDCM keeps
+# one-byte faults a fuzzer found (libFuzzer on mp_dicom_open/decode): a second Rows element (GDCM keeps
 # the first, pydicom the last), two stray bytes before the preamble (GDCM's guesses for a file
 # without "DICM" at byte 128 asserted), and Columns 0 (an empty image, not a decoded one)
 rows = src[0][at[2]:at[2] + 10]
@@ -160,6 +160,19 @@ if shared and os.path.isdir(shared):
     ds = pydicom.dcmread(os.path.join(shared, "pydicom", "emri_small_jpeg_2k_lossless.dcm"))
     ds[0x00280011] = pydicom.dataelem.DataElement(0x00280011, "IS", str(ds.Columns))
     ds.save_as(os.path.join(out, "columns_is.dcm"), write_like_original=False)
+    # a JPEG header with two stray bytes where a marker belongs (the fuzzer's mutation of the
+    # extended 12-bit WG04 file): libjpeg warns, and GDCM's JPEG codec asserted on the warning
+    ds = pydicom.dcmread(os.path.join(shared, "wg04", "RG2_JPLY.dcm"))
+    ds.ViewPosition, ds.PatientSex, ds.ImageLaterality = "CC", "F", "L"
+    ds.PatientID, ds.StudyInstanceUID = ok[0]["patient_id"], ok[0]["study_uid"]
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    b = bytearray(buf.getvalue())
+    soi = b.find(b"\xff\xd8\xff", b.find(b"\xe0\x7f\x10\x00"))
+    seg = soi + 4 + int.from_bytes(b[soi + 4:soi + 6], "big")  # after the first marker segment
+    assert soi > 0 and b[seg] == 0xFF
+    b[seg:seg + 2] = b"\0\0"
+    open(os.path.join(out, "jpeg_stray.dcm"), "wb").write(bytes(b))
 PY
 ln "$t/a,comma.dcm" "$t/z_hardlink.dcm"           # a second path to one file: a duplicate
 ln -s "../c\"quote.dcm" "$t/sub/z_symlink.dcm"     # and through a symbolic link
@@ -191,11 +204,13 @@ if os.path.exists(os.path.join(tree, "palette.dcm")):
     for k in range(3):
         want[f"ct_cut{k}.dcm"] = "failed:not_dicom"
     want["columns_is.dcm"] = "failed:not_dicom"
+    want["jpeg_stray.dcm"] = "discarded:decode_error"
 bad = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
 # the reasons name the fault
 detail = {r["file"]: r["detail"].replace(";", ",") for r in rows}  # the audit writes commas as ;
 why = {"dup_rows.dcm": "(0028,0010) appears twice", "shifted.dcm": "not a DICOM Part 10 file",
-       "no_columns.dcm": "no pixels (Rows", "columns_is.dcm": "(0028,0011) has VR IS where the standard has US"}
+       "no_columns.dcm": "no pixels (Rows", "columns_is.dcm": "(0028,0011) has VR IS where the standard has US",
+       "jpeg_stray.dcm": "JPEG pixel data: stray bytes where a marker belongs"}
 bad.update({k: (detail.get(k), v) for k, v in why.items() if k in want and v not in detail.get(k, "")})
 extra = sorted(set(got) - set(want))
 j = json.load(open(os.path.join(rep, "preprocess.json")))["files"]
