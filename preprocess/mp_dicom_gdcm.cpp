@@ -263,6 +263,9 @@ class ByteWindow {  // positioned reads of a file through one 64 KiB window, or 
   // encapsulated top-level pixel data: where its first fragment's value starts, its length
   long long first_fragment = -1;
   unsigned first_fragment_length = 0;
+  // bytes that the top-level pixel data (its value, or one of its fragments) declares beyond
+  // the end of the file: the walk lets a cut pixel data pass to the pixel checks
+  long long pixel_overrun = 0;
 };
 
 // A deflated data set (raw deflate after the file meta information), inflated whole, at
@@ -416,6 +419,7 @@ std::string walk_items(ByteWindow &w, long long *pos, long long end, bool delimi
     } else {
       long long item_end = *pos + static_cast<long long>(h.length);
       if (item_end > (delimited ? w.size() : end)) {
+        if (fragments && depth == 0) w.pixel_overrun = std::max(w.pixel_overrun, item_end - w.size());
         if (fragments && n == 0)  // GDCM asserts on this one; a later fragment cut short it reports
           return "the basic offset table of the pixel data declares " + std::to_string(h.length) +
                  " bytes, more than the file holds";
@@ -480,7 +484,10 @@ std::string walk_dataset(ByteWindow &w, long long *pos, long long end, bool item
     const long long value_end = *pos + static_cast<long long>(h.length);
     // pixel data that runs past the end of the file: GDCM reads the attributes before it
     // safely, and the pixel checks report it ("pixel data truncated")
-    if (depth == 0 && h.group == 0x7FE0 && h.elem == 0x0010 && value_end > end) return "";
+    if (depth == 0 && h.group == 0x7FE0 && h.elem == 0x0010 && value_end > end) {
+      w.pixel_overrun = value_end - end;
+      return "";
+    }
     if (value_end > (item_delimited ? w.size() : end))
       return "element " + tag_name(h.group, h.elem) + " declares " + std::to_string(h.length) + " bytes but " +
              std::to_string((item_delimited ? w.size() : end) - *pos) + " remain";
@@ -492,12 +499,14 @@ std::string walk_dataset(ByteWindow &w, long long *pos, long long end, bool item
   }
 }
 
-// The first fragment of encapsulated pixel data, as the walk found it (pos -1: none), and
-// the file's transfer syntax.
-struct FirstFragment {
+// The top-level pixel data as the walk found it: the first fragment of encapsulated pixel
+// data (pos -1: none), the file's transfer syntax, and the bytes it declares past the end
+// of the file.
+struct PixelLayout {
   long long pos = -1;
   unsigned length = 0;
   std::string syntax;
+  long long overrun = 0;
 };
 
 // A JPEG codestream's header (ITU T.81 B.2), from SOI to the first SOS, in the first
@@ -506,7 +515,7 @@ struct FirstFragment {
 // raises while reading the header, such as stray bytes between two marker segments; a
 // header that is not a chain of marker segments is therefore a decode error of ours.
 // "" when the header walks to SOS.
-std::string jpeg_header_fault(const char *path, const FirstFragment &fr) {
+std::string jpeg_header_fault(const char *path, const PixelLayout &fr) {
   static const char *jpeg[] = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
                                "1.2.840.10008.1.2.4.70"};
   bool is_jpeg = false;
@@ -539,16 +548,50 @@ std::string jpeg_header_fault(const char *path, const FirstFragment &fr) {
   }
 }
 
+// A JPEG 2000 codestream's main header start (ISO 15444-1 A.5.1: SOC, then SIZ) in the first
+// fragment of a JPEG 2000 file, against the image's attributes.  openjpeg trusts SIZ and GDCM
+// goes on past a fragment that is not a codestream: corrupt ones made the process allocate
+// 4-5 GB for a 512 x 512 image before failing (fuzzer), which a rank with several files in
+// flight may not survive.  A fragment that begins with the JP2 signature box (a file format
+// some writers wrap the codestream in) is left to openjpeg.  "" when the header fits.
+std::string j2k_header_fault(const char *path, const PixelLayout &fr, const mp_dicom_info &in) {
+  if ((fr.syntax != "1.2.840.10008.1.2.4.90" && fr.syntax != "1.2.840.10008.1.2.4.91") || fr.pos < 0) return "";
+  unsigned char b[44] = {0};
+  std::ifstream f(path, std::ios::binary);
+  f.seekg(fr.pos);
+  f.read(reinterpret_cast<char *>(b), std::min<std::streamsize>(sizeof b, fr.length));
+  const long long n = f.gcount();
+  static const unsigned char jp2[12] = {0, 0, 0, 0x0C, 0x6A, 0x50, 0x20, 0x20, 0x0D, 0x0A, 0x87, 0x0A};
+  if (n >= 12 && std::memcmp(b, jp2, 12) == 0) return "";
+  if (n < 4 || b[0] != 0xFF || b[1] != 0x4F || b[2] != 0xFF || b[3] != 0x51)
+    return "JPEG 2000 pixel data: the first fragment does not begin with a codestream (SOC, SIZ)";
+  if (n < 42) return "JPEG 2000 pixel data: the codestream's SIZ segment is cut short";
+  const unsigned xs = rd32(b + 8, true), ys = rd32(b + 12, true), xo = rd32(b + 16, true), yo = rd32(b + 20, true);
+  const unsigned xt = rd32(b + 24, true), yt = rd32(b + 28, true), comps = rd16(b + 40, true);
+  const bool size_ok = xs > xo && ys > yo && xs - xo == static_cast<unsigned>(in.cols) &&
+                       ys - yo == static_cast<unsigned>(in.rows);
+  if (!size_ok || xt == 0 || yt == 0 || comps != static_cast<unsigned>(in.samples_per_pixel)) {
+    char msg[200];
+    std::snprintf(msg, sizeof msg,
+                  "JPEG 2000 pixel data: the codestream declares %lld x %lld pixels (tiles %u x %u), %u "
+                  "components; the attributes %d x %d, %d",
+                  static_cast<long long>(ys) - yo, static_cast<long long>(xs) - xo, yt, xt, comps, in.rows, in.cols,
+                  in.samples_per_pixel);
+    return msg;
+  }
+  return "";
+}
+
 // Returns "" when the file's structure fits it, else the reason.  Only Part 10 files (a
 // 128-byte preamble, "DICM", the file meta information) are read: without them the byte
 // order and VR handling are guesses, GDCM's heuristics for such files assert on some (a
 // Part 10 file with two stray bytes in front killed the process), and an archive's
 // exports are Part 10 files (PS3.10 7.1).  *pixels: false when the file was walked and
 // holds no pixel data element.
-std::string check_structure(const char *path, long long fsize, bool *pixels, FirstFragment *frag) {
+std::string check_structure(const char *path, long long fsize, bool *pixels, PixelLayout *frag) {
   ByteWindow w(path, fsize);
   *pixels = true;
-  *frag = FirstFragment{};
+  *frag = PixelLayout{};
   const unsigned char *pre = w.at(128, 4);
   if (!pre || std::memcmp(pre, "DICM", 4) != 0) return "not a DICOM Part 10 file (no \"DICM\" at byte 128)";
   // the file meta information, noting the transfer syntax
@@ -589,7 +632,7 @@ std::string check_structure(const char *path, long long fsize, bool *pixels, Fir
   WalkSyntax ts{syntax != "1.2.840.10008.1.2", syntax == "1.2.840.10008.1.2.2"};
   std::string bad = walk_dataset(w, &pos, fsize, false, ts, 0);
   *pixels = w.pixel_data_seen;
-  *frag = FirstFragment{w.first_fragment, w.first_fragment_length, syntax};
+  *frag = PixelLayout{w.first_fragment, w.first_fragment_length, syntax, w.pixel_overrun};
   return bad.empty() ? "" : "data set: " + bad;
 }
 
@@ -762,7 +805,7 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
   try {
     long long fsize = 0; /* measured once, used by every length check below */
     bool has_pixels = true;
-    FirstFragment frag;
+    PixelLayout frag;
     {
       std::ifstream probe(path, std::ios::binary | std::ios::ate);
       if (!probe) {
@@ -833,11 +876,17 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
         fill_info(hdr.GetFile(), &f->info, &f->luts);
         f->info.pixels_readable = true;
         grayscale_only(&f->info);
-        const std::string jpeg_bad = has_pixels && f->info.pixels_readable ? jpeg_header_fault(path, frag) : "";
-        if (!has_pixels || !f->info.pixels_readable || !jpeg_bad.empty()) {
-          if (!has_pixels || !jpeg_bad.empty()) {
+        // GDCM's image reader allocates what the pixel data declares before it finds the file
+        // short (4 GB for a length field with a flipped bit): a cut pixel data stops here
+        std::string pixel_bad = frag.overrun > 0 ? "pixel data truncated: it declares " + std::to_string(frag.overrun) +
+                                                      " bytes more than the file holds"
+                                                : "";
+        if (pixel_bad.empty() && has_pixels && f->info.pixels_readable) pixel_bad = jpeg_header_fault(path, frag);
+        if (pixel_bad.empty() && has_pixels && f->info.pixels_readable) pixel_bad = j2k_header_fault(path, frag, f->info);
+        if (!has_pixels || !f->info.pixels_readable || !pixel_bad.empty()) {
+          if (!has_pixels || !pixel_bad.empty()) {
             f->info.pixels_readable = false;
-            copy_to(f->info.pixel_error, sizeof f->info.pixel_error, has_pixels ? jpeg_bad : "no pixel data");
+            copy_to(f->info.pixel_error, sizeof f->info.pixel_error, has_pixels ? pixel_bad : "no pixel data");
           }
           *info = f->info;
           return f;

@@ -173,6 +173,23 @@ if shared and os.path.isdir(shared):
     assert soi > 0 and b[seg] == 0xFF
     b[seg:seg + 2] = b"\0\0"
     open(os.path.join(out, "jpeg_stray.dcm"), "wb").write(bytes(b))
+    # JPEG 2000: a first fragment that is not a codestream, and the pixel data's undefined
+    # length turned into 4 GB (a fuzzer's flipped bits): GDCM went on with both and made the
+    # process allocate 4-5 GB before it failed
+    ds = pydicom.dcmread(os.path.join(shared, "wg04", "RG3_J2KI.dcm"))  # one frame, lossy
+    ds.ViewPosition, ds.PatientSex, ds.ImageLaterality = "CC", "F", "R"
+    ds.PatientID, ds.StudyInstanceUID = ok[0]["patient_id"], ok[0]["study_uid"]
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    j = bytearray(buf.getvalue())
+    pd = max(j.find(b"\xe0\x7f\x10\x00" + vr + b"\0\0\xff\xff\xff\xff") for vr in (b"OB", b"OW"))
+    soc = j.find(b"\xff\x4f\xff\x51", pd)
+    assert pd > 0 and soc > pd
+    k = bytearray(j)
+    k[soc:soc + 4] = b"\0\0\0\0"
+    open(os.path.join(out, "j2k_no_soc.dcm"), "wb").write(bytes(k))
+    j[pd + 8:pd + 12] = b"\0\xff\xff\xff"
+    open(os.path.join(out, "j2k_4gb.dcm"), "wb").write(bytes(j))
 PY
 ln "$t/a,comma.dcm" "$t/z_hardlink.dcm"           # a second path to one file: a duplicate
 ln -s "../c\"quote.dcm" "$t/sub/z_symlink.dcm"     # and through a symbolic link
@@ -204,13 +221,14 @@ if os.path.exists(os.path.join(tree, "palette.dcm")):
     for k in range(3):
         want[f"ct_cut{k}.dcm"] = "failed:not_dicom"
     want["columns_is.dcm"] = "failed:not_dicom"
-    want["jpeg_stray.dcm"] = "discarded:decode_error"
+    want["jpeg_stray.dcm"] = want["j2k_no_soc.dcm"] = want["j2k_4gb.dcm"] = "discarded:decode_error"
 bad = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
 # the reasons name the fault
 detail = {r["file"]: r["detail"].replace(";", ",") for r in rows}  # the audit writes commas as ;
 why = {"dup_rows.dcm": "(0028,0010) appears twice", "shifted.dcm": "not a DICOM Part 10 file",
        "no_columns.dcm": "no pixels (Rows", "columns_is.dcm": "(0028,0011) has VR IS where the standard has US",
-       "jpeg_stray.dcm": "JPEG pixel data: stray bytes where a marker belongs"}
+       "jpeg_stray.dcm": "JPEG pixel data: stray bytes where a marker belongs",
+       "j2k_no_soc.dcm": "does not begin with a codestream", "j2k_4gb.dcm": "bytes more than the file holds"}
 bad.update({k: (detail.get(k), v) for k, v in why.items() if k in want and v not in detail.get(k, "")})
 extra = sorted(set(got) - set(want))
 j = json.load(open(os.path.join(rep, "preprocess.json")))["files"]
