@@ -806,6 +806,7 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
     long long fsize = 0; /* measured once, used by every length check below */
     bool has_pixels = true;
     PixelLayout frag;
+    bool pixels_checked = false; /* the pixel data checks before GDCM's image reader ran */
     {
       std::ifstream probe(path, std::ios::binary | std::ios::ate);
       if (!probe) {
@@ -891,8 +892,17 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
           *info = f->info;
           return f;
         }
+        pixels_checked = true;
         f->info = mp_dicom_info{};
         f->luts = lut_tables{};
+      }
+    }
+    if (!pixels_checked) {  // GDCM could not read the attributes alone: the checks that need none
+      const std::string bad = frag.overrun > 0 ? "pixel data truncated" : jpeg_header_fault(path, frag);
+      if (!bad.empty()) {
+        set_err(err, errlen, "not readable as DICOM: " + bad);
+        delete f;
+        return nullptr;
       }
     }
     f->reader.SetFileName(path);
