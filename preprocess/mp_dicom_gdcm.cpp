@@ -619,6 +619,9 @@ std::string check_structure(const char *path, long long fsize, bool *pixels, Pix
     pos += h.size + static_cast<long long>(h.length);
     if (pos - 132 > (1 << 20)) return "file meta information too long";
   }
+  // without it GDCM guesses the encoding, and a guess that differs from this walk's read a
+  // 16-bit length as a 3 GB value (fuzzer); PS3.10 7.1 makes it Type 1
+  if (syntax.empty()) return "file meta information without a Transfer Syntax UID (0002,0010)";
   if (syntax == "1.2.840.10008.1.2.1.99") {  // deflated: the data set inflated, then walked (explicit VR LE)
     std::vector<unsigned char> ds;
     std::string bad = inflate_rest(path, pos, &ds);

@@ -143,6 +143,14 @@ for k, n in enumerate([at[0] + 9, at[1] + 5, at[2] + 9, px + 6, px + 1000]):
 rows = src[0][at[2]:at[2] + 10]
 open(os.path.join(out, "dup_rows.dcm"), "wb").write(src[0][:at[2] + 10] + rows + src[0][at[2] + 10:])
 open(os.path.join(out, "shifted.dcm"), "wb").write(b"\0\0" + src[0])
+# and a file meta without its Transfer Syntax UID (GDCM guessed, and read a 16-bit length as a
+# 3 GB value)
+ts = src[0].find(b"\x02\x00\x10\x00UI")
+tl = 8 + int.from_bytes(src[0][ts + 6:ts + 8], "little")
+assert src[0][132:138] == b"\x02\x00\x00\x00UL" and ts > 0  # (0002,0000) first, its value at byte 140
+gl = int.from_bytes(src[0][140:144], "little") - tl
+open(os.path.join(out, "no_syntax.dcm"), "wb").write(src[0][:140] + gl.to_bytes(4, "little") + src[0][144:ts] +
+                                                     src[0][ts + tl:])
 cols = src[0].find(b"\x28\x00\x11\x00US\x02\x00")
 open(os.path.join(out, "no_columns.dcm"), "wb").write(src[0][:cols + 8] + b"\0\0" + src[0][cols + 10:])
 if shared and os.path.isdir(shared):
@@ -214,7 +222,7 @@ want = {"a,comma.dcm": "accepted", "b\nnewline.dcm": "accepted", 'c"quote.dcm': 
 for k in range(4):
     want[f"cut{k}.dcm"] = "failed:not_dicom"
 want["cut4.dcm"] = "discarded:decode_error"
-want["dup_rows.dcm"] = want["shifted.dcm"] = "failed:not_dicom"
+want["dup_rows.dcm"] = want["shifted.dcm"] = want["no_syntax.dcm"] = "failed:not_dicom"
 want["no_columns.dcm"] = "discarded:decode_error"
 if os.path.exists(os.path.join(tree, "palette.dcm")):
     want["palette.dcm"] = "discarded:decode_error"
@@ -226,6 +234,7 @@ bad = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
 # the reasons name the fault
 detail = {r["file"]: r["detail"].replace(";", ",") for r in rows}  # the audit writes commas as ;
 why = {"dup_rows.dcm": "(0028,0010) appears twice", "shifted.dcm": "not a DICOM Part 10 file",
+       "no_syntax.dcm": "without a Transfer Syntax UID",
        "no_columns.dcm": "no pixels (Rows", "columns_is.dcm": "(0028,0011) has VR IS where the standard has US",
        "jpeg_stray.dcm": "JPEG pixel data: stray bytes where a marker belongs",
        "j2k_no_soc.dcm": "does not begin with a codestream", "j2k_4gb.dcm": "bytes more than the file holds"}
