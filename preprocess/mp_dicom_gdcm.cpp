@@ -266,6 +266,7 @@ class ByteWindow {  // positioned reads of a file through one 64 KiB window, or 
   // bytes that the top-level pixel data (its value, or one of its fragments) declares beyond
   // the end of the file: the walk lets a cut pixel data pass to the pixel checks
   long long pixel_overrun = 0;
+  bool pixel_fragments_cut = false;  // the file ends inside its fragment sequence
 };
 
 // A deflated data set (raw deflate after the file meta information), inflated whole, at
@@ -473,11 +474,17 @@ std::string walk_dataset(ByteWindow &w, long long *pos, long long end, bool item
       const bool un = h.vr[0] == 'U' && h.vr[1] == 'N';
       if (!pixels && ts.explicit_vr && !sq && !un)
         return "element " + tag_name(h.group, h.elem) + " has an undefined length";
+      // encapsulated pixel data is OB (PS3.5 A.4); GDCM asserts on another VR (OD: fuzzer)
+      if (pixels && ts.explicit_vr && !un && !(h.vr[0] == 'O' && (h.vr[1] == 'B' || h.vr[1] == 'W')))
+        return std::string("encapsulated pixel data with VR ") + static_cast<char>(h.vr[0]) +
+               static_cast<char>(h.vr[1]);
       WalkSyntax inner = un ? WalkSyntax{false, false} : ts;
       std::string b = walk_items(w, pos, w.size(), true, inner, depth, pixels);
       // encapsulated pixel data that the end of the file cuts short: the pixel checks' case
-      if (!b.empty() && pixels && depth == 0 && (b.rfind("the file ends", 0) == 0 || b.find("beyond its end") != b.npos))
+      if (!b.empty() && pixels && depth == 0 && (b.rfind("the file ends", 0) == 0 || b.find("beyond its end") != b.npos)) {
+        w.pixel_fragments_cut = true;
         return "";
+      }
       if (!b.empty()) return b.find("(") == std::string::npos ? b + ", in element " + tag_name(h.group, h.elem) : b;
       continue;
     }
@@ -507,6 +514,7 @@ struct PixelLayout {
   unsigned length = 0;
   std::string syntax;
   long long overrun = 0;
+  bool cut = false;  // the file ends inside the fragments (GDCM's recovery from that asserts)
 };
 
 // A JPEG codestream's header (ITU T.81 B.2), from SOI to the first SOS, in the first
@@ -635,7 +643,7 @@ std::string check_structure(const char *path, long long fsize, bool *pixels, Pix
   WalkSyntax ts{syntax != "1.2.840.10008.1.2", syntax == "1.2.840.10008.1.2.2"};
   std::string bad = walk_dataset(w, &pos, fsize, false, ts, 0);
   *pixels = w.pixel_data_seen;
-  *frag = PixelLayout{w.first_fragment, w.first_fragment_length, syntax, w.pixel_overrun};
+  *frag = PixelLayout{w.first_fragment, w.first_fragment_length, syntax, w.pixel_overrun, w.pixel_fragments_cut};
   return bad.empty() ? "" : "data set: " + bad;
 }
 
@@ -881,10 +889,12 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
         f->info.pixels_readable = true;
         grayscale_only(&f->info);
         // GDCM's image reader allocates what the pixel data declares before it finds the file
-        // short (4 GB for a length field with a flipped bit): a cut pixel data stops here
+        // short (4 GB for a length field with a flipped bit), and asserts in its recovery from
+        // fragments that the file cuts short: cut pixel data stops here
         std::string pixel_bad = frag.overrun > 0 ? "pixel data truncated: it declares " + std::to_string(frag.overrun) +
                                                       " bytes more than the file holds"
-                                                : "";
+                                : frag.cut ? "pixel data truncated: the file ends inside its fragments"
+                                           : "";
         if (pixel_bad.empty() && has_pixels && f->info.pixels_readable) pixel_bad = jpeg_header_fault(path, frag);
         if (pixel_bad.empty() && has_pixels && f->info.pixels_readable) pixel_bad = j2k_header_fault(path, frag, f->info);
         if (!has_pixels || !f->info.pixels_readable || !pixel_bad.empty()) {
@@ -901,7 +911,7 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
       }
     }
     if (!pixels_checked) {  // GDCM could not read the attributes alone: the checks that need none
-      const std::string bad = frag.overrun > 0 ? "pixel data truncated" : jpeg_header_fault(path, frag);
+      const std::string bad = frag.overrun > 0 || frag.cut ? "pixel data truncated" : jpeg_header_fault(path, frag);
       if (!bad.empty()) {
         set_err(err, errlen, "not readable as DICOM: " + bad);
         delete f;

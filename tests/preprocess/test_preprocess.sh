@@ -196,6 +196,13 @@ if shared and os.path.isdir(shared):
     k = bytearray(j)
     k[soc:soc + 4] = b"\0\0\0\0"
     open(os.path.join(out, "j2k_no_soc.dcm"), "wb").write(bytes(k))
+    # the file ending 5 bytes into the second fragment's item header (GDCM's recovery asserted),
+    # and the encapsulated pixel data's VR as OD (GDCM asserted)
+    f1 = pd + 12 + 8 + int.from_bytes(j[pd + 16:pd + 20], "little")  # after the offset table
+    f2 = f1 + 8 + int.from_bytes(j[f1 + 4:f1 + 8], "little")
+    assert j[f1:f1 + 4] == b"\xfe\xff\x00\xe0" and j[f2:f2 + 4] == b"\xfe\xff\x00\xe0"
+    open(os.path.join(out, "j2k_cut.dcm"), "wb").write(bytes(j[:f2 + 5]))
+    open(os.path.join(out, "j2k_od.dcm"), "wb").write(bytes(j[:pd + 4] + b"OD" + j[pd + 6:]))
     j[pd + 8:pd + 12] = b"\0\xff\xff\xff"
     open(os.path.join(out, "j2k_4gb.dcm"), "wb").write(bytes(j))
 PY
@@ -230,6 +237,7 @@ if os.path.exists(os.path.join(tree, "palette.dcm")):
         want[f"ct_cut{k}.dcm"] = "failed:not_dicom"
     want["columns_is.dcm"] = "failed:not_dicom"
     want["jpeg_stray.dcm"] = want["j2k_no_soc.dcm"] = want["j2k_4gb.dcm"] = "discarded:decode_error"
+    want["j2k_cut.dcm"], want["j2k_od.dcm"] = "discarded:decode_error", "failed:not_dicom"
 bad = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
 # the reasons name the fault
 detail = {r["file"]: r["detail"].replace(";", ",") for r in rows}  # the audit writes commas as ;
@@ -237,7 +245,8 @@ why = {"dup_rows.dcm": "(0028,0010) appears twice", "shifted.dcm": "not a DICOM 
        "no_syntax.dcm": "without a Transfer Syntax UID",
        "no_columns.dcm": "no pixels (Rows", "columns_is.dcm": "(0028,0011) has VR IS where the standard has US",
        "jpeg_stray.dcm": "JPEG pixel data: stray bytes where a marker belongs",
-       "j2k_no_soc.dcm": "does not begin with a codestream", "j2k_4gb.dcm": "bytes more than the file holds"}
+       "j2k_no_soc.dcm": "does not begin with a codestream", "j2k_4gb.dcm": "bytes more than the file holds",
+       "j2k_cut.dcm": "the file ends inside its fragments", "j2k_od.dcm": "encapsulated pixel data with VR OD"}
 bad.update({k: (detail.get(k), v) for k, v in why.items() if k in want and v not in detail.get(k, "")})
 extra = sorted(set(got) - set(want))
 j = json.load(open(os.path.join(rep, "preprocess.json")))["files"]
