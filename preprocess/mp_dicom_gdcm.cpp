@@ -231,6 +231,16 @@ class StderrCapture {
 // transfer syntax (explicit or implicit VR, little or big endian); a deflated data set is
 // inflated (zlib) and walked in memory.
 
+// The top-level pixel data as the structure walk found it (the walk lets pixel data that the
+// file cuts short pass, for the pixel checks before GDCM's image reader).
+struct PixelLayout {
+  long long pos = -1;   // encapsulated: where the first fragment's value starts (-1: none)
+  unsigned length = 0;  // and its length
+  std::string syntax;   // the file's transfer syntax
+  long long overrun = 0;  // bytes its value or one of its fragments declares past the end of the file
+  bool cut = false;       // the file ends inside the fragments (GDCM's recovery from that asserts)
+};
+
 class ByteWindow {  // positioned reads of a file through one 64 KiB window, or of bytes in memory
  public:
   ByteWindow(const char *path, long long size) : in_(path, std::ios::binary), size_(size) {}
@@ -260,13 +270,7 @@ class ByteWindow {  // positioned reads of a file through one 64 KiB window, or 
 
  public:
   bool pixel_data_seen = false;  // a top-level (7FE0,0010) was walked
-  // encapsulated top-level pixel data: where its first fragment's value starts, its length
-  long long first_fragment = -1;
-  unsigned first_fragment_length = 0;
-  // bytes that the top-level pixel data (its value, or one of its fragments) declares beyond
-  // the end of the file: the walk lets a cut pixel data pass to the pixel checks
-  long long pixel_overrun = 0;
-  bool pixel_fragments_cut = false;  // the file ends inside its fragment sequence
+  PixelLayout pixels;            // and what it holds
 };
 
 // A deflated data set (raw deflate after the file meta information), inflated whole, at
@@ -410,8 +414,8 @@ std::string walk_items(ByteWindow &w, long long *pos, long long end, bool delimi
       return "a sequence holds " + tag_name(h.group, h.elem) + " where an item belongs";
     *pos += 8;
     if (fragments && depth == 0 && n == 1 && h.length != kUndefined) {  // item 0 is the offset table
-      w.first_fragment = *pos;
-      w.first_fragment_length = h.length;
+      w.pixels.pos = *pos;
+      w.pixels.length = h.length;
     }
     if (h.length == kUndefined) {
       if (fragments) return "an encapsulated pixel data fragment of undefined length";
@@ -420,7 +424,7 @@ std::string walk_items(ByteWindow &w, long long *pos, long long end, bool delimi
     } else {
       long long item_end = *pos + static_cast<long long>(h.length);
       if (item_end > (delimited ? w.size() : end)) {
-        if (fragments && depth == 0) w.pixel_overrun = std::max(w.pixel_overrun, item_end - w.size());
+        if (fragments && depth == 0) w.pixels.overrun = std::max(w.pixels.overrun, item_end - w.size());
         if (fragments && n == 0)  // GDCM asserts on this one; a later fragment cut short it reports
           return "the basic offset table of the pixel data declares " + std::to_string(h.length) +
                  " bytes, more than the file holds";
@@ -482,7 +486,7 @@ std::string walk_dataset(ByteWindow &w, long long *pos, long long end, bool item
       std::string b = walk_items(w, pos, w.size(), true, inner, depth, pixels);
       // encapsulated pixel data that the end of the file cuts short: the pixel checks' case
       if (!b.empty() && pixels && depth == 0 && (b.rfind("the file ends", 0) == 0 || b.find("beyond its end") != b.npos)) {
-        w.pixel_fragments_cut = true;
+        w.pixels.cut = true;
         return "";
       }
       if (!b.empty()) return b.find("(") == std::string::npos ? b + ", in element " + tag_name(h.group, h.elem) : b;
@@ -492,7 +496,7 @@ std::string walk_dataset(ByteWindow &w, long long *pos, long long end, bool item
     // pixel data that runs past the end of the file: GDCM reads the attributes before it
     // safely, and the pixel checks report it ("pixel data truncated")
     if (depth == 0 && h.group == 0x7FE0 && h.elem == 0x0010 && value_end > end) {
-      w.pixel_overrun = value_end - end;
+      w.pixels.overrun = value_end - end;
       return "";
     }
     if (value_end > (item_delimited ? w.size() : end))
@@ -505,17 +509,6 @@ std::string walk_dataset(ByteWindow &w, long long *pos, long long end, bool item
     *pos = value_end;
   }
 }
-
-// The top-level pixel data as the walk found it: the first fragment of encapsulated pixel
-// data (pos -1: none), the file's transfer syntax, and the bytes it declares past the end
-// of the file.
-struct PixelLayout {
-  long long pos = -1;
-  unsigned length = 0;
-  std::string syntax;
-  long long overrun = 0;
-  bool cut = false;  // the file ends inside the fragments (GDCM's recovery from that asserts)
-};
 
 // A JPEG codestream's header (ITU T.81 B.2), from SOI to the first SOS, in the first
 // fragment of a JPEG-encapsulated file (PS3.5 A.4.1: each frame's first fragment begins
@@ -590,6 +583,18 @@ std::string j2k_header_fault(const char *path, const PixelLayout &fr, const mp_d
   return "";
 }
 
+// The checks of the top-level pixel data before GDCM's image reader runs: GDCM allocates what
+// the pixel data declares before it finds the file short (4 GB for a length field with a
+// flipped bit) and asserts in its recovery from fragments that the file cuts short; then the
+// JPEG and (with the attributes, `in`) the JPEG 2000 headers.  "" when none fails.
+std::string pixel_data_fault(const char *path, const PixelLayout &fr, const mp_dicom_info *in) {
+  if (fr.overrun > 0)
+    return "pixel data truncated: it declares " + std::to_string(fr.overrun) + " bytes more than the file holds";
+  if (fr.cut) return "pixel data truncated: the file ends inside its fragments";
+  std::string bad = jpeg_header_fault(path, fr);
+  return bad.empty() && in ? j2k_header_fault(path, fr, *in) : bad;
+}
+
 // Returns "" when the file's structure fits it, else the reason.  Only Part 10 files (a
 // 128-byte preamble, "DICM", the file meta information) are read: without them the byte
 // order and VR handling are guesses, GDCM's heuristics for such files assert on some (a
@@ -643,7 +648,8 @@ std::string check_structure(const char *path, long long fsize, bool *pixels, Pix
   WalkSyntax ts{syntax != "1.2.840.10008.1.2", syntax == "1.2.840.10008.1.2.2"};
   std::string bad = walk_dataset(w, &pos, fsize, false, ts, 0);
   *pixels = w.pixel_data_seen;
-  *frag = PixelLayout{w.first_fragment, w.first_fragment_length, syntax, w.pixel_overrun, w.pixel_fragments_cut};
+  *frag = w.pixels;
+  frag->syntax = syntax;
   return bad.empty() ? "" : "data set: " + bad;
 }
 
@@ -888,20 +894,14 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
         fill_info(hdr.GetFile(), &f->info, &f->luts);
         f->info.pixels_readable = true;
         grayscale_only(&f->info);
-        // GDCM's image reader allocates what the pixel data declares before it finds the file
-        // short (4 GB for a length field with a flipped bit), and asserts in its recovery from
-        // fragments that the file cuts short: cut pixel data stops here
-        std::string pixel_bad = frag.overrun > 0 ? "pixel data truncated: it declares " + std::to_string(frag.overrun) +
-                                                      " bytes more than the file holds"
-                                : frag.cut ? "pixel data truncated: the file ends inside its fragments"
-                                           : "";
-        if (pixel_bad.empty() && has_pixels && f->info.pixels_readable) pixel_bad = jpeg_header_fault(path, frag);
-        if (pixel_bad.empty() && has_pixels && f->info.pixels_readable) pixel_bad = j2k_header_fault(path, frag, f->info);
-        if (!has_pixels || !f->info.pixels_readable || !pixel_bad.empty()) {
-          if (!has_pixels || !pixel_bad.empty()) {
-            f->info.pixels_readable = false;
-            copy_to(f->info.pixel_error, sizeof f->info.pixel_error, has_pixels ? pixel_bad : "no pixel data");
-          }
+        const std::string pixel_bad = !has_pixels              ? "no pixel data"
+                                      : f->info.pixels_readable ? pixel_data_fault(path, frag, &f->info)
+                                                                : "";
+        if (!pixel_bad.empty()) {
+          f->info.pixels_readable = false;
+          copy_to(f->info.pixel_error, sizeof f->info.pixel_error, pixel_bad);
+        }
+        if (!f->info.pixels_readable) {
           *info = f->info;
           return f;
         }
@@ -911,7 +911,7 @@ mp_dicom_file *mp_dicom_open(const char *path, mp_dicom_info *info, char *err, s
       }
     }
     if (!pixels_checked) {  // GDCM could not read the attributes alone: the checks that need none
-      const std::string bad = frag.overrun > 0 || frag.cut ? "pixel data truncated" : jpeg_header_fault(path, frag);
+      const std::string bad = pixel_data_fault(path, frag, nullptr);
       if (!bad.empty()) {
         set_err(err, errlen, "not readable as DICOM: " + bad);
         delete f;
